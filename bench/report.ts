@@ -1,0 +1,173 @@
+// Turns a bench result into the terminal table and the latency-vs-load SVG.
+import type { UnaryResult } from "./protocol.js";
+import type { BenchResult } from "./results.js";
+import type { LatencySummary } from "./stats.js";
+
+function table(headers: string[], rows: (string | number)[][], alignLeft = 1): string {
+  const cells = [headers, ...rows.map((row) => row.map(String))];
+  const widths = headers.map((_, column) => Math.max(...cells.map((row) => (row[column] ?? "").length)));
+  const line = (row: string[]): string =>
+    row.map((cell, column) => (column < alignLeft ? cell.padEnd(widths[column] ?? 0) : cell.padStart(widths[column] ?? 0))).join("  ");
+  return [line(headers), widths.map((w) => "-".repeat(w)).join("  "), ...cells.slice(1).map(line)].map((l) => `  ${l.trimEnd()}`).join("\n");
+}
+
+const n = (value: number): string => (Math.abs(value) >= 100 ? Math.round(value).toLocaleString("en-US") : String(Math.round(value * 10) / 10));
+const ms = (value: number): string => (value >= 100 ? String(Math.round(value)) : value >= 10 ? value.toFixed(1) : value.toFixed(2));
+const lat = (l: LatencySummary): string[] => [ms(l.p50), ms(l.p90), ms(l.p99), ms(l.max)];
+const errs = (counts: Record<string, number>): string =>
+  Object.entries(counts)
+    .map(([code, count]) => `${code}:${count}`)
+    .join(" ") || "0";
+
+export function renderTable(result: BenchResult): string {
+  const out: string[] = [];
+  const m = result.machine;
+  out.push(`OrderFlow bench (${result.mode}) — ${m.date}, commit ${m.gitCommit}${m.gitDirty ? "+dirty" : ""}`);
+  out.push(`${m.cores} × ${m.cpuModel}, ${n(m.totalMemoryMb)} MiB, Node ${m.node}, Postgres ${m.postgres}, NATS ${m.nats}; load average ${m.loadAverageAtStart.join(" ")} at start, ${m.loadAverageAtEnd.join(" ")} at end`);
+  out.push(`${result.config.target ? `targets ${JSON.stringify(result.config.target)}` : "system started here (tools/system.ts)"}; LOG_LEVEL=${result.config.logLevel}; generator: ${result.config.generator}`);
+  out.push("");
+  out.push("Saga (open loop; latencies in ms; e2e = CreateOrder answered → CONFIRMED seen by the generator)");
+  out.push(
+    table(
+      ["offered/s", "accepted/s", "completed/s", "backlog", "drain s", "errors", "create p50", "p90", "p99", "max", "e2e p50", "p90", "p99", "max", "gen cpu%", "cpu% per service"],
+      result.saga.steps.map((s) => [
+        n(s.offeredPerSec),
+        n(s.acceptedPerSec),
+        `${n(s.completedPerSec)}${s.saturated ? " *" : ""}`,
+        n(s.backlogAtEnd),
+        `${(s.drainMs / 1000).toFixed(1)}${s.drained ? "" : "!"}`,
+        errs(s.createErrors) + (s.dropped > 0 ? ` dropped:${s.dropped}` : ""),
+        ...lat(s.createLatency),
+        ...lat(s.e2eLatency),
+        n(s.generatorCpuPercent),
+        Object.entries(s.serviceCpuPercent)
+          .map(([name, cpu]) => `${name.slice(0, 5)} ${Math.round(cpu)}`)
+          .join(", "),
+      ]),
+      0,
+    ),
+  );
+  const saturated = result.saga.steps.filter((s) => s.saturated);
+  out.push(
+    `  max completed ${n(result.saga.maxCompletedPerSec)}/s; kept up with ${n(result.saga.sustainedPerSec)}/s offered` +
+      (saturated.length > 0 ? `; * saturated: ${saturated.map((s) => `${n(s.offeredPerSec)}/s (${s.saturationReason})`).join("; ")}` : "; did not saturate"),
+  );
+  out.push("");
+  out.push("Queries and transports (closed loop; latencies in ms)");
+  const unaryRows = (list: UnaryResult[]): (string | number)[][] =>
+    list.map((q) => [q.name, q.protocol, q.concurrency, n(q.perSec), ...lat(q.latency), errs(q.errors) + (q.exhausted ? " (ids ran out)" : ""), n(q.generatorCpuPercent)]);
+  out.push(
+    table(
+      ["call", "protocol", "conc", "req/s", "p50", "p90", "p99", "max", "errors", "gen cpu%"],
+      [...unaryRows(result.queries), ...unaryRows(result.transport), ...unaryRows([result.ceilings.grpcJs])],
+      2,
+    ),
+  );
+  if (result.transportH2load.length > 0) {
+    out.push("");
+    out.push("Transports under h2load (C generator, one thread; gRPC over h2c, Connect over HTTP/1.1 JSON; latencies in ms)");
+    out.push(
+      table(
+        ["call", "protocol", "conc", "req/s", "mean", "max", "failed"],
+        result.transportH2load.map((t) => [t.name, t.protocol, t.concurrency, n(t.perSec), ms(t.latencyMeanMs), ms(t.latencyMaxMs), t.failed]),
+        2,
+      ),
+    );
+  }
+  out.push("");
+  const c = result.ceilings;
+  out.push("Ceilings (same machine, same run)");
+  out.push(`  bare @grpc/grpc-js unary (Health/Check, grpc-js client): ${n(c.grpcJs.perSec)} req/s`);
+  out.push(`  JetStream publish→consume round trips: ${n(c.jetstream.roundTripMsgsPerSec)} msgs/s (publishes ${n(c.jetstream.publishMsgsPerSec)}/s; ${n(c.jetstream.messages)} × ${c.jetstream.payloadBytes} B, ${c.jetstream.window} in flight)`);
+  out.push(`  Postgres BEGIN; INSERT; COMMIT at ${c.postgres.connections} connections: ${n(c.postgres.txPerSec)} tx/s (p99 ${ms(c.postgres.latency.p99)} ms)`);
+  out.push("");
+  out.push("Ratios (system ÷ ceiling)");
+  out.push(table(["figure", "system", "ceiling", "ratio", "note"], result.ratios.map((r) => [r.name, `${n(r.system)} ${r.unit}`, n(r.ceiling), r.ratio.toFixed(3), r.note]), 1));
+  out.push("");
+  out.push("Resident memory per process (MiB)");
+  out.push(table(["process", "pid", "idle", "peak sampled", "VmHWM"], result.resources.map((r) => [r.name, r.pid ?? "?", r.idleRssMb ?? "?", r.peakRssMb ?? "?", r.hwmMb ?? "?"]), 1));
+  if (result.notes.length > 0) {
+    out.push("");
+    out.push("Notes");
+    for (const note of result.notes) out.push(`  - ${note}`);
+  }
+  return out.join("\n");
+}
+
+// ---------------------------------------------------------------- SVG
+
+const escapeXml = (text: string): string => text.replace(/&/g, "&amp;").replace(/</g, "&lt;").replace(/>/g, "&gt;");
+
+/** Latency (p50, p99; log scale) of CreateOrder and of the whole saga against offered load, drawn by hand. */
+export function renderSvg(result: BenchResult): string {
+  const width = 760;
+  const height = 440;
+  const left = 70;
+  const right = 180;
+  const top = 50;
+  const bottom = 60;
+  const plotW = width - left - right;
+  const plotH = height - top - bottom;
+  const steps = result.saga.steps;
+  const series = [
+    { name: "saga e2e p99", color: "#d62728", dash: "", pick: (s: (typeof steps)[number]) => s.e2eLatency.p99 },
+    { name: "saga e2e p50", color: "#d62728", dash: "6 4", pick: (s: (typeof steps)[number]) => s.e2eLatency.p50 },
+    { name: "CreateOrder p99", color: "#1f77b4", dash: "", pick: (s: (typeof steps)[number]) => s.createLatency.p99 },
+    { name: "CreateOrder p50", color: "#1f77b4", dash: "6 4", pick: (s: (typeof steps)[number]) => s.createLatency.p50 },
+  ];
+  const values = steps.flatMap((s) => series.map((line) => line.pick(s))).filter((v) => v > 0);
+  const minY = 10 ** Math.floor(Math.log10(Math.max(0.1, Math.min(1, ...values))));
+  const maxY = 10 ** Math.ceil(Math.log10(Math.max(100, ...values)));
+  const maxX = Math.max(1, ...steps.map((s) => s.offeredPerSec)) * 1.05;
+  const x = (rate: number): number => left + (rate / maxX) * plotW;
+  const y = (value: number): number => top + plotH - ((Math.log10(Math.max(minY, value)) - Math.log10(minY)) / (Math.log10(maxY) - Math.log10(minY))) * plotH;
+  const parts: string[] = [];
+  parts.push(`<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${height}" viewBox="0 0 ${width} ${height}" font-family="sans-serif" font-size="12">`);
+  parts.push(`<rect width="${width}" height="${height}" fill="#fff"/>`);
+  const m = result.machine;
+  parts.push(`<text x="${left}" y="22" font-size="15" font-weight="bold">OrderFlow: latency against offered load (${escapeXml(result.mode)} run)</text>`);
+  parts.push(`<text x="${left}" y="38" fill="#555">${escapeXml(`${m.date.slice(0, 10)}, commit ${m.gitCommit}, ${m.cores} cores, Node ${m.node}; max ${Math.round(result.saga.maxCompletedPerSec)} sagas/s completed`)}</text>`);
+  // Grid: decades on y, rate ticks on x.
+  for (let decade = minY; decade <= maxY * 1.0001; decade *= 10) {
+    parts.push(`<line x1="${left}" x2="${left + plotW}" y1="${y(decade).toFixed(1)}" y2="${y(decade).toFixed(1)}" stroke="#ddd"/>`);
+    parts.push(`<text x="${left - 6}" y="${(y(decade) + 4).toFixed(1)}" text-anchor="end">${decade >= 1 ? decade : decade.toFixed(1)}</text>`);
+  }
+  const xStep = niceStep(maxX / 6);
+  for (let rate = 0; rate <= maxX; rate += xStep) {
+    parts.push(`<line x1="${x(rate).toFixed(1)}" x2="${x(rate).toFixed(1)}" y1="${top}" y2="${top + plotH}" stroke="#eee"/>`);
+    parts.push(`<text x="${x(rate).toFixed(1)}" y="${top + plotH + 16}" text-anchor="middle">${rate}</text>`);
+  }
+  parts.push(`<rect x="${left}" y="${top}" width="${plotW}" height="${plotH}" fill="none" stroke="#333"/>`);
+  parts.push(`<text x="${left + plotW / 2}" y="${height - 18}" text-anchor="middle">offered load (orders/s, open loop)</text>`);
+  parts.push(`<text transform="translate(18 ${top + plotH / 2}) rotate(-90)" text-anchor="middle">latency (ms, log scale)</text>`);
+  // The goal: e2e p99 under 100 ms at half the target rate.
+  if (100 >= minY && 100 <= maxY) {
+    parts.push(`<line x1="${left}" x2="${left + plotW}" y1="${y(100).toFixed(1)}" y2="${y(100).toFixed(1)}" stroke="#2ca02c" stroke-dasharray="2 3"/>`);
+    parts.push(`<text x="${left + plotW - 4}" y="${(y(100) - 4).toFixed(1)}" text-anchor="end" fill="#2ca02c">100 ms</text>`);
+  }
+  for (const line of series) {
+    const points = steps.filter((s) => line.pick(s) > 0).map((s) => `${x(s.offeredPerSec).toFixed(1)},${y(line.pick(s)).toFixed(1)}`);
+    if (points.length > 1) parts.push(`<polyline points="${points.join(" ")}" fill="none" stroke="${line.color}" stroke-width="2"${line.dash ? ` stroke-dasharray="${line.dash}"` : ""}/>`);
+    for (const point of points) {
+      const [px, py] = point.split(",");
+      parts.push(`<circle cx="${px}" cy="${py}" r="3" fill="${line.color}"/>`);
+    }
+  }
+  // Saturated steps.
+  for (const step of steps.filter((s) => s.saturated)) {
+    parts.push(`<text x="${x(step.offeredPerSec).toFixed(1)}" y="${top + 14}" text-anchor="middle" fill="#d62728">saturated</text>`);
+  }
+  series.forEach((line, index) => {
+    const ly = top + 10 + index * 20;
+    parts.push(`<line x1="${left + plotW + 14}" x2="${left + plotW + 44}" y1="${ly}" y2="${ly}" stroke="${line.color}" stroke-width="2"${line.dash ? ` stroke-dasharray="${line.dash}"` : ""}/>`);
+    parts.push(`<text x="${left + plotW + 50}" y="${ly + 4}">${escapeXml(line.name)}</text>`);
+  });
+  parts.push("</svg>");
+  return `${parts.join("\n")}\n`;
+}
+
+function niceStep(raw: number): number {
+  const power = 10 ** Math.floor(Math.log10(Math.max(raw, 1e-9)));
+  for (const factor of [1, 2, 5, 10]) if (raw <= factor * power) return factor * power;
+  return 10 * power;
+}

@@ -1,0 +1,132 @@
+// Memory and CPU of processes, read from /proc (Linux). Elsewhere every figure
+// is null and the report says so.
+import { readdirSync, readFileSync } from "node:fs";
+
+export interface ProcessMemory {
+  rssMb: number;
+  hwmMb: number;
+}
+
+/** VmRSS and VmHWM (peak RSS) of a process, in MiB; undefined when it cannot be read. */
+export function readMemory(pid: number): ProcessMemory | undefined {
+  try {
+    const status = readFileSync(`/proc/${pid}/status`, "utf8");
+    const kb = (field: string): number => Number(new RegExp(`^${field}:\\s+(\\d+) kB`, "m").exec(status)?.[1] ?? Number.NaN);
+    const rss = kb("VmRSS");
+    const hwm = kb("VmHWM");
+    if (!Number.isFinite(rss) || !Number.isFinite(hwm)) return undefined;
+    return { rssMb: Math.round((rss / 1024) * 10) / 10, hwmMb: Math.round((hwm / 1024) * 10) / 10 };
+  } catch {
+    return undefined;
+  }
+}
+
+/** User + system CPU time of a process so far, in seconds (clock ticks of 1/100 s). */
+export function readCpuSeconds(pid: number): number | undefined {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+    // Fields after the command name (which may hold spaces) start after the last ')'.
+    const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+    const utime = Number(fields[11]);
+    const stime = Number(fields[12]);
+    if (!Number.isFinite(utime) || !Number.isFinite(stime)) return undefined;
+    return (utime + stime) / 100;
+  } catch {
+    return undefined;
+  }
+}
+
+/** Pids of processes whose command line contains `needle` (for --target: services started elsewhere). */
+export function findPids(needle: string): number[] {
+  const found: number[] = [];
+  let entries: string[];
+  try {
+    entries = readdirSync("/proc");
+  } catch {
+    return found;
+  }
+  for (const entry of entries) {
+    if (!/^\d+$/.test(entry)) continue;
+    try {
+      const cmdline = readFileSync(`/proc/${entry}/cmdline`, "utf8").replaceAll("\0", " ");
+      if (cmdline.includes(needle)) found.push(Number(entry));
+    } catch {
+      // Gone.
+    }
+  }
+  return found;
+}
+
+export interface ServiceFootprint {
+  name: string;
+  pid: number | null;
+  idleRssMb: number | null;
+  /** Largest VmRSS sampled while the bench ran. */
+  peakRssMb: number | null;
+  /** VmHWM at the end: the kernel's own peak RSS of the process. */
+  hwmMb: number | null;
+}
+
+/** Samples VmRSS of each process every `everyMs` and keeps the largest. */
+export class ResourceMonitor {
+  private readonly idle = new Map<string, number>();
+  private readonly peak = new Map<string, number>();
+  private timer: NodeJS.Timeout | undefined;
+
+  constructor(private readonly pids: ReadonlyMap<string, number | undefined>) {}
+
+  snapshotIdle(): void {
+    for (const [name, pid] of this.pids) {
+      const memory = pid === undefined ? undefined : readMemory(pid);
+      if (memory) this.idle.set(name, memory.rssMb);
+    }
+  }
+
+  start(everyMs = 250): void {
+    this.sample();
+    this.timer = setInterval(() => this.sample(), everyMs);
+    this.timer.unref();
+  }
+
+  private sample(): void {
+    for (const [name, pid] of this.pids) {
+      const memory = pid === undefined ? undefined : readMemory(pid);
+      if (memory) this.peak.set(name, Math.max(this.peak.get(name) ?? 0, memory.rssMb));
+    }
+  }
+
+  /** CPU seconds of every process now, for per-step CPU figures. */
+  cpu(): Map<string, number> {
+    const out = new Map<string, number>();
+    for (const [name, pid] of this.pids) {
+      const seconds = pid === undefined ? undefined : readCpuSeconds(pid);
+      if (seconds !== undefined) out.set(name, seconds);
+    }
+    return out;
+  }
+
+  /** % of one core each process used between two cpu() readings `elapsedMs` apart. */
+  static cpuPercent(before: Map<string, number>, after: Map<string, number>, elapsedMs: number): Record<string, number> {
+    const out: Record<string, number> = {};
+    for (const [name, end] of after) {
+      const start = before.get(name);
+      if (start !== undefined && elapsedMs > 0) out[name] = Math.round(((end - start) / (elapsedMs / 1_000)) * 1_000) / 10;
+    }
+    return out;
+  }
+
+  stop(): ServiceFootprint[] {
+    if (this.timer) clearInterval(this.timer);
+    this.sample();
+    return [...this.pids].map(([name, pid]) => {
+      const memory = pid === undefined ? undefined : readMemory(pid);
+      return {
+        name,
+        pid: pid ?? null,
+        idleRssMb: this.idle.get(name) ?? null,
+        peakRssMb: this.peak.get(name) ?? null,
+        hwmMb: memory?.hwmMb ?? null,
+      };
+    });
+  }
+}

@@ -1,0 +1,106 @@
+// The shape of a bench result (bench/results/*.json) and a checker for it.
+import type { JetStreamCeilingResult, PgCeilingResult, SagaStepResult, UnaryResult } from "./protocol.js";
+import type { H2loadResult } from "./h2load.js";
+import type { ServiceFootprint } from "./resources.js";
+
+export const resultSchema = "orderflow-bench/1";
+
+export interface MachineFacts {
+  cores: number;
+  cpuModel: string;
+  totalMemoryMb: number;
+  platform: string;
+  kernel: string;
+  node: string;
+  gitCommit: string;
+  gitDirty: boolean;
+  date: string;
+  postgres: string;
+  nats: string;
+  /** 1-, 5- and 15-minute load averages when the run started and when it ended (other work on the machine skews every figure). */
+  loadAverageAtStart: number[];
+  loadAverageAtEnd: number[];
+}
+
+export interface Ratio {
+  name: string;
+  system: number;
+  ceiling: number;
+  /** system / ceiling */
+  ratio: number;
+  unit: string;
+  note: string;
+}
+
+export interface BenchResult {
+  schema: typeof resultSchema;
+  mode: "full" | "quick" | "smoke";
+  startedAt: string;
+  finishedAt: string;
+  machine: MachineFacts;
+  config: {
+    stepMs: number;
+    runMs: number;
+    rates: number[];
+    concurrency: number;
+    customers: number;
+    products: number;
+    target: Record<string, string> | null;
+    logLevel: string;
+    serviceEnv: Record<string, Record<string, string>>;
+    generator: string;
+  };
+  seed: { customers: number; products: number; ms: number };
+  saga: {
+    steps: (SagaStepResult & { serviceCpuPercent: Record<string, number>; saturated: boolean; saturationReason: string })[];
+    /** Highest completed sagas/s in any step. */
+    maxCompletedPerSec: number;
+    /** Highest offered rate the system kept up with (0 when none). */
+    sustainedPerSec: number;
+    saturated: boolean;
+  };
+  queries: UnaryResult[];
+  transport: UnaryResult[];
+  ceilings: {
+    grpcJs: UnaryResult;
+    postgres: PgCeilingResult;
+    jetstream: JetStreamCeilingResult;
+  };
+  /** The same transports loaded by h2load (empty when it is not installed). */
+  transportH2load: H2loadResult[];
+  tools: { h2load: string | null };
+  ratios: Ratio[];
+  resources: ServiceFootprint[];
+  notes: string[];
+}
+
+/** Problems with a result: missing sections, non-finite numbers. Empty = well-formed. */
+export function checkResult(value: unknown): string[] {
+  const problems: string[] = [];
+  const walk = (node: unknown, path: string): void => {
+    if (typeof node === "number" && !Number.isFinite(node)) problems.push(`${path} is ${node}`);
+    else if (Array.isArray(node)) node.forEach((item, index) => walk(item, `${path}[${index}]`));
+    else if (typeof node === "object" && node !== null) for (const [key, child] of Object.entries(node)) walk(child, `${path}.${key}`);
+  };
+  walk(value, "$");
+  if (typeof value !== "object" || value === null) return ["result is not an object"];
+  const result = value as Partial<BenchResult>;
+  if (result.schema !== resultSchema) problems.push(`schema is ${String(result.schema)}`);
+  for (const section of ["machine", "config", "seed", "saga", "queries", "transport", "ceilings", "transportH2load", "tools", "ratios", "resources"] as const) {
+    if (result[section] === undefined) problems.push(`section ${section} is missing`);
+  }
+  if (result.saga && result.saga.steps.length === 0) problems.push("saga has no steps");
+  if (result.queries) {
+    for (const name of ["GetOrder warm", "GetOrder cold", "ListOrders", "CreateOrder"]) {
+      for (const protocol of ["grpc", "connect"] as const) {
+        if (name === "CreateOrder" && protocol === "connect") continue;
+        if (!result.queries.some((q) => q.name === name && q.protocol === protocol)) problems.push(`query ${name} over ${protocol} is missing`);
+      }
+    }
+  }
+  if (result.ceilings) {
+    for (const ceiling of ["grpcJs", "postgres", "jetstream"] as const) if (!result.ceilings[ceiling]) problems.push(`ceiling ${ceiling} is missing`);
+  }
+  if (result.resources && result.resources.length === 0) problems.push("no service resources");
+  return problems;
+}

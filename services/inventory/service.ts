@@ -1,0 +1,44 @@
+import { InventoryService } from "../../gen/orderflow/inventory/v1/inventory_pb.js";
+import { CommitStockSchema, ReleaseStockSchema, ReserveStockSchema } from "../../gen/orderflow/inventory/v1/saga_pb.js";
+import { connectBus } from "../platform/bus-runtime.js";
+import { loadConfig } from "../platform/config.js";
+import { on, startParticipant } from "../platform/saga-participant.js";
+import { commitStock, releaseStock, reserveStock } from "./reservations.js";
+import type { ServiceContext, ServiceParts } from "../platform/host.js";
+import { migrateServiceSchema, openServiceDatabase } from "../platform/service-database.js";
+import { bind } from "../platform/rpc/binding.js";
+import { inventoryApi } from "./api.js";
+import { inventoryConfigShape } from "./config.js";
+import { seedDemoCatalogue } from "./demo-catalogue.js";
+import { ProductStore } from "./store.js";
+
+export const schema = "inventory";
+
+export function migrate(context: ServiceContext): Promise<void> {
+  return migrateServiceSchema(context, loadConfig(inventoryConfigShape), schema);
+}
+
+export async function start(context: ServiceContext): Promise<ServiceParts> {
+  const config = loadConfig(inventoryConfigShape);
+  const db = await openServiceDatabase(context, config, schema);
+  if (config.SEED_DEMO_DATA) context.logger.info("demo catalogue seeded", { inserted: await seedDemoCatalogue(db.primary) });
+  const store = new ProductStore(db);
+  const bus = await connectBus({ url: config.NATS_URL, name: context.name, logger: context.logger });
+  const workers = await startParticipant({
+    bus,
+    db,
+    schema,
+    domain: "inventory",
+    logger: context.logger,
+    handlers: Object.fromEntries([on(ReserveStockSchema, reserveStock), on(ReleaseStockSchema, releaseStock), on(CommitStockSchema, commitStock)]),
+  });
+  return {
+    rpc: [bind(InventoryService, inventoryApi(store))],
+    checks: [{ name: "postgres", check: () => db.ping() }, bus.check],
+    workers,
+    close: async () => {
+      await bus.close();
+      await db.close();
+    },
+  };
+}

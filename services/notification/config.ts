@@ -1,0 +1,6 @@
+import { databaseConfigShape, natsConfigShape } from "../platform/config.js";
+
+export const notificationConfigShape = {
+  ...databaseConfigShape,
+  ...natsConfigShape,
+};

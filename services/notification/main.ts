@@ -1,0 +1,3 @@
+import { runService } from "../platform/host.js";
+
+await runService("notification", () => import("./service.js"));

@@ -1,0 +1,214 @@
+import { randomBytes, randomUUID } from "node:crypto";
+import { create } from "@bufbuild/protobuf";
+import { type Client, ConnectError, Code } from "@connectrpc/connect";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { NotificationKind, NotificationService } from "../../gen/orderflow/notification/v1/notification_pb.js";
+import { type OrderConcluded, OrderConcludedSchema } from "../../gen/orderflow/order/v1/events_pb.js";
+import { OrderStatus } from "../../gen/orderflow/order/v1/order_pb.js";
+import { type BusConsumer, busHeaders, encodeMessage } from "../platform/bus/index.js";
+import { busTestEnv, DATABASE_URL, waitFor, type BusTestEnv } from "../platform/bus/testkit.js";
+import { Database } from "../platform/db.js";
+import { createLogger } from "../platform/logger.js";
+import { migrate } from "../platform/migrate.js";
+import { money } from "../platform/money.js";
+import { serviceClient } from "../platform/rpc/client.js";
+import { bind } from "../platform/rpc/binding.js";
+import { HealthState } from "../platform/rpc/health.js";
+import { RpcServer } from "../platform/rpc/server.js";
+import { notificationApi } from "./api.js";
+import { startOrderEventsConsumer } from "./consumer.js";
+import { NotificationHub } from "./hub.js";
+import { createdChannel, NotificationStore, recordOutcome } from "./store.js";
+
+const logger = createLogger("notification-test", "error");
+const schema = `t${randomBytes(4).toString("hex")}_notification`;
+const channel = createdChannel(schema);
+let db: Database;
+let store: NotificationStore;
+
+function concluded(customerId: string, status = OrderStatus.CONFIRMED, orderId: string = randomUUID()): OrderConcluded {
+  return create(OrderConcludedSchema, { orderId, customerId, status, total: money(12345n, "USD"), reason: status === OrderStatus.REJECTED ? "insufficient funds" : "" });
+}
+
+/** Watches a customer's notifications, collecting their order ids, and cancels after `count`. */
+async function watchUntil(client: Client<typeof NotificationService>, customerId: string, count: number, received: string[]): Promise<void> {
+  const abort = new AbortController();
+  try {
+    for await (const r of client.watchNotifications({ customerId }, { signal: abort.signal, timeoutMs: 0 })) {
+      received.push(r.notification?.orderId ?? "");
+      if (received.length === count) abort.abort();
+    }
+  } catch (error) {
+    if (ConnectError.from(error).code !== Code.Canceled) throw error;
+  }
+}
+
+async function countFor(customerId: string): Promise<number> {
+  const { rows } = await db.primary.query<{ n: string }>("SELECT count(*) AS n FROM notifications WHERE customer_id = $1", [customerId]);
+  return Number(rows[0]?.n);
+}
+
+beforeAll(async () => {
+  db = new Database({ url: DATABASE_URL, poolMax: 10, schema, applicationName: "notification-test" });
+  if (!(await db.ping())) throw new Error(`notification tests need Postgres at ${DATABASE_URL} (set DATABASE_URL)`);
+  await migrate({ databaseUrl: DATABASE_URL, service: "notification", schema, logger, busTables: true });
+  store = new NotificationStore(db);
+});
+
+afterAll(async () => {
+  await db?.primary.query(`DROP SCHEMA IF EXISTS "${schema}" CASCADE`).catch(() => undefined);
+  await db?.close();
+});
+
+describe("recordOutcome", () => {
+  it("records one notification per order outcome (UNIQUE(order_id, kind) as the second guard)", async () => {
+    const customer = `c-${randomUUID()}`;
+    const event = concluded(customer);
+    const first = await db.transaction((tx) => recordOutcome(tx, event, channel));
+    expect(first).toMatchObject({ customer_id: customer, order_id: event.orderId, kind: "order_confirmed", message: `Your order ${event.orderId.slice(0, 8)}… for $123.45 is confirmed` });
+    expect(await db.transaction((tx) => recordOutcome(tx, event, channel))).toBeUndefined();
+    // The same order cancelled later is another outcome.
+    expect(await db.transaction((tx) => recordOutcome(tx, { ...event, status: OrderStatus.CANCELLED }, channel))).toMatchObject({ kind: "order_cancelled" });
+    expect(await countFor(customer)).toBe(2);
+  });
+
+  it("refuses a status that is not an outcome", async () => {
+    await expect(db.transaction((tx) => recordOutcome(tx, concluded("x", OrderStatus.PENDING), channel))).rejects.toThrow(/not an order outcome/);
+  });
+});
+
+describe("order events consumer", () => {
+  let env: BusTestEnv;
+  let consumer: BusConsumer | undefined;
+  beforeAll(async () => {
+    env = await busTestEnv(["order"]);
+  });
+  afterAll(async () => {
+    await consumer?.stop();
+    await env?.cleanup();
+  });
+
+  async function publish(subject: string, event: OrderConcluded, messageId: string, natsMsgId: string = messageId): Promise<void> {
+    const { type, payload } = encodeMessage(event);
+    await env.js.publish(`${env.domain("order")}.evt.${subject}`, payload, { msgID: natsMsgId, headers: busHeaders({ type, id: messageId, key: event.orderId }) });
+  }
+
+  it("records each outcome once under duplicate delivery", async () => {
+    consumer = await startOrderEventsConsumer({ js: env.js, pool: db.primary, schema, channel, logger, domain: env.domain("order"), dlq: env.dlq, batchSize: 10 });
+    const customer = `c-${randomUUID()}`;
+    const confirmed = concluded(customer, OrderStatus.CONFIRMED);
+    const rejected = concluded(customer, OrderStatus.REJECTED);
+    const id = randomUUID();
+    await publish("confirmed", confirmed, id);
+    await publish("confirmed", confirmed, id, `${id}-republished`); // same message, past JetStream's de-duplication: the inbox drops it
+    await publish("confirmed", confirmed, randomUUID()); // the same outcome under a new id: UNIQUE(order_id, kind) drops it
+    await publish("rejected", rejected, randomUUID());
+    await waitFor(async () => (await countFor(customer)) >= 2, 10_000, "two notifications");
+    await new Promise((r) => setTimeout(r, 500));
+    const rows = await store.list(customer, 10, undefined);
+    expect(rows.map((r) => [r.order_id, r.kind])).toEqual([
+      [rejected.orderId, "order_rejected"],
+      [confirmed.orderId, "order_confirmed"],
+    ]);
+    expect(rows[0]?.message).toMatch(/was rejected: insufficient funds$/);
+    const inbox = await db.primary.query<{ n: string }>("SELECT count(*) AS n FROM inbox WHERE consumer = 'notification-order-events'");
+    expect(Number(inbox.rows[0]?.n)).toBe(3);
+  });
+});
+
+describe("NotificationService over RPC", () => {
+  let hub: NotificationHub;
+  let server: RpcServer;
+  let client: ReturnType<typeof serviceClient<typeof NotificationService>>;
+
+  beforeAll(async () => {
+    hub = new NotificationHub({ connectionString: DATABASE_URL, channel, logger, createdSince: (c, s) => store.createdSince(c, s), reconnectDelayMs: 100 });
+    await hub.start();
+    server = new RpcServer({ services: [bind(NotificationService, notificationApi({ store, hub }))], health: new HealthState([NotificationService.typeName], []), logger, port: 0, host: "127.0.0.1" });
+    const port = await server.listen();
+    client = serviceClient(NotificationService, `http://127.0.0.1:${port}`);
+  });
+  afterAll(async () => {
+    await hub?.close();
+    await server?.close(1_000);
+  });
+
+  it("lists a customer's notifications newest first, page by page", async () => {
+    const customer = `c-${randomUUID()}`;
+    const events = Array.from({ length: 5 }, () => concluded(customer));
+    for (const e of events) await db.transaction((tx) => recordOutcome(tx, e, channel));
+    await db.transaction((tx) => recordOutcome(tx, concluded(`other-${randomUUID()}`), channel));
+    const seen: string[] = [];
+    let pageToken = "";
+    const pages: number[] = [];
+    do {
+      const page = await client.listNotifications({ customerId: customer, pageSize: 2, pageToken });
+      pages.push(page.notifications.length);
+      for (const n of page.notifications) {
+        expect(n).toMatchObject({ customerId: customer, kind: NotificationKind.ORDER_CONFIRMED });
+        expect(n.createdAt).toBeDefined();
+        seen.push(n.orderId);
+      }
+      pageToken = page.nextPageToken;
+    } while (pageToken !== "");
+    expect(pages).toEqual([2, 2, 1]);
+    expect(seen).toEqual(events.map((e) => e.orderId).reverse());
+    await expect(client.listNotifications({ customerId: customer, pageToken: "garbage" })).rejects.toSatisfy((e: unknown) => ConnectError.from(e).code === Code.InvalidArgument);
+    await expect(client.listNotifications({ customerId: "" })).rejects.toSatisfy((e: unknown) => ConnectError.from(e).code === Code.InvalidArgument);
+  });
+
+  it("WatchNotifications receives a notification recorded after it subscribed, then ends when the client cancels", async () => {
+    const customer = `c-${randomUUID()}`;
+    const announced = hub.announcements;
+    await db.transaction((tx) => recordOutcome(tx, concluded(customer), channel)); // before: not streamed
+    await waitFor(() => hub.announcements > announced, 5_000, "the earlier notification's announcement");
+    const received: string[] = [];
+    const watching = watchUntil(client, customer, 2, received);
+    await waitFor(() => hub.subscriberCount(customer) === 1, 5_000, "the watch to subscribe");
+    const a = concluded(customer);
+    const b = concluded(customer, OrderStatus.REJECTED);
+    await db.transaction((tx) => recordOutcome(tx, a, channel));
+    await db.transaction((tx) => recordOutcome(tx, concluded(`other-${randomUUID()}`), channel));
+    // A rolled-back insert is never announced.
+    await db.transaction(async (tx) => {
+      await recordOutcome(tx, concluded(customer), channel);
+      await tx.query("ROLLBACK; BEGIN");
+    });
+    await db.transaction((tx) => recordOutcome(tx, b, channel));
+    await watching;
+    expect(received).toEqual([a.orderId, b.orderId]);
+    await waitFor(() => hub.subscriberCount(customer) === 0, 5_000, "the cancelled watch to unsubscribe");
+  });
+
+  it("catches up on what was recorded while the listener was disconnected", async () => {
+    const customer = `c-${randomUUID()}`;
+    const received: string[] = [];
+    const watching = watchUntil(client, customer, 2, received);
+    await waitFor(() => hub.subscriberCount(customer) === 1, 5_000, "the watch to subscribe");
+    const before = concluded(customer);
+    await db.transaction((tx) => recordOutcome(tx, before, channel));
+    await waitFor(() => received.length === 1, 5_000, "the first notification");
+    await db.primary.query("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE query = $1", [`LISTEN "${channel}"`]);
+    await waitFor(() => !hub.listening, 5_000, "the listener to notice");
+    const during = concluded(customer);
+    await db.transaction((tx) => recordOutcome(tx, during, channel));
+    await watching;
+    expect(received).toEqual([before.orderId, during.orderId]);
+  });
+
+  it("ends open watch streams cleanly when the server shuts down", async () => {
+    const customer = `c-${randomUUID()}`;
+    let ended = false;
+    const watching = (async () => {
+      for await (const _ of client.watchNotifications({ customerId: customer }, { timeoutMs: 0 })) void _;
+      ended = true;
+    })();
+    await waitFor(() => hub.subscriberCount(customer) === 1, 5_000, "the watch to subscribe");
+    hub.endStreams();
+    await watching;
+    expect(ended).toBe(true);
+    const started = Date.now();
+    await server.close(5_000);
+    expect(Date.now() - started).toBeLessThan(1_000);
+  });
+});

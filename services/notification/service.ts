@@ -1,0 +1,39 @@
+import { NotificationService } from "../../gen/orderflow/notification/v1/notification_pb.js";
+import { connectBus } from "../platform/bus-runtime.js";
+import { loadConfig } from "../platform/config.js";
+import type { ServiceContext, ServiceParts } from "../platform/host.js";
+import { migrateServiceSchema, openServiceDatabase } from "../platform/service-database.js";
+import { bind } from "../platform/rpc/binding.js";
+import { notificationApi } from "./api.js";
+import { notificationConfigShape } from "./config.js";
+import { startOrderEventsConsumer } from "./consumer.js";
+import { NotificationHub } from "./hub.js";
+import { createdChannel, NotificationStore } from "./store.js";
+
+export const schema = "notification";
+
+export function migrate(context: ServiceContext): Promise<void> {
+  return migrateServiceSchema(context, loadConfig(notificationConfigShape), schema);
+}
+
+export async function start(context: ServiceContext): Promise<ServiceParts> {
+  const config = loadConfig(notificationConfigShape);
+  const db = await openServiceDatabase(context, config, schema);
+  const store = new NotificationStore(db);
+  const channel = createdChannel(schema);
+  const hub = new NotificationHub({ connectionString: config.DATABASE_URL, channel, logger: context.logger, createdSince: (customers, since) => store.createdSince(customers, since) });
+  await hub.start();
+  const bus = await connectBus({ url: config.NATS_URL, name: context.name, logger: context.logger });
+  const consumer = await startOrderEventsConsumer({ js: bus.js, pool: db.primary, schema, channel, logger: context.logger });
+  return {
+    rpc: [bind(NotificationService, notificationApi({ store, hub }))],
+    checks: [{ name: "postgres", check: () => db.ping() }, bus.check, { name: "postgres-listener", check: () => Promise.resolve(hub.listening) }],
+    workers: [consumer],
+    endStreams: () => hub.endStreams(),
+    close: async () => {
+      await hub.close();
+      await bus.close();
+      await db.close();
+    },
+  };
+}

@@ -1,0 +1,90 @@
+import { Code, ConnectError, type ServiceImpl } from "@connectrpc/connect";
+import { z } from "zod";
+import type { InventoryService } from "../../gen/orderflow/inventory/v1/inventory_pb.js";
+import { OrderService } from "../../gen/orderflow/order/v1/order_pb.js";
+import type { Client } from "@connectrpc/connect";
+import { decodePageToken, pageSize, paginate } from "../platform/paging.js";
+import { requestHash } from "./domain/idempotency.js";
+import { priceOrder, rejectRepeatedSkus } from "./domain/pricing.js";
+import type { PoolClient } from "../platform/db.js";
+import type { OrderCache } from "./cache.js";
+import type { CustomerRateLimit } from "./rate-limit.js";
+import type { OrderWatch } from "./saga/watch.js";
+import { IdempotencyConflict, type SagaStart, type OrderStore, readOrder } from "./store.js";
+
+const pagePosition = z.object({ before: z.string().regex(/^\d+$/) });
+
+export interface OrderApiDependencies {
+  store: OrderStore;
+  inventory: Client<typeof InventoryService>;
+  /** The saga's first step, started inside the creating transaction. */
+  sagaStart: SagaStart;
+  /** Cancels inside a transaction on the primary. */
+  cancel: (tx: PoolClient, orderId: string, reason: string) => Promise<void>;
+  watch: OrderWatch;
+  cache: OrderCache;
+  rateLimit: CustomerRateLimit;
+}
+
+export function orderApi({ store, inventory, sagaStart, cancel, watch, cache, rateLimit }: OrderApiDependencies): ServiceImpl<typeof OrderService> {
+  return {
+    async createOrder(request, context) {
+      rejectRepeatedSkus(request.items);
+      await rateLimit.check(request.customerId);
+      const { products } = await inventory.batchGetProducts({ skus: request.items.map((i) => i.sku) }, { signal: context.signal }).catch((error: unknown) => {
+        const cause = ConnectError.from(error);
+        throw new ConnectError(`inventory is unavailable: ${cause.rawMessage}`, Code.Unavailable);
+      });
+      const priced = priceOrder(request.items, products);
+      try {
+        const { order } = await store.create(
+          {
+            customerId: request.customerId,
+            priced,
+            idempotencyKey: request.idempotencyKey || undefined,
+            requestHash: request.idempotencyKey ? requestHash(request) : undefined,
+          },
+          sagaStart,
+        );
+        return { order };
+      } catch (error) {
+        if (error instanceof IdempotencyConflict) throw new ConnectError(error.message, Code.AlreadyExists);
+        throw error;
+      }
+    },
+
+    async getOrder({ orderId }) {
+      const cached = await cache.get(orderId);
+      if (cached) return { order: cached };
+      const order = await store.get(orderId);
+      if (!order) throw new ConnectError(`order ${orderId} not found`, Code.NotFound);
+      await cache.offer(order);
+      return { order };
+    },
+
+    async listOrders(request) {
+      const size = pageSize(request.pageSize);
+      const before = decodePageToken(request.pageToken, pagePosition)?.before;
+      const rows = await store.list(request.customerId, request.statuses, size + 1, before);
+      const page = paginate(rows, size, (last) => ({ before: last.seq }));
+      return { orders: page.items.map((r) => r.order), nextPageToken: page.nextPageToken };
+    },
+
+    async cancelOrder({ orderId, reason }) {
+      const order = await store.db.transaction(async (tx) => {
+        await cancel(tx, orderId, reason);
+        return readOrder(tx, orderId, true);
+      });
+      return { order };
+    },
+
+    async *watchOrder({ orderId }, context) {
+      let found = false;
+      for await (const order of watch.watch(orderId, context.signal)) {
+        found = true;
+        yield { order };
+      }
+      if (!found) throw new ConnectError(`order ${orderId} not found`, Code.NotFound);
+    },
+  };
+}

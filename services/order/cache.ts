@@ -1,0 +1,67 @@
+import { fromBinary, toBinary } from "@bufbuild/protobuf";
+import type { Redis } from "ioredis";
+import { type Order, OrderSchema } from "../../gen/orderflow/order/v1/order_pb.js";
+import { counter } from "../platform/metrics.js";
+import { orFallback } from "../platform/redis.js";
+import { isTerminal } from "./domain/status.js";
+
+const lookups = counter("orderflow_order_cache_lookups_total", "GetOrder cache lookups by result", ["result"]);
+
+/**
+ * Stores `<version>:<payload>` unless the key holds a version at least as new, so
+ * a slow reader can never put back an older order than one already cached or
+ * announced. An empty payload is a "not cacheable" marker of that version.
+ */
+const storeIfNewer = `
+local current = redis.call('GET', KEYS[1])
+if current then
+  local v = tonumber(string.match(current, '^(%d+):'))
+  if v and v >= tonumber(ARGV[1]) then return 0 end
+end
+redis.call('SET', KEYS[1], ARGV[1] .. ':' .. ARGV[2], 'PX', ARGV[3])
+return 1
+`;
+
+/**
+ * Redis cache of GetOrder for orders in a terminal status, which the saga no
+ * longer changes. The one change a terminal order can still see, the cancel of
+ * a CONFIRMED order, marks the key with the new version before anything else
+ * can read it, so the old CONFIRMED copy cannot come back.
+ */
+export class OrderCache {
+  constructor(private readonly redis: Redis, private readonly ttlMs = 10 * 60_000) {}
+
+  private key(orderId: string): string {
+    return `order:${orderId}`;
+  }
+
+  async get(orderId: string): Promise<Order | undefined> {
+    const raw = await orFallback(() => this.redis.getBuffer(this.key(orderId)), null);
+    const sep = raw?.indexOf(0x3a) ?? -1;
+    if (!raw || sep < 0 || sep === raw.length - 1) {
+      lookups.inc({ result: "miss" });
+      return undefined;
+    }
+    lookups.inc({ result: "hit" });
+    return fromBinary(OrderSchema, raw.subarray(sep + 1));
+  }
+
+  /** Caches the order if it is terminal. */
+  async offer(order: Order): Promise<void> {
+    if (!isTerminal(order.status)) return;
+    const payload = Buffer.from(toBinary(OrderSchema, order));
+    await orFallback(() => this.redis.eval(storeIfNewer, 1, this.key(order.orderId), order.version.toString(), payload, this.ttlMs), 0);
+  }
+
+  /**
+   * Marks the order as changing to `version`: older copies are refused from now
+   * on. Returns false if Redis could not be told, in which case the change must
+   * not happen (a cached copy would outlive it).
+   */
+  async invalidate(orderId: string, version: bigint): Promise<boolean> {
+    return orFallback(async () => {
+      await this.redis.eval(storeIfNewer, 1, this.key(orderId), version.toString(), "", this.ttlMs);
+      return true;
+    }, false);
+  }
+}

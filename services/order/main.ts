@@ -1,0 +1,3 @@
+import { runService } from "../platform/host.js";
+
+await runService("order", () => import("./service.js"));

@@ -1,0 +1,28 @@
+import { Code, ConnectError } from "@connectrpc/connect";
+import type { Redis } from "ioredis";
+import { counter } from "../platform/metrics.js";
+import { orFallback } from "../platform/redis.js";
+
+const limited = counter("orderflow_order_rate_limited_total", "CreateOrder calls refused by the per-customer rate limit", []);
+
+/**
+ * Per-customer limit on CreateOrder: a counter per customer and minute in Redis.
+ * While Redis is down the limit is not enforced (the orders are still correct).
+ */
+export class CustomerRateLimit {
+  constructor(private readonly redis: Redis, private readonly perMinute: number) {}
+
+  async check(customerId: string): Promise<void> {
+    if (this.perMinute <= 0) return;
+    const minute = Math.floor(Date.now() / 60_000);
+    const key = `ratelimit:create-order:${customerId}:${minute}`;
+    const count = await orFallback(async () => {
+      const [[, value] = [null, 0]] = (await this.redis.multi().incr(key).pexpire(key, 120_000).exec()) ?? [];
+      return Number(value);
+    }, 0);
+    if (count > this.perMinute) {
+      limited.inc();
+      throw new ConnectError(`customer ${customerId} placed more than ${this.perMinute} orders this minute; retry later`, Code.ResourceExhausted);
+    }
+  }
+}

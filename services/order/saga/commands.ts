@@ -1,0 +1,60 @@
+import { create } from "@bufbuild/protobuf";
+import { AssessFraudSchema } from "../../../gen/orderflow/fraud/v1/fraud_pb.js";
+import { CommitStockSchema, ReleaseStockSchema, ReserveStockSchema } from "../../../gen/orderflow/inventory/v1/saga_pb.js";
+import { OrderConcludedSchema } from "../../../gen/orderflow/order/v1/events_pb.js";
+import { OrderStatus } from "../../../gen/orderflow/order/v1/order_pb.js";
+import { ChargePaymentSchema, RefundPaymentSchema } from "../../../gen/orderflow/payment/v1/payment_pb.js";
+import type { Queryable } from "../../platform/db.js";
+import { money } from "../../platform/money.js";
+import type { Reply } from "../../platform/saga-participant.js";
+import type { SagaOrder } from "./state.js";
+
+/** A step of the saga: the reply it waits for and the command that asks for it. */
+export type Step = "fraud" | "reserve" | "charge" | "commit" | "release" | "refund";
+
+async function lines(q: Queryable, orderId: string): Promise<Array<{ sku: string; quantity: bigint }>> {
+  const { rows } = await q.query<{ sku: string; quantity: string }>("SELECT sku, quantity FROM order_items WHERE order_id = $1 ORDER BY line_no", [orderId]);
+  return rows.map((r) => ({ sku: r.sku, quantity: BigInt(r.quantity) }));
+}
+
+/** The first step's command, from what the order knows about itself. */
+export function assessFraud(order: Pick<SagaOrder, "orderId" | "customerId" | "totalMinor" | "currency">): Reply {
+  const { orderId, customerId } = order;
+  return { subject: "fraud.cmd.assess", message: create(AssessFraudSchema, { orderId, customerId, total: money(order.totalMinor, order.currency) }) };
+}
+
+/** The command that performs a step for the order. */
+export async function commandFor(q: Queryable, step: Step, order: SagaOrder): Promise<Reply> {
+  const { orderId, customerId } = order;
+  const total = money(order.totalMinor, order.currency);
+  switch (step) {
+    case "fraud":
+      return assessFraud(order);
+    case "reserve":
+      return { subject: "inventory.cmd.reserve", message: create(ReserveStockSchema, { orderId, lines: await lines(q, orderId) }) };
+    case "charge":
+      return { subject: "payment.cmd.charge", message: create(ChargePaymentSchema, { orderId, customerId, amount: total }) };
+    case "commit":
+      return { subject: "inventory.cmd.commit", message: create(CommitStockSchema, { orderId }) };
+    case "release":
+      return { subject: "inventory.cmd.release", message: create(ReleaseStockSchema, { orderId }) };
+    case "refund":
+      return { subject: "payment.cmd.refund", message: create(RefundPaymentSchema, { orderId }) };
+  }
+}
+
+const concludedSubjects: Partial<Record<OrderStatus, string>> = {
+  [OrderStatus.CONFIRMED]: "order.evt.confirmed",
+  [OrderStatus.REJECTED]: "order.evt.rejected",
+  [OrderStatus.CANCELLED]: "order.evt.cancelled",
+};
+
+/** The public event of an order reaching a terminal status. */
+export function concludedEvent(order: SagaOrder, status: OrderStatus, reason: string): Reply {
+  const subject = concludedSubjects[status];
+  if (!subject) throw new Error(`status ${OrderStatus[status]} is not terminal`);
+  return {
+    subject,
+    message: create(OrderConcludedSchema, { orderId: order.orderId, customerId: order.customerId, status, total: money(order.totalMinor, order.currency), reason }),
+  };
+}

@@ -1,0 +1,140 @@
+import { OrderStatus } from "../../../gen/orderflow/order/v1/order_pb.js";
+import { enqueueOutbox, type OutboxWriter } from "../../platform/bus/index.js";
+import type { PoolClient, Queryable } from "../../platform/db.js";
+import { isTerminal, statusFromName, statusName } from "../domain/status.js";
+import { recordTransition } from "../store.js";
+import { commandFor, concludedEvent, type Step } from "./commands.js";
+import { sagaMetrics } from "./metrics.js";
+
+export const ordersSchema = "orders";
+
+/** An order as the saga sees it. */
+export interface SagaOrder {
+  orderId: string;
+  customerId: string;
+  status: OrderStatus;
+  version: bigint;
+  totalMinor: bigint;
+  currency: string;
+  awaiting: Step[];
+  attempts: number;
+  compensateTo: OrderStatus | undefined;
+  reason: string;
+  createdAt: Date;
+  stepStartedAt: Date;
+}
+
+interface SagaRow {
+  order_id: string;
+  customer_id: string;
+  status: string;
+  version: string;
+  total_minor: string;
+  currency: string;
+  awaiting: Step[];
+  step_attempts: number;
+  compensate_to: string | null;
+  status_reason: string;
+  created_at: Date;
+  step_started_at: Date;
+}
+
+const sagaColumns = "order_id, customer_id, status, version, total_minor, currency, awaiting, step_attempts, compensate_to, status_reason, created_at, step_started_at";
+
+function toSagaOrder(row: SagaRow): SagaOrder {
+  return {
+    orderId: row.order_id,
+    customerId: row.customer_id,
+    status: statusFromName(row.status),
+    version: BigInt(row.version),
+    totalMinor: BigInt(row.total_minor),
+    currency: row.currency,
+    awaiting: row.awaiting,
+    attempts: row.step_attempts,
+    compensateTo: row.compensate_to ? statusFromName(row.compensate_to) : undefined,
+    reason: row.status_reason,
+    createdAt: row.created_at,
+    stepStartedAt: row.step_started_at,
+  };
+}
+
+/** Locks the order's row for the rest of the transaction. */
+export async function lockOrder(tx: Queryable, orderId: string): Promise<SagaOrder | undefined> {
+  const { rows } = await tx.query<SagaRow>(`SELECT ${sagaColumns} FROM orders WHERE order_id = $1 FOR UPDATE`, [orderId]);
+  return rows[0] && toSagaOrder(rows[0]);
+}
+
+/**
+ * Locks several orders in one statement, in a fixed order, so batches that
+ * touch the same orders from different consumers cannot deadlock.
+ */
+export async function lockOrders(tx: Queryable, orderIds: string[]): Promise<SagaOrder[]> {
+  const uuids = orderIds.filter((id) => /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i.test(id));
+  if (uuids.length === 0) return [];
+  const { rows } = await tx.query<SagaRow>(`SELECT ${sagaColumns} FROM orders WHERE order_id = ANY($1::uuid[]) ORDER BY order_id FOR UPDATE`, [uuids]);
+  return rows.map(toSagaOrder);
+}
+
+/** Orders whose step deadline passed, locked, skipping those another replica holds. */
+export async function lockOverdue(tx: Queryable, limit: number): Promise<SagaOrder[]> {
+  const { rows } = await tx.query<SagaRow>(`SELECT ${sagaColumns} FROM orders WHERE step_deadline < now() ORDER BY step_deadline LIMIT $1 FOR UPDATE SKIP LOCKED`, [limit]);
+  return rows.map(toSagaOrder);
+}
+
+export interface Change {
+  /** New public status, if it changes. */
+  status?: OrderStatus;
+  reason?: string;
+  /** Steps to start now: their commands are sent and their replies awaited. */
+  start?: Step[];
+  /** Steps whose reply arrived. */
+  done?: Step[];
+  /** For a compensation: the terminal status once every awaited step is done. */
+  compensateTo?: OrderStatus;
+}
+
+export interface SagaTiming {
+  stepTimeoutMs: number;
+}
+
+/**
+ * Applies a change to a locked order in the caller's transaction: status and
+ * history, the commands of new steps and the concluded event in the outbox (or
+ * to the consumer's batch writer `out`), the step deadline, and a notice to watchers.
+ */
+export async function advance(tx: PoolClient, order: SagaOrder, change: Change, timing: SagaTiming, out?: OutboxWriter): Promise<SagaOrder> {
+  const awaiting = [...order.awaiting.filter((s) => !change.done?.includes(s)), ...(change.start ?? [])];
+  const compensateTo = change.compensateTo ?? order.compensateTo;
+  let status = change.status ?? order.status;
+  const reason = change.reason ?? order.reason;
+  if (awaiting.length === 0 && compensateTo !== undefined) status = compensateTo;
+  const statusChanged = status !== order.status;
+  const startedStep = (change.start?.length ?? 0) > 0;
+
+  const outgoing = await Promise.all((change.start ?? []).map((step) => commandFor(tx, step, order)));
+  if (statusChanged && isTerminal(status)) outgoing.push(concludedEvent(order, status, reason));
+  const messages = outgoing.map((o) => ({ ...o, key: order.orderId }));
+  if (out) out.emit(...messages);
+  else if (messages.length > 0) await enqueueOutbox(tx, ordersSchema, messages);
+
+  const { rows } = await tx.query<{ version: string }>(
+    `UPDATE orders SET status = $2, status_reason = $3, awaiting = $4::text[], compensate_to = $5,
+       version = version + $6, updated_at = now(),
+       step_started_at = CASE WHEN $7 THEN now() ELSE step_started_at END,
+       step_attempts = CASE WHEN $7 THEN 1 ELSE step_attempts END,
+       step_deadline = CASE WHEN cardinality($4::text[]) = 0 THEN NULL WHEN $7 THEN now() + make_interval(secs => $8) ELSE step_deadline END,
+       concluded_at = CASE WHEN $9 THEN now() ELSE concluded_at END
+     WHERE order_id = $1 RETURNING version`,
+    [order.orderId, statusName(status), reason, awaiting, compensateTo === undefined || awaiting.length === 0 ? null : statusName(compensateTo), statusChanged ? 1 : 0, startedStep, timing.stepTimeoutMs / 1000, statusChanged && isTerminal(status)],
+  );
+  if (statusChanged) {
+    await recordTransition(tx, order.orderId, order.status, status, reason);
+    await tx.query("SELECT pg_notify('order_changed', $1)", [order.orderId]);
+    if (isTerminal(status)) {
+      sagaMetrics.outcomes.inc({ status: statusName(status) });
+      sagaMetrics.duration.observe({ status: statusName(status) }, (Date.now() - order.createdAt.getTime()) / 1000);
+    }
+  }
+  for (const step of change.done ?? []) sagaMetrics.stepLatency.observe({ step }, (Date.now() - order.stepStartedAt.getTime()) / 1000);
+  return { ...order, status, reason, awaiting, compensateTo, version: BigInt(rows[0]?.version ?? order.version) };
+}

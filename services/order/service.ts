@@ -1,0 +1,86 @@
+import { InventoryService } from "../../gen/orderflow/inventory/v1/inventory_pb.js";
+import { Code, ConnectError } from "@connectrpc/connect";
+import { OrderService, OrderStatus } from "../../gen/orderflow/order/v1/order_pb.js";
+import { OutboxRelay, startConsumer, streamName } from "../platform/bus/index.js";
+import { connectBus } from "../platform/bus-runtime.js";
+import { loadConfig } from "../platform/config.js";
+import type { ServiceContext, ServiceParts } from "../platform/host.js";
+import { migrateServiceSchema, openServiceDatabase } from "../platform/service-database.js";
+import { bind } from "../platform/rpc/binding.js";
+import { serviceClient } from "../platform/rpc/client.js";
+import { connectRedis } from "../platform/redis.js";
+import { orderApi } from "./api.js";
+import { OrderCache } from "./cache.js";
+import { CustomerRateLimit } from "./rate-limit.js";
+import { orderConfigShape } from "./config.js";
+import { cancelOrder } from "./saga/cancel.js";
+import { DeadlineWatcher } from "./saga/deadlines.js";
+import { handleReply } from "./saga/orchestrator.js";
+import { sagaStart } from "./saga/start.js";
+import { lockOrders, ordersSchema, type SagaOrder } from "./saga/state.js";
+import { OrderWatch } from "./saga/watch.js";
+import { OrderStore } from "./store.js";
+
+const schema = ordersSchema;
+
+export function migrate(context: ServiceContext): Promise<void> {
+  return migrateServiceSchema(context, loadConfig(orderConfigShape), schema);
+}
+
+export async function start(context: ServiceContext): Promise<ServiceParts> {
+  const config = loadConfig(orderConfigShape);
+  const db = await openServiceDatabase(context, config, schema);
+  const inventory = serviceClient(InventoryService, config.INVENTORY_URL);
+  const store = new OrderStore(db);
+  const timing = { stepTimeoutMs: config.SAGA_STEP_TIMEOUT_MS };
+  const bus = await connectBus({ url: config.NATS_URL, name: context.name, logger: context.logger });
+  const relay = new OutboxRelay({ pool: db.primary, schema, js: bus.js, logger: context.logger }).start();
+  const replies = await Promise.all(
+    ["fraud", "inventory", "payment"].map((domain) => {
+      const locked = new Map<string, SagaOrder>();
+      return startConsumer({
+        js: bus.js,
+        pool: db.primary,
+        schema,
+        stream: streamName(domain),
+        durable: `order-${domain}-events`,
+        filterSubject: `${domain}.evt.>`,
+        logger: context.logger,
+        beforeBatch: async (tx, deliveries) => {
+          locked.clear();
+          for (const order of await lockOrders(tx, deliveries.map((d) => d.key))) locked.set(order.orderId, order);
+        },
+        handle: (delivery, tx, out) => handleReply(tx, delivery.message, timing, out, locked),
+      });
+    }),
+  );
+  const deadlines = new DeadlineWatcher(db, { ...timing, maxAttempts: config.SAGA_STEP_MAX_ATTEMPTS }, context.logger).start();
+  const watch = await new OrderWatch(db, context.logger).start();
+  const redis = connectRedis(config.REDIS_URL, context.logger, "GetOrder is served from Postgres and the per-customer rate limit is off");
+  const cache = new OrderCache(redis);
+  const api = orderApi({
+    store,
+    inventory,
+    watch,
+    sagaStart: sagaStart(timing),
+    cache,
+    rateLimit: new CustomerRateLimit(redis, config.ORDER_RATE_LIMIT_PER_MINUTE),
+    cancel: (tx, orderId, reason) =>
+      cancelOrder(tx, orderId, reason, timing, async (before) => {
+        if (before.status === OrderStatus.CONFIRMED && !(await cache.invalidate(orderId, before.version + 1n))) {
+          throw new ConnectError("cannot cancel a confirmed order while its cache is unreachable; retry shortly", Code.Unavailable);
+        }
+      }),
+  });
+  return {
+    rpc: [bind(OrderService, api)],
+    checks: [{ name: "postgres", check: () => db.ping() }, bus.check],
+    workers: [watch, ...replies, deadlines, relay],
+    endStreams: () => watch.endStreams(),
+    close: async () => {
+      redis.disconnect();
+      await bus.close();
+      await db.close();
+    },
+  };
+}

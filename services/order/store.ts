@@ -1,0 +1,196 @@
+import { randomUUID } from "node:crypto";
+import { create } from "@bufbuild/protobuf";
+import { type Order, OrderSchema, type OrderStatus, OrderStatus as Status } from "../../gen/orderflow/order/v1/order_pb.js";
+import type { Database, PoolClient, Queryable } from "../platform/db.js";
+import { money } from "../platform/money.js";
+import { timestamp } from "../platform/time.js";
+import type { PricedOrder } from "./domain/pricing.js";
+import { statusFromName, statusName } from "./domain/status.js";
+
+interface OrderRow {
+  order_id: string;
+  seq: string;
+  customer_id: string;
+  status: string;
+  total_minor: string;
+  currency: string;
+  status_reason: string;
+  version: string;
+  request_hash: Buffer | null;
+  created_at: Date;
+  updated_at: Date;
+}
+
+interface ItemRow {
+  order_id: string;
+  sku: string;
+  quantity: string;
+  unit_price_minor: string;
+}
+
+interface HistoryRow {
+  from_status: string;
+  to_status: string;
+  reason: string;
+  at: Date;
+}
+
+export interface NewOrder {
+  customerId: string;
+  priced: PricedOrder;
+  idempotencyKey: string | undefined;
+  requestHash: Buffer | undefined;
+}
+
+/** The saga's first step, started by the transaction that creates the order. */
+export interface SagaStart {
+  /** Replies the order waits for, and how long it waits before re-sending. */
+  awaiting: string[];
+  stepTimeoutMs: number;
+  /** Enqueues the step's commands in the creating transaction. */
+  enqueue(tx: PoolClient, order: Order): Promise<void>;
+}
+
+export class IdempotencyConflict extends Error {}
+
+const orderColumns = "order_id, seq, customer_id, status, total_minor, currency, status_reason, version, request_hash, created_at, updated_at";
+
+function toOrder(row: OrderRow, items: ItemRow[], history: HistoryRow[] = []): Order {
+  return create(OrderSchema, {
+    orderId: row.order_id,
+    customerId: row.customer_id,
+    status: statusFromName(row.status),
+    total: money(row.total_minor, row.currency),
+    statusReason: row.status_reason,
+    version: BigInt(row.version),
+    createdAt: timestamp(row.created_at),
+    updatedAt: timestamp(row.updated_at),
+    items: items.map((i) => {
+      const unit = BigInt(i.unit_price_minor);
+      const quantity = BigInt(i.quantity);
+      return { sku: i.sku, quantity, unitPrice: money(unit, row.currency), lineTotal: money(unit * quantity, row.currency) };
+    }),
+    history: history.map((h) => ({ fromStatus: statusFromName(h.from_status), toStatus: statusFromName(h.to_status), reason: h.reason, at: timestamp(h.at) })),
+  });
+}
+
+async function itemsOf(q: Queryable, orderIds: string[]): Promise<Map<string, ItemRow[]>> {
+  const { rows } = await q.query<ItemRow>("SELECT order_id, sku, quantity, unit_price_minor FROM order_items WHERE order_id = ANY($1::uuid[]) ORDER BY order_id, line_no", [orderIds]);
+  const byOrder = new Map<string, ItemRow[]>();
+  for (const row of rows) byOrder.set(row.order_id, [...(byOrder.get(row.order_id) ?? []), row]);
+  return byOrder;
+}
+
+/** Reads one order with its items and history, or undefined. */
+export async function readOrder(q: Queryable, orderId: string, withHistory: boolean): Promise<Order | undefined> {
+  const { rows } = await q.query<OrderRow>(`SELECT ${orderColumns} FROM orders WHERE order_id = $1`, [orderId]);
+  const row = rows[0];
+  if (!row) return undefined;
+  const items = (await itemsOf(q, [orderId])).get(orderId) ?? [];
+  const history = withHistory ? (await q.query<HistoryRow>("SELECT from_status, to_status, reason, at FROM order_history WHERE order_id = $1 ORDER BY id", [orderId])).rows : [];
+  return toOrder(row, items, history);
+}
+
+/**
+ * One statement inserts the order (with its saga step), its items and its first
+ * history entry; the Order is built from what was written, without reading it back.
+ */
+async function insertOrder(tx: Queryable, order: NewOrder, saga: SagaStart | undefined): Promise<Order> {
+  const orderId = randomUUID();
+  const lines = order.priced.lines;
+  const { rows } = await tx.query<OrderRow & { history_at: Date }>(
+    `WITH o AS (
+       INSERT INTO orders (order_id, customer_id, status, total_minor, currency, idempotency_key, request_hash, awaiting, step_deadline)
+       VALUES ($1, $2, 'PENDING', $3, $4, $5, $6, $7::text[], CASE WHEN cardinality($7::text[]) > 0 THEN now() + make_interval(secs => $8) END)
+       RETURNING ${orderColumns}),
+     i AS (
+       INSERT INTO order_items (order_id, line_no, sku, quantity, unit_price_minor)
+       SELECT $1, n, sku, qty, price FROM unnest($9::text[], $10::bigint[], $11::bigint[]) WITH ORDINALITY AS l(sku, qty, price, n)),
+     h AS (
+       INSERT INTO order_history (order_id, from_status, to_status, reason) VALUES ($1, 'UNSPECIFIED', 'PENDING', 'order placed') RETURNING at)
+     SELECT o.*, h.at AS history_at FROM o, h`,
+    [
+      orderId,
+      order.customerId,
+      order.priced.totalMinor.toString(),
+      order.priced.currency,
+      order.idempotencyKey ?? null,
+      order.requestHash ?? null,
+      saga?.awaiting ?? [],
+      (saga?.stepTimeoutMs ?? 0) / 1000,
+      lines.map((l) => l.sku),
+      lines.map((l) => l.quantity.toString()),
+      lines.map((l) => l.unitPriceMinor.toString()),
+    ],
+  );
+  const row = rows[0]!;
+  const items = lines.map((l) => ({ order_id: orderId, sku: l.sku, quantity: l.quantity.toString(), unit_price_minor: l.unitPriceMinor.toString() }));
+  return toOrder(row, items, [{ from_status: "UNSPECIFIED", to_status: "PENDING", reason: "order placed", at: row.history_at }]);
+}
+
+/** Records a status change in the order's history (inside the changing transaction). */
+export async function recordTransition(tx: Queryable, orderId: string, from: OrderStatus, to: OrderStatus, reason: string): Promise<void> {
+  await tx.query("INSERT INTO order_history (order_id, from_status, to_status, reason) VALUES ($1, $2, $3, $4)", [orderId, statusName(from), statusName(to), reason]);
+}
+
+export class OrderStore {
+  constructor(readonly db: Database) {}
+
+  /**
+   * Inserts a PENDING order — with its items, first history entry and, in the
+   * same transaction, the saga's first step — or returns the order an earlier
+   * request with the same idempotency key created. The unique (customer, key)
+   * constraint is the truth when two such requests race.
+   */
+  async create(order: NewOrder, saga?: SagaStart): Promise<{ order: Order; created: boolean }> {
+    if (order.idempotencyKey) {
+      const existing = await this.findByKey(this.db.primary, order.customerId, order.idempotencyKey, order.requestHash);
+      if (existing) return { order: existing, created: false };
+    }
+    try {
+      const created = await this.db.transaction(async (tx) => {
+        const created = await insertOrder(tx, order, saga);
+        await saga?.enqueue(tx, created);
+        return created;
+      });
+      return { order: created, created: true };
+    } catch (error) {
+      const raced = order.idempotencyKey && isUniqueViolation(error);
+      if (!raced) throw error;
+      const existing = await this.findByKey(this.db.primary, order.customerId, order.idempotencyKey!, order.requestHash);
+      if (!existing) throw error;
+      return { order: existing, created: false };
+    }
+  }
+
+  private async findByKey(q: Queryable, customerId: string, key: string, hash: Buffer | undefined): Promise<Order | undefined> {
+    const { rows } = await q.query<Pick<OrderRow, "order_id" | "request_hash">>("SELECT order_id, request_hash FROM orders WHERE customer_id = $1 AND idempotency_key = $2", [customerId, key]);
+    const row = rows[0];
+    if (!row) return undefined;
+    if (hash && row.request_hash && !hash.equals(row.request_hash)) {
+      throw new IdempotencyConflict(`idempotency key ${key} was already used for a different order (${row.order_id})`);
+    }
+    return readOrder(q, row.order_id, true);
+  }
+
+  /** GetOrder: the replica if it has the order, else the primary. */
+  get(orderId: string): Promise<Order | undefined> {
+    return this.db.readFresh((q) => readOrder(q, orderId, true));
+  }
+
+  /** A customer's orders, newest first, before position `beforeSeq`. */
+  async list(customerId: string, statuses: OrderStatus[], limit: number, beforeSeq: string | undefined): Promise<Array<{ order: Order; seq: string }>> {
+    const { rows } = await this.db.replica.query<OrderRow>(
+      `SELECT ${orderColumns} FROM orders
+       WHERE customer_id = $1 AND ($2::text[] IS NULL OR status = ANY($2::text[])) AND ($3::bigint IS NULL OR seq < $3::bigint)
+       ORDER BY seq DESC LIMIT $4`,
+      [customerId, statuses.length > 0 ? statuses.map(statusName) : null, beforeSeq ?? null, limit],
+    );
+    const items = await itemsOf(this.db.replica, rows.map((r) => r.order_id));
+    return rows.map((row) => ({ order: toOrder(row, items.get(row.order_id) ?? []), seq: row.seq }));
+  }
+}
+
+function isUniqueViolation(error: unknown): boolean {
+  return typeof error === "object" && error !== null && "code" in error && error.code === "23505";
+}

@@ -1,0 +1,3 @@
+import { runService } from "../platform/host.js";
+
+await runService("payment", () => import("./service.js"));

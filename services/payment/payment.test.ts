@@ -1,0 +1,480 @@
+import { randomBytes, randomUUID } from "node:crypto";
+import { create, isMessage, toBinary } from "@bufbuild/protobuf";
+import { ViolationsSchema } from "@bufbuild/protovalidate/gen/buf/validate/validate_pb.js";
+import { Code, ConnectError, createClient, createRouterTransport, type Client } from "@connectrpc/connect";
+import pg from "pg";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import {
+  type ChargePayment,
+  ChargePaymentSchema,
+  PaymentChargedSchema,
+  PaymentDeclinedSchema,
+  PaymentRefundedSchema,
+  PaymentService,
+  PaymentStatus,
+  RefundPaymentSchema,
+} from "../../gen/orderflow/payment/v1/payment_pb.js";
+import { startConsumer } from "../platform/bus/consumer.js";
+import { listDeadLetters } from "../platform/bus/dlq.js";
+import { enqueueOutbox } from "../platform/bus/outbox.js";
+import { busHeaders, publishMessages, type OutgoingMessage } from "../platform/bus/publish.js";
+import { busTestEnv, waitFor } from "../platform/bus/testkit.js";
+import { Database } from "../platform/db.js";
+import { errorMessage } from "../platform/errors.js";
+import { createLogger } from "../platform/logger.js";
+import { migrate } from "../platform/migrate.js";
+import { money } from "../platform/money.js";
+import { paymentApi } from "./api.js";
+import { charge, DeclineReason, InvalidCommand, lockWalletsOf, paymentCommandHandlers, PaymentSubject, refund } from "./saga.js";
+import { PaymentStore } from "./store.js";
+
+process.env["LOG_LEVEL"] ??= "warn";
+const DATABASE_URL = process.env["DATABASE_URL"] ?? "postgres://postgres@127.0.0.1:5432/postgres";
+const schema = `payment_test_${process.pid}_${randomBytes(3).toString("hex")}`;
+
+let db: Database;
+let store: PaymentStore;
+let api: Client<typeof PaymentService>;
+
+beforeAll(async () => {
+  const probe = new pg.Pool({ connectionString: DATABASE_URL, max: 1, connectionTimeoutMillis: 3000 });
+  probe.on("error", () => undefined);
+  try {
+    await probe.query("SELECT 1");
+  } catch (error) {
+    throw new Error(`payment tests need Postgres at ${DATABASE_URL} (set DATABASE_URL): ${errorMessage(error)}`);
+  } finally {
+    await probe.end();
+  }
+  await migrate({ databaseUrl: DATABASE_URL, service: "payment", schema, logger: createLogger("payment-test", "warn"), busTables: true });
+  db = new Database({ url: DATABASE_URL, poolMax: 30, schema, applicationName: "payment-test" });
+  store = new PaymentStore(db);
+  api = createClient(PaymentService, createRouterTransport(({ service }) => service(PaymentService, paymentApi(store))));
+});
+
+afterAll(async () => {
+  if (!db) return;
+  await db.primary.query(`DROP SCHEMA IF EXISTS "${schema}" CASCADE`).catch(() => undefined);
+  await db.close();
+});
+
+const customer = (): string => `cust-${randomUUID().slice(0, 8)}`;
+
+function chargeOf(orderId: string, customerId: string, amountMinor: bigint, currency = "USD"): ChargePayment {
+  return create(ChargePaymentSchema, { orderId, customerId, amount: money(amountMinor, currency) });
+}
+
+/** Applies a command the way the bus consumer does: handler + reply in the outbox, one transaction. */
+async function apply(command: ReturnType<typeof chargeOf> | ReturnType<typeof create<typeof RefundPaymentSchema>>): Promise<OutgoingMessage> {
+  return db.transaction(async (tx) => {
+    const handler = paymentCommandHandlers[command.$typeName];
+    if (!handler) throw new Error(`no handler for ${command.$typeName}`);
+    const reply = (await handler(tx, command)) as OutgoingMessage;
+    await enqueueOutbox(tx, schema, [{ ...reply, key: "orderId" in command ? command.orderId : "" }]);
+    return reply;
+  });
+}
+
+const chargeNow = (orderId: string, customerId: string, amountMinor: bigint, currency = "USD"): Promise<OutgoingMessage> =>
+  db.transaction((tx) => charge(tx, chargeOf(orderId, customerId, amountMinor, currency)));
+const refundNow = (orderId: string): Promise<OutgoingMessage> => db.transaction((tx) => refund(tx, create(RefundPaymentSchema, { orderId })));
+
+async function topUp(customerId: string, amountMinor: bigint, currency = "USD", key: string = randomUUID()): Promise<bigint> {
+  const { wallet } = await api.topUpWallet({ customerId, amount: money(amountMinor, currency), idempotencyKey: key });
+  return wallet?.balance?.amountMinor ?? -1n;
+}
+
+async function balanceOf(customerId: string): Promise<bigint> {
+  const { rows } = await db.primary.query<{ balance_minor: string }>("SELECT balance_minor FROM wallets WHERE customer_id = $1", [customerId]);
+  return rows[0] ? BigInt(rows[0].balance_minor) : -1n;
+}
+
+async function ledgerOf(customerId: string): Promise<Array<{ kind: string; amount: bigint }>> {
+  const { rows } = await db.primary.query<{ kind: string; amount_minor: string }>("SELECT kind, amount_minor FROM ledger_entries WHERE customer_id = $1 ORDER BY id", [customerId]);
+  return rows.map((r) => ({ kind: r.kind, amount: BigInt(r.amount_minor) }));
+}
+
+/** Wallets whose balance is not the sum of their ledger entries (should be none). */
+async function ledgerMismatches(): Promise<Array<{ customer_id: string; balance_minor: string; ledger_minor: string }>> {
+  const { rows } = await db.primary.query<{ customer_id: string; balance_minor: string; ledger_minor: string }>(
+    `SELECT w.customer_id, w.balance_minor, coalesce(sum(l.amount_minor), 0) AS ledger_minor
+       FROM wallets w LEFT JOIN ledger_entries l USING (customer_id)
+      GROUP BY w.customer_id, w.balance_minor
+     HAVING w.balance_minor <> coalesce(sum(l.amount_minor), 0)`,
+  );
+  return rows;
+}
+
+async function rpcError(call: Promise<unknown>): Promise<ConnectError> {
+  try {
+    await call;
+  } catch (error) {
+    return ConnectError.from(error);
+  }
+  throw new Error("expected the call to fail");
+}
+
+describe("wallets (RPC)", () => {
+  it("GetWallet is NOT_FOUND for a customer without a wallet", async () => {
+    expect((await rpcError(api.getWallet({ customerId: customer() }))).code).toBe(Code.NotFound);
+  });
+
+  it("TopUpWallet creates the wallet and applies an idempotency key once", async () => {
+    const c = customer();
+    expect(await topUp(c, 1000n, "USD", "k1")).toBe(1000n);
+    expect(await topUp(c, 1000n, "USD", "k1")).toBe(1000n);
+    expect(await topUp(c, 250n, "USD", "k2")).toBe(1250n);
+    // A retry of k1 later returns the wallet as it is now.
+    expect(await topUp(c, 1000n, "USD", "k1")).toBe(1250n);
+    const { wallet } = await api.getWallet({ customerId: c });
+    expect(wallet?.balance).toMatchObject({ amountMinor: 1250n, currency: "USD" });
+    expect(await ledgerOf(c)).toEqual([
+      { kind: "TOPUP", amount: 1000n },
+      { kind: "TOPUP", amount: 250n },
+    ]);
+  });
+
+  it("the same key with another amount is ALREADY_EXISTS; another currency is FAILED_PRECONDITION", async () => {
+    const c = customer();
+    await topUp(c, 500n, "USD", "k1");
+    expect((await rpcError(topUp(c, 501n, "USD", "k1"))).code).toBe(Code.AlreadyExists);
+    expect((await rpcError(topUp(c, 500n, "EUR", "k1"))).code).toBe(Code.AlreadyExists);
+    expect((await rpcError(topUp(c, 500n, "EUR", "k2"))).code).toBe(Code.FailedPrecondition);
+    expect(await balanceOf(c)).toBe(500n);
+  });
+
+  it("an amount of 0 is INVALID_ARGUMENT with a field violation, and creates no wallet", async () => {
+    const c = customer();
+    const error = await rpcError(topUp(c, 0n));
+    expect(error.code).toBe(Code.InvalidArgument);
+    const [violations] = error.findDetails(ViolationsSchema);
+    expect(violations?.violations[0]?.field?.elements.map((e) => e.fieldName)).toEqual(["amount", "amount_minor"]);
+    expect((await rpcError(api.getWallet({ customerId: c }))).code).toBe(Code.NotFound);
+  });
+
+  it("concurrent top-ups with one key apply once", async () => {
+    const c = customer();
+    const balances = await Promise.all(Array.from({ length: 8 }, () => topUp(c, 700n, "USD", "same")));
+    expect(balances.every((b) => b === 700n)).toBe(true);
+    expect(await balanceOf(c)).toBe(700n);
+    expect(await ledgerOf(c)).toHaveLength(1);
+  });
+});
+
+describe("charge", () => {
+  it("debits the wallet, records the payment and the ledger row, replies PaymentCharged keyed by order", async () => {
+    const c = customer();
+    await topUp(c, 10_000n);
+    const orderId = randomUUID();
+    const reply = await apply(chargeOf(orderId, c, 2_500n));
+    expect(reply.subject).toBe(PaymentSubject.charged);
+    expect(reply.key).toBe(orderId);
+    expect(isMessage(reply.message, PaymentChargedSchema)).toBe(true);
+    const paymentId = isMessage(reply.message, PaymentChargedSchema) ? reply.message.paymentId : "";
+    expect(await balanceOf(c)).toBe(7_500n);
+    expect(await ledgerOf(c)).toEqual([
+      { kind: "TOPUP", amount: 10_000n },
+      { kind: "CHARGE", amount: -2_500n },
+    ]);
+    const { payment } = await api.getPayment({ paymentId });
+    expect(payment).toMatchObject({ orderId, customerId: c, status: PaymentStatus.CHARGED, amount: { amountMinor: 2_500n, currency: "USD" } });
+    const outbox = await db.primary.query<{ subject: string; key: string; type: string }>("SELECT subject, key, type FROM outbox WHERE key = $1", [orderId]);
+    expect(outbox.rows).toEqual([{ subject: "payment.evt.charged", key: orderId, type: "orderflow.payment.v1.PaymentCharged" }]);
+  });
+
+  it("a repeated charge of the order returns the recorded outcome and debits nothing", async () => {
+    const c = customer();
+    await topUp(c, 1_000n);
+    const orderId = randomUUID();
+    const first = await chargeNow(orderId, c, 400n);
+    const again = await chargeNow(orderId, c, 400n);
+    const otherAmount = await chargeNow(orderId, c, 999n);
+    expect(again).toEqual(first);
+    expect(otherAmount).toEqual(first);
+    expect(await balanceOf(c)).toBe(600n);
+  });
+
+  it("5 concurrent charges of one order debit once and all reply with the same payment", async () => {
+    const c = customer();
+    await topUp(c, 1_000n);
+    const orderId = randomUUID();
+    const replies = await Promise.all(Array.from({ length: 5 }, () => chargeNow(orderId, c, 300n)));
+    expect(await balanceOf(c)).toBe(700n);
+    expect((await ledgerOf(c)).filter((e) => e.kind === "CHARGE")).toEqual([{ kind: "CHARGE", amount: -300n }]);
+    for (const reply of replies) {
+      expect(reply.subject).toBe(PaymentSubject.charged);
+      expect(reply.message).toEqual(replies[0]?.message);
+    }
+  });
+
+  it("insufficient funds: declined, balance unchanged, no ledger row; the order stays declined after a top-up", async () => {
+    const c = customer();
+    await topUp(c, 100n);
+    const orderId = randomUUID();
+    const reply = await chargeNow(orderId, c, 101n);
+    expect(reply.subject).toBe(PaymentSubject.declined);
+    expect(reply.message).toEqual(create(PaymentDeclinedSchema, { orderId, reason: DeclineReason.insufficientFunds }));
+    expect(await balanceOf(c)).toBe(100n);
+    await topUp(c, 1_000n);
+    expect((await chargeNow(orderId, c, 101n)).subject).toBe(PaymentSubject.declined);
+    expect(await balanceOf(c)).toBe(1_100n);
+    expect((await ledgerOf(c)).every((e) => e.kind === "TOPUP")).toBe(true);
+    const { payments } = await api.listPayments({ customerId: c });
+    expect(payments).toHaveLength(1);
+    expect(payments[0]).toMatchObject({ orderId, status: PaymentStatus.DECLINED, declineReason: "insufficient funds" });
+  });
+
+  it("declines without a wallet and in another currency than the wallet's", async () => {
+    const nobody = customer();
+    const o1 = randomUUID();
+    expect((await chargeNow(o1, nobody, 1n)).message).toEqual(create(PaymentDeclinedSchema, { orderId: o1, reason: DeclineReason.noWallet }));
+    const c = customer();
+    await topUp(c, 1_000n, "EUR");
+    const o2 = randomUUID();
+    expect((await chargeNow(o2, c, 1n, "USD")).message).toEqual(create(PaymentDeclinedSchema, { orderId: o2, reason: DeclineReason.currencyMismatch }));
+    expect(await balanceOf(c)).toBe(1_000n);
+  });
+
+  it("throws InvalidCommand for a command that can never apply", async () => {
+    const c = customer();
+    await topUp(c, 1_000n);
+    await expect(chargeNow("", c, 1n)).rejects.toBeInstanceOf(InvalidCommand);
+    await expect(chargeNow(randomUUID(), "", 1n)).rejects.toBeInstanceOf(InvalidCommand);
+    await expect(chargeNow(randomUUID(), c, -1n)).rejects.toBeInstanceOf(InvalidCommand);
+    await expect(chargeNow(randomUUID(), c, 1n, "usd")).rejects.toBeInstanceOf(InvalidCommand);
+    await expect(refundNow("")).rejects.toBeInstanceOf(InvalidCommand);
+    expect(await balanceOf(c)).toBe(1_000n);
+  });
+
+  it("never takes a balance below zero under 50 concurrent charges of different orders", async () => {
+    const c = customer();
+    await topUp(c, 2_000n);
+    // 50 charges of 100 against 2 000: exactly 20 can succeed.
+    const replies = await Promise.all(Array.from({ length: 50 }, () => chargeNow(randomUUID(), c, 100n)));
+    const charged = replies.filter((r) => r.subject === PaymentSubject.charged);
+    const declined = replies.filter((r) => r.subject === PaymentSubject.declined);
+    expect(charged).toHaveLength(20);
+    expect(declined).toHaveLength(30);
+    for (const d of declined) expect(isMessage(d.message, PaymentDeclinedSchema) && d.message.reason).toBe(DeclineReason.insufficientFunds);
+    expect(await balanceOf(c)).toBe(0n);
+    expect((await ledgerOf(c)).filter((e) => e.kind === "CHARGE")).toHaveLength(20);
+  });
+});
+
+describe("refund", () => {
+  it("credits a charged payment back once", async () => {
+    const c = customer();
+    await topUp(c, 1_000n);
+    const orderId = randomUUID();
+    const charged = await chargeNow(orderId, c, 650n);
+    const paymentId = isMessage(charged.message, PaymentChargedSchema) ? charged.message.paymentId : "";
+    const replies = [await apply(create(RefundPaymentSchema, { orderId })), await apply(create(RefundPaymentSchema, { orderId }))];
+    for (const reply of replies) {
+      expect(reply.subject).toBe(PaymentSubject.refunded);
+      expect(reply.key).toBe(orderId);
+      expect(reply.message).toEqual(create(PaymentRefundedSchema, { orderId, paymentId, amount: money(650n, "USD") }));
+    }
+    expect(await balanceOf(c)).toBe(1_000n);
+    expect(await ledgerOf(c)).toEqual([
+      { kind: "TOPUP", amount: 1_000n },
+      { kind: "CHARGE", amount: -650n },
+      { kind: "REFUND", amount: 650n },
+    ]);
+    expect((await api.getPayment({ paymentId })).payment?.status).toBe(PaymentStatus.REFUNDED);
+    // A charge re-sent after the refund changes nothing.
+    expect((await chargeNow(orderId, c, 650n)).subject).toBe(PaymentSubject.charged);
+    expect(await balanceOf(c)).toBe(1_000n);
+  });
+
+  it("concurrent refunds of one order credit once", async () => {
+    const c = customer();
+    await topUp(c, 1_000n);
+    const orderId = randomUUID();
+    await chargeNow(orderId, c, 300n);
+    await Promise.all(Array.from({ length: 5 }, () => refundNow(orderId)));
+    expect(await balanceOf(c)).toBe(1_000n);
+    expect((await ledgerOf(c)).filter((e) => e.kind === "REFUND")).toHaveLength(1);
+  });
+
+  it("of a declined payment refunds 0", async () => {
+    const c = customer();
+    await topUp(c, 10n);
+    const orderId = randomUUID();
+    await chargeNow(orderId, c, 11n);
+    const reply = await refundNow(orderId);
+    expect(isMessage(reply.message, PaymentRefundedSchema) && reply.message.amount?.amountMinor).toBe(0n);
+    expect(await balanceOf(c)).toBe(10n);
+  });
+
+  it("before the charge leaves a tombstone: refunds 0, and the late charge is declined as order cancelled", async () => {
+    const c = customer();
+    await topUp(c, 1_000n);
+    const orderId = randomUUID();
+    const reply = await refundNow(orderId);
+    expect(reply.subject).toBe(PaymentSubject.refunded);
+    expect(isMessage(reply.message, PaymentRefundedSchema) && reply.message.amount?.amountMinor).toBe(0n);
+    const late = await apply(chargeOf(orderId, c, 500n));
+    expect(late.subject).toBe(PaymentSubject.declined);
+    expect(late.message).toEqual(create(PaymentDeclinedSchema, { orderId, reason: DeclineReason.orderCancelled }));
+    expect(await balanceOf(c)).toBe(1_000n);
+    expect(await ledgerOf(c)).toHaveLength(1);
+    // The tombstone now names the customer, so the declined payment shows in their list.
+    const { payments } = await api.listPayments({ customerId: c });
+    expect(payments).toHaveLength(1);
+    expect(payments[0]).toMatchObject({ orderId, status: PaymentStatus.DECLINED, declineReason: "order cancelled" });
+  });
+
+  it("racing a charge of the same order leaves the wallet as it was", async () => {
+    for (let i = 0; i < 10; i++) {
+      const c = customer();
+      await topUp(c, 1_000n);
+      const orderId = randomUUID();
+      await Promise.all([chargeNow(orderId, c, 400n), refundNow(orderId), chargeNow(orderId, c, 400n)]);
+      expect(await balanceOf(c)).toBe(1_000n);
+    }
+  });
+});
+
+describe("batches", () => {
+  it("concurrent batch transactions sharing wallets do not deadlock when they lock their wallets first", async () => {
+    const customers = Array.from({ length: 8 }, customer);
+    for (const c of customers) await topUp(c, 10_000n);
+    const charged = Array.from({ length: 40 }, (_, i) => chargeOf(randomUUID(), customers[i % customers.length]!, 10n));
+    for (const command of charged) await chargeNow(command.orderId, command.customerId, 10n);
+    // Each batch: charges of new orders and refunds of charged ones, over the same wallets in different orders.
+    const batches = Array.from({ length: 6 }, (_, b) => {
+      const commands: Array<ChargePayment | ReturnType<typeof create<typeof RefundPaymentSchema>>> = [];
+      for (let i = 0; i < 30; i++) {
+        const c = customers[(b % 2 === 0 ? i : customers.length * 4 - i) % customers.length]!;
+        commands.push(i % 5 === 0 ? create(RefundPaymentSchema, { orderId: charged[(b * 7 + i) % charged.length]!.orderId }) : chargeOf(randomUUID(), c, 10n));
+      }
+      return commands;
+    });
+    await Promise.all(
+      batches.map((commands) =>
+        db.transaction(async (tx) => {
+          await lockWalletsOf(tx, commands);
+          for (const command of commands) await paymentCommandHandlers[command.$typeName]!(tx, command);
+        }),
+      ),
+    );
+    expect(await ledgerMismatches()).toEqual([]);
+  });
+});
+
+describe("payments (RPC)", () => {
+  it("GetPayment is NOT_FOUND for an unknown id", async () => {
+    expect((await rpcError(api.getPayment({ paymentId: randomUUID() }))).code).toBe(Code.NotFound);
+  });
+
+  it("ListPayments pages a customer's payments newest first", async () => {
+    const c = customer();
+    await topUp(c, 1_000n);
+    const orders = Array.from({ length: 5 }, () => randomUUID());
+    for (const orderId of orders) await chargeNow(orderId, c, 10n);
+    await chargeNow(randomUUID(), customer(), 10n); // someone else's
+    const seen: string[] = [];
+    let pageToken = "";
+    let pages = 0;
+    do {
+      const page = await api.listPayments({ customerId: c, pageSize: 2, pageToken });
+      seen.push(...page.payments.map((p) => p.orderId));
+      pageToken = page.nextPageToken;
+      pages++;
+    } while (pageToken !== "");
+    expect(pages).toBe(3);
+    expect(seen).toEqual([...orders].reverse());
+    expect((await rpcError(api.listPayments({ customerId: c, pageToken: "nonsense" }))).code).toBe(Code.InvalidArgument);
+  });
+});
+
+describe("ledger", () => {
+  it("balance = sum of ledger amounts for every wallet after a mix of operations", async () => {
+    const customers = Array.from({ length: 6 }, customer);
+    for (const c of customers) await topUp(c, 5_000n);
+    const ops: Array<Promise<unknown>> = [];
+    const orders: string[] = [];
+    for (let i = 0; i < 120; i++) {
+      const c = customers[i % customers.length]!;
+      const orderId = randomUUID();
+      orders.push(orderId);
+      ops.push(chargeNow(orderId, c, BigInt(100 + ((i * 37) % 900))));
+      if (i % 4 === 0) ops.push(refundNow(orderId));
+      if (i % 5 === 0) ops.push(chargeNow(orderId, c, 1n)); // duplicate, different amount: no effect
+      if (i % 7 === 0) ops.push(topUp(c, 250n));
+      if (i % 11 === 0) ops.push(refundNow(randomUUID())); // tombstone only
+    }
+    await Promise.all(ops);
+    for (const orderId of orders.filter((_, i) => i % 3 === 0)) await refundNow(orderId);
+    expect(await ledgerMismatches()).toEqual([]);
+    const { rows } = await db.primary.query<{ n: string }>("SELECT count(*) AS n FROM wallets WHERE balance_minor < 0");
+    expect(rows[0]?.n).toBe("0");
+    // No payment was charged or refunded twice.
+    const twice = await db.primary.query("SELECT payment_id, kind FROM ledger_entries WHERE payment_id IS NOT NULL GROUP BY payment_id, kind HAVING count(*) > 1");
+    expect(twice.rows).toEqual([]);
+    // Every CHARGED / REFUNDED payment has exactly the ledger rows its status implies.
+    const inconsistent = await db.primary.query(
+      `SELECT p.payment_id FROM payments p
+        WHERE (p.status IN ('CHARGED', 'REFUNDED') AND p.amount_minor > 0) <> EXISTS (SELECT 1 FROM ledger_entries l WHERE l.payment_id = p.payment_id AND l.kind = 'CHARGE' AND l.amount_minor = -p.amount_minor)
+           OR (p.status = 'REFUNDED' AND p.amount_minor > 0) <> EXISTS (SELECT 1 FROM ledger_entries l WHERE l.payment_id = p.payment_id AND l.kind = 'REFUND' AND l.amount_minor = p.amount_minor)`,
+    );
+    expect(inconsistent.rows).toEqual([]);
+  });
+});
+
+describe("over JetStream with the inbox consumer", () => {
+  it("applies each command once, enqueues one reply per new message, and dead-letters a malformed command", async () => {
+    const env = await busTestEnv(["payment"]);
+    const domain = env.domain("payment");
+    // The handler startParticipant installs: the command's effect and its reply in the batch transaction.
+    const consumer = await startConsumer({
+      js: env.js,
+      pool: db.primary,
+      schema,
+      stream: env.stream("payment"),
+      durable: "payment-commands",
+      filterSubject: `${domain}.cmd.>`,
+      dlq: env.dlq,
+      maxDeliver: 2,
+      backoffMs: [20],
+      handle: async (delivery, tx) => {
+        const handler = paymentCommandHandlers[delivery.type];
+        if (!handler) throw new Error(`payment has no handler for ${delivery.type}`);
+        const reply = await handler(tx, delivery.message);
+        await enqueueOutbox(tx, schema, [{ subject: reply.subject, message: reply.message, key: delivery.key }]);
+      },
+    });
+    try {
+      const c = customer();
+      await topUp(c, 1_000n);
+      const orderId = randomUUID();
+      const cmd = (verb: string, id: string, message: OutgoingMessage["message"]): OutgoingMessage => ({ subject: `${domain}.cmd.${verb}`, id, key: orderId, message });
+      await publishMessages(env.js, [
+        cmd("charge", `${orderId}:charge:1`, chargeOf(orderId, c, 300n)),
+        // The orchestrator's re-send after a deadline: a new message id, the same order.
+        cmd("charge", `${orderId}:charge:2`, chargeOf(orderId, c, 300n)),
+      ]);
+      // An outbox row re-published after JetStream's duplicate window: a new Nats-Msg-Id, the same of-id.
+      await env.js.publish(`${domain}.cmd.charge`, toBinary(ChargePaymentSchema, chargeOf(orderId, c, 300n)), {
+        msgID: `${orderId}:republish`,
+        headers: busHeaders({ type: ChargePaymentSchema.typeName, id: `${orderId}:charge:1`, key: orderId }),
+      });
+      await publishMessages(env.js, [cmd("refund", `${orderId}:refund:1`, create(RefundPaymentSchema, { orderId }))]);
+      // A command that can never apply: no order id.
+      await publishMessages(env.js, [{ subject: `${domain}.cmd.charge`, id: `poison-${orderId}`, message: chargeOf("", c, 1n) }]);
+
+      const replies = async (): Promise<string[]> =>
+        (await db.primary.query<{ subject: string }>("SELECT subject FROM outbox WHERE key = $1 ORDER BY id", [orderId])).rows.map((r) => r.subject);
+      await waitFor(async () => (await replies()).length >= 3, 10_000, "three replies in the outbox");
+      await waitFor(async () => (await listDeadLetters(env.jsm, { dlq: env.dlq })).length >= 1, 10_000, "the malformed command in the DLQ");
+      expect(await replies()).toEqual(["payment.evt.charged", "payment.evt.charged", "payment.evt.refunded"]);
+      expect(await balanceOf(c)).toBe(1_000n);
+      expect((await ledgerOf(c)).map((e) => e.kind)).toEqual(["TOPUP", "CHARGE", "REFUND"]);
+      const [dead] = await listDeadLetters(env.jsm, { dlq: env.dlq });
+      expect(dead?.error).toMatch(/without order_id/);
+    } finally {
+      await consumer.stop();
+      await env.cleanup();
+    }
+  }, 30_000);
+});

@@ -1,0 +1,236 @@
+import { randomUUID } from "node:crypto";
+import { create, isMessage, type Message } from "@bufbuild/protobuf";
+import {
+  type ChargePayment,
+  ChargePaymentSchema,
+  PaymentChargedSchema,
+  PaymentDeclinedSchema,
+  PaymentRefundedSchema,
+  type RefundPayment,
+  RefundPaymentSchema,
+} from "../../gen/orderflow/payment/v1/payment_pb.js";
+import type { OutgoingMessage } from "../platform/bus/publish.js";
+import type { Queryable } from "../platform/db.js";
+import { money } from "../platform/money.js";
+import { type CommandHandlers, on } from "../platform/saga-participant.js";
+import { paymentMetrics } from "./metrics.js";
+import { paymentColumns, type PaymentRow } from "./store.js";
+
+/** Subjects of the payment saga (docs/saga-contract.md). */
+export const PaymentSubject = {
+  charge: "payment.cmd.charge",
+  refund: "payment.cmd.refund",
+  charged: "payment.evt.charged",
+  declined: "payment.evt.declined",
+  refunded: "payment.evt.refunded",
+} as const;
+
+/** Why a charge was declined (the `reason` of PaymentDeclined). */
+export const DeclineReason = {
+  insufficientFunds: "insufficient funds",
+  noWallet: "no wallet",
+  currencyMismatch: "currency mismatch",
+  orderCancelled: "order cancelled",
+} as const;
+export type DeclineReason = (typeof DeclineReason)[keyof typeof DeclineReason];
+
+/** A command that can never succeed however often it is retried (the consumer dead-letters it after its deliveries). */
+export class InvalidCommand extends Error {
+  override readonly name = "InvalidCommand";
+}
+
+/** The charge of an order not seen before ($1 payment id, $2 order, $3 customer, $4 amount, $5 currency, $6-$8 decline reasons). */
+const chargeSql = `WITH wallet AS (
+   SELECT balance_minor, currency FROM wallets WHERE customer_id = $3 FOR UPDATE
+ ), decision AS (
+   SELECT CASE WHEN w.currency IS NULL THEN $6
+               WHEN w.currency <> $5 THEN $7
+               WHEN w.balance_minor < $4::bigint THEN $8
+               ELSE '' END AS reason
+     FROM (SELECT 1) AS one LEFT JOIN wallet AS w ON true
+ ), payment AS (
+   INSERT INTO payments (payment_id, order_id, customer_id, amount_minor, currency, status, decline_reason)
+   SELECT $1, $2, $3, $4::bigint, $5, CASE reason WHEN '' THEN 'CHARGED' ELSE 'DECLINED' END, reason FROM decision
+   ON CONFLICT (order_id) DO NOTHING
+   RETURNING ${paymentColumns}
+ ), debit AS (
+   UPDATE wallets SET balance_minor = balance_minor - $4::bigint, updated_at = now()
+    WHERE customer_id = $3 AND $4::bigint > 0 AND EXISTS (SELECT 1 FROM payment WHERE status = 'CHARGED')
+   RETURNING 1
+ ), entry AS (
+   INSERT INTO ledger_entries (customer_id, kind, amount_minor, currency, payment_id, order_id)
+   SELECT $3, 'CHARGE', -$4::bigint, $5, payment_id, $2 FROM payment WHERE status = 'CHARGED' AND $4::bigint > 0
+ )
+ SELECT payment.*, (SELECT count(*) FROM debit) AS debited FROM payment`;
+
+/**
+ * payment.cmd.charge: debits the customer's wallet by the order's amount, once per
+ * order, inside the caller's transaction `tx`, and returns the reply to enqueue
+ * (PaymentCharged on payment.evt.charged or PaymentDeclined on payment.evt.declined,
+ * key = order id). The reply is not enqueued here.
+ *
+ * The payment row (UNIQUE order_id) records the outcome: a repeated charge for the
+ * order (a re-send, a duplicate delivery, a concurrent twin) changes nothing and
+ * returns the recorded outcome again, even if it names another amount. The debit
+ * runs under the wallet's row lock and only if the balance covers it (and the
+ * CHECK balance_minor >= 0 stands behind that), so a balance never goes negative.
+ * A tombstone left by an earlier refund declines the charge with "order cancelled".
+ */
+export async function charge(tx: Queryable, command: ChargePayment): Promise<OutgoingMessage> {
+  const { orderId, customerId } = command;
+  const amount = command.amount?.amountMinor ?? 0n;
+  const currency = command.amount?.currency ?? "";
+  if (orderId === "") throw new InvalidCommand("ChargePayment without order_id");
+  if (customerId === "") throw new InvalidCommand(`ChargePayment of order ${orderId} without customer_id`);
+  if (amount < 0n) throw new InvalidCommand(`ChargePayment of order ${orderId} with a negative amount (${amount})`);
+  if (!/^[A-Z]{3}$/.test(currency)) throw new InvalidCommand(`ChargePayment of order ${orderId} with currency "${currency}" (want ISO 4217)`);
+
+  // One round trip: lock the wallet, decide, record the payment and, if charged,
+  // debit the wallet and write the ledger row. The unique order_id decides between
+  // concurrent charges of the order (and a refund's tombstone): the loser waits for
+  // the winner's commit, inserts nothing and reads the recorded outcome below.
+  // A named (prepared) statement: planning this one costs more than running it.
+  const { rows: inserted } = await tx.query<PaymentRow & { debited: string }>({
+    name: "payment.charge",
+    text: chargeSql,
+    values: [randomUUID(), orderId, customerId, amount.toString(), currency, DeclineReason.noWallet, DeclineReason.currencyMismatch, DeclineReason.insufficientFunds],
+  });
+  const payment = inserted[0];
+  if (!payment) return chargeOutcome(await fillTombstone(tx, (await paymentOf(tx, orderId))!, command));
+
+  if (payment.status === "DECLINED") {
+    paymentMetrics.payments.inc({ outcome: "declined", reason: payment.decline_reason });
+    return chargeOutcome(payment);
+  }
+  if (amount > 0n) {
+    if (payment.debited !== "1") throw new Error(`charge of order ${orderId} recorded without a debit of wallet ${customerId}`);
+    paymentMetrics.moneyMoved.inc({ kind: "charge", currency }, Number(amount));
+  }
+  paymentMetrics.payments.inc({ outcome: "charged", reason: "" });
+  return chargeOutcome(payment);
+}
+
+/**
+ * payment.cmd.refund: credits back what the order was charged, once, inside `tx`,
+ * and returns PaymentRefunded on payment.evt.refunded (key = order id) with the
+ * amount credited back: the charge's amount for a CHARGED or already REFUNDED
+ * payment, 0 when nothing was charged. With no payment for the order yet, records
+ * a tombstone (DECLINED, "order cancelled", amount 0) so a late charge is declined.
+ */
+export async function refund(tx: Queryable, command: RefundPayment): Promise<OutgoingMessage> {
+  const { orderId } = command;
+  if (orderId === "") throw new InvalidCommand("RefundPayment without order_id");
+
+  let payment = await paymentOf(tx, orderId);
+  if (!payment) {
+    const { rows } = await tx.query<PaymentRow>(
+      `INSERT INTO payments (payment_id, order_id, amount_minor, status, decline_reason)
+       VALUES ($1, $2, 0, 'DECLINED', $3) ON CONFLICT (order_id) DO NOTHING RETURNING ${paymentColumns}`,
+      [randomUUID(), orderId, DeclineReason.orderCancelled],
+    );
+    if (rows[0]) {
+      paymentMetrics.payments.inc({ outcome: "cancelled_before_charge", reason: "" });
+      return refunded(rows[0], 0n);
+    }
+    // A charge committed in between: refund it.
+    payment = (await paymentOf(tx, orderId))!;
+  }
+  if (payment.status !== "CHARGED") return refundOutcome(payment);
+
+  // Locks in the order a charge takes them, the wallet and then the payment row,
+  // so a refund racing a re-sent charge of the order cannot deadlock with it.
+  await tx.query("SELECT 1 FROM wallets WHERE customer_id = $1 FOR UPDATE", [payment.customer_id]);
+  const { rows } = await tx.query<PaymentRow>(
+    `WITH payment AS (
+       UPDATE payments SET status = 'REFUNDED', updated_at = now() WHERE payment_id = $1 AND status = 'CHARGED'
+       RETURNING ${paymentColumns}
+     ), credit AS (
+       UPDATE wallets SET balance_minor = balance_minor + payment.amount_minor, updated_at = now()
+         FROM payment WHERE wallets.customer_id = payment.customer_id AND payment.amount_minor > 0
+     ), entry AS (
+       INSERT INTO ledger_entries (customer_id, kind, amount_minor, currency, payment_id, order_id)
+       SELECT customer_id, 'REFUND', amount_minor, currency, payment_id, order_id FROM payment WHERE amount_minor > 0
+     )
+     SELECT * FROM payment`,
+    [payment.payment_id],
+  );
+  // None: a concurrent refund of the order committed first.
+  if (!rows[0]) return refundOutcome((await paymentOf(tx, orderId))!);
+  const amount = BigInt(rows[0].amount_minor);
+  if (amount > 0n) paymentMetrics.moneyMoved.inc({ kind: "refund", currency: rows[0].currency ?? "" }, Number(amount));
+  paymentMetrics.payments.inc({ outcome: "refunded", reason: "" });
+  return refunded(rows[0], amount);
+}
+
+/**
+ * For a batch of commands applied in one transaction: locks every wallet the batch
+ * will touch, in customer-id order, before any handler runs. Two batches then take
+ * their wallet locks in the same order and cannot deadlock (without it, batches of
+ * several consumers deadlock as soon as they share two wallets in opposite order).
+ * Refunds lock the wallet their order was charged to.
+ */
+export async function lockWalletsOf(tx: Queryable, commands: readonly Message[]): Promise<void> {
+  const customers = commands.filter((c) => isMessage(c, ChargePaymentSchema)).map((c) => c.customerId);
+  const refunds = commands.filter((c) => isMessage(c, RefundPaymentSchema)).map((c) => c.orderId);
+  if (customers.length + refunds.length === 0) return;
+  await tx.query(
+    `SELECT 1 FROM wallets
+      WHERE customer_id IN (SELECT unnest($1::text[]) UNION SELECT customer_id FROM payments WHERE order_id = ANY($2::text[]) AND customer_id IS NOT NULL)
+      ORDER BY customer_id FOR UPDATE`,
+    [customers, refunds],
+  );
+}
+
+/** The payment saga's command handlers by Protobuf type name, for `startParticipant`. */
+export const paymentCommandHandlers: CommandHandlers = Object.fromEntries([
+  on(ChargePaymentSchema, (tx, command) => timed("charge", () => charge(tx, command))),
+  on(RefundPaymentSchema, (tx, command) => timed("refund", () => refund(tx, command))),
+]);
+
+async function timed<T>(command: string, fn: () => Promise<T>): Promise<T> {
+  const end = paymentMetrics.commandSeconds.startTimer({ command });
+  try {
+    return await fn();
+  } finally {
+    end();
+  }
+}
+
+async function paymentOf(tx: Queryable, orderId: string): Promise<PaymentRow | undefined> {
+  const { rows } = await tx.query<PaymentRow>(`SELECT ${paymentColumns} FROM payments WHERE order_id = $1`, [orderId]);
+  return rows[0];
+}
+
+/** A late charge meeting a refund's tombstone: record who and what it was for (it stays declined). */
+async function fillTombstone(tx: Queryable, payment: PaymentRow, command: ChargePayment): Promise<PaymentRow> {
+  if (payment.customer_id !== null) return payment;
+  const { rows } = await tx.query<PaymentRow>(
+    `UPDATE payments SET customer_id = $2, amount_minor = $3, currency = $4, updated_at = now()
+      WHERE order_id = $1 AND customer_id IS NULL RETURNING ${paymentColumns}`,
+    [command.orderId, command.customerId, (command.amount?.amountMinor ?? 0n).toString(), command.amount?.currency ?? ""],
+  );
+  if (!rows[0]) return (await paymentOf(tx, command.orderId))!;
+  paymentMetrics.payments.inc({ outcome: "declined", reason: rows[0].decline_reason });
+  return rows[0];
+}
+
+function chargeOutcome(payment: PaymentRow): OutgoingMessage {
+  if (payment.status === "DECLINED") {
+    return { subject: PaymentSubject.declined, key: payment.order_id, message: create(PaymentDeclinedSchema, { orderId: payment.order_id, reason: payment.decline_reason }) };
+  }
+  // REFUNDED: the charge did happen (and was undone since); the orchestrator ignores a reply its step no longer waits for.
+  return { subject: PaymentSubject.charged, key: payment.order_id, message: create(PaymentChargedSchema, { orderId: payment.order_id, paymentId: payment.payment_id }) };
+}
+
+/** The reply to a refund of an order whose payment needs no (more) refunding. */
+function refundOutcome(payment: PaymentRow): OutgoingMessage {
+  return refunded(payment, payment.status === "REFUNDED" ? BigInt(payment.amount_minor) : 0n);
+}
+
+function refunded(payment: PaymentRow, amount: bigint): OutgoingMessage {
+  return {
+    subject: PaymentSubject.refunded,
+    key: payment.order_id,
+    message: create(PaymentRefundedSchema, { orderId: payment.order_id, paymentId: payment.payment_id, amount: money(amount, payment.currency ?? "") }),
+  };
+}

@@ -1,0 +1,144 @@
+import { create } from "@bufbuild/protobuf";
+import { type Payment, PaymentSchema, PaymentStatus, type Wallet, WalletSchema } from "../../gen/orderflow/payment/v1/payment_pb.js";
+import type { Database, Queryable } from "../platform/db.js";
+import { money } from "../platform/money.js";
+import { timestamp } from "../platform/time.js";
+import { paymentMetrics } from "./metrics.js";
+
+/** Payment statuses as stored: the enum value's name. */
+export type PaymentStatusName = "CHARGED" | "DECLINED" | "REFUNDED";
+
+export interface WalletRow {
+  customer_id: string;
+  balance_minor: string;
+  currency: string;
+  updated_at: Date;
+}
+
+export interface PaymentRow {
+  payment_id: string;
+  seq: string;
+  order_id: string;
+  customer_id: string | null;
+  amount_minor: string;
+  currency: string | null;
+  status: PaymentStatusName;
+  decline_reason: string;
+  created_at: Date;
+  updated_at: Date;
+}
+
+export const walletColumns = "customer_id, balance_minor, currency, updated_at";
+export const paymentColumns = "payment_id, seq, order_id, customer_id, amount_minor, currency, status, decline_reason, created_at, updated_at";
+
+export function toWallet(row: WalletRow): Wallet {
+  return create(WalletSchema, { customerId: row.customer_id, balance: money(row.balance_minor, row.currency), updatedAt: timestamp(row.updated_at) });
+}
+
+export function toPayment(row: PaymentRow): Payment {
+  return create(PaymentSchema, {
+    paymentId: row.payment_id,
+    orderId: row.order_id,
+    customerId: row.customer_id ?? "",
+    amount: money(row.amount_minor, row.currency ?? ""),
+    status: PaymentStatus[row.status],
+    declineReason: row.decline_reason,
+    createdAt: timestamp(row.created_at),
+    updatedAt: timestamp(row.updated_at),
+  });
+}
+
+/** The top-up's idempotency key was used before for a different amount or currency. */
+export class TopUpConflict extends Error {}
+/** The wallet holds another currency. */
+export class CurrencyMismatch extends Error {}
+/** The balance would leave the range of a bigint. */
+export class BalanceOverflow extends Error {}
+
+export interface TopUp {
+  customerId: string;
+  amountMinor: bigint;
+  currency: string;
+  idempotencyKey: string;
+}
+
+/**
+ * Adds funds to a wallet, creating it (in the top-up's currency) on the first
+ * top-up. The ledger's unique (customer, idempotency key) makes a key apply once;
+ * a retry gets the wallet as it is now. Runs under the wallet's row lock, so
+ * concurrent top-ups and charges of one wallet serialise.
+ */
+export async function topUpWallet(db: Database, topUp: TopUp): Promise<{ wallet: Wallet; applied: boolean }> {
+  const { customerId, amountMinor, currency, idempotencyKey } = topUp;
+  if (amountMinor <= 0n) throw new RangeError("a top-up must be positive");
+  let result: { wallet: Wallet; applied: boolean };
+  try {
+    result = await db.transaction(async (tx) => {
+      await tx.query("INSERT INTO wallets (customer_id, currency) VALUES ($1, $2) ON CONFLICT (customer_id) DO NOTHING", [customerId, currency]);
+      const locked = await tx.query<WalletRow>(`SELECT ${walletColumns} FROM wallets WHERE customer_id = $1 FOR UPDATE`, [customerId]);
+      const wallet = locked.rows[0]!;
+      const prior = await tx.query<{ amount_minor: string; currency: string }>(
+        "SELECT amount_minor, currency FROM ledger_entries WHERE customer_id = $1 AND idempotency_key = $2",
+        [customerId, idempotencyKey],
+      );
+      const previous = prior.rows[0];
+      if (previous) {
+        if (BigInt(previous.amount_minor) !== amountMinor || previous.currency !== currency) {
+          throw new TopUpConflict(`idempotency key ${idempotencyKey} was already used for a top-up of ${previous.amount_minor} ${previous.currency}`);
+        }
+        return { wallet: toWallet(wallet), applied: false };
+      }
+      if (wallet.currency !== currency) throw new CurrencyMismatch(`the wallet of ${customerId} holds ${wallet.currency}, not ${currency}`);
+      const updated = await tx.query<WalletRow>(
+        `UPDATE wallets SET balance_minor = balance_minor + $2, updated_at = now() WHERE customer_id = $1 RETURNING ${walletColumns}`,
+        [customerId, amountMinor.toString()],
+      );
+      await tx.query("INSERT INTO ledger_entries (customer_id, kind, amount_minor, currency, idempotency_key) VALUES ($1, 'TOPUP', $2, $3, $4)", [
+        customerId,
+        amountMinor.toString(),
+        currency,
+        idempotencyKey,
+      ]);
+      return { wallet: toWallet(updated.rows[0]!), applied: true };
+    });
+  } catch (error) {
+    if (pgCode(error) === "22003") throw new BalanceOverflow(`a top-up of ${amountMinor} would take the balance of ${customerId} out of range`);
+    throw error;
+  }
+  if (result.applied) paymentMetrics.moneyMoved.inc({ kind: "topup", currency }, Number(amountMinor));
+  return result;
+}
+
+/** Wallets and payments in Postgres: queries on the replica, changes on the primary. */
+export class PaymentStore {
+  constructor(readonly db: Database) {}
+
+  getWallet(customerId: string): Promise<Wallet | undefined> {
+    return this.db.readFresh(async (q) => (await q.query<WalletRow>(`SELECT ${walletColumns} FROM wallets WHERE customer_id = $1`, [customerId])).rows.map(toWallet)[0]);
+  }
+
+  topUp(topUp: TopUp): Promise<{ wallet: Wallet; applied: boolean }> {
+    return topUpWallet(this.db, topUp);
+  }
+
+  getPayment(paymentId: string): Promise<Payment | undefined> {
+    return this.db.readFresh(async (q) => (await q.query<PaymentRow>(`SELECT ${paymentColumns} FROM payments WHERE payment_id = $1`, [paymentId])).rows.map(toPayment)[0]);
+  }
+
+  /** A customer's payments, newest first, before position `beforeSeq`. */
+  async list(customerId: string, limit: number, beforeSeq: string | undefined): Promise<Array<{ payment: Payment; seq: string }>> {
+    return listPayments(this.db.replica, customerId, limit, beforeSeq);
+  }
+}
+
+export async function listPayments(q: Queryable, customerId: string, limit: number, beforeSeq: string | undefined): Promise<Array<{ payment: Payment; seq: string }>> {
+  const { rows } = await q.query<PaymentRow>(
+    `SELECT ${paymentColumns} FROM payments WHERE customer_id = $1 AND ($2::bigint IS NULL OR seq < $2::bigint) ORDER BY seq DESC LIMIT $3`,
+    [customerId, beforeSeq ?? null, limit],
+  );
+  return rows.map((row) => ({ payment: toPayment(row), seq: row.seq }));
+}
+
+export function pgCode(error: unknown): string | undefined {
+  return typeof error === "object" && error !== null && "code" in error && typeof error.code === "string" ? error.code : undefined;
+}

@@ -1,0 +1,42 @@
+import { jetstream, jetstreamManager, type JetStreamClient, type JetStreamManager } from "@nats-io/jetstream";
+import { connect, type NatsConnection } from "@nats-io/transport-node";
+import { ensureStreams } from "./bus/index.js";
+import type { Logger } from "./logger.js";
+import type { DependencyCheck } from "./rpc/health.js";
+
+/** The saga's domains: one JetStream stream each (plus the dead-letter stream). */
+export const sagaDomains = ["order", "inventory", "fraud", "payment"] as const;
+
+export interface BusConnection {
+  nc: NatsConnection;
+  js: JetStreamClient;
+  jsm: JetStreamManager;
+  /** Readiness: the connection is up. */
+  check: DependencyCheck;
+  close(): Promise<void>;
+}
+
+/**
+ * Connects to NATS (reconnecting forever: a NATS restart delays messages, it
+ * does not stop the service) and makes sure the saga's streams exist.
+ */
+export async function connectBus(options: { url: string; name: string; logger: Logger }): Promise<BusConnection> {
+  const nc = await connect({ servers: options.url, name: options.name, maxReconnectAttempts: -1, reconnectTimeWait: 500 });
+  let connected = true;
+  void (async () => {
+    for await (const status of nc.status()) {
+      if (status.type !== "disconnect" && status.type !== "reconnect") continue;
+      connected = status.type === "reconnect";
+      options.logger.warn(`nats ${status.type}`);
+    }
+  })();
+  const jsm = await jetstreamManager(nc);
+  await ensureStreams(jsm, sagaDomains);
+  return {
+    nc,
+    js: jetstream(nc),
+    jsm,
+    check: { name: "nats", check: () => Promise.resolve(connected && !nc.isClosed()) },
+    close: () => nc.drain(),
+  };
+}

@@ -1,0 +1,290 @@
+import { create, isMessage } from "@bufbuild/protobuf";
+import { context, propagation, trace, TraceFlags } from "@opentelemetry/api";
+import { AsyncLocalStorageContextManager } from "@opentelemetry/context-async-hooks";
+import { W3CTraceContextPropagator } from "@opentelemetry/core";
+import pg from "pg";
+import { afterAll, beforeAll, describe, expect, it, inject } from "vitest";
+import { ReserveStockSchema, StockReservedSchema } from "../../../gen/orderflow/inventory/v1/saga_pb.js";
+import { startConsumer, type Delivery } from "./consumer.js";
+import { listDeadLetters, replayAllDeadLetters, replayDeadLetter } from "./dlq.js";
+import { busMetrics } from "./metrics.js";
+import { Header } from "./names.js";
+import { busHeaders, publishMessages, type OutgoingMessage } from "./publish.js";
+import { busTestEnv, waitFor, type BusTestEnv } from "./testkit.js";
+
+process.env["LOG_LEVEL"] ??= "error";
+context.setGlobalContextManager(new AsyncLocalStorageContextManager().enable());
+propagation.setGlobalPropagator(new W3CTraceContextPropagator());
+
+let env: BusTestEnv;
+beforeAll(async () => {
+  env = await busTestEnv(["inventory"], inject("infra"));
+  await env.pool.query(`CREATE TABLE "${env.schema}".effects (consumer text NOT NULL, order_id text NOT NULL, txid bigint NOT NULL)`);
+});
+afterAll(async () => {
+  await env?.cleanup();
+});
+
+const subject = (name: string): string => `${env.domain("inventory")}.cmd.${name}`;
+
+function reserve(subj: string, id: string, orderId: string): OutgoingMessage {
+  return { subject: subj, id, key: orderId, message: create(ReserveStockSchema, { orderId, lines: [{ sku: "sku-1", quantity: 2n }] }) };
+}
+
+/** Raw publish with bus headers but arbitrary bytes / type (for poison messages). */
+async function publishRaw(subj: string, id: string, type: string, data: Uint8Array, msgID = id): Promise<void> {
+  const headers = busHeaders({ type, id });
+  if (type === "") headers.delete(Header.type);
+  await env.js.publish(subj, data, { msgID, headers });
+}
+
+/** Handler that records the order id and the transaction id of its effect. */
+function recordEffect(consumer: string, fail?: (d: Delivery) => boolean) {
+  return async (d: Delivery, tx: { query: (sql: string, params: unknown[]) => Promise<unknown> }): Promise<void> => {
+    if (!isMessage(d.message, ReserveStockSchema)) throw new Error(`unexpected ${d.type}`);
+    if (fail?.(d)) throw new Error(`boom: cannot reserve for ${d.message.orderId}`);
+    await tx.query(`INSERT INTO "${env.schema}".effects (consumer, order_id, txid) VALUES ($1, $2, txid_current())`, [consumer, d.message.orderId]);
+  };
+}
+
+async function effects(consumer: string): Promise<{ order_id: string; txid: string }[]> {
+  const r = await env.pool.query<{ order_id: string; txid: string }>(`SELECT order_id, txid FROM "${env.schema}".effects WHERE consumer = $1`, [consumer]);
+  return r.rows;
+}
+
+async function settled(durable: string): Promise<boolean> {
+  const info = await env.jsm.consumers.info(env.stream("inventory"), durable);
+  return info.num_ack_pending === 0 && info.num_pending === 0;
+}
+
+async function metric(consumer: string, outcome: string): Promise<number> {
+  const m = await busMetrics.messages.get();
+  return m.values.find((v) => v.labels["consumer"] === consumer && v.labels["outcome"] === outcome)?.value ?? 0;
+}
+
+describe("inbox consumer", () => {
+  it("applies a batch in one transaction: inbox rows + effects commit together, then all are acked", async () => {
+    const subj = subject("batch");
+    await publishMessages(env.js, Array.from({ length: 60 }, (_, i) => reserve(subj, `batch-${i}`, `o-${i}`)));
+    const record = recordEffect("batch");
+    const c = await startConsumer({
+      js: env.js,
+      pool: env.pool,
+      schema: env.schema,
+      stream: env.stream("inventory"),
+      durable: "batch",
+      filterSubject: subj,
+      batchSize: 30,
+      handle: async (d, tx, out) => {
+        await record(d, tx);
+        out.emit({ subject: `${env.domain("inventory")}.evt.reserved`, key: d.key, message: create(StockReservedSchema, { orderId: d.key }) });
+      },
+    });
+    try {
+      await waitFor(async () => (await effects("batch")).length === 60, 5000, "60 effects");
+      // Replies emitted through `out` are in the outbox, in message order, committed with the effects.
+      const outbox = await env.pool.query<{ key: string }>(`SELECT key FROM "${env.schema}".outbox WHERE subject LIKE '%.evt.reserved' ORDER BY id`);
+      expect(outbox.rows.map((r) => r.key)).toEqual(Array.from({ length: 60 }, (_, i) => `o-${i}`));
+      const txids = new Set((await effects("batch")).map((e) => e.txid));
+      expect(txids.size).toBeLessThanOrEqual(4); // 60 messages in ~2 batches of 30 (the first may be split)
+      const inbox = await env.pool.query(`SELECT 1 FROM "${env.schema}".inbox WHERE consumer = 'batch'`);
+      expect(inbox.rowCount).toBe(60);
+      await waitFor(() => settled("batch"), 5000, "all acked");
+    } finally {
+      await c.stop();
+    }
+  });
+
+  it("has one effect per message id: duplicate in a batch, a later re-publish, and a redelivery after a lost ack", async () => {
+    const subj = subject("dup");
+    const c = await startConsumer({ js: env.js, pool: env.pool, schema: env.schema, stream: env.stream("inventory"), durable: "dup", filterSubject: subj, batchSize: 20, handle: recordEffect("dup") });
+    try {
+      // A redelivery after a lost ack: the inbox already holds the id (the effect committed before).
+      await env.pool.query(`INSERT INTO "${env.schema}".inbox (consumer, message_id) VALUES ('dup', 'dup-3')`);
+      const [m1, m2, m3] = [reserve(subj, "dup-1", "d-1"), reserve(subj, "dup-2", "d-2"), reserve(subj, "dup-3", "d-3")];
+      if (!m1 || !m2 || !m3) throw new Error("unreachable");
+      // Same message id published twice (as after JetStream's duplicate window): different msgID, same of-id.
+      await publishMessages(env.js, [m1, m2, m3]);
+      const again = busHeaders({ type: "orderflow.inventory.v1.ReserveStock", id: "dup-1" });
+      await env.js.publish(subj, (await import("@bufbuild/protobuf")).toBinary(ReserveStockSchema, create(ReserveStockSchema, { orderId: "d-1" })), { msgID: "dup-1:again", headers: again });
+      await waitFor(() => settled("dup"), 5000, "first wave acked");
+      await publishMessages(env.js, [{ ...m2, id: "dup-2" }]); // de-duplicated by JetStream (same msgID)
+      const h = busHeaders({ type: "orderflow.inventory.v1.ReserveStock", id: "dup-2" });
+      await env.js.publish(subj, (await import("@bufbuild/protobuf")).toBinary(ReserveStockSchema, create(ReserveStockSchema, { orderId: "d-2" })), { msgID: "dup-2:later", headers: h });
+      await waitFor(async () => (await metric("dup", "duplicate")) >= 3, 5000, "duplicates seen");
+      await waitFor(() => settled("dup"), 5000, "all acked");
+      const rows = (await effects("dup")).map((e) => e.order_id).sort();
+      expect(rows).toEqual(["d-1", "d-2"]);
+    } finally {
+      await c.stop();
+    }
+  });
+
+  it("sends poison messages to the DLQ with their metadata and keeps processing; replay re-drives them once fixed", async () => {
+    const subj = subject("poison");
+    let fixed = false;
+    const c = await startConsumer({
+      js: env.js,
+      pool: env.pool,
+      schema: env.schema,
+      stream: env.stream("inventory"),
+      durable: "poison",
+      filterSubject: subj,
+      batchSize: 20,
+      maxDeliver: 3,
+      backoffMs: [50, 100],
+      dlq: env.dlq,
+      handle: recordEffect("poison", (d) => isMessage(d.message, ReserveStockSchema) && d.message.orderId === "p-poison" && !fixed),
+    });
+    try {
+      await publishMessages(env.js, [reserve(subj, "ok-1", "p-1")]);
+      await publishRaw(subj, "bad-bytes", "orderflow.inventory.v1.ReserveStock", new Uint8Array([0x0a, 0x05, 0x61]));
+      await publishRaw(subj, "bad-type", "orderflow.nope.v1.Unknown", new Uint8Array([]));
+      await publishMessages(env.js, [reserve(subj, "poison-1", "p-poison"), reserve(subj, "ok-2", "p-2"), reserve(subj, "ok-3", "p-3")]);
+
+      await waitFor(async () => (await effects("poison")).length === 3, 5000, "good messages processed");
+      await waitFor(async () => (await listDeadLetters(env.jsm, { dlq: env.dlq })).length === 3, 5000, "3 dead letters");
+      const dead = await listDeadLetters(env.jsm, { dlq: env.dlq });
+      const poison = dead.find((dl) => dl.messageId === "poison-1");
+      expect(poison).toMatchObject({ subject: subj, type: "orderflow.inventory.v1.ReserveStock", deliveries: 3, consumer: "poison", stream: env.stream("inventory") });
+      expect(poison?.error).toContain("boom");
+      expect(poison?.headers[Header.id]).toEqual(["poison-1"]);
+      expect(poison?.headers[Header.msgId]).toEqual(["poison-1"]);
+      const badBytes = dead.find((dl) => dl.messageId === "bad-bytes");
+      expect(badBytes).toMatchObject({ deliveries: 1, subject: subj });
+      expect(badBytes?.error).toContain("cannot decode");
+      expect(dead.find((dl) => dl.messageId === "bad-type")?.error).toContain("unknown message type");
+      const dlqMsgs = await env.jsm.streams.info(env.dlq.stream);
+      expect(dlqMsgs.state.messages).toBe(3);
+      const dl = await busMetrics.deadLetters.get();
+      const deadCount = (reason: string): number => dl.values.find((v) => v.labels["consumer"] === "poison" && v.labels["reason"] === reason)?.value ?? 0;
+      expect([deadCount("undecodable"), deadCount("handler_failed")]).toEqual([2, 1]);
+      expect(await metric("poison", "retried")).toBe(2);
+      const redeliveries = (await busMetrics.redeliveries.get()).values.find((v) => v.labels["consumer"] === "poison")?.value;
+      expect(redeliveries).toBe(2);
+
+      // The consumer carries on.
+      await publishMessages(env.js, [reserve(subj, "ok-4", "p-4")]);
+      await waitFor(async () => (await effects("poison")).length === 4, 5000, "later message processed");
+      await waitFor(() => settled("poison"), 5000, "nothing pending");
+
+      // Fix the cause, replay: processed once, gone from the DLQ.
+      fixed = true;
+      if (!poison) throw new Error("unreachable");
+      await replayDeadLetter(env.js, env.jsm, poison.seq, env.dlq);
+      await waitFor(async () => (await effects("poison")).some((e) => e.order_id === "p-poison"), 5000, "replayed message processed");
+      expect((await listDeadLetters(env.jsm, { dlq: env.dlq })).map((dl) => dl.messageId).sort()).toEqual(["bad-bytes", "bad-type"]);
+      await expect(replayDeadLetter(env.js, env.jsm, poison.seq, env.dlq)).rejects.toThrow(/no dead letter/);
+      // A second copy of the replay (same of-id) has no effect.
+      await publishRaw(subj, "poison-1", "orderflow.inventory.v1.ReserveStock", (await import("@bufbuild/protobuf")).toBinary(ReserveStockSchema, create(ReserveStockSchema, { orderId: "p-poison" })), "poison-1:replay:again");
+      await waitFor(() => settled("poison"), 5000, "settled");
+      expect((await effects("poison")).filter((e) => e.order_id === "p-poison")).toHaveLength(1);
+
+      // Still-broken messages replayed go back to the DLQ.
+      const replayed = await replayAllDeadLetters(env.js, env.jsm, env.dlq);
+      expect(replayed).toHaveLength(2);
+      await waitFor(async () => (await listDeadLetters(env.jsm, { dlq: env.dlq })).length === 2, 5000, "back in the DLQ");
+      expect((await listDeadLetters(env.jsm, { dlq: env.dlq })).every((dl) => dl.seq > poison.seq)).toBe(true);
+    } finally {
+      await c.stop();
+    }
+  });
+
+  it("stops gracefully: finishes the batch in flight, hands back the rest", async () => {
+    const subj = subject("stop");
+    await publishMessages(env.js, Array.from({ length: 6 }, (_, i) => reserve(subj, `stop-${i}`, `s-${i}`)));
+    let started = 0;
+    const slow = recordEffect("stop");
+    const opts = { js: env.js, pool: env.pool, schema: env.schema, stream: env.stream("inventory"), durable: "stop", filterSubject: subj, batchSize: 3, ackWaitMs: 1000 } as const;
+    const c = await startConsumer({
+      ...opts,
+      handle: async (d: Delivery, tx: pg.PoolClient) => {
+        started++;
+        await new Promise((r) => setTimeout(r, 100));
+        await slow(d, tx);
+      },
+    });
+    await waitFor(() => started > 0, 5000, "a batch in flight");
+    await c.stop();
+    const done = (await effects("stop")).length;
+    expect(done).toBeGreaterThan(0);
+    expect(done).toBe(started); // every handler that started committed
+    const c2 = await startConsumer({ ...opts, handle: slow });
+    try {
+      await waitFor(async () => (await effects("stop")).length === 6, 10000, "the rest processed after restart");
+      await waitFor(() => settled("stop"), 5000, "all acked");
+      expect(new Set((await effects("stop")).map((e) => e.order_id)).size).toBe(6);
+    } finally {
+      await c2.stop();
+    }
+  });
+});
+
+describe("database outage", () => {
+  it("holds messages while Postgres is unreachable instead of spending deliveries or dead-lettering them", async () => {
+    const subj = subject("outage");
+    let refusals = 4;
+    class FlakyPool extends pg.Pool {
+      override connect(): Promise<pg.PoolClient>;
+      override connect(callback: (err: Error | undefined, client: pg.PoolClient | undefined, done: (release?: unknown) => void) => void): void;
+      override connect(callback?: (err: Error | undefined, client: pg.PoolClient | undefined, done: (release?: unknown) => void) => void): Promise<pg.PoolClient> | void {
+        if (callback) return super.connect(callback);
+        if (refusals-- > 0) return Promise.reject(Object.assign(new Error("connect ECONNREFUSED 127.0.0.1:5432"), { code: "ECONNREFUSED" }));
+        return super.connect();
+      }
+    }
+    const pool = new FlakyPool({ connectionString: env.databaseUrl, max: 4 });
+    const c = await startConsumer({ js: env.js, pool, schema: env.schema, stream: env.stream("inventory"), durable: "outage", filterSubject: subj, maxDeliver: 1, dlq: env.dlq, handle: recordEffect("outage") });
+    try {
+      await publishMessages(env.js, [reserve(subj, "outage-1", "u-1"), reserve(subj, "outage-2", "u-2")]);
+      await waitFor(async () => (await effects("outage")).length === 2, 8000, "processed after the outage");
+      expect(refusals).toBeLessThan(0);
+      expect((await listDeadLetters(env.jsm, { dlq: env.dlq })).filter((dl) => dl.consumer === "outage")).toEqual([]);
+      await waitFor(() => settled("outage"), 5000, "acked");
+      expect((await env.jsm.consumers.info(env.stream("inventory"), "outage")).num_redelivered).toBe(0);
+    } finally {
+      await c.stop();
+      await pool.end();
+    }
+  });
+});
+
+describe("direct consumer (no Postgres)", () => {
+  it("calls the handler without a transaction, acks, retries and dead-letters", async () => {
+    const subj = subject("direct");
+    const seen: string[] = [];
+    const traces: string[] = [];
+    let failures = 0;
+    const c = await startConsumer({
+      js: env.js,
+      stream: env.stream("inventory"),
+      durable: "direct",
+      filterSubject: subj,
+      maxDeliver: 2,
+      backoffMs: [20],
+      parallel: true,
+      dlq: env.dlq,
+      handle: async (d) => {
+        if (d.id === "direct-bad") {
+          failures++;
+          throw new Error("always fails");
+        }
+        seen.push(d.id);
+        traces.push(trace.getActiveSpan()?.spanContext().traceId ?? "");
+      },
+    });
+    try {
+      const traceId = "0af7651916cd43dd8448eb211c80319c";
+      const ctx = trace.setSpanContext(context.active(), { traceId, spanId: "b7ad6b7169203331", traceFlags: TraceFlags.SAMPLED });
+      await context.with(ctx, () => publishMessages(env.js, [reserve(subj, "direct-1", "x-1"), reserve(subj, "direct-bad", "x-bad"), reserve(subj, "direct-2", "x-2")]));
+      await waitFor(() => seen.length === 2, 5000, "good ones handled");
+      expect(traces).toEqual([traceId, traceId]); // handlers run in the publisher's trace
+      await waitFor(async () => (await listDeadLetters(env.jsm, { dlq: env.dlq })).some((dl) => dl.messageId === "direct-bad"), 5000, "dead letter");
+      expect(failures).toBe(2);
+      await waitFor(() => settled("direct"), 5000, "all acked");
+      expect(seen.sort()).toEqual(["direct-1", "direct-2"]);
+    } finally {
+      await c.stop();
+    }
+  });
+});

@@ -1,0 +1,12 @@
+/** The JetStream bus every OrderFlow service uses. See README.md. */
+export { decodeMessage, DecodeError, encodeMessage, sagaRegistry } from "./codec.js";
+export { startConsumer, type BusConsumer, type ConsumerOptions, type Delivery, type DirectConsumerOptions, type InboxConsumerOptions, type OutboxWriter } from "./consumer.js";
+export { getDeadLetter, listDeadLetters, publishDeadLetter, replayAllDeadLetters, replayDeadLetter, type DeadLetter } from "./dlq.js";
+export { busMetrics } from "./metrics.js";
+export { DEFAULT_DLQ, DlqHeader, Header, outboxChannel, streamName, type DlqConfig } from "./names.js";
+export { enqueueOutbox, type EnqueueOptions } from "./outbox.js";
+export { busHeaders, publishMessages, type OutgoingMessage } from "./publish.js";
+export { OutboxRelay, type OutboxRelayOptions } from "./relay.js";
+export { busTablesSql, ensureBusTables, pruneInbox } from "./sql.js";
+export { deleteStreams, ensureStreams, type EnsureStreamsOptions } from "./streams.js";
+export { currentTraceHeaders, extractTraceContext } from "./trace.js";

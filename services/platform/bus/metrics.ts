@@ -1,0 +1,30 @@
+import { Counter, Gauge, Histogram, register } from "prom-client";
+
+/** Bus metrics, registered once in prom-client's default registry. */
+
+function counter(name: string, help: string, labelNames: readonly string[]): Counter<string> {
+  const existing = register.getSingleMetric(name);
+  return existing instanceof Counter ? existing : new Counter({ name, help, labelNames });
+}
+
+function gauge(name: string, help: string, labelNames: readonly string[]): Gauge<string> {
+  const existing = register.getSingleMetric(name);
+  return existing instanceof Gauge ? existing : new Gauge({ name, help, labelNames });
+}
+
+function histogram(name: string, help: string, labelNames: readonly string[], buckets: number[]): Histogram<string> {
+  const existing = register.getSingleMetric(name);
+  return existing instanceof Histogram ? existing : new Histogram({ name, help, labelNames, buckets });
+}
+
+export const busMetrics = {
+  outboxBacklog: gauge("orderflow_outbox_backlog", "Unpublished outbox rows", ["schema"]),
+  outboxPublished: counter("orderflow_outbox_published_total", "Outbox rows published to JetStream", ["schema"]),
+  outboxDuplicates: counter("orderflow_outbox_publish_duplicates_total", "Outbox publishes JetStream reported as duplicates (re-publish after a crash)", ["schema"]),
+  /** outcome: processed | duplicate | retried | dead_lettered */
+  messages: counter("orderflow_bus_messages_total", "Messages handled by bus consumers, by outcome", ["consumer", "outcome"]),
+  redeliveries: counter("orderflow_bus_redeliveries_total", "Messages received with a delivery count above 1", ["consumer"]),
+  deadLetters: counter("orderflow_bus_dead_letters_total", "Messages sent to the dead-letter stream", ["consumer", "reason"]),
+  batchSize: histogram("orderflow_bus_batch_size", "Messages per consumer batch", ["consumer"], [1, 2, 5, 10, 20, 50, 100, 200, 500, 1000]),
+  batchSeconds: histogram("orderflow_bus_batch_seconds", "Time to process one consumer batch", ["consumer"], [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5]),
+};

@@ -1,0 +1,28 @@
+/** Classification of Postgres / pg-driver errors for the consumer's retry decisions. */
+
+function codeOf(err: unknown): string {
+  if (err && typeof err === "object" && "code" in err) {
+    const code = (err as { code: unknown }).code;
+    if (typeof code === "string") return code;
+  }
+  return "";
+}
+
+const CONNECTION_MESSAGES = /Connection terminated|connection timeout|timeout exceeded when trying to connect|Client has encountered a connection error|ECONNREFUSED|ECONNRESET|EPIPE|ETIMEDOUT|EHOSTUNREACH|ENOTFOUND|the database system is (starting up|shutting down)|terminating connection/i;
+
+/**
+ * The database is unreachable or going away (class 08, admin shutdown, too many
+ * connections, driver socket errors): nothing wrong with the message — wait and retry it
+ * without spending one of its deliveries.
+ */
+export function isConnectionError(err: unknown): boolean {
+  const code = codeOf(err);
+  if (code.startsWith("08") || code === "57P01" || code === "57P02" || code === "57P03" || code === "53300") return true;
+  return err instanceof Error && CONNECTION_MESSAGES.test(err.message);
+}
+
+/** A transaction lost a race (serialization failure, deadlock): run it again. */
+export function isConflictError(err: unknown): boolean {
+  const code = codeOf(err);
+  return code === "40001" || code === "40P01";
+}

@@ -1,0 +1,58 @@
+import type { Message, Registry } from "@bufbuild/protobuf";
+import type { JetStreamClient, PubAck } from "@nats-io/jetstream";
+import { headers as natsHeaders, type MsgHdrs } from "@nats-io/transport-node";
+import { encodeMessage, sagaRegistry } from "./codec.js";
+import { Header } from "./names.js";
+import { currentTraceHeaders } from "./trace.js";
+
+/** A message to send: through the outbox (`enqueueOutbox`) or directly (`publishMessages`). */
+export interface OutgoingMessage {
+  /** e.g. `inventory.cmd.reserve` */
+  subject: string;
+  /** A Protobuf message created with `create(Schema, …)`; its type name goes into `of-type`. */
+  message: Message;
+  /** Partition key, e.g. the order id (header `of-key`; the outbox keeps per-key order). */
+  key?: string;
+  /**
+   * Message id (Nats-Msg-Id and inbox key). Outbox: optional, a random UUID by default.
+   * Direct publish: required, and deterministic (e.g. `fraud:<orderId>:assessed`) so a retry is de-duplicated.
+   */
+  id?: string;
+  /** Extra headers (string values). */
+  headers?: Record<string, string>;
+}
+
+/** Builds the NATS headers of a bus message: extra headers, trace context, type, id and key. */
+export function busHeaders(fields: { type: string; id: string; key?: string | null; extra?: Record<string, string> }): MsgHdrs {
+  const h = natsHeaders();
+  for (const [k, v] of Object.entries(fields.extra ?? {})) h.set(k, v);
+  h.set(Header.type, fields.type);
+  h.set(Header.id, fields.id);
+  if (fields.key) h.set(Header.key, fields.key);
+  return h;
+}
+
+/**
+ * Publishes messages directly (no outbox), pipelined: all publishes are sent, then all
+ * acks awaited. Each needs a deterministic `id` (the JetStream msgID). The current trace
+ * context is added to the headers. For services without Postgres (fraud).
+ */
+export async function publishMessages(js: JetStreamClient, messages: readonly OutgoingMessage[], registry: Registry = sagaRegistry): Promise<PubAck[]> {
+  const trace = currentTraceHeaders();
+  return Promise.all(
+    messages.map((m) => {
+      if (!m.id) throw new Error(`publishMessages: message to ${m.subject} needs an id`);
+      const { type, payload } = encodeMessage(m.message, registry);
+      const headers = busHeaders({ type, id: m.id, key: m.key ?? null, extra: { ...m.headers, ...trace } });
+      return js.publish(m.subject, payload, { msgID: m.id, headers });
+    }),
+  );
+}
+
+/** All headers of a message as a JSON-friendly object. */
+export function headersToRecord(h: MsgHdrs | undefined): Record<string, string[]> {
+  const out: Record<string, string[]> = {};
+  if (!h) return out;
+  for (const [k, values] of h) out[k] = [...values];
+  return out;
+}

@@ -1,0 +1,188 @@
+import { create, fromBinary } from "@bufbuild/protobuf";
+import { context, propagation, trace, TraceFlags } from "@opentelemetry/api";
+import { AsyncLocalStorageContextManager } from "@opentelemetry/context-async-hooks";
+import { W3CTraceContextPropagator } from "@opentelemetry/core";
+import type { PoolClient } from "pg";
+import { afterAll, beforeAll, describe, expect, it, inject } from "vitest";
+import { ReserveStockSchema } from "../../../gen/orderflow/inventory/v1/saga_pb.js";
+import { busMetrics } from "./metrics.js";
+import { Header } from "./names.js";
+import { enqueueOutbox } from "./outbox.js";
+import type { OutgoingMessage } from "./publish.js";
+import { OutboxRelay } from "./relay.js";
+import { busTestEnv, readStream, waitFor, type BusTestEnv } from "./testkit.js";
+
+process.env["LOG_LEVEL"] ??= "warn";
+context.setGlobalContextManager(new AsyncLocalStorageContextManager().enable());
+propagation.setGlobalPropagator(new W3CTraceContextPropagator());
+
+let env: BusTestEnv;
+beforeAll(async () => {
+  env = await busTestEnv(["inventory"], inject("infra"));
+});
+afterAll(async () => {
+  await env?.cleanup();
+});
+
+/** A ReserveStock for `orderId` whose single line's sku carries `n` (to check order). */
+function reserve(orderId: string, n: number): OutgoingMessage {
+  return {
+    subject: `${env.domain("inventory")}.cmd.reserve`,
+    key: orderId,
+    message: create(ReserveStockSchema, { orderId, lines: [{ sku: String(n), quantity: 1n }] }),
+  };
+}
+
+async function inTx<T>(fn: (c: PoolClient) => Promise<T>): Promise<T> {
+  const c = await env.pool.connect();
+  try {
+    await c.query("BEGIN");
+    const r = await fn(c);
+    await c.query("COMMIT");
+    return r;
+  } catch (err) {
+    await c.query("ROLLBACK");
+    throw err;
+  } finally {
+    c.release();
+  }
+}
+
+async function unpublished(): Promise<number> {
+  const r = await env.pool.query<{ n: number }>(`SELECT count(*)::int AS n FROM "${env.schema}".outbox WHERE published_at IS NULL`);
+  return r.rows[0]?.n ?? 0;
+}
+
+async function streamCount(): Promise<number> {
+  return (await env.jsm.streams.info(env.stream("inventory"))).state.messages;
+}
+
+async function clear(): Promise<void> {
+  await env.pool.query(`DELETE FROM "${env.schema}".outbox`);
+  await env.jsm.streams.purge(env.stream("inventory"));
+}
+
+async function duplicatesCounted(): Promise<number> {
+  const m = await busMetrics.outboxDuplicates.get();
+  return m.values.find((v) => v.labels["schema"] === env.schema)?.value ?? 0;
+}
+
+describe("outbox + relay", () => {
+  it("publishes rows with msgID, type, key and traceparent; a second publish of the same rows is dropped by JetStream", async () => {
+    await clear();
+    const traceId = "4bf92f3577b34da6a3ce929d0e0e4736";
+    const ctx = trace.setSpanContext(context.active(), { traceId, spanId: "00f067aa0ba902b7", traceFlags: TraceFlags.SAMPLED });
+    const ids = await context.with(ctx, () => inTx((c) => enqueueOutbox(c, env.schema, [reserve("o-1", 1), reserve("o-1", 2), reserve("o-2", 3)])));
+    expect(ids).toHaveLength(3);
+
+    const relay = new OutboxRelay({ pool: env.pool, schema: env.schema, js: env.js, pollMs: 100 }).start();
+    try {
+      await waitFor(async () => (await unpublished()) === 0, 5000, "rows published");
+      const msgs = await readStream(env.jsm, env.stream("inventory"));
+      expect(msgs.map((m) => m.header.get(Header.msgId))).toEqual(ids);
+      expect(msgs.map((m) => m.header.get(Header.id))).toEqual(ids);
+      expect(msgs.map((m) => m.header.get(Header.key))).toEqual(["o-1", "o-1", "o-2"]);
+      expect(msgs[0]?.header.get(Header.type)).toBe("orderflow.inventory.v1.ReserveStock");
+      expect(msgs[0]?.header.get("traceparent")).toContain(traceId);
+      expect(msgs.map((m) => fromBinary(ReserveStockSchema, m.data).lines[0]?.sku)).toEqual(["1", "2", "3"]);
+      const published = (await busMetrics.outboxPublished.get()).values.find((v) => v.labels["schema"] === env.schema)?.value;
+      expect(published).toBe(3);
+      await waitFor(async () => (await busMetrics.outboxBacklog.get()).values.find((v) => v.labels["schema"] === env.schema)?.value === 0, 3000, "backlog gauge 0");
+
+      // Simulate a relay that crashed after publishing but before committing: rows unpublished again.
+      const before = await duplicatesCounted();
+      await env.pool.query(`UPDATE "${env.schema}".outbox SET published_at = NULL`);
+      await waitFor(async () => (await unpublished()) === 0, 5000, "rows re-published");
+      expect(await streamCount()).toBe(3);
+      expect((await duplicatesCounted()) - before).toBe(3);
+    } finally {
+      await relay.stop();
+    }
+  });
+
+  it("two relays: one leader at a time, every row published exactly once, per-key order kept across a failover", async () => {
+    await clear();
+    const a = new OutboxRelay({ pool: env.pool, schema: env.schema, js: env.js, pollMs: 50, leaderRetryMs: 50, batchSize: 25 }).start();
+    const b = new OutboxRelay({ pool: env.pool, schema: env.schema, js: env.js, pollMs: 50, leaderRetryMs: 50, batchSize: 25 }).start();
+    const keys = Array.from({ length: 10 }, (_, i) => `order-${i}`);
+    let n = 0;
+    const writeRound = async (rounds: number): Promise<void> => {
+      // Concurrent writers: each key's messages are written by one writer, in order.
+      await Promise.all(
+        keys.map(async (key) => {
+          for (let r = 0; r < rounds; r++) await inTx((c) => enqueueOutbox(c, env.schema, [reserve(key, n++), reserve(key, n++)]));
+        }),
+      );
+    };
+    try {
+      await writeRound(10);
+      await waitFor(() => a.isLeader || b.isLeader, 3000, "a leader");
+      expect(a.isLeader && b.isLeader).toBe(false);
+      const leader = a.isLeader ? a : b;
+      const standby = leader === a ? b : a;
+      await leader.stop();
+      await writeRound(10);
+      await waitFor(() => standby.isLeader, 3000, "failover");
+      await waitFor(async () => (await unpublished()) === 0, 10000, "all rows published");
+      const msgs = await readStream(env.jsm, env.stream("inventory"));
+      expect(msgs).toHaveLength(400);
+      expect(new Set(msgs.map((m) => m.header.get(Header.msgId))).size).toBe(400);
+      const lastByKey = new Map<string, number>();
+      for (const m of msgs) {
+        const rs = fromBinary(ReserveStockSchema, m.data);
+        const seq = Number(rs.lines[0]?.sku);
+        expect(seq).toBeGreaterThan(lastByKey.get(rs.orderId) ?? -1);
+        lastByKey.set(rs.orderId, seq);
+      }
+    } finally {
+      await Promise.all([a.stop(), b.stop()]);
+    }
+  });
+
+  it("does not skip a row whose transaction commits after later rows were published (NOTIFY wakes the relay)", async () => {
+    await clear();
+    // Long poll: only NOTIFY can publish the late row quickly.
+    const relay = new OutboxRelay({ pool: env.pool, schema: env.schema, js: env.js, pollMs: 60_000 }).start();
+    const slow = await env.pool.connect();
+    try {
+      await waitFor(() => relay.isLeader, 3000, "leader");
+      await slow.query("BEGIN");
+      const [slowId] = await enqueueOutbox(slow, env.schema, [reserve("slow", 1)], { notify: true }); // lower outbox id, uncommitted
+      const [fastId] = await inTx((c) => enqueueOutbox(c, env.schema, [reserve("fast", 2)], { notify: true }));
+      await waitFor(async () => (await streamCount()) === 1, 3000, "fast row published");
+      await slow.query("COMMIT");
+      const t0 = Date.now();
+      await waitFor(async () => (await streamCount()) === 2, 3000, "slow row published");
+      expect(Date.now() - t0).toBeLessThan(2000);
+      const msgs = await readStream(env.jsm, env.stream("inventory"));
+      expect(msgs.map((m) => m.header.get(Header.msgId))).toEqual([fastId, slowId]);
+    } finally {
+      slow.release();
+      await relay.stop();
+    }
+  });
+
+  it("with throttled NOTIFYs (default) a burst of concurrent single-row transactions is published promptly", async () => {
+    await clear();
+    const relay = new OutboxRelay({ pool: env.pool, schema: env.schema, js: env.js, pollMs: 60_000 }).start();
+    try {
+      await waitFor(() => relay.isLeader, 3000, "leader");
+      await Promise.all(Array.from({ length: 200 }, (_, i) => inTx((c) => enqueueOutbox(c, env.schema, [reserve(`burst-${i % 20}`, i)]))));
+      await waitFor(async () => (await streamCount()) === 200, 3000, "burst published without the 60 s poll");
+    } finally {
+      await relay.stop();
+    }
+  });
+
+  it("polls as a backstop when no NOTIFY is sent", async () => {
+    await clear();
+    const relay = new OutboxRelay({ pool: env.pool, schema: env.schema, js: env.js, pollMs: 100 }).start();
+    try {
+      await waitFor(() => relay.isLeader, 3000, "leader");
+      await inTx((c) => enqueueOutbox(c, env.schema, [reserve("quiet", 1)], { notify: false }));
+      await waitFor(async () => (await streamCount()) === 1, 3000, "row published by polling");
+    } finally {
+      await relay.stop();
+    }
+  });
+});

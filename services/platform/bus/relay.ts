@@ -1,0 +1,224 @@
+import type { JetStreamClient } from "@nats-io/jetstream";
+import type { Pool, PoolClient } from "pg";
+import { errorMessage } from "../errors.js";
+import { createLogger, type Logger } from "../logger.js";
+import { busMetrics } from "./metrics.js";
+import { outboxChannel, quoteSchema } from "./names.js";
+import { busHeaders } from "./publish.js";
+
+export interface OutboxRelayOptions {
+  pool: Pool;
+  /** The service's schema holding `outbox`. */
+  schema: string;
+  js: JetStreamClient;
+  /** Rows claimed and published (pipelined) per transaction (default 500). */
+  batchSize?: number;
+  /** Polling backstop when no NOTIFY arrives (default 500 ms). */
+  pollMs?: number;
+  /** Poll interval while busy: for 1 s after publishing anything (default 20 ms). */
+  busyPollMs?: number;
+  /** How often a stand-by replica tries to become the leader (default 1000 ms). */
+  leaderRetryMs?: number;
+  /** Published rows are kept this long, then deleted (default 1 h; 0 = delete at publish). */
+  retentionMs?: number;
+  logger?: Logger;
+}
+
+interface OutboxRow {
+  id: string;
+  msg_id: string;
+  subject: string;
+  type: string;
+  payload: Buffer;
+  headers: Record<string, string>;
+  key: string | null;
+}
+
+/**
+ * Publishes `<schema>.outbox` rows to JetStream.
+ *
+ * One leader per schema: the relay holds `pg_try_advisory_lock` on a dedicated connection
+ * (other replicas stand by and retry), which keeps per-key order with several replicas.
+ * The leader, on that same connection, LISTENs on `<schema>_outbox` and loops: in one
+ * transaction it claims the oldest unpublished rows (`ORDER BY id … FOR UPDATE SKIP LOCKED`
+ * — never `id > last_seen`, so a slow transaction's row is picked up once it commits),
+ * publishes them all concurrently with msgID = `msg_id` and awaits every ack, then marks
+ * them published and commits. A crash between publish and commit re-publishes the rows,
+ * which JetStream drops as duplicates within its window. Woken by NOTIFY, polling every
+ * `pollMs` as a backstop, and every `busyPollMs` for a second after it published anything. If the dedicated connection drops, the lock goes with it and
+ * another replica takes over.
+ */
+export class OutboxRelay {
+  private readonly opts: Required<Omit<OutboxRelayOptions, "logger">>;
+  private readonly log: Logger;
+  private readonly s: string;
+  private client: PoolClient | null = null;
+  private leader = false;
+  private stopping = false;
+  private dirty = false;
+  private wake: (() => void) | null = null;
+  private loop: Promise<void> | null = null;
+  private lastBacklogAt = 0;
+  private lastCleanupAt = 0;
+  private lastBusyAt = 0;
+
+  constructor(opts: OutboxRelayOptions) {
+    this.opts = { batchSize: 500, pollMs: 500, busyPollMs: 20, leaderRetryMs: 1000, retentionMs: 60 * 60 * 1000, ...opts };
+    this.s = quoteSchema(opts.schema);
+    this.log = opts.logger ?? createLogger("outbox-relay");
+  }
+
+  /** True while this relay holds the leader lock. */
+  get isLeader(): boolean {
+    return this.leader;
+  }
+
+  start(): this {
+    if (!this.loop) this.loop = this.run();
+    return this;
+  }
+
+  /** Stops after the batch in flight (if any) is committed; releases the lock. */
+  async stop(): Promise<void> {
+    this.stopping = true;
+    this.wake?.();
+    await this.loop;
+    this.loop = null;
+  }
+
+  private async run(): Promise<void> {
+    while (!this.stopping) {
+      try {
+        if (!this.client) await this.connect();
+        const client = this.client;
+        if (!client) continue;
+        if (!this.leader) {
+          this.leader = await this.tryLock(client);
+          if (!this.leader) {
+            await this.updateBacklog(client);
+            await this.sleep(this.opts.leaderRetryMs);
+            continue;
+          }
+          this.log.info("outbox relay is the leader", { schema: this.opts.schema });
+          await client.query(`LISTEN "${outboxChannel(this.opts.schema)}"`);
+        }
+        this.dirty = false;
+        const n = await this.drain(client);
+        if (n > 0) this.lastBusyAt = Date.now();
+        await this.updateBacklog(client);
+        if (n >= this.opts.batchSize || this.dirty) continue;
+        await this.cleanup(client);
+        // While busy, poll fast: writers skip most NOTIFYs under load (enqueueOutbox notify "auto").
+        const busy = Date.now() - this.lastBusyAt < 1000;
+        if (!this.dirty) await this.sleep(busy ? this.opts.busyPollMs : this.opts.pollMs);
+      } catch (err) {
+        this.log.error("outbox relay error", { schema: this.opts.schema, error: errorMessage(err) });
+        this.disconnect(err);
+        await this.sleep(this.opts.pollMs);
+      }
+    }
+    this.disconnect(undefined);
+  }
+
+  private async connect(): Promise<void> {
+    const client = await this.opts.pool.connect();
+    client.on("error", this.onClientError);
+    client.on("notification", this.onNotification);
+    this.client = client;
+  }
+
+  private readonly onClientError = (err: Error): void => {
+    this.log.warn("outbox relay connection error", { schema: this.opts.schema, error: err.message });
+  };
+
+  private readonly onNotification = (): void => {
+    this.dirty = true;
+    this.wake?.();
+  };
+
+  /** Drops the dedicated connection (destroying it releases the advisory lock and LISTEN). */
+  private disconnect(err: unknown): void {
+    const client = this.client;
+    this.client = null;
+    if (this.leader) this.log.info("outbox relay gives up leadership", { schema: this.opts.schema });
+    this.leader = false;
+    if (!client) return;
+    client.off("notification", this.onNotification);
+    client.release(err instanceof Error ? err : true);
+    // keep the error listener: a destroyed socket may still emit
+  }
+
+  private async tryLock(client: PoolClient): Promise<boolean> {
+    const r = await client.query<{ locked: boolean }>("SELECT pg_try_advisory_lock(hashtext($1)) AS locked", [`orderflow.outbox.${this.opts.schema}`]);
+    return r.rows[0]?.locked === true;
+  }
+
+  /** Claims, publishes and marks one batch. Returns the number of rows published. */
+  private async drain(client: PoolClient): Promise<number> {
+    await client.query("BEGIN");
+    try {
+      const { rows } = await client.query<OutboxRow>(
+        `SELECT id, msg_id, subject, type, payload, headers, key FROM ${this.s}.outbox
+          WHERE published_at IS NULL ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED`,
+        [this.opts.batchSize],
+      );
+      if (rows.length > 0) {
+        const acks = await Promise.all(
+          rows.map((r) =>
+            this.opts.js.publish(r.subject, r.payload, {
+              msgID: r.msg_id,
+              headers: busHeaders({ type: r.type, id: r.msg_id, key: r.key, extra: r.headers }),
+            }),
+          ),
+        );
+        const ids = rows.map((r) => r.id);
+        if (this.opts.retentionMs === 0) await client.query(`DELETE FROM ${this.s}.outbox WHERE id = ANY($1::bigint[])`, [ids]);
+        else await client.query(`UPDATE ${this.s}.outbox SET published_at = now() WHERE id = ANY($1::bigint[])`, [ids]);
+        const duplicates = acks.filter((a) => a.duplicate).length;
+        busMetrics.outboxPublished.inc({ schema: this.opts.schema }, rows.length - duplicates);
+        if (duplicates > 0) busMetrics.outboxDuplicates.inc({ schema: this.opts.schema }, duplicates);
+      }
+      await client.query("COMMIT");
+      return rows.length;
+    } catch (err) {
+      await client.query("ROLLBACK").catch(() => undefined);
+      throw err;
+    }
+  }
+
+  /** Refreshes the backlog gauge (at most once a second). */
+  private async updateBacklog(client: PoolClient): Promise<void> {
+    const now = Date.now();
+    if (now - this.lastBacklogAt < 1000) return;
+    this.lastBacklogAt = now;
+    // Stand-by replicas report it too, so the gauge stays live if the leader is stuck.
+    const r = await client.query<{ n: number }>(`SELECT count(*)::int AS n FROM ${this.s}.outbox WHERE published_at IS NULL`);
+    busMetrics.outboxBacklog.set({ schema: this.opts.schema }, r.rows[0]?.n ?? 0);
+  }
+
+  /** Deletes published rows past the retention (at most once a minute, bounded). */
+  private async cleanup(client: PoolClient): Promise<void> {
+    const now = Date.now();
+    if (this.opts.retentionMs === 0 || now - this.lastCleanupAt < 60_000) return;
+    this.lastCleanupAt = now;
+    await client.query(
+      `DELETE FROM ${this.s}.outbox WHERE id IN (
+         SELECT id FROM ${this.s}.outbox WHERE published_at < now() - make_interval(secs => $1) LIMIT 10000)`,
+      [this.opts.retentionMs / 1000],
+    );
+  }
+
+  private sleep(ms: number): Promise<void> {
+    if (this.stopping) return Promise.resolve();
+    return new Promise((resolve) => {
+      const timer = setTimeout(done, ms);
+      const self = this;
+      function done(): void {
+        clearTimeout(timer);
+        self.wake = null;
+        resolve();
+      }
+      this.wake = done;
+    });
+  }
+}

@@ -1,0 +1,85 @@
+import { DiscardPolicy, JetStreamApiCodes, JetStreamApiError, RetentionPolicy, StorageType, type JetStreamManager, type StreamConfig } from "@nats-io/jetstream";
+import { nanos } from "@nats-io/transport-node";
+import { DEFAULT_DLQ, streamName, type DlqConfig } from "./names.js";
+
+export interface EnsureStreamsOptions {
+  /** Dead-letter stream (default `DLQ` capturing `dlq.>`). */
+  dlq?: DlqConfig;
+  /** JetStream de-duplication window for `Nats-Msg-Id` (default 2 minutes). */
+  duplicateWindowMs?: number;
+  /** Maximum age of a message in the domain streams (default 7 days; 0 = unlimited). */
+  maxAgeMs?: number;
+  /** Maximum age of a dead letter (default 0 = kept until replayed or deleted). */
+  dlqMaxAgeMs?: number;
+  /** Replicas per stream (default 1; 3 on a clustered NATS). */
+  replicas?: number;
+}
+
+const DAY_MS = 24 * 60 * 60 * 1000;
+
+/**
+ * Creates or updates, idempotently, one stream per domain (`order` -> stream `ORDER`,
+ * subjects `order.>`) plus the dead-letter stream. File storage, limits retention.
+ * Safe to call from every replica at start (a concurrent create is retried as update).
+ */
+export async function ensureStreams(jsm: JetStreamManager, domains: readonly string[], opts: EnsureStreamsOptions = {}): Promise<void> {
+  const dlq = opts.dlq ?? DEFAULT_DLQ;
+  const duplicateWindow = nanos(opts.duplicateWindowMs ?? 2 * 60 * 1000);
+  const replicas = opts.replicas ?? 1;
+  const configs: StreamSpec[] = domains.map((domain) => ({
+    ...baseConfig(),
+    name: streamName(domain),
+    subjects: [`${domain}.>`],
+    max_age: nanos(opts.maxAgeMs ?? 7 * DAY_MS),
+    duplicate_window: duplicateWindow,
+    num_replicas: replicas,
+  }));
+  configs.push({
+    ...baseConfig(),
+    name: dlq.stream,
+    subjects: [`${dlq.subjectPrefix}.>`],
+    max_age: nanos(opts.dlqMaxAgeMs ?? 0),
+    duplicate_window: duplicateWindow,
+    num_replicas: replicas,
+  });
+  for (const config of configs) await ensureStream(jsm, config);
+}
+
+type StreamSpec = Partial<StreamConfig> & { name: string };
+
+function baseConfig(): Partial<StreamConfig> {
+  // Only fields nats-server 2.9 knows; everything else keeps the server default.
+  return { retention: RetentionPolicy.Limits, storage: StorageType.File, discard: DiscardPolicy.Old, allow_direct: true };
+}
+
+async function ensureStream(jsm: JetStreamManager, config: StreamSpec): Promise<void> {
+  for (let attempt = 0; ; attempt++) {
+    try {
+      await jsm.streams.info(config.name);
+    } catch (err) {
+      if (!(err instanceof JetStreamApiError && err.code === JetStreamApiCodes.StreamNotFound)) throw err;
+      try {
+        await jsm.streams.add(config);
+        return;
+      } catch (addErr) {
+        // Another replica created it between our info and add: update instead.
+        if (attempt < 2) continue;
+        throw addErr;
+      }
+    }
+    const { name, ...update } = config;
+    await jsm.streams.update(name, update);
+    return;
+  }
+}
+
+/** Deletes streams (tests and tooling). Missing streams are ignored. */
+export async function deleteStreams(jsm: JetStreamManager, names: readonly string[]): Promise<void> {
+  for (const name of names) {
+    try {
+      await jsm.streams.delete(name);
+    } catch (err) {
+      if (!(err instanceof JetStreamApiError && err.code === JetStreamApiCodes.StreamNotFound)) throw err;
+    }
+  }
+}

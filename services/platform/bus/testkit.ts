@@ -1,0 +1,110 @@
+/**
+ * Test support for the bus (used by the *.test.ts beside it, and handy for service tests):
+ * real NATS + Postgres, with a unique schema, unique stream names / subject prefixes per
+ * call so test files can run in parallel, and a cleanup that removes them.
+ */
+import { randomBytes } from "node:crypto";
+import { jetstream, jetstreamManager, type JetStreamClient, type JetStreamManager, type StoredMsg } from "@nats-io/jetstream";
+import { connect, type NatsConnection } from "@nats-io/transport-node";
+import pg from "pg";
+import { errorMessage } from "../errors.js";
+import type { DlqConfig } from "./names.js";
+import { streamName } from "./names.js";
+import { ensureBusTables } from "./sql.js";
+import { deleteStreams, ensureStreams } from "./streams.js";
+
+export interface BusTestEnv {
+  nc: NatsConnection;
+  js: JetStreamClient;
+  jsm: JetStreamManager;
+  pool: pg.Pool;
+  natsUrl: string;
+  databaseUrl: string;
+  /** Unique Postgres schema with the bus tables. */
+  schema: string;
+  /** Unique domain name for a logical one: `domain("inventory")` -> `t1a2b3c_inventory` (subjects `t1a2b3c_inventory.>`). */
+  domain(name: string): string;
+  /** Stream of a logical domain: `stream("inventory")` -> `T1A2B3C_INVENTORY`. */
+  stream(name: string): string;
+  dlq: DlqConfig;
+  /** Deletes the streams, drops the schema, closes connections. */
+  cleanup(): Promise<void>;
+}
+
+export const NATS_URL = process.env["NATS_URL"] ?? "nats://127.0.0.1:4222";
+export const DATABASE_URL = process.env["DATABASE_URL"] ?? "postgres://postgres@127.0.0.1:5432/postgres";
+
+/** Where the test infrastructure is: e.g. vitest's `inject("infra")` from test/support/global-setup.ts. */
+export interface BusTestUrls {
+  natsUrl?: string | undefined;
+  databaseUrl?: string | undefined;
+}
+
+export async function busTestEnv(domains: readonly string[], urls: BusTestUrls | null = null): Promise<BusTestEnv> {
+  const id = `t${randomBytes(4).toString("hex")}`;
+  const natsUrl = urls?.natsUrl ?? NATS_URL;
+  const databaseUrl = urls?.databaseUrl ?? DATABASE_URL;
+  let nc: NatsConnection;
+  try {
+    nc = await connect({ servers: natsUrl, timeout: 3000 });
+  } catch (err) {
+    throw new Error(`bus tests need NATS with JetStream at ${natsUrl} (set NATS_URL): ${errorMessage(err)}`);
+  }
+  const pool = new pg.Pool({ connectionString: databaseUrl, max: 20, connectionTimeoutMillis: 3000 });
+  pool.on("error", () => undefined);
+  try {
+    await pool.query("SELECT 1");
+  } catch (err) {
+    await nc.close();
+    await pool.end();
+    throw new Error(`bus tests need Postgres at ${databaseUrl} (set DATABASE_URL): ${errorMessage(err)}`);
+  }
+  const js = jetstream(nc);
+  const jsm = await jetstreamManager(nc);
+  const domain = (name: string): string => `${id}_${name}`;
+  const dlq: DlqConfig = { stream: `${id.toUpperCase()}_DLQ`, subjectPrefix: `${id}_dlq` };
+  const fullDomains = domains.map(domain);
+  await ensureStreams(jsm, fullDomains, { dlq });
+  const schema = `${id}_bus`;
+  await ensureBusTables(pool, schema);
+  return {
+    nc,
+    js,
+    jsm,
+    pool,
+    natsUrl,
+    databaseUrl,
+    schema,
+    domain,
+    stream: (name) => streamName(domain(name)),
+    dlq,
+    async cleanup() {
+      await deleteStreams(jsm, [...fullDomains.map(streamName), dlq.stream]).catch(() => undefined);
+      await pool.query(`DROP SCHEMA IF EXISTS "${schema}" CASCADE`).catch(() => undefined);
+      await pool.end();
+      await nc.close();
+    },
+  };
+}
+
+/** Every message currently in a stream, in stream order. */
+export async function readStream(jsm: JetStreamManager, stream: string): Promise<StoredMsg[]> {
+  const { state } = await jsm.streams.info(stream);
+  const out: StoredMsg[] = [];
+  if (state.messages === 0) return out;
+  for (let seq = state.first_seq; seq <= state.last_seq; seq++) {
+    const m = await jsm.streams.getMessage(stream, { seq });
+    if (m) out.push(m);
+  }
+  return out;
+}
+
+/** Polls `check` until it returns true (or throws after `timeoutMs`). */
+export async function waitFor(check: () => boolean | Promise<boolean>, timeoutMs = 5000, what = "condition"): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    if (await check()) return;
+    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}

@@ -1,0 +1,76 @@
+import pg from "pg";
+
+export type Pool = pg.Pool;
+export type PoolClient = pg.PoolClient;
+/** Anything that runs a query: a pool or a client inside a transaction. */
+export type Queryable = Pick<pg.Pool, "query">;
+
+export interface DatabaseOptions {
+  url: string;
+  readUrl?: string | undefined;
+  poolMax: number;
+  /** The service's own schema; first on the search_path. */
+  schema: string;
+  applicationName: string;
+}
+
+/**
+ * A primary pool for writes and read-after-write, and a replica pool for queries
+ * (the primary again when no replica is configured).
+ */
+export class Database {
+  readonly primary: pg.Pool;
+  readonly replica: pg.Pool;
+
+  constructor(options: DatabaseOptions) {
+    const common = {
+      max: options.poolMax,
+      application_name: options.applicationName,
+      options: `-c search_path=${options.schema},public`,
+      connectionTimeoutMillis: 5_000,
+      idleTimeoutMillis: 30_000,
+    };
+    this.primary = new pg.Pool({ ...common, connectionString: options.url });
+    this.replica = options.readUrl ? new pg.Pool({ ...common, connectionString: options.readUrl }) : this.primary;
+    for (const pool of new Set([this.primary, this.replica])) pool.on("error", () => undefined);
+  }
+
+  /** Runs fn in a transaction on the primary; commits on success, rolls back on error. */
+  async transaction<T>(fn: (client: pg.PoolClient) => Promise<T>): Promise<T> {
+    const client = await this.primary.connect();
+    try {
+      await client.query("BEGIN");
+      const result = await fn(client);
+      await client.query("COMMIT");
+      return result;
+    } catch (error) {
+      await client.query("ROLLBACK").catch(() => undefined);
+      throw error;
+    } finally {
+      client.release();
+    }
+  }
+
+  /**
+   * A query on the replica that falls back to the primary when the replica has
+   * not caught up yet (found nothing), so a caller never reads backwards.
+   */
+  async readFresh<T>(query: (db: Queryable) => Promise<T | undefined>): Promise<T | undefined> {
+    const fromReplica = await query(this.replica);
+    if (fromReplica !== undefined || this.replica === this.primary) return fromReplica;
+    return query(this.primary);
+  }
+
+  async ping(): Promise<boolean> {
+    try {
+      await this.primary.query("SELECT 1");
+      return true;
+    } catch {
+      return false;
+    }
+  }
+
+  async close(): Promise<void> {
+    await Promise.all([...new Set([this.primary, this.replica])].map((pool) => pool.end()));
+  }
+}

@@ -1,0 +1,38 @@
+import { createServer, type Server } from "node:http";
+import { collectDefaultMetrics, Counter, Histogram, register } from "prom-client";
+
+let defaultsCollected = false;
+
+/** Node process metrics, once per process. */
+export function collectProcessMetrics(): void {
+  if (defaultsCollected) return;
+  defaultsCollected = true;
+  collectDefaultMetrics();
+}
+
+/** Reuses a metric already registered under the name (tests start several servers in one process). */
+export function counter<L extends string>(name: string, help: string, labelNames: readonly L[]): Counter<L> {
+  return (register.getSingleMetric(name) as Counter<L> | undefined) ?? new Counter({ name, help, labelNames });
+}
+
+export function histogram<L extends string>(name: string, help: string, labelNames: readonly L[], buckets: number[]): Histogram<L> {
+  return (register.getSingleMetric(name) as Histogram<L> | undefined) ?? new Histogram({ name, help, labelNames, buckets });
+}
+
+export const latencyBuckets = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10];
+
+/** Serves the registry at /metrics on its own port. */
+export async function startMetricsServer(port: number, host = "0.0.0.0"): Promise<Server> {
+  const server = createServer((req, res) => {
+    if (req.url !== "/metrics") {
+      res.writeHead(404).end();
+      return;
+    }
+    register.metrics().then(
+      (body) => res.writeHead(200, { "content-type": register.contentType }).end(body),
+      (error: unknown) => res.writeHead(500).end(String(error)),
+    );
+  });
+  await new Promise<void>((resolve, reject) => server.once("error", reject).listen(port, host, resolve));
+  return server;
+}

@@ -1,0 +1,32 @@
+import { Code, ConnectError } from "@connectrpc/connect";
+import { z } from "zod";
+
+export const defaultPageSize = 20;
+
+export function pageSize(requested: number): number {
+  return requested > 0 ? requested : defaultPageSize;
+}
+
+/** Opaque page tokens: the position after the last item, as base64url JSON. */
+export function encodePageToken(position: Record<string, string | number>): string {
+  return Buffer.from(JSON.stringify(position)).toString("base64url");
+}
+
+export function decodePageToken<S extends z.ZodType>(token: string, schema: S): z.infer<S> | undefined {
+  if (token === "") return undefined;
+  try {
+    return schema.parse(JSON.parse(Buffer.from(token, "base64url").toString("utf8")));
+  } catch {
+    throw new ConnectError("page_token is not a token returned by this method", Code.InvalidArgument);
+  }
+}
+
+/**
+ * Fetches one row more than the page holds to learn whether another page follows.
+ * Returns the page and the next token (empty on the last page).
+ */
+export function paginate<T>(rows: T[], size: number, position: (last: T) => Record<string, string | number>): { items: T[]; nextPageToken: string } {
+  const items = rows.slice(0, size);
+  const last = items.at(-1);
+  return { items, nextPageToken: rows.length > size && last !== undefined ? encodePageToken(position(last)) : "" };
+}

@@ -1,0 +1,39 @@
+import { Redis } from "ioredis";
+import { errorMessage } from "./errors.js";
+import type { Logger } from "./logger.js";
+
+/**
+ * A Redis connection for data that makes things faster, never more correct.
+ * Commands fail fast while Redis is unreachable (no offline queue, short
+ * timeout) so callers fall back at once instead of stalling; the client keeps
+ * reconnecting in the background. `degraded` says what is lost while it is down.
+ */
+export function connectRedis(url: string, logger: Logger, degraded: string): Redis {
+  const redis = new Redis(url, {
+    enableOfflineQueue: false,
+    maxRetriesPerRequest: 1,
+    commandTimeout: 500,
+    connectTimeout: 2_000,
+    retryStrategy: (attempt) => Math.min(attempt * 200, 2_000),
+  });
+  let reported = false;
+  redis.on("error", (error: unknown) => {
+    if (reported) return;
+    reported = true;
+    logger.warn(`redis unavailable: ${degraded} until it is back`, { error: errorMessage(error) });
+  });
+  redis.on("ready", () => {
+    if (reported) logger.info("redis available again");
+    reported = false;
+  });
+  return redis;
+}
+
+/** Runs a Redis operation; on any failure returns the fallback (Redis down = slower, never wrong). */
+export async function orFallback<T>(operation: () => Promise<T>, fallback: T): Promise<T> {
+  try {
+    return await operation();
+  } catch {
+    return fallback;
+  }
+}

@@ -1,0 +1,86 @@
+import { context, propagation, SpanKind, SpanStatusCode, trace, type TextMapGetter, type TextMapSetter } from "@opentelemetry/api";
+import { Code, ConnectError, type Interceptor } from "@connectrpc/connect";
+import { errorMessage } from "../errors.js";
+import type { Logger } from "../logger.js";
+import { counter, histogram, latencyBuckets } from "../metrics.js";
+
+const headerGetter: TextMapGetter<Headers> = {
+  keys: (carrier) => [...carrier.keys()],
+  get: (carrier, key) => carrier.get(key) ?? undefined,
+};
+const headerSetter: TextMapSetter<Headers> = { set: (carrier, key, value) => carrier.set(key, value) };
+
+const tracer = trace.getTracer("orderflow-rpc");
+
+/** Continues the caller's trace (traceparent header) in a SERVER span per call. */
+export function serverTracing(): Interceptor {
+  return (next) => async (req) => {
+    const parent = propagation.extract(context.active(), req.header, headerGetter);
+    const span = tracer.startSpan(`${req.service.typeName}/${req.method.name}`, { kind: SpanKind.SERVER, attributes: { "rpc.system": "grpc", "rpc.service": req.service.typeName, "rpc.method": req.method.name } }, parent);
+    try {
+      return await context.with(trace.setSpan(parent, span), () => next(req));
+    } catch (error) {
+      const code = ConnectError.from(error).code;
+      span.setAttribute("rpc.grpc.status_code", code);
+      span.setStatus({ code: SpanStatusCode.ERROR, message: errorMessage(error) });
+      throw error;
+    } finally {
+      span.end();
+    }
+  };
+}
+
+/** Sends the current trace context with outgoing calls. */
+export function clientTracing(): Interceptor {
+  return (next) => (req) => {
+    propagation.inject(context.active(), req.header, headerSetter);
+    return next(req);
+  };
+}
+
+const requests = counter("rpc_server_requests_total", "RPCs handled, by method and status code", ["method", "code"]);
+const duration = histogram("rpc_server_duration_seconds", "RPC handling time until the response (or stream) starts", ["method"], latencyBuckets);
+
+export function codeName(code: Code | undefined): string {
+  return code === undefined ? "ok" : Code[code].replace(/[A-Z]/g, (c, i: number) => (i ? "_" : "") + c.toLowerCase());
+}
+
+/** Counts calls by method and status code and records their latency. */
+export function serverMetrics(): Interceptor {
+  return (next) => async (req) => {
+    const method = `${req.service.typeName}/${req.method.name}`;
+    const stop = duration.startTimer({ method });
+    try {
+      const res = await next(req);
+      requests.inc({ method, code: "ok" });
+      return res;
+    } catch (error) {
+      requests.inc({ method, code: codeName(ConnectError.from(error).code) });
+      throw error;
+    } finally {
+      stop();
+    }
+  };
+}
+
+/**
+ * Logs failures. Errors that are not ConnectErrors are bugs or infrastructure
+ * faults: the caller gets INTERNAL (or UNAVAILABLE for connection failures)
+ * without internals, the log gets the stack.
+ */
+export function serverErrors(logger: Logger): Interceptor {
+  return (next) => async (req) => {
+    try {
+      return await next(req);
+    } catch (error) {
+      const method = `${req.service.typeName}/${req.method.name}`;
+      if (error instanceof ConnectError) {
+        if (error.code === Code.Internal || error.code === Code.Unknown) logger.error("rpc failed", { method, error: error.message, stack: error.stack });
+        throw error;
+      }
+      logger.error("rpc failed", { method, error: errorMessage(error), stack: error instanceof Error ? error.stack : undefined });
+      const unavailable = /ECONNREFUSED|ECONNRESET|timeout|Connection terminated/i.test(errorMessage(error));
+      throw new ConnectError(unavailable ? "a dependency is unavailable, retry later" : "internal error", unavailable ? Code.Unavailable : Code.Internal);
+    }
+  };
+}

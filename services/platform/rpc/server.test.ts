@@ -1,0 +1,74 @@
+import { connect } from "node:http2";
+import { request } from "node:http";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { createLogger } from "../logger.js";
+import { HealthState } from "./health.js";
+import { RpcServer, type RpcTransport } from "./server.js";
+
+function http1Json(port: number, path: string, body: string): Promise<{ version: string; body: string }> {
+  return new Promise((resolve, reject) => {
+    const req = request({ host: "127.0.0.1", port, path, method: "POST", headers: { "content-type": "application/json" } }, (res) => {
+      let data = "";
+      res.on("data", (chunk: Buffer) => (data += chunk.toString()));
+      res.on("end", () => resolve({ version: res.httpVersion, body: data }));
+    });
+    req.on("error", reject);
+    req.end(body);
+  });
+}
+
+function h2cRequest(port: number, path: string, contentType: string, body: string | Buffer): Promise<{ status: number; contentType: string; body: string }> {
+  const session = connect(`http://127.0.0.1:${port}`);
+  return new Promise((resolve, reject) => {
+    const stream = session.request({ ":method": "POST", ":path": path, "content-type": contentType, te: "trailers" });
+    let status = 0;
+    let type = "";
+    let data = "";
+    stream.on("response", (headers) => {
+      status = Number(headers[":status"]);
+      type = String(headers["content-type"] ?? "");
+    });
+    stream.on("data", (chunk: Buffer) => (data += chunk.toString("latin1")));
+    stream.on("end", () => {
+      session.close();
+      resolve({ status, contentType: type, body: data });
+    });
+    stream.on("error", reject);
+    stream.end(body);
+  });
+}
+
+describe.each<RpcTransport>(["grpc-js", "connect"])("RpcServer with transport %s", (transport) => {
+  const health = new HealthState([], []);
+  const server = new RpcServer({ services: [], health, logger: createLogger("test", "error"), port: 0, host: "127.0.0.1", maxConnectionAgeMs: 300, transport });
+  let port = 0;
+
+  beforeAll(async () => {
+    await health.start(60_000);
+    port = await server.listen();
+  });
+  afterAll(() => server.close(1_000));
+
+  it("serves Connect over HTTP/1.1 and gRPC over h2c on one port", async () => {
+    expect(await http1Json(port, "/grpc.health.v1.Health/Check", "{}")).toEqual({ version: "1.1", body: '{"status":"SERVING"}' });
+    // gRPC: a 5-byte envelope around an empty HealthCheckRequest; the reply carries status SERVING (field 1 = 1).
+    const grpc = await h2cRequest(port, "/grpc.health.v1.Health/Check", "application/grpc", Buffer.from([0, 0, 0, 0, 0]));
+    expect(grpc.status).toBe(200);
+    expect(grpc.contentType).toMatch(/^application\/grpc/);
+    expect(Buffer.from(grpc.body, "latin1")).toEqual(Buffer.from([0, 0, 0, 0, 2, 8, 1]));
+  });
+
+  it.runIf(transport === "connect")("serves Connect over h2c too", async () => {
+    const body = await h2cRequest(port, "/grpc.health.v1.Health/Check", "application/json", "{}");
+    expect(body.body).toBe('{"status":"SERVING"}');
+  });
+
+  it("closes HTTP/2 connections gracefully once they reach the maximum age", async () => {
+    const session = connect(`http://127.0.0.1:${port}`);
+    const started = Date.now();
+    await new Promise<void>((resolve) => session.once("goaway", () => resolve()));
+    const age = Date.now() - started;
+    expect(age).toBeGreaterThanOrEqual(250);
+    session.destroy();
+  });
+});

@@ -1,0 +1,223 @@
+// The same in-memory service served by both transports (RpcServer with
+// transport "grpc-js" and "connect"), called over gRPC (h2c): deadlines,
+// metadata, validation details, errors, metrics and server-stream cancellation
+// must be the same whichever transport serves the call.
+import { create } from "@bufbuild/protobuf";
+import { ViolationsSchema } from "@bufbuild/protovalidate/gen/buf/validate/validate_pb.js";
+import { Code, ConnectError, createClient, type HandlerContext } from "@connectrpc/connect";
+import { createGrpcTransport } from "@connectrpc/connect-node";
+import { credentials, Metadata, makeGenericClientConstructor, type ServiceError } from "@grpc/grpc-js";
+import { register } from "prom-client";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { GetOrderRequestSchema, OrderService, type CreateOrderRequest } from "../../../gen/orderflow/order/v1/order_pb.js";
+import { createLogger } from "../logger.js";
+import { bind } from "./binding.js";
+import { HealthState } from "./health.js";
+import { RpcServer, type RpcTransport } from "./server.js";
+
+const slowOrderId = "00000000-0000-4000-8000-000000000001";
+const failingOrderId = "00000000-0000-4000-8000-000000000002";
+
+interface Seen {
+  timeoutMs?: number | undefined;
+  abortReason?: unknown;
+  watchEnded?: boolean;
+  createCalls: number;
+}
+
+/** A pure in-memory OrderService: no store, just what the transports must carry. */
+function testService(seen: Seen) {
+  return bind(OrderService, {
+    async getOrder(request, context: HandlerContext) {
+      if (request.orderId === slowOrderId) {
+        seen.timeoutMs = context.timeoutMs();
+        await new Promise<void>((resolve) => context.signal.addEventListener("abort", () => resolve(), { once: true }));
+        seen.abortReason = context.signal.reason;
+        throw ConnectError.from(context.signal.reason);
+      }
+      if (request.orderId === failingOrderId) throw new Error("relation orders does not exist (a secret)");
+      context.responseHeader.set("x-echo", context.requestHeader.get("x-echo") ?? "");
+      context.responseHeader.set("x-multi", context.requestHeader.get("x-multi") ?? "");
+      context.responseHeader.set("x-bin-bin", context.requestHeader.get("x-bin-bin") ?? "");
+      context.responseTrailer.set("x-trailer", "t1");
+      return { order: { orderId: request.orderId, customerId: context.requestHeader.get("x-customer") ?? "" } };
+    },
+    createOrder(_request: CreateOrderRequest) {
+      seen.createCalls++;
+      return { order: {} };
+    },
+    async *watchOrder(request, context) {
+      yield { order: { orderId: request.orderId } };
+      try {
+        await new Promise<void>((resolve) => context.signal.addEventListener("abort", () => resolve(), { once: true }));
+      } finally {
+        seen.watchEnded = true;
+      }
+    },
+  });
+}
+
+async function countOf(method: string, code: string): Promise<number> {
+  const metric = register.getSingleMetric("rpc_server_requests_total");
+  if (!metric) return 0;
+  const { values } = await metric.get();
+  return values.find((v) => v.labels["method"] === method && v.labels["code"] === code)?.value ?? 0;
+}
+
+async function until(check: () => boolean, timeoutMs = 2_000): Promise<void> {
+  const end = Date.now() + timeoutMs;
+  while (!check()) {
+    if (Date.now() > end) throw new Error("timed out waiting");
+    await new Promise((resolve) => setTimeout(resolve, 10));
+  }
+}
+
+/** Raw grpc-js client call: what a plain gRPC client sees, including grpc-status-details-bin. */
+function rawGrpcJs(port: number, method: string, request: Uint8Array): Promise<ServiceError> {
+  const Client = makeGenericClientConstructor(
+    { [method]: { path: `/orderflow.order.v1.OrderService/${method}`, requestStream: false, responseStream: false, requestSerialize: (b: Buffer) => b, requestDeserialize: (b: Buffer) => b, responseSerialize: (b: Buffer) => b, responseDeserialize: (b: Buffer) => b } },
+    "OrderService",
+  );
+  const client = new Client(`127.0.0.1:${port}`, credentials.createInsecure());
+  return new Promise((resolve, reject) => {
+    (client as unknown as Record<string, (r: Buffer, m: Metadata, cb: (e: ServiceError | null) => void) => void>)[method]!(Buffer.from(request), new Metadata(), (error) => {
+      client.close();
+      if (error) resolve(error);
+      else reject(new Error("expected an error"));
+    });
+  });
+}
+
+const transports: RpcTransport[] = ["grpc-js", "connect"];
+const servers = new Map<RpcTransport, { server: RpcServer; port: number; seen: Seen }>();
+
+beforeAll(async () => {
+  for (const transport of transports) {
+    const seen: Seen = { createCalls: 0 };
+    const health = new HealthState([OrderService.typeName], []);
+    await health.start(60_000);
+    const server = new RpcServer({ services: [testService(seen)], health, logger: createLogger("test", "error"), port: 0, host: "127.0.0.1", transport });
+    servers.set(transport, { server, port: await server.listen(), seen });
+  }
+});
+afterAll(async () => {
+  for (const { server } of servers.values()) await server.close(1_000);
+});
+
+const invalidCreate = { customerId: "", items: [{ sku: "", quantity: 0n }] };
+
+describe.each(transports)("RpcServer over gRPC with transport %s", (transport) => {
+  const get = () => servers.get(transport)!;
+  const client = () => createClient(OrderService, createGrpcTransport({ baseUrl: `http://127.0.0.1:${get().port}` }));
+
+  it("propagates the deadline (grpc-timeout) into the handler context and answers DEADLINE_EXCEEDED", async () => {
+    const error = await client()
+      .getOrder({ orderId: slowOrderId }, { timeoutMs: 300 })
+      .catch((e: unknown) => ConnectError.from(e));
+    expect(error).toBeInstanceOf(ConnectError);
+    expect((error as ConnectError).code).toBe(Code.DeadlineExceeded);
+    await until(() => get().seen.abortReason !== undefined);
+    expect(get().seen.timeoutMs).toBeGreaterThan(100);
+    expect(get().seen.timeoutMs).toBeLessThanOrEqual(300);
+    // The client's own timer (RST_STREAM) and the server's deadline race: either ends the handler
+    // (connect-node reports the client's reset as INTERNAL, grpc-js's deadline as DEADLINE_EXCEEDED).
+    expect(get().seen.abortReason).toBeDefined();
+  });
+
+  it("carries request metadata to the handler and its response headers and trailers back", async () => {
+    let header: Headers | undefined;
+    let trailer: Headers | undefined;
+    const binary = Buffer.from([0, 1, 2, 250]).toString("base64");
+    const res = await client().getOrder(
+      { orderId: "00000000-0000-4000-8000-00000000000a" },
+      { headers: [["x-echo", "hello"], ["x-customer", "alice"], ["x-bin-bin", binary], ["x-multi", "a"], ["x-multi", "b"]], onHeader: (h) => (header = h), onTrailer: (t) => (trailer = t) },
+    );
+    expect(res.order?.customerId).toBe("alice");
+    expect(header?.get("x-echo")).toBe("hello");
+    expect(header?.get("x-multi")).toBe("a, b");
+    expect(Buffer.from(header?.get("x-bin-bin") ?? "", "base64")).toEqual(Buffer.from([0, 1, 2, 250]));
+    expect(trailer?.get("x-trailer")).toBe("t1");
+  });
+
+  it("rejects an invalid request with INVALID_ARGUMENT and buf.validate.Violations details, before the handler", async () => {
+    const before = get().seen.createCalls;
+    const error = await client()
+      .createOrder(invalidCreate)
+      .catch((e: unknown) => ConnectError.from(e));
+    expect((error as ConnectError).code).toBe(Code.InvalidArgument);
+    const violations = (error as ConnectError).findDetails(ViolationsSchema)[0]?.violations ?? [];
+    expect(violations.map((v) => v.field?.elements.map((e) => e.fieldName).join("."))).toEqual(expect.arrayContaining(["customer_id", "items.sku", "items.quantity"]));
+    expect(get().seen.createCalls).toBe(before);
+  });
+
+  it("maps errors that are not ConnectErrors to INTERNAL without internals, and counts them", async () => {
+    const method = "orderflow.order.v1.OrderService/GetOrder";
+    const before = await countOf(method, "internal");
+    const error = await client()
+      .getOrder({ orderId: failingOrderId })
+      .catch((e: unknown) => ConnectError.from(e));
+    expect((error as ConnectError).code).toBe(Code.Internal);
+    expect((error as ConnectError).rawMessage).toBe("internal error");
+    expect(await countOf(method, "internal")).toBe(before + 1);
+  });
+
+  it("ends a server stream's handler when the client cancels", async () => {
+    get().seen.watchEnded = false;
+    const abort = new AbortController();
+    const stream = client().watchOrder({ orderId: "00000000-0000-4000-8000-00000000000b" }, { signal: abort.signal });
+    const first = await stream[Symbol.asyncIterator]().next();
+    expect(first.value?.order?.orderId).toBe("00000000-0000-4000-8000-00000000000b");
+    abort.abort();
+    await until(() => get().seen.watchEnded === true);
+  });
+
+  it("answers server reflection v1 and v1alpha (bidi streams)", async () => {
+    const baseUrl = `http://127.0.0.1:${get().port}`;
+    for (const version of [await import("../../../gen/grpc/reflection/v1/reflection_pb.js"), await import("../../../gen/grpc/reflection/v1alpha/reflection_pb.js")]) {
+      const reflection = createClient(version.ServerReflection as typeof import("../../../gen/grpc/reflection/v1/reflection_pb.js").ServerReflection, createGrpcTransport({ baseUrl }));
+      const names: string[] = [];
+      const files: number[] = [];
+      async function* requests() {
+        yield { messageRequest: { case: "listServices" as const, value: "" } };
+        yield { messageRequest: { case: "fileContainingSymbol" as const, value: "orderflow.order.v1.OrderService" } };
+      }
+      for await (const answer of reflection.serverReflectionInfo(requests())) {
+        if (answer.messageResponse.case === "listServicesResponse") names.push(...answer.messageResponse.value.service.map((s) => s.name));
+        if (answer.messageResponse.case === "fileDescriptorResponse") files.push(answer.messageResponse.value.fileDescriptorProto.length);
+      }
+      expect(names).toEqual(expect.arrayContaining([OrderService.typeName, "grpc.health.v1.Health", "grpc.reflection.v1.ServerReflection", "grpc.reflection.v1alpha.ServerReflection"]));
+      expect(files[0]).toBeGreaterThan(1);
+    }
+  });
+
+  it("serves Health/Check and Health/Watch", async () => {
+    const health = createClient((await import("../../../gen/grpc/health/v1/health_pb.js")).Health, createGrpcTransport({ baseUrl: `http://127.0.0.1:${get().port}` }));
+    expect((await health.check({ service: OrderService.typeName })).status).toBe(1);
+    const error = await health.check({ service: "nope" }).catch((e: unknown) => ConnectError.from(e));
+    expect((error as ConnectError).code).toBe(Code.NotFound);
+    const abort = new AbortController();
+    const watch = health.watch({ service: "" }, { signal: abort.signal })[Symbol.asyncIterator]();
+    expect((await watch.next()).value?.status).toBe(1);
+    abort.abort();
+  });
+});
+
+describe("both transports", () => {
+  it("send byte-identical errors: status, message and grpc-status-details-bin", async () => {
+    const { toBinary } = await import("@bufbuild/protobuf");
+    const { CreateOrderRequestSchema } = await import("../../../gen/orderflow/order/v1/order_pb.js");
+    const request = toBinary(CreateOrderRequestSchema, create(CreateOrderRequestSchema, invalidCreate));
+    const [viaGrpcJs, viaConnect] = await Promise.all(transports.map((t) => rawGrpcJs(servers.get(t)!.port, "CreateOrder", request)));
+    expect(viaGrpcJs!.code).toBe(viaConnect!.code);
+    // connect-node percent-encodes grpc-message with encodeURIComponent; grpc-js clients decode
+    // with decodeURI, so through connect-node they see "%3A" and "%2C" — grpc-js sends the plain text.
+    expect(viaGrpcJs!.details).toBe(decodeURIComponent(viaConnect!.details));
+    const details = (e: ServiceError) => e.metadata.get("grpc-status-details-bin")[0];
+    expect(details(viaGrpcJs!)).toBeInstanceOf(Buffer);
+    expect(details(viaGrpcJs!)).toEqual(details(viaConnect!));
+
+    const empty = toBinary(GetOrderRequestSchema, create(GetOrderRequestSchema, { orderId: "not-a-uuid" }));
+    const [a, b] = await Promise.all(transports.map((t) => rawGrpcJs(servers.get(t)!.port, "GetOrder", empty)));
+    expect([a!.code, a!.details, details(a!)]).toEqual([b!.code, decodeURIComponent(b!.details), details(b!)]);
+  });
+});

@@ -1,0 +1,68 @@
+import { type DescMessage, isMessage, type Message, type MessageShape } from "@bufbuild/protobuf";
+import { type BusConsumer, type Delivery, OutboxRelay, startConsumer, streamName } from "./bus/index.js";
+import type { BusConnection } from "./bus-runtime.js";
+import type { Database, PoolClient } from "./db.js";
+import type { Worker } from "./host.js";
+import type { Logger } from "./logger.js";
+
+/** The event a command produces. */
+export interface Reply {
+  subject: string;
+  message: Message;
+}
+
+type CommandHandler = (tx: PoolClient, command: Message) => Promise<Reply>;
+
+/** Handlers by Protobuf type name of the command; build them with `on`. */
+export type CommandHandlers = Record<string, CommandHandler>;
+
+/** A handler for one command type, type-checked against its schema. */
+export function on<D extends DescMessage>(schema: D, handle: (tx: PoolClient, command: MessageShape<D>) => Promise<Reply>): [string, CommandHandler] {
+  return [
+    schema.typeName,
+    (tx, command) => {
+      if (!isMessage(command, schema)) throw new Error(`expected ${schema.typeName}, got ${command.$typeName}`);
+      return handle(tx, command);
+    },
+  ];
+}
+
+export interface ParticipantOptions {
+  bus: BusConnection;
+  db: Database;
+  schema: string;
+  domain: string;
+  handlers: CommandHandlers;
+  logger: Logger;
+  batchSize?: number;
+  /** Runs in each batch transaction before the handlers (see startConsumer's beforeBatch). */
+  beforeBatch?: (tx: PoolClient, commands: Message[]) => Promise<void>;
+}
+
+/**
+ * Runs a saga participant that keeps state in Postgres: consumes
+ * `<domain>.cmd.>` with the inbox, applies each command and enqueues its reply
+ * in the same transaction, and relays the outbox to JetStream.
+ */
+export async function startParticipant(options: ParticipantOptions): Promise<Worker[]> {
+  const { bus, db, schema, domain, handlers, logger } = options;
+  const relay = new OutboxRelay({ pool: db.primary, schema, js: bus.js, logger }).start();
+  const consumer: BusConsumer = await startConsumer({
+    js: bus.js,
+    pool: db.primary,
+    schema,
+    stream: streamName(domain),
+    durable: `${domain}-commands`,
+    filterSubject: `${domain}.cmd.>`,
+    logger,
+    ...(options.batchSize === undefined ? {} : { batchSize: options.batchSize }),
+    ...(options.beforeBatch === undefined ? {} : { beforeBatch: (tx: PoolClient, deliveries: Delivery[]) => options.beforeBatch!(tx, deliveries.map((d) => d.message)) }),
+    handle: async (delivery, tx, out) => {
+      const handler = handlers[delivery.type];
+      if (!handler) throw new Error(`${domain} has no handler for ${delivery.type}`);
+      const reply = await handler(tx, delivery.message);
+      out.emit({ subject: reply.subject, message: reply.message, key: delivery.key });
+    },
+  });
+  return [consumer, relay];
+}

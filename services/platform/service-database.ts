@@ -1,0 +1,21 @@
+import { Database } from "./db.js";
+import type { ServiceContext } from "./host.js";
+import { migrate } from "./migrate.js";
+
+/** The database settings every stateful service reads (databaseConfigShape). */
+export interface DatabaseSettings {
+  DATABASE_URL: string;
+  DATABASE_READ_URL?: string | undefined;
+  DATABASE_POOL_MAX: number;
+}
+
+/** Applies the service's migrations and the bus tables (outbox, inbox) to its schema. */
+export function migrateServiceSchema(context: ServiceContext, settings: DatabaseSettings, schema: string): Promise<void> {
+  return migrate({ databaseUrl: settings.DATABASE_URL, service: context.name, schema, logger: context.logger, busTables: true });
+}
+
+/** Migrates the service's schema, then opens its primary and replica pools. */
+export async function openServiceDatabase(context: ServiceContext, settings: DatabaseSettings, schema: string): Promise<Database> {
+  await migrateServiceSchema(context, settings, schema);
+  return new Database({ url: settings.DATABASE_URL, readUrl: settings.DATABASE_READ_URL, poolMax: settings.DATABASE_POOL_MAX, schema, applicationName: context.name });
+}

@@ -1,0 +1,37 @@
+import { register } from "node:module";
+import { IORedisInstrumentation } from "@opentelemetry/instrumentation-ioredis";
+import { PgInstrumentation } from "@opentelemetry/instrumentation-pg";
+import { NodeSDK } from "@opentelemetry/sdk-node";
+import { NoopSpanProcessor } from "@opentelemetry/sdk-trace";
+
+export interface Telemetry {
+  shutdown(): Promise<void>;
+}
+
+function exporterConfigured(env: NodeJS.ProcessEnv): boolean {
+  return Boolean(env["OTEL_TRACES_EXPORTER"] || env["OTEL_EXPORTER_OTLP_ENDPOINT"] || env["OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"]);
+}
+
+/**
+ * Starts the OpenTelemetry SDK. Call it before importing anything it instruments
+ * (pg, ioredis): entry points import their service module dynamically afterwards.
+ * The exporter follows the standard OTEL_* variables; with none set, RPC and
+ * message spans are still created (trace ids in logs and message headers) but
+ * nothing is exported, and pg / ioredis calls are not instrumented.
+ */
+export function startTelemetry(serviceName: string, env: NodeJS.ProcessEnv = process.env): Telemetry {
+  env["OTEL_SERVICE_NAME"] ??= serviceName;
+  env["OTEL_METRICS_EXPORTER"] ??= "none";
+  env["OTEL_LOGS_EXPORTER"] ??= "none";
+  const exporting = exporterConfigured(env);
+  // Client spans of every pg and ioredis call cost CPU on the hot path; they are
+  // only worth it when spans go somewhere.
+  if (exporting) register("@opentelemetry/instrumentation/hook.mjs", import.meta.url);
+  const sdk = new NodeSDK({
+    serviceName: env["OTEL_SERVICE_NAME"],
+    instrumentations: exporting ? [new PgInstrumentation({ requireParentSpan: true }), new IORedisInstrumentation({ requireParentSpan: true })] : [],
+    ...(exporting ? {} : { spanProcessors: [new NoopSpanProcessor()] }),
+  });
+  sdk.start();
+  return { shutdown: () => sdk.shutdown() };
+}

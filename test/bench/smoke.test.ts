@@ -1,0 +1,60 @@
+// Keeps `npm run bench` from rotting: runs it with --smoke (a few seconds of tiny
+// load against its own copy of the system) into a temporary folder and checks
+// only that it produced complete, well-formed results — never the figures.
+import { spawn } from "node:child_process";
+import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterAll, describe, expect, it } from "vitest";
+import { type BenchResult, checkResult } from "../../bench/results.js";
+import { repoRoot } from "../../tools/system.js";
+import { sharedInfra } from "../support/system.js";
+
+const root = repoRoot();
+const outDir = mkdtempSync(join(tmpdir(), "orderflow-bench-smoke-"));
+
+afterAll(() => rmSync(outDir, { recursive: true, force: true }));
+
+function runBench(args: string[], env: NodeJS.ProcessEnv): Promise<{ code: number | null; output: string }> {
+  return new Promise((resolve) => {
+    const child = spawn(process.execPath, [join(root, "dist", "bench", "main.js"), ...args], { cwd: root, env, stdio: ["ignore", "pipe", "pipe"] });
+    let output = "";
+    child.stdout.on("data", (chunk: Buffer) => (output += chunk.toString()));
+    child.stderr.on("data", (chunk: Buffer) => (output += chunk.toString()));
+    child.once("exit", (code) => resolve({ code, output }));
+  });
+}
+
+describe("npm run bench -- --smoke", () => {
+  it("produces complete, well-formed results", { timeout: 240_000 }, async () => {
+    const infra = sharedInfra();
+    const env: NodeJS.ProcessEnv = { ...process.env, DATABASE_URL: infra.databaseUrl, REDIS_URL: infra.redisUrl, NATS_URL: infra.natsUrl };
+    delete env["NODE_OPTIONS"];
+    const { code, output } = await runBench(["--smoke", "--out", outDir], env);
+    if (code !== 0) process.stderr.write(`---- bench output ----\n${output}\n---- end ----\n`);
+    expect(code).toBe(0);
+
+    const latest = join(outDir, "latest.json");
+    expect(existsSync(latest)).toBe(true);
+    const result = JSON.parse(readFileSync(latest, "utf8")) as BenchResult;
+    expect(checkResult(result)).toEqual([]);
+    expect(result.mode).toBe("smoke");
+    expect(result.saga.steps.length).toBeGreaterThan(0);
+    for (const step of result.saga.steps) expect(step.scheduled).toBeGreaterThan(0);
+    expect(result.ceilings.grpcJs.requests).toBeGreaterThan(0);
+    expect(result.ceilings.postgres.transactions).toBeGreaterThan(0);
+    expect(result.ceilings.jetstream.roundTripMsgsPerSec).toBeGreaterThan(0);
+    expect(result.transport.map((t) => `${t.name}/${t.protocol}`).sort()).toEqual(
+      ["Health/Check bare connect-node/connect", "Health/Check bare connect-node/grpc", "Health/Check order service/connect", "Health/Check order service/grpc"].sort(),
+    );
+    expect(result.ratios.length).toBeGreaterThan(0);
+    expect(result.resources.map((r) => r.name)).toEqual(expect.arrayContaining(["order", "inventory", "payment", "fraud"]));
+    expect(result.machine.cores).toBeGreaterThan(0);
+
+    // A dated copy beside latest.json, the plot, and the terminal table.
+    expect(existsSync(join(outDir, `${result.machine.date.slice(0, 10)}-${result.machine.gitCommit}-smoke.json`))).toBe(true);
+    expect(readFileSync(join(outDir, "latency-vs-load.svg"), "utf8")).toMatch(/^<svg [^>]*xmlns="http:\/\/www.w3.org\/2000\/svg"[\s\S]*<\/svg>\n$/);
+    expect(output).toContain("Saga (open loop");
+    expect(output).toContain("Ceilings");
+  });
+});

@@ -1,0 +1,150 @@
+/**
+ * Participants (payment, inventory) and the orchestrator (order) killed with
+ * SIGKILL while ~100 orders are in flight, started again a second later, and
+ * NATS and Redis restarted under load: every order still reaches exactly one terminal state,
+ * and the audit holds — right away, and again once the messages the dead
+ * process held (redelivered after the consumer's 30 s ack wait) have come back.
+ */
+import { beforeAll, describe, expect, test } from "vitest";
+import { auditSaga, auditUntilClean, formatAudit, snapshotStock, type StockBaseline } from "../support/saga-audit.js";
+import { stopAndReportOnFailure, ordersInFlight, prng, retryUnavailable, type SagaSystem, sleep, startSagaSystem, topUp, waitAllSettled, waitBusQuiet } from "../support/saga-system.js";
+
+let sys: SagaSystem;
+let baseline: StockBaseline;
+const topUps = new Map<string, bigint>();
+const random = prng(20261123);
+const skus = ["KB-001", "MS-002", "MN-003", "HS-004", "CB-005", "DK-006", "WC-007", "LS-008"];
+
+beforeAll(async () => {
+  sys = await startSagaSystem({
+    name: "crash",
+    // Short step deadline: a command held by the killed process is re-sent (new message id)
+    // a second later instead of waiting for JetStream's 30 s ack wait.
+    serviceEnv: { order: { SAGA_STEP_TIMEOUT_MS: "1000", SAGA_STEP_MAX_ATTEMPTS: "6" } },
+  });
+  baseline = await snapshotStock(sys.db);
+}, 120_000);
+
+stopAndReportOnFailure(() => sys);
+
+/** 20 customers with varied funds (some run out), 5 orders each, paced over ~1 s. */
+async function placeOrders(round: string, onProgress?: (created: number) => void): Promise<string[]> {
+  const customers = Array.from({ length: 20 }, (_, i) => `${round}-c${i}`);
+  await Promise.all(
+    customers.map(async (c, i) => {
+      const amount = [3_000n, 30_000n, 300_000n][i % 3] ?? 0n;
+      await topUp(sys, c, amount);
+      topUps.set(c, amount);
+    }),
+  );
+  const ids: string[] = [];
+  const creates: Promise<void>[] = [];
+  for (let n = 0; n < 100; n++) {
+    const customerId = customers[n % customers.length] ?? "";
+    const first = skus[Math.floor(random() * skus.length)] ?? "CB-005";
+    const second = skus[Math.floor(random() * skus.length)] ?? "CB-005";
+    const items = first === second ? [{ sku: first, quantity: 1n }] : [{ sku: first, quantity: 1n }, { sku: second, quantity: BigInt(1 + Math.floor(random() * 2)) }];
+    creates.push(
+      retryUnavailable(() => sys.order.createOrder({ customerId, items, idempotencyKey: `${round}-${n}` })).then(({ order }) => {
+        if (order) ids.push(order.orderId);
+        onProgress?.(ids.length);
+      }),
+    );
+    await sleep(10);
+  }
+  await Promise.all(creates);
+  return ids;
+}
+
+function outcomes(statuses: Map<string, string>): string {
+  const counts: Record<string, number> = {};
+  for (const s of statuses.values()) counts[s] = (counts[s] ?? 0) + 1;
+  return JSON.stringify(counts);
+}
+
+describe("participants killed mid-flight", () => {
+  test("payment killed (SIGKILL) with orders in flight, restarted after 1 s", async () => {
+    let killed: Promise<void> | undefined;
+    let inFlightAtKill = 0;
+    const started = Date.now();
+    const ids = await placeOrders("pay", (created) => {
+      if (created === 40 && !killed) {
+        killed = (async () => {
+          await sys.system.kill("payment");
+          inFlightAtKill = await ordersInFlight(sys);
+        })();
+      }
+    });
+    await killed;
+    expect(sys.system.info("payment").running).toBe(false);
+    await sleep(1_000);
+    await sys.system.restart("payment");
+    const statuses = await waitAllSettled(sys, ids, 60_000);
+    console.log(`payment kill: ${ids.length} orders, ${inFlightAtKill} in flight at the kill, all terminal after ${((Date.now() - started) / 1000).toFixed(1)} s: ${outcomes(statuses)}`);
+    expect(ids).toHaveLength(100);
+    expect(inFlightAtKill).toBeGreaterThan(0);
+    const report = await auditUntilClean(sys.db, { baseline, topUps }, 15_000);
+    expect(report.violations).toEqual([]);
+  }, 120_000);
+
+  test("inventory killed (SIGKILL) with orders in flight, restarted after 1 s", async () => {
+    const started = Date.now();
+    // CreateOrder prices through inventory, so the orders are placed first and inventory is
+    // killed at once, with their reservations (and the confirmed ones' commits) under way.
+    const ids = await placeOrders("inv");
+    await sys.system.kill("inventory");
+    const inFlightAtKill = await ordersInFlight(sys);
+    await sleep(1_000);
+    await sys.system.restart("inventory");
+    const statuses = await waitAllSettled(sys, ids, 60_000);
+    console.log(`inventory kill: ${ids.length} orders, ${inFlightAtKill} in flight at the kill, all terminal after ${((Date.now() - started) / 1000).toFixed(1)} s: ${outcomes(statuses)}`);
+    expect(ids).toHaveLength(100);
+    expect(inFlightAtKill).toBeGreaterThan(0);
+    const report = await auditUntilClean(sys.db, { baseline, topUps }, 15_000);
+    expect(report.violations).toEqual([]);
+  }, 120_000);
+
+  test("order (the orchestrator) killed (SIGKILL) with orders in flight, restarted after 1 s", async () => {
+    const started = Date.now();
+    const ids = await placeOrders("ord");
+    await sys.system.kill("order");
+    const inFlightAtKill = await ordersInFlight(sys);
+    await sleep(1_000);
+    await sys.system.restart("order");
+    const statuses = await waitAllSettled(sys, ids, 60_000);
+    console.log(`order kill: ${ids.length} orders, ${inFlightAtKill} in flight at the kill, all terminal after ${((Date.now() - started) / 1000).toFixed(1)} s: ${outcomes(statuses)}`);
+    expect(ids).toHaveLength(100);
+    expect(inFlightAtKill).toBeGreaterThan(0);
+    const report = await auditUntilClean(sys.db, { baseline, topUps }, 15_000);
+    expect(report.violations).toEqual([]);
+  }, 120_000);
+
+  for (const server of ["nats", "redis"] as const) {
+    test(`${server} restarted (down 1 s) with orders in flight`, async () => {
+      const started = Date.now();
+      let restarted: Promise<void> | undefined;
+      const ids = await placeOrders(server, (created) => {
+        if (created === 40 && !restarted) restarted = sys.test.servers[server]?.restart(1_000);
+      });
+      await restarted;
+      const statuses = await waitAllSettled(sys, ids, 90_000);
+      console.log(`${server} restart: ${ids.length} orders, all terminal after ${((Date.now() - started) / 1000).toFixed(1)} s: ${outcomes(statuses)}`);
+      expect(sys.test.servers[server]).toBeDefined();
+      expect(ids).toHaveLength(100);
+      const report = await auditUntilClean(sys.db, { baseline, topUps }, 15_000);
+      expect(report.violations).toEqual([]);
+    }, 150_000);
+  }
+
+  test("audit after the killed processes' messages were redelivered and every outbox drained", async () => {
+    await waitBusQuiet(sys, 60_000);
+    // Participants answered every step: a crash must not turn into a step timeout (a re-sent
+    // command whose answer is lost would leave the order waiting until it is given up).
+    const timedOut = await sys.db.query("SELECT order_id, status_reason FROM orders.orders WHERE status_reason LIKE '%timed out%'");
+    expect(timedOut.rows).toEqual([]);
+    const report = await auditSaga(sys.db, { baseline, topUps });
+    console.log(formatAudit("crash scenarios (500 orders; payment, inventory and order SIGKILLed; NATS and Redis restarted)", report));
+    expect(report.violations).toEqual([]);
+    expect(report.orders).toBe(500);
+  }, 90_000);
+});

@@ -1,0 +1,206 @@
+/**
+ * The order saga end to end, every service its own process on its own NATS:
+ * happy path (watched with WatchOrder), the three kinds of rejection, and the
+ * cancel of a confirmed order with refund and restock.
+ */
+import { beforeAll, describe, expect, test } from "vitest";
+import { NotificationKind } from "../../gen/orderflow/notification/v1/notification_pb.js";
+import { OrderStatus } from "../../gen/orderflow/order/v1/order_pb.js";
+import { PaymentStatus } from "../../gen/orderflow/payment/v1/payment_pb.js";
+import { auditSaga, auditUntilClean, formatAudit, snapshotStock, type StockBaseline } from "../support/saga-audit.js";
+import { stopAndReportOnFailure, addProduct, eventually, isTerminalStatus, type SagaSystem, startSagaSystem, stockOf, waitTerminal, fundInto } from "../support/saga-system.js";
+
+let sys: SagaSystem;
+let baseline: StockBaseline;
+const topUps = new Map<string, bigint>();
+
+const fund = fundInto(() => sys, topUps);
+
+async function ledgerOf(orderId: string): Promise<string[]> {
+  const { rows } = await sys.db.query<{ kind: string; amount_minor: string }>("SELECT kind, amount_minor FROM payment.ledger_entries WHERE order_id = $1 ORDER BY id", [orderId]);
+  return rows.map((r) => `${r.kind} ${r.amount_minor}`);
+}
+
+async function reservationOf(orderId: string): Promise<string | undefined> {
+  const { rows } = await sys.db.query<{ status: string }>("SELECT status FROM inventory.reservations WHERE order_id = $1", [orderId]);
+  return rows[0]?.status;
+}
+
+beforeAll(async () => {
+  sys = await startSagaSystem({
+    name: "saga",
+    serviceEnv: {
+      fraud: { FRAUD_BLOCKED_CUSTOMERS: "mallory,trudy", FRAUD_MAX_ORDER_AMOUNT_MINOR: "100000" },
+    },
+  });
+  // Products of their own, so each scenario's stock figures are exact.
+  await addProduct(sys, "E2E-HAPPY", 2_500n, 10n);
+  await addProduct(sys, "E2E-FUNDS", 4_000n, 10n);
+  await addProduct(sys, "E2E-SCARCE", 1_000n, 1n);
+  await addProduct(sys, "E2E-FRAUD", 60_000n, 10n);
+  await addProduct(sys, "E2E-CANCEL", 3_000n, 10n);
+  baseline = await snapshotStock(sys.db);
+}, 120_000);
+
+stopAndReportOnFailure(() => sys);
+
+describe("order saga", () => {
+  test("happy path: CONFIRMED (watched), wallet debited by the total, stock committed, one notification", async () => {
+    await fund("alice", 100_000n);
+    const { order } = await sys.order.createOrder({ customerId: "alice", items: [{ sku: "E2E-HAPPY", quantity: 3n }, { sku: "CB-005", quantity: 2n }] });
+    if (!order) throw new Error("no order");
+    const total = 3n * 2_500n + 2n * 1_200n;
+    expect(order.total?.amountMinor).toBe(total);
+    expect(order.status).toBe(OrderStatus.PENDING);
+
+    // WatchOrder streams each change until the order is terminal, then ends.
+    const seen: OrderStatus[] = [];
+    for await (const { order: o } of sys.order.watchOrder({ orderId: order.orderId }, { timeoutMs: 20_000 })) if (o) seen.push(o.status);
+    expect(seen.at(-1)).toBe(OrderStatus.CONFIRMED);
+    expect(seen.filter(isTerminalStatus)).toEqual([OrderStatus.CONFIRMED]);
+    const forward = [OrderStatus.PENDING, OrderStatus.FRAUD_APPROVED, OrderStatus.STOCK_RESERVED, OrderStatus.CONFIRMED];
+    expect(seen.map((s) => forward.indexOf(s))).toEqual([...seen.map((s) => forward.indexOf(s))].sort());
+    expect(seen.every((s) => forward.includes(s))).toBe(true);
+
+    const { order: final } = await sys.order.getOrder({ orderId: order.orderId });
+    expect(final?.history.map((h) => OrderStatus[h.toStatus])).toEqual(["PENDING", "FRAUD_APPROVED", "STOCK_RESERVED", "CONFIRMED"]);
+
+    const { wallet } = await sys.payment.getWallet({ customerId: "alice" });
+    expect(wallet?.balance?.amountMinor).toBe(100_000n - total);
+    const { payments } = await sys.payment.listPayments({ customerId: "alice" });
+    expect(payments.map((p) => [p.orderId, PaymentStatus[p.status], p.amount?.amountMinor])).toEqual([[order.orderId, "CHARGED", total]]);
+    expect(await ledgerOf(order.orderId)).toEqual([`CHARGE ${-total}`]);
+
+    // inventory.cmd.commit follows CONFIRMED: reserved goes back to 0, sold grows.
+    await eventually(async () => (await stockOf(sys, "E2E-HAPPY")).sold === 3n, 10_000, "stock committed");
+    expect(await stockOf(sys, "E2E-HAPPY")).toEqual({ available: 7n, reserved: 0n, sold: 3n });
+    expect(await reservationOf(order.orderId)).toBe("COMMITTED");
+
+    const notification = sys.notification;
+    const notes = await eventually(async () => {
+      const { notifications } = await notification.listNotifications({ customerId: "alice" });
+      return notifications.length > 0 ? notifications : undefined;
+    }, 10_000, "a notification for alice");
+    expect(notes.map((n) => [n.orderId, NotificationKind[n.kind]])).toEqual([[order.orderId, "ORDER_CONFIRMED"]]);
+  });
+
+  test("insufficient funds: REJECTED after the stock was reserved, stock released, nothing charged", async () => {
+    await fund("bob", 5_000n);
+    const { order } = await sys.order.createOrder({ customerId: "bob", items: [{ sku: "E2E-FUNDS", quantity: 2n }] });
+    if (!order) throw new Error("no order");
+    expect(await waitTerminal(sys, order.orderId)).toBe("REJECTED");
+    const { order: final } = await sys.order.getOrder({ orderId: order.orderId });
+    expect(final?.statusReason).toMatch(/insufficient funds/);
+    expect(final?.history.map((h) => OrderStatus[h.toStatus])).toEqual(["PENDING", "FRAUD_APPROVED", "STOCK_RESERVED", "REJECTED"]);
+    // REJECTED comes only after the release was confirmed by inventory.
+    expect(await stockOf(sys, "E2E-FUNDS")).toEqual({ available: 10n, reserved: 0n, sold: 0n });
+    expect(await reservationOf(order.orderId)).toBe("RELEASED");
+    const { wallet } = await sys.payment.getWallet({ customerId: "bob" });
+    expect(wallet?.balance?.amountMinor).toBe(5_000n);
+    const { payments } = await sys.payment.listPayments({ customerId: "bob" });
+    expect(payments.map((p) => [PaymentStatus[p.status], p.declineReason])).toEqual([["DECLINED", "insufficient funds"]]);
+    expect(await ledgerOf(order.orderId)).toEqual([]);
+  });
+
+  test("out of stock: REJECTED, no payment attempted", async () => {
+    await fund("carol", 100_000n);
+    const { order } = await sys.order.createOrder({ customerId: "carol", items: [{ sku: "E2E-SCARCE", quantity: 2n }, { sku: "CB-005", quantity: 1n }] });
+    if (!order) throw new Error("no order");
+    expect(await waitTerminal(sys, order.orderId)).toBe("REJECTED");
+    const { order: final } = await sys.order.getOrder({ orderId: order.orderId });
+    expect(final?.statusReason).toMatch(/out of stock: E2E-SCARCE/);
+    expect(final?.history.map((h) => OrderStatus[h.toStatus])).toEqual(["PENDING", "FRAUD_APPROVED", "REJECTED"]);
+    expect(await stockOf(sys, "E2E-SCARCE")).toEqual({ available: 1n, reserved: 0n, sold: 0n });
+    expect(await reservationOf(order.orderId)).toBe("FAILED");
+    const { payments } = await sys.payment.listPayments({ customerId: "carol" });
+    expect(payments).toEqual([]);
+    expect((await sys.payment.getWallet({ customerId: "carol" })).wallet?.balance?.amountMinor).toBe(100_000n);
+  });
+
+  test("fraud declines (blocked customer, amount over the limit): REJECTED, nothing reserved or charged", async () => {
+    await fund("mallory", 100_000n);
+    await fund("dave", 1_000_000n);
+    const blocked = (await sys.order.createOrder({ customerId: "mallory", items: [{ sku: "E2E-FRAUD", quantity: 1n }] })).order;
+    const tooBig = (await sys.order.createOrder({ customerId: "dave", items: [{ sku: "E2E-FRAUD", quantity: 2n }] })).order;
+    if (!blocked || !tooBig) throw new Error("no order");
+    expect(await waitTerminal(sys, blocked.orderId)).toBe("REJECTED");
+    expect(await waitTerminal(sys, tooBig.orderId)).toBe("REJECTED");
+    for (const o of [blocked, tooBig]) {
+      const { order: final } = await sys.order.getOrder({ orderId: o.orderId });
+      expect(final?.statusReason).toMatch(/^fraud check declined: /);
+      expect(final?.history.map((h) => OrderStatus[h.toStatus])).toEqual(["PENDING", "REJECTED"]);
+      expect(await reservationOf(o.orderId)).toBeUndefined();
+      expect(await ledgerOf(o.orderId)).toEqual([]);
+    }
+    expect((await sys.order.getOrder({ orderId: blocked.orderId })).order?.statusReason).toMatch(/block/i);
+    expect((await sys.order.getOrder({ orderId: tooBig.orderId })).order?.statusReason).toMatch(/amount|limit/i);
+    expect(await stockOf(sys, "E2E-FRAUD")).toEqual({ available: 10n, reserved: 0n, sold: 0n });
+    expect((await sys.payment.listPayments({ customerId: "mallory" })).payments).toEqual([]);
+    expect((await sys.payment.listPayments({ customerId: "dave" })).payments).toEqual([]);
+  });
+
+  test("cancel of a CONFIRMED order: CANCELLED, refund in the ledger, stock back to available", async () => {
+    await fund("erin", 50_000n);
+    const { order } = await sys.order.createOrder({ customerId: "erin", items: [{ sku: "E2E-CANCEL", quantity: 4n }] });
+    if (!order) throw new Error("no order");
+    expect(await waitTerminal(sys, order.orderId)).toBe("CONFIRMED");
+    await eventually(async () => (await stockOf(sys, "E2E-CANCEL")).sold === 4n, 10_000, "stock committed");
+    expect((await sys.payment.getWallet({ customerId: "erin" })).wallet?.balance?.amountMinor).toBe(50_000n - 12_000n);
+
+    // GetOrder of a terminal order is cached (Redis): the cancel must not leave the CONFIRMED copy behind.
+    expect((await sys.order.getOrder({ orderId: order.orderId })).order?.status).toBe(OrderStatus.CONFIRMED);
+    expect((await sys.order.getOrder({ orderId: order.orderId })).order?.status).toBe(OrderStatus.CONFIRMED);
+    const { order: cancelling } = await sys.order.cancelOrder({ orderId: order.orderId, reason: "changed my mind" });
+    expect(cancelling?.status).toBe(OrderStatus.CANCELLING);
+    expect((await sys.order.getOrder({ orderId: order.orderId })).order?.status).not.toBe(OrderStatus.CONFIRMED);
+    const seen: OrderStatus[] = [];
+    for await (const { order: o } of sys.order.watchOrder({ orderId: order.orderId }, { timeoutMs: 20_000 })) if (o) seen.push(o.status);
+    expect(seen.at(-1)).toBe(OrderStatus.CANCELLED);
+    // Cancelling twice is harmless.
+    expect((await sys.order.cancelOrder({ orderId: order.orderId, reason: "again" })).order?.status).toBe(OrderStatus.CANCELLED);
+
+    const { order: final } = await sys.order.getOrder({ orderId: order.orderId });
+    expect(final?.history.map((h) => OrderStatus[h.toStatus])).toEqual(["PENDING", "FRAUD_APPROVED", "STOCK_RESERVED", "CONFIRMED", "CANCELLING", "CANCELLED"]);
+    const { payments } = await sys.payment.listPayments({ customerId: "erin" });
+    expect(payments.map((p) => [PaymentStatus[p.status], p.amount?.amountMinor])).toEqual([["REFUNDED", 12_000n]]);
+    expect(await ledgerOf(order.orderId)).toEqual(["CHARGE -12000", "REFUND 12000"]);
+    expect((await sys.payment.getWallet({ customerId: "erin" })).wallet?.balance?.amountMinor).toBe(50_000n);
+    expect(await stockOf(sys, "E2E-CANCEL")).toEqual({ available: 10n, reserved: 0n, sold: 0n });
+    expect(await reservationOf(order.orderId)).toBe("RELEASED");
+    const notification = sys.notification;
+    const kinds = await eventually(async () => {
+      const { notifications } = await notification.listNotifications({ customerId: "erin" });
+      return notifications.length >= 2 ? notifications.map((n) => NotificationKind[n.kind]).sort() : undefined;
+    }, 10_000, "two notifications for erin");
+    expect(kinds).toEqual(["ORDER_CANCELLED", "ORDER_CONFIRMED"]);
+  });
+
+  test("audit after every scenario: each order terminal once, money and stock conserved", async () => {
+    const report = await auditUntilClean(sys.db, { baseline, topUps }, 10_000);
+    console.log(formatAudit("saga scenarios", report));
+    expect(report.violations).toEqual([]);
+    expect(report.orders).toBe(6);
+  });
+
+  test("the audit catches broken books (tampered inside a transaction that is rolled back)", async () => {
+    const tx = await sys.db.connect();
+    try {
+      await tx.query("BEGIN");
+      await tx.query("UPDATE payment.wallets SET balance_minor = balance_minor + 1 WHERE customer_id = 'alice'");
+      await tx.query("UPDATE inventory.products SET available = available + 1 WHERE sku = 'E2E-HAPPY'");
+      await tx.query("UPDATE payment.payments SET status = 'DECLINED' WHERE customer_id = 'alice'");
+      await tx.query("UPDATE orders.orders SET status = 'FRAUD_APPROVED' WHERE customer_id = 'carol'");
+      const report = await auditSaga(tx, { baseline, topUps });
+      const text = report.violations.join("\n");
+      expect(text).toMatch(/wallets that do not balance.*alice/);
+      expect(text).toMatch(/products whose stock does not add up.*E2E-HAPPY/);
+      expect(text).toMatch(/orders whose money does not match their outcome.*CONFIRMED with payment DECLINED/);
+      expect(text).toMatch(/orders not terminal.*FRAUD_APPROVED/);
+      expect(text).toMatch(/inconsistent order histories.*history ends at REJECTED, status is FRAUD_APPROVED/);
+    } finally {
+      await tx.query("ROLLBACK");
+      tx.release();
+    }
+    expect((await auditSaga(sys.db, { baseline, topUps })).violations).toEqual([]);
+  });
+});

@@ -1,0 +1,401 @@
+// Renders charts/orderflow for every meaningful combination of values and
+// validates each object against the Kubernetes / CRD schemas, then checks the
+// invariants a reviewer would. No cluster and no helm binary needed: see
+// lib/renderer.ts for how the chart is rendered.
+import { readdirSync, readFileSync } from "node:fs";
+import { join } from "node:path";
+import { parse } from "yaml";
+import { beforeAll, describe, expect, it } from "vitest";
+import { checkInvariants, SERVICES, type Expectations } from "./lib/invariants.js";
+import { arr, arrOr, at, num, obj, objArr, objArrOr, str, type JsonObject } from "./lib/json.js";
+import { CHART_DIR, ensureRenderer, helmLint, helmOnPath, K8S_TEST_DIR, renderChart } from "./lib/renderer.js";
+import { nameErrors, parseManifest, validateObject, type K8sObject } from "./lib/validate.js";
+
+const NS = "orderflow";
+const ci = (f: string) => join(CHART_DIR, "ci", f);
+
+interface Combo {
+  name: string;
+  files: string[];
+  values?: unknown;
+  upgrade?: boolean;
+  releaseName?: string;
+  mesh: Expectations["mesh"];
+  postgres: "cnpg" | "external";
+  nats: "bundled" | "external";
+  autoscaling: boolean;
+  expect: Partial<Expectations>;
+  /** kind -> expected count */
+  counts?: Record<string, number>;
+}
+
+const natsBundled = (release = "orderflow") => ({
+  externalPodLabels: [{ "app.kubernetes.io/name": "nats", "app.kubernetes.io/instance": release }],
+  externalServiceHosts: [release.includes("nats") ? release : `${release}-nats`],
+});
+
+const COMBOS: Combo[] = [
+  {
+    name: "defaults (mesh none, CNPG x3, NATS bundled, Redis bundled, autoscaling on)",
+    files: [],
+    mesh: "none",
+    postgres: "cnpg",
+    nats: "bundled",
+    autoscaling: true,
+    expect: natsBundled(),
+    counts: { Deployment: 6, HorizontalPodAutoscaler: 5, PodDisruptionBudget: 5, NetworkPolicy: 8, Cluster: 1, Service: 11 },
+  },
+  {
+    name: "istio (CNPG, NATS bundled, autoscaling on, ServiceMonitor)",
+    files: [ci("istio-values.yaml")],
+    mesh: "istio",
+    postgres: "cnpg",
+    nats: "bundled",
+    autoscaling: true,
+    expect: natsBundled(),
+    counts: { PeerAuthentication: 5, AuthorizationPolicy: 5, DestinationRule: 5, ServiceMonitor: 5 },
+  },
+  {
+    name: "linkerd (CNPG, NATS bundled, autoscaling on, migration hook Jobs)",
+    files: [ci("linkerd-values.yaml")],
+    mesh: "linkerd",
+    postgres: "cnpg",
+    nats: "bundled",
+    autoscaling: true,
+    expect: natsBundled(),
+    counts: { Server: 10, HTTPRoute: 10, Job: 4 },
+  },
+  {
+    name: "linkerd upgrade (migration hook Jobs as pre-upgrade)",
+    files: [ci("linkerd-values.yaml")],
+    upgrade: true,
+    mesh: "linkerd",
+    postgres: "cnpg",
+    nats: "bundled",
+    autoscaling: true,
+    expect: natsBundled(),
+  },
+  {
+    name: "external Postgres/NATS/Redis, mesh none, autoscaling off",
+    files: [ci("external-values.yaml")],
+    mesh: "none",
+    postgres: "external",
+    nats: "external",
+    autoscaling: false,
+    expect: {
+      externalSecrets: ["orderflow-postgres"],
+      externalUrls: ["redis://redis.example.internal:6379", "nats://nats.example.internal:4222"],
+    },
+    counts: { Cluster: 0, HorizontalPodAutoscaler: 0, PodDisruptionBudget: 4, Deployment: 5 },
+  },
+  {
+    name: "istio with external Postgres/NATS, Redis from a Secret, autoscaling off, OTLP",
+    files: [ci("istio-external-values.yaml")],
+    mesh: "istio",
+    postgres: "external",
+    nats: "external",
+    autoscaling: false,
+    expect: { externalSecrets: ["orderflow-postgres", "orderflow-redis"], externalUrls: ["nats://nats.nats-system.svc:4222"] },
+  },
+  {
+    name: "linkerd, single CNPG instance (no read URL), autoscaling off",
+    files: [ci("linkerd-single-values.yaml")],
+    mesh: "linkerd",
+    postgres: "cnpg",
+    nats: "bundled",
+    autoscaling: false,
+    expect: natsBundled(),
+  },
+  {
+    name: "dev values for kind/skaffold",
+    files: [ci("dev-values.yaml")],
+    mesh: "none",
+    postgres: "cnpg",
+    nats: "bundled",
+    autoscaling: false,
+    expect: natsBundled(),
+  },
+  {
+    name: "release name containing the chart name, NetworkPolicy/PDB off, istio",
+    files: [],
+    releaseName: "shop-orderflow",
+    values: {
+      mesh: "istio",
+      networkPolicy: { enabled: false },
+      services: Object.fromEntries(SERVICES.map((s) => [s, { pdb: { enabled: false } }])),
+    },
+    mesh: "istio",
+    postgres: "cnpg",
+    nats: "bundled",
+    autoscaling: true,
+    expect: natsBundled("shop-orderflow"),
+    counts: { NetworkPolicy: 0, PodDisruptionBudget: 0 },
+  },
+];
+
+const stats = { renders: 0, objects: 0, bySource: {} as Record<string, number> };
+
+beforeAll(() => {
+  if (!helmOnPath()) ensureRenderer();
+}, 300_000);
+
+describe("charts/orderflow renders and validates", () => {
+  it("checks that every ci/*.yaml values file is covered by a combination", () => {
+    const files = readdirSync(join(CHART_DIR, "ci")).filter((f) => f.endsWith(".yaml"));
+    for (const f of files) expect(COMBOS.some((c) => c.files.includes(ci(f))), f).toBe(true);
+  });
+
+  for (const combo of COMBOS) {
+    it(`renders: ${combo.name}`, async () => {
+      const release = combo.releaseName ?? "orderflow";
+      const r = renderChart({ valuesFiles: combo.files, values: combo.values, releaseName: release, namespace: NS, upgrade: combo.upgrade, notes: true });
+      expect(r.ok, r.stderr).toBe(true);
+      if (r.engine === "go-renderer" && combo.nats === "bundled") {
+        // The NATS chart is a dependency that cannot be fetched here; the
+        // renderer says so and renders the parent chart only.
+        expect(r.stderr).toContain('dependency "nats" is not in charts/');
+      }
+      const objs = parseManifest(r.manifest);
+      stats.renders++;
+      expect(objs.length).toBeGreaterThan(20);
+
+      const problems: string[] = [];
+      for (const o of objs) {
+        const v = await validateObject(o);
+        stats.objects++;
+        stats.bySource[v.source] = (stats.bySource[v.source] ?? 0) + 1;
+        for (const e of [...v.errors, ...nameErrors(o)]) problems.push(`${o.kind}/${o.metadata?.name}: ${e}`);
+      }
+      expect(problems, problems.join("\n")).toEqual([]);
+
+      const exp: Expectations = {
+        namespace: NS,
+        mesh: combo.mesh,
+        externalSecrets: [],
+        externalPodLabels: [],
+        externalServiceHosts: [],
+        externalUrls: [],
+        ...combo.expect,
+      };
+      const violations = checkInvariants(objs, exp);
+      expect(violations, violations.join("\n")).toEqual([]);
+
+      for (const [kind, n] of Object.entries(combo.counts ?? {})) {
+        expect(objs.filter((o) => o.kind === kind).length, `count of ${kind}`).toBe(n);
+      }
+      checkComboSpecifics(combo, objs, release);
+
+      if (r.engine === "go-renderer") {
+        expect(r.notes).toContain("grpcurl -plaintext");
+        expect(r.notes).toContain(`port-forward svc/${release === "orderflow" ? "orderflow" : release}-order`);
+      }
+      const lint = helmLint(combo.files);
+      if (lint) expect(lint.ok, lint.output).toBe(true);
+    });
+  }
+
+  it("reports what was validated", () => {
+    // Printed so CI logs show the coverage of this offline check.
+    console.log(`k8s chart check: ${stats.renders} renders, ${stats.objects} objects validated ${JSON.stringify(stats.bySource)}`);
+    expect(stats.renders).toBe(COMBOS.length);
+  });
+});
+
+function envOf(objs: K8sObject[], release: string, svc: string): Record<string, JsonObject> {
+  const d = objs.find((o) => o.kind === "Deployment" && o.metadata.name === `${release.includes("orderflow") ? release : `${release}-orderflow`}-${svc}`);
+  expect(d, `Deployment for ${svc}`).toBeDefined();
+  const c = obj(at(d!.spec, "template", "spec", "containers", 0), `${svc} first container`);
+  return Object.fromEntries(objArr(c.env, `${svc} env`).map((e) => [str(e.name, `${svc} env name`), e]));
+}
+
+function checkComboSpecifics(combo: Combo, objs: K8sObject[], release: string): void {
+  const fullname = release.includes("orderflow") ? release : `${release}-orderflow`;
+  const order = envOf(objs, release, "order");
+  const fraud = envOf(objs, release, "fraud");
+  expect(order.INVENTORY_URL?.value).toBe(`http://${fullname}-inventory.${NS}.svc:8080`);
+  expect(fraud.DATABASE_URL, "fraud has no database").toBeUndefined();
+  expect(fraud.REDIS_URL).toBeDefined();
+  for (const s of ["payment", "notification"]) expect(envOf(objs, release, s).REDIS_URL, `${s} does not use Redis`).toBeUndefined();
+  for (const s of SERVICES) expect(envOf(objs, release, s).NATS_URL).toBeDefined();
+
+  const deployments = objs.filter((o) => o.kind === "Deployment" && o.metadata.labels?.["app.kubernetes.io/component"] !== "redis");
+  for (const d of deployments) {
+    const replicas = at(d.spec, "replicas");
+    if (combo.autoscaling) expect(replicas, `${d.metadata.name} replicas`).toBeUndefined();
+    else expect(replicas, `${d.metadata.name} replicas`).toBeGreaterThan(0);
+  }
+
+  if (combo.postgres === "cnpg") {
+    const cluster = objs.find((o) => o.kind === "Cluster")!;
+    expect(cluster).toBeDefined();
+    const instances = num(at(cluster.spec, "instances"), "Cluster instances");
+    if (combo.name.startsWith("defaults")) expect(instances).toBe(3);
+    expect(at(order.DATABASE_URL, "valueFrom", "secretKeyRef")).toEqual({ name: `${cluster.metadata.name}-app`, key: "uri" });
+    if (instances > 1) {
+      expect(order.DATABASE_READ_URL?.value).toBe(`postgresql://$(DB_USERNAME):$(DB_PASSWORD)@${cluster.metadata.name}-ro.${NS}.svc:5432/$(DB_NAME)`);
+    } else {
+      expect(order.DATABASE_READ_URL, "no read URL without replicas").toBeUndefined();
+    }
+  } else {
+    expect(objs.some((o) => o.kind === "Cluster")).toBe(false);
+    expect(at(order.DATABASE_URL, "valueFrom", "secretKeyRef", "name")).toBe("orderflow-postgres");
+  }
+  if (combo.nats === "bundled") expect(order.NATS_URL?.value).toBe(`nats://${release.includes("nats") ? release : `${release}-nats`}.${NS}.svc:4222`);
+
+  // Migrations: initContainer by default; hook Jobs when configured.
+  const jobs = objs.filter((o) => o.kind === "Job");
+  if (jobs.length) {
+    for (const j of jobs) {
+      const hook = j.metadata.annotations?.["helm.sh/hook"] ?? "";
+      expect(hook).toContain("post-install");
+      expect(hook).toContain("pre-upgrade");
+      const cmd = arr(at(j.spec, "template", "spec", "containers", 0, "command"), `${j.metadata.name} command`);
+      expect(cmd.at(-1)).toBe("migrate");
+    }
+  } else {
+    for (const s of ["order", "inventory", "payment", "notification"]) {
+      const d = objs.find((o) => o.kind === "Deployment" && o.metadata.name === `${fullname}-${s}`)!;
+      const init = objArrOr(at(obj(at(d.spec, "template", "spec"), `${s} pod spec`), "initContainers"), `${s} initContainers`);
+      expect(init.map((c) => arr(c.command, `${s} initContainer command`).at(-1)), `${s} migrate initContainer`).toEqual(["migrate"]);
+    }
+  }
+
+  // NetworkPolicies follow the real call graph.
+  const nps = objs.filter((o) => o.kind === "NetworkPolicy");
+  if (nps.length) {
+    const egressPorts = (svc: string) =>
+      new Set(
+        objArr(at(nps.find((n) => n.metadata.name === `${fullname}-${svc}`)!.spec, "egress"), `${svc} egress`)
+          // rules towards the mesh control plane (another namespace) aside
+          .filter((r) => !objArrOr(r.to, `${svc} egress to`).some((t) => t.namespaceSelector))
+          .flatMap((r) => objArrOr(r.ports, `${svc} egress ports`).map((p) => p.port)),
+      );
+    expect(egressPorts("fraud").has(5432), "fraud has no database").toBe(false);
+    expect(egressPorts("fraud").has(6379)).toBe(true);
+    for (const s of ["payment", "notification"]) {
+      expect(egressPorts(s).has(6379), `${s} does not use Redis`).toBe(false);
+      expect(egressPorts(s).has(5432)).toBe(true);
+    }
+    for (const s of SERVICES) expect(egressPorts(s).has(4222), `${s} -> NATS`).toBe(true);
+    for (const s of SERVICES.filter((x) => x !== "order")) expect(egressPorts(s).has(8080), `${s} calls no service`).toBe(false);
+    expect(egressPorts("order").has(8080), "order -> inventory").toBe(true);
+    const inv = obj(nps.find((n) => n.metadata.name === `${fullname}-inventory`)!.spec, "inventory NetworkPolicy spec");
+    const fromOrder = objArr(inv.ingress, "inventory ingress").some((r) => objArrOr(r.from, "inventory ingress from").some((f) => at(f, "podSelector", "matchLabels", "app.kubernetes.io/component") === "order"));
+    expect(fromOrder, "inventory admits order").toBe(true);
+    const pay = obj(nps.find((n) => n.metadata.name === `${fullname}-payment`)!.spec, "payment NetworkPolicy spec");
+    const payFromPods = objArr(pay.ingress, "payment ingress").flatMap((r) => objArrOr(r.from, "payment ingress from").filter((f) => f.podSelector && !f.namespaceSelector));
+    expect(payFromPods, "payment has no service-to-service callers").toEqual([]);
+  }
+
+  // Mesh-specific authorization: inventory accepts order's identity only (plus configured clients).
+  if (combo.mesh === "istio") {
+    const ap = objs.find((o) => o.kind === "AuthorizationPolicy" && o.metadata.name === `${fullname}-inventory`)!;
+    const principals = objArr(at(ap.spec, "rules"), "inventory rules")
+      .flatMap((r) => objArrOr(r.from, "inventory rule from").flatMap((f) => arrOr(at(f, "source", "principals"), "principals")))
+      .map((p) => str(p, "principal"));
+    expect(principals).toContain(`cluster.local/ns/${NS}/sa/${fullname}-order`);
+    expect(principals.some((p) => p.endsWith(`/sa/${fullname}-payment`))).toBe(false);
+    const pa = objs.find((o) => o.kind === "PeerAuthentication" && o.metadata.name === `${fullname}-order`)!;
+    expect(obj(at(pa.spec, "mtls"), "PeerAuthentication mtls").mode).toBe("STRICT");
+  }
+  if (combo.mesh === "linkerd") {
+    const mtls = objs.find((o) => o.kind === "MeshTLSAuthentication" && o.metadata.name === `${fullname}-inventory-callers`)!;
+    expect(at(mtls.spec, "identityRefs")).toEqual([{ kind: "ServiceAccount", name: `${fullname}-order` }]);
+    expect(objs.some((o) => o.kind === "MeshTLSAuthentication" && o.metadata.name === `${fullname}-payment-callers`)).toBe(false);
+  }
+}
+
+describe("the NATS dependency", () => {
+  const natsValues = obj(parse(readFileSync(join(K8S_TEST_DIR, "schemas/nats-chart-values.yaml"), "utf8")), "NATS chart values");
+  const natsChart = obj(parse(readFileSync(join(K8S_TEST_DIR, "schemas/nats-chart-Chart.yaml"), "utf8")), "NATS Chart.yaml");
+  const chart = obj(parse(readFileSync(join(CHART_DIR, "Chart.yaml"), "utf8")), "Chart.yaml");
+  const ours = obj(obj(parse(readFileSync(join(CHART_DIR, "values.yaml"), "utf8")), "values.yaml").nats, "values.yaml nats");
+
+  it("is declared with a condition and the published version", () => {
+    const dep = objArr(chart.dependencies, "Chart.yaml dependencies").find((d) => d.name === "nats")!;
+    expect(dep.condition).toBe("nats.enabled");
+    expect(dep.version).toBe(natsChart.version);
+    expect(dep.repository).toMatch(/^https:\/\//);
+  });
+
+  it("passes only values the NATS chart defines (it has no values.schema.json)", () => {
+    const problems: string[] = [];
+    const walk = (v: unknown, ref: unknown, path: string) => {
+      if (v === null || typeof v !== "object" || Array.isArray(v)) return;
+      for (const [k, child] of Object.entries(obj(v))) {
+        const p = `${path}.${k}`;
+        if (p === "nats.enabled") continue; // the dependency condition, read by Helm
+        if (ref === null || typeof ref !== "object" || !(k in ref)) {
+          problems.push(`${p} is not a value of the NATS chart`);
+          continue;
+        }
+        // merge/patch blocks are free-form Kubernetes objects / JSON patches.
+        if (k === "merge" || k === "patch") continue;
+        walk(child, (ref as Record<string, unknown>)[k], p);
+      }
+    };
+    walk(ours, natsValues, "nats");
+    expect(problems).toEqual([]);
+    for (const c of COMBOS) for (const f of c.files) walk(obj(parse(readFileSync(f, "utf8")), f).nats, natsValues, "nats");
+    expect(problems).toEqual([]);
+    expect(at(ours, "config", "jetstream", "enabled"), "JetStream on").toBe(true);
+  });
+});
+
+describe("values.schema.json rejects wrong values", () => {
+  const cases: { name: string; values: unknown; error: RegExp }[] = [
+    { name: "unknown mesh", values: { mesh: "consul" }, error: /mesh.*one of.*none.*istio.*linkerd/s },
+    { name: "misspelt top-level key", values: { meshh: "istio" }, error: /Additional property meshh is not allowed/ },
+    { name: "bad log level", values: { logLevel: "verbose" }, error: /logLevel/ },
+    { name: "zero CNPG instances", values: { postgres: { cnpg: { instances: 0 } } }, error: /postgres\.cnpg\.instances/ },
+    { name: "external Postgres without a Secret", values: { postgres: { mode: "external" } }, error: /existingSecret/ },
+    { name: "unknown Postgres mode", values: { postgres: { mode: "rds" } }, error: /postgres\.mode/ },
+    { name: "NATS disabled without a URL", values: { nats: { enabled: false } }, error: /externalNats/ },
+    { name: "Redis disabled without URL or Secret", values: { redis: { enabled: false } }, error: /redis\.external/ },
+    { name: "replica count as a string", values: { services: { order: { replicaCount: "two" } } }, error: /services\.order\.replicaCount.*integer/s },
+    { name: "HPA target over 100 %", values: { services: { fraud: { autoscaling: { targetCPUUtilizationPercentage: 150 } } } }, error: /targetCPUUtilizationPercentage/ },
+    { name: "unknown service key", values: { services: { order: { replicas: 3 } } }, error: /Additional property replicas is not allowed/ },
+    { name: "unknown service", values: { services: { shipping: { enabled: true } } }, error: /Additional property shipping is not allowed/ },
+    { name: "call to an unknown service", values: { services: { order: { calls: ["shipping"] } } }, error: /services\.order\.calls/ },
+    { name: "privileged port", values: { ports: { grpc: 80 } }, error: /ports\.grpc/ },
+    { name: "bad memory quantity", values: { services: { order: { resources: { limits: { memory: "lots" } } } } }, error: /memory/ },
+    { name: "bad image digest", values: { image: { digest: "latest" } }, error: /image\.digest/ },
+    { name: "bad CIDR", values: { linkerd: { clientNetworks: ["everyone"] } }, error: /clientNetworks/ },
+    { name: "migration mode typo", values: { migrations: { mode: "init" } }, error: /migrations\.mode/ },
+  ];
+  for (const c of cases) {
+    it(`rejects: ${c.name}`, () => {
+      const r = renderChart({ values: c.values });
+      expect(r.ok, `render unexpectedly succeeded for ${JSON.stringify(c.values)}`).toBe(false);
+      // The exact wording is the Helm 3 (gojsonschema) one; a real helm of
+      // another version words it differently but must still refuse.
+      if (r.engine === "go-renderer") expect(r.stderr).toMatch(c.error);
+      else expect(r.stderr).toMatch(/schema|values don't meet/i);
+    });
+  }
+
+  it("rejects min > max replicas with a clear message (template check)", () => {
+    const r = renderChart({ values: { services: { order: { autoscaling: { minReplicas: 5, maxReplicas: 2 } } } } });
+    expect(r.ok).toBe(false);
+    expect(r.stderr).toMatch(/services\.order\.autoscaling\.minReplicas .* maxReplicas/);
+  });
+
+  it("rejects a Postgres max_connections below the pools at full scale (template check)", () => {
+    const r = renderChart({ values: { postgres: { cnpg: { parameters: { max_connections: "100" } } } } });
+    expect(r.ok).toBe(false);
+    expect(r.stderr).toMatch(/max_connections \(100\) is below what the database services may open at full scale/);
+  });
+
+  it("refuses a cluster older than Chart.yaml's kubeVersion (native gRPC probes are GA in 1.27)", () => {
+    const r = renderChart({ kubeVersion: "v1.26.5" });
+    expect(r.ok).toBe(false);
+    expect(r.stderr).toMatch(/incompatible with Kubernetes/);
+    expect(renderChart({ kubeVersion: "v1.27.0" }).ok).toBe(true);
+  });
+
+  it("rejects a call to a disabled service (template check)", () => {
+    const r = renderChart({ values: { services: { inventory: { enabled: false } } } });
+    expect(r.ok).toBe(false);
+    expect(r.stderr).toMatch(/services\.order calls inventory, which is disabled/);
+  });
+});

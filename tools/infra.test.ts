@@ -1,0 +1,82 @@
+import { chmodSync, mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import pg from "pg";
+import { afterAll, describe, expect, it } from "vitest";
+import { databaseName, ensureInfra, findBinary, findPostgresBin, freePort, InfraError, isReachable, startPrivate, withDatabase } from "./infra.js";
+
+const dataDir = mkdtempSync(join(tmpdir(), "orderflow-infra-test-"));
+// Run as root, Postgres runs as the postgres account, which must reach the folder.
+chmodSync(dataDir, 0o755);
+afterAll(() => rmSync(dataDir, { recursive: true, force: true }));
+
+async function unusedUrls() {
+  const [pgPort, redisPort, natsPort] = [await freePort(), await freePort(), await freePort()];
+  return {
+    databaseUrl: `postgres://postgres@127.0.0.1:${pgPort}/orderflow_infra_test`,
+    redisUrl: `redis://127.0.0.1:${redisPort}`,
+    natsUrl: `nats://127.0.0.1:${natsPort}`,
+  };
+}
+
+describe("database URLs", () => {
+  it("swap and read the database name", () => {
+    const url = withDatabase("postgres://u:p@db.example:6543/orderflow?sslmode=disable", "orderflow_test_1");
+    expect(url).toBe("postgres://u:p@db.example:6543/orderflow_test_1?sslmode=disable");
+    expect(databaseName(url)).toBe("orderflow_test_1");
+  });
+});
+
+describe("ensureInfra", () => {
+  it("says in one line what to install when a local server is down and its binary is missing", async () => {
+    const urls = await unusedUrls();
+    const port = new URL(urls.databaseUrl).port;
+    const error = await ensureInfra({ urls, dataDir, searchPath: [] }).catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(InfraError);
+    expect((error as Error).message.split("; ")[0]).toBe(
+      `Postgres is not reachable at 127.0.0.1:${port} and no postgres binaries were found: install PostgreSQL ≥ 14 (Debian: apt-get install postgresql)`,
+    );
+    expect((error as Error).message).not.toContain("\n");
+  });
+
+  it("does not try to start a server for a remote URL", async () => {
+    const urls = { ...(await unusedUrls()), redisUrl: "redis://192.0.2.1:6379" };
+    const error = await ensureInfra({ urls, dataDir, searchPath: [] }).catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(InfraError);
+    expect((error as Error).message).toContain("Redis is not reachable at 192.0.2.1:6379 (REDIS_URL): start it, or point REDIS_URL at a running server");
+    expect((error as Error).message).toContain("no nats-server binary was found: install nats-server ≥ 2.9 (Debian: apt-get install nats-server)");
+    expect((error as Error).message).not.toContain("\n");
+  });
+
+  const haveBinaries = findPostgresBin() !== undefined && findBinary("redis-server") !== undefined && findBinary("nats-server") !== undefined;
+  it.skipIf(!haveBinaries)(
+    "starts Postgres, Redis and NATS from installed binaries, creates the database, and stops them",
+    async () => {
+      const urls = await unusedUrls();
+      const infra = await ensureInfra({ urls, dataDir });
+      try {
+        expect([...infra.started].sort()).toEqual(["nats", "postgres", "redis"]);
+        const client = new pg.Client({ connectionString: urls.databaseUrl });
+        await client.connect();
+        const { rows } = await client.query<{ db: string }>("SELECT current_database() AS db");
+        await client.end();
+        expect(rows[0]?.db).toBe("orderflow_infra_test");
+      } finally {
+        await infra.stop();
+      }
+      for (const url of [urls.databaseUrl, urls.redisUrl, urls.natsUrl]) {
+        expect(await isReachable({ host: "127.0.0.1", port: Number(new URL(url).port) })).toBe(false);
+      }
+    },
+    90_000,
+  );
+
+  it.skipIf(!findBinary("nats-server"))("starts a private NATS on a free port and stops it", async () => {
+    const nats = await startPrivate("nats", dataDir);
+    expect(nats).toBeDefined();
+    const port = Number(new URL(nats?.url ?? "").port);
+    expect(await isReachable({ host: "127.0.0.1", port })).toBe(true);
+    await nats?.stop();
+    expect(await isReachable({ host: "127.0.0.1", port })).toBe(false);
+  });
+});

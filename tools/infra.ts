@@ -1,0 +1,577 @@
+// Postgres, Redis and NATS for running OrderFlow on one machine: use them where
+// they already run, start them from installed binaries (data in a git-ignored
+// folder) where they don't, or stop with one line saying what to install.
+import { type ChildProcess, spawn, spawnSync } from "node:child_process";
+import { createHash } from "node:crypto";
+import { accessSync, constants, existsSync, mkdirSync, openSync, readdirSync, realpathSync, closeSync } from "node:fs";
+import { connect, createServer, type AddressInfo } from "node:net";
+import { tmpdir } from "node:os";
+import { delimiter, dirname, join } from "node:path";
+import pg from "pg";
+
+export interface InfraUrls {
+  databaseUrl: string;
+  redisUrl: string;
+  natsUrl: string;
+}
+
+export const defaultInfraUrls: InfraUrls = {
+  databaseUrl: "postgres://postgres@127.0.0.1:5432/orderflow",
+  redisUrl: "redis://127.0.0.1:6379",
+  natsUrl: "nats://127.0.0.1:4222",
+};
+
+/** DATABASE_URL, REDIS_URL and NATS_URL from the environment, with the local defaults. */
+export function infraUrlsFromEnv(env: NodeJS.ProcessEnv = process.env): InfraUrls {
+  return {
+    databaseUrl: env["DATABASE_URL"] || defaultInfraUrls.databaseUrl,
+    redisUrl: env["REDIS_URL"] || defaultInfraUrls.redisUrl,
+    natsUrl: env["NATS_URL"] || defaultInfraUrls.natsUrl,
+  };
+}
+
+/** A problem the user has to fix; its message is one line saying what to do. */
+export class InfraError extends Error {
+  override name = "InfraError";
+}
+
+export type InfraName = "postgres" | "redis" | "nats";
+
+export interface InfraOptions {
+  urls: InfraUrls;
+  /** Folder for the data of servers started here (git-ignored `.data/`). */
+  dataDir: string;
+  log?: (message: string) => void;
+  /** How long a started server may take to accept connections. */
+  startTimeoutMs?: number;
+  /**
+   * Folders to look for server binaries in. Default: PATH, the usual sbin
+   * folders and /usr/lib/postgresql/<version>/bin.
+   */
+  searchPath?: string[];
+}
+
+export interface RunningInfra {
+  urls: InfraUrls;
+  /** The servers this call started (empty when all were already running). */
+  started: InfraName[];
+  /** Stops what was started here, in reverse order; safe to call twice. */
+  stop(): Promise<void>;
+}
+
+interface Endpoint {
+  host: string;
+  port: number;
+}
+
+interface Started {
+  name: InfraName;
+  stop(): Promise<void>;
+  /** Last-resort synchronous stop for process exit. */
+  kill(): void;
+}
+
+const localHosts = new Set(["localhost", "127.0.0.1", "::1", "[::1]", "0.0.0.0", ""]);
+const noop = (): void => undefined;
+
+/**
+ * Makes sure Postgres, Redis and NATS answer at the given URLs, starting local
+ * ones from installed binaries when they don't, and that the database named in
+ * the Postgres URL exists.
+ */
+export async function ensureInfra(options: InfraOptions): Promise<RunningInfra> {
+  const log = options.log ?? noop;
+  const timeout = options.startTimeoutMs ?? 60_000;
+  const plans: { name: InfraName; label: string; variable: string; url: string; endpoint: Endpoint; start: () => Promise<Started> }[] = [
+    {
+      name: "postgres",
+      label: "Postgres",
+      variable: "DATABASE_URL",
+      url: options.urls.databaseUrl,
+      endpoint: endpointOf(options.urls.databaseUrl, 5432),
+      start: () => startPostgres(endpointOf(options.urls.databaseUrl, 5432), options.dataDir, timeout, options.searchPath),
+    },
+    {
+      name: "redis",
+      label: "Redis",
+      variable: "REDIS_URL",
+      url: options.urls.redisUrl,
+      endpoint: endpointOf(options.urls.redisUrl, 6379),
+      start: () => startRedis(endpointOf(options.urls.redisUrl, 6379), options.dataDir, timeout, options.searchPath),
+    },
+    {
+      name: "nats",
+      label: "NATS",
+      variable: "NATS_URL",
+      url: options.urls.natsUrl,
+      endpoint: endpointOf(options.urls.natsUrl, 4222),
+      start: () => startNats(endpointOf(options.urls.natsUrl, 4222), options.dataDir, timeout, options.searchPath),
+    },
+  ];
+
+  const started: Started[] = [];
+  const results = await Promise.allSettled(
+    plans.map(async (plan) => {
+      if (await isReachable(plan.endpoint)) return;
+      const where = `${plan.endpoint.host}:${plan.endpoint.port}`;
+      if (!localHosts.has(plan.endpoint.host)) {
+        throw new InfraError(`${plan.label} is not reachable at ${where} (${plan.variable}): start it, or point ${plan.variable} at a running server`);
+      }
+      log(`${plan.label} is not reachable at ${where}: starting it from installed binaries (data in ${options.dataDir})`);
+      const server = await plan.start();
+      started.push(server);
+      log(`${plan.label} started on ${where}`);
+    }),
+  );
+  const failures = results.filter((result): result is PromiseRejectedResult => result.status === "rejected").map((result) => result.reason as unknown);
+  const stop = stopper(started);
+  if (failures.length > 0) {
+    await stop();
+    // Still one line: each missing piece, separated by "; ".
+    if (failures.length > 1 && failures.every((f) => f instanceof InfraError)) throw new InfraError(failures.map((f) => (f as Error).message).join("; "));
+    throw failures[0];
+  }
+  try {
+    if (await ensureDatabase(options.urls.databaseUrl)) log(`created database ${databaseName(options.urls.databaseUrl)}`);
+  } catch (error) {
+    await stop();
+    throw error;
+  }
+  return { urls: options.urls, started: started.map((s) => s.name), stop };
+}
+
+function stopper(started: Started[]): () => Promise<void> {
+  let stopping: Promise<void> | undefined;
+  const onExit = () => {
+    for (const server of started) server.kill();
+  };
+  process.once("exit", onExit);
+  return () => {
+    stopping ??= (async () => {
+      // Reverse order of start; what depends on what is not known here, so one at a time.
+      for (const server of [...started].reverse()) await server.stop().catch(noop);
+      process.removeListener("exit", onExit);
+    })();
+    return stopping;
+  };
+}
+
+function endpointOf(url: string, defaultPort: number): Endpoint {
+  let parsed: URL;
+  try {
+    parsed = new URL(url);
+  } catch {
+    throw new InfraError(`not a URL: ${JSON.stringify(url)}`);
+  }
+  const host = parsed.hostname.replace(/^\[(.*)\]$/, "$1") || "127.0.0.1";
+  return { host, port: parsed.port ? Number(parsed.port) : defaultPort };
+}
+
+/** True when something accepts TCP connections at the endpoint. */
+export function isReachable({ host, port }: Endpoint, timeoutMs = 1_500): Promise<boolean> {
+  return new Promise((resolve) => {
+    const socket = connect({ host, port });
+    const done = (ok: boolean) => {
+      socket.destroy();
+      resolve(ok);
+    };
+    socket.setTimeout(timeoutMs, () => done(false));
+    socket.once("connect", () => done(true));
+    socket.once("error", () => done(false));
+  });
+}
+
+async function waitReachable(endpoint: Endpoint, timeoutMs: number, exited: () => string | undefined): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const reason = exited();
+    if (reason !== undefined) throw new InfraError(reason);
+    if (await isReachable(endpoint, 500)) return;
+    if (Date.now() > deadline) throw new InfraError(`timed out after ${timeoutMs} ms waiting for ${endpoint.host}:${endpoint.port}`);
+    await sleep(100);
+  }
+}
+
+/** A free TCP port on 127.0.0.1 (free when asked; bind soon). */
+/**
+ * A port free to listen on. Picked at random below Linux's ephemeral range
+ * (32768+): a port the kernel hands out as port 0 can be taken by an outgoing
+ * connection's local end before the service binds it, which made start-ups
+ * fail with EADDRINUSE under parallel tests.
+ */
+export async function freePort(): Promise<number> {
+  for (let attempt = 0; attempt < 50; attempt++) {
+    const port = 20_000 + Math.floor(Math.random() * 12_000);
+    if (await canListen(port)) return port;
+  }
+  return listenOnce(0);
+}
+
+function canListen(port: number): Promise<boolean> {
+  return listenOnce(port).then(
+    () => true,
+    () => false,
+  );
+}
+
+function listenOnce(port: number): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = createServer();
+    server.unref();
+    server.once("error", reject);
+    server.listen(port, "127.0.0.1", () => {
+      const { port: bound } = server.address() as AddressInfo;
+      server.close(() => resolve(bound));
+    });
+  });
+}
+
+// ---------------------------------------------------------------- databases
+
+/** The database name in a Postgres URL. */
+export function databaseName(databaseUrl: string): string {
+  const name = decodeURIComponent(new URL(databaseUrl).pathname.replace(/^\//, ""));
+  if (!name) throw new InfraError(`DATABASE_URL names no database: ${databaseUrl}`);
+  return name;
+}
+
+/** The same server URL with another database name. */
+export function withDatabase(databaseUrl: string, name: string): string {
+  const url = new URL(databaseUrl);
+  url.pathname = `/${encodeURIComponent(name)}`;
+  return url.toString();
+}
+
+function quoteIdent(name: string): string {
+  return `"${name.replaceAll('"', '""')}"`;
+}
+
+async function withAdminClient<T>(databaseUrl: string, use: (client: pg.Client) => Promise<T>): Promise<T> {
+  let client: pg.Client;
+  for (let attempt = 1; ; attempt++) {
+    client = new pg.Client({ connectionString: withDatabase(databaseUrl, "postgres"), application_name: "orderflow-tools", connectionTimeoutMillis: 10_000 });
+    client.on("error", noop);
+    try {
+      await client.connect();
+      break;
+    } catch (error) {
+      // 57P03: the server accepts TCP connections but is still starting up.
+      if (isPgError(error) && error.code === "57P03" && attempt < 30) {
+        await sleep(500);
+        continue;
+      }
+      throw new InfraError(`cannot connect to Postgres at ${databaseUrl.replace(/:[^:@/]*@/, ":***@")}: ${error instanceof Error ? error.message : String(error)}`);
+    }
+  }
+  try {
+    return await use(client);
+  } finally {
+    await client.end().catch(noop);
+  }
+}
+
+/** Creates the URL's database when it is missing; true when it created it. */
+export async function ensureDatabase(databaseUrl: string): Promise<boolean> {
+  const name = databaseName(databaseUrl);
+  return withAdminClient(databaseUrl, async (client) => {
+    const found = await client.query("SELECT 1 FROM pg_database WHERE datname = $1", [name]);
+    if (found.rowCount) return false;
+    try {
+      await client.query(`CREATE DATABASE ${quoteIdent(name)}`);
+      return true;
+    } catch (error) {
+      // Someone else created it at the same moment.
+      if (isPgError(error) && (error.code === "42P04" || error.code === "23505")) return false;
+      throw error;
+    }
+  });
+}
+
+/** Drops a database, disconnecting whoever still uses it. */
+export async function dropDatabase(databaseUrl: string): Promise<void> {
+  const name = databaseName(databaseUrl);
+  await withAdminClient(databaseUrl, (client) => client.query(`DROP DATABASE IF EXISTS ${quoteIdent(name)} WITH (FORCE)`));
+}
+
+/** Names of the databases on the server whose names start with prefix. */
+export async function listDatabases(databaseUrl: string, prefix: string): Promise<string[]> {
+  return withAdminClient(databaseUrl, async (client) => {
+    const result = await client.query<{ datname: string }>("SELECT datname FROM pg_database WHERE starts_with(datname, $1) ORDER BY 1", [prefix]);
+    return result.rows.map((row) => row.datname);
+  });
+}
+
+function isPgError(error: unknown): error is Error & { code: string } {
+  return error instanceof Error && typeof (error as { code?: unknown }).code === "string";
+}
+
+// ---------------------------------------------------------------- binaries
+
+function isExecutable(path: string): boolean {
+  try {
+    accessSync(path, constants.X_OK);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+function searchPath(): string[] {
+  const fromEnv = (process.env["PATH"] ?? "").split(delimiter).filter(Boolean);
+  return [...new Set([...fromEnv, "/usr/local/sbin", "/usr/local/bin", "/usr/sbin", "/usr/bin", "/sbin", "/bin", "/opt/homebrew/bin"])];
+}
+
+/** The first executable of that name on PATH (and the usual sbin folders). */
+export function findBinary(name: string, dirs: string[] = searchPath()): string | undefined {
+  for (const dir of dirs) {
+    const candidate = join(dir, name);
+    if (isExecutable(candidate)) return candidate;
+  }
+  return undefined;
+}
+
+/** A folder holding both initdb and pg_ctl of one Postgres version. */
+export function findPostgresBin(search?: string[]): string | undefined {
+  const dirs: string[] = [];
+  for (const dir of search ?? searchPath()) {
+    const pgCtl = join(dir, "pg_ctl");
+    if (isExecutable(pgCtl)) dirs.push(dirname(realpathSync(pgCtl)));
+  }
+  for (const base of search ? [] : ["/usr/lib/postgresql", "/usr/local/pgsql", "/opt/homebrew/opt"]) {
+    if (!existsSync(base)) continue;
+    const versions = readdirSync(base).sort((a, b) => Number.parseFloat(b.replace(/\D+/g, "")) - Number.parseFloat(a.replace(/\D+/g, "")));
+    for (const version of versions) dirs.push(join(base, version, "bin"));
+    dirs.push(join(base, "bin"));
+  }
+  return dirs.find((dir) => isExecutable(join(dir, "pg_ctl")) && isExecutable(join(dir, "initdb")));
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}
+
+/**
+ * Runs a short command to completion in its own session (a Ctrl-C in the
+ * terminal must not cut initdb in half); throws with its output when it fails.
+ */
+function runTool(program: string, args: string[], options: { uid?: number; gid?: number; what: string }): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(program, args, { uid: options.uid, gid: options.gid, stdio: ["ignore", "pipe", "pipe"], detached: true });
+    let stdout = "";
+    let stderr = "";
+    child.stdout.on("data", (chunk: Buffer) => (stdout += chunk.toString()));
+    child.stderr.on("data", (chunk: Buffer) => (stderr += chunk.toString()));
+    const timer = setTimeout(() => child.kill("SIGKILL"), 120_000);
+    child.once("error", (error) => {
+      clearTimeout(timer);
+      reject(new InfraError(`${options.what} failed: ${error.message}`));
+    });
+    child.once("close", (code, signal) => {
+      clearTimeout(timer);
+      if (code === 0) return resolve(stdout);
+      const output = `${stdout}\n${stderr}`.trim().split("\n").slice(-5).join(" | ");
+      reject(new InfraError(`${options.what} failed (${signal ?? `exit ${code}`}): ${output}`));
+    });
+  });
+}
+
+// ---------------------------------------------------------------- postgres
+
+interface Account {
+  uid: number;
+  gid: number;
+  name: string;
+}
+
+/** Postgres refuses to run as root: as root, run it as the `postgres` (or `nobody`) account. */
+function postgresAccount(): Account | undefined {
+  if (process.getuid?.() !== 0) return undefined;
+  for (const name of ["postgres", "nobody"]) {
+    const uid = spawnSync("id", ["-u", name], { encoding: "utf8" });
+    const gid = spawnSync("id", ["-g", name], { encoding: "utf8" });
+    if (uid.status === 0 && gid.status === 0) return { name, uid: Number(uid.stdout.trim()), gid: Number(gid.stdout.trim()) };
+  }
+  throw new InfraError("Postgres refuses to run as root and there is no `postgres` or `nobody` account to run it as: create one (useradd postgres) or run as a normal user");
+}
+
+function canWrite(dir: string, account: Account | undefined): boolean {
+  if (!account) return true;
+  return spawnSync("test", ["-w", dir, "-a", "-x", dir], { uid: account.uid, gid: account.gid }).status === 0;
+}
+
+/** Postgres data folder: .data/postgres, or a folder under /tmp when the service account cannot reach .data. */
+function postgresDataDir(dataDir: string, account: Account | undefined): string {
+  mkdirSync(dataDir, { recursive: true });
+  const preferred = join(dataDir, "postgres");
+  if (!account) return preferred;
+  mkdirSync(preferred, { recursive: true, mode: 0o700 });
+  spawnSync("chown", ["-R", `${account.uid}:${account.gid}`, preferred]);
+  if (canWrite(preferred, account)) return preferred;
+  const fallback = join(tmpdir(), `orderflow-${createHash("sha256").update(dataDir).digest("hex").slice(0, 10)}`, "postgres");
+  mkdirSync(fallback, { recursive: true, mode: 0o700 });
+  spawnSync("chown", ["-R", `${account.uid}:${account.gid}`, dirname(fallback)]);
+  return fallback;
+}
+
+async function startPostgres(endpoint: Endpoint, dataDir: string, timeoutMs: number, search?: string[]): Promise<Started> {
+  const bin = findPostgresBin(search);
+  if (!bin) {
+    throw new InfraError(
+      `Postgres is not reachable at ${endpoint.host}:${endpoint.port} and no postgres binaries were found: install PostgreSQL ≥ 14 (Debian: apt-get install postgresql)`,
+    );
+  }
+  const account = postgresAccount();
+  const dir = postgresDataDir(dataDir, account);
+  const ids = account ? { uid: account.uid, gid: account.gid } : {};
+  if (!existsSync(join(dir, "PG_VERSION"))) {
+    await runTool(join(bin, "initdb"), ["-D", dir, "-U", "postgres", "--auth=trust", "--encoding=UTF8", "--no-locale", "--no-sync"], { ...ids, what: "initdb" });
+  }
+  const logFile = join(dir, "..", `postgres-${endpoint.port}.log`);
+  closeSync(openSync(logFile, "a"));
+  if (account) spawnSync("chown", [`${account.uid}:${account.gid}`, logFile]);
+  const listen = endpoint.host === "localhost" ? "localhost" : endpoint.host === "::1" ? "::1" : "127.0.0.1";
+  // Socket paths are limited to ~100 bytes; fall back to /tmp for deep folders.
+  const socketDir = `${dir}/.s.PGSQL.${endpoint.port}`.length < 100 ? dir : tmpdir();
+  const serverOptions = `-p ${endpoint.port} -c listen_addresses='${listen}' -k '${socketDir}' -c max_connections=300`;
+  const pgCtl = join(bin, "pg_ctl");
+  // Its own session: a Ctrl-C in the terminal must not reach Postgres before the services have stopped.
+  const result = await new Promise<{ code: number | null; output: string }>((resolve) => {
+    const child = spawn(pgCtl, ["start", "-D", dir, "-l", logFile, "-w", "-t", String(Math.ceil(timeoutMs / 1000)), "-o", serverOptions], {
+      ...ids,
+      detached: true,
+      stdio: ["ignore", "pipe", "pipe"],
+    });
+    let output = "";
+    child.stdout.on("data", (chunk: Buffer) => (output += chunk.toString()));
+    child.stderr.on("data", (chunk: Buffer) => (output += chunk.toString()));
+    child.once("error", (error) => resolve({ code: -1, output: error.message }));
+    child.once("exit", (code) => resolve({ code, output }));
+  });
+  if (result.code !== 0) {
+    throw new InfraError(`pg_ctl start failed (exit ${result.code}): ${result.output.trim().split("\n").slice(-3).join(" | ")}; see ${logFile}`);
+  }
+  await waitReachable(endpoint, timeoutMs, () => undefined);
+  const stop = (mode: "fast" | "immediate") => spawnSync(pgCtl, ["stop", "-D", dir, "-m", mode, "-w", "-t", "30"], { ...ids, stdio: "ignore" });
+  return {
+    name: "postgres",
+    stop: async () => {
+      await new Promise<void>((resolve) => {
+        const child = spawn(pgCtl, ["stop", "-D", dir, "-m", "fast", "-w", "-t", "30"], { ...ids, stdio: "ignore" });
+        child.once("error", () => resolve());
+        child.once("exit", () => resolve());
+      });
+    },
+    kill: () => void stop("immediate"),
+  };
+}
+
+// ---------------------------------------------------------------- redis and nats
+
+/** Starts a server as our child in its own process group, logging to a file. */
+async function startDaemon(
+  name: InfraName,
+  program: string,
+  args: string[],
+  endpoint: Endpoint,
+  logFile: string,
+  timeoutMs: number,
+): Promise<Started> {
+  const fd = openSync(logFile, "a");
+  const child: ChildProcess = spawn(program, args, { detached: true, stdio: ["ignore", fd, fd] });
+  closeSync(fd);
+  let exitReason: string | undefined;
+  const exited = new Promise<void>((resolve) => {
+    child.once("exit", (code, signal) => {
+      exitReason = `${program} exited (${signal ?? `code ${code}`}) before accepting connections on ${endpoint.host}:${endpoint.port}; see ${logFile}`;
+      resolve();
+    });
+    child.once("error", (error) => {
+      exitReason = `${program} could not start: ${error.message}`;
+      resolve();
+    });
+  });
+  try {
+    await waitReachable(endpoint, timeoutMs, () => exitReason);
+  } catch (error) {
+    child.kill("SIGKILL");
+    throw error;
+  }
+  const running = () => child.exitCode === null && child.signalCode === null;
+  return {
+    name,
+    stop: async () => {
+      if (!running()) return;
+      child.kill("SIGTERM");
+      const timer = setTimeout(() => child.kill("SIGKILL"), 10_000);
+      await exited;
+      clearTimeout(timer);
+    },
+    kill: () => {
+      if (running()) child.kill("SIGKILL");
+    },
+  };
+}
+
+async function startRedis(endpoint: Endpoint, dataDir: string, timeoutMs: number, search?: string[]): Promise<Started> {
+  const program = findBinary("redis-server", search);
+  if (!program) {
+    throw new InfraError(
+      `Redis is not reachable at ${endpoint.host}:${endpoint.port} and no redis-server binary was found: install Redis ≥ 6 (Debian: apt-get install redis-server)`,
+    );
+  }
+  const dir = join(dataDir, "redis");
+  mkdirSync(dir, { recursive: true });
+  const bind = endpoint.host === "localhost" ? "127.0.0.1" : endpoint.host;
+  const args = ["--port", String(endpoint.port), "--bind", bind, "--save", "", "--appendonly", "no", "--dir", dir, "--daemonize", "no"];
+  return startDaemon("redis", program, args, endpoint, join(dataDir, `redis-${endpoint.port}.log`), timeoutMs);
+}
+
+async function startNats(endpoint: Endpoint, dataDir: string, timeoutMs: number, search?: string[]): Promise<Started> {
+  const program = findBinary("nats-server", search);
+  if (!program) {
+    throw new InfraError(
+      `NATS is not reachable at ${endpoint.host}:${endpoint.port} and no nats-server binary was found: install nats-server ≥ 2.9 (Debian: apt-get install nats-server)`,
+    );
+  }
+  const dir = join(dataDir, "nats");
+  mkdirSync(dir, { recursive: true });
+  const bind = endpoint.host === "localhost" ? "127.0.0.1" : endpoint.host;
+  const args = ["-js", "-sd", dir, "-a", bind, "-p", String(endpoint.port)];
+  return startDaemon("nats", program, args, endpoint, join(dataDir, `nats-${endpoint.port}.log`), timeoutMs);
+}
+
+/**
+ * A private Redis or NATS on a free port with throw-away data, for tests that
+ * must not share queues or keys with a running `npm start`. Undefined when the
+ * binary is not installed (callers then share the configured server).
+ */
+export interface PrivateServer {
+  url: string;
+  stop(): Promise<void>;
+  /** Stops the server and starts it again on the same port with the same data (fault tests). */
+  restart(downMs?: number): Promise<void>;
+}
+
+export async function startPrivate(name: "redis" | "nats", dataDir: string): Promise<PrivateServer | undefined> {
+  if (!findBinary(name === "redis" ? "redis-server" : "nats-server")) return undefined;
+  const port = await freePort();
+  const endpoint = { host: "127.0.0.1", port };
+  const dir = join(dataDir, `${name}-${port}`);
+  mkdirSync(dir, { recursive: true });
+  const launch = () => (name === "redis" ? startRedis(endpoint, dir, 20_000) : startNats(endpoint, dir, 20_000));
+  let started = await launch();
+  const onExit = () => started.kill();
+  process.once("exit", onExit);
+  return {
+    url: `${name}://127.0.0.1:${port}`,
+    stop: async () => {
+      await started.stop();
+      process.removeListener("exit", onExit);
+    },
+    restart: async (downMs = 1_000) => {
+      await started.stop();
+      await new Promise((resolve) => setTimeout(resolve, downMs));
+      started = await launch();
+    },
+  };
+}
