@@ -259,6 +259,29 @@ describe("charge", () => {
     expect(await balanceOf(c)).toBe(0n);
     expect((await ledgerOf(c)).filter((e) => e.kind === "CHARGE")).toHaveLength(20);
   });
+
+  it("a charge that waits behind a top-up's lock is decided and debited on the topped-up balance", async () => {
+    const c = customer();
+    await topUp(c, 500n);
+    // A top-up in flight: it holds the wallet's lock and has raised the balance, uncommitted.
+    const holder = await db.primary.connect();
+    try {
+      await holder.query("BEGIN");
+      await holder.query("UPDATE wallets SET balance_minor = balance_minor + 250 WHERE customer_id = $1", [c]);
+      await holder.query("INSERT INTO ledger_entries (customer_id, kind, amount_minor, currency, idempotency_key) VALUES ($1, 'TOPUP', 250, 'USD', $2)", [c, randomUUID()]);
+      const pending = chargeNow(randomUUID(), c, 600n);
+      await waitFor(async () => {
+        const { rows } = await db.primary.query("SELECT 1 FROM pg_stat_activity WHERE application_name = 'payment-test' AND wait_event_type = 'Lock'");
+        return rows.length > 0;
+      }, 5_000);
+      await holder.query("COMMIT");
+      // 500 alone does not cover 600; 750 does, and the debit must start from 750, not from the 500 this statement's snapshot saw.
+      expect((await pending).subject).toBe(PaymentSubject.charged);
+    } finally {
+      holder.release();
+    }
+    expect(await balanceOf(c)).toBe(150n);
+  });
 });
 
 describe("refund", () => {

@@ -54,8 +54,9 @@ const chargeSql = `WITH wallet AS (
    ON CONFLICT (order_id) DO NOTHING
    RETURNING ${paymentColumns}
  ), debit AS (
-   UPDATE wallets SET balance_minor = balance_minor - $4::bigint, updated_at = now()
-    WHERE customer_id = $3 AND $4::bigint > 0 AND EXISTS (SELECT 1 FROM payment WHERE status = 'CHARGED')
+   UPDATE wallets SET balance_minor = wallet.balance_minor - $4::bigint, updated_at = now()
+     FROM wallet
+    WHERE wallets.customer_id = $3 AND $4::bigint > 0 AND EXISTS (SELECT 1 FROM payment WHERE status = 'CHARGED')
    RETURNING 1
  ), entry AS (
    INSERT INTO ledger_entries (customer_id, kind, amount_minor, currency, payment_id, order_id)
@@ -89,6 +90,10 @@ export async function charge(tx: Queryable, command: ChargePayment): Promise<Out
   // debit the wallet and write the ledger row. The unique order_id decides between
   // concurrent charges of the order (and a refund's tombstone): the loser waits for
   // the winner's commit, inserts nothing and reads the recorded outcome below.
+  // The debit subtracts from the balance the lock returned, not from the row this
+  // statement's snapshot saw: when a top-up or refund commits while we wait for the
+  // lock, Postgres checks the CHECK constraint on the snapshot's (lower) balance
+  // before it re-reads the row, and would fail a charge the new balance covers.
   // A named (prepared) statement: planning this one costs more than running it.
   const { rows: inserted } = await tx.query<PaymentRow & { debited: string }>({
     name: "payment.charge",
