@@ -128,11 +128,6 @@ async function insertOrder(tx: Queryable, order: NewOrder, saga: SagaStart | und
   return toOrder(row, items, [{ from_status: "UNSPECIFIED", to_status: "PENDING", reason: "order placed", at: row.history_at }]);
 }
 
-/** Records a status change in the order's history (inside the changing transaction). */
-export async function recordTransition(tx: Queryable, orderId: string, from: OrderStatus, to: OrderStatus, reason: string): Promise<void> {
-  await tx.query("INSERT INTO order_history (order_id, from_status, to_status, reason) VALUES ($1, $2, $3, $4)", [orderId, statusName(from), statusName(to), reason]);
-}
-
 export class OrderStore {
   constructor(readonly db: Database) {}
 

@@ -5,6 +5,30 @@ export type PoolClient = pg.PoolClient;
 /** Anything that runs a query: a pool or a client inside a transaction. */
 export type Queryable = Pick<pg.Pool, "query">;
 
+const commitCallbacks = new WeakMap<pg.ClientBase, Set<() => void>>();
+
+/**
+ * Runs `callback` once the open transaction of `client` has committed (not if it rolls
+ * back). The code that commits calls `committed` / `rolledBack`: `Database.transaction`
+ * and the bus consumer do. A callback registered twice runs once.
+ */
+export function afterCommit(client: pg.ClientBase, callback: () => void): void {
+  const callbacks = commitCallbacks.get(client) ?? new Set<() => void>();
+  commitCallbacks.set(client, callbacks.add(callback));
+}
+
+/** Call right after `client` committed: runs its `afterCommit` callbacks. */
+export function committed(client: pg.ClientBase): void {
+  const callbacks = commitCallbacks.get(client);
+  commitCallbacks.delete(client);
+  for (const callback of callbacks ?? []) callback();
+}
+
+/** Call when `client`'s transaction rolled back: drops its `afterCommit` callbacks. */
+export function rolledBack(client: pg.ClientBase): void {
+  commitCallbacks.delete(client);
+}
+
 export interface DatabaseOptions {
   url: string;
   readUrl?: string | undefined;
@@ -42,8 +66,10 @@ export class Database {
       await client.query("BEGIN");
       const result = await fn(client);
       await client.query("COMMIT");
+      committed(client);
       return result;
     } catch (error) {
+      rolledBack(client);
       await client.query("ROLLBACK").catch(() => undefined);
       throw error;
     } finally {

@@ -4,18 +4,12 @@ import { CommitStockSchema, ReleaseStockSchema, ReserveStockSchema } from "../..
 import { OrderConcludedSchema } from "../../../gen/orderflow/order/v1/events_pb.js";
 import { OrderStatus } from "../../../gen/orderflow/order/v1/order_pb.js";
 import { ChargePaymentSchema, RefundPaymentSchema } from "../../../gen/orderflow/payment/v1/payment_pb.js";
-import type { Queryable } from "../../platform/db.js";
 import { money } from "../../platform/money.js";
 import type { Reply } from "../../platform/saga-participant.js";
 import type { SagaOrder } from "./state.js";
 
 /** A step of the saga: the reply it waits for and the command that asks for it. */
 export type Step = "fraud" | "reserve" | "charge" | "commit" | "release" | "refund";
-
-async function lines(q: Queryable, orderId: string): Promise<Array<{ sku: string; quantity: bigint }>> {
-  const { rows } = await q.query<{ sku: string; quantity: string }>("SELECT sku, quantity FROM order_items WHERE order_id = $1 ORDER BY line_no", [orderId]);
-  return rows.map((r) => ({ sku: r.sku, quantity: BigInt(r.quantity) }));
-}
 
 /** The first step's command, from what the order knows about itself. */
 export function assessFraud(order: Pick<SagaOrder, "orderId" | "customerId" | "totalMinor" | "currency">): Reply {
@@ -24,14 +18,14 @@ export function assessFraud(order: Pick<SagaOrder, "orderId" | "customerId" | "t
 }
 
 /** The command that performs a step for the order. */
-export async function commandFor(q: Queryable, step: Step, order: SagaOrder): Promise<Reply> {
+export function commandFor(step: Step, order: SagaOrder): Reply {
   const { orderId, customerId } = order;
   const total = money(order.totalMinor, order.currency);
   switch (step) {
     case "fraud":
       return assessFraud(order);
     case "reserve":
-      return { subject: "inventory.cmd.reserve", message: create(ReserveStockSchema, { orderId, lines: await lines(q, orderId) }) };
+      return { subject: "inventory.cmd.reserve", message: create(ReserveStockSchema, { orderId, lines: order.lines }) };
     case "charge":
       return { subject: "payment.cmd.charge", message: create(ChargePaymentSchema, { orderId, customerId, amount: total }) };
     case "commit":

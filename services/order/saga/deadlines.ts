@@ -65,7 +65,7 @@ export class DeadlineWatcher implements Worker {
       await advance(tx, order, failure, this.options);
       return;
     }
-    const commands = await Promise.all(order.awaiting.map((step) => commandFor(tx, step, order)));
+    const commands = order.awaiting.map((step) => commandFor(step, order));
     await enqueueOutbox(tx, ordersSchema, commands.map((c) => ({ ...c, key: order.orderId })));
     for (const step of order.awaiting) sagaMetrics.resends.inc({ step });
     const backoff = Math.min(2 ** order.attempts, 32);

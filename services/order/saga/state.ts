@@ -2,7 +2,6 @@ import { OrderStatus } from "../../../gen/orderflow/order/v1/order_pb.js";
 import { enqueueOutbox, type OutboxWriter } from "../../platform/bus/index.js";
 import type { PoolClient, Queryable } from "../../platform/db.js";
 import { isTerminal, statusFromName, statusName } from "../domain/status.js";
-import { recordTransition } from "../store.js";
 import { commandFor, concludedEvent, type Step } from "./commands.js";
 import { sagaMetrics } from "./metrics.js";
 
@@ -22,6 +21,8 @@ export interface SagaOrder {
   reason: string;
   createdAt: Date;
   stepStartedAt: Date;
+  /** The order's lines, in order (what a reservation asks for). */
+  lines: Array<{ sku: string; quantity: bigint }>;
 }
 
 interface SagaRow {
@@ -37,9 +38,12 @@ interface SagaRow {
   status_reason: string;
   created_at: Date;
   step_started_at: Date;
+  lines: Array<{ sku: string; quantity: string }>;
 }
 
-const sagaColumns = "order_id, customer_id, status, version, total_minor, currency, awaiting, step_attempts, compensate_to, status_reason, created_at, step_started_at";
+// The lines come with the lock: one round trip less when the reservation step starts.
+const sagaColumns = `order_id, customer_id, status, version, total_minor, currency, awaiting, step_attempts, compensate_to, status_reason, created_at, step_started_at,
+  (SELECT coalesce(json_agg(json_build_object('sku', i.sku, 'quantity', i.quantity::text) ORDER BY i.line_no), '[]') FROM order_items i WHERE i.order_id = orders.order_id) AS lines`;
 
 function toSagaOrder(row: SagaRow): SagaOrder {
   return {
@@ -55,6 +59,7 @@ function toSagaOrder(row: SagaRow): SagaOrder {
     reason: row.status_reason,
     createdAt: row.created_at,
     stepStartedAt: row.step_started_at,
+    lines: row.lines.map((l) => ({ sku: l.sku, quantity: BigInt(l.quantity) })),
   };
 }
 
@@ -111,29 +116,45 @@ export async function advance(tx: PoolClient, order: SagaOrder, change: Change, 
   const statusChanged = status !== order.status;
   const startedStep = (change.start?.length ?? 0) > 0;
 
-  const outgoing = await Promise.all((change.start ?? []).map((step) => commandFor(tx, step, order)));
+  const outgoing = (change.start ?? []).map((step) => commandFor(step, order));
   if (statusChanged && isTerminal(status)) outgoing.push(concludedEvent(order, status, reason));
   const messages = outgoing.map((o) => ({ ...o, key: order.orderId }));
   if (out) out.emit(...messages);
   else if (messages.length > 0) await enqueueOutbox(tx, ordersSchema, messages);
 
-  const { rows } = await tx.query<{ version: string }>(
-    `UPDATE orders SET status = $2, status_reason = $3, awaiting = $4::text[], compensate_to = $5,
-       version = version + $6, updated_at = now(),
-       step_started_at = CASE WHEN $7 THEN now() ELSE step_started_at END,
-       step_attempts = CASE WHEN $7 THEN 1 ELSE step_attempts END,
-       step_deadline = CASE WHEN cardinality($4::text[]) = 0 THEN NULL WHEN $7 THEN now() + make_interval(secs => $8) ELSE step_deadline END,
-       concluded_at = CASE WHEN $9 THEN now() ELSE concluded_at END
-     WHERE order_id = $1 RETURNING version`,
-    [order.orderId, statusName(status), reason, awaiting, compensateTo === undefined || awaiting.length === 0 ? null : statusName(compensateTo), statusChanged ? 1 : 0, startedStep, timing.stepTimeoutMs / 1000, statusChanged && isTerminal(status)],
-  );
-  if (statusChanged) {
-    await recordTransition(tx, order.orderId, order.status, status, reason);
-    await tx.query("SELECT pg_notify('order_changed', $1)", [order.orderId]);
-    if (isTerminal(status)) {
-      sagaMetrics.outcomes.inc({ status: statusName(status) });
-      sagaMetrics.duration.observe({ status: statusName(status) }, (Date.now() - order.createdAt.getTime()) / 1000);
-    }
+  // One round trip: the new state, its history entry and the notice to watchers.
+  const { rows } = await tx.query<{ version: string }>({
+    name: "order.advance",
+    text: `WITH updated AS (
+       UPDATE orders SET status = $2, status_reason = $3, awaiting = $4::text[], compensate_to = $5,
+         version = version + $6, updated_at = now(),
+         step_started_at = CASE WHEN $7 THEN now() ELSE step_started_at END,
+         step_attempts = CASE WHEN $7 THEN 1 ELSE step_attempts END,
+         step_deadline = CASE WHEN cardinality($4::text[]) = 0 THEN NULL WHEN $7 THEN now() + make_interval(secs => $8) ELSE step_deadline END,
+         concluded_at = CASE WHEN $9 THEN now() ELSE concluded_at END
+       WHERE order_id = $1 RETURNING order_id, version
+     ), history AS (
+       INSERT INTO order_history (order_id, from_status, to_status, reason) SELECT order_id, $10, $2, $3 FROM updated WHERE $6 = 1
+     ), notice AS (
+       SELECT pg_notify('order_changed', order_id::text) FROM updated WHERE $6 = 1
+     )
+     SELECT version, (SELECT count(*) FROM notice) AS notified FROM updated`,
+    values: [
+      order.orderId,
+      statusName(status),
+      reason,
+      awaiting,
+      compensateTo === undefined || awaiting.length === 0 ? null : statusName(compensateTo),
+      statusChanged ? 1 : 0,
+      startedStep,
+      timing.stepTimeoutMs / 1000,
+      statusChanged && isTerminal(status),
+      statusName(order.status),
+    ],
+  });
+  if (statusChanged && isTerminal(status)) {
+    sagaMetrics.outcomes.inc({ status: statusName(status) });
+    sagaMetrics.duration.observe({ status: statusName(status) }, (Date.now() - order.createdAt.getTime()) / 1000);
   }
   for (const step of change.done ?? []) sagaMetrics.stepLatency.observe({ step }, (Date.now() - order.stepStartedAt.getTime()) / 1000);
   return { ...order, status, reason, awaiting, compensateTo, version: BigInt(rows[0]?.version ?? order.version) };

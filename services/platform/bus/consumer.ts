@@ -3,6 +3,7 @@ import { AckPolicy, DeliverPolicy, type ConsumerConfig, type ConsumerMessages, t
 import { nanos, type MsgHdrs } from "@nats-io/transport-node";
 import { context, SpanKind, SpanStatusCode, trace } from "@opentelemetry/api";
 import type { Pool, PoolClient } from "pg";
+import { committed, rolledBack } from "../db.js";
 import { errorMessage } from "../errors.js";
 import { createLogger, type Logger } from "../logger.js";
 import { decodeMessage, sagaRegistry } from "./codec.js";
@@ -422,8 +423,10 @@ class BatchConsumer implements BusConsumer {
       }
       if (emitted.length > 0 && this.schema) await enqueueOutbox(client, this.schema, emitted);
       await client.query("COMMIT");
+      committed(client);
       return outcomes;
     } catch (err) {
+      rolledBack(client);
       try {
         await client.query("ROLLBACK");
       } catch (rollbackErr) {

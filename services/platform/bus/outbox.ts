@@ -1,6 +1,7 @@
 import { randomUUID } from "node:crypto";
 import type { Registry } from "@bufbuild/protobuf";
 import type { ClientBase } from "pg";
+import { afterCommit } from "../db.js";
 import { encodeMessage, sagaRegistry } from "./codec.js";
 import { outboxChannel, quoteSchema } from "./names.js";
 import type { OutgoingMessage } from "./publish.js";
@@ -22,6 +23,21 @@ export interface EnqueueOptions {
 const NOTIFY_INTERVAL_MS = 20;
 const lastNotify = new Map<string, number>();
 
+/** The relay leading each schema's outbox from this process, woken directly after a local commit. */
+const localLeaders = new Map<string, () => void>();
+
+/**
+ * Registers this process's leading relay of `schema`: a transaction of this process that
+ * enqueues to it wakes it as soon as it has committed (an `afterCommit` callback), without
+ * waiting for a throttled NOTIFY or the relay's next poll. Returns the unregistration.
+ */
+export function registerLocalRelay(schema: string, wake: () => void): () => void {
+  localLeaders.set(schema, wake);
+  return () => {
+    if (localLeaders.get(schema) === wake) localLeaders.delete(schema);
+  };
+}
+
 function shouldNotify(schema: string, mode: boolean | "auto"): boolean {
   if (mode !== "auto") return mode;
   const now = Date.now();
@@ -32,8 +48,9 @@ function shouldNotify(schema: string, mode: boolean | "auto"): boolean {
 
 /**
  * Adds messages to `<schema>.outbox` inside the caller's open transaction (one multi-row
- * INSERT, rows in the given order) and signals the relay with NOTIFY (delivered at commit;
- * throttled by default, see EnqueueOptions.notify).
+ * INSERT, rows in the given order) and signals the relay: directly when it leads from this
+ * process and the transaction runs `afterCommit` callbacks, and with NOTIFY
+ * (delivered at commit; throttled by default, see EnqueueOptions.notify).
  * The active trace context is stored with each row. Returns the message ids, in order.
  */
 export async function enqueueOutbox(client: ClientBase, schema: string, messages: readonly OutgoingMessage[], opts: EnqueueOptions = {}): Promise<string[]> {
@@ -61,6 +78,8 @@ export async function enqueueOutbox(client: ClientBase, schema: string, messages
            WITH ORDINALITY AS u(msg_id, subject, type, payload, headers, key, ord)
      ORDER BY u.ord`;
   const params = [ids, subjects, types, payloads, headers, keys];
+  const localLeader = localLeaders.get(schema);
+  if (localLeader) afterCommit(client, localLeader);
   if (!shouldNotify(schema, opts.notify ?? "auto")) {
     await client.query(insert, params);
   } else {

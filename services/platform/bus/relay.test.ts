@@ -5,6 +5,7 @@ import { W3CTraceContextPropagator } from "@opentelemetry/core";
 import type { PoolClient } from "pg";
 import { afterAll, beforeAll, describe, expect, it, inject } from "vitest";
 import { ReserveStockSchema } from "../../../gen/orderflow/inventory/v1/saga_pb.js";
+import { committed } from "../db.js";
 import { busMetrics } from "./metrics.js";
 import { Header } from "./names.js";
 import { enqueueOutbox } from "./outbox.js";
@@ -169,6 +170,27 @@ describe("outbox + relay", () => {
       await waitFor(() => relay.isLeader, 3000, "leader");
       await Promise.all(Array.from({ length: 200 }, (_, i) => inTx((c) => enqueueOutbox(c, env.schema, [reserve(`burst-${i % 20}`, i)]))));
       await waitFor(async () => (await streamCount()) === 200, 3000, "burst published without the 60 s poll");
+    } finally {
+      await relay.stop();
+    }
+  });
+
+  it("a commit in the leader's own process wakes it directly: no NOTIFY, no poll needed", async () => {
+    await clear();
+    const relay = new OutboxRelay({ pool: env.pool, schema: env.schema, js: env.js, pollMs: 60_000, busyPollMs: 60_000 }).start();
+    try {
+      await waitFor(() => relay.isLeader, 3000, "leader");
+      await waitFor(async () => (await unpublished()) === 0, 3000, "idle relay");
+      const c = await env.pool.connect();
+      try {
+        await c.query("BEGIN");
+        await enqueueOutbox(c, env.schema, [reserve("local", 1)], { notify: false });
+        await c.query("COMMIT");
+        committed(c);
+      } finally {
+        c.release();
+      }
+      await waitFor(async () => (await streamCount()) === 1, 3000, "row published without NOTIFY or poll");
     } finally {
       await relay.stop();
     }

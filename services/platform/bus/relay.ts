@@ -4,6 +4,7 @@ import { errorMessage } from "../errors.js";
 import { createLogger, type Logger } from "../logger.js";
 import { busMetrics } from "./metrics.js";
 import { outboxChannel, quoteSchema } from "./names.js";
+import { registerLocalRelay } from "./outbox.js";
 import { busHeaders } from "./publish.js";
 
 export interface OutboxRelayOptions {
@@ -39,14 +40,20 @@ interface OutboxRow {
  *
  * One leader per schema: the relay holds `pg_try_advisory_lock` on a dedicated connection
  * (other replicas stand by and retry), which keeps per-key order with several replicas.
- * The leader, on that same connection, LISTENs on `<schema>_outbox` and loops: in one
- * transaction it claims the oldest unpublished rows (`ORDER BY id … FOR UPDATE SKIP LOCKED`
- * — never `id > last_seen`, so a slow transaction's row is picked up once it commits),
- * publishes them all concurrently with msgID = `msg_id` and awaits every ack, then marks
- * them published and commits. A crash between publish and commit re-publishes the rows,
- * which JetStream drops as duplicates within its window. Woken by NOTIFY, polling every
- * `pollMs` as a backstop, and every `busyPollMs` for a second after it published anything. If the dedicated connection drops, the lock goes with it and
- * another replica takes over.
+ * The leader, on that same connection, LISTENs on `<schema>_outbox` and loops: it reads the
+ * oldest unpublished rows (`ORDER BY id` — never `id > last_seen`, so a slow transaction's
+ * row is picked up once it commits), publishes them with msgID = `msg_id` and, once every
+ * ack is in, marks them published; the next batch is read and published meanwhile (the
+ * rows in flight are excluded), so publishing is not held up by acks and marks. A crash
+ * between publish and mark re-publishes the rows, which JetStream drops as duplicates
+ * within its window. Messages go out in row order; only a failed publish (the rows are
+ * read again after the relay reconnects) can put a message behind later ones, which the
+ * saga tolerates (effects keyed by order, tombstones, replies matched to the current step:
+ * docs/saga-contract.md).
+ * Woken directly by commits of its own process (see `registerLocalRelay`) and by NOTIFY
+ * from other processes, polling every `pollMs` as a backstop, and every `busyPollMs` for a
+ * second after it published anything. If the dedicated connection drops, the lock goes
+ * with it and another replica takes over.
  */
 export class OutboxRelay {
   private readonly opts: Required<Omit<OutboxRelayOptions, "logger">>;
@@ -61,6 +68,13 @@ export class OutboxRelay {
   private lastBacklogAt = 0;
   private lastCleanupAt = 0;
   private lastBusyAt = 0;
+  private unregisterLocal: () => void = () => undefined;
+  /** Ids of rows published or being published, not yet marked. */
+  private readonly inFlight = new Set<string>();
+  /** The chain of batches waiting for their acks and marks (never rejects). */
+  private marking: Promise<void> = Promise.resolve();
+  /** Why a batch failed to publish or mark: the loop reconnects and re-reads its rows. */
+  private failure: unknown;
 
   constructor(opts: OutboxRelayOptions) {
     this.opts = { batchSize: 500, pollMs: 500, busyPollMs: 20, leaderRetryMs: 1000, retentionMs: 60 * 60 * 1000, ...opts };
@@ -78,7 +92,7 @@ export class OutboxRelay {
     return this;
   }
 
-  /** Stops after the batch in flight (if any) is committed; releases the lock. */
+  /** Stops once the batches in flight are acknowledged and marked; releases the lock. */
   async stop(): Promise<void> {
     this.stopping = true;
     this.wake?.();
@@ -101,6 +115,7 @@ export class OutboxRelay {
           }
           this.log.info("outbox relay is the leader", { schema: this.opts.schema });
           await client.query(`LISTEN "${outboxChannel(this.opts.schema)}"`);
+          this.unregisterLocal = registerLocalRelay(this.opts.schema, this.onNotification);
         }
         this.dirty = false;
         const n = await this.drain(client);
@@ -113,11 +128,20 @@ export class OutboxRelay {
         if (!this.dirty) await this.sleep(busy ? this.opts.busyPollMs : this.opts.pollMs);
       } catch (err) {
         this.log.error("outbox relay error", { schema: this.opts.schema, error: errorMessage(err) });
+        await this.settle();
         this.disconnect(err);
         await this.sleep(this.opts.pollMs);
       }
     }
+    await this.settle();
     this.disconnect(undefined);
+  }
+
+  /** Waits until every published batch is marked (or has failed), and forgets the failure. */
+  private async settle(): Promise<void> {
+    await this.marking;
+    this.inFlight.clear();
+    this.failure = undefined;
   }
 
   private async connect(): Promise<void> {
@@ -142,6 +166,8 @@ export class OutboxRelay {
     this.client = null;
     if (this.leader) this.log.info("outbox relay gives up leadership", { schema: this.opts.schema });
     this.leader = false;
+    this.unregisterLocal();
+    this.unregisterLocal = () => undefined;
     if (!client) return;
     client.off("notification", this.onNotification);
     client.release(err instanceof Error ? err : true);
@@ -153,37 +179,46 @@ export class OutboxRelay {
     return r.rows[0]?.locked === true;
   }
 
-  /** Claims, publishes and marks one batch. Returns the number of rows published. */
+  /**
+   * Reads the oldest unpublished rows not already in flight and publishes them; their acks
+   * and the mark that follows are awaited in the background (`marking`), so the next batch
+   * is read and published while this one is acknowledged. Returns the number of rows.
+   */
   private async drain(client: PoolClient): Promise<number> {
-    await client.query("BEGIN");
-    try {
-      const { rows } = await client.query<OutboxRow>(
-        `SELECT id, msg_id, subject, type, payload, headers, key FROM ${this.s}.outbox
-          WHERE published_at IS NULL ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED`,
-        [this.opts.batchSize],
-      );
-      if (rows.length > 0) {
-        const acks = await Promise.all(
-          rows.map((r) =>
-            this.opts.js.publish(r.subject, r.payload, {
-              msgID: r.msg_id,
-              headers: busHeaders({ type: r.type, id: r.msg_id, key: r.key, extra: r.headers }),
-            }),
-          ),
-        );
-        const ids = rows.map((r) => r.id);
+    if (this.failure !== undefined) throw this.failure;
+    if (this.inFlight.size >= this.opts.batchSize * 2) await this.marking;
+    const { rows } = await client.query<OutboxRow>({
+      name: `outbox.claim.${this.opts.schema}`,
+      text: `SELECT id, msg_id, subject, type, payload, headers, key FROM ${this.s}.outbox
+              WHERE published_at IS NULL AND NOT (id = ANY($2::bigint[])) ORDER BY id LIMIT $1`,
+      values: [this.opts.batchSize, [...this.inFlight]],
+    });
+    if (rows.length === 0) return 0;
+    const ids = rows.map((r) => r.id);
+    for (const id of ids) this.inFlight.add(id);
+    const acks = Promise.all(
+      rows.map((r) =>
+        this.opts.js.publish(r.subject, r.payload, {
+          msgID: r.msg_id,
+          headers: busHeaders({ type: r.type, id: r.msg_id, key: r.key, extra: r.headers }),
+        }),
+      ),
+    );
+    this.marking = this.marking.then(async () => {
+      try {
+        const duplicates = (await acks).filter((a) => a.duplicate).length;
         if (this.opts.retentionMs === 0) await client.query(`DELETE FROM ${this.s}.outbox WHERE id = ANY($1::bigint[])`, [ids]);
         else await client.query(`UPDATE ${this.s}.outbox SET published_at = now() WHERE id = ANY($1::bigint[])`, [ids]);
-        const duplicates = acks.filter((a) => a.duplicate).length;
         busMetrics.outboxPublished.inc({ schema: this.opts.schema }, rows.length - duplicates);
         if (duplicates > 0) busMetrics.outboxDuplicates.inc({ schema: this.opts.schema }, duplicates);
+        for (const id of ids) this.inFlight.delete(id);
+      } catch (err) {
+        // The rows stay in flight until the loop settles and reconnects, then are read again.
+        this.failure ??= err;
+        this.wake?.();
       }
-      await client.query("COMMIT");
-      return rows.length;
-    } catch (err) {
-      await client.query("ROLLBACK").catch(() => undefined);
-      throw err;
-    }
+    });
+    return rows.length;
   }
 
   /** Refreshes the backlog gauge (at most once a second). */
