@@ -45,6 +45,32 @@ async function moveStock(tx: Queryable, lines: Line[], change: string): Promise<
 }
 
 /**
+ * Reserves every line of the order ($2 skus, $3 quantities, in line order) or none,
+ * and records the outcome ($1 order). The products are locked in sku order (no deadlock
+ * between batches), the decision is taken on the locked rows, and `available` is set
+ * from them rather than from this statement's snapshot, whose older value a concurrent
+ * commit may have lowered (Postgres checks the CHECK on the snapshot's tuple first).
+ */
+const reserveSql = `WITH l AS (
+   SELECT * FROM unnest($2::text[], $3::bigint[]) WITH ORDINALITY AS l(sku, qty, n)
+ ), locked AS (
+   SELECT p.sku, p.available FROM products p WHERE p.sku IN (SELECT sku FROM l) ORDER BY p.sku FOR UPDATE
+ ), short AS (
+   SELECT l.sku, l.n FROM l LEFT JOIN locked k ON k.sku = l.sku WHERE k.available IS NULL OR k.available < l.qty
+ ), decision AS (
+   SELECT NOT EXISTS (SELECT 1 FROM short) AS ok, (SELECT string_agg(sku, ', ' ORDER BY n) FROM short) AS unavailable
+ ), moved AS (
+   UPDATE products p SET available = k.available - l.qty, reserved = p.reserved + l.qty, updated_at = now()
+     FROM l JOIN locked k ON k.sku = l.sku, decision d WHERE d.ok AND p.sku = l.sku
+ ), reservation AS (
+   INSERT INTO reservations (order_id, status, reason)
+   SELECT $1, CASE WHEN d.ok THEN 'RESERVED' ELSE 'FAILED' END, CASE WHEN d.ok THEN '' ELSE 'out of stock: ' || d.unavailable END FROM decision d
+ ), lines AS (
+   INSERT INTO reservation_lines (order_id, sku, quantity) SELECT $1, l.sku, l.qty FROM l, decision d WHERE d.ok
+ )
+ SELECT d.ok, coalesce(d.unavailable, '') AS unavailable, ARRAY(SELECT sku FROM short ORDER BY n) AS skus FROM decision d`;
+
+/**
  * Reserves every line of the order or none. Replies with the recorded outcome
  * when the order was seen before (a re-sent command changes nothing).
  */
@@ -56,30 +82,14 @@ export async function reserveStock(tx: Queryable, command: ReserveStock): Promis
     return failed(orderId, existing.status === "RELEASED" ? "order cancelled" : existing.reason);
   }
   const lines = [...command.lines].sort((a, b) => a.sku.localeCompare(b.sku));
-  await tx.query("SAVEPOINT reserve");
-  const { rows } = await tx.query<{ sku: string }>(
-    `UPDATE products p SET available = available - l.qty, reserved = reserved + l.qty, updated_at = now()
-       FROM unnest($1::text[], $2::bigint[]) AS l(sku, qty)
-      WHERE p.sku = l.sku AND p.available >= l.qty
-      RETURNING p.sku`,
-    [lines.map((l) => l.sku), lines.map((l) => l.quantity.toString())],
-  );
-  if (rows.length < lines.length) {
-    await tx.query("ROLLBACK TO SAVEPOINT reserve");
-    const got = new Set(rows.map((r) => r.sku));
-    const unavailable = lines.filter((l) => !got.has(l.sku)).map((l) => l.sku);
-    const reason = `out of stock: ${unavailable.join(", ")}`;
-    await tx.query("INSERT INTO reservations (order_id, status, reason) VALUES ($1, 'FAILED', $2)", [orderId, reason]);
-    return failed(orderId, reason, unavailable);
-  }
-  await tx.query("RELEASE SAVEPOINT reserve");
-  await tx.query("INSERT INTO reservations (order_id, status) VALUES ($1, 'RESERVED')", [orderId]);
-  await tx.query("INSERT INTO reservation_lines (order_id, sku, quantity) SELECT $1, * FROM unnest($2::text[], $3::bigint[])", [
-    orderId,
-    lines.map((l) => l.sku),
-    lines.map((l) => l.quantity.toString()),
-  ]);
-  return reserved(orderId);
+  const { rows } = await tx.query<{ ok: boolean; unavailable: string; skus: string[] }>({
+    name: "inventory.reserve",
+    text: reserveSql,
+    values: [orderId, lines.map((l) => l.sku), lines.map((l) => l.quantity.toString())],
+  });
+  const outcome = rows[0]!;
+  if (outcome.ok) return reserved(orderId);
+  return failed(orderId, `out of stock: ${outcome.unavailable}`, outcome.skus);
 }
 
 /**
@@ -104,10 +114,15 @@ export async function releaseStock(tx: Queryable, { orderId }: ReleaseStock): Pr
  * order was cancelled and its release overtook this commit) has nothing to commit.
  */
 export async function commitStock(tx: Queryable, { orderId }: CommitStock): Promise<Reply> {
-  const existing = await lockReservation(tx, orderId);
-  if (existing?.status === "RESERVED") {
-    await moveStock(tx, await linesOf(tx, orderId), "reserved = reserved - l.qty, sold = sold + l.qty");
-    await tx.query("UPDATE reservations SET status = 'COMMITTED', updated_at = now() WHERE order_id = $1", [orderId]);
-  }
+  // One statement: the reservation's row lock decides against a concurrent release.
+  await tx.query({
+    name: "inventory.commit",
+    text: `WITH r AS (
+       UPDATE reservations SET status = 'COMMITTED', updated_at = now() WHERE order_id = $1 AND status = 'RESERVED' RETURNING order_id
+     )
+     UPDATE products p SET reserved = p.reserved - l.quantity, sold = p.sold + l.quantity, updated_at = now()
+       FROM reservation_lines l JOIN r ON r.order_id = l.order_id WHERE p.sku = l.sku`,
+    values: [orderId],
+  });
   return committed(orderId);
 }

@@ -18,6 +18,7 @@ import { DeadlineWatcher } from "./saga/deadlines.js";
 import { handleReply } from "./saga/orchestrator.js";
 import { sagaStart } from "./saga/start.js";
 import { lockOrders, ordersSchema, type SagaOrder } from "./saga/state.js";
+import { type Transition, writeTransitions } from "./saga/transitions.js";
 import { OrderWatch } from "./saga/watch.js";
 import { OrderStore } from "./store.js";
 
@@ -38,6 +39,7 @@ export async function start(context: ServiceContext): Promise<ServiceParts> {
   const replies = await Promise.all(
     ["fraud", "inventory", "payment"].map((domain) => {
       const locked = new Map<string, SagaOrder>();
+      const transitions: Transition[] = [];
       return startConsumer({
         js: bus.js,
         pool: db.primary,
@@ -48,9 +50,11 @@ export async function start(context: ServiceContext): Promise<ServiceParts> {
         logger: context.logger,
         beforeBatch: async (tx, deliveries) => {
           locked.clear();
+          transitions.length = 0;
           for (const order of await lockOrders(tx, deliveries.map((d) => d.key))) locked.set(order.orderId, order);
         },
-        handle: (delivery, tx, out) => handleReply(tx, delivery.message, timing, out, locked),
+        handle: (delivery, tx, out) => handleReply(tx, delivery.message, timing, { out, transitions }, locked),
+        afterBatch: (tx) => writeTransitions(tx, transitions.splice(0), timing.stepTimeoutMs),
       });
     }),
   );

@@ -207,7 +207,7 @@ describe("saga delivery guarantees", () => {
       if (!order) throw new Error("no order");
       reserved = order;
       await eventually(
-        async () => (await sys.db.query("SELECT 1 FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock' AND query LIKE 'UPDATE products%'")).rowCount === 1,
+        async () => (await sys.db.query("SELECT 1 FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock' AND query LIKE '%FROM products p%'")).rowCount === 1,
         10_000,
         "the reserve to wait for the product lock",
       );

@@ -3,10 +3,9 @@ import { Decision, FraudAssessedSchema } from "../../../gen/orderflow/fraud/v1/f
 import { StockCommittedSchema, StockReleasedSchema, StockReservationFailedSchema, StockReservedSchema } from "../../../gen/orderflow/inventory/v1/saga_pb.js";
 import { PaymentChargedSchema, PaymentDeclinedSchema, PaymentRefundedSchema } from "../../../gen/orderflow/payment/v1/payment_pb.js";
 import { OrderStatus } from "../../../gen/orderflow/order/v1/order_pb.js";
-import type { OutboxWriter } from "../../platform/bus/index.js";
 import type { PoolClient } from "../../platform/db.js";
 import { sagaMetrics } from "./metrics.js";
-import { advance, type Change, lockOrder, type SagaOrder, type SagaTiming } from "./state.js";
+import { advance, type Change, lockOrder, type SagaBatch, type SagaOrder, type SagaTiming } from "./state.js";
 
 /** A participant's reply, reduced to what the state machine needs. */
 type Reply =
@@ -67,9 +66,10 @@ export function decide(order: SagaOrder, reply: Reply): Change | undefined {
 /**
  * Applies one participant reply inside the consumer's transaction. `locked`
  * holds the batch's orders, locked up front (see lockOrders); it is kept
- * current as replies change them.
+ * current as replies change them. With `batch`, the writes are collected for
+ * the batch's single write (see SagaBatch).
  */
-export async function handleReply(tx: PoolClient, message: Message, timing: SagaTiming, out?: OutboxWriter, locked = new Map<string, SagaOrder>()): Promise<void> {
+export async function handleReply(tx: PoolClient, message: Message, timing: SagaTiming, batch?: SagaBatch, locked = new Map<string, SagaOrder>()): Promise<void> {
   const read = readReply(message);
   if (!read) throw new Error(`the order saga does not handle ${message.$typeName}`);
   const order = locked.get(read.orderId) ?? (await lockOrder(tx, read.orderId));
@@ -78,5 +78,5 @@ export async function handleReply(tx: PoolClient, message: Message, timing: Saga
     sagaMetrics.ignoredReplies.inc({ type: message.$typeName });
     return;
   }
-  locked.set(order.orderId, await advance(tx, order, change, timing, out));
+  locked.set(order.orderId, await advance(tx, order, change, timing, batch));
 }

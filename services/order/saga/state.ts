@@ -4,6 +4,7 @@ import type { PoolClient, Queryable } from "../../platform/db.js";
 import { isTerminal, statusFromName, statusName } from "../domain/status.js";
 import { commandFor, concludedEvent, type Step } from "./commands.js";
 import { sagaMetrics } from "./metrics.js";
+import { type Transition, writeTransitions } from "./transitions.js";
 
 export const ordersSchema = "orders";
 
@@ -103,11 +104,22 @@ export interface SagaTiming {
 }
 
 /**
- * Applies a change to a locked order in the caller's transaction: status and
- * history, the commands of new steps and the concluded event in the outbox (or
- * to the consumer's batch writer `out`), the step deadline, and a notice to watchers.
+ * Where `advance` puts its effects inside a consumer's batch transaction: the
+ * outgoing messages in the batch's outbox writer, the state changes in
+ * `transitions`, written together by `writeTransitions` before the commit.
  */
-export async function advance(tx: PoolClient, order: SagaOrder, change: Change, timing: SagaTiming, out?: OutboxWriter): Promise<SagaOrder> {
+export interface SagaBatch {
+  out: OutboxWriter;
+  transitions: Transition[];
+}
+
+/**
+ * Applies a change to a locked order in the caller's transaction: status and
+ * history, the commands of new steps and the concluded event in the outbox, the
+ * step deadline, and a notice to watchers — written now, or, with `batch`,
+ * collected for the batch's single write. Returns the order as it now stands.
+ */
+export async function advance(tx: PoolClient, order: SagaOrder, change: Change, timing: SagaTiming, batch?: SagaBatch): Promise<SagaOrder> {
   const awaiting = [...order.awaiting.filter((s) => !change.done?.includes(s)), ...(change.start ?? [])];
   const compensateTo = change.compensateTo ?? order.compensateTo;
   let status = change.status ?? order.status;
@@ -115,47 +127,42 @@ export async function advance(tx: PoolClient, order: SagaOrder, change: Change, 
   if (awaiting.length === 0 && compensateTo !== undefined) status = compensateTo;
   const statusChanged = status !== order.status;
   const startedStep = (change.start?.length ?? 0) > 0;
+  const concluded = statusChanged && isTerminal(status);
 
   const outgoing = (change.start ?? []).map((step) => commandFor(step, order));
-  if (statusChanged && isTerminal(status)) outgoing.push(concludedEvent(order, status, reason));
+  if (concluded) outgoing.push(concludedEvent(order, status, reason));
   const messages = outgoing.map((o) => ({ ...o, key: order.orderId }));
-  if (out) out.emit(...messages);
-  else if (messages.length > 0) await enqueueOutbox(tx, ordersSchema, messages);
+  const transition: Transition = {
+    orderId: order.orderId,
+    fromStatus: statusName(order.status),
+    status: statusName(status),
+    reason,
+    awaiting,
+    compensateTo: compensateTo === undefined || awaiting.length === 0 ? null : statusName(compensateTo),
+    statusChanged,
+    startedStep,
+    concluded,
+  };
+  if (batch) {
+    batch.out.emit(...messages);
+    batch.transitions.push(transition);
+  } else {
+    if (messages.length > 0) await enqueueOutbox(tx, ordersSchema, messages);
+    await writeTransitions(tx, [transition], timing.stepTimeoutMs);
+  }
 
-  // One round trip: the new state, its history entry and the notice to watchers.
-  const { rows } = await tx.query<{ version: string }>({
-    name: "order.advance",
-    text: `WITH updated AS (
-       UPDATE orders SET status = $2, status_reason = $3, awaiting = $4::text[], compensate_to = $5,
-         version = version + $6, updated_at = now(),
-         step_started_at = CASE WHEN $7 THEN now() ELSE step_started_at END,
-         step_attempts = CASE WHEN $7 THEN 1 ELSE step_attempts END,
-         step_deadline = CASE WHEN cardinality($4::text[]) = 0 THEN NULL WHEN $7 THEN now() + make_interval(secs => $8) ELSE step_deadline END,
-         concluded_at = CASE WHEN $9 THEN now() ELSE concluded_at END
-       WHERE order_id = $1 RETURNING order_id, version
-     ), history AS (
-       INSERT INTO order_history (order_id, from_status, to_status, reason) SELECT order_id, $10, $2, $3 FROM updated WHERE $6 = 1
-     ), notice AS (
-       SELECT pg_notify('order_changed', order_id::text) FROM updated WHERE $6 = 1
-     )
-     SELECT version, (SELECT count(*) FROM notice) AS notified FROM updated`,
-    values: [
-      order.orderId,
-      statusName(status),
-      reason,
-      awaiting,
-      compensateTo === undefined || awaiting.length === 0 ? null : statusName(compensateTo),
-      statusChanged ? 1 : 0,
-      startedStep,
-      timing.stepTimeoutMs / 1000,
-      statusChanged && isTerminal(status),
-      statusName(order.status),
-    ],
-  });
-  if (statusChanged && isTerminal(status)) {
+  if (concluded) {
     sagaMetrics.outcomes.inc({ status: statusName(status) });
     sagaMetrics.duration.observe({ status: statusName(status) }, (Date.now() - order.createdAt.getTime()) / 1000);
   }
   for (const step of change.done ?? []) sagaMetrics.stepLatency.observe({ step }, (Date.now() - order.stepStartedAt.getTime()) / 1000);
-  return { ...order, status, reason, awaiting, compensateTo, version: BigInt(rows[0]?.version ?? order.version) };
+  return {
+    ...order,
+    status,
+    reason,
+    awaiting,
+    compensateTo,
+    version: order.version + (statusChanged ? 1n : 0n),
+    stepStartedAt: startedStep ? new Date() : order.stepStartedAt,
+  };
 }

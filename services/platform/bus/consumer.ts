@@ -82,6 +82,11 @@ export interface InboxConsumerOptions extends ConsumerCommonOptions {
    * several replicas cannot deadlock.
    */
   beforeBatch?: (tx: PoolClient, deliveries: Delivery[]) => Promise<void>;
+  /**
+   * Called once per batch transaction after the handlers, before the outbox rows and the
+   * commit: e.g. to write in one statement what the handlers collected.
+   */
+  afterBatch?: (tx: PoolClient) => Promise<void>;
 }
 
 /** Without Postgres (no inbox): the handler keeps its own idempotency (e.g. Redis + deterministic msgIDs). */
@@ -421,6 +426,7 @@ class BatchConsumer implements BusConsumer {
           outcomes.push("duplicate");
         }
       }
+      if (newDeliveries.length > 0 && this.opts.pool !== undefined) await this.opts.afterBatch?.(client);
       if (emitted.length > 0 && this.schema) await enqueueOutbox(client, this.schema, emitted);
       await client.query("COMMIT");
       committed(client);

@@ -204,6 +204,9 @@ export class OutboxRelay {
         }),
       ),
     );
+    // Awaited in turn below, maybe after it settles: handled now, so a failed publish
+    // is not an unhandled rejection (which would end the process).
+    acks.catch(() => undefined);
     this.marking = this.marking.then(async () => {
       try {
         const duplicates = (await acks).filter((a) => a.duplicate).length;
