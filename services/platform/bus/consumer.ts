@@ -83,8 +83,9 @@ export interface InboxConsumerOptions extends ConsumerCommonOptions {
    */
   beforeBatch?: (tx: PoolClient, deliveries: Delivery[]) => Promise<void>;
   /**
-   * Called once per batch transaction after the handlers, before the outbox rows and the
-   * commit: e.g. to write in one statement what the handlers collected.
+   * Called once per batch transaction that had new messages, after their handlers and
+   * before the outbox rows and the commit: e.g. to write in one statement what the
+   * handlers collected.
    */
   afterBatch?: (tx: PoolClient) => Promise<void>;
 }
