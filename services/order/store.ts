@@ -135,13 +135,10 @@ export class OrderStore {
    * Inserts a PENDING order — with its items, first history entry and, in the
    * same transaction, the saga's first step — or returns the order an earlier
    * request with the same idempotency key created. The unique (customer, key)
-   * constraint is the truth when two such requests race.
+   * constraint decides: a new key (the common case) costs no lookup, a repeated
+   * one fails the insert, which rolls back, and the earlier order is read.
    */
   async create(order: NewOrder, saga?: SagaStart): Promise<{ order: Order; created: boolean }> {
-    if (order.idempotencyKey) {
-      const existing = await this.findByKey(this.db.primary, order.customerId, order.idempotencyKey, order.requestHash);
-      if (existing) return { order: existing, created: false };
-    }
     try {
       const created = await this.db.transaction(async (tx) => {
         const created = await insertOrder(tx, order, saga);
@@ -150,8 +147,8 @@ export class OrderStore {
       });
       return { order: created, created: true };
     } catch (error) {
-      const raced = order.idempotencyKey && isUniqueViolation(error);
-      if (!raced) throw error;
+      const repeatedKey = order.idempotencyKey && isUniqueViolation(error);
+      if (!repeatedKey) throw error;
       const existing = await this.findByKey(this.db.primary, order.customerId, order.idempotencyKey!, order.requestHash);
       if (!existing) throw error;
       return { order: existing, created: false };
