@@ -73,7 +73,7 @@ export function orderApi({ store, inventory, sagaStart, cancel, watch, cache, ra
     async cancelOrder({ orderId, reason }) {
       const order = await store.db.transaction(async (tx) => {
         await cancel(tx, orderId, reason);
-        return readOrder(tx, orderId, true);
+        return readOrder(tx, orderId);
       });
       return { order };
     },

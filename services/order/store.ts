@@ -81,14 +81,21 @@ async function itemsOf(q: Queryable, orderIds: string[]): Promise<Map<string, It
   return byOrder;
 }
 
-/** Reads one order with its items and history, or undefined. */
-export async function readOrder(q: Queryable, orderId: string, withHistory: boolean): Promise<Order | undefined> {
-  const { rows } = await q.query<OrderRow>(`SELECT ${orderColumns} FROM orders WHERE order_id = $1`, [orderId]);
+const itemsJson = `(SELECT coalesce(json_agg(json_build_object('order_id', i.order_id, 'sku', i.sku, 'quantity', i.quantity::text, 'unit_price_minor', i.unit_price_minor::text) ORDER BY i.line_no), '[]')
+   FROM order_items i WHERE i.order_id = orders.order_id) AS items`;
+const historyJson = `(SELECT coalesce(json_agg(json_build_object('from_status', h.from_status, 'to_status', h.to_status, 'reason', h.reason, 'at', h.at) ORDER BY h.id), '[]')
+   FROM order_history h WHERE h.order_id = orders.order_id) AS history`;
+
+/** Reads one order with its items and history (one round trip), or undefined. */
+export async function readOrder(q: Queryable, orderId: string): Promise<Order | undefined> {
+  const { rows } = await q.query<OrderRow & { items: ItemRow[]; history: Array<Omit<HistoryRow, "at"> & { at: string }> }>({
+    name: "order.read",
+    text: `SELECT ${orderColumns}, ${itemsJson}, ${historyJson} FROM orders WHERE order_id = $1`,
+    values: [orderId],
+  });
   const row = rows[0];
   if (!row) return undefined;
-  const items = (await itemsOf(q, [orderId])).get(orderId) ?? [];
-  const history = withHistory ? (await q.query<HistoryRow>("SELECT from_status, to_status, reason, at FROM order_history WHERE order_id = $1 ORDER BY id", [orderId])).rows : [];
-  return toOrder(row, items, history);
+  return toOrder(row, row.items, row.history.map((h) => ({ ...h, at: new Date(h.at) })));
 }
 
 /**
@@ -162,12 +169,12 @@ export class OrderStore {
     if (hash && row.request_hash && !hash.equals(row.request_hash)) {
       throw new IdempotencyConflict(`idempotency key ${key} was already used for a different order (${row.order_id})`);
     }
-    return readOrder(q, row.order_id, true);
+    return readOrder(q, row.order_id);
   }
 
   /** GetOrder: the replica if it has the order, else the primary. */
   get(orderId: string): Promise<Order | undefined> {
-    return this.db.readFresh((q) => readOrder(q, orderId, true));
+    return this.db.readFresh((q) => readOrder(q, orderId));
   }
 
   /** A customer's orders, newest first, before position `beforeSeq`. */

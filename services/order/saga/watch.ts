@@ -63,12 +63,12 @@ export class OrderWatch implements Worker {
     // One event name per order: a change wakes only that order's watchers.
     const events = on(this.changes, orderId, { signal: stop.signal });
     try {
-      let last = await readOrder(this.db.primary, orderId, true);
+      let last = await readOrder(this.db.primary, orderId);
       if (!last) return;
       yield last;
       if (isTerminal(last.status)) return;
       for await (const _ of events) {
-        const current = await readOrder(this.db.primary, orderId, true);
+        const current = await readOrder(this.db.primary, orderId);
         if (!current || current.version <= last.version) continue;
         last = current;
         yield current;
