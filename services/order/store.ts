@@ -74,13 +74,6 @@ function toOrder(row: OrderRow, items: ItemRow[], history: HistoryRow[] = []): O
   });
 }
 
-async function itemsOf(q: Queryable, orderIds: string[]): Promise<Map<string, ItemRow[]>> {
-  const { rows } = await q.query<ItemRow>("SELECT order_id, sku, quantity, unit_price_minor FROM order_items WHERE order_id = ANY($1::uuid[]) ORDER BY order_id, line_no", [orderIds]);
-  const byOrder = new Map<string, ItemRow[]>();
-  for (const row of rows) byOrder.set(row.order_id, [...(byOrder.get(row.order_id) ?? []), row]);
-  return byOrder;
-}
-
 const itemsJson = `(SELECT coalesce(json_agg(json_build_object('order_id', i.order_id, 'sku', i.sku, 'quantity', i.quantity::text, 'unit_price_minor', i.unit_price_minor::text) ORDER BY i.line_no), '[]')
    FROM order_items i WHERE i.order_id = orders.order_id) AS items`;
 const historyJson = `(SELECT coalesce(json_agg(json_build_object('from_status', h.from_status, 'to_status', h.to_status, 'reason', h.reason, 'at', h.at) ORDER BY h.id), '[]')
@@ -179,14 +172,13 @@ export class OrderStore {
 
   /** A customer's orders, newest first, before position `beforeSeq`. */
   async list(customerId: string, statuses: OrderStatus[], limit: number, beforeSeq: string | undefined): Promise<Array<{ order: Order; seq: string }>> {
-    const { rows } = await this.db.replica.query<OrderRow>(
-      `SELECT ${orderColumns} FROM orders
+    const { rows } = await this.db.replica.query<OrderRow & { items: ItemRow[] }>(
+      `SELECT ${orderColumns}, ${itemsJson} FROM orders
        WHERE customer_id = $1 AND ($2::text[] IS NULL OR status = ANY($2::text[])) AND ($3::bigint IS NULL OR seq < $3::bigint)
        ORDER BY seq DESC LIMIT $4`,
       [customerId, statuses.length > 0 ? statuses.map(statusName) : null, beforeSeq ?? null, limit],
     );
-    const items = await itemsOf(this.db.replica, rows.map((r) => r.order_id));
-    return rows.map((row) => ({ order: toOrder(row, items.get(row.order_id) ?? []), seq: row.seq }));
+    return rows.map((row) => ({ order: toOrder(row, row.items), seq: row.seq }));
   }
 }
 
