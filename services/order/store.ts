@@ -21,7 +21,7 @@ interface OrderRow {
   updated_at: Date;
 }
 
-interface ItemRow {
+export interface ItemRow {
   order_id: string;
   sku: string;
   quantity: string;
@@ -74,7 +74,8 @@ function toOrder(row: OrderRow, items: ItemRow[], history: HistoryRow[] = []): O
   });
 }
 
-const itemsJson = `(SELECT coalesce(json_agg(json_build_object('order_id', i.order_id, 'sku', i.sku, 'quantity', i.quantity::text, 'unit_price_minor', i.unit_price_minor::text) ORDER BY i.line_no), '[]')
+/** An order's items as a JSON array of ItemRow, in line order (a column of a query on `orders`). */
+export const itemsJson = `(SELECT coalesce(json_agg(json_build_object('order_id', i.order_id, 'sku', i.sku, 'quantity', i.quantity::text, 'unit_price_minor', i.unit_price_minor::text) ORDER BY i.line_no), '[]')
    FROM order_items i WHERE i.order_id = orders.order_id) AS items`;
 const historyJson = `(SELECT coalesce(json_agg(json_build_object('from_status', h.from_status, 'to_status', h.to_status, 'reason', h.reason, 'at', h.at) ORDER BY h.id), '[]')
    FROM order_history h WHERE h.order_id = orders.order_id) AS history`;

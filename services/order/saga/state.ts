@@ -3,6 +3,7 @@ import { enqueueOutbox, type OutboxWriter } from "../../platform/bus/index.js";
 import type { PoolClient, Queryable } from "../../platform/db.js";
 import { isTerminal, statusFromName, statusName } from "../domain/status.js";
 import { commandFor, concludedEvent, type Step } from "./commands.js";
+import { type ItemRow, itemsJson } from "../store.js";
 import { sagaMetrics } from "./metrics.js";
 import { type Transition, writeTransitions } from "./transitions.js";
 
@@ -39,12 +40,11 @@ interface SagaRow {
   status_reason: string;
   created_at: Date;
   step_started_at: Date;
-  lines: Array<{ sku: string; quantity: string }>;
+  items: ItemRow[];
 }
 
 // The lines come with the lock: one round trip less when the reservation step starts.
-const sagaColumns = `order_id, customer_id, status, version, total_minor, currency, awaiting, step_attempts, compensate_to, status_reason, created_at, step_started_at,
-  (SELECT coalesce(json_agg(json_build_object('sku', i.sku, 'quantity', i.quantity::text) ORDER BY i.line_no), '[]') FROM order_items i WHERE i.order_id = orders.order_id) AS lines`;
+const sagaColumns = `order_id, customer_id, status, version, total_minor, currency, awaiting, step_attempts, compensate_to, status_reason, created_at, step_started_at, ${itemsJson}`;
 
 function toSagaOrder(row: SagaRow): SagaOrder {
   return {
@@ -60,7 +60,7 @@ function toSagaOrder(row: SagaRow): SagaOrder {
     reason: row.status_reason,
     createdAt: row.created_at,
     stepStartedAt: row.step_started_at,
-    lines: row.lines.map((l) => ({ sku: l.sku, quantity: BigInt(l.quantity) })),
+    lines: row.items.map((i) => ({ sku: i.sku, quantity: BigInt(i.quantity) })),
   };
 }
 
