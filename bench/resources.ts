@@ -36,6 +36,42 @@ export function readCpuSeconds(pid: number): number | undefined {
   }
 }
 
+/** Pids of processes whose name (/proc/<pid>/comm) is `command`, e.g. every Postgres backend. */
+export function pidsOfCommand(command: string): number[] {
+  const found: number[] = [];
+  let entries: string[];
+  try {
+    entries = readdirSync("/proc");
+  } catch {
+    return found;
+  }
+  for (const entry of entries) {
+    if (!/^\d+$/.test(entry)) continue;
+    try {
+      if (readFileSync(`/proc/${entry}/comm`, "utf8").trim() === command) found.push(Number(entry));
+    } catch {
+      // Gone.
+    }
+  }
+  return found;
+}
+
+/** Busy CPU time of the whole machine so far, in seconds summed over cores (/proc/stat). */
+export function readMachineBusySeconds(): number | undefined {
+  try {
+    const line = readFileSync("/proc/stat", "utf8").split("\n")[0] ?? "";
+    const ticks = line.trim().split(/\s+/).slice(1).map(Number);
+    // user nice system idle iowait irq softirq steal …: busy is everything but idle and iowait.
+    const busy = ticks.reduce((sum, value, i) => (i === 3 || i === 4 || i > 7 ? sum : sum + value), 0);
+    return Number.isFinite(busy) ? busy / 100 : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/** The infrastructure's processes, by name, whose CPU the bench reports beside the services'. */
+const infrastructure: Record<string, string> = { postgres: "postgres", nats: "nats-server", redis: "redis-server" };
+
 /** Pids of processes whose command line contains `needle` (for --target: services started elsewhere). */
 export function findPids(needle: string): number[] {
   const found: number[] = [];
@@ -95,13 +131,22 @@ export class ResourceMonitor {
     }
   }
 
-  /** CPU seconds of every process now, for per-step CPU figures. */
+  /**
+   * CPU seconds so far of every service, of Postgres, NATS and Redis (all their processes on
+   * this machine, summed) and of the whole machine (`machine`, all cores), for per-step figures.
+   */
   cpu(): Map<string, number> {
     const out = new Map<string, number>();
     for (const [name, pid] of this.pids) {
       const seconds = pid === undefined ? undefined : readCpuSeconds(pid);
       if (seconds !== undefined) out.set(name, seconds);
     }
+    for (const [name, command] of Object.entries(infrastructure)) {
+      const pids = pidsOfCommand(command);
+      if (pids.length > 0) out.set(name, pids.reduce((sum, pid) => sum + (readCpuSeconds(pid) ?? 0), 0));
+    }
+    const machine = readMachineBusySeconds();
+    if (machine !== undefined) out.set("machine", machine);
     return out;
   }
 
