@@ -24,7 +24,7 @@ export async function start(context: ServiceContext): Promise<ServiceParts> {
   const hub = new NotificationHub({ connectionString: config.DATABASE_URL, channel, logger: context.logger, createdSince: (customers, since) => store.createdSince(customers, since) });
   await hub.start();
   const bus = await connectBus({ url: config.NATS_URL, name: context.name, logger: context.logger });
-  const consumer = await startOrderEventsConsumer({ js: bus.js, pool: db.primary, schema, channel, logger: context.logger });
+  const consumer = await startOrderEventsConsumer({ js: bus.js, pool: db.background, schema, channel, logger: context.logger });
   return {
     rpc: [bind(NotificationService, notificationApi({ store, hub }))],
     checks: [{ name: "postgres", check: () => db.ping() }, bus.check, { name: "postgres-listener", check: () => Promise.resolve(hub.listening) }],

@@ -16,7 +16,8 @@ const postgresUrl = z.string().regex(/^postgres(ql)?:\/\//, "a postgres:// URL")
 export const databaseConfigShape = {
   DATABASE_URL: postgresUrl.describe("primary (read-write) Postgres URL"),
   DATABASE_READ_URL: postgresUrl.optional().describe("read replica URL; queries go here when set"),
-  DATABASE_POOL_MAX: z.coerce.number().int().min(1).max(500).default(10),
+  DATABASE_POOL_MAX: z.coerce.number().int().min(1).max(500).default(10).describe("connections of the pool that serves requests"),
+  DATABASE_BACKGROUND_POOL_MAX: z.coerce.number().int().min(1).max(500).default(10).describe("connections of the separate pool of the saga's consumers, outbox relay and sweeps"),
 };
 
 export const natsConfigShape = {

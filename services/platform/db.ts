@@ -33,18 +33,25 @@ export interface DatabaseOptions {
   url: string;
   readUrl?: string | undefined;
   poolMax: number;
+  /** Connections of the background pool (consumers, relay, sweeps); default 10. */
+  backgroundPoolMax?: number | undefined;
   /** The service's own schema; first on the search_path. */
   schema: string;
   applicationName: string;
 }
 
 /**
- * A primary pool for writes and read-after-write, and a replica pool for queries
- * (the primary again when no replica is configured).
+ * A primary pool for requests' writes and read-after-write, a replica pool for queries
+ * (the primary again when no replica is configured), and a background pool on the
+ * primary for the saga's workers (consumers, outbox relay, sweeps). The workers get
+ * their own connections so that a flood of requests waiting for the primary pool
+ * cannot starve the sagas already accepted: under overload the system sheds new
+ * requests but keeps finishing what it took.
  */
 export class Database {
   readonly primary: pg.Pool;
   readonly replica: pg.Pool;
+  readonly background: pg.Pool;
 
   constructor(options: DatabaseOptions) {
     const common = {
@@ -56,12 +63,17 @@ export class Database {
     };
     this.primary = new pg.Pool({ ...common, connectionString: options.url });
     this.replica = options.readUrl ? new pg.Pool({ ...common, connectionString: options.readUrl }) : this.primary;
-    for (const pool of new Set([this.primary, this.replica])) pool.on("error", () => undefined);
+    this.background = new pg.Pool({ ...common, max: options.backgroundPoolMax ?? 10, connectionString: options.url, application_name: `${options.applicationName}-background` });
+    for (const pool of this.pools()) pool.on("error", () => undefined);
   }
 
-  /** Runs fn in a transaction on the primary; commits on success, rolls back on error. */
-  async transaction<T>(fn: (client: pg.PoolClient) => Promise<T>): Promise<T> {
-    const client = await this.primary.connect();
+  private pools(): Set<pg.Pool> {
+    return new Set([this.primary, this.replica, this.background]);
+  }
+
+  /** Runs fn in a transaction on the primary (or `pool`); commits on success, rolls back on error. */
+  async transaction<T>(fn: (client: pg.PoolClient) => Promise<T>, pool: pg.Pool = this.primary): Promise<T> {
+    const client = await pool.connect();
     try {
       await client.query("BEGIN");
       const result = await fn(client);
@@ -97,6 +109,6 @@ export class Database {
   }
 
   async close(): Promise<void> {
-    await Promise.all([...new Set([this.primary, this.replica])].map((pool) => pool.end()));
+    await Promise.all([...this.pools()].map((pool) => pool.end()));
   }
 }

@@ -46,10 +46,10 @@ export interface ParticipantOptions {
  */
 export async function startParticipant(options: ParticipantOptions): Promise<Worker[]> {
   const { bus, db, schema, domain, handlers, logger } = options;
-  const relay = new OutboxRelay({ pool: db.primary, schema, js: bus.js, logger }).start();
+  const relay = new OutboxRelay({ pool: db.background, schema, js: bus.js, logger }).start();
   const consumer: BusConsumer = await startConsumer({
     js: bus.js,
-    pool: db.primary,
+    pool: db.background,
     schema,
     stream: streamName(domain),
     durable: `${domain}-commands`,

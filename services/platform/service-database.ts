@@ -7,6 +7,7 @@ export interface DatabaseSettings {
   DATABASE_URL: string;
   DATABASE_READ_URL?: string | undefined;
   DATABASE_POOL_MAX: number;
+  DATABASE_BACKGROUND_POOL_MAX: number;
 }
 
 /** Applies the service's migrations and the bus tables (outbox, inbox) to its schema. */
@@ -17,5 +18,5 @@ export function migrateServiceSchema(context: ServiceContext, settings: Database
 /** Migrates the service's schema, then opens its primary and replica pools. */
 export async function openServiceDatabase(context: ServiceContext, settings: DatabaseSettings, schema: string): Promise<Database> {
   await migrateServiceSchema(context, settings, schema);
-  return new Database({ url: settings.DATABASE_URL, readUrl: settings.DATABASE_READ_URL, poolMax: settings.DATABASE_POOL_MAX, schema, applicationName: context.name });
+  return new Database({ url: settings.DATABASE_URL, readUrl: settings.DATABASE_READ_URL, poolMax: settings.DATABASE_POOL_MAX, backgroundPoolMax: settings.DATABASE_BACKGROUND_POOL_MAX, schema, applicationName: context.name });
 }

@@ -198,6 +198,8 @@ DATABASE_READ_URL is built from the same secret's credentials with host -ro.
 {{- end }}
 - name: DATABASE_POOL_MAX
   value: {{ $pg.poolMax | quote }}
+- name: DATABASE_BACKGROUND_POOL_MAX
+  value: {{ $pg.backgroundPoolMax | quote }}
 {{- end -}}
 
 {{- define "orderflow.redisEnv" -}}

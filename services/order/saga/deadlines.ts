@@ -54,7 +54,7 @@ export class DeadlineWatcher implements Worker {
       const overdue = await lockOverdue(tx, this.options.batchSize ?? 200);
       for (const order of overdue) await this.handle(tx, order);
       return overdue.length;
-    });
+    }, this.db.background);
   }
 
   private async handle(tx: PoolClient, order: SagaOrder): Promise<void> {
