@@ -1,7 +1,8 @@
 import { randomUUID } from "node:crypto";
 import { create } from "@bufbuild/protobuf";
 import { type Order, OrderSchema, type OrderStatus, OrderStatus as Status } from "../../gen/orderflow/order/v1/order_pb.js";
-import type { Database, PoolClient, Queryable } from "../platform/db.js";
+import { type OutgoingMessage, outboxInsert, outboxWritten } from "../platform/bus/index.js";
+import type { Database, Queryable } from "../platform/db.js";
 import { money } from "../platform/money.js";
 import { timestamp } from "../platform/time.js";
 import type { PricedOrder } from "./domain/pricing.js";
@@ -42,13 +43,15 @@ export interface NewOrder {
   requestHash: Buffer | undefined;
 }
 
-/** The saga's first step, started by the transaction that creates the order. */
+/** The saga's first step, started by the statement that creates the order. */
 export interface SagaStart {
   /** Replies the order waits for, and how long it waits before re-sending. */
   awaiting: string[];
   stepTimeoutMs: number;
-  /** Enqueues the step's commands in the creating transaction. */
-  enqueue(tx: PoolClient, order: Order): Promise<void>;
+  /** The schema whose outbox carries the commands. */
+  outboxSchema: string;
+  /** The step's commands, written to the outbox with the order. */
+  commands(order: Order): OutgoingMessage[];
 }
 
 export class IdempotencyConflict extends Error {}
@@ -92,38 +95,56 @@ export async function readOrder(q: Queryable, orderId: string): Promise<Order | 
   return toOrder(row, row.items, row.history.map((h) => ({ ...h, at: new Date(h.at) })));
 }
 
+const insertOrderSql = `WITH o AS (
+     INSERT INTO orders (order_id, customer_id, status, total_minor, currency, idempotency_key, request_hash, awaiting, step_deadline)
+     VALUES ($1, $2, 'PENDING', $3, $4, $5, $6, $7::text[], CASE WHEN cardinality($7::text[]) > 0 THEN now() + make_interval(secs => $8) END)
+     RETURNING ${orderColumns}),
+   i AS (
+     INSERT INTO order_items (order_id, line_no, sku, quantity, unit_price_minor)
+     SELECT $1, n, sku, qty, price FROM unnest($9::text[], $10::bigint[], $11::bigint[]) WITH ORDINALITY AS l(sku, qty, price, n)),
+   h AS (
+     INSERT INTO order_history (order_id, from_status, to_status, reason) VALUES ($1, 'UNSPECIFIED', 'PENDING', 'order placed') RETURNING at)`;
+
 /**
- * One statement inserts the order (with its saga step), its items and its first
- * history entry; the Order is built from what was written, without reading it back.
+ * One statement, and so one atomic write without BEGIN / COMMIT, inserts the order (with
+ * its saga step), its items, its first history entry and the step's commands in the
+ * outbox; the Order is built from what was written, without reading it back.
  */
-async function insertOrder(tx: Queryable, order: NewOrder, saga: SagaStart | undefined): Promise<Order> {
+async function insertOrder(q: Queryable, order: NewOrder, saga: SagaStart | undefined): Promise<Order> {
   const orderId = randomUUID();
   const lines = order.priced.lines;
-  const { rows } = await tx.query<OrderRow & { history_at: Date }>(
-    `WITH o AS (
-       INSERT INTO orders (order_id, customer_id, status, total_minor, currency, idempotency_key, request_hash, awaiting, step_deadline)
-       VALUES ($1, $2, 'PENDING', $3, $4, $5, $6, $7::text[], CASE WHEN cardinality($7::text[]) > 0 THEN now() + make_interval(secs => $8) END)
-       RETURNING ${orderColumns}),
-     i AS (
-       INSERT INTO order_items (order_id, line_no, sku, quantity, unit_price_minor)
-       SELECT $1, n, sku, qty, price FROM unnest($9::text[], $10::bigint[], $11::bigint[]) WITH ORDINALITY AS l(sku, qty, price, n)),
-     h AS (
-       INSERT INTO order_history (order_id, from_status, to_status, reason) VALUES ($1, 'UNSPECIFIED', 'PENDING', 'order placed') RETURNING at)
-     SELECT o.*, h.at AS history_at FROM o, h`,
-    [
-      orderId,
-      order.customerId,
-      order.priced.totalMinor.toString(),
-      order.priced.currency,
-      order.idempotencyKey ?? null,
-      order.requestHash ?? null,
-      saga?.awaiting ?? [],
-      (saga?.stepTimeoutMs ?? 0) / 1000,
-      lines.map((l) => l.sku),
-      lines.map((l) => l.quantity.toString()),
-      lines.map((l) => l.unitPriceMinor.toString()),
-    ],
-  );
+  const currency = order.priced.currency;
+  const values: unknown[] = [
+    orderId,
+    order.customerId,
+    order.priced.totalMinor.toString(),
+    currency,
+    order.idempotencyKey ?? null,
+    order.requestHash ?? null,
+    saga?.awaiting ?? [],
+    (saga?.stepTimeoutMs ?? 0) / 1000,
+    lines.map((l) => l.sku),
+    lines.map((l) => l.quantity.toString()),
+    lines.map((l) => l.unitPriceMinor.toString()),
+  ];
+  let text = insertOrderSql;
+  let name = "order.create";
+  if (saga) {
+    // The commands are built before the insert: they need only what the request decided.
+    const placed = create(OrderSchema, { orderId, customerId: order.customerId, status: Status.PENDING, total: money(order.priced.totalMinor, currency) });
+    const outbox = outboxInsert(saga.outboxSchema, saga.commands(placed), values.length + 1);
+    values.push(...outbox.values);
+    text += `, ob AS (${outbox.sql})`;
+    name += "+outbox";
+    if (outbox.notify !== undefined) {
+      values.push(outbox.notify);
+      text += `, n AS (SELECT pg_notify($${values.length}, ''))`;
+      name += "+notify";
+    }
+  }
+  const notified = name.endsWith("+notify") ? ", (SELECT count(*) FROM n) AS notified" : "";
+  const { rows } = await q.query<OrderRow & { history_at: Date }>({ name, text: `${text} SELECT o.*, h.at AS history_at${notified} FROM o, h`, values });
+  if (saga) outboxWritten(saga.outboxSchema);
   const row = rows[0]!;
   const items = lines.map((l) => ({ order_id: orderId, sku: l.sku, quantity: l.quantity.toString(), unit_price_minor: l.unitPriceMinor.toString() }));
   return toOrder(row, items, [{ from_status: "UNSPECIFIED", to_status: "PENDING", reason: "order placed", at: row.history_at }]);
@@ -134,19 +155,14 @@ export class OrderStore {
 
   /**
    * Inserts a PENDING order — with its items, first history entry and, in the
-   * same transaction, the saga's first step — or returns the order an earlier
+   * same statement, the saga's first step — or returns the order an earlier
    * request with the same idempotency key created. The unique (customer, key)
    * constraint decides: a new key (the common case) costs no lookup, a repeated
-   * one fails the insert, which rolls back, and the earlier order is read.
+   * one fails the insert, which writes nothing, and the earlier order is read.
    */
   async create(order: NewOrder, saga?: SagaStart): Promise<{ order: Order; created: boolean }> {
     try {
-      const created = await this.db.transaction(async (tx) => {
-        const created = await insertOrder(tx, order, saga);
-        await saga?.enqueue(tx, created);
-        return created;
-      });
-      return { order: created, created: true };
+      return { order: await insertOrder(this.db.primary, order, saga), created: true };
     } catch (error) {
       const repeatedKey = order.idempotencyKey && isUniqueViolation(error);
       if (!repeatedKey) throw error;

@@ -1,18 +1,17 @@
-import { enqueueOutbox } from "../../platform/bus/index.js";
 import type { SagaStart } from "../store.js";
 import { assessFraud, type Step } from "./commands.js";
 import { ordersSchema, type SagaTiming } from "./state.js";
 
 const firstStep: Step = "fraud";
 
-/** Every new order starts the saga by asking fraud, in the transaction that creates it. */
+/** Every new order starts the saga by asking fraud, in the statement that creates it. */
 export function sagaStart(timing: SagaTiming): SagaStart {
   return {
     awaiting: [firstStep],
     stepTimeoutMs: timing.stepTimeoutMs,
-    enqueue: async (tx, order) => {
-      const command = assessFraud({ orderId: order.orderId, customerId: order.customerId, totalMinor: order.total?.amountMinor ?? 0n, currency: order.total?.currency ?? "" });
-      await enqueueOutbox(tx, ordersSchema, [{ ...command, key: order.orderId }]);
-    },
+    outboxSchema: ordersSchema,
+    commands: (order) => [
+      { ...assessFraud({ orderId: order.orderId, customerId: order.customerId, totalMinor: order.total?.amountMinor ?? 0n, currency: order.total?.currency ?? "" }), key: order.orderId },
+    ],
   };
 }

@@ -7,8 +7,8 @@ import { afterAll, beforeAll, describe, expect, it, inject } from "vitest";
 import { ReserveStockSchema } from "../../../gen/orderflow/inventory/v1/saga_pb.js";
 import { committed } from "../db.js";
 import { busMetrics } from "./metrics.js";
-import { Header } from "./names.js";
-import { enqueueOutbox } from "./outbox.js";
+import { Header, outboxChannel } from "./names.js";
+import { enqueueOutbox, outboxInsert, outboxWritten } from "./outbox.js";
 import type { OutgoingMessage } from "./publish.js";
 import { OutboxRelay } from "./relay.js";
 import { busTestEnv, readStream, waitFor, type BusTestEnv } from "./testkit.js";
@@ -163,9 +163,10 @@ describe("outbox + relay", () => {
     }
   });
 
-  it("with throttled NOTIFYs (default) a burst of concurrent single-row transactions is published promptly", async () => {
+  it("with throttled NOTIFYs (default) a burst of concurrent single-row transactions from elsewhere is published promptly", async () => {
     await clear();
-    const relay = new OutboxRelay({ pool: env.pool, schema: env.schema, js: env.js, pollMs: 60_000 }).start();
+    // localWake false: the writers below count as another process's, which only NOTIFY.
+    const relay = new OutboxRelay({ pool: env.pool, schema: env.schema, js: env.js, pollMs: 60_000, localWake: false }).start();
     try {
       await waitFor(() => relay.isLeader, 3000, "leader");
       await Promise.all(Array.from({ length: 200 }, (_, i) => inTx((c) => enqueueOutbox(c, env.schema, [reserve(`burst-${i % 20}`, i)]))));
@@ -192,6 +193,29 @@ describe("outbox + relay", () => {
       }
       await waitFor(async () => (await streamCount()) === 1, 3000, "row published without NOTIFY or poll");
     } finally {
+      await relay.stop();
+    }
+  });
+
+  it("while it leads from this process, writers send no NOTIFY and a one-statement write wakes it", async () => {
+    await clear();
+    const relay = new OutboxRelay({ pool: env.pool, schema: env.schema, js: env.js, pollMs: 60_000, busyPollMs: 60_000 }).start();
+    const listener = await env.pool.connect();
+    try {
+      await waitFor(() => relay.isLeader, 3000, "leader");
+      let notifications = 0;
+      listener.on("notification", () => void (notifications += 1));
+      await listener.query(`LISTEN "${outboxChannel(env.schema)}"`);
+      await inTx((c) => enqueueOutbox(c, env.schema, [reserve("auto", 1)]));
+      const insert = outboxInsert(env.schema, [reserve("single", 2)], 1);
+      expect(insert.notify).toBeUndefined();
+      await env.pool.query(insert.sql, insert.values);
+      outboxWritten(env.schema);
+      await waitFor(async () => (await streamCount()) === 2, 3000, "rows published without NOTIFY or poll");
+      await listener.query("SELECT 1"); // a notification sent before this would have arrived by now
+      expect(notifications).toBe(0);
+    } finally {
+      listener.release();
       await relay.stop();
     }
   });

@@ -16,8 +16,14 @@ export interface OutboxRelayOptions {
   batchSize?: number;
   /** Polling backstop when no NOTIFY arrives (default 500 ms). */
   pollMs?: number;
-  /** Poll interval while busy: for 1 s after publishing anything (default 20 ms). */
+  /** Poll interval for 1 s after a NOTIFY from another process (default 20 ms). */
   busyPollMs?: number;
+  /**
+   * Be woken directly by this process's commits, which then send no NOTIFY (default true).
+   * false: rely on NOTIFY alone, as for writers elsewhere — for code whose transactions do
+   * not call `committed` (see services/platform/db.ts).
+   */
+  localWake?: boolean;
   /** How often a stand-by replica tries to become the leader (default 1000 ms). */
   leaderRetryMs?: number;
   /** Published rows are kept this long, then deleted (default 1 h; 0 = delete at publish). */
@@ -52,7 +58,7 @@ interface OutboxRow {
  * docs/saga-contract.md).
  * Woken directly by commits of its own process (see `registerLocalRelay`) and by NOTIFY
  * from other processes, polling every `pollMs` as a backstop, and every `busyPollMs` for a
- * second after it published anything. If the dedicated connection drops, the lock goes
+ * second after a NOTIFY (other processes' writers throttle theirs). If the dedicated connection drops, the lock goes
  * with it and another replica takes over.
  */
 export class OutboxRelay {
@@ -67,7 +73,7 @@ export class OutboxRelay {
   private loop: Promise<void> | null = null;
   private lastBacklogAt = 0;
   private lastCleanupAt = 0;
-  private lastBusyAt = 0;
+  private lastRemoteNotificationAt = 0;
   private unregisterLocal: () => void = () => undefined;
   /** Ids of rows published or being published, not yet marked. */
   private readonly inFlight = new Set<string>();
@@ -77,7 +83,7 @@ export class OutboxRelay {
   private failure: unknown;
 
   constructor(opts: OutboxRelayOptions) {
-    this.opts = { batchSize: 500, pollMs: 500, busyPollMs: 20, leaderRetryMs: 1000, retentionMs: 60 * 60 * 1000, ...opts };
+    this.opts = { batchSize: 500, pollMs: 500, busyPollMs: 20, localWake: true, leaderRetryMs: 1000, retentionMs: 60 * 60 * 1000, ...opts };
     this.s = quoteSchema(opts.schema);
     this.log = opts.logger ?? createLogger("outbox-relay");
   }
@@ -115,16 +121,16 @@ export class OutboxRelay {
           }
           this.log.info("outbox relay is the leader", { schema: this.opts.schema });
           await client.query(`LISTEN "${outboxChannel(this.opts.schema)}"`);
-          this.unregisterLocal = registerLocalRelay(this.opts.schema, this.onNotification);
+          if (this.opts.localWake) this.unregisterLocal = registerLocalRelay(this.opts.schema, this.onLocalCommit);
         }
         this.dirty = false;
         const n = await this.drain(client);
-        if (n > 0) this.lastBusyAt = Date.now();
         await this.updateBacklog(client);
         if (n >= this.opts.batchSize || this.dirty) continue;
         await this.cleanup(client);
-        // While busy, poll fast: writers skip most NOTIFYs under load (enqueueOutbox notify "auto").
-        const busy = Date.now() - this.lastBusyAt < 1000;
+        // While other processes write, poll fast: they skip most NOTIFYs under load (enqueueOutbox
+        // notify "auto"). This process's own commits wake the relay directly and send none.
+        const busy = Date.now() - this.lastRemoteNotificationAt < 1000;
         if (!this.dirty) await this.sleep(busy ? this.opts.busyPollMs : this.opts.pollMs);
       } catch (err) {
         this.log.error("outbox relay error", { schema: this.opts.schema, error: errorMessage(err) });
@@ -155,7 +161,13 @@ export class OutboxRelay {
     this.log.warn("outbox relay connection error", { schema: this.opts.schema, error: err.message });
   };
 
+  /** A NOTIFY: another process wrote (this one's writers do not notify while it leads). */
   private readonly onNotification = (): void => {
+    this.lastRemoteNotificationAt = Date.now();
+    this.onLocalCommit();
+  };
+
+  private readonly onLocalCommit = (): void => {
     this.dirty = true;
     this.wake?.();
   };
