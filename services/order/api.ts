@@ -8,6 +8,7 @@ import { requestHash } from "./domain/idempotency.js";
 import { priceOrder, rejectRepeatedSkus } from "./domain/pricing.js";
 import type { PoolClient } from "../platform/db.js";
 import type { OrderCache } from "./cache.js";
+import type { LocalOrderCache } from "./local-cache.js";
 import type { CustomerRateLimit } from "./rate-limit.js";
 import type { OrderWatch } from "./saga/watch.js";
 import { IdempotencyConflict, type SagaStart, type OrderStore, readOrder } from "./store.js";
@@ -23,10 +24,12 @@ export interface OrderApiDependencies {
   cancel: (tx: PoolClient, orderId: string, reason: string) => Promise<void>;
   watch: OrderWatch;
   cache: OrderCache;
+  /** In-process copies of terminal orders, in front of `cache`; undefined when turned off. */
+  localCache: LocalOrderCache | undefined;
   rateLimit: CustomerRateLimit;
 }
 
-export function orderApi({ store, inventory, sagaStart, cancel, watch, cache, rateLimit }: OrderApiDependencies): ServiceImpl<typeof OrderService> {
+export function orderApi({ store, inventory, sagaStart, cancel, watch, cache, localCache, rateLimit }: OrderApiDependencies): ServiceImpl<typeof OrderService> {
   return {
     async createOrder(request, context) {
       rejectRepeatedSkus(request.items);
@@ -54,11 +57,18 @@ export function orderApi({ store, inventory, sagaStart, cancel, watch, cache, ra
     },
 
     async getOrder({ orderId }) {
+      const local = localCache?.get(orderId);
+      if (local) return { order: local };
+      const readStartedAt = performance.now();
       const cached = await cache.get(orderId);
-      if (cached) return { order: cached };
+      if (cached) {
+        localCache?.offer(cached, readStartedAt);
+        return { order: cached };
+      }
       const order = await store.get(orderId);
       if (!order) throw new ConnectError(`order ${orderId} not found`, Code.NotFound);
       await cache.offer(order);
+      localCache?.offer(order, readStartedAt);
       return { order };
     },
 
@@ -75,6 +85,8 @@ export function orderApi({ store, inventory, sagaStart, cancel, watch, cache, ra
         await cancel(tx, orderId, reason);
         return readOrder(tx, orderId);
       });
+      // Committed: this replica serves the change from now on (others when its notice arrives).
+      localCache?.changed(orderId);
       return { order };
     },
 
