@@ -1,13 +1,12 @@
 import { Code, ConnectError, type ServiceImpl } from "@connectrpc/connect";
 import { z } from "zod";
-import type { InventoryService } from "../../gen/orderflow/inventory/v1/inventory_pb.js";
 import { OrderService } from "../../gen/orderflow/order/v1/order_pb.js";
-import type { Client } from "@connectrpc/connect";
 import { decodePageToken, pageSize, paginate } from "../platform/paging.js";
 import { requestHash } from "./domain/idempotency.js";
 import { priceOrder, rejectRepeatedSkus } from "./domain/pricing.js";
 import type { PoolClient } from "../platform/db.js";
 import type { OrderCache } from "./cache.js";
+import type { Catalogue } from "./catalogue.js";
 import type { LocalOrderCache } from "./local-cache.js";
 import type { CustomerRateLimit } from "./rate-limit.js";
 import type { OrderWatch } from "./saga/watch.js";
@@ -17,7 +16,7 @@ const pagePosition = z.object({ before: z.string().regex(/^\d+$/) });
 
 export interface OrderApiDependencies {
   store: OrderStore;
-  inventory: Client<typeof InventoryService>;
+  catalogue: Catalogue;
   /** The saga's first step, started inside the creating transaction. */
   sagaStart: SagaStart;
   /** Cancels inside a transaction on the primary. */
@@ -29,15 +28,12 @@ export interface OrderApiDependencies {
   rateLimit: CustomerRateLimit;
 }
 
-export function orderApi({ store, inventory, sagaStart, cancel, watch, cache, localCache, rateLimit }: OrderApiDependencies): ServiceImpl<typeof OrderService> {
+export function orderApi({ store, catalogue, sagaStart, cancel, watch, cache, localCache, rateLimit }: OrderApiDependencies): ServiceImpl<typeof OrderService> {
   return {
-    async createOrder(request, context) {
+    async createOrder(request) {
       rejectRepeatedSkus(request.items);
       await rateLimit.check(request.customerId);
-      const { products } = await inventory.batchGetProducts({ skus: request.items.map((i) => i.sku) }, { signal: context.signal }).catch((error: unknown) => {
-        const cause = ConnectError.from(error);
-        throw new ConnectError(`inventory is unavailable: ${cause.rawMessage}`, Code.Unavailable);
-      });
+      const products = await catalogue.products(request.items.map((i) => i.sku));
       const priced = priceOrder(request.items, products);
       try {
         const { order } = await store.create(

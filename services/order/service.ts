@@ -11,6 +11,7 @@ import { serviceClient } from "../platform/rpc/client.js";
 import { connectRedis } from "../platform/redis.js";
 import { orderApi } from "./api.js";
 import { OrderCache } from "./cache.js";
+import { Catalogue } from "./catalogue.js";
 import { LocalOrderCache } from "./local-cache.js";
 import { CustomerRateLimit } from "./rate-limit.js";
 import { orderConfigShape } from "./config.js";
@@ -67,7 +68,7 @@ export async function start(context: ServiceContext): Promise<ServiceParts> {
   if (localCache) watch.subscribe(localCache);
   const api = orderApi({
     store,
-    inventory,
+    catalogue: new Catalogue(inventory),
     watch,
     sagaStart: sagaStart(timing),
     cache,

@@ -1,7 +1,8 @@
 import { randomUUID } from "node:crypto";
 import { create } from "@bufbuild/protobuf";
+import DataLoader from "dataloader";
 import { type Order, OrderSchema, type OrderStatus, OrderStatus as Status } from "../../gen/orderflow/order/v1/order_pb.js";
-import { type OutgoingMessage, outboxInsert, outboxWritten } from "../platform/bus/index.js";
+import { currentTraceHeaders, type OutgoingMessage, outboxInsert, outboxWritten } from "../platform/bus/index.js";
 import type { Database, Queryable } from "../platform/db.js";
 import { money } from "../platform/money.js";
 import { timestamp } from "../platform/time.js";
@@ -95,44 +96,67 @@ export async function readOrder(q: Queryable, orderId: string): Promise<Order | 
   return toOrder(row, row.items, row.history.map((h) => ({ ...h, at: new Date(h.at) })));
 }
 
-const insertOrderSql = `WITH o AS (
+const insertOrdersSql = `WITH input AS (
+     SELECT * FROM unnest($1::uuid[], $2::text[], $3::bigint[], $4::text[], $5::text[], $6::bytea[])
+       WITH ORDINALITY AS t(order_id, customer_id, total_minor, currency, idempotency_key, request_hash, n)),
+   o AS (
      INSERT INTO orders (order_id, customer_id, status, total_minor, currency, idempotency_key, request_hash, awaiting, step_deadline)
-     VALUES ($1, $2, 'PENDING', $3, $4, $5, $6, $7::text[], CASE WHEN cardinality($7::text[]) > 0 THEN now() + make_interval(secs => $8) END)
+     SELECT order_id, customer_id, 'PENDING', total_minor, currency, idempotency_key, request_hash,
+            $7::text[], CASE WHEN cardinality($7::text[]) > 0 THEN now() + make_interval(secs => $8) END
+       FROM input ORDER BY n
+     ON CONFLICT DO NOTHING
      RETURNING ${orderColumns}),
    i AS (
      INSERT INTO order_items (order_id, line_no, sku, quantity, unit_price_minor)
-     SELECT $1, n, sku, qty, price FROM unnest($9::text[], $10::bigint[], $11::bigint[]) WITH ORDINALITY AS l(sku, qty, price, n)),
+     SELECT l.order_id, l.line_no, l.sku, l.qty, l.price
+       FROM unnest($9::uuid[], $10::int[], $11::text[], $12::bigint[], $13::bigint[]) AS l(order_id, line_no, sku, qty, price)
+      WHERE l.order_id IN (SELECT order_id FROM o)),
    h AS (
-     INSERT INTO order_history (order_id, from_status, to_status, reason) VALUES ($1, 'UNSPECIFIED', 'PENDING', 'order placed') RETURNING at)`;
+     INSERT INTO order_history (order_id, from_status, to_status, reason)
+     SELECT order_id, 'UNSPECIFIED', 'PENDING', 'order placed' FROM o
+     RETURNING order_id, at)`;
+
+/** An order to insert, the id it gets and the trace context of the request that placed it. */
+interface Insert {
+  orderId: string;
+  order: NewOrder;
+  trace: Record<string, string>;
+}
 
 /**
- * One statement, and so one atomic write without BEGIN / COMMIT, inserts the order (with
- * its saga step), its items, its first history entry and the step's commands in the
- * outbox; the Order is built from what was written, without reading it back.
+ * One statement, and so one atomic write without BEGIN / COMMIT, inserts the orders (with
+ * their saga step), their items, first history entries and the step's commands in the
+ * outbox. An order whose idempotency key is taken is skipped (ON CONFLICT DO NOTHING,
+ * with its items and commands) and comes back undefined; the others come back built
+ * from what was written, without reading them back.
  */
-async function insertOrder(q: Queryable, order: NewOrder, saga: SagaStart | undefined): Promise<Order> {
-  const orderId = randomUUID();
-  const lines = order.priced.lines;
-  const currency = order.priced.currency;
+async function insertOrders(q: Queryable, inserts: readonly Insert[], saga: SagaStart | undefined): Promise<(Order | undefined)[]> {
+  const lines = inserts.flatMap(({ orderId, order }) => order.priced.lines.map((line, index) => ({ orderId, lineNo: index + 1, ...line })));
   const values: unknown[] = [
-    orderId,
-    order.customerId,
-    order.priced.totalMinor.toString(),
-    currency,
-    order.idempotencyKey ?? null,
-    order.requestHash ?? null,
+    inserts.map((x) => x.orderId),
+    inserts.map((x) => x.order.customerId),
+    inserts.map((x) => x.order.priced.totalMinor.toString()),
+    inserts.map((x) => x.order.priced.currency),
+    inserts.map((x) => x.order.idempotencyKey ?? null),
+    inserts.map((x) => x.order.requestHash ?? null),
     saga?.awaiting ?? [],
     (saga?.stepTimeoutMs ?? 0) / 1000,
+    lines.map((l) => l.orderId),
+    lines.map((l) => l.lineNo),
     lines.map((l) => l.sku),
     lines.map((l) => l.quantity.toString()),
     lines.map((l) => l.unitPriceMinor.toString()),
   ];
-  let text = insertOrderSql;
+  let text = insertOrdersSql;
   let name = "order.create";
   if (saga) {
-    // The commands are built before the insert: they need only what the request decided.
-    const placed = create(OrderSchema, { orderId, customerId: order.customerId, status: Status.PENDING, total: money(order.priced.totalMinor, currency) });
-    const outbox = outboxInsert(saga.outboxSchema, saga.commands(placed), values.length + 1);
+    // The commands are built before the insert: they need only what the requests decided.
+    const commands = inserts.flatMap(({ orderId, order, trace }) =>
+      saga
+        .commands(create(OrderSchema, { orderId, customerId: order.customerId, status: Status.PENDING, total: money(order.priced.totalMinor, order.priced.currency) }))
+        .map((command) => ({ ...command, headers: { ...trace, ...command.headers } })),
+    );
+    const outbox = outboxInsert(saga.outboxSchema, commands, values.length + 1, {}, "SELECT order_id::text FROM o");
     values.push(...outbox.values);
     text += `, ob AS (${outbox.sql})`;
     name += "+outbox";
@@ -143,14 +167,37 @@ async function insertOrder(q: Queryable, order: NewOrder, saga: SagaStart | unde
     }
   }
   const notified = name.endsWith("+notify") ? ", (SELECT count(*) FROM n) AS notified" : "";
-  const { rows } = await q.query<OrderRow & { history_at: Date }>({ name, text: `${text} SELECT o.*, h.at AS history_at${notified} FROM o, h`, values });
-  if (saga) outboxWritten(saga.outboxSchema);
-  const row = rows[0]!;
-  const items = lines.map((l) => ({ order_id: orderId, sku: l.sku, quantity: l.quantity.toString(), unit_price_minor: l.unitPriceMinor.toString() }));
-  return toOrder(row, items, [{ from_status: "UNSPECIFIED", to_status: "PENDING", reason: "order placed", at: row.history_at }]);
+  const { rows } = await q.query<OrderRow & { history_at: Date }>({ name, text: `${text} SELECT o.*, h.at AS history_at${notified} FROM o JOIN h USING (order_id)`, values });
+  if (saga && rows.length > 0) outboxWritten(saga.outboxSchema);
+  const written = new Map(rows.map((row) => [row.order_id, row]));
+  return inserts.map(({ orderId, order }) => {
+    const row = written.get(orderId);
+    if (!row) return undefined;
+    const items = order.priced.lines.map((l) => ({ order_id: orderId, sku: l.sku, quantity: l.quantity.toString(), unit_price_minor: l.unitPriceMinor.toString() }));
+    return toOrder(row, items, [{ from_status: "UNSPECIFIED", to_status: "PENDING", reason: "order placed", at: row.history_at }]);
+  });
+}
+
+/** What CreateOrder asks the store for, batched. */
+interface CreateRequest {
+  order: NewOrder;
+  saga: SagaStart | undefined;
+  /** The caller's trace context: the batch runs in the first caller's. */
+  trace: Record<string, string>;
 }
 
 export class OrderStore {
+  /**
+   * Orders created in one turn of the event loop go to Postgres as one statement: under
+   * load the inserts (and their round trips) grow fewer instead of one per order; at low
+   * load nothing waits.
+   */
+  private readonly creations = new DataLoader<CreateRequest, { order: Order; created: boolean }>((requests) => this.createMany(requests), {
+    cache: false,
+    maxBatchSize: 200,
+    batchScheduleFn: (callback) => setImmediate(callback),
+  });
+
   constructor(readonly db: Database) {}
 
   /**
@@ -158,17 +205,44 @@ export class OrderStore {
    * same statement, the saga's first step — or returns the order an earlier
    * request with the same idempotency key created. The unique (customer, key)
    * constraint decides: a new key (the common case) costs no lookup, a repeated
-   * one fails the insert, which writes nothing, and the earlier order is read.
+   * one is skipped by the insert, and the earlier order is read.
    */
-  async create(order: NewOrder, saga?: SagaStart): Promise<{ order: Order; created: boolean }> {
+  create(order: NewOrder, saga?: SagaStart): Promise<{ order: Order; created: boolean }> {
+    return this.creations.load({ order, saga, trace: currentTraceHeaders() });
+  }
+
+  private async createMany(requests: readonly CreateRequest[]): Promise<({ order: Order; created: boolean } | Error)[]> {
+    const results: ({ order: Order; created: boolean } | Error)[] = [];
+    // One statement per saga start (in practice there is one).
+    for (const saga of new Set(requests.map((r) => r.saga))) {
+      const group = requests.flatMap((request, index) => (request.saga === saga ? [{ request, index }] : []));
+      const inserts = group.map(({ request }) => ({ orderId: randomUUID(), order: request.order, trace: request.trace }));
+      let written: (Order | undefined)[] | Error;
+      try {
+        written = await insertOrders(this.db.primary, inserts, saga);
+      } catch (error) {
+        written = error instanceof Error ? error : new Error(String(error));
+      }
+      if (written instanceof Error && group.length > 1) {
+        // One bad order must not fail the others: each on its own.
+        for (const { request, index } of group) results[index] = await this.createMany([request]).then((r) => r[0]!);
+        continue;
+      }
+      for (const [i, { request, index }] of group.entries()) {
+        results[index] = written instanceof Error ? written : await this.createdOrEarlier(request.order, written[i]);
+      }
+    }
+    return results;
+  }
+
+  /** The inserted order, or the one an earlier request with the same idempotency key created. */
+  private async createdOrEarlier(order: NewOrder, inserted: Order | undefined): Promise<{ order: Order; created: boolean } | Error> {
+    if (inserted) return { order: inserted, created: true };
     try {
-      return { order: await insertOrder(this.db.primary, order, saga), created: true };
+      const existing = order.idempotencyKey ? await this.findByKey(this.db.primary, order.customerId, order.idempotencyKey, order.requestHash) : undefined;
+      return existing ? { order: existing, created: false } : new Error("the order was not inserted and no earlier order holds its idempotency key");
     } catch (error) {
-      const repeatedKey = order.idempotencyKey && isUniqueViolation(error);
-      if (!repeatedKey) throw error;
-      const existing = await this.findByKey(this.db.primary, order.customerId, order.idempotencyKey!, order.requestHash);
-      if (!existing) throw error;
-      return { order: existing, created: false };
+      return error instanceof Error ? error : new Error(String(error));
     }
   }
 
@@ -199,6 +273,3 @@ export class OrderStore {
   }
 }
 
-function isUniqueViolation(error: unknown): boolean {
-  return typeof error === "object" && error !== null && "code" in error && error.code === "23505";
-}

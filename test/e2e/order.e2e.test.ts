@@ -123,6 +123,33 @@ describe.each(transports)("order end to end (RPC_TRANSPORT=%s)", (transport) => 
     expect((orders.json as { orders: JsonOrder[] }).orders).toHaveLength(1);
   });
 
+  it("concurrent CreateOrders (inserted together): a repeated key shares one order, a changed request under it is ALREADY_EXISTS", async () => {
+    const grpc = grpcJsClient(OrderService, system().address("order"));
+    try {
+      const customerId = "e2e-burst";
+      const place = (key: string, quantity: bigint) =>
+        grpc.unary(OrderService.method.createOrder, { customerId, idempotencyKey: key, items: [{ sku: "CB-005", quantity }, { sku: "LS-008", quantity: 1n }] }).catch((e: ServiceError) => e);
+      // 12 distinct keys, each sent twice, plus a different request under key-0, all at once.
+      const calls = [...Array.from({ length: 12 }, (_, i) => place(`key-${i}`, BigInt(i + 1))), ...Array.from({ length: 12 }, (_, i) => place(`key-${i}`, BigInt(i + 1))), place("key-0", 99n)];
+      const results = await Promise.all(calls);
+      const conflict = results[24] as ServiceError;
+      expect(conflict.code).toBe(GrpcStatus.ALREADY_EXISTS);
+      for (let i = 0; i < 12; i++) {
+        const first = results[i] as { order?: { orderId: string; items: { sku: string; quantity: bigint }[] } };
+        const repeat = results[12 + i] as { order?: { orderId: string } };
+        expect(first.order?.orderId).toBeDefined();
+        expect(repeat.order?.orderId).toBe(first.order?.orderId);
+        expect(first.order?.items.map((item) => [item.sku, item.quantity])).toEqual([["CB-005", BigInt(i + 1)], ["LS-008", 1n]]);
+        const stored = await grpc.unary(OrderService.method.getOrder, { orderId: first.order!.orderId });
+        expect(stored.order?.items.map((item) => item.quantity)).toEqual([BigInt(i + 1), 1n]);
+      }
+      const listed = await grpc.unary(OrderService.method.listOrders, { customerId, pageSize: 50 });
+      expect(listed.orders).toHaveLength(12);
+    } finally {
+      grpc.close();
+    }
+  });
+
   it("ListOrders pages newest first with tokens and filters by status", async () => {
     const customerId = "e2e-pager";
     const ids: string[] = [];

@@ -55,6 +55,7 @@ function shouldNotify(schema: string, mode: boolean | "auto"): boolean {
  * a single statement runs without BEGIN / COMMIT, so it saves two round trips. `notify` is
  * the channel to pg_notify when this write should signal the relay (throttled, see
  * EnqueueOptions.notify), else undefined. Call `outboxWritten(schema)` once it committed.
+ * With `keysIn` (a subquery of the statement), only messages whose key it returns are written.
  * The active trace context is stored with each row.
  */
 export function outboxInsert(
@@ -62,6 +63,7 @@ export function outboxInsert(
   messages: readonly OutgoingMessage[],
   first: number,
   opts: EnqueueOptions = {},
+  keysIn?: string,
 ): { sql: string; values: unknown[]; ids: string[]; notify: string | undefined } {
   const trace = currentTraceHeaders();
   const ids: string[] = [];
@@ -76,14 +78,16 @@ export function outboxInsert(
     subjects.push(m.subject);
     types.push(type);
     payloads.push(Buffer.from(payload.buffer, payload.byteOffset, payload.byteLength));
-    headers.push(JSON.stringify({ ...m.headers, ...trace }));
+    // A message's own trace headers (captured where it was decided) win over the context's.
+    headers.push(JSON.stringify({ ...trace, ...m.headers }));
     keys.push(m.key ?? null);
   }
   const $ = (i: number): string => `$${first + i}`;
   const sql = `INSERT INTO ${quoteSchema(schema)}.outbox (msg_id, subject, type, payload, headers, key)
     SELECT u.msg_id, u.subject, u.type, u.payload, u.headers, u.key
       FROM unnest(${$(0)}::text[], ${$(1)}::text[], ${$(2)}::text[], ${$(3)}::bytea[], ${$(4)}::jsonb[], ${$(5)}::text[])
-           WITH ORDINALITY AS u(msg_id, subject, type, payload, headers, key, ord)
+           WITH ORDINALITY AS u(msg_id, subject, type, payload, headers, key, ord)${keysIn === undefined ? "" : `
+     WHERE u.key IN (${keysIn})`}
      ORDER BY u.ord`;
   return { sql, values: [ids, subjects, types, payloads, headers, keys], ids, notify: shouldNotify(schema, opts.notify ?? "auto") ? outboxChannel(schema) : undefined };
 }
