@@ -75,9 +75,11 @@ export class OutboxRelay {
   private lastCleanupAt = 0;
   private lastRemoteNotificationAt = 0;
   private unregisterLocal: () => void = () => undefined;
-  /** Ids of rows published or being published, not yet marked. */
+  /** Ids of rows being published, not yet acknowledged. */
   private readonly inFlight = new Set<string>();
-  /** The chain of batches waiting for their acks and marks (never rejects). */
+  /** Ids of rows acknowledged by JetStream, to be marked by the next read of the outbox. */
+  private readonly acked = new Set<string>();
+  /** The chain of batches waiting for their acks (never rejects). */
   private marking: Promise<void> = Promise.resolve();
   /** Why a batch failed to publish or mark: the loop reconnects and re-reads its rows. */
   private failure: unknown;
@@ -140,14 +142,25 @@ export class OutboxRelay {
       }
     }
     await this.settle();
+    if (this.client && this.acked.size > 0) await this.mark(this.client).catch((err: unknown) => this.log.warn("outbox relay could not mark its last rows; they will be published again (JetStream drops the duplicates)", { schema: this.opts.schema, error: errorMessage(err) }));
     this.disconnect(undefined);
   }
 
-  /** Waits until every published batch is marked (or has failed), and forgets the failure. */
+  /**
+   * Waits until every published batch is acknowledged (or has failed), and forgets the
+   * failure; acknowledged rows stay to be marked, the others are read again.
+   */
   private async settle(): Promise<void> {
     await this.marking;
     this.inFlight.clear();
     this.failure = undefined;
+  }
+
+  /** Marks the acknowledged rows published (or deletes them, without retention). */
+  private async mark(client: PoolClient): Promise<void> {
+    const ids = [...this.acked];
+    await client.query(this.opts.retentionMs === 0 ? `DELETE FROM ${this.s}.outbox WHERE id = ANY($1::bigint[])` : `UPDATE ${this.s}.outbox SET published_at = now() WHERE id = ANY($1::bigint[])`, [ids]);
+    for (const id of ids) this.acked.delete(id);
   }
 
   private async connect(): Promise<void> {
@@ -192,19 +205,25 @@ export class OutboxRelay {
   }
 
   /**
-   * Reads the oldest unpublished rows not already in flight and publishes them; their acks
-   * and the mark that follows are awaited in the background (`marking`), so the next batch
-   * is read and published while this one is acknowledged. Returns the number of rows.
+   * In one statement, marks the rows acknowledged since the last read and reads the oldest
+   * unpublished rows not in flight, then publishes them; their acks are awaited in the
+   * background (`marking`), so the next batch is read and published while this one is
+   * acknowledged, and an ack wakes the loop to mark. Returns the number of rows read.
    */
   private async drain(client: PoolClient): Promise<number> {
     if (this.failure !== undefined) throw this.failure;
     if (this.inFlight.size >= this.opts.batchSize * 2) await this.marking;
+    const marks = [...this.acked];
+    const mark = this.opts.retentionMs === 0 ? `DELETE FROM ${this.s}.outbox WHERE id = ANY($3::bigint[])` : `UPDATE ${this.s}.outbox SET published_at = now() WHERE id = ANY($3::bigint[])`;
+    // The read sees the statement's snapshot, before the mark: rows being marked are excluded by id.
     const { rows } = await client.query<OutboxRow>({
-      name: `outbox.claim.${this.opts.schema}`,
-      text: `SELECT id, msg_id, subject, type, payload, headers, key FROM ${this.s}.outbox
+      name: `outbox.claim.${this.opts.schema}${this.opts.retentionMs === 0 ? ".delete" : ""}`,
+      text: `WITH marked AS (${mark})
+             SELECT id, msg_id, subject, type, payload, headers, key FROM ${this.s}.outbox
               WHERE published_at IS NULL AND NOT (id = ANY($2::bigint[])) ORDER BY id LIMIT $1`,
-      values: [this.opts.batchSize, [...this.inFlight]],
+      values: [this.opts.batchSize, [...this.inFlight, ...marks], marks],
     });
+    for (const id of marks) this.acked.delete(id);
     if (rows.length === 0) return 0;
     const ids = rows.map((r) => r.id);
     for (const id of ids) this.inFlight.add(id);
@@ -222,11 +241,13 @@ export class OutboxRelay {
     this.marking = this.marking.then(async () => {
       try {
         const duplicates = (await acks).filter((a) => a.duplicate).length;
-        if (this.opts.retentionMs === 0) await client.query(`DELETE FROM ${this.s}.outbox WHERE id = ANY($1::bigint[])`, [ids]);
-        else await client.query(`UPDATE ${this.s}.outbox SET published_at = now() WHERE id = ANY($1::bigint[])`, [ids]);
         busMetrics.outboxPublished.inc({ schema: this.opts.schema }, rows.length - duplicates);
         if (duplicates > 0) busMetrics.outboxDuplicates.inc({ schema: this.opts.schema }, duplicates);
-        for (const id of ids) this.inFlight.delete(id);
+        for (const id of ids) {
+          this.inFlight.delete(id);
+          this.acked.add(id);
+        }
+        this.onLocalCommit();
       } catch (err) {
         // The rows stay in flight until the loop settles and reconnects, then are read again.
         this.failure ??= err;
