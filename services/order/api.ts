@@ -7,7 +7,6 @@ import { priceOrder, rejectRepeatedSkus } from "./domain/pricing.js";
 import type { PoolClient } from "../platform/db.js";
 import type { OrderCache } from "./cache.js";
 import type { Catalogue } from "./catalogue.js";
-import type { LocalOrderCache } from "./local-cache.js";
 import type { CustomerRateLimit } from "./rate-limit.js";
 import type { OrderWatch } from "./saga/watch.js";
 import { IdempotencyConflict, type SagaStart, type OrderStore, readOrder } from "./store.js";
@@ -23,12 +22,10 @@ export interface OrderApiDependencies {
   cancel: (tx: PoolClient, orderId: string, reason: string) => Promise<void>;
   watch: OrderWatch;
   cache: OrderCache;
-  /** In-process copies of terminal orders, in front of `cache`; undefined when turned off. */
-  localCache: LocalOrderCache | undefined;
   rateLimit: CustomerRateLimit;
 }
 
-export function orderApi({ store, catalogue, sagaStart, cancel, watch, cache, localCache, rateLimit }: OrderApiDependencies): ServiceImpl<typeof OrderService> {
+export function orderApi({ store, catalogue, sagaStart, cancel, watch, cache, rateLimit }: OrderApiDependencies): ServiceImpl<typeof OrderService> {
   return {
     async createOrder(request) {
       rejectRepeatedSkus(request.items);
@@ -53,18 +50,11 @@ export function orderApi({ store, catalogue, sagaStart, cancel, watch, cache, lo
     },
 
     async getOrder({ orderId }) {
-      const local = localCache?.get(orderId);
-      if (local) return { order: local };
-      const readStartedAt = performance.now();
       const cached = await cache.get(orderId);
-      if (cached) {
-        localCache?.offer(cached, readStartedAt);
-        return { order: cached };
-      }
+      if (cached) return { order: cached };
       const order = await store.get(orderId);
       if (!order) throw new ConnectError(`order ${orderId} not found`, Code.NotFound);
       await cache.offer(order);
-      localCache?.offer(order, readStartedAt);
       return { order };
     },
 
@@ -81,8 +71,6 @@ export function orderApi({ store, catalogue, sagaStart, cancel, watch, cache, lo
         await cancel(tx, orderId, reason);
         return readOrder(tx, orderId);
       });
-      // Committed: this replica serves the change from now on (others when its notice arrives).
-      localCache?.changed(orderId);
       return { order };
     },
 

@@ -8,7 +8,5 @@ export const orderConfigShape = {
   INVENTORY_URL: z.url({ protocol: /^https?$/ }).describe("base URL of the inventory service, e.g. http://inventory:8080"),
   SAGA_STEP_TIMEOUT_MS: z.coerce.number().int().min(100).default(5_000).describe("time a saga step may take before its command is re-sent"),
   ORDER_RATE_LIMIT_PER_MINUTE: z.coerce.number().int().min(0).default(600).describe("CreateOrder calls per customer and minute (0 = unlimited)"),
-  ORDER_LOCAL_CACHE_MAX: z.coerce.number().int().min(0).default(10_000).describe("terminal orders kept in each process for GetOrder, in front of Redis (0 = off)"),
-  ORDER_LOCAL_CACHE_TTL_MS: z.coerce.number().int().min(1).default(60_000).describe("how long a process keeps a terminal order for GetOrder"),
   SAGA_STEP_MAX_ATTEMPTS: z.coerce.number().int().min(1).default(4).describe("sends of a forward step before the order is rejected and compensated"),
 };

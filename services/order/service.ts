@@ -12,7 +12,6 @@ import { connectRedis } from "../platform/redis.js";
 import { orderApi } from "./api.js";
 import { OrderCache } from "./cache.js";
 import { Catalogue } from "./catalogue.js";
-import { LocalOrderCache } from "./local-cache.js";
 import { CustomerRateLimit } from "./rate-limit.js";
 import { orderConfigShape } from "./config.js";
 import { cancelOrder } from "./saga/cancel.js";
@@ -64,19 +63,15 @@ export async function start(context: ServiceContext): Promise<ServiceParts> {
   const watch = await new OrderWatch(db, context.logger).start();
   const redis = connectRedis(config.REDIS_URL, context.logger, "GetOrder is served from Postgres and the per-customer rate limit is off");
   const cache = new OrderCache(redis);
-  const localCache = config.ORDER_LOCAL_CACHE_MAX > 0 ? new LocalOrderCache(config.ORDER_LOCAL_CACHE_MAX, config.ORDER_LOCAL_CACHE_TTL_MS) : undefined;
-  if (localCache) watch.subscribe(localCache);
   const api = orderApi({
     store,
     catalogue: new Catalogue(inventory),
     watch,
     sagaStart: sagaStart(timing),
     cache,
-    localCache,
     rateLimit: new CustomerRateLimit(redis, config.ORDER_RATE_LIMIT_PER_MINUTE),
     cancel: (tx, orderId, reason) =>
       cancelOrder(tx, orderId, reason, timing, async (before) => {
-        localCache?.changed(orderId);
         if (before.status === OrderStatus.CONFIRMED && !(await cache.invalidate(orderId, before.version + 1n))) {
           throw new ConnectError("cannot cancel a confirmed order while its cache is unreachable; retry shortly", Code.Unavailable);
         }

@@ -13,18 +13,8 @@ import { readOrder } from "../store.js";
  * pg_notify('order_changed', id) on commit, so a watcher on any replica hears
  * changes made by any other; one LISTEN connection per process fans them out.
  */
-/** Told of every order change any replica commits. */
-export interface ChangeSubscriber {
-  changed(orderId: string): void;
-  /** Changes go unheard from now on (the LISTEN connection was lost). */
-  deaf(): void;
-  /** Changes are heard again; those made in between were not. */
-  listening(): void;
-}
-
 export class OrderWatch implements Worker {
   private readonly changes = new EventEmitter();
-  private readonly subscribers: ChangeSubscriber[] = [];
   private client: pg.PoolClient | undefined;
   private stopped = false;
 
@@ -41,25 +31,16 @@ export class OrderWatch implements Worker {
     const client = await this.db.primary.connect();
     this.client = client;
     client.on("notification", (n) => {
-      if (!n.payload) return;
-      for (const subscriber of this.subscribers) subscriber.changed(n.payload);
-      this.changes.emit(n.payload);
+      if (n.payload) this.changes.emit(n.payload);
     });
     client.on("error", (error) => {
       this.logger.warn("order watch connection lost", { error: errorMessage(error) });
-      for (const subscriber of this.subscribers) subscriber.deaf();
       client.release(error);
       if (!this.stopped) setTimeout(() => void this.listen().catch(() => undefined), 1_000);
     });
     await client.query("LISTEN order_changed");
-    for (const subscriber of this.subscribers) subscriber.listening();
     // A change made while we were not listening would be missed: wake every watcher to re-read.
     for (const orderId of this.changes.eventNames()) if (typeof orderId === "string" && orderId !== "stop") this.changes.emit(orderId);
-  }
-
-  /** Tells `subscriber` of every change from now on. */
-  subscribe(subscriber: ChangeSubscriber): void {
-    this.subscribers.push(subscriber);
   }
 
   /** Ends every open watch stream (shutdown). */
