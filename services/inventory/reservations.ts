@@ -8,7 +8,7 @@ import {
   StockReservationFailedSchema,
   StockReservedSchema,
 } from "../../gen/orderflow/inventory/v1/saga_pb.js";
-import type { Queryable } from "../platform/db.js";
+import { prepared, type Queryable } from "../platform/db.js";
 import type { Reply } from "../platform/saga-participant.js";
 
 type ReservationStatus = "RESERVED" | "COMMITTED" | "RELEASED" | "FAILED";
@@ -27,12 +27,12 @@ const released = (orderId: string): Reply => ({ subject: "inventory.evt.released
 const committed = (orderId: string): Reply => ({ subject: "inventory.evt.committed", message: create(StockCommittedSchema, { orderId }) });
 
 async function lockReservation(tx: Queryable, orderId: string): Promise<{ status: ReservationStatus; reason: string } | undefined> {
-  const { rows } = await tx.query<{ status: ReservationStatus; reason: string }>("SELECT status, reason FROM reservations WHERE order_id = $1 FOR UPDATE", [orderId]);
+  const { rows } = await tx.query<{ status: ReservationStatus; reason: string }>(prepared("SELECT status, reason FROM reservations WHERE order_id = $1 FOR UPDATE", [orderId]));
   return rows[0];
 }
 
 async function linesOf(tx: Queryable, orderId: string): Promise<Line[]> {
-  const { rows } = await tx.query<{ sku: string; quantity: string }>("SELECT sku, quantity FROM reservation_lines WHERE order_id = $1 ORDER BY sku", [orderId]);
+  const { rows } = await tx.query<{ sku: string; quantity: string }>(prepared("SELECT sku, quantity FROM reservation_lines WHERE order_id = $1 ORDER BY sku", [orderId]));
   return rows.map((r) => ({ sku: r.sku, quantity: BigInt(r.quantity) }));
 }
 

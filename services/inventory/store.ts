@@ -1,6 +1,6 @@
 import { create } from "@bufbuild/protobuf";
 import { type Product, ProductSchema } from "../../gen/orderflow/inventory/v1/inventory_pb.js";
-import type { Database, Queryable } from "../platform/db.js";
+import { type Database, prepared, type Queryable } from "../platform/db.js";
 import { money } from "../platform/money.js";
 import { timestamp } from "../platform/time.js";
 
@@ -72,7 +72,7 @@ export class ProductStore {
   }
 
   private async select(q: Queryable, skus: string[]): Promise<Product[]> {
-    const { rows } = await q.query<ProductRow>(`SELECT ${columns} FROM products WHERE sku = ANY($1::text[]) ORDER BY sku`, [skus]);
+    const { rows } = await q.query<ProductRow>(prepared(`SELECT ${columns} FROM products WHERE sku = ANY($1::text[]) ORDER BY sku`, [skus]));
     return rows.map(toProduct);
   }
 }

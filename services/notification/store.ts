@@ -2,7 +2,7 @@ import { create } from "@bufbuild/protobuf";
 import { z } from "zod";
 import { type Notification, NotificationSchema } from "../../gen/orderflow/notification/v1/notification_pb.js";
 import type { OrderConcluded } from "../../gen/orderflow/order/v1/events_pb.js";
-import type { Database, Queryable } from "../platform/db.js";
+import { type Database, prepared, type Queryable } from "../platform/db.js";
 import { timestamp } from "../platform/time.js";
 import { isKindName, kindNames, kindOf, outcomeMessage } from "./outcome.js";
 
@@ -51,16 +51,18 @@ export async function recordOutcome(tx: Queryable, event: OrderConcluded, channe
   const kind = kindOf(event.status);
   if (!kind) throw new NotAnOutcome(`order ${event.orderId}: status ${event.status} is not an order outcome`);
   const { rows } = await tx.query<Record<string, unknown>>(
-    `WITH inserted AS (
-       INSERT INTO notifications (customer_id, order_id, kind, message) VALUES ($1, $2, $3, $4)
-       ON CONFLICT (order_id, kind) DO NOTHING
-       RETURNING ${columns}
-     )
-     SELECT ${columns}, pg_notify($5, json_build_object(
-       'notification_id', notification_id, 'seq', seq::text, 'customer_id', customer_id, 'order_id', order_id,
-       'kind', kind, 'message', message, 'created_at', created_at)::text) AS notified
-     FROM inserted`,
-    [event.customerId, event.orderId, kind, outcomeMessage(event, kind), channel],
+    prepared(
+      `WITH inserted AS (
+         INSERT INTO notifications (customer_id, order_id, kind, message) VALUES ($1, $2, $3, $4)
+         ON CONFLICT (order_id, kind) DO NOTHING
+         RETURNING ${columns}
+       )
+       SELECT ${columns}, pg_notify($5, json_build_object(
+         'notification_id', notification_id, 'seq', seq::text, 'customer_id', customer_id, 'order_id', order_id,
+         'kind', kind, 'message', message, 'created_at', created_at)::text) AS notified
+       FROM inserted`,
+      [event.customerId, event.orderId, kind, outcomeMessage(event, kind), channel],
+    ),
   );
   return rows[0] === undefined ? undefined : notificationRow.parse(rows[0]);
 }

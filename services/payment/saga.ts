@@ -10,7 +10,7 @@ import {
   RefundPaymentSchema,
 } from "../../gen/orderflow/payment/v1/payment_pb.js";
 import type { OutgoingMessage } from "../platform/bus/publish.js";
-import type { Queryable } from "../platform/db.js";
+import { prepared, type Queryable } from "../platform/db.js";
 import { money } from "../platform/money.js";
 import { type CommandHandlers, on } from "../platform/saga-participant.js";
 import { paymentMetrics } from "./metrics.js";
@@ -179,10 +179,12 @@ export async function lockWalletsOf(tx: Queryable, commands: readonly Message[])
   const refunds = commands.filter((c) => isMessage(c, RefundPaymentSchema)).map((c) => c.orderId);
   if (customers.length + refunds.length === 0) return;
   await tx.query(
-    `SELECT 1 FROM wallets
-      WHERE customer_id IN (SELECT unnest($1::text[]) UNION SELECT customer_id FROM payments WHERE order_id = ANY($2::text[]) AND customer_id IS NOT NULL)
-      ORDER BY customer_id FOR UPDATE`,
-    [customers, refunds],
+    prepared(
+      `SELECT 1 FROM wallets
+        WHERE customer_id IN (SELECT unnest($1::text[]) UNION SELECT customer_id FROM payments WHERE order_id = ANY($2::text[]) AND customer_id IS NOT NULL)
+        ORDER BY customer_id FOR UPDATE`,
+      [customers, refunds],
+    ),
   );
 }
 

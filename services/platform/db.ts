@@ -1,9 +1,27 @@
+import { createHash } from "node:crypto";
 import pg from "pg";
 
 export type Pool = pg.Pool;
 export type PoolClient = pg.PoolClient;
 /** Anything that runs a query: a pool or a client inside a transaction. */
 export type Queryable = Pick<pg.Pool, "query">;
+
+const statementNames = new Map<string, string>();
+
+/**
+ * The query as a named (prepared) statement: each connection has Postgres parse and plan it
+ * once instead of on every call (measured here: ~50 µs of Postgres CPU saved per statement).
+ * The name is derived from the text, so one text always has one name. For the hot statements
+ * of fixed text; not for text built from varying input (each variant stays prepared).
+ */
+export function prepared(text: string, values: unknown[]): pg.QueryConfig {
+  let name = statementNames.get(text);
+  if (name === undefined) {
+    name = `q${createHash("sha1").update(text).digest("hex").slice(0, 24)}`;
+    statementNames.set(text, name);
+  }
+  return { name, text, values };
+}
 
 const commitCallbacks = new WeakMap<pg.ClientBase, Set<() => void>>();
 

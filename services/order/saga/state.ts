@@ -1,6 +1,6 @@
 import { OrderStatus } from "../../../gen/orderflow/order/v1/order_pb.js";
 import { enqueueOutbox, type OutboxWriter } from "../../platform/bus/index.js";
-import type { PoolClient, Queryable } from "../../platform/db.js";
+import { type PoolClient, prepared, type Queryable } from "../../platform/db.js";
 import { isTerminal, statusFromName, statusName } from "../domain/status.js";
 import { commandFor, concludedEvent, type Step } from "./commands.js";
 import { type ItemRow, itemsJson } from "../store.js";
@@ -66,7 +66,7 @@ function toSagaOrder(row: SagaRow): SagaOrder {
 
 /** Locks the order's row for the rest of the transaction. */
 export async function lockOrder(tx: Queryable, orderId: string): Promise<SagaOrder | undefined> {
-  const { rows } = await tx.query<SagaRow>(`SELECT ${sagaColumns} FROM orders WHERE order_id = $1 FOR UPDATE`, [orderId]);
+  const { rows } = await tx.query<SagaRow>(prepared(`SELECT ${sagaColumns} FROM orders WHERE order_id = $1 FOR UPDATE`, [orderId]));
   return rows[0] && toSagaOrder(rows[0]);
 }
 
@@ -77,7 +77,7 @@ export async function lockOrder(tx: Queryable, orderId: string): Promise<SagaOrd
 export async function lockOrders(tx: Queryable, orderIds: string[]): Promise<SagaOrder[]> {
   const uuids = orderIds.filter((id) => /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i.test(id));
   if (uuids.length === 0) return [];
-  const { rows } = await tx.query<SagaRow>(`SELECT ${sagaColumns} FROM orders WHERE order_id = ANY($1::uuid[]) ORDER BY order_id FOR UPDATE`, [uuids]);
+  const { rows } = await tx.query<SagaRow>(prepared(`SELECT ${sagaColumns} FROM orders WHERE order_id = ANY($1::uuid[]) ORDER BY order_id FOR UPDATE`, [uuids]));
   return rows.map(toSagaOrder);
 }
 

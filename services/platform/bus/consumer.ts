@@ -3,7 +3,7 @@ import { AckPolicy, DeliverPolicy, type ConsumerConfig, type ConsumerMessages, t
 import { nanos, type MsgHdrs } from "@nats-io/transport-node";
 import { context, SpanKind, SpanStatusCode, trace } from "@opentelemetry/api";
 import type { Pool, PoolClient } from "pg";
-import { committed, rolledBack } from "../db.js";
+import { committed, prepared, rolledBack } from "../db.js";
 import { errorMessage } from "../errors.js";
 import { createLogger, type Logger } from "../logger.js";
 import { decodeMessage, sagaRegistry } from "./codec.js";
@@ -410,8 +410,7 @@ class BatchConsumer implements BusConsumer {
       await client.query("BEGIN");
       const ids = [...new Set(items.map((it) => it.d.id))];
       const r = await client.query<{ message_id: string }>(
-        `INSERT INTO ${table} (consumer, message_id) SELECT $1, unnest($2::text[]) ON CONFLICT DO NOTHING RETURNING message_id`,
-        [this.name, ids],
+        prepared(`INSERT INTO ${table} (consumer, message_id) SELECT $1, unnest($2::text[]) ON CONFLICT DO NOTHING RETURNING message_id`, [this.name, ids]),
       );
       const fresh = new Set(r.rows.map((row) => row.message_id));
       const newDeliveries = items.filter((it) => fresh.has(it.d.id)).map((it) => it.d);

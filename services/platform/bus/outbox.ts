@@ -1,7 +1,7 @@
 import { randomUUID } from "node:crypto";
 import type { Registry } from "@bufbuild/protobuf";
 import type { ClientBase } from "pg";
-import { afterCommit } from "../db.js";
+import { afterCommit, prepared } from "../db.js";
 import { encodeMessage, sagaRegistry } from "./codec.js";
 import { outboxChannel, quoteSchema } from "./names.js";
 import type { OutgoingMessage } from "./publish.js";
@@ -110,10 +110,10 @@ export async function enqueueOutbox(client: ClientBase, schema: string, messages
   const localLeader = localLeaders.get(schema);
   if (localLeader) afterCommit(client, localLeader);
   if (insert.notify === undefined) {
-    await client.query(insert.sql, insert.values);
+    await client.query(prepared(insert.sql, insert.values));
   } else {
     // One round trip: the insert and the notify (Postgres folds repeated notifies of a transaction into one).
-    await client.query(`WITH ins AS (${insert.sql} RETURNING 1) SELECT pg_notify($7, '') FROM (SELECT 1 FROM ins LIMIT 1) x`, [...insert.values, insert.notify]);
+    await client.query(prepared(`WITH ins AS (${insert.sql} RETURNING 1) SELECT pg_notify($7, '') FROM (SELECT 1 FROM ins LIMIT 1) x`, [...insert.values, insert.notify]));
   }
   return insert.ids;
 }
