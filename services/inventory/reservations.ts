@@ -46,48 +46,53 @@ async function moveStock(tx: Queryable, lines: Line[], change: string): Promise<
 
 /**
  * Reserves every line of the order ($2 skus, $3 quantities, in line order) or none,
- * and records the outcome ($1 order). The products are locked in sku order (no deadlock
+ * and records the outcome ($1 order) — unless the order has a reservation already
+ * (locked, and returned as `existing_*`: a re-sent command or a release's tombstone),
+ * in which case it changes nothing. The products are locked in sku order (no deadlock
  * between batches), the decision is taken on the locked rows, and `available` is set
  * from them rather than from this statement's snapshot, whose older value a concurrent
  * commit may have lowered (Postgres checks the CHECK on the snapshot's tuple first).
  */
-const reserveSql = `WITH l AS (
+const reserveSql = `WITH existing AS (
+   SELECT status, reason FROM reservations WHERE order_id = $1 FOR UPDATE
+ ), l AS (
    SELECT * FROM unnest($2::text[], $3::bigint[]) WITH ORDINALITY AS l(sku, qty, n)
  ), locked AS (
-   SELECT p.sku, p.available FROM products p WHERE p.sku IN (SELECT sku FROM l) ORDER BY p.sku FOR UPDATE
+   SELECT p.sku, p.available FROM products p
+    WHERE p.sku IN (SELECT sku FROM l) AND NOT EXISTS (SELECT 1 FROM existing) ORDER BY p.sku FOR UPDATE
  ), short AS (
    SELECT l.sku, l.n FROM l LEFT JOIN locked k ON k.sku = l.sku WHERE k.available IS NULL OR k.available < l.qty
  ), decision AS (
-   SELECT NOT EXISTS (SELECT 1 FROM short) AS ok, (SELECT string_agg(sku, ', ' ORDER BY n) FROM short) AS unavailable
+   SELECT NOT EXISTS (SELECT 1 FROM existing) AS fresh, NOT EXISTS (SELECT 1 FROM existing) AND NOT EXISTS (SELECT 1 FROM short) AS ok,
+          (SELECT string_agg(sku, ', ' ORDER BY n) FROM short) AS unavailable
  ), moved AS (
    UPDATE products p SET available = k.available - l.qty, reserved = p.reserved + l.qty, updated_at = now()
      FROM l JOIN locked k ON k.sku = l.sku, decision d WHERE d.ok AND p.sku = l.sku
  ), reservation AS (
    INSERT INTO reservations (order_id, status, reason)
-   SELECT $1, CASE WHEN d.ok THEN 'RESERVED' ELSE 'FAILED' END, CASE WHEN d.ok THEN '' ELSE 'out of stock: ' || d.unavailable END FROM decision d
+   SELECT $1, CASE WHEN d.ok THEN 'RESERVED' ELSE 'FAILED' END, CASE WHEN d.ok THEN '' ELSE 'out of stock: ' || d.unavailable END FROM decision d WHERE d.fresh
  ), lines AS (
    INSERT INTO reservation_lines (order_id, sku, quantity) SELECT $1, l.sku, l.qty FROM l, decision d WHERE d.ok
  )
- SELECT d.ok, coalesce(d.unavailable, '') AS unavailable, ARRAY(SELECT sku FROM short ORDER BY n) AS skus FROM decision d`;
+ SELECT d.ok, coalesce(d.unavailable, '') AS unavailable, ARRAY(SELECT sku FROM short ORDER BY n) AS skus,
+        (SELECT status FROM existing) AS existing_status, (SELECT reason FROM existing) AS existing_reason
+   FROM decision d`;
 
 /**
- * Reserves every line of the order or none. Replies with the recorded outcome
- * when the order was seen before (a re-sent command changes nothing).
+ * Reserves every line of the order or none, in one statement. Replies with the
+ * recorded outcome when the order was seen before (a re-sent command changes nothing).
  */
 export async function reserveStock(tx: Queryable, command: ReserveStock): Promise<Reply> {
   const { orderId } = command;
-  const existing = await lockReservation(tx, orderId);
-  if (existing) {
-    if (existing.status === "RESERVED" || existing.status === "COMMITTED") return reserved(orderId);
-    return failed(orderId, existing.status === "RELEASED" ? "order cancelled" : existing.reason);
-  }
   const lines = [...command.lines].sort((a, b) => a.sku.localeCompare(b.sku));
-  const { rows } = await tx.query<{ ok: boolean; unavailable: string; skus: string[] }>({
+  const { rows } = await tx.query<{ ok: boolean; unavailable: string; skus: string[]; existing_status: ReservationStatus | null; existing_reason: string | null }>({
     name: "inventory.reserve",
     text: reserveSql,
     values: [orderId, lines.map((l) => l.sku), lines.map((l) => l.quantity.toString())],
   });
   const outcome = rows[0]!;
+  if (outcome.existing_status === "RESERVED" || outcome.existing_status === "COMMITTED") return reserved(orderId);
+  if (outcome.existing_status) return failed(orderId, outcome.existing_status === "RELEASED" ? "order cancelled" : (outcome.existing_reason ?? ""));
   if (outcome.ok) return reserved(orderId);
   return failed(orderId, `out of stock: ${outcome.unavailable}`, outcome.skus);
 }
