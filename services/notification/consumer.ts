@@ -1,11 +1,12 @@
 import { isMessage } from "@bufbuild/protobuf";
 import type { JetStreamClient } from "@nats-io/jetstream";
 import type { Pool, PoolClient } from "pg";
-import { OrderConcludedSchema } from "../../gen/orderflow/order/v1/events_pb.js";
+import { type OrderConcluded, OrderConcludedSchema } from "../../gen/orderflow/order/v1/events_pb.js";
 import { type BusConsumer, type Delivery, type DlqConfig, startConsumer, streamName } from "../platform/bus/index.js";
 import type { Logger } from "../platform/logger.js";
 import { notificationMetrics } from "./metrics.js";
-import { recordOutcome } from "./store.js";
+import { kindOf } from "./outcome.js";
+import { NotAnOutcome, recordOutcomes } from "./store.js";
 
 export interface OrderEventsConsumerOptions {
   js: JetStreamClient;
@@ -22,22 +23,42 @@ export interface OrderEventsConsumerOptions {
 }
 
 /**
- * Handles one order event inside the consumer's batch transaction (which also holds the
- * message's inbox row): an OrderConcluded becomes one notification. Other order events
- * are not for us and are skipped.
+ * Collects a batch's order outcomes: each OrderConcluded becomes one notification, all of
+ * them written by one statement at the end of the consumer's batch transaction (which also
+ * holds the messages' inbox rows). Other order events are not for us and are skipped; an
+ * OrderConcluded that is not an outcome fails its message at once.
  */
-export async function handleOrderEvent(delivery: Delivery, tx: PoolClient, channel: string): Promise<void> {
-  if (!isMessage(delivery.message, OrderConcludedSchema)) return;
-  const row = await recordOutcome(tx, delivery.message, channel);
-  // Counted when the handler succeeds; a batch that then fails to commit is retried
-  // message by message, so the counter can run slightly ahead of the table.
-  if (row) notificationMetrics.recorded.inc({ kind: row.kind });
-  else notificationMetrics.duplicates.inc();
+class OutcomeBatch {
+  private readonly events: OrderConcluded[] = [];
+
+  constructor(private readonly channel: string) {}
+
+  clear(): void {
+    this.events.length = 0;
+  }
+
+  add(delivery: Delivery): void {
+    if (!isMessage(delivery.message, OrderConcludedSchema)) return;
+    if (!kindOf(delivery.message.status)) throw new NotAnOutcome(`order ${delivery.message.orderId}: status ${delivery.message.status} is not an order outcome`);
+    this.events.push(delivery.message);
+  }
+
+  async write(tx: PoolClient): Promise<void> {
+    const events = this.events.splice(0);
+    const rows = await recordOutcomes(tx, events, this.channel);
+    // Counted before the commit; a batch that then fails to commit is retried message by
+    // message, so the counters can run slightly ahead of the table.
+    for (const row of rows) {
+      if (row) notificationMetrics.recorded.inc({ kind: row.kind });
+      else notificationMetrics.duplicates.inc();
+    }
+  }
 }
 
 /** Consumes order.evt.> from stream ORDER (durable `notification-order-events`) with the Postgres inbox. */
 export function startOrderEventsConsumer(options: OrderEventsConsumerOptions): Promise<BusConsumer> {
   const domain = options.domain ?? "order";
+  const batch = new OutcomeBatch(options.channel);
   return startConsumer({
     js: options.js,
     pool: options.pool,
@@ -48,6 +69,8 @@ export function startOrderEventsConsumer(options: OrderEventsConsumerOptions): P
     logger: options.logger,
     ...(options.dlq ? { dlq: options.dlq } : {}),
     ...(options.batchSize === undefined ? {} : { batchSize: options.batchSize }),
-    handle: (delivery, tx) => handleOrderEvent(delivery, tx, options.channel),
+    beforeBatch: async () => batch.clear(),
+    handle: async (delivery) => batch.add(delivery),
+    afterBatch: (tx) => batch.write(tx),
   });
 }

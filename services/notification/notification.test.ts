@@ -18,7 +18,7 @@ import { RpcServer } from "../platform/rpc/server.js";
 import { notificationApi } from "./api.js";
 import { startOrderEventsConsumer } from "./consumer.js";
 import { NotificationHub } from "./hub.js";
-import { createdChannel, NotificationStore, recordOutcome } from "./store.js";
+import { createdChannel, NotificationStore, recordOutcome, recordOutcomes } from "./store.js";
 
 const logger = createLogger("notification-test", "error");
 const schema = `t${randomBytes(4).toString("hex")}_notification`;
@@ -70,6 +70,18 @@ describe("recordOutcome", () => {
     // The same order cancelled later is another outcome.
     expect(await db.transaction((tx) => recordOutcome(tx, { ...event, status: OrderStatus.CANCELLED }, channel))).toMatchObject({ kind: "order_cancelled" });
     expect(await countFor(customer)).toBe(2);
+  });
+
+  it("records a batch in one statement: results in event order, a repeat within the batch or of an earlier row gets none", async () => {
+    const customer = `c-${randomUUID()}`;
+    const earlier = concluded(customer);
+    await db.transaction((tx) => recordOutcome(tx, earlier, channel));
+    const a = concluded(customer);
+    const b = { ...concluded(customer), status: OrderStatus.REJECTED };
+    const rows = await db.transaction((tx) => recordOutcomes(tx, [a, earlier, b, a, { ...a, status: OrderStatus.CANCELLED }], channel));
+    expect(rows.map((row) => row?.kind)).toEqual(["order_confirmed", undefined, "order_rejected", undefined, "order_cancelled"]);
+    expect(rows[0]?.order_id).toBe(a.orderId);
+    expect(await countFor(customer)).toBe(4);
   });
 
   it("refuses a status that is not an outcome", async () => {

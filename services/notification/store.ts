@@ -48,23 +48,42 @@ const columns = "notification_id, seq, customer_id, order_id, kind, message, cre
  * or undefined when this order already has a notification of this kind.
  */
 export async function recordOutcome(tx: Queryable, event: OrderConcluded, channel: string): Promise<NotificationRow | undefined> {
-  const kind = kindOf(event.status);
-  if (!kind) throw new NotAnOutcome(`order ${event.orderId}: status ${event.status} is not an order outcome`);
+  return (await recordOutcomes(tx, [event], channel))[0];
+}
+
+/** `recordOutcome` for many events in one statement; the results are in the events' order. */
+export async function recordOutcomes(tx: Queryable, events: readonly OrderConcluded[], channel: string): Promise<(NotificationRow | undefined)[]> {
+  if (events.length === 0) return [];
+  const kinds = events.map((event) => {
+    const kind = kindOf(event.status);
+    if (!kind) throw new NotAnOutcome(`order ${event.orderId}: status ${event.status} is not an order outcome`);
+    return kind;
+  });
   const { rows } = await tx.query<Record<string, unknown>>(
     prepared(
       `WITH inserted AS (
-         INSERT INTO notifications (customer_id, order_id, kind, message) VALUES ($1, $2, $3, $4)
+         INSERT INTO notifications (customer_id, order_id, kind, message)
+         SELECT customer_id, order_id, kind, message
+           FROM unnest($1::text[], $2::text[], $3::text[], $4::text[]) WITH ORDINALITY AS e(customer_id, order_id, kind, message, n)
+          ORDER BY n
          ON CONFLICT (order_id, kind) DO NOTHING
          RETURNING ${columns}
        )
        SELECT ${columns}, pg_notify($5, json_build_object(
          'notification_id', notification_id, 'seq', seq::text, 'customer_id', customer_id, 'order_id', order_id,
          'kind', kind, 'message', message, 'created_at', created_at)::text) AS notified
-       FROM inserted`,
-      [event.customerId, event.orderId, kind, outcomeMessage(event, kind), channel],
+       FROM (SELECT * FROM inserted ORDER BY seq) i`,
+      [events.map((e) => e.customerId), events.map((e) => e.orderId), kinds, events.map((e, i) => outcomeMessage(e, kinds[i]!)), channel],
     ),
   );
-  return rows[0] === undefined ? undefined : notificationRow.parse(rows[0]);
+  const byKey = new Map(rows.map((row) => notificationRow.parse(row)).map((row) => [`${row.order_id}\u0000${row.kind}`, row]));
+  // A repeated (order, kind) in the batch was inserted once: only its first event gets the row.
+  return events.map((event, i) => {
+    const key = `${event.orderId}\u0000${kinds[i]}`;
+    const row = byKey.get(key);
+    byKey.delete(key);
+    return row;
+  });
 }
 
 export class NotificationStore {
