@@ -115,19 +115,42 @@ export async function releaseStock(tx: Queryable, { orderId }: ReleaseStock): Pr
 }
 
 /**
- * Turns the order's reservation into a sale. A reservation already released (the
- * order was cancelled and its release overtook this commit) has nothing to commit.
+ * Turns reservations into sales: the reservations still RESERVED become COMMITTED and their
+ * quantities move from reserved to sold, summed per product. The products are locked in
+ * sku order and the new values computed from the locked rows (as in reserveSql). A
+ * reservation already released (the order was cancelled and its release overtook the
+ * commit) has nothing to commit.
  */
-export async function commitStock(tx: Queryable, { orderId }: CommitStock): Promise<Reply> {
-  // One statement: the reservation's row lock decides against a concurrent release.
-  await tx.query({
-    name: "inventory.commit",
-    text: `WITH r AS (
-       UPDATE reservations SET status = 'COMMITTED', updated_at = now() WHERE order_id = $1 AND status = 'RESERVED' RETURNING order_id
-     )
-     UPDATE products p SET reserved = p.reserved - l.quantity, sold = p.sold + l.quantity, updated_at = now()
-       FROM reservation_lines l JOIN r ON r.order_id = l.order_id WHERE p.sku = l.sku`,
-    values: [orderId],
-  });
-  return committed(orderId);
+const commitSql = `WITH r AS (
+   UPDATE reservations SET status = 'COMMITTED', updated_at = now() WHERE order_id = ANY($1::uuid[]) AND status = 'RESERVED' RETURNING order_id
+ ), m AS (
+   SELECT l.sku, sum(l.quantity) AS qty FROM reservation_lines l JOIN r ON r.order_id = l.order_id GROUP BY l.sku
+ ), locked AS (
+   SELECT p.sku, p.reserved, p.sold FROM products p WHERE p.sku IN (SELECT sku FROM m) ORDER BY p.sku FOR UPDATE
+ )
+ UPDATE products p SET reserved = k.reserved - m.qty, sold = k.sold + m.qty, updated_at = now()
+   FROM m JOIN locked k ON k.sku = m.sku WHERE p.sku = m.sku`;
+
+/**
+ * The CommitStock commands of a consumer batch, written by one statement: at the end of
+ * the batch, or before any other command of it runs, so every command still sees the
+ * effects of those before it.
+ */
+export class StockCommits {
+  private readonly orderIds: string[] = [];
+
+  clear(): void {
+    this.orderIds.length = 0;
+  }
+
+  /** Collects the commit; its reply does not depend on the outcome. */
+  async commit(_tx: Queryable, { orderId }: CommitStock): Promise<Reply> {
+    this.orderIds.push(orderId);
+    return committed(orderId);
+  }
+
+  async write(tx: Queryable): Promise<void> {
+    if (this.orderIds.length === 0) return;
+    await tx.query({ name: "inventory.commit", text: commitSql, values: [this.orderIds.splice(0)] });
+  }
 }

@@ -37,6 +37,8 @@ export interface ParticipantOptions {
   batchSize?: number;
   /** Runs in each batch transaction before the handlers (see startConsumer's beforeBatch). */
   beforeBatch?: (tx: PoolClient, commands: Message[]) => Promise<void>;
+  /** Runs in each batch transaction after the handlers (see startConsumer's afterBatch). */
+  afterBatch?: (tx: PoolClient) => Promise<void>;
 }
 
 /**
@@ -57,6 +59,7 @@ export async function startParticipant(options: ParticipantOptions): Promise<Wor
     logger,
     ...(options.batchSize === undefined ? {} : { batchSize: options.batchSize }),
     ...(options.beforeBatch === undefined ? {} : { beforeBatch: (tx: PoolClient, deliveries: Delivery[]) => options.beforeBatch!(tx, deliveries.map((d) => d.message)) }),
+    ...(options.afterBatch === undefined ? {} : { afterBatch: options.afterBatch }),
     handle: async (delivery, tx, out) => {
       const handler = handlers[delivery.type];
       if (!handler) throw new Error(`${domain} has no handler for ${delivery.type}`);
