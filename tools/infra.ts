@@ -192,17 +192,32 @@ async function waitReachable(endpoint: Endpoint, timeoutMs: number, exited: () =
   }
 }
 
-/** A free TCP port on 127.0.0.1 (free when asked; bind soon). */
+/** Ports this process has handed out: a port picked but not yet bound looks free. */
+const handedOut = new Set<number>();
+
+/** The part of 20000–31999 this process picks from: its own per vitest worker, so parallel test files cannot pick the same port. */
+function portRange(): { from: number; size: number } {
+  const worker = Number(process.env["VITEST_POOL_ID"] ?? 0);
+  if (!Number.isInteger(worker) || worker < 1 || worker > 8) return { from: 20_000, size: 12_000 };
+  return { from: 20_000 + (worker - 1) * 1_500, size: 1_500 };
+}
+
 /**
- * A port free to listen on. Picked at random below Linux's ephemeral range
- * (32768+): a port the kernel hands out as port 0 can be taken by an outgoing
- * connection's local end before the service binds it, which made start-ups
- * fail with EADDRINUSE under parallel tests.
+ * A port free to listen on (free when asked; bind soon). Picked at random below Linux's
+ * ephemeral range (32768+): a port the kernel hands out as port 0 can be taken by an
+ * outgoing connection's local end before the service binds it. Never the same port twice
+ * in a process, and under vitest from the worker's own range: two systems that picked the
+ * same port before either bound it made start-ups fail with EADDRINUSE under parallel tests.
  */
 export async function freePort(): Promise<number> {
+  const { from, size } = portRange();
   for (let attempt = 0; attempt < 50; attempt++) {
-    const port = 20_000 + Math.floor(Math.random() * 12_000);
-    if (await canListen(port)) return port;
+    const port = from + Math.floor(Math.random() * size);
+    if (handedOut.has(port)) continue;
+    if (await canListen(port)) {
+      handedOut.add(port);
+      return port;
+    }
   }
   return listenOnce(0);
 }
