@@ -36,8 +36,8 @@ export function readCpuSeconds(pid: number): number | undefined {
   }
 }
 
-/** Pids of processes whose name (/proc/<pid>/comm) is `command`, e.g. every Postgres backend. */
-export function pidsOfCommand(command: string): number[] {
+/** Pids of the processes whose /proc/<pid>/<file> (read as text) satisfies `matches`. */
+function pidsWhere(file: "comm" | "cmdline", matches: (content: string) => boolean): number[] {
   const found: number[] = [];
   let entries: string[];
   try {
@@ -48,12 +48,17 @@ export function pidsOfCommand(command: string): number[] {
   for (const entry of entries) {
     if (!/^\d+$/.test(entry)) continue;
     try {
-      if (readFileSync(`/proc/${entry}/comm`, "utf8").trim() === command) found.push(Number(entry));
+      if (matches(readFileSync(`/proc/${entry}/${file}`, "utf8"))) found.push(Number(entry));
     } catch {
       // Gone.
     }
   }
   return found;
+}
+
+/** Pids of processes whose name (/proc/<pid>/comm) is `command`, e.g. every Postgres backend. */
+export function pidsOfCommand(command: string): number[] {
+  return pidsWhere("comm", (comm) => comm.trim() === command);
 }
 
 /** Busy CPU time of the whole machine so far, in seconds summed over cores (/proc/stat). */
@@ -74,23 +79,7 @@ const infrastructure: Record<string, string> = { postgres: "postgres", nats: "na
 
 /** Pids of processes whose command line contains `needle` (for --target: services started elsewhere). */
 export function findPids(needle: string): number[] {
-  const found: number[] = [];
-  let entries: string[];
-  try {
-    entries = readdirSync("/proc");
-  } catch {
-    return found;
-  }
-  for (const entry of entries) {
-    if (!/^\d+$/.test(entry)) continue;
-    try {
-      const cmdline = readFileSync(`/proc/${entry}/cmdline`, "utf8").replaceAll("\0", " ");
-      if (cmdline.includes(needle)) found.push(Number(entry));
-    } catch {
-      // Gone.
-    }
-  }
-  return found;
+  return pidsWhere("cmdline", (cmdline) => cmdline.replaceAll("\0", " ").includes(needle));
 }
 
 export interface ServiceFootprint {
