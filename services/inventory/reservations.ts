@@ -149,6 +149,14 @@ export class StockCommits {
     return committed(orderId);
   }
 
+  /** `handle`, after the commits collected so far are written. */
+  writtenBefore<C>(handle: (tx: Queryable, command: C) => Promise<Reply>): (tx: Queryable, command: C) => Promise<Reply> {
+    return async (tx, command) => {
+      await this.write(tx);
+      return handle(tx, command);
+    };
+  }
+
   async write(tx: Queryable): Promise<void> {
     if (this.orderIds.length === 0) return;
     await tx.query({ name: "inventory.commit", text: commitSql, values: [this.orderIds.splice(0)] });

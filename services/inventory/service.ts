@@ -2,8 +2,7 @@ import { InventoryService } from "../../gen/orderflow/inventory/v1/inventory_pb.
 import { CommitStockSchema, ReleaseStockSchema, ReserveStockSchema } from "../../gen/orderflow/inventory/v1/saga_pb.js";
 import { connectBus } from "../platform/bus-runtime.js";
 import { loadConfig } from "../platform/config.js";
-import type { PoolClient } from "../platform/db.js";
-import { on, type Reply, startParticipant } from "../platform/saga-participant.js";
+import { on, startParticipant } from "../platform/saga-participant.js";
 import { releaseStock, reserveStock, StockCommits } from "./reservations.js";
 import type { ServiceContext, ServiceParts } from "../platform/host.js";
 import { migrateServiceSchema, openServiceDatabase } from "../platform/service-database.js";
@@ -26,11 +25,6 @@ export async function start(context: ServiceContext): Promise<ServiceParts> {
   const store = new ProductStore(db);
   const bus = await connectBus({ url: config.NATS_URL, name: context.name, logger: context.logger });
   const commits = new StockCommits();
-  // Commits are written once per batch; any other command writes those before it first.
-  const commitsFirst = <C>(handle: (tx: PoolClient, command: C) => Promise<Reply>) => async (tx: PoolClient, command: C) => {
-    await commits.write(tx);
-    return handle(tx, command);
-  };
   const workers = await startParticipant({
     bus,
     db,
@@ -38,8 +32,8 @@ export async function start(context: ServiceContext): Promise<ServiceParts> {
     domain: "inventory",
     logger: context.logger,
     handlers: Object.fromEntries([
-      on(ReserveStockSchema, commitsFirst(reserveStock)),
-      on(ReleaseStockSchema, commitsFirst(releaseStock)),
+      on(ReserveStockSchema, commits.writtenBefore(reserveStock)),
+      on(ReleaseStockSchema, commits.writtenBefore(releaseStock)),
       on(CommitStockSchema, (tx, command) => commits.commit(tx, command)),
     ]),
     beforeBatch: async () => commits.clear(),

@@ -3,7 +3,7 @@ import { create } from "@bufbuild/protobuf";
 import DataLoader from "dataloader";
 import { type Order, OrderSchema, type OrderStatus, OrderStatus as Status } from "../../gen/orderflow/order/v1/order_pb.js";
 import { currentTraceHeaders, type OutgoingMessage, outboxInsert, outboxWritten } from "../platform/bus/index.js";
-import type { Database, Queryable } from "../platform/db.js";
+import { type Database, prepared, type Queryable } from "../platform/db.js";
 import { money } from "../platform/money.js";
 import { timestamp } from "../platform/time.js";
 import type { PricedOrder } from "./domain/pricing.js";
@@ -148,7 +148,7 @@ async function insertOrders(q: Queryable, inserts: readonly Insert[], saga: Saga
     lines.map((l) => l.unitPriceMinor.toString()),
   ];
   let text = insertOrdersSql;
-  let name = "order.create";
+  let notifies = false;
   if (saga) {
     // The commands are built before the insert: they need only what the requests decided.
     const commands = inserts.flatMap(({ orderId, order, trace }) =>
@@ -159,15 +159,14 @@ async function insertOrders(q: Queryable, inserts: readonly Insert[], saga: Saga
     const outbox = outboxInsert(saga.outboxSchema, commands, values.length + 1, {}, "SELECT order_id::text FROM o");
     values.push(...outbox.values);
     text += `, ob AS (${outbox.sql})`;
-    name += "+outbox";
     if (outbox.notify !== undefined) {
       values.push(outbox.notify);
       text += `, n AS (SELECT pg_notify($${values.length}, ''))`;
-      name += "+notify";
+      notifies = true;
     }
   }
-  const notified = name.endsWith("+notify") ? ", (SELECT count(*) FROM n) AS notified" : "";
-  const { rows } = await q.query<OrderRow & { history_at: Date }>({ name, text: `${text} SELECT o.*, h.at AS history_at${notified} FROM o JOIN h USING (order_id)`, values });
+  const notified = notifies ? ", (SELECT count(*) FROM n) AS notified" : "";
+  const { rows } = await q.query<OrderRow & { history_at: Date }>(prepared(`${text} SELECT o.*, h.at AS history_at${notified} FROM o JOIN h USING (order_id)`, values));
   if (saga && rows.length > 0) outboxWritten(saga.outboxSchema);
   const written = new Map(rows.map((row) => [row.order_id, row]));
   return inserts.map(({ orderId, order }) => {
