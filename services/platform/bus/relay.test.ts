@@ -10,7 +10,7 @@ import { busMetrics } from "./metrics.js";
 import { Header, outboxChannel } from "./names.js";
 import { enqueueOutbox, outboxInsert, outboxWritten } from "./outbox.js";
 import type { OutgoingMessage } from "./publish.js";
-import { OutboxRelay } from "./relay.js";
+import { OutboxRelay, type OutboxRelayOptions } from "./relay.js";
 import { busTestEnv, readStream, waitFor, type BusTestEnv } from "./testkit.js";
 
 process.env["LOG_LEVEL"] ??= "warn";
@@ -61,6 +61,18 @@ async function streamCount(): Promise<number> {
 async function clear(): Promise<void> {
   await env.pool.query(`DELETE FROM "${env.schema}".outbox`);
   await env.jsm.streams.purge(env.stream("inventory"));
+}
+
+/** With a clean outbox and stream, runs `body` while a relay with `options` leads; then stops it. */
+async function whileLeading(options: Partial<OutboxRelayOptions>, body: () => Promise<void>): Promise<void> {
+  await clear();
+  const relay = new OutboxRelay({ pool: env.pool, schema: env.schema, js: env.js, ...options }).start();
+  try {
+    await waitFor(() => relay.isLeader, 3000, "leader");
+    await body();
+  } finally {
+    await relay.stop();
+  }
 }
 
 async function duplicatesCounted(): Promise<number> {
@@ -164,23 +176,15 @@ describe("outbox + relay", () => {
   });
 
   it("with throttled NOTIFYs (default) a burst of concurrent single-row transactions from elsewhere is published promptly", async () => {
-    await clear();
     // localWake false: the writers below count as another process's, which only NOTIFY.
-    const relay = new OutboxRelay({ pool: env.pool, schema: env.schema, js: env.js, pollMs: 60_000, localWake: false }).start();
-    try {
-      await waitFor(() => relay.isLeader, 3000, "leader");
+    await whileLeading({ pollMs: 60_000, localWake: false }, async () => {
       await Promise.all(Array.from({ length: 200 }, (_, i) => inTx((c) => enqueueOutbox(c, env.schema, [reserve(`burst-${i % 20}`, i)]))));
       await waitFor(async () => (await streamCount()) === 200, 3000, "burst published without the 60 s poll");
-    } finally {
-      await relay.stop();
-    }
+    });
   });
 
   it("a commit in the leader's own process wakes it directly: no NOTIFY, no poll needed", async () => {
-    await clear();
-    const relay = new OutboxRelay({ pool: env.pool, schema: env.schema, js: env.js, pollMs: 60_000, busyPollMs: 60_000 }).start();
-    try {
-      await waitFor(() => relay.isLeader, 3000, "leader");
+    await whileLeading({ pollMs: 60_000, busyPollMs: 60_000 }, async () => {
       await waitFor(async () => (await unpublished()) === 0, 3000, "idle relay");
       const c = await env.pool.connect();
       try {
@@ -192,17 +196,12 @@ describe("outbox + relay", () => {
         c.release();
       }
       await waitFor(async () => (await streamCount()) === 1, 3000, "row published without NOTIFY or poll");
-    } finally {
-      await relay.stop();
-    }
+    });
   });
 
   it("while it leads from this process, writers send no NOTIFY and a one-statement write wakes it", async () => {
-    await clear();
-    const relay = new OutboxRelay({ pool: env.pool, schema: env.schema, js: env.js, pollMs: 60_000, busyPollMs: 60_000 }).start();
     const listener = await env.pool.connect();
-    try {
-      await waitFor(() => relay.isLeader, 3000, "leader");
+    await whileLeading({ pollMs: 60_000, busyPollMs: 60_000 }, async () => {
       let notifications = 0;
       listener.on("notification", () => void (notifications += 1));
       await listener.query(`LISTEN "${outboxChannel(env.schema)}"`);
@@ -214,21 +213,13 @@ describe("outbox + relay", () => {
       await waitFor(async () => (await streamCount()) === 2, 3000, "rows published without NOTIFY or poll");
       await listener.query("SELECT 1"); // a notification sent before this would have arrived by now
       expect(notifications).toBe(0);
-    } finally {
-      listener.release();
-      await relay.stop();
-    }
+    }).finally(() => listener.release());
   });
 
   it("polls as a backstop when no NOTIFY is sent", async () => {
-    await clear();
-    const relay = new OutboxRelay({ pool: env.pool, schema: env.schema, js: env.js, pollMs: 100 }).start();
-    try {
-      await waitFor(() => relay.isLeader, 3000, "leader");
+    await whileLeading({ pollMs: 100 }, async () => {
       await inTx((c) => enqueueOutbox(c, env.schema, [reserve("quiet", 1)], { notify: false }));
       await waitFor(async () => (await streamCount()) === 1, 3000, "row published by polling");
-    } finally {
-      await relay.stop();
-    }
+    });
   });
 });

@@ -1,5 +1,6 @@
 import type { JetStreamClient } from "@nats-io/jetstream";
 import type { Pool, PoolClient } from "pg";
+import { prepared } from "../db.js";
 import { errorMessage } from "../errors.js";
 import { createLogger, type Logger } from "../logger.js";
 import { busMetrics } from "./metrics.js";
@@ -156,10 +157,17 @@ export class OutboxRelay {
     this.failure = undefined;
   }
 
-  /** Marks the acknowledged rows published (or deletes them, without retention). */
+  /** The statement that marks the rows of ids `$<param>` published (or deletes them, without retention). */
+  private markSql(param: number): string {
+    return this.opts.retentionMs === 0
+      ? `DELETE FROM ${this.s}.outbox WHERE id = ANY($${param}::bigint[])`
+      : `UPDATE ${this.s}.outbox SET published_at = now() WHERE id = ANY($${param}::bigint[])`;
+  }
+
+  /** Marks the acknowledged rows. */
   private async mark(client: PoolClient): Promise<void> {
     const ids = [...this.acked];
-    await client.query(this.opts.retentionMs === 0 ? `DELETE FROM ${this.s}.outbox WHERE id = ANY($1::bigint[])` : `UPDATE ${this.s}.outbox SET published_at = now() WHERE id = ANY($1::bigint[])`, [ids]);
+    await client.query(this.markSql(1), [ids]);
     for (const id of ids) this.acked.delete(id);
   }
 
@@ -214,15 +222,15 @@ export class OutboxRelay {
     if (this.failure !== undefined) throw this.failure;
     if (this.inFlight.size >= this.opts.batchSize * 2) await this.marking;
     const marks = [...this.acked];
-    const mark = this.opts.retentionMs === 0 ? `DELETE FROM ${this.s}.outbox WHERE id = ANY($3::bigint[])` : `UPDATE ${this.s}.outbox SET published_at = now() WHERE id = ANY($3::bigint[])`;
     // The read sees the statement's snapshot, before the mark: rows being marked are excluded by id.
-    const { rows } = await client.query<OutboxRow>({
-      name: `outbox.claim.${this.opts.schema}${this.opts.retentionMs === 0 ? ".delete" : ""}`,
-      text: `WITH marked AS (${mark})
-             SELECT id, msg_id, subject, type, payload, headers, key FROM ${this.s}.outbox
-              WHERE published_at IS NULL AND NOT (id = ANY($2::bigint[])) ORDER BY id LIMIT $1`,
-      values: [this.opts.batchSize, [...this.inFlight, ...marks], marks],
-    });
+    const { rows } = await client.query<OutboxRow>(
+      prepared(
+        `WITH marked AS (${this.markSql(3)})
+         SELECT id, msg_id, subject, type, payload, headers, key FROM ${this.s}.outbox
+          WHERE published_at IS NULL AND NOT (id = ANY($2::bigint[])) ORDER BY id LIMIT $1`,
+        [this.opts.batchSize, [...this.inFlight, ...marks], marks],
+      ),
+    );
     for (const id of marks) this.acked.delete(id);
     if (rows.length === 0) return 0;
     const ids = rows.map((r) => r.id);
