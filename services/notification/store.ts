@@ -4,7 +4,7 @@ import { type Notification, NotificationSchema } from "../../gen/orderflow/notif
 import type { OrderConcluded } from "../../gen/orderflow/order/v1/events_pb.js";
 import { type Database, prepared, type Queryable } from "../platform/db.js";
 import { timestamp } from "../platform/time.js";
-import { isKindName, kindNames, kindOf, outcomeMessage } from "./outcome.js";
+import { isKindName, type KindName, kindNames, kindOf, outcomeMessage } from "./outcome.js";
 
 /** NOTIFY channel a schema's new notifications are announced on (`notification_created` for the service's schema). */
 export function createdChannel(schema: string): string {
@@ -51,14 +51,17 @@ export async function recordOutcome(tx: Queryable, event: OrderConcluded, channe
   return (await recordOutcomes(tx, [event], channel))[0];
 }
 
+/** The notification kind of an order outcome; NotAnOutcome for any other status. */
+export function outcomeKind(event: OrderConcluded): KindName {
+  const kind = kindOf(event.status);
+  if (!kind) throw new NotAnOutcome(`order ${event.orderId}: status ${event.status} is not an order outcome`);
+  return kind;
+}
+
 /** `recordOutcome` for many events in one statement; the results are in the events' order. */
 export async function recordOutcomes(tx: Queryable, events: readonly OrderConcluded[], channel: string): Promise<(NotificationRow | undefined)[]> {
   if (events.length === 0) return [];
-  const kinds = events.map((event) => {
-    const kind = kindOf(event.status);
-    if (!kind) throw new NotAnOutcome(`order ${event.orderId}: status ${event.status} is not an order outcome`);
-    return kind;
-  });
+  const kinds = events.map(outcomeKind);
   const { rows } = await tx.query<Record<string, unknown>>(
     prepared(
       `WITH inserted AS (
