@@ -85,11 +85,9 @@ const reserveSql = `WITH existing AS (
 export async function reserveStock(tx: Queryable, command: ReserveStock): Promise<Reply> {
   const { orderId } = command;
   const lines = [...command.lines].sort((a, b) => a.sku.localeCompare(b.sku));
-  const { rows } = await tx.query<{ ok: boolean; unavailable: string; skus: string[]; existing_status: ReservationStatus | null; existing_reason: string | null }>({
-    name: "inventory.reserve",
-    text: reserveSql,
-    values: [orderId, lines.map((l) => l.sku), lines.map((l) => l.quantity.toString())],
-  });
+  const { rows } = await tx.query<{ ok: boolean; unavailable: string; skus: string[]; existing_status: ReservationStatus | null; existing_reason: string | null }>(
+    prepared(reserveSql, [orderId, lines.map((l) => l.sku), lines.map((l) => l.quantity.toString())]),
+  );
   const outcome = rows[0]!;
   if (outcome.existing_status === "RESERVED" || outcome.existing_status === "COMMITTED") return reserved(orderId);
   if (outcome.existing_status) return failed(orderId, outcome.existing_status === "RELEASED" ? "order cancelled" : (outcome.existing_reason ?? ""));
@@ -159,6 +157,6 @@ export class StockCommits {
 
   async write(tx: Queryable): Promise<void> {
     if (this.orderIds.length === 0) return;
-    await tx.query({ name: "inventory.commit", text: commitSql, values: [this.orderIds.splice(0)] });
+    await tx.query(prepared(commitSql, [this.orderIds.splice(0)]));
   }
 }

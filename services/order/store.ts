@@ -86,11 +86,9 @@ const historyJson = `(SELECT coalesce(json_agg(json_build_object('from_status', 
 
 /** Reads one order with its items and history (one round trip), or undefined. */
 export async function readOrder(q: Queryable, orderId: string): Promise<Order | undefined> {
-  const { rows } = await q.query<OrderRow & { items: ItemRow[]; history: Array<Omit<HistoryRow, "at"> & { at: string }> }>({
-    name: "order.read",
-    text: `SELECT ${orderColumns}, ${itemsJson}, ${historyJson} FROM orders WHERE order_id = $1`,
-    values: [orderId],
-  });
+  const { rows } = await q.query<OrderRow & { items: ItemRow[]; history: Array<Omit<HistoryRow, "at"> & { at: string }> }>(
+    prepared(`SELECT ${orderColumns}, ${itemsJson}, ${historyJson} FROM orders WHERE order_id = $1`, [orderId]),
+  );
   const row = rows[0];
   if (!row) return undefined;
   return toOrder(row, row.items, row.history.map((h) => ({ ...h, at: new Date(h.at) })));

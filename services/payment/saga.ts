@@ -95,11 +95,9 @@ export async function charge(tx: Queryable, command: ChargePayment): Promise<Out
   // lock, Postgres checks the CHECK constraint on the snapshot's (lower) balance
   // before it re-reads the row, and would fail a charge the new balance covers.
   // A named (prepared) statement: planning this one costs more than running it.
-  const { rows: inserted } = await tx.query<PaymentRow & { debited: string }>({
-    name: "payment.charge",
-    text: chargeSql,
-    values: [randomUUID(), orderId, customerId, amount.toString(), currency, DeclineReason.noWallet, DeclineReason.currencyMismatch, DeclineReason.insufficientFunds],
-  });
+  const { rows: inserted } = await tx.query<PaymentRow & { debited: string }>(
+    prepared(chargeSql, [randomUUID(), orderId, customerId, amount.toString(), currency, DeclineReason.noWallet, DeclineReason.currencyMismatch, DeclineReason.insufficientFunds]),
+  );
   const payment = inserted[0];
   if (!payment) return chargeOutcome(await fillTombstone(tx, (await paymentOf(tx, orderId))!, command));
 

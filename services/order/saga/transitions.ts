@@ -1,4 +1,4 @@
-import type { Queryable } from "../../platform/db.js";
+import { prepared, type Queryable } from "../../platform/db.js";
 
 /** One change of a locked order's saga state, as `advance` decided it. */
 export interface Transition {
@@ -63,10 +63,8 @@ export async function writeTransitions(tx: Queryable, transitions: readonly Tran
   }
   const updates = [...byOrder.values()];
   const changes = transitions.filter((t) => t.statusChanged);
-  await tx.query({
-    name: "order.write-transitions",
-    text: writeSql,
-    values: [
+  await tx.query(
+    prepared(writeSql, [
       updates.map((u) => u.last.orderId),
       updates.map((u) => u.last.status),
       updates.map((u) => u.last.reason),
@@ -81,6 +79,6 @@ export async function writeTransitions(tx: Queryable, transitions: readonly Tran
       changes.map((t) => t.status),
       changes.map((t) => t.reason),
       [...new Set(changes.map((t) => t.orderId))],
-    ],
-  });
+    ]),
+  );
 }
