@@ -2,7 +2,7 @@ import { randomUUID } from "node:crypto";
 import { create } from "@bufbuild/protobuf";
 import DataLoader from "dataloader";
 import { type Order, OrderSchema, type OrderStatus, OrderStatus as Status } from "../../gen/orderflow/order/v1/order_pb.js";
-import { currentTraceHeaders, type OutgoingMessage, outboxInsert, outboxWritten } from "../platform/bus/index.js";
+import { currentTraceHeaders, type OutboxInsert, type OutgoingMessage, outboxInsert, outboxWritten } from "../platform/bus/index.js";
 import { type Database, prepared, type Queryable } from "../platform/db.js";
 import { money } from "../platform/money.js";
 import { timestamp } from "../platform/time.js";
@@ -147,6 +147,7 @@ async function insertOrders(q: Queryable, inserts: readonly Insert[], saga: Saga
   ];
   let text = insertOrdersSql;
   let notifies = false;
+  let outbox: OutboxInsert | undefined;
   if (saga) {
     // The commands are built before the insert: they need only what the requests decided.
     const commands = inserts.flatMap(({ orderId, order, trace }) =>
@@ -154,7 +155,7 @@ async function insertOrders(q: Queryable, inserts: readonly Insert[], saga: Saga
         .commands(create(OrderSchema, { orderId, customerId: order.customerId, status: Status.PENDING, total: money(order.priced.totalMinor, order.priced.currency) }))
         .map((command) => ({ ...command, headers: { ...trace, ...command.headers } })),
     );
-    const outbox = outboxInsert(saga.outboxSchema, commands, values.length + 1, {}, "SELECT order_id::text FROM o");
+    outbox = outboxInsert(saga.outboxSchema, commands, values.length + 1, {}, "SELECT order_id::text FROM o");
     values.push(...outbox.values);
     text += `, ob AS (${outbox.sql})`;
     if (outbox.notify !== undefined) {
@@ -164,8 +165,14 @@ async function insertOrders(q: Queryable, inserts: readonly Insert[], saga: Saga
     }
   }
   const notified = notifies ? ", (SELECT count(*) FROM n) AS notified" : "";
-  const { rows } = await q.query<OrderRow & { history_at: Date }>(prepared(`${text} SELECT o.*, h.at AS history_at${notified} FROM o JOIN h USING (order_id)`, values));
-  if (saga && rows.length > 0) outboxWritten(saga.outboxSchema);
+  // Each order comes back with its outbox rows, for this process's relay to publish.
+  const outboxRows = saga
+    ? [", w.outbox_ids, w.outbox_msg_ids", " LEFT JOIN (SELECT key, array_agg(id) AS outbox_ids, array_agg(msg_id) AS outbox_msg_ids FROM ob GROUP BY key) w ON w.key = o.order_id::text"]
+    : ["", ""];
+  const { rows } = await q.query<OrderRow & { history_at: Date; outbox_ids?: string[] | null; outbox_msg_ids?: string[] | null }>(
+    prepared(`${text} SELECT o.*, h.at AS history_at${notified}${outboxRows[0]} FROM o JOIN h USING (order_id)${outboxRows[1]}`, values),
+  );
+  if (outbox) outboxWritten(outbox, rows.flatMap((r) => (r.outbox_ids ?? []).map((id, i) => ({ id, msg_id: r.outbox_msg_ids?.[i] ?? "" }))));
   const written = new Map(rows.map((row) => [row.order_id, row]));
   return inserts.map(({ orderId, order }) => {
     const row = written.get(orderId);

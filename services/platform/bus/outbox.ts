@@ -24,18 +24,41 @@ export interface EnqueueOptions {
 const NOTIFY_INTERVAL_MS = 20;
 const lastNotify = new Map<string, number>();
 
-/** The relay leading each schema's outbox from this process, woken directly after a local commit. */
-const localLeaders = new Map<string, () => void>();
+/** An outbox row as written: what the relay publishes. */
+export interface OutboxRecord {
+  /** The row's `id` (bigint as text): its place in publish order. */
+  id: string;
+  msgId: string;
+  subject: string;
+  type: string;
+  payload: Buffer;
+  headers: Record<string, string>;
+  key: string | null;
+}
+
+/** `id` and `msg_id` of the rows an outbox insert wrote (its RETURNING). */
+export interface WrittenRow {
+  id: string;
+  msg_id: string;
+}
+
+/** The relay leading a schema's outbox from this process. */
+export interface LocalRelay {
+  /** Rows of this process that have committed: publish them without reading them back. */
+  publishCommitted(rows: readonly OutboxRecord[]): void;
+}
+
+const localLeaders = new Map<string, LocalRelay>();
 
 /**
- * Registers this process's leading relay of `schema`: a transaction of this process that
- * enqueues to it wakes it as soon as it has committed (an `afterCommit` callback), without
- * waiting for a throttled NOTIFY or the relay's next poll. Returns the unregistration.
+ * Registers this process's leading relay of `schema`: a write of this process to that
+ * outbox hands it the committed rows (an `afterCommit` callback, or `outboxWritten`), so it
+ * publishes them at once, without a NOTIFY, a poll or a read. Returns the unregistration.
  */
-export function registerLocalRelay(schema: string, wake: () => void): () => void {
-  localLeaders.set(schema, wake);
+export function registerLocalRelay(schema: string, relay: LocalRelay): () => void {
+  localLeaders.set(schema, relay);
   return () => {
-    if (localLeaders.get(schema) === wake) localLeaders.delete(schema);
+    if (localLeaders.get(schema) === relay) localLeaders.delete(schema);
   };
 }
 
@@ -49,12 +72,26 @@ function shouldNotify(schema: string, mode: boolean | "auto"): boolean {
   return true;
 }
 
+export interface OutboxInsert {
+  schema: string;
+  /** The INSERT, `RETURNING id, msg_id, key` (the rows' `WrittenRow`s and their keys). */
+  sql: string;
+  values: unknown[];
+  /** The messages' ids, in order. */
+  ids: string[];
+  /** The channel to pg_notify when this write should signal the relay, else undefined. */
+  notify: string | undefined;
+  /** The records of the rows the statement returned as written. */
+  records(written: readonly WrittenRow[]): OutboxRecord[];
+}
+
 /**
  * The outbox insert of `messages` as a data-modifying CTE body with parameters numbered from
  * `first`, to fold into a statement of the caller's (see `enqueueOutbox` for the usual way):
  * a single statement runs without BEGIN / COMMIT, so it saves two round trips. `notify` is
  * the channel to pg_notify when this write should signal the relay (throttled, see
- * EnqueueOptions.notify), else undefined. Call `outboxWritten(schema)` once it committed.
+ * EnqueueOptions.notify), else undefined. Once the statement committed, call
+ * `outboxWritten(insert, rows)` with the rows its RETURNING gave.
  * With `keysIn` (a subquery of the statement), only messages whose key it returns are written.
  * The active trace context is stored with each row.
  */
@@ -64,13 +101,13 @@ export function outboxInsert(
   first: number,
   opts: EnqueueOptions = {},
   keysIn?: string,
-): { sql: string; values: unknown[]; ids: string[]; notify: string | undefined } {
+): OutboxInsert {
   const trace = currentTraceHeaders();
   const ids: string[] = [];
   const subjects: string[] = [];
   const types: string[] = [];
   const payloads: Buffer[] = [];
-  const headers: string[] = [];
+  const headers: Record<string, string>[] = [];
   const keys: (string | null)[] = [];
   for (const m of messages) {
     const { type, payload } = encodeMessage(m.message, opts.registry ?? sagaRegistry);
@@ -79,7 +116,7 @@ export function outboxInsert(
     types.push(type);
     payloads.push(Buffer.from(payload.buffer, payload.byteOffset, payload.byteLength));
     // A message's own trace headers (captured where it was decided) win over the context's.
-    headers.push(JSON.stringify({ ...trace, ...m.headers }));
+    headers.push({ ...trace, ...m.headers });
     keys.push(m.key ?? null);
   }
   const $ = (i: number): string => `$${first + i}`;
@@ -88,32 +125,47 @@ export function outboxInsert(
       FROM unnest(${$(0)}::text[], ${$(1)}::text[], ${$(2)}::text[], ${$(3)}::bytea[], ${$(4)}::jsonb[], ${$(5)}::text[])
            WITH ORDINALITY AS u(msg_id, subject, type, payload, headers, key, ord)${keysIn === undefined ? "" : `
      WHERE u.key IN (${keysIn})`}
-     ORDER BY u.ord`;
-  return { sql, values: [ids, subjects, types, payloads, headers, keys], ids, notify: shouldNotify(schema, opts.notify ?? "auto") ? outboxChannel(schema) : undefined };
+     ORDER BY u.ord
+    RETURNING id, msg_id, key`;
+  const records = new Map<string, Omit<OutboxRecord, "id">>(
+    ids.map((msgId, i) => [msgId, { msgId, subject: subjects[i] ?? "", type: types[i] ?? "", payload: payloads[i] ?? Buffer.alloc(0), headers: headers[i] ?? {}, key: keys[i] ?? null }]),
+  );
+  return {
+    schema,
+    sql,
+    values: [ids, subjects, types, payloads, headers.map((h) => JSON.stringify(h)), keys],
+    ids,
+    notify: shouldNotify(schema, opts.notify ?? "auto") ? outboxChannel(schema) : undefined,
+    records: (written) => written.flatMap((w) => {
+      const record = records.get(w.msg_id);
+      return record ? [{ ...record, id: String(w.id) }] : [];
+    }),
+  };
 }
 
-/** After a statement that wrote `schema`'s outbox outside a transaction committed: wakes this process's relay of it. */
-export function outboxWritten(schema: string): void {
-  localLeaders.get(schema)?.();
+/**
+ * After a statement that wrote `insert` outside a transaction committed, with the rows its
+ * `RETURNING id, msg_id` gave: hands them to this process's relay of the schema, if it leads.
+ */
+export function outboxWritten(insert: OutboxInsert, written: readonly WrittenRow[]): void {
+  if (written.length > 0) localLeaders.get(insert.schema)?.publishCommitted(insert.records(written));
 }
 
 /**
  * Adds messages to `<schema>.outbox` inside the caller's open transaction (one multi-row
- * INSERT, rows in the given order) and signals the relay: directly when it leads from this
- * process and the transaction runs `afterCommit` callbacks, and with NOTIFY
- * (delivered at commit; throttled by default, see EnqueueOptions.notify).
+ * INSERT, rows in the given order) and signals the relay: when it leads from this process
+ * it is handed the rows once the transaction commits (`afterCommit` callbacks, run by
+ * `Database.transaction` and the bus consumer); otherwise with NOTIFY (delivered at
+ * commit; throttled by default, see EnqueueOptions.notify).
  * The active trace context is stored with each row. Returns the message ids, in order.
  */
 export async function enqueueOutbox(client: ClientBase, schema: string, messages: readonly OutgoingMessage[], opts: EnqueueOptions = {}): Promise<string[]> {
   if (messages.length === 0) return [];
   const insert = outboxInsert(schema, messages, 1, opts);
-  const localLeader = localLeaders.get(schema);
-  if (localLeader) afterCommit(client, localLeader);
-  if (insert.notify === undefined) {
-    await client.query(prepared(insert.sql, insert.values));
-  } else {
-    // One round trip: the insert and the notify (Postgres folds repeated notifies of a transaction into one).
-    await client.query(prepared(`WITH ins AS (${insert.sql} RETURNING 1) SELECT pg_notify($7, '') FROM (SELECT 1 FROM ins LIMIT 1) x`, [...insert.values, insert.notify]));
-  }
+  // One round trip either way: Postgres folds repeated notifies of a transaction into one.
+  const text = insert.notify === undefined ? insert.sql : `WITH ins AS (${insert.sql}), n AS (SELECT pg_notify($7, '') FROM (SELECT 1 FROM ins LIMIT 1) x) SELECT id, msg_id, (SELECT count(*) FROM n) AS notified FROM ins`;
+  const { rows } = await client.query<WrittenRow>(prepared(text, insert.notify === undefined ? insert.values : [...insert.values, insert.notify]));
+  // The leader is looked up at commit: one that took over since the insert gets the rows too.
+  afterCommit(client, () => localLeaders.get(schema)?.publishCommitted(insert.records(rows)));
   return insert.ids;
 }

@@ -5,10 +5,10 @@ import { W3CTraceContextPropagator } from "@opentelemetry/core";
 import type { PoolClient } from "pg";
 import { afterAll, beforeAll, describe, expect, it, inject } from "vitest";
 import { ReserveStockSchema } from "../../../gen/orderflow/inventory/v1/saga_pb.js";
-import { committed } from "../db.js";
+import { committed, rolledBack } from "../db.js";
 import { busMetrics } from "./metrics.js";
 import { Header, outboxChannel } from "./names.js";
-import { enqueueOutbox, outboxInsert, outboxWritten } from "./outbox.js";
+import { enqueueOutbox, outboxInsert, outboxWritten, type WrittenRow } from "./outbox.js";
 import type { OutgoingMessage } from "./publish.js";
 import { OutboxRelay, type OutboxRelayOptions } from "./relay.js";
 import { busTestEnv, readStream, waitFor, type BusTestEnv } from "./testkit.js";
@@ -40,8 +40,10 @@ async function inTx<T>(fn: (c: PoolClient) => Promise<T>): Promise<T> {
     await c.query("BEGIN");
     const r = await fn(c);
     await c.query("COMMIT");
+    committed(c);
     return r;
   } catch (err) {
+    rolledBack(c);
     await c.query("ROLLBACK");
     throw err;
   } finally {
@@ -183,6 +185,32 @@ describe("outbox + relay", () => {
     });
   });
 
+  it("rows committed in the leader's process are handed to it: each published once while it also reads, then marked", async () => {
+    await whileLeading({ pollMs: 5, busyPollMs: 5, markDelayMs: 20 }, async () => {
+      const before = await duplicatesCounted();
+      // Concurrent writers while the relay polls every 5 ms: its reads race the hand-overs.
+      await Promise.all(Array.from({ length: 200 }, (_, i) => inTx((c) => enqueueOutbox(c, env.schema, [reserve(`race-${i % 20}`, i)]))));
+      await waitFor(async () => (await unpublished()) === 0, 5000, "every row marked");
+      expect(await streamCount()).toBe(200);
+      expect((await duplicatesCounted()) - before).toBe(0);
+    });
+  });
+
+  it("a rolled-back write hands nothing over", async () => {
+    await whileLeading({ pollMs: 60_000, busyPollMs: 60_000 }, async () => {
+      await expect(
+        inTx(async (c) => {
+          await enqueueOutbox(c, env.schema, [reserve("rolled-back", 1)]);
+          throw new Error("abort");
+        }),
+      ).rejects.toThrow("abort");
+      await inTx((c) => enqueueOutbox(c, env.schema, [reserve("kept", 2)]));
+      await waitFor(async () => (await streamCount()) === 1, 3000, "the committed row published");
+      const msgs = await readStream(env.jsm, env.stream("inventory"));
+      expect(msgs.map((m) => m.header.get(Header.key))).toEqual(["kept"]);
+    });
+  });
+
   it("a commit in the leader's own process wakes it directly: no NOTIFY, no poll needed", async () => {
     await whileLeading({ pollMs: 60_000, busyPollMs: 60_000 }, async () => {
       await waitFor(async () => (await unpublished()) === 0, 3000, "idle relay");
@@ -208,8 +236,8 @@ describe("outbox + relay", () => {
       await inTx((c) => enqueueOutbox(c, env.schema, [reserve("auto", 1)]));
       const insert = outboxInsert(env.schema, [reserve("single", 2)], 1);
       expect(insert.notify).toBeUndefined();
-      await env.pool.query(insert.sql, insert.values);
-      outboxWritten(env.schema);
+      const written = await env.pool.query<WrittenRow>(insert.sql, insert.values);
+      outboxWritten(insert, written.rows);
       await waitFor(async () => (await streamCount()) === 2, 3000, "rows published without NOTIFY or poll");
       await listener.query("SELECT 1"); // a notification sent before this would have arrived by now
       expect(notifications).toBe(0);

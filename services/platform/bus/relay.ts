@@ -5,7 +5,7 @@ import { errorMessage } from "../errors.js";
 import { createLogger, type Logger } from "../logger.js";
 import { busMetrics } from "./metrics.js";
 import { outboxChannel, quoteSchema } from "./names.js";
-import { registerLocalRelay } from "./outbox.js";
+import { type OutboxRecord, registerLocalRelay } from "./outbox.js";
 import { busHeaders } from "./publish.js";
 
 export interface OutboxRelayOptions {
@@ -20,11 +20,13 @@ export interface OutboxRelayOptions {
   /** Poll interval for 1 s after a NOTIFY from another process (default 20 ms). */
   busyPollMs?: number;
   /**
-   * Be woken directly by this process's commits, which then send no NOTIFY (default true).
+   * Be handed this process's committed rows, whose writers then send no NOTIFY (default true).
    * false: rely on NOTIFY alone, as for writers elsewhere — for code whose transactions do
    * not call `committed` (see services/platform/db.ts).
    */
   localWake?: boolean;
+  /** How long acknowledged rows wait to be marked with others (default 100 ms). */
+  markDelayMs?: number;
   /** How often a stand-by replica tries to become the leader (default 1000 ms). */
   leaderRetryMs?: number;
   /** Published rows are kept this long, then deleted (default 1 h; 0 = delete at publish). */
@@ -32,15 +34,6 @@ export interface OutboxRelayOptions {
   logger?: Logger;
 }
 
-interface OutboxRow {
-  id: string;
-  msg_id: string;
-  subject: string;
-  type: string;
-  payload: Buffer;
-  headers: Record<string, string>;
-  key: string | null;
-}
 
 /**
  * Publishes `<schema>.outbox` rows to JetStream.
@@ -57,10 +50,12 @@ interface OutboxRow {
  * read again after the relay reconnects) can put a message behind later ones, which the
  * saga tolerates (effects keyed by order, tombstones, replies matched to the current step:
  * docs/saga-contract.md).
- * Woken directly by commits of its own process (see `registerLocalRelay`) and by NOTIFY
- * from other processes, polling every `pollMs` as a backstop, and every `busyPollMs` for a
- * second after a NOTIFY (other processes' writers throttle theirs). If the dedicated connection drops, the lock goes
- * with it and another replica takes over.
+ * Rows committed by its own process are handed to it (see `registerLocalRelay`) and published
+ * at once, without being read back; their marks wait up to `markDelayMs` to be written
+ * together, a crash in between only publishes them again. Rows of other processes arrive by
+ * NOTIFY; polling every `pollMs` is the backstop, every `busyPollMs` for a second after a
+ * NOTIFY (other processes' writers throttle theirs). If the dedicated connection drops, the
+ * lock goes with it and another replica takes over.
  */
 export class OutboxRelay {
   private readonly opts: Required<Omit<OutboxRelayOptions, "logger">>;
@@ -70,6 +65,16 @@ export class OutboxRelay {
   private leader = false;
   private stopping = false;
   private dirty = false;
+  /** Acks arrived: the loop marks them after `markDelayMs`. */
+  private markDue = false;
+  /**
+   * No unpublished row is left for the loop to read: handed-over rows may go out at once
+   * without overtaking older rows of their key. Set by a read that found less than a batch
+   * and began after the last row was left to the loop.
+   */
+  private caughtUp = false;
+  /** Counts hand-overs left to the loop. */
+  private leftToLoop = 0;
   private wake: (() => void) | null = null;
   private loop: Promise<void> | null = null;
   private lastBacklogAt = 0;
@@ -86,7 +91,7 @@ export class OutboxRelay {
   private failure: unknown;
 
   constructor(opts: OutboxRelayOptions) {
-    this.opts = { batchSize: 500, pollMs: 500, busyPollMs: 20, localWake: true, leaderRetryMs: 1000, retentionMs: 60 * 60 * 1000, ...opts };
+    this.opts = { batchSize: 500, pollMs: 500, busyPollMs: 20, localWake: true, markDelayMs: 100, leaderRetryMs: 1000, retentionMs: 60 * 60 * 1000, ...opts };
     this.s = quoteSchema(opts.schema);
     this.log = opts.logger ?? createLogger("outbox-relay");
   }
@@ -124,17 +129,22 @@ export class OutboxRelay {
           }
           this.log.info("outbox relay is the leader", { schema: this.opts.schema });
           await client.query(`LISTEN "${outboxChannel(this.opts.schema)}"`);
-          if (this.opts.localWake) this.unregisterLocal = registerLocalRelay(this.opts.schema, this.onLocalCommit);
+          if (this.opts.localWake) this.unregisterLocal = registerLocalRelay(this.opts.schema, { publishCommitted: this.publishCommitted });
         }
         this.dirty = false;
+        this.markDue = false;
+        const leftBefore = this.leftToLoop;
         const n = await this.drain(client);
+        if (n < this.opts.batchSize && this.leftToLoop === leftBefore) this.caughtUp = true;
         await this.updateBacklog(client);
         if (n >= this.opts.batchSize || this.dirty) continue;
         await this.cleanup(client);
         // While other processes write, poll fast: they skip most NOTIFYs under load (enqueueOutbox
-        // notify "auto"). This process's own commits wake the relay directly and send none.
+        // notify "auto"). This process's own rows are handed over and need no read.
         const busy = Date.now() - this.lastRemoteNotificationAt < 1000;
-        if (!this.dirty) await this.sleep(busy ? this.opts.busyPollMs : this.opts.pollMs);
+        if (!this.dirty && !this.markDue) await this.sleep(busy ? this.opts.busyPollMs : this.opts.pollMs);
+        // Acks that come in meanwhile join these marks (they do not cut the wait short).
+        if (!this.dirty && this.markDue) await this.sleep(this.opts.markDelayMs);
       } catch (err) {
         this.log.error("outbox relay error", { schema: this.opts.schema, error: errorMessage(err) });
         await this.settle();
@@ -193,12 +203,30 @@ export class OutboxRelay {
     this.wake?.();
   };
 
+  /**
+   * Rows this process committed: published now, unless older rows may still wait to be read
+   * (they would be overtaken) or the relay is not in a state to (not leading, stopping,
+   * failed, too much in flight) — then the loop reads them instead, in order. A row the loop
+   * has read meanwhile is not published twice.
+   */
+  private readonly publishCommitted = (records: readonly OutboxRecord[]): void => {
+    if (!this.caughtUp || !this.leader || this.stopping || this.failure !== undefined || this.inFlight.size >= this.opts.batchSize * 2) {
+      this.caughtUp = false;
+      this.leftToLoop += 1;
+      this.onLocalCommit();
+      return;
+    }
+    const fresh = records.filter((r) => !this.inFlight.has(r.id) && !this.acked.has(r.id));
+    if (fresh.length > 0) this.publish(fresh);
+  };
+
   /** Drops the dedicated connection (destroying it releases the advisory lock and LISTEN). */
   private disconnect(err: unknown): void {
     const client = this.client;
     this.client = null;
     if (this.leader) this.log.info("outbox relay gives up leadership", { schema: this.opts.schema });
     this.leader = false;
+    this.caughtUp = false;
     this.unregisterLocal();
     this.unregisterLocal = () => undefined;
     if (!client) return;
@@ -216,30 +244,40 @@ export class OutboxRelay {
    * In one statement, marks the rows acknowledged since the last read and reads the oldest
    * unpublished rows not in flight, then publishes them; their acks are awaited in the
    * background (`marking`), so the next batch is read and published while this one is
-   * acknowledged, and an ack wakes the loop to mark. Returns the number of rows read.
+   * acknowledged. Returns the number of rows read.
    */
   private async drain(client: PoolClient): Promise<number> {
     if (this.failure !== undefined) throw this.failure;
     if (this.inFlight.size >= this.opts.batchSize * 2) await this.marking;
     const marks = [...this.acked];
     // The read sees the statement's snapshot, before the mark: rows being marked are excluded by id.
-    const { rows } = await client.query<OutboxRow>(
+    const { rows } = await client.query<OutboxRecord>(
       prepared(
         `WITH marked AS (${this.markSql(3)})
-         SELECT id, msg_id, subject, type, payload, headers, key FROM ${this.s}.outbox
+         SELECT id, msg_id AS "msgId", subject, type, payload, headers, key FROM ${this.s}.outbox
           WHERE published_at IS NULL AND NOT (id = ANY($2::bigint[])) ORDER BY id LIMIT $1`,
         [this.opts.batchSize, [...this.inFlight, ...marks], marks],
       ),
     );
     for (const id of marks) this.acked.delete(id);
-    if (rows.length === 0) return 0;
+    // Rows handed over by their writers while the statement ran are on their way already.
+    const fresh = rows.filter((r) => !this.inFlight.has(r.id) && !this.acked.has(r.id));
+    if (fresh.length > 0) this.publish(fresh);
+    return rows.length;
+  }
+
+  /**
+   * Publishes rows (pipelined); their acks are awaited in turn on the `marking` chain, which
+   * then queues them to be marked, or records the failure for the loop.
+   */
+  private publish(rows: readonly OutboxRecord[]): void {
     const ids = rows.map((r) => r.id);
     for (const id of ids) this.inFlight.add(id);
     const acks = Promise.all(
       rows.map((r) =>
         this.opts.js.publish(r.subject, r.payload, {
-          msgID: r.msg_id,
-          headers: busHeaders({ type: r.type, id: r.msg_id, key: r.key, extra: r.headers }),
+          msgID: r.msgId,
+          headers: busHeaders({ type: r.type, id: r.msgId, key: r.key, extra: r.headers }),
         }),
       ),
     );
@@ -255,14 +293,17 @@ export class OutboxRelay {
           this.inFlight.delete(id);
           this.acked.add(id);
         }
-        this.onLocalCommit();
+        if (!this.markDue) {
+          this.markDue = true;
+          this.wake?.();
+        }
       } catch (err) {
         // The rows stay in flight until the loop settles and reconnects, then are read again.
         this.failure ??= err;
+        this.caughtUp = false;
         this.wake?.();
       }
     });
-    return rows.length;
   }
 
   /** Refreshes the backlog gauge (at most once a second). */
