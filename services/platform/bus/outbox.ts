@@ -12,7 +12,7 @@ export interface EnqueueOptions {
   /**
    * Wake the relay with `NOTIFY <schema>_outbox` (delivered at commit):
    * - `"auto"` (default): none while the relay leading the schema runs in this process (it is
-   *   woken directly); else at most one NOTIFY per schema per 20 ms from this process. NOTIFY
+   *   handed the rows); else at most one NOTIFY per schema per 20 ms from this process. NOTIFY
    *   serialises committing transactions (measured here: 16 writers, 1-row transactions,
    *   ~1,650 tx/s without, ~770 tx/s with a NOTIFY in each); under load the relay is
    *   polling every 20 ms anyway (see OutboxRelay), so skipping most NOTIFYs costs nothing.
@@ -64,7 +64,7 @@ export function registerLocalRelay(schema: string, relay: LocalRelay): () => voi
 
 function shouldNotify(schema: string, mode: boolean | "auto"): boolean {
   if (mode !== "auto") return mode;
-  // The relay leading from this process is woken directly (afterCommit / outboxWritten).
+  // The relay leading from this process is handed the rows (afterCommit / outboxWritten).
   if (localLeaders.has(schema)) return false;
   const now = Date.now();
   if (now - (lastNotify.get(schema) ?? 0) < NOTIFY_INTERVAL_MS) return false;

@@ -211,7 +211,7 @@ describe("outbox + relay", () => {
     });
   });
 
-  it("a commit in the leader's own process wakes it directly: no NOTIFY, no poll needed", async () => {
+  it("a commit in the leader's own process reaches it directly: no NOTIFY, no poll needed", async () => {
     await whileLeading({ pollMs: 60_000, busyPollMs: 60_000 }, async () => {
       await waitFor(async () => (await unpublished()) === 0, 3000, "idle relay");
       const c = await env.pool.connect();
