@@ -217,7 +217,14 @@ export class OutboxRelay {
       return;
     }
     const fresh = records.filter((r) => !this.inFlight.has(r.id) && !this.acked.has(r.id));
-    if (fresh.length > 0) this.publish(fresh);
+    try {
+      if (fresh.length > 0) this.publish(fresh);
+    } catch (err) {
+      // Runs inside the writer's commit callbacks: a failure here is the relay's, not the write's.
+      this.failure ??= err;
+      this.caughtUp = false;
+      this.wake?.();
+    }
   };
 
   /** Drops the dedicated connection (destroying it releases the advisory lock and LISTEN). */
