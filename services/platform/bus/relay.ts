@@ -320,7 +320,8 @@ export class OutboxRelay {
     this.lastBacklogAt = now;
     // Stand-by replicas report it too, so the gauge stays live if the leader is stuck.
     const r = await client.query<{ n: number }>(`SELECT count(*)::int AS n FROM ${this.s}.outbox WHERE published_at IS NULL`);
-    busMetrics.outboxBacklog.set({ schema: this.opts.schema }, r.rows[0]?.n ?? 0);
+    // Rows published and waiting to be marked (markDelayMs) are not backlog.
+    busMetrics.outboxBacklog.set({ schema: this.opts.schema }, Math.max(0, (r.rows[0]?.n ?? 0) - this.acked.size));
   }
 
   /** Deletes published rows past the retention (at most once a minute, bounded). */
