@@ -166,11 +166,10 @@ async function insertOrders(q: Queryable, inserts: readonly Insert[], saga: Saga
   }
   const notified = notifies ? ", (SELECT count(*) FROM n) AS notified" : "";
   // Each order comes back with its outbox rows, for this process's relay to publish.
-  const outboxRows = saga
-    ? [", w.outbox_ids, w.outbox_msg_ids", " LEFT JOIN (SELECT key, array_agg(id) AS outbox_ids, array_agg(msg_id) AS outbox_msg_ids FROM ob GROUP BY key) w ON w.key = o.order_id::text"]
-    : ["", ""];
+  const outboxColumns = outbox ? ", w.outbox_ids, w.outbox_msg_ids" : "";
+  const outboxJoin = outbox ? " LEFT JOIN (SELECT key, array_agg(id) AS outbox_ids, array_agg(msg_id) AS outbox_msg_ids FROM ob GROUP BY key) w ON w.key = o.order_id::text" : "";
   const { rows } = await q.query<OrderRow & { history_at: Date; outbox_ids?: string[] | null; outbox_msg_ids?: string[] | null }>(
-    prepared(`${text} SELECT o.*, h.at AS history_at${notified}${outboxRows[0]} FROM o JOIN h USING (order_id)${outboxRows[1]}`, values),
+    prepared(`${text} SELECT o.*, h.at AS history_at${notified}${outboxColumns} FROM o JOIN h USING (order_id)${outboxJoin}`, values),
   );
   if (outbox) outboxWritten(outbox, rows.flatMap((r) => (r.outbox_ids ?? []).map((id, i) => ({ id, msg_id: r.outbox_msg_ids?.[i] ?? "" }))));
   const written = new Map(rows.map((row) => [row.order_id, row]));

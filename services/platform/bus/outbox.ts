@@ -103,22 +103,18 @@ export function outboxInsert(
   keysIn?: string,
 ): OutboxInsert {
   const trace = currentTraceHeaders();
-  const ids: string[] = [];
-  const subjects: string[] = [];
-  const types: string[] = [];
-  const payloads: Buffer[] = [];
-  const headers: Record<string, string>[] = [];
-  const keys: (string | null)[] = [];
-  for (const m of messages) {
+  const rows: Omit<OutboxRecord, "id">[] = messages.map((m) => {
     const { type, payload } = encodeMessage(m.message, opts.registry ?? sagaRegistry);
-    ids.push(m.id ?? randomUUID());
-    subjects.push(m.subject);
-    types.push(type);
-    payloads.push(Buffer.from(payload.buffer, payload.byteOffset, payload.byteLength));
-    // A message's own trace headers (captured where it was decided) win over the context's.
-    headers.push({ ...trace, ...m.headers });
-    keys.push(m.key ?? null);
-  }
+    return {
+      msgId: m.id ?? randomUUID(),
+      subject: m.subject,
+      type,
+      payload: Buffer.from(payload.buffer, payload.byteOffset, payload.byteLength),
+      // A message's own trace headers (captured where it was decided) win over the context's.
+      headers: { ...trace, ...m.headers },
+      key: m.key ?? null,
+    };
+  });
   const $ = (i: number): string => `$${first + i}`;
   const sql = `INSERT INTO ${quoteSchema(schema)}.outbox (msg_id, subject, type, payload, headers, key)
     SELECT u.msg_id, u.subject, u.type, u.payload, u.headers, u.key
@@ -127,19 +123,18 @@ export function outboxInsert(
      WHERE u.key IN (${keysIn})`}
      ORDER BY u.ord
     RETURNING id, msg_id, key`;
-  const records = new Map<string, Omit<OutboxRecord, "id">>(
-    ids.map((msgId, i) => [msgId, { msgId, subject: subjects[i] ?? "", type: types[i] ?? "", payload: payloads[i] ?? Buffer.alloc(0), headers: headers[i] ?? {}, key: keys[i] ?? null }]),
-  );
+  const byMsgId = new Map(rows.map((r) => [r.msgId, r]));
   return {
     schema,
     sql,
-    values: [ids, subjects, types, payloads, headers.map((h) => JSON.stringify(h)), keys],
-    ids,
+    values: [rows.map((r) => r.msgId), rows.map((r) => r.subject), rows.map((r) => r.type), rows.map((r) => r.payload), rows.map((r) => JSON.stringify(r.headers)), rows.map((r) => r.key)],
+    ids: rows.map((r) => r.msgId),
     notify: shouldNotify(schema, opts.notify ?? "auto") ? outboxChannel(schema) : undefined,
-    records: (written) => written.flatMap((w) => {
-      const record = records.get(w.msg_id);
-      return record ? [{ ...record, id: String(w.id) }] : [];
-    }),
+    records: (written) =>
+      written.flatMap((w) => {
+        const row = byMsgId.get(w.msg_id);
+        return row ? [{ ...row, id: w.id }] : [];
+      }),
   };
 }
 
