@@ -2,7 +2,7 @@ import { randomUUID } from "node:crypto";
 import { create } from "@bufbuild/protobuf";
 import DataLoader from "dataloader";
 import { type Order, OrderSchema, type OrderStatus, OrderStatus as Status } from "../../gen/orderflow/order/v1/order_pb.js";
-import { currentTraceHeaders, type OutboxInsert, type OutgoingMessage, outboxInsert, outboxWritten } from "../platform/bus/index.js";
+import { currentTraceHeaders, type OutboxInsert, type OutgoingMessage, outboxInsert, outboxWritten, type WrittenRow } from "../platform/bus/index.js";
 import { type Database, prepared, type Queryable } from "../platform/db.js";
 import { money } from "../platform/money.js";
 import { timestamp } from "../platform/time.js";
@@ -166,12 +166,14 @@ async function insertOrders(q: Queryable, inserts: readonly Insert[], saga: Saga
   }
   const notified = notifies ? ", (SELECT count(*) FROM n) AS notified" : "";
   // Each order comes back with its outbox rows, for this process's relay to publish.
-  const outboxColumns = outbox ? ", w.outbox_ids, w.outbox_msg_ids" : "";
-  const outboxJoin = outbox ? " LEFT JOIN (SELECT key, array_agg(id) AS outbox_ids, array_agg(msg_id) AS outbox_msg_ids FROM ob GROUP BY key) w ON w.key = o.order_id::text" : "";
-  const { rows } = await q.query<OrderRow & { history_at: Date; outbox_ids?: string[] | null; outbox_msg_ids?: string[] | null }>(
+  const outboxColumns = outbox ? ", w.outbox_written" : "";
+  const outboxJoin = outbox
+    ? " LEFT JOIN (SELECT key, json_agg(json_build_object('id', id::text, 'msg_id', msg_id)) AS outbox_written FROM ob GROUP BY key) w ON w.key = o.order_id::text"
+    : "";
+  const { rows } = await q.query<OrderRow & { history_at: Date; outbox_written?: WrittenRow[] | null }>(
     prepared(`${text} SELECT o.*, h.at AS history_at${notified}${outboxColumns} FROM o JOIN h USING (order_id)${outboxJoin}`, values),
   );
-  if (outbox) outboxWritten(outbox, rows.flatMap((r) => (r.outbox_ids ?? []).map((id, i) => ({ id, msg_id: r.outbox_msg_ids?.[i] ?? "" }))));
+  if (outbox) outboxWritten(outbox, rows.flatMap((r) => r.outbox_written ?? []));
   const written = new Map(rows.map((row) => [row.order_id, row]));
   return inserts.map(({ orderId, order }) => {
     const row = written.get(orderId);

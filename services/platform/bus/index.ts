@@ -4,7 +4,7 @@ export { startConsumer, type BusConsumer, type ConsumerOptions, type Delivery, t
 export { getDeadLetter, listDeadLetters, publishDeadLetter, replayAllDeadLetters, replayDeadLetter, type DeadLetter } from "./dlq.js";
 export { busMetrics } from "./metrics.js";
 export { DEFAULT_DLQ, DlqHeader, Header, outboxChannel, streamName, type DlqConfig } from "./names.js";
-export { enqueueOutbox, type EnqueueOptions, type OutboxInsert, outboxInsert, outboxWritten } from "./outbox.js";
+export { enqueueOutbox, type EnqueueOptions, type OutboxInsert, outboxInsert, outboxWritten, type WrittenRow } from "./outbox.js";
 export { busHeaders, publishMessages, type OutgoingMessage } from "./publish.js";
 export { OutboxRelay, type OutboxRelayOptions } from "./relay.js";
 export { busTablesSql, ensureBusTables, pruneInbox } from "./sql.js";

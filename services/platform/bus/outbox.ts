@@ -123,12 +123,13 @@ export function outboxInsert(
      WHERE u.key IN (${keysIn})`}
      ORDER BY u.ord
     RETURNING id, msg_id, key`;
+  const ids = rows.map((r) => r.msgId);
   const byMsgId = new Map(rows.map((r) => [r.msgId, r]));
   return {
     schema,
     sql,
-    values: [rows.map((r) => r.msgId), rows.map((r) => r.subject), rows.map((r) => r.type), rows.map((r) => r.payload), rows.map((r) => JSON.stringify(r.headers)), rows.map((r) => r.key)],
-    ids: rows.map((r) => r.msgId),
+    values: [ids, rows.map((r) => r.subject), rows.map((r) => r.type), rows.map((r) => r.payload), rows.map((r) => JSON.stringify(r.headers)), rows.map((r) => r.key)],
+    ids,
     notify: shouldNotify(schema, opts.notify ?? "auto") ? outboxChannel(schema) : undefined,
     records: (written) =>
       written.flatMap((w) => {
@@ -139,8 +140,9 @@ export function outboxInsert(
 }
 
 /**
- * After a statement that wrote `insert` outside a transaction committed, with the rows its
- * `RETURNING id, msg_id` gave: hands them to this process's relay of the schema, if it leads.
+ * After `insert` committed (a statement of its own, or the transaction holding it), with the
+ * rows its `RETURNING id, msg_id` gave: hands them to this process's relay of the schema, if
+ * it leads.
  */
 export function outboxWritten(insert: OutboxInsert, written: readonly WrittenRow[]): void {
   if (written.length > 0) localLeaders.get(insert.schema)?.publishCommitted(insert.records(written));
@@ -161,6 +163,6 @@ export async function enqueueOutbox(client: ClientBase, schema: string, messages
   const text = insert.notify === undefined ? insert.sql : `WITH ins AS (${insert.sql}), n AS (SELECT pg_notify($7, '') FROM (SELECT 1 FROM ins LIMIT 1) x) SELECT id, msg_id, (SELECT count(*) FROM n) AS notified FROM ins`;
   const { rows } = await client.query<WrittenRow>(prepared(text, insert.notify === undefined ? insert.values : [...insert.values, insert.notify]));
   // The leader is looked up at commit: one that took over since the insert gets the rows too.
-  afterCommit(client, () => localLeaders.get(schema)?.publishCommitted(insert.records(rows)));
+  afterCommit(client, () => outboxWritten(insert, rows));
   return insert.ids;
 }

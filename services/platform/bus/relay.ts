@@ -195,13 +195,21 @@ export class OutboxRelay {
   /** A NOTIFY: another process wrote (this one's writers do not notify while it leads). */
   private readonly onNotification = (): void => {
     this.lastRemoteNotificationAt = Date.now();
-    this.onLocalCommit();
+    this.readSoon();
   };
 
-  private readonly onLocalCommit = (): void => {
+  /** Unpublished rows wait in the outbox: the loop reads again without sleeping. */
+  private readSoon(): void {
     this.dirty = true;
     this.wake?.();
-  };
+  }
+
+  /** A publish failed: the loop settles, reconnects and reads the unmarked rows again. */
+  private fail(err: unknown): void {
+    this.failure ??= err;
+    this.caughtUp = false;
+    this.wake?.();
+  }
 
   /**
    * Rows this process committed: published now, unless older rows may still wait to be read
@@ -213,17 +221,14 @@ export class OutboxRelay {
     if (!this.caughtUp || !this.leader || this.stopping || this.failure !== undefined || this.inFlight.size >= this.opts.batchSize * 2) {
       this.caughtUp = false;
       this.leftToLoop += 1;
-      this.onLocalCommit();
+      this.readSoon();
       return;
     }
-    const fresh = records.filter((r) => !this.inFlight.has(r.id) && !this.acked.has(r.id));
     try {
-      if (fresh.length > 0) this.publish(fresh);
+      this.publish(records);
     } catch (err) {
       // Runs inside the writer's commit callbacks: a failure here is the relay's, not the write's.
-      this.failure ??= err;
-      this.caughtUp = false;
-      this.wake?.();
+      this.fail(err);
     }
   };
 
@@ -267,17 +272,18 @@ export class OutboxRelay {
       ),
     );
     for (const id of marks) this.acked.delete(id);
-    // Rows handed over by their writers while the statement ran are on their way already.
-    const fresh = rows.filter((r) => !this.inFlight.has(r.id) && !this.acked.has(r.id));
-    if (fresh.length > 0) this.publish(fresh);
+    this.publish(rows);
     return rows.length;
   }
 
   /**
-   * Publishes rows (pipelined); their acks are awaited in turn on the `marking` chain, which
-   * then queues them to be marked, or records the failure for the loop.
+   * Publishes rows (pipelined) but those already on their way (a row read while its writer
+   * handed it over, or handed over twice); their acks are awaited in turn on the `marking`
+   * chain, which then queues them to be marked, or records the failure for the loop.
    */
-  private publish(rows: readonly OutboxRecord[]): void {
+  private publish(candidates: readonly OutboxRecord[]): void {
+    const rows = candidates.filter((r) => !this.inFlight.has(r.id) && !this.acked.has(r.id));
+    if (rows.length === 0) return;
     const ids = rows.map((r) => r.id);
     for (const id of ids) this.inFlight.add(id);
     const acks = Promise.all(
@@ -306,9 +312,7 @@ export class OutboxRelay {
         }
       } catch (err) {
         // The rows stay in flight until the loop settles and reconnects, then are read again.
-        this.failure ??= err;
-        this.caughtUp = false;
-        this.wake?.();
+        this.fail(err);
       }
     });
   }
