@@ -1,5 +1,6 @@
 import { Redis } from "ioredis";
 import { Decision } from "../../gen/orderflow/fraud/v1/fraud_pb.js";
+import { RedisScript } from "../platform/redis.js";
 import type { Assessment, Reason, ReasonCode } from "./rules.js";
 
 /** How long the saga's decision for an order is kept: a re-sent command within it gets the same answer. */
@@ -10,12 +11,12 @@ export const decisionTtlSeconds = 24 * 60 * 60;
  * its first time and counts once), drops what fell out of the window, and returns
  * how many orders remain. The key expires with the window, so idle customers cost nothing.
  */
-const recordScript = `
+const recordScript = new RedisScript(`
 redis.call('ZADD', KEYS[1], 'NX', ARGV[1], ARGV[3])
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[2])
 redis.call('PEXPIRE', KEYS[1], ARGV[4])
 return redis.call('ZCARD', KEYS[1])
-`;
+`);
 
 /** fraud's state in Redis: per-customer velocity windows and the saga's decisions by order. */
 export class FraudStore {
@@ -35,7 +36,7 @@ export class FraudStore {
   /** Records the order in its customer's window and returns the customer's orders in the window, this one included. */
   async recordOrder(customerId: string, orderId: string, nowMs: number, windowSeconds: number): Promise<number> {
     const windowMs = windowSeconds * 1000;
-    const count = await this.redis.eval(recordScript, 1, this.velocityKey(customerId), nowMs, nowMs - windowMs, orderId, windowMs);
+    const count = await recordScript.run(this.redis, [this.velocityKey(customerId)], [nowMs, nowMs - windowMs, orderId, windowMs]);
     if (typeof count !== "number") throw new Error(`unexpected reply from the velocity script: ${String(count)}`);
     return count;
   }

@@ -2,7 +2,7 @@ import { fromBinary, toBinary } from "@bufbuild/protobuf";
 import type { Redis } from "ioredis";
 import { type Order, OrderSchema } from "../../gen/orderflow/order/v1/order_pb.js";
 import { counter } from "../platform/metrics.js";
-import { orFallback } from "../platform/redis.js";
+import { orFallback, RedisScript } from "../platform/redis.js";
 import { isTerminal } from "./domain/status.js";
 
 const lookups = counter("orderflow_order_cache_lookups_total", "GetOrder cache lookups by result", ["result"]);
@@ -12,7 +12,7 @@ const lookups = counter("orderflow_order_cache_lookups_total", "GetOrder cache l
  * a slow reader can never put back an older order than one already cached or
  * announced. An empty payload is a "not cacheable" marker of that version.
  */
-const storeIfNewer = `
+const storeIfNewer = new RedisScript(`
 local current = redis.call('GET', KEYS[1])
 if current then
   local v = tonumber(string.match(current, '^(%d+):'))
@@ -20,7 +20,7 @@ if current then
 end
 redis.call('SET', KEYS[1], ARGV[1] .. ':' .. ARGV[2], 'PX', ARGV[3])
 return 1
-`;
+`);
 
 /**
  * Redis cache of GetOrder for orders in a terminal status, which the saga no
@@ -50,7 +50,7 @@ export class OrderCache {
   async offer(order: Order): Promise<void> {
     if (!isTerminal(order.status)) return;
     const payload = Buffer.from(toBinary(OrderSchema, order));
-    await orFallback(() => this.redis.eval(storeIfNewer, 1, this.key(order.orderId), order.version.toString(), payload, this.ttlMs), 0);
+    await orFallback(() => storeIfNewer.run(this.redis, [this.key(order.orderId)], [order.version.toString(), payload, this.ttlMs]), 0);
   }
 
   /**
@@ -60,7 +60,7 @@ export class OrderCache {
    */
   async invalidate(orderId: string, version: bigint): Promise<boolean> {
     return orFallback(async () => {
-      await this.redis.eval(storeIfNewer, 1, this.key(orderId), version.toString(), "", this.ttlMs);
+      await storeIfNewer.run(this.redis, [this.key(orderId)], [version.toString(), "", this.ttlMs]);
       return true;
     }, false);
   }

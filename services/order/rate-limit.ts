@@ -1,9 +1,16 @@
 import { Code, ConnectError } from "@connectrpc/connect";
 import type { Redis } from "ioredis";
 import { counter } from "../platform/metrics.js";
-import { orFallback } from "../platform/redis.js";
+import { orFallback, RedisScript } from "../platform/redis.js";
 
 const limited = counter("orderflow_order_rate_limited_total", "CreateOrder calls refused by the per-customer rate limit", []);
+
+/** Counts one call in the key and returns the count; the key expires `ARGV[1]` ms after its first call. */
+const countCall = new RedisScript(`
+local n = redis.call('INCR', KEYS[1])
+if n == 1 then redis.call('PEXPIRE', KEYS[1], ARGV[1]) end
+return n
+`);
 
 /**
  * Per-customer limit on CreateOrder: a counter per customer and minute in Redis.
@@ -16,10 +23,7 @@ export class CustomerRateLimit {
     if (this.perMinute <= 0) return;
     const minute = Math.floor(Date.now() / 60_000);
     const key = `ratelimit:create-order:${customerId}:${minute}`;
-    const count = await orFallback(async () => {
-      const [[, value] = [null, 0]] = (await this.redis.multi().incr(key).pexpire(key, 120_000).exec()) ?? [];
-      return Number(value);
-    }, 0);
+    const count = Number(await orFallback(() => countCall.run(this.redis, [key], [120_000]), 0));
     if (count > this.perMinute) {
       limited.inc();
       throw new ConnectError(`customer ${customerId} placed more than ${this.perMinute} orders this minute; retry later`, Code.ResourceExhausted);

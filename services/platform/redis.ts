@@ -1,4 +1,5 @@
-import { Redis } from "ioredis";
+import { createHash } from "node:crypto";
+import { Redis, type RedisKey, type RedisValue } from "ioredis";
 import { errorMessage } from "./errors.js";
 import type { Logger } from "./logger.js";
 
@@ -38,5 +39,26 @@ export async function orFallback<T>(operation: () => Promise<T>, fallback: T): P
     return await operation();
   } catch {
     return fallback;
+  }
+}
+
+/**
+ * A Lua script called by its SHA1 (EVALSHA): its text goes over the wire only when
+ * Redis does not know it (NOSCRIPT: the first call, or after a restart or SCRIPT FLUSH).
+ */
+export class RedisScript {
+  private readonly sha: string;
+
+  constructor(private readonly lua: string) {
+    this.sha = createHash("sha1").update(lua).digest("hex");
+  }
+
+  async run(redis: Redis, keys: readonly RedisKey[], args: readonly RedisValue[]): Promise<unknown> {
+    try {
+      return await redis.evalsha(this.sha, keys.length, ...keys, ...args);
+    } catch (err) {
+      if (!(err instanceof Error) || !err.message.startsWith("NOSCRIPT")) throw err;
+      return redis.eval(this.lua, keys.length, ...keys, ...args);
+    }
   }
 }
