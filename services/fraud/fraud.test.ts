@@ -132,7 +132,7 @@ describe("fraud saga over JetStream", () => {
 
   it("answers every fraud.cmd.assess (re-sends too) with the same FraudAssessed, keyed by order id", async () => {
     const assessor = new FraudAssessor(new FraudStore(redis, prefix), rules, logger);
-    consumer = await startFraudSaga({ js: env.js, assessor, logger, domain: env.domain("fraud"), dlq: env.dlq, batchSize: 10 });
+    consumer = await startFraudSaga({ js: env.js, publisher: env.publisher, assessor, logger, domain: env.domain("fraud"), dlq: env.dlq, batchSize: 10 });
     const customerId = `c-${randomUUID()}`;
     const approved = randomUUID();
     const declined = randomUUID();

@@ -1,12 +1,14 @@
 import { create, isMessage } from "@bufbuild/protobuf";
 import type { JetStreamClient } from "@nats-io/jetstream";
 import { AssessFraudSchema, FraudAssessedSchema } from "../../gen/orderflow/fraud/v1/fraud_pb.js";
-import { type BusConsumer, type Delivery, type DlqConfig, publishMessages, startConsumer, streamName } from "../platform/bus/index.js";
+import { type BusConsumer, type Delivery, type DlqConfig, publishMessages, startConsumer, type StreamPublisher, streamName } from "../platform/bus/index.js";
 import type { Logger } from "../platform/logger.js";
 import type { FraudAssessor } from "./assessor.js";
 
 export interface FraudSagaOptions {
   js: JetStreamClient;
+  /** Where the FraudAssessed replies go. */
+  publisher: StreamPublisher;
   assessor: FraudAssessor;
   logger: Logger;
   /** Subject domain (default `fraud`: stream FRAUD, fraud.cmd.assess -> fraud.evt.assessed); tests use their own. */
@@ -31,7 +33,7 @@ export function replyId(orderId: string, commandId: string): string {
  * stored for re-sends) and publish FraudAssessed directly to JetStream, keyed by order id.
  * Throws on anything it cannot handle; the consumer retries, then dead-letters.
  */
-export async function handleAssessCommand(delivery: Delivery, options: Pick<FraudSagaOptions, "js" | "assessor" | "domain">): Promise<void> {
+export async function handleAssessCommand(delivery: Delivery, options: Pick<FraudSagaOptions, "publisher" | "assessor" | "domain">): Promise<void> {
   const domain = options.domain ?? "fraud";
   if (!isMessage(delivery.message, AssessFraudSchema)) throw new Error(`${delivery.subject}: expected ${AssessFraudSchema.typeName}, got ${delivery.type}`);
   const command = delivery.message;
@@ -41,7 +43,7 @@ export async function handleAssessCommand(delivery: Delivery, options: Pick<Frau
     total: command.total ? { amountMinor: command.total.amountMinor, currency: command.total.currency } : undefined,
   });
   const reply = create(FraudAssessedSchema, { orderId: command.orderId, decision: assessment.decision, reasons: assessment.reasons.map((r) => r.message) });
-  await publishMessages(options.js, [{ subject: `${domain}.evt.assessed`, message: reply, key: command.orderId, id: replyId(command.orderId, delivery.id) }]);
+  await publishMessages(options.publisher, [{ subject: `${domain}.evt.assessed`, message: reply, key: command.orderId, id: replyId(command.orderId, delivery.id) }]);
 }
 
 /**

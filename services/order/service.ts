@@ -36,7 +36,7 @@ export async function start(context: ServiceContext): Promise<ServiceParts> {
   const store = new OrderStore(db);
   const timing = { stepTimeoutMs: config.SAGA_STEP_TIMEOUT_MS };
   const bus = await connectBus({ url: config.NATS_URL, name: context.name, logger: context.logger });
-  const relay = new OutboxRelay({ pool: db.background, schema, js: bus.js, logger: context.logger }).start();
+  const relay = new OutboxRelay({ pool: db.background, schema, publisher: bus.publisher, logger: context.logger }).start();
   const replies = await Promise.all(
     ["fraud", "inventory", "payment"].map((domain) => {
       const locked = new Map<string, SagaOrder>();

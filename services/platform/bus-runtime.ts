@@ -1,6 +1,6 @@
 import { jetstream, jetstreamManager, type JetStreamClient, type JetStreamManager } from "@nats-io/jetstream";
 import { connect, type NatsConnection } from "@nats-io/transport-node";
-import { ensureStreams } from "./bus/index.js";
+import { ensureStreams, JetStreamPublisher } from "./bus/index.js";
 import type { Logger } from "./logger.js";
 import type { DependencyCheck } from "./rpc/health.js";
 
@@ -10,6 +10,8 @@ export const sagaDomains = ["order", "inventory", "fraud", "payment"] as const;
 export interface BusConnection {
   nc: NatsConnection;
   js: JetStreamClient;
+  /** Publishes to the streams with all acks on one subscription (outbox relay, direct publishes). */
+  publisher: JetStreamPublisher;
   jsm: JetStreamManager;
   /** Readiness: the connection is up. */
   check: DependencyCheck;
@@ -34,11 +36,16 @@ export async function connectBus(options: { url: string; name: string; logger: L
   })();
   const jsm = await jetstreamManager(nc);
   await ensureStreams(jsm, sagaDomains);
+  const publisher = new JetStreamPublisher(nc);
   return {
     nc,
     js: jetstream(nc),
+    publisher,
     jsm,
     check: { name: "nats", check: () => Promise.resolve(connected && !nc.isClosed()) },
-    close: () => nc.drain(),
+    close: () => {
+      publisher.close();
+      return nc.drain();
+    },
   };
 }

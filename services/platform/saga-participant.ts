@@ -48,7 +48,7 @@ export interface ParticipantOptions {
  */
 export async function startParticipant(options: ParticipantOptions): Promise<Worker[]> {
   const { bus, db, schema, domain, handlers, logger } = options;
-  const relay = new OutboxRelay({ pool: db.background, schema, js: bus.js, logger }).start();
+  const relay = new OutboxRelay({ pool: db.background, schema, publisher: bus.publisher, logger }).start();
   const consumer: BusConsumer = await startConsumer({
     js: bus.js,
     pool: db.background,

@@ -2,6 +2,7 @@
 export { decodeMessage, DecodeError, encodeMessage, sagaRegistry } from "./codec.js";
 export { startConsumer, type BusConsumer, type ConsumerOptions, type Delivery, type DirectConsumerOptions, type InboxConsumerOptions, type OutboxWriter } from "./consumer.js";
 export { getDeadLetter, listDeadLetters, publishDeadLetter, replayAllDeadLetters, replayDeadLetter, type DeadLetter } from "./dlq.js";
+export { JetStreamPublisher, type StreamPublisher } from "./jetstream-publisher.js";
 export { busMetrics } from "./metrics.js";
 export { DEFAULT_DLQ, DlqHeader, Header, outboxChannel, streamName, type DlqConfig } from "./names.js";
 export { enqueueOutbox, type EnqueueOptions, type OutboxInsert, outboxInsert, outboxWritten, type WrittenRow } from "./outbox.js";

@@ -1,7 +1,8 @@
 import type { Message, Registry } from "@bufbuild/protobuf";
-import type { JetStreamClient, PubAck } from "@nats-io/jetstream";
+import type { PubAck } from "@nats-io/jetstream";
 import { headers as natsHeaders, type MsgHdrs } from "@nats-io/transport-node";
 import { encodeMessage, sagaRegistry } from "./codec.js";
+import type { StreamPublisher } from "./jetstream-publisher.js";
 import { Header } from "./names.js";
 import { currentTraceHeaders } from "./trace.js";
 
@@ -37,14 +38,14 @@ export function busHeaders(fields: { type: string; id: string; key?: string | nu
  * acks awaited. Each needs a deterministic `id` (the JetStream msgID). The current trace
  * context is added to the headers. For services without Postgres (fraud).
  */
-export async function publishMessages(js: JetStreamClient, messages: readonly OutgoingMessage[], registry: Registry = sagaRegistry): Promise<PubAck[]> {
+export async function publishMessages(publisher: StreamPublisher, messages: readonly OutgoingMessage[], registry: Registry = sagaRegistry): Promise<PubAck[]> {
   const trace = currentTraceHeaders();
   return Promise.all(
     messages.map((m) => {
       if (!m.id) throw new Error(`publishMessages: message to ${m.subject} needs an id`);
       const { type, payload } = encodeMessage(m.message, registry);
       const headers = busHeaders({ type, id: m.id, key: m.key ?? null, extra: { ...m.headers, ...trace } });
-      return js.publish(m.subject, payload, { msgID: m.id, headers });
+      return publisher.publish(m.subject, payload, { msgID: m.id, headers });
     }),
   );
 }

@@ -68,7 +68,7 @@ async function clear(): Promise<void> {
 /** With a clean outbox and stream, runs `body` while a relay with `options` leads; then stops it. */
 async function whileLeading(options: Partial<OutboxRelayOptions>, body: () => Promise<void>): Promise<void> {
   await clear();
-  const relay = new OutboxRelay({ pool: env.pool, schema: env.schema, js: env.js, ...options }).start();
+  const relay = new OutboxRelay({ pool: env.pool, schema: env.schema, publisher: env.publisher, ...options }).start();
   try {
     await waitFor(() => relay.isLeader, 3000, "leader");
     await body();
@@ -90,7 +90,7 @@ describe("outbox + relay", () => {
     const ids = await context.with(ctx, () => inTx((c) => enqueueOutbox(c, env.schema, [reserve("o-1", 1), reserve("o-1", 2), reserve("o-2", 3)])));
     expect(ids).toHaveLength(3);
 
-    const relay = new OutboxRelay({ pool: env.pool, schema: env.schema, js: env.js, pollMs: 100 }).start();
+    const relay = new OutboxRelay({ pool: env.pool, schema: env.schema, publisher: env.publisher, pollMs: 100 }).start();
     try {
       await waitFor(async () => (await unpublished()) === 0, 5000, "rows published");
       const msgs = await readStream(env.jsm, env.stream("inventory"));
@@ -117,8 +117,8 @@ describe("outbox + relay", () => {
 
   it("two relays: one leader at a time, every row published exactly once, per-key order kept across a failover", async () => {
     await clear();
-    const a = new OutboxRelay({ pool: env.pool, schema: env.schema, js: env.js, pollMs: 50, leaderRetryMs: 50, batchSize: 25 }).start();
-    const b = new OutboxRelay({ pool: env.pool, schema: env.schema, js: env.js, pollMs: 50, leaderRetryMs: 50, batchSize: 25 }).start();
+    const a = new OutboxRelay({ pool: env.pool, schema: env.schema, publisher: env.publisher, pollMs: 50, leaderRetryMs: 50, batchSize: 25 }).start();
+    const b = new OutboxRelay({ pool: env.pool, schema: env.schema, publisher: env.publisher, pollMs: 50, leaderRetryMs: 50, batchSize: 25 }).start();
     const keys = Array.from({ length: 10 }, (_, i) => `order-${i}`);
     let n = 0;
     const writeRound = async (rounds: number): Promise<void> => {
@@ -157,7 +157,7 @@ describe("outbox + relay", () => {
   it("does not skip a row whose transaction commits after later rows were published (NOTIFY wakes the relay)", async () => {
     await clear();
     // Long poll: only NOTIFY can publish the late row quickly.
-    const relay = new OutboxRelay({ pool: env.pool, schema: env.schema, js: env.js, pollMs: 60_000 }).start();
+    const relay = new OutboxRelay({ pool: env.pool, schema: env.schema, publisher: env.publisher, pollMs: 60_000 }).start();
     const slow = await env.pool.connect();
     try {
       await waitFor(() => relay.isLeader, 3000, "leader");

@@ -1,4 +1,3 @@
-import type { JetStreamClient } from "@nats-io/jetstream";
 import type { Pool, PoolClient } from "pg";
 import { prepared } from "../db.js";
 import { errorMessage } from "../errors.js";
@@ -6,13 +5,15 @@ import { createLogger, type Logger } from "../logger.js";
 import { busMetrics } from "./metrics.js";
 import { outboxChannel, quoteSchema } from "./names.js";
 import { type OutboxRecord, registerLocalRelay } from "./outbox.js";
+import type { StreamPublisher } from "./jetstream-publisher.js";
 import { busHeaders } from "./publish.js";
 
 export interface OutboxRelayOptions {
   pool: Pool;
   /** The service's schema holding `outbox`. */
   schema: string;
-  js: JetStreamClient;
+  /** Where the rows go: the bus connection's JetStreamPublisher (nats.js's JetStreamClient works too). */
+  publisher: StreamPublisher;
   /** Rows claimed and published (pipelined) per transaction (default 500). */
   batchSize?: number;
   /** Polling backstop when no NOTIFY arrives (default 500 ms). */
@@ -288,7 +289,7 @@ export class OutboxRelay {
     for (const id of ids) this.inFlight.add(id);
     const acks = Promise.all(
       rows.map((r) =>
-        this.opts.js.publish(r.subject, r.payload, {
+        this.opts.publisher.publish(r.subject, r.payload, {
           msgID: r.msgId,
           headers: busHeaders({ type: r.type, id: r.msgId, key: r.key, extra: r.headers }),
         }),

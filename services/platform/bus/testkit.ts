@@ -10,12 +10,15 @@ import pg from "pg";
 import { errorMessage } from "../errors.js";
 import type { DlqConfig } from "./names.js";
 import { streamName } from "./names.js";
+import { JetStreamPublisher } from "./jetstream-publisher.js";
 import { ensureBusTables } from "./sql.js";
 import { deleteStreams, ensureStreams } from "./streams.js";
 
 export interface BusTestEnv {
   nc: NatsConnection;
   js: JetStreamClient;
+  /** The services' publisher on `nc` (closed by cleanup). */
+  publisher: JetStreamPublisher;
   jsm: JetStreamManager;
   pool: pg.Pool;
   natsUrl: string;
@@ -60,6 +63,7 @@ export async function busTestEnv(domains: readonly string[], urls: BusTestUrls |
     throw new Error(`bus tests need Postgres at ${databaseUrl} (set DATABASE_URL): ${errorMessage(err)}`);
   }
   const js = jetstream(nc);
+  const publisher = new JetStreamPublisher(nc);
   const jsm = await jetstreamManager(nc);
   const domain = (name: string): string => `${id}_${name}`;
   const dlq: DlqConfig = { stream: `${id.toUpperCase()}_DLQ`, subjectPrefix: `${id}_dlq` };
@@ -70,6 +74,7 @@ export async function busTestEnv(domains: readonly string[], urls: BusTestUrls |
   return {
     nc,
     js,
+    publisher,
     jsm,
     pool,
     natsUrl,
@@ -82,6 +87,7 @@ export async function busTestEnv(domains: readonly string[], urls: BusTestUrls |
       await deleteStreams(jsm, [...fullDomains.map(streamName), dlq.stream]).catch(() => undefined);
       await pool.query(`DROP SCHEMA IF EXISTS "${schema}" CASCADE`).catch(() => undefined);
       await pool.end();
+      publisher.close();
       await nc.close();
     },
   };
