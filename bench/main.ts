@@ -326,6 +326,21 @@ async function seed(options: BenchOptions, endpoints: Endpoints, runId: string):
   return { customers, skus, ms: Math.round(performance.now() - started) };
 }
 
+/**
+ * Whether the server runs autovacuum. Without it (as on the machine of the README's figures)
+ * the run's tables grow without statistics or vacuuming, and cached plans chosen while
+ * they were small are kept: figures can differ from a server with the default settings.
+ */
+async function autovacuumIsOn(databaseUrl: string): Promise<boolean> {
+  const client = new pg.Client({ connectionString: databaseUrl, application_name: "orderflow-bench" });
+  await client.connect();
+  try {
+    return (await client.query<{ autovacuum: string }>("SHOW autovacuum")).rows[0]?.autovacuum === "on";
+  } finally {
+    await client.end();
+  }
+}
+
 /** Waits until no order is still in flight (a saturated step leaves work behind); returns how many still are. */
 async function waitForQuiet(databaseUrl: string, customerPrefix: string, timeoutMs: number): Promise<number> {
   const pool = new pg.Pool({ connectionString: databaseUrl, max: 1, application_name: "orderflow-bench" });
@@ -428,6 +443,7 @@ async function main(): Promise<void> {
     const h2loadBinary = options.h2load ? findH2load() : undefined;
     const transportH2load: H2loadResult[] = [];
     if (!options.h2load) notes.push("h2load turned off (--no-h2load)");
+    if (!(await autovacuumIsOn(endpoints.databaseUrl))) notes.push("autovacuum is off on this Postgres: the run's tables had no statistics and no vacuuming");
     else if (!h2loadBinary) {
       const line = "h2load not found (Debian/Ubuntu: apt-get install -y nghttp2-client): transport figures come from the Node generator only";
       log(line);
