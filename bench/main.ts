@@ -451,13 +451,13 @@ async function main(): Promise<void> {
       durationMs: options.runMs,
       workload,
     });
+    // Only on the database the bench created: a targeted system's database is not ours to vacuum.
+    const standInForAutovacuum = Object.keys(options.targets).length === 0 && !(await autovacuumIsOn(endpoints.databaseUrl));
+    if (standInForAutovacuum) notes.push("autovacuum is off on this Postgres: the bench ran VACUUM (ANALYZE) before each saga step and before the query runs, as autovacuum would have");
     // h2load, where installed, loads the same calls from C on one core.
     const h2loadBinary = options.h2load ? findH2load() : undefined;
     const transportH2load: H2loadResult[] = [];
     if (!options.h2load) notes.push("h2load turned off (--no-h2load)");
-    // Only on the database the bench created: a targeted system's database is not ours to vacuum.
-    const standInForAutovacuum = Object.keys(options.targets).length === 0 && !(await autovacuumIsOn(endpoints.databaseUrl));
-    if (standInForAutovacuum) notes.push("autovacuum is off on this Postgres: the bench ran VACUUM (ANALYZE) before each saga step and before the query runs, as autovacuum would have");
     else if (!h2loadBinary) {
       const line = "h2load not found (Debian/Ubuntu: apt-get install -y nghttp2-client): transport figures come from the Node generator only";
       log(line);
