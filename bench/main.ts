@@ -326,15 +326,20 @@ async function seed(options: BenchOptions, endpoints: Endpoints, runId: string):
   return { customers, skus, ms: Math.round(performance.now() - started) };
 }
 
-/** Whether the server runs autovacuum. */
-async function autovacuumIsOn(databaseUrl: string): Promise<boolean> {
-  const client = new pg.Client({ connectionString: databaseUrl, application_name: "orderflow-bench" });
-  await client.connect();
+/** Runs `use` on a one-connection pool to the run's database, closed afterwards. */
+async function onDatabase<T>(databaseUrl: string, use: (pool: pg.Pool) => Promise<T>): Promise<T> {
+  const pool = new pg.Pool({ connectionString: databaseUrl, max: 1, application_name: "orderflow-bench" });
+  pool.on("error", () => undefined);
   try {
-    return (await client.query<{ autovacuum: string }>("SHOW autovacuum")).rows[0]?.autovacuum === "on";
+    return await use(pool);
   } finally {
-    await client.end();
+    await pool.end();
   }
+}
+
+/** Whether the server runs autovacuum. */
+function autovacuumIsOn(databaseUrl: string): Promise<boolean> {
+  return onDatabase(databaseUrl, async (pool) => (await pool.query<{ autovacuum: string }>("SHOW autovacuum")).rows[0]?.autovacuum === "on");
 }
 
 /**
@@ -344,43 +349,29 @@ async function autovacuumIsOn(databaseUrl: string): Promise<boolean> {
  * of every order for each batch of saga transitions.
  */
 async function vacuumAnalyze(databaseUrl: string): Promise<void> {
-  const client = new pg.Client({ connectionString: databaseUrl, application_name: "orderflow-bench" });
-  await client.connect();
-  try {
-    await client.query("VACUUM (ANALYZE)");
-  } finally {
-    await client.end();
-  }
+  await onDatabase(databaseUrl, (pool) => pool.query("VACUUM (ANALYZE)"));
 }
 
 /** Waits until no order is still in flight (a saturated step leaves work behind); returns how many still are. */
-async function waitForQuiet(databaseUrl: string, customerPrefix: string, timeoutMs: number): Promise<number> {
-  const pool = new pg.Pool({ connectionString: databaseUrl, max: 1, application_name: "orderflow-bench" });
-  pool.on("error", () => undefined);
+function waitForQuiet(databaseUrl: string, customerPrefix: string, timeoutMs: number): Promise<number> {
   const deadline = performance.now() + timeoutMs;
-  try {
+  return onDatabase(databaseUrl, async (pool) => {
     for (;;) {
       const open = Number((await pool.query<{ n: string }>("SELECT count(*) AS n FROM orders.orders WHERE concluded_at IS NULL AND starts_with(customer_id, $1)", [customerPrefix])).rows[0]?.n ?? 0);
       if (open === 0 || performance.now() > deadline) return open;
       await sleep(250);
     }
-  } finally {
-    await pool.end();
-  }
+  });
 }
 
-async function concludedOrderIds(databaseUrl: string, customerPrefix: string, limit: number): Promise<string[]> {
-  const pool = new pg.Pool({ connectionString: databaseUrl, max: 1, application_name: "orderflow-bench" });
-  pool.on("error", () => undefined);
-  try {
+function concludedOrderIds(databaseUrl: string, customerPrefix: string, limit: number): Promise<string[]> {
+  return onDatabase(databaseUrl, async (pool) => {
     const result = await pool.query<{ id: string }>(
       "SELECT order_id::text AS id FROM orders.orders WHERE status = 'CONFIRMED' AND concluded_at IS NOT NULL AND starts_with(customer_id, $2) ORDER BY seq DESC LIMIT $1",
       [limit, customerPrefix],
     );
     return result.rows.map((row) => row.id);
-  } finally {
-    await pool.end();
-  }
+  });
 }
 
 // ---------------------------------------------------------------- the run
