@@ -5,6 +5,7 @@ export const baseConfigShape = {
   PORT: z.coerce.number().int().min(1).max(65535).default(8080).describe("TCP port for gRPC, gRPC-Web and Connect"),
   RPC_TRANSPORT: z.enum(["grpc-js", "connect"]).default("grpc-js").describe("who serves HTTP/2 (h2c) connections: grpc-js (native gRPC only) or connect (gRPC, gRPC-Web and Connect); HTTP/1.1 always goes to connect-node"),
   METRICS_PORT: z.coerce.number().int().min(0).max(65535).default(9090).describe("TCP port for Prometheus /metrics (0 disables)"),
+  METRICS_EVENT_LOOP_RESOLUTION_MS: z.coerce.number().int().min(1).max(10_000).default(100).describe("sampling timer of the event-loop delay metric; each tick wakes the process"),
   LOG_LEVEL: z.enum(["error", "warn", "info", "debug"]).default("info"),
   MAX_CONNECTION_AGE_MS: z.coerce.number().int().min(0).default(300_000).describe("HTTP/2 connections are closed gracefully after about this long, so clients reconnect and spread over new replicas (0 = never)"),
   SHUTDOWN_GRACE_MS: z.coerce.number().int().min(0).default(10_000).describe("time allowed for in-flight work on SIGTERM"),

@@ -55,7 +55,7 @@ export async function runService(name: string, load: () => Promise<ServiceModule
       await telemetry.shutdown();
       return;
     }
-    collectProcessMetrics();
+    collectProcessMetrics(config.METRICS_EVENT_LOOP_RESOLUTION_MS);
     const metricsServer = config.METRICS_PORT > 0 ? await startMetricsServer(config.METRICS_PORT) : undefined;
     const parts = await service.start(context);
     const health = new HealthState(parts.rpc.map((b) => b.service.typeName), parts.checks);

@@ -3,11 +3,15 @@ import { collectDefaultMetrics, Counter, Histogram, register } from "prom-client
 
 let defaultsCollected = false;
 
-/** Node process metrics, once per process. */
-export function collectProcessMetrics(): void {
+/**
+ * Node process metrics, once per process. The event-loop delay histogram samples
+ * with a timer; prom-client's default of 10 ms wakes an idle process 100 times a
+ * second, which on a small shared node costs more CPU than the metric is worth.
+ */
+export function collectProcessMetrics(eventLoopResolutionMs: number): void {
   if (defaultsCollected) return;
   defaultsCollected = true;
-  collectDefaultMetrics();
+  collectDefaultMetrics({ eventLoopMonitoringPrecision: eventLoopResolutionMs });
 }
 
 /** Reuses a metric already registered under the name (tests start several servers in one process). */
