@@ -83,7 +83,7 @@ export async function lockOrders(tx: Queryable, orderIds: string[]): Promise<Sag
 
 /** Orders whose step deadline passed, locked, skipping those another replica holds. */
 export async function lockOverdue(tx: Queryable, limit: number): Promise<SagaOrder[]> {
-  const { rows } = await tx.query<SagaRow>(`SELECT ${sagaColumns} FROM orders WHERE step_deadline < now() ORDER BY step_deadline LIMIT $1 FOR UPDATE SKIP LOCKED`, [limit]);
+  const { rows } = await tx.query<SagaRow>(`SELECT ${sagaColumns} FROM orders WHERE in_flight AND step_deadline < now() ORDER BY step_deadline LIMIT $1 FOR UPDATE SKIP LOCKED`, [limit]);
   return rows.map(toSagaOrder);
 }
 

@@ -87,4 +87,39 @@ describe("a batch of saga replies", () => {
       await listener.end();
     }
   });
+
+  it("updates an order's row in place while a step follows (no new index entries), and leaves the in-flight index when the last step ends", async () => {
+    const orderId = await pendingOrder();
+    const step = (status: string, awaiting: string[], concluded: boolean): Transition => ({
+      orderId,
+      fromStatus: "PENDING",
+      status,
+      reason: "",
+      awaiting,
+      compensateTo: null,
+      statusChanged: true,
+      startedStep: awaiting.length > 0,
+      concluded,
+    });
+    // Updates to the orders table by this connection, all and in place (HOT); compared
+    // before and after, as Postgres 15 reports what is not yet flushed, not one transaction's.
+    const updates = async (tx: pg.PoolClient) => {
+      const { rows } = await tx.query<{ all: string; hot: string }>(
+        "SELECT pg_stat_get_xact_tuples_updated('orders'::regclass) AS all, pg_stat_get_xact_tuples_hot_updated('orders'::regclass) AS hot",
+      );
+      return { all: Number(rows[0]?.all), hot: Number(rows[0]?.hot) };
+    };
+    await db.transaction(async (tx) => {
+      const before = await updates(tx);
+      const since = async () => {
+        const now = await updates(tx);
+        return { all: now.all - before.all, hot: now.hot - before.hot };
+      };
+      await writeTransitions(tx, [step("FRAUD_APPROVED", ["reserve"], false)], timing.stepTimeoutMs);
+      await writeTransitions(tx, [step("CONFIRMED", ["commit"], true)], timing.stepTimeoutMs);
+      expect(await since()).toEqual({ all: 2, hot: 2 });
+      await writeTransitions(tx, [step("CONFIRMED", [], false)], timing.stepTimeoutMs);
+      expect(await since()).toEqual({ all: 3, hot: 2 });
+    });
+  });
 });

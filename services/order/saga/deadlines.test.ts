@@ -1,0 +1,82 @@
+import { randomUUID } from "node:crypto";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { testDatabasePrefix } from "../../../test/support/names.js";
+import { dropDatabase, ensureDatabase, withDatabase } from "../../../tools/infra.js";
+import { Database } from "../../platform/db.js";
+import { createLogger } from "../../platform/logger.js";
+import { migrate } from "../../platform/migrate.js";
+import { DeadlineWatcher } from "./deadlines.js";
+import { ordersSchema } from "./state.js";
+
+// A database of its own: the sweep writes to the outbox of the "orders" schema by name.
+const databaseUrl = withDatabase(process.env["DATABASE_URL"] ?? "postgres://postgres@127.0.0.1:5432/postgres", `${testDatabasePrefix}${process.pid}_deadlines_${Date.now() % 100_000}`);
+const logger = createLogger("order-test", "error");
+let db: Database | undefined;
+
+beforeAll(async () => {
+  await ensureDatabase(databaseUrl);
+  await migrate({ databaseUrl, service: "order", schema: ordersSchema, logger, busTables: true });
+  db = new Database({ url: databaseUrl, poolMax: 2, backgroundPoolMax: 2, schema: ordersSchema, applicationName: "order-deadlines-test" });
+});
+
+afterAll(async () => {
+  await db?.close();
+  await dropDatabase(databaseUrl);
+});
+
+function database(): Database {
+  if (!db) throw new Error("not set up");
+  return db;
+}
+
+/** An order awaiting the fraud check, its deadline `dueInSeconds` from now (null: no step open). */
+async function orderAwaitingFraud(dueInSeconds: number | null): Promise<string> {
+  const orderId = randomUUID();
+  await database().primary.query(
+    `INSERT INTO orders (order_id, customer_id, status, total_minor, currency, awaiting, step_deadline)
+     VALUES ($1, 'c1', 'PENDING', 500, 'USD', CASE WHEN $2::float8 IS NULL THEN '{}' ELSE '{fraud}' END::text[], now() + make_interval(secs => $2::float8))`,
+    [orderId, dueInSeconds],
+  );
+  return orderId;
+}
+
+async function state(orderId: string) {
+  const { rows } = await database().primary.query<{ status: string; status_reason: string; step_attempts: number; due_in_s: number | null; in_flight: boolean }>(
+    "SELECT status, status_reason, step_attempts, extract(epoch FROM step_deadline - now())::float8 AS due_in_s, in_flight FROM orders WHERE order_id = $1",
+    [orderId],
+  );
+  return rows[0];
+}
+
+async function commandsFor(orderId: string): Promise<string[]> {
+  const { rows } = await database().primary.query<{ subject: string }>("SELECT subject FROM outbox WHERE key = $1 ORDER BY id", [orderId]);
+  return rows.map((r) => r.subject);
+}
+
+const overdue = (orderId: string) => database().primary.query("UPDATE orders SET step_deadline = now() - interval '1 s' WHERE order_id = $1", [orderId]);
+
+describe("the deadline sweep", () => {
+  it("re-sends an overdue step with a longer deadline, leaves the others, and fails the order after the last attempt", async () => {
+    const late = await orderAwaitingFraud(-1);
+    const onTime = await orderAwaitingFraud(60);
+    const settled = await orderAwaitingFraud(null);
+    const watcher = new DeadlineWatcher(database(), { stepTimeoutMs: 1_000, maxAttempts: 2 }, logger);
+
+    expect(await watcher.sweep()).toBe(1);
+    expect(await commandsFor(late)).toEqual(["fraud.cmd.assess"]);
+    const resent = await state(late);
+    expect(resent).toMatchObject({ status: "PENDING", step_attempts: 2, in_flight: true });
+    // Back-off: the second attempt gets 2 × the step timeout.
+    expect(resent?.due_in_s).toBeGreaterThan(1.5);
+    expect(resent?.due_in_s).toBeLessThanOrEqual(2);
+    expect(await commandsFor(onTime)).toEqual([]);
+    expect(await state(onTime)).toMatchObject({ step_attempts: 1, in_flight: true });
+    expect(await state(settled)).toMatchObject({ in_flight: false, due_in_s: null });
+
+    await overdue(late);
+    expect(await watcher.sweep()).toBe(1);
+    expect(await state(late)).toMatchObject({ status: "REJECTED", status_reason: "fraud check timed out", in_flight: false, due_in_s: null });
+    expect(await commandsFor(late)).toEqual(["fraud.cmd.assess", "order.evt.rejected"]);
+    expect(await watcher.sweep()).toBe(0);
+  });
+});
