@@ -506,11 +506,12 @@ async function main(): Promise<void> {
 
     // Saga steps, open loop, after a warm-up at the first rate: the saga's first orders
     // open connections and run cold code, which is not the steady state a step measures.
+    const maxInFlightAt = (rate: number): number => Math.max(100, rate * 5);
     const firstRate = options.rates[0] ?? 0;
     const sagaWarmupMs = options.mode === "smoke" ? 0 : Math.min(5_000, options.stepMs / 2);
     if (sagaWarmupMs > 0 && firstRate > 0) {
       log(`saga warm-up: ${firstRate}/s for ${sagaWarmupMs / 1000}s (not recorded)…`);
-      await generator.run({ kind: "saga-step", index: -1, ratePerSec: firstRate, durationMs: sagaWarmupMs, drainTimeoutMs: 15_000, maxInFlight: Math.max(100, firstRate * 5), warmupMs: 0 });
+      await generator.run({ kind: "saga-step", index: -1, ratePerSec: firstRate, durationMs: sagaWarmupMs, drainTimeoutMs: 15_000, maxInFlight: maxInFlightAt(firstRate), warmupMs: 0 });
       notes.push(`the saga steps followed ${sagaWarmupMs / 1000} s of unrecorded load at ${firstRate}/s`);
     }
     const steps: BenchResult["saga"]["steps"] = [];
@@ -525,7 +526,7 @@ async function main(): Promise<void> {
         ratePerSec: rate,
         durationMs: options.stepMs,
         drainTimeoutMs: options.mode === "smoke" ? 15_000 : Math.min(30_000, Math.max(8_000, options.stepMs * 2)),
-        maxInFlight: Math.max(100, rate * 5),
+        maxInFlight: maxInFlightAt(rate),
         warmupMs: Math.min(1_000, options.stepMs / 4),
       });
       // CPU over the arrivals and the drain.
