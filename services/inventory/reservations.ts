@@ -3,7 +3,6 @@ import {
   type CommitStock,
   type ReleaseStock,
   type ReserveStock,
-  StockCommittedSchema,
   StockReleasedSchema,
   StockReservationFailedSchema,
   StockReservedSchema,
@@ -24,7 +23,6 @@ const failed = (orderId: string, reason: string, unavailableSkus: string[] = [])
   message: create(StockReservationFailedSchema, { orderId, reason, unavailableSkus }),
 });
 const released = (orderId: string): Reply => ({ subject: "inventory.evt.released", message: create(StockReleasedSchema, { orderId }) });
-const committed = (orderId: string): Reply => ({ subject: "inventory.evt.committed", message: create(StockCommittedSchema, { orderId }) });
 
 async function lockReservation(tx: Queryable, orderId: string): Promise<{ status: ReservationStatus; reason: string } | undefined> {
   const { rows } = await tx.query<{ status: ReservationStatus; reason: string }>(prepared("SELECT status, reason FROM reservations WHERE order_id = $1 FOR UPDATE", [orderId]));
@@ -141,14 +139,14 @@ export class StockCommits {
     this.orderIds.length = 0;
   }
 
-  /** Collects the commit; its reply does not depend on the outcome. */
-  async commit(_tx: Queryable, { orderId }: CommitStock): Promise<Reply> {
+  /** Collects the commit. It has no reply: the order is CONFIRMED already and waits for nothing. */
+  async commit(_tx: Queryable, { orderId }: CommitStock): Promise<undefined> {
     this.orderIds.push(orderId);
-    return committed(orderId);
+    return undefined;
   }
 
   /** `handle`, after the commits collected so far are written. */
-  writtenBefore<C>(handle: (tx: Queryable, command: C) => Promise<Reply>): (tx: Queryable, command: C) => Promise<Reply> {
+  writtenBefore<C, R>(handle: (tx: Queryable, command: C) => Promise<R>): (tx: Queryable, command: C) => Promise<R> {
     return async (tx, command) => {
       await this.write(tx);
       return handle(tx, command);

@@ -464,7 +464,7 @@ describe("over JetStream with the inbox consumer", () => {
         const handler = paymentCommandHandlers[delivery.type];
         if (!handler) throw new Error(`payment has no handler for ${delivery.type}`);
         const reply = await handler(tx, delivery.message);
-        await enqueueOutbox(tx, schema, [{ subject: reply.subject, message: reply.message, key: delivery.key }]);
+        if (reply) await enqueueOutbox(tx, schema, [{ subject: reply.subject, message: reply.message, key: delivery.key }]);
       },
     });
     try {

@@ -11,13 +11,14 @@ export interface Reply {
   message: Message;
 }
 
-type CommandHandler = (tx: PoolClient, command: Message) => Promise<Reply>;
+/** Undefined for a command the orchestrator sends without awaiting a reply. */
+type CommandHandler = (tx: PoolClient, command: Message) => Promise<Reply | undefined>;
 
 /** Handlers by Protobuf type name of the command; build them with `on`. */
 export type CommandHandlers = Record<string, CommandHandler>;
 
 /** A handler for one command type, type-checked against its schema. */
-export function on<D extends DescMessage>(schema: D, handle: (tx: PoolClient, command: MessageShape<D>) => Promise<Reply>): [string, CommandHandler] {
+export function on<D extends DescMessage>(schema: D, handle: (tx: PoolClient, command: MessageShape<D>) => Promise<Reply | undefined>): [string, CommandHandler] {
   return [
     schema.typeName,
     (tx, command) => {
@@ -44,7 +45,7 @@ export interface ParticipantOptions {
 /**
  * Runs a saga participant that keeps state in Postgres: consumes
  * `<domain>.cmd.>` with the inbox, applies each command and enqueues its reply
- * in the same transaction, and relays the outbox to JetStream.
+ * (if it has one) in the same transaction, and relays the outbox to JetStream.
  */
 export async function startParticipant(options: ParticipantOptions): Promise<Worker[]> {
   const { bus, db, schema, domain, handlers, logger } = options;
@@ -64,7 +65,7 @@ export async function startParticipant(options: ParticipantOptions): Promise<Wor
       const handler = handlers[delivery.type];
       if (!handler) throw new Error(`${domain} has no handler for ${delivery.type}`);
       const reply = await handler(tx, delivery.message);
-      out.emit({ subject: reply.subject, message: reply.message, key: delivery.key });
+      if (reply) out.emit({ subject: reply.subject, message: reply.message, key: delivery.key });
     },
   });
   return [consumer, relay];

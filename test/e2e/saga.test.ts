@@ -71,10 +71,16 @@ describe("order saga", () => {
     expect(payments.map((p) => [p.orderId, PaymentStatus[p.status], p.amount?.amountMinor])).toEqual([[order.orderId, "CHARGED", total]]);
     expect(await ledgerOf(order.orderId)).toEqual([`CHARGE ${-total}`]);
 
-    // inventory.cmd.commit follows CONFIRMED: reserved goes back to 0, sold grows.
+    // inventory.cmd.commit goes out with CONFIRMED and is not answered: the order awaits
+    // nothing, and once the stock is committed no inventory.evt.committed was published.
+    const { rows: saga } = await sys.db.query("SELECT awaiting, in_flight FROM orders.orders WHERE order_id = $1", [order.orderId]);
+    expect(saga).toEqual([{ awaiting: [], in_flight: false }]);
     await eventually(async () => (await stockOf(sys, "E2E-HAPPY")).sold === 3n, 10_000, "stock committed");
     expect(await stockOf(sys, "E2E-HAPPY")).toEqual({ available: 7n, reserved: 0n, sold: 3n });
     expect(await reservationOf(order.orderId)).toBe("COMMITTED");
+    const inventoryEvents = (await sys.jsm.streams.info("INVENTORY", { subjects_filter: "inventory.evt.>" })).state.subjects ?? {};
+    expect(Object.keys(inventoryEvents)).toContain("inventory.evt.reserved");
+    expect(Object.keys(inventoryEvents)).not.toContain("inventory.evt.committed");
 
     const notification = sys.notification;
     const notes = await eventually(async () => {

@@ -18,7 +18,7 @@ export interface DeadlineOptions extends SagaTiming {
 /**
  * What to do when a forward step ran out of attempts: fail the order and undo
  * what may have happened (the participants' tombstones refuse a late command).
- * Commit and compensations are never given up: they are re-sent until done.
+ * Compensations are never given up: they are re-sent until done.
  */
 function giveUp(order: SagaOrder): Change | undefined {
   if (order.awaiting.includes("fraud")) return { status: OrderStatus.REJECTED, reason: "fraud check timed out", done: ["fraud"] };

@@ -93,6 +93,8 @@ export interface Change {
   reason?: string;
   /** Steps to start now: their commands are sent and their replies awaited. */
   start?: Step[];
+  /** Steps whose commands are sent with no reply awaited (the stock commit: nothing depends on it). */
+  send?: Step[];
   /** Steps whose reply arrived. */
   done?: Step[];
   /** For a compensation: the terminal status once every awaited step is done. */
@@ -129,7 +131,7 @@ export async function advance(tx: PoolClient, order: SagaOrder, change: Change, 
   const startedStep = (change.start?.length ?? 0) > 0;
   const concluded = statusChanged && isTerminal(status);
 
-  const outgoing = (change.start ?? []).map((step) => commandFor(step, order));
+  const outgoing = [...(change.start ?? []), ...(change.send ?? [])].map((step) => commandFor(step, order));
   if (concluded) outgoing.push(concludedEvent(order, status, reason));
   const messages = outgoing.map((o) => ({ ...o, key: order.orderId }));
   const transition: Transition = {

@@ -116,9 +116,9 @@ describe("a batch of saga replies", () => {
         return { all: now.all - before.all, hot: now.hot - before.hot };
       };
       await writeTransitions(tx, [step("FRAUD_APPROVED", ["reserve"], false)], timing.stepTimeoutMs);
-      await writeTransitions(tx, [step("CONFIRMED", ["commit"], true)], timing.stepTimeoutMs);
+      await writeTransitions(tx, [step("STOCK_RESERVED", ["charge"], false)], timing.stepTimeoutMs);
       expect(await since()).toEqual({ all: 2, hot: 2 });
-      await writeTransitions(tx, [step("CONFIRMED", [], false)], timing.stepTimeoutMs);
+      await writeTransitions(tx, [step("CONFIRMED", [], true)], timing.stepTimeoutMs);
       expect(await since()).toEqual({ all: 3, hot: 2 });
     });
   });

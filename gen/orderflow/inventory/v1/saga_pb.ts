@@ -10,7 +10,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file orderflow/inventory/v1/saga.proto.
  */
 export const file_orderflow_inventory_v1_saga: GenFile = /*@__PURE__*/
-  fileDesc("CiFvcmRlcmZsb3cvaW52ZW50b3J5L3YxL3NhZ2EucHJvdG8SFm9yZGVyZmxvdy5pbnZlbnRvcnkudjEiKgoJU3RvY2tMaW5lEgsKA3NrdRgBIAEoCRIQCghxdWFudGl0eRgCIAEoAyJSCgxSZXNlcnZlU3RvY2sSEAoIb3JkZXJfaWQYASABKAkSMAoFbGluZXMYAiADKAsyIS5vcmRlcmZsb3cuaW52ZW50b3J5LnYxLlN0b2NrTGluZSIgCgxSZWxlYXNlU3RvY2sSEAoIb3JkZXJfaWQYASABKAkiHwoLQ29tbWl0U3RvY2sSEAoIb3JkZXJfaWQYASABKAkiIQoNU3RvY2tSZXNlcnZlZBIQCghvcmRlcl9pZBgBIAEoCSJUChZTdG9ja1Jlc2VydmF0aW9uRmFpbGVkEhAKCG9yZGVyX2lkGAEgASgJEg4KBnJlYXNvbhgCIAEoCRIYChB1bmF2YWlsYWJsZV9za3VzGAMgAygJIiEKDVN0b2NrUmVsZWFzZWQSEAoIb3JkZXJfaWQYASABKAkiIgoOU3RvY2tDb21taXR0ZWQSEAoIb3JkZXJfaWQYASABKAliBnByb3RvMw");
+  fileDesc("CiFvcmRlcmZsb3cvaW52ZW50b3J5L3YxL3NhZ2EucHJvdG8SFm9yZGVyZmxvdy5pbnZlbnRvcnkudjEiKgoJU3RvY2tMaW5lEgsKA3NrdRgBIAEoCRIQCghxdWFudGl0eRgCIAEoAyJSCgxSZXNlcnZlU3RvY2sSEAoIb3JkZXJfaWQYASABKAkSMAoFbGluZXMYAiADKAsyIS5vcmRlcmZsb3cuaW52ZW50b3J5LnYxLlN0b2NrTGluZSIgCgxSZWxlYXNlU3RvY2sSEAoIb3JkZXJfaWQYASABKAkiHwoLQ29tbWl0U3RvY2sSEAoIb3JkZXJfaWQYASABKAkiIQoNU3RvY2tSZXNlcnZlZBIQCghvcmRlcl9pZBgBIAEoCSJUChZTdG9ja1Jlc2VydmF0aW9uRmFpbGVkEhAKCG9yZGVyX2lkGAEgASgJEg4KBnJlYXNvbhgCIAEoCRIYChB1bmF2YWlsYWJsZV9za3VzGAMgAygJIiEKDVN0b2NrUmVsZWFzZWQSEAoIb3JkZXJfaWQYASABKAkiJgoOU3RvY2tDb21taXR0ZWQSEAoIb3JkZXJfaWQYASABKAk6AhgBYgZwcm90bzM");
 
 /**
  * @generated from message orderflow.inventory.v1.StockLine
@@ -78,7 +78,9 @@ export const ReleaseStockSchema: GenMessage<ReleaseStock> = /*@__PURE__*/
   messageDesc(file_orderflow_inventory_v1_saga, 2);
 
 /**
- * inventory.cmd.commit: turn the order's reservation into a sale.
+ * inventory.cmd.commit: turn the order's reservation into a sale. Sent with the
+ * order's confirmation and not answered: nothing waits for it, and JetStream
+ * redelivers it until it is done (or dead-letters it).
  *
  * @generated from message orderflow.inventory.v1.CommitStock
  */
@@ -164,9 +166,11 @@ export const StockReleasedSchema: GenMessage<StockReleased> = /*@__PURE__*/
   messageDesc(file_orderflow_inventory_v1_saga, 6);
 
 /**
- * inventory.evt.committed
+ * inventory.evt.committed: no longer sent (CommitStock has no reply); the order
+ * service ignores one still in the stream from an earlier version.
  *
  * @generated from message orderflow.inventory.v1.StockCommitted
+ * @deprecated
  */
 export type StockCommitted = Message<"orderflow.inventory.v1.StockCommitted"> & {
   /**
@@ -178,6 +182,7 @@ export type StockCommitted = Message<"orderflow.inventory.v1.StockCommitted"> & 
 /**
  * Describes the message orderflow.inventory.v1.StockCommitted.
  * Use `create(StockCommittedSchema)` to create a new message.
+ * @deprecated
  */
 export const StockCommittedSchema: GenMessage<StockCommitted> = /*@__PURE__*/
   messageDesc(file_orderflow_inventory_v1_saga, 7);
