@@ -42,22 +42,6 @@ export function committed(client: pg.ClientBase): void {
   for (const callback of callbacks ?? []) callback();
 }
 
-/**
- * Two statements of a transaction, the second sent without waiting for the first on a
- * pipelined connection (the background pool's): one round trip instead of two. The
- * second runs whatever the first's outcome, so pair statements where a failing first
- * fails the transaction, and the second with it: BEGIN and the first statement, the
- * last statement and COMMIT (Postgres ends a failed transaction's COMMIT as a rollback).
- */
-export async function backToBack<A, B>(client: pg.ClientBase, first: () => Promise<A>, second: () => Promise<B>): Promise<[A, B]> {
-  if (!isPipelined(client)) return [await first(), await second()];
-  return Promise.all([first(), second()]);
-}
-
-function isPipelined(client: pg.ClientBase): boolean {
-  return "pipeline" in client && client.pipeline === true;
-}
-
 /** Call when `client`'s transaction rolled back: drops its `afterCommit` callbacks. */
 export function rolledBack(client: pg.ClientBase): void {
   commitCallbacks.delete(client);
@@ -97,14 +81,7 @@ export class Database {
     };
     this.primary = new pg.Pool({ ...common, connectionString: options.url });
     this.replica = options.readUrl ? new pg.Pool({ ...common, connectionString: options.readUrl }) : this.primary;
-    // Pipelined: a consumer's batch sends BEGIN with its first statement and COMMIT with its last.
-    this.background = new pg.Pool({
-      ...common,
-      max: options.backgroundPoolMax ?? 10,
-      connectionString: options.url,
-      application_name: `${options.applicationName}-background`,
-      pipeline: true,
-    });
+    this.background = new pg.Pool({ ...common, max: options.backgroundPoolMax ?? 10, connectionString: options.url, application_name: `${options.applicationName}-background` });
     for (const pool of this.pools()) pool.on("error", () => undefined);
   }
 

@@ -3,14 +3,14 @@ import { AckPolicy, DeliverPolicy, type ConsumerConfig, type ConsumerMessages, t
 import { nanos, type MsgHdrs } from "@nats-io/transport-node";
 import { context, SpanKind, SpanStatusCode, trace } from "@opentelemetry/api";
 import type { Pool, PoolClient } from "pg";
-import { backToBack, committed, prepared, rolledBack } from "../db.js";
+import { committed, prepared, rolledBack } from "../db.js";
 import { errorMessage } from "../errors.js";
 import { createLogger, type Logger } from "../logger.js";
 import { decodeMessage, sagaRegistry } from "./codec.js";
 import { messageIdOf, publishDeadLetter } from "./dlq.js";
 import { busMetrics } from "./metrics.js";
 import { DEFAULT_DLQ, Header, quoteSchema, type DlqConfig } from "./names.js";
-import { outboxWrite, type WrittenRow } from "./outbox.js";
+import { enqueueOutbox } from "./outbox.js";
 import { isConflictError, isConnectionError } from "./pgerrors.js";
 import { pruneInbox } from "./sql.js";
 import type { OutgoingMessage } from "./publish.js";
@@ -407,11 +407,10 @@ class BatchConsumer implements BusConsumer {
     const client = await pool.connect();
     let releaseError: Error | undefined;
     try {
+      await client.query("BEGIN");
       const ids = [...new Set(items.map((it) => it.d.id))];
-      const [, r] = await backToBack(
-        client,
-        () => client.query("BEGIN"),
-        () => client.query<{ message_id: string }>(prepared(`INSERT INTO ${table} (consumer, message_id) SELECT $1, unnest($2::text[]) ON CONFLICT DO NOTHING RETURNING message_id`, [this.name, ids])),
+      const r = await client.query<{ message_id: string }>(
+        prepared(`INSERT INTO ${table} (consumer, message_id) SELECT $1, unnest($2::text[]) ON CONFLICT DO NOTHING RETURNING message_id`, [this.name, ids]),
       );
       const fresh = new Set(r.rows.map((row) => row.message_id));
       const newDeliveries = items.filter((it) => fresh.has(it.d.id)).map((it) => it.d);
@@ -428,14 +427,8 @@ class BatchConsumer implements BusConsumer {
         }
       }
       if (newDeliveries.length > 0 && this.opts.pool !== undefined) await this.opts.afterBatch?.(client);
-      if (emitted.length > 0 && this.schema) {
-        // Built first: the COMMIT goes out right behind the insert, so the insert must go out.
-        const write = outboxWrite(this.schema, emitted);
-        const [{ rows }] = await backToBack(client, () => client.query<WrittenRow>(write.statement), () => client.query("COMMIT"));
-        write.written(client, rows);
-      } else {
-        await client.query("COMMIT");
-      }
+      if (emitted.length > 0 && this.schema) await enqueueOutbox(client, this.schema, emitted);
+      await client.query("COMMIT");
       committed(client);
       return outcomes;
     } catch (err) {

@@ -1,6 +1,6 @@
 import { randomUUID } from "node:crypto";
 import type { Registry } from "@bufbuild/protobuf";
-import type { ClientBase, QueryConfig } from "pg";
+import type { ClientBase } from "pg";
 import { afterCommit, prepared } from "../db.js";
 import { encodeMessage, sagaRegistry } from "./codec.js";
 import { outboxChannel, quoteSchema } from "./names.js";
@@ -158,28 +158,11 @@ export function outboxWritten(insert: OutboxInsert, written: readonly WrittenRow
  */
 export async function enqueueOutbox(client: ClientBase, schema: string, messages: readonly OutgoingMessage[], opts: EnqueueOptions = {}): Promise<string[]> {
   if (messages.length === 0) return [];
-  const write = outboxWrite(schema, messages, opts);
-  write.written(client, (await client.query<WrittenRow>(write.statement)).rows);
-  return write.ids;
-}
-
-/** What `enqueueOutbox` runs, built (messages encoded) before anything is sent. */
-export interface OutboxWrite {
-  statement: QueryConfig;
-  /** Message ids, in order. */
-  ids: string[];
-  /** With the statement's rows, inside the transaction: signals the relay once it commits. */
-  written(client: ClientBase, rows: readonly WrittenRow[]): void;
-}
-
-export function outboxWrite(schema: string, messages: readonly OutgoingMessage[], opts: EnqueueOptions = {}): OutboxWrite {
   const insert = outboxInsert(schema, messages, 1, opts);
   // One round trip either way: Postgres folds repeated notifies of a transaction into one.
   const text = insert.notify === undefined ? insert.sql : `WITH ins AS (${insert.sql}), n AS (SELECT pg_notify($7, '') FROM (SELECT 1 FROM ins LIMIT 1) x) SELECT id, msg_id, (SELECT count(*) FROM n) AS notified FROM ins`;
-  return {
-    statement: prepared(text, insert.notify === undefined ? insert.values : [...insert.values, insert.notify]),
-    ids: insert.ids,
-    // The leader is looked up at commit: one that took over since the insert gets the rows too.
-    written: (client, rows) => afterCommit(client, () => outboxWritten(insert, rows)),
-  };
+  const { rows } = await client.query<WrittenRow>(prepared(text, insert.notify === undefined ? insert.values : [...insert.values, insert.notify]));
+  // The leader is looked up at commit: one that took over since the insert gets the rows too.
+  afterCommit(client, () => outboxWritten(insert, rows));
+  return insert.ids;
 }

@@ -53,8 +53,7 @@ export async function busTestEnv(domains: readonly string[], urls: BusTestUrls |
   } catch (err) {
     throw new Error(`bus tests need NATS with JetStream at ${natsUrl} (set NATS_URL): ${errorMessage(err)}`);
   }
-  // Pipelined, as the services' background pool that runs their consumers and relays.
-  const pool = new pg.Pool({ connectionString: databaseUrl, max: 20, connectionTimeoutMillis: 3000, pipeline: true });
+  const pool = new pg.Pool({ connectionString: databaseUrl, max: 20, connectionTimeoutMillis: 3000 });
   pool.on("error", () => undefined);
   try {
     await pool.query("SELECT 1");
