@@ -190,6 +190,39 @@ describe("inbox consumer", () => {
     }
   });
 
+  it("signals progress for a slow batch and what waits behind it: nothing is redelivered within a 1 s ack wait", async () => {
+    const subj = subject("slow");
+    await publishMessages(env.js, Array.from({ length: 3 }, (_, i) => reserve(subj, `slow-${i}`, `sl-${i}`)));
+    const record = recordEffect("slow");
+    const c = await startConsumer({
+      js: env.js,
+      pool: env.pool,
+      schema: env.schema,
+      stream: env.stream("inventory"),
+      durable: "slow",
+      filterSubject: subj,
+      batchSize: 2,
+      ackWaitMs: 1000,
+      handle: async (d, tx) => {
+        await new Promise((resolve) => setTimeout(resolve, 1000));
+        await record(d, tx);
+      },
+    });
+    try {
+      // ~3 s of work, each message held 1–3 s: without progress signals JetStream redelivers them.
+      await waitFor(async () => (await effects("slow")).length === 3, 10_000, "3 effects");
+      await waitFor(() => settled("slow"), 5000, "all acked");
+      // Redelivered copies would arrive (delivery count 2) and be counted as duplicates.
+      await new Promise((resolve) => setTimeout(resolve, 1500));
+      expect((await busMetrics.redeliveries.get()).values.find((v) => v.labels["consumer"] === "slow")?.value ?? 0).toBe(0);
+      expect(await metric("slow", "duplicate")).toBe(0);
+      expect((await busMetrics.progressSignals.get()).values.find((v) => v.labels["consumer"] === "slow")?.value ?? 0).toBeGreaterThan(0);
+      expect((await effects("slow")).length).toBe(3);
+    } finally {
+      await c.stop();
+    }
+  });
+
   it("stops gracefully: finishes the batch in flight, hands back the rest", async () => {
     const subj = subject("stop");
     await publishMessages(env.js, Array.from({ length: 6 }, (_, i) => reserve(subj, `stop-${i}`, `s-${i}`)));

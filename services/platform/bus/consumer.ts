@@ -12,6 +12,7 @@ import { busMetrics } from "./metrics.js";
 import { DEFAULT_DLQ, Header, quoteSchema, type DlqConfig } from "./names.js";
 import { enqueueOutbox } from "./outbox.js";
 import { isConflictError, isConnectionError } from "./pgerrors.js";
+import { ProgressSignals } from "./progress.js";
 import { pruneInbox } from "./sql.js";
 import type { OutgoingMessage } from "./publish.js";
 import { extractTraceContext } from "./trace.js";
@@ -48,7 +49,12 @@ export interface ConsumerCommonOptions {
   maxDeliver?: number;
   /** nak delay after failed delivery n is `backoffMs[min(n-1, len-1)]` (default [500, 2000, 8000, 30000]). */
   backoffMs?: readonly number[];
-  /** Time to process a batch before JetStream redelivers its messages (default 30 s). */
+  /**
+   * Time JetStream waits for an ack or a progress signal before it redelivers a message
+   * (default 10 s). A live consumer signals progress for what it holds every quarter of it,
+   * so this bounds how long the messages of a crashed process stay away, not how long a
+   * batch may take.
+   */
   ackWaitMs?: number;
   /** Unacknowledged messages allowed across all replicas of this consumer (default max(1000, 10 × batchSize)). */
   maxAckPending?: number;
@@ -121,6 +127,9 @@ type Outcome = "processed" | "duplicate";
 
 const tracer = trace.getTracer("orderflow-bus");
 
+/** Short enough that what a crashed process held is back within seconds (see ackWaitMs). */
+const DEFAULT_ACK_WAIT_MS = 10_000;
+
 const NO_OUTBOX: OutboxWriter = {
   emit: () => {
     throw new Error("no outbox without Postgres: publish with publishMessages");
@@ -158,6 +167,9 @@ class BatchConsumer implements BusConsumer {
   private readonly schema: string | null;
   private readonly call: (d: Delivery, tx: PoolClient | undefined, out: OutboxWriter) => Promise<void>;
   private readonly queue: JsMsg[] = [];
+  /** The batch being processed. */
+  private processing: readonly JsMsg[] = [];
+  private progress: ProgressSignals | null = null;
   private messages: ConsumerMessages | null = null;
   private stopping = false;
   private wakeProcessor: (() => void) | null = null;
@@ -193,7 +205,7 @@ class BatchConsumer implements BusConsumer {
   async start(): Promise<void> {
     const { js, stream, durable } = this.opts;
     const jsm = await js.jetstreamManager();
-    const ackWaitMs = this.opts.ackWaitMs ?? 30_000;
+    const ackWaitMs = this.opts.ackWaitMs ?? DEFAULT_ACK_WAIT_MS;
     const serverMaxDeliver = this.maxDeliver + 5;
     // No server-side `backoff`: with it set (ack_wait multiples), nats-server 2.9.10 did not
     // redeliver a message nak'd a second time with a 100 ms delay within 5 s (its redelivery
@@ -231,6 +243,8 @@ class BatchConsumer implements BusConsumer {
     });
     this.pump = this.runPump(messages);
     this.loop = this.run();
+    this.progress = new ProgressSignals(() => this.held(), Math.max(50, ackWaitMs / 4), (n) => busMetrics.progressSignals.inc({ consumer: this.name }, n));
+    this.progress.start();
     this.startPruning();
   }
 
@@ -266,8 +280,15 @@ class BatchConsumer implements BusConsumer {
       await closed;
     }
     await Promise.all([this.pump, this.loop]);
+    this.progress?.stop();
     // Hand back what was fetched but not processed, so another replica gets it now rather than after ack_wait.
     for (const m of this.queue.splice(0)) m.nak();
+  }
+
+  /** Messages fetched and not yet acked, nak'd or dead-lettered (those nats.js still buffers aside). */
+  private *held(): Generator<JsMsg> {
+    yield* this.queue;
+    yield* this.processing;
   }
 
   private wakeAll(): void {
@@ -310,6 +331,7 @@ class BatchConsumer implements BusConsumer {
         continue;
       }
       const batch = this.queue.splice(0, this.batchSize);
+      this.processing = batch;
       this.wakePump?.();
       try {
         await this.processBatch(batch);
@@ -317,6 +339,8 @@ class BatchConsumer implements BusConsumer {
         // processBatch handles its own failures; this is a bug guard.
         this.log.error("batch processing failed", { consumer: this.name, error: errorMessage(err) });
         for (const m of batch) m.nak(this.backoffMs[0]);
+      } finally {
+        this.processing = [];
       }
     }
   }
