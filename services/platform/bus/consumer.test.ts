@@ -256,7 +256,8 @@ describe("inbox consumer", () => {
 describe("database outage", () => {
   it("holds messages while Postgres is unreachable instead of spending deliveries or dead-lettering them", async () => {
     const subj = subject("outage");
-    let refusals = 4;
+    // ~2–3 s of refusals (backoff 50 ms doubling), longer than the 1 s ack wait below.
+    let refusals = 7;
     class FlakyPool extends pg.Pool {
       override connect(): Promise<pg.PoolClient>;
       override connect(callback: (err: Error | undefined, client: pg.PoolClient | undefined, done: (release?: unknown) => void) => void): void;
@@ -267,14 +268,16 @@ describe("database outage", () => {
       }
     }
     const pool = new FlakyPool({ connectionString: env.databaseUrl, max: 4 });
-    const c = await startConsumer({ js: env.js, pool, schema: env.schema, stream: env.stream("inventory"), durable: "outage", filterSubject: subj, maxDeliver: 1, dlq: env.dlq, handle: recordEffect("outage") });
+    const c = await startConsumer({ js: env.js, pool, schema: env.schema, stream: env.stream("inventory"), durable: "outage", filterSubject: subj, maxDeliver: 1, ackWaitMs: 1000, dlq: env.dlq, handle: recordEffect("outage") });
     try {
       await publishMessages(env.js, [reserve(subj, "outage-1", "u-1"), reserve(subj, "outage-2", "u-2")]);
-      await waitFor(async () => (await effects("outage")).length === 2, 8000, "processed after the outage");
+      await waitFor(async () => (await effects("outage")).length === 2, 15_000, "processed after the outage");
       expect(refusals).toBeLessThan(0);
       expect((await listDeadLetters(env.jsm, { dlq: env.dlq })).filter((dl) => dl.consumer === "outage")).toEqual([]);
       await waitFor(() => settled("outage"), 5000, "acked");
       expect((await env.jsm.consumers.info(env.stream("inventory"), "outage")).num_redelivered).toBe(0);
+      // Held through the outage by progress signals: no copy came back.
+      expect((await busMetrics.redeliveries.get()).values.find((v) => v.labels["consumer"] === "outage")?.value ?? 0).toBe(0);
     } finally {
       await c.stop();
       await pool.end();

@@ -408,8 +408,8 @@ class BatchConsumer implements BusConsumer {
 
   /**
    * Runs the transaction; while the database is unreachable (or, with `retryConflicts`, on a
-   * deadlock / serialization failure) holds the messages (`working()` keeps JetStream from
-   * redelivering them) and tries again with backoff, so an outage does not use up
+   * deadlock / serialization failure) holds the messages (the batch's progress signals keep
+   * JetStream from redelivering them) and tries again with backoff, so an outage does not use up
    * deliveries or dead-letter good messages. Gives up only when stopping.
    */
   private async transactionHeld(pool: Pool, table: string, items: Item[], retryConflicts: boolean): Promise<Outcome[]> {
@@ -420,7 +420,6 @@ class BatchConsumer implements BusConsumer {
         const hold = isConnectionError(err) || (retryConflicts && isConflictError(err) && attempt < 10);
         if (!hold || this.stopping) throw err;
         if (attempt === 0 || attempt % 10 === 0) this.log.warn("database unavailable; holding messages and retrying", { consumer: this.name, size: items.length, attempt, error: errorMessage(err) });
-        for (const it of items) it.m.working();
         await new Promise((resolve) => setTimeout(resolve, Math.min(50 * 2 ** attempt, 5000) * (0.5 + Math.random() / 2)));
       }
     }
