@@ -10,7 +10,7 @@ import { listDeadLetters, replayAllDeadLetters, replayDeadLetter } from "./dlq.j
 import { busMetrics } from "./metrics.js";
 import { Header } from "./names.js";
 import { busHeaders, publishMessages, type OutgoingMessage } from "./publish.js";
-import { busTestEnv, waitFor, type BusTestEnv } from "./testkit.js";
+import { busTestEnv, counted, waitFor, type BusTestEnv } from "./testkit.js";
 
 process.env["LOG_LEVEL"] ??= "error";
 context.setGlobalContextManager(new AsyncLocalStorageContextManager().enable());
@@ -57,10 +57,7 @@ async function settled(durable: string): Promise<boolean> {
   return info.num_ack_pending === 0 && info.num_pending === 0;
 }
 
-async function metric(consumer: string, outcome: string): Promise<number> {
-  const m = await busMetrics.messages.get();
-  return m.values.find((v) => v.labels["consumer"] === consumer && v.labels["outcome"] === outcome)?.value ?? 0;
-}
+const metric = (consumer: string, outcome: string): Promise<number> => counted(busMetrics.messages, { consumer, outcome });
 
 describe("inbox consumer", () => {
   it("applies a batch in one transaction: inbox rows + effects commit together, then all are acked", async () => {
@@ -156,12 +153,10 @@ describe("inbox consumer", () => {
       expect(dead.find((dl) => dl.messageId === "bad-type")?.error).toContain("unknown message type");
       const dlqMsgs = await env.jsm.streams.info(env.dlq.stream);
       expect(dlqMsgs.state.messages).toBe(3);
-      const dl = await busMetrics.deadLetters.get();
-      const deadCount = (reason: string): number => dl.values.find((v) => v.labels["consumer"] === "poison" && v.labels["reason"] === reason)?.value ?? 0;
-      expect([deadCount("undecodable"), deadCount("handler_failed")]).toEqual([2, 1]);
+      const deadCount = (reason: string): Promise<number> => counted(busMetrics.deadLetters, { consumer: "poison", reason });
+      expect([await deadCount("undecodable"), await deadCount("handler_failed")]).toEqual([2, 1]);
       expect(await metric("poison", "retried")).toBe(2);
-      const redeliveries = (await busMetrics.redeliveries.get()).values.find((v) => v.labels["consumer"] === "poison")?.value;
-      expect(redeliveries).toBe(2);
+      expect(await counted(busMetrics.redeliveries, { consumer: "poison" })).toBe(2);
 
       // The consumer carries on.
       await publishMessages(env.js, [reserve(subj, "ok-4", "p-4")]);
@@ -214,9 +209,9 @@ describe("inbox consumer", () => {
       await waitFor(() => settled("slow"), 5000, "all acked");
       // Redelivered copies would arrive (delivery count 2) and be counted as duplicates.
       await new Promise((resolve) => setTimeout(resolve, 1500));
-      expect((await busMetrics.redeliveries.get()).values.find((v) => v.labels["consumer"] === "slow")?.value ?? 0).toBe(0);
+      expect(await counted(busMetrics.redeliveries, { consumer: "slow" })).toBe(0);
       expect(await metric("slow", "duplicate")).toBe(0);
-      expect((await busMetrics.progressSignals.get()).values.find((v) => v.labels["consumer"] === "slow")?.value ?? 0).toBeGreaterThan(0);
+      expect(await counted(busMetrics.progressSignals, { consumer: "slow" })).toBeGreaterThan(0);
       expect((await effects("slow")).length).toBe(3);
     } finally {
       await c.stop();
@@ -277,7 +272,7 @@ describe("database outage", () => {
       await waitFor(() => settled("outage"), 5000, "acked");
       expect((await env.jsm.consumers.info(env.stream("inventory"), "outage")).num_redelivered).toBe(0);
       // Held through the outage by progress signals: no copy came back.
-      expect((await busMetrics.redeliveries.get()).values.find((v) => v.labels["consumer"] === "outage")?.value ?? 0).toBe(0);
+      expect(await counted(busMetrics.redeliveries, { consumer: "outage" })).toBe(0);
     } finally {
       await c.stop();
       await pool.end();

@@ -11,7 +11,7 @@ import { Header, outboxChannel } from "./names.js";
 import { enqueueOutbox, outboxInsert, outboxWritten, type WrittenRow } from "./outbox.js";
 import type { OutgoingMessage } from "./publish.js";
 import { OutboxRelay, type OutboxRelayOptions } from "./relay.js";
-import { busTestEnv, readStream, waitFor, type BusTestEnv } from "./testkit.js";
+import { busTestEnv, counted, readStream, waitFor, type BusTestEnv } from "./testkit.js";
 
 process.env["LOG_LEVEL"] ??= "warn";
 context.setGlobalContextManager(new AsyncLocalStorageContextManager().enable());
@@ -77,9 +77,8 @@ async function whileLeading(options: Partial<OutboxRelayOptions>, body: () => Pr
   }
 }
 
-async function duplicatesCounted(): Promise<number> {
-  const m = await busMetrics.outboxDuplicates.get();
-  return m.values.find((v) => v.labels["schema"] === env.schema)?.value ?? 0;
+function duplicatesCounted(): Promise<number> {
+  return counted(busMetrics.outboxDuplicates, { schema: env.schema });
 }
 
 describe("outbox + relay", () => {
@@ -100,8 +99,7 @@ describe("outbox + relay", () => {
       expect(msgs[0]?.header.get(Header.type)).toBe("orderflow.inventory.v1.ReserveStock");
       expect(msgs[0]?.header.get("traceparent")).toContain(traceId);
       expect(msgs.map((m) => fromBinary(ReserveStockSchema, m.data).lines[0]?.sku)).toEqual(["1", "2", "3"]);
-      const published = (await busMetrics.outboxPublished.get()).values.find((v) => v.labels["schema"] === env.schema)?.value;
-      expect(published).toBe(3);
+      expect(await counted(busMetrics.outboxPublished, { schema: env.schema })).toBe(3);
       await waitFor(async () => (await busMetrics.outboxBacklog.get()).values.find((v) => v.labels["schema"] === env.schema)?.value === 0, 3000, "backlog gauge 0");
 
       // Simulate a relay that crashed after publishing but before committing: rows unpublished again.

@@ -7,6 +7,7 @@ import { randomBytes } from "node:crypto";
 import { jetstream, jetstreamManager, type JetStreamClient, type JetStreamManager, type StoredMsg } from "@nats-io/jetstream";
 import { connect, type NatsConnection } from "@nats-io/transport-node";
 import pg from "pg";
+import type { Counter } from "prom-client";
 import { errorMessage } from "../errors.js";
 import type { DlqConfig } from "./names.js";
 import { streamName } from "./names.js";
@@ -103,6 +104,12 @@ export async function readStream(jsm: JetStreamManager, stream: string): Promise
     if (m) out.push(m);
   }
   return out;
+}
+
+/** A counter's value for these labels (0 while never incremented). */
+export async function counted(counter: Counter<string>, labels: Record<string, string>): Promise<number> {
+  const { values } = await counter.get();
+  return values.find((v) => Object.entries(labels).every(([name, value]) => v.labels[name] === value))?.value ?? 0;
 }
 
 /** Polls `check` until it returns true (or throws after `timeoutMs`). */
