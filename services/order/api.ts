@@ -1,9 +1,11 @@
 import { Code, ConnectError, type ServiceImpl } from "@connectrpc/connect";
 import { z } from "zod";
-import { OrderService } from "../../gen/orderflow/order/v1/order_pb.js";
+import { GetOrderResponseSchema, OrderService } from "../../gen/orderflow/order/v1/order_pb.js";
 import { decodePageToken, pageSize, paginate } from "../platform/paging.js";
+import { encodedResponse } from "../platform/rpc/known-encoding.js";
 import { requestHash } from "./domain/idempotency.js";
 import { priceOrder, rejectRepeatedSkus } from "./domain/pricing.js";
+import { getOrderResponseAround } from "./response-encoding.js";
 import type { PoolClient } from "../platform/db.js";
 import type { OrderCache } from "./cache.js";
 import type { Catalogue } from "./catalogue.js";
@@ -49,9 +51,9 @@ export function orderApi({ store, catalogue, sagaStart, cancel, watch, cache, ra
       }
     },
 
-    async getOrder({ orderId }) {
-      const cached = await cache.get(orderId);
-      if (cached) return { order: cached };
+    async getOrder({ orderId }, context) {
+      const cached = await cache.getEncoded(orderId);
+      if (cached) return encodedResponse(GetOrderResponseSchema, getOrderResponseAround(cached), context);
       const order = await store.get(orderId);
       if (!order) throw new ConnectError(`order ${orderId} not found`, Code.NotFound);
       await cache.offer(order);

@@ -1,4 +1,4 @@
-import { fromBinary, toBinary } from "@bufbuild/protobuf";
+import { toBinary } from "@bufbuild/protobuf";
 import type { Redis } from "ioredis";
 import { type Order, OrderSchema } from "../../gen/orderflow/order/v1/order_pb.js";
 import { counter } from "../platform/metrics.js";
@@ -35,7 +35,8 @@ export class OrderCache {
     return `order:${orderId}`;
   }
 
-  async get(orderId: string): Promise<Order | undefined> {
+  /** The cached order's binary encoding (callers pass it on without decoding it). */
+  async getEncoded(orderId: string): Promise<Uint8Array | undefined> {
     const raw = await orFallback(() => this.redis.getBuffer(this.key(orderId)), null);
     const sep = raw?.indexOf(0x3a) ?? -1;
     if (!raw || sep < 0 || sep === raw.length - 1) {
@@ -43,7 +44,7 @@ export class OrderCache {
       return undefined;
     }
     lookups.inc({ result: "hit" });
-    return fromBinary(OrderSchema, raw.subarray(sep + 1));
+    return raw.subarray(sep + 1);
   }
 
   /** Caches the order if it is terminal. */

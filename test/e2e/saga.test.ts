@@ -3,9 +3,12 @@
  * happy path (watched with WatchOrder), the three kinds of rejection, and the
  * cancel of a confirmed order with refund and restock.
  */
+import { createClient } from "@connectrpc/connect";
+import { createConnectTransport } from "@connectrpc/connect-node";
+import { Redis } from "ioredis";
 import { beforeAll, describe, expect, test } from "vitest";
 import { NotificationKind } from "../../gen/orderflow/notification/v1/notification_pb.js";
-import { OrderStatus } from "../../gen/orderflow/order/v1/order_pb.js";
+import { OrderService, OrderStatus } from "../../gen/orderflow/order/v1/order_pb.js";
 import { PaymentStatus } from "../../gen/orderflow/payment/v1/payment_pb.js";
 import { auditSaga, auditUntilClean, formatAudit, snapshotStock, type StockBaseline } from "../support/saga-audit.js";
 import { stopAndReportOnFailure, addProduct, eventually, isTerminalStatus, type SagaSystem, startSagaSystem, stockOf, waitTerminal, fundInto } from "../support/saga-system.js";
@@ -167,6 +170,14 @@ describe("order saga", () => {
 
     const { order: final } = await sys.order.getOrder({ orderId: order.orderId });
     expect(final?.history.map((h) => OrderStatus[h.toStatus])).toEqual(["PENDING", "FRAUD_APPROVED", "STOCK_RESERVED", "CONFIRMED", "CANCELLING", "CANCELLED"]);
+    // That read, from Postgres, left a copy in Redis. Served from it, the order is the same message
+    // over gRPC (grpc-js writes the cached bytes as they are) and over Connect (connect-node decodes them).
+    const redis = new Redis(sys.redisUrl, { maxRetriesPerRequest: 1 });
+    const copy = await redis.getBuffer(`order:${order.orderId}`).finally(() => redis.quit());
+    expect(copy?.toString("latin1")).toMatch(/^\d+:./s);
+    expect((await sys.order.getOrder({ orderId: order.orderId })).order).toEqual(final);
+    const overConnect = createClient(OrderService, createConnectTransport({ baseUrl: sys.test.url("order"), httpVersion: "1.1" }));
+    expect((await overConnect.getOrder({ orderId: order.orderId })).order).toEqual(final);
     const { payments } = await sys.payment.listPayments({ customerId: "erin" });
     expect(payments.map((p) => [PaymentStatus[p.status], p.amount?.amountMinor])).toEqual([["REFUNDED", 12_000n]]);
     expect(await ledgerOf(order.orderId)).toEqual(["CHARGE -12000", "REFUND 12000"]);

@@ -2,26 +2,30 @@
 // transport "grpc-js" and "connect"), called over gRPC (h2c): deadlines,
 // metadata, validation details, errors, metrics and server-stream cancellation
 // must be the same whichever transport serves the call.
-import { create } from "@bufbuild/protobuf";
+import { create, toBinary } from "@bufbuild/protobuf";
 import { ViolationsSchema } from "@bufbuild/protovalidate/gen/buf/validate/validate_pb.js";
 import { Code, ConnectError, createClient, type HandlerContext } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
 import { credentials, Metadata, makeGenericClientConstructor, type ServiceError } from "@grpc/grpc-js";
 import { register } from "prom-client";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { GetOrderRequestSchema, OrderService, type CreateOrderRequest } from "../../../gen/orderflow/order/v1/order_pb.js";
+import { GetOrderRequestSchema, GetOrderResponseSchema, OrderService, type CreateOrderRequest } from "../../../gen/orderflow/order/v1/order_pb.js";
 import { createLogger } from "../logger.js";
 import { bind } from "./binding.js";
 import { HealthState } from "./health.js";
+import { encodedResponse, knownEncoding } from "./known-encoding.js";
 import { RpcServer, type RpcTransport } from "./server.js";
 
 const slowOrderId = "00000000-0000-4000-8000-000000000001";
 const failingOrderId = "00000000-0000-4000-8000-000000000002";
+const encodedOrderId = "00000000-0000-4000-8000-000000000003";
 
 interface Seen {
   timeoutMs?: number | undefined;
   abortReason?: unknown;
   watchEnded?: boolean;
+  /** Whether the last response given as bytes went out without being decoded. */
+  undecoded?: boolean;
   createCalls: number;
 }
 
@@ -36,6 +40,12 @@ function testService(seen: Seen) {
         throw ConnectError.from(context.signal.reason);
       }
       if (request.orderId === failingOrderId) throw new Error("relation orders does not exist (a secret)");
+      if (request.orderId === encodedOrderId) {
+        const bytes = toBinary(GetOrderResponseSchema, create(GetOrderResponseSchema, { order: { orderId: request.orderId, customerId: "from bytes" } }));
+        const response = encodedResponse(GetOrderResponseSchema, bytes, context);
+        seen.undecoded = knownEncoding(response) !== undefined;
+        return response;
+      }
       context.responseHeader.set("x-echo", context.requestHeader.get("x-echo") ?? "");
       context.responseHeader.set("x-multi", context.requestHeader.get("x-multi") ?? "");
       context.responseHeader.set("x-bin-bin", context.requestHeader.get("x-bin-bin") ?? "");
@@ -161,6 +171,12 @@ describe.each(transports)("RpcServer over gRPC with transport %s", (transport) =
     expect((error as ConnectError).code).toBe(Code.Internal);
     expect((error as ConnectError).rawMessage).toBe("internal error");
     expect(await countOf(method, "internal")).toBe(before + 1);
+  });
+
+  it("sends a response given as bytes: as it is through grpc-js, decoded and encoded again through connect-node", async () => {
+    const res = await client().getOrder({ orderId: encodedOrderId });
+    expect(res.order).toMatchObject({ orderId: encodedOrderId, customerId: "from bytes" });
+    expect(get().seen.undecoded).toBe(transport === "grpc-js");
   });
 
   it("ends a server stream's handler when the client cancels", async () => {

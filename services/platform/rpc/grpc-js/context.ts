@@ -1,6 +1,7 @@
 import type { DescMethod } from "@bufbuild/protobuf";
-import { Code, ConnectError, createHandlerContext } from "@connectrpc/connect";
+import { Code, ConnectError, createContextValues, createHandlerContext } from "@connectrpc/connect";
 import type { ServerSurfaceCall } from "@grpc/grpc-js/build/src/server-call.js";
+import { writesKnownEncoding } from "../known-encoding.js";
 import { headersFromMetadata } from "./metadata.js";
 
 export type CallContext = ReturnType<typeof createHandlerContext>;
@@ -9,7 +10,8 @@ export type CallContext = ReturnType<typeof createHandlerContext>;
  * The HandlerContext of a grpc-js call, as connect-node builds it for the gRPC
  * protocol: request metadata as headers, the deadline (grpc-timeout) as
  * timeoutMs and in the signal, and a signal that also fires when the client
- * cancels or the call ends.
+ * cancels or the call ends. Responses with a known encoding are written as they are
+ * (see known-encoding.ts).
  */
 export function callContext(method: DescMethod, call: ServerSurfaceCall & { getPath(): string }): CallContext {
   const deadline = call.getDeadline();
@@ -25,6 +27,7 @@ export function callContext(method: DescMethod, call: ServerSurfaceCall & { getP
     ...(timeoutMs === undefined ? {} : { timeoutMs }),
     requestSignal: cancelled.signal,
     requestHeader: headersFromMetadata(call.metadata),
+    contextValues: createContextValues().set(writesKnownEncoding, true),
   });
   // grpc-js emits "cancelled" when the client resets the stream or the deadline passes,
   // and also after every status it sends: by then the call has ended and the signal fired.

@@ -3,6 +3,7 @@ import { Code, ConnectError, type Interceptor, type MethodImplSpec } from "@conn
 import { createAsyncIterable, createMethodSerializationLookup, invokeUnaryImplementation, transformInvokeImplementation, validateUniversalHandlerOptions } from "@connectrpc/connect/protocol";
 import type { Metadata, ServerDuplexStream, ServerReadableStream, ServerUnaryCall, ServerWritableStream, sendUnaryData, UntypedHandleCall } from "@grpc/grpc-js";
 import { callContext, type CallContext } from "./context.js";
+import { knownEncoding } from "../known-encoding.js";
 import { metadataFromHeaders } from "./metadata.js";
 import { errorStatus } from "./status.js";
 
@@ -32,7 +33,7 @@ export function grpcJsHandler(spec: MethodImplSpec, interceptors: Interceptor[],
   const serialization = createMethodSerializationLookup(spec.method as DescMethod & { input: DescMessage; output: DescMessage }, defaults.binaryOptions, defaults.jsonOptions, defaults);
   const input = serialization.getI(true);
   const output = serialization.getO(true);
-  const serialize = (message: unknown) => Buffer.from(output.serialize(message as never));
+  const serialize = (message: unknown) => asBuffer(knownEncoding(message) ?? output.serialize(message as never));
   const parse = (bytes: Bytes): Message => input.parse(bytes);
 
   const run = async (call: Call, body: () => AsyncIterable<Message>, send: (context: CallContext, messages: AsyncIterable<unknown>) => Promise<void>, fail: (context: CallContext, error: unknown) => void) => {
@@ -88,6 +89,11 @@ export function grpcJsHandler(spec: MethodImplSpec, interceptors: Interceptor[],
           },
         )) as UntypedHandleCall;
   }
+}
+
+/** The bytes as a Buffer, without copying them. */
+function asBuffer(bytes: Uint8Array): Bytes {
+  return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
 }
 
 async function* parseAll(call: ServerReadableStream<Bytes, Bytes> | ServerDuplexStream<Bytes, Bytes>, parse: (bytes: Bytes) => Message): AsyncIterable<Message> {
