@@ -117,6 +117,14 @@ export class Database {
     return query(this.primary);
   }
 
+  /** readFresh for many keys at once: the keys the replica does not have yet are read from the primary. */
+  async readFreshMany<K, T>(keys: readonly K[], query: (db: Queryable, keys: readonly K[]) => Promise<Map<K, T>>): Promise<Array<T | undefined>> {
+    const fromReplica = await query(this.replica, keys);
+    const missing = keys.filter((key) => !fromReplica.has(key));
+    const fromPrimary = missing.length > 0 && this.replica !== this.primary ? await query(this.primary, missing) : new Map<K, T>();
+    return keys.map((key) => fromReplica.get(key) ?? fromPrimary.get(key));
+  }
+
   async ping(): Promise<boolean> {
     try {
       await this.primary.query("SELECT 1");

@@ -1,0 +1,57 @@
+import { randomBytes, randomUUID } from "node:crypto";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { OrderStatus } from "../../gen/orderflow/order/v1/order_pb.js";
+import { Database } from "../platform/db.js";
+import { createLogger } from "../platform/logger.js";
+import { migrate } from "../platform/migrate.js";
+import { OrderStore } from "./store.js";
+
+const DATABASE_URL = process.env["DATABASE_URL"] ?? "postgres://postgres@127.0.0.1:5432/postgres";
+const schema = `order_store_${process.pid}_${randomBytes(3).toString("hex")}`;
+let db: Database;
+let store: OrderStore;
+
+beforeAll(async () => {
+  await migrate({ databaseUrl: DATABASE_URL, service: "order", schema, logger: createLogger("order-test", "warn"), busTables: true });
+  db = new Database({ url: DATABASE_URL, poolMax: 4, schema, applicationName: "order-store-test" });
+  store = new OrderStore(db);
+});
+
+afterAll(async () => {
+  if (!db) return;
+  await db.primary.query(`DROP SCHEMA IF EXISTS "${schema}" CASCADE`).catch(() => undefined);
+  await db.close();
+});
+
+async function confirmedOrder(items: number): Promise<string> {
+  const orderId = randomUUID();
+  await db.primary.query(
+    `WITH o AS (INSERT INTO orders (order_id, customer_id, status, total_minor, currency) VALUES ($1, 'c1', 'CONFIRMED', $2 * 100, 'USD') RETURNING order_id)
+     INSERT INTO order_items (order_id, line_no, sku, quantity, unit_price_minor) SELECT order_id, n, 'SKU-' || n, 1, 100 FROM o, generate_series(1, $2::int) AS n`,
+    [orderId, items],
+  );
+  return orderId;
+}
+
+describe("OrderStore.get", () => {
+  it("reads the GetOrders of one turn of the event loop in one statement, each its own order, a missing one undefined", async () => {
+    const [a, b] = [await confirmedOrder(1), await confirmedOrder(3)];
+    const missing = randomUUID();
+    let checkouts = 0;
+    const count = () => void checkouts++;
+    db.replica.on("acquire", count);
+    try {
+      const [orderA, orderB, none] = await Promise.all([store.get(a), store.get(b), store.get(missing)]);
+      expect(checkouts).toBe(1);
+      expect([orderA?.orderId, orderA?.items.length, orderA?.status]).toEqual([a, 1, OrderStatus.CONFIRMED]);
+      expect([orderB?.orderId, orderB?.items.map((i) => i.sku)]).toEqual([b, ["SKU-1", "SKU-2", "SKU-3"]]);
+      expect(none).toBeUndefined();
+      // Calls in separate turns are separate statements.
+      expect((await store.get(a))?.orderId).toBe(a);
+      expect((await store.get(b))?.orderId).toBe(b);
+      expect(checkouts).toBe(3);
+    } finally {
+      db.replica.off("acquire", count);
+    }
+  });
+});
