@@ -23,12 +23,12 @@ afterAll(async () => {
   await db.close();
 });
 
-async function confirmedOrder(items: number): Promise<string> {
+async function confirmedOrder(items: number, customerId = "c1", status = "CONFIRMED"): Promise<string> {
   const orderId = randomUUID();
   await db.primary.query(
-    `WITH o AS (INSERT INTO orders (order_id, customer_id, status, total_minor, currency) VALUES ($1, 'c1', 'CONFIRMED', $2 * 100, 'USD') RETURNING order_id)
+    `WITH o AS (INSERT INTO orders (order_id, customer_id, status, total_minor, currency) VALUES ($1, $3, $4, $2 * 100, 'USD') RETURNING order_id)
      INSERT INTO order_items (order_id, line_no, sku, quantity, unit_price_minor) SELECT order_id, n, 'SKU-' || n, 1, 100 FROM o, generate_series(1, $2::int) AS n`,
-    [orderId, items],
+    [orderId, items, customerId, status],
   );
   return orderId;
 }
@@ -52,6 +52,26 @@ describe("OrderStore.get", () => {
       expect(checkouts).toBe(3);
     } finally {
       db.replica.off("acquire", count);
+    }
+  });
+});
+
+describe("OrderStore.list", () => {
+  it("pages a customer's orders newest first, filtered by status, the same on every call (its statement is prepared)", async () => {
+    const customer = `c-${randomUUID()}`;
+    const ids: string[] = [];
+    for (const status of ["CONFIRMED", "REJECTED", "CONFIRMED", "CONFIRMED", "REJECTED"]) ids.push(await confirmedOrder(2, customer, status));
+    const newestFirst = [...ids].reverse();
+    const confirmed = newestFirst.filter((_, i) => i !== 0 && i !== 3);
+    // More calls than Postgres's five custom plans, so a generic plan serves the last ones.
+    for (let round = 0; round < 4; round++) {
+      const all = await store.list(customer, [], 10, undefined);
+      expect(all.map((r) => r.order.orderId)).toEqual(newestFirst);
+      expect(all[0]?.order.items).toHaveLength(2);
+      const firstPage = await store.list(customer, [OrderStatus.CONFIRMED], 2, undefined);
+      expect(firstPage.map((r) => r.order.orderId)).toEqual(confirmed.slice(0, 2));
+      const secondPage = await store.list(customer, [OrderStatus.CONFIRMED], 2, firstPage.at(-1)?.seq);
+      expect(secondPage.map((r) => r.order.orderId)).toEqual(confirmed.slice(2));
     }
   });
 });

@@ -283,10 +283,12 @@ export class OrderStore {
   /** A customer's orders, newest first, before position `beforeSeq`. */
   async list(customerId: string, statuses: OrderStatus[], limit: number, beforeSeq: string | undefined): Promise<Array<{ order: Order; seq: string }>> {
     const { rows } = await this.db.replica.query<OrderRow & { items: ItemRow[] }>(
-      `SELECT ${orderColumns}, ${itemsJson} FROM orders
-       WHERE customer_id = $1 AND ($2::text[] IS NULL OR status = ANY($2::text[])) AND ($3::bigint IS NULL OR seq < $3::bigint)
-       ORDER BY seq DESC LIMIT $4`,
-      [customerId, statuses.length > 0 ? statuses.map(statusName) : null, beforeSeq ?? null, limit],
+      prepared(
+        `SELECT ${orderColumns}, ${itemsJson} FROM orders
+         WHERE customer_id = $1 AND ($2::text[] IS NULL OR status = ANY($2::text[])) AND ($3::bigint IS NULL OR seq < $3::bigint)
+         ORDER BY seq DESC LIMIT $4`,
+        [customerId, statuses.length > 0 ? statuses.map(statusName) : null, beforeSeq ?? null, limit],
+      ),
     );
     return rows.map((row) => ({ order: toOrder(row, row.items), seq: row.seq }));
   }
