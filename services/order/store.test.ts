@@ -74,4 +74,30 @@ describe("OrderStore.list", () => {
       expect(secondPage.map((r) => r.order.orderId)).toEqual(confirmed.slice(2));
     }
   });
+
+  it("reads the ListOrders of one turn of the event loop in one statement, each its own page", async () => {
+    const [first, second] = [`c-${randomUUID()}`, `c-${randomUUID()}`];
+    const a = [await confirmedOrder(1, first), await confirmedOrder(1, first, "REJECTED"), await confirmedOrder(1, first)];
+    const b = [await confirmedOrder(2, second)];
+    let checkouts = 0;
+    const count = () => void checkouts++;
+    db.replica.on("acquire", count);
+    try {
+      const [all, rejected, newestOnly, other, nobody] = await Promise.all([
+        store.list(first, [], 10, undefined),
+        store.list(first, [OrderStatus.REJECTED], 10, undefined),
+        store.list(first, [], 1, undefined),
+        store.list(second, [OrderStatus.CONFIRMED, OrderStatus.REJECTED], 10, undefined),
+        store.list(`c-${randomUUID()}`, [], 10, undefined),
+      ]);
+      expect(checkouts).toBe(1);
+      expect(all.map((r) => r.order.orderId)).toEqual([...a].reverse());
+      expect(rejected.map((r) => r.order.orderId)).toEqual([a[1]]);
+      expect(newestOnly.map((r) => r.order.orderId)).toEqual([a[2]]);
+      expect(other.map((r) => [r.order.orderId, r.order.items.length])).toEqual([[b[0], 2]]);
+      expect(nobody).toEqual([]);
+    } finally {
+      db.replica.off("acquire", count);
+    }
+  });
 });

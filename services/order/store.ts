@@ -97,6 +97,28 @@ export async function readOrder(q: Queryable, orderId: string): Promise<Order | 
   return (await readOrders(q, [orderId])).get(orderId);
 }
 
+/** One page of a customer's orders per input row (`page` numbers the rows), newest first. */
+const listPagesSql = `SELECT p.page, o.* FROM unnest($1::text[], $2::text[], $3::bigint[], $4::int[]) WITH ORDINALITY AS p(customer_id, statuses, before_seq, size, page)
+  CROSS JOIN LATERAL (
+    SELECT ${orderColumns}, ${itemsJson} FROM orders
+     WHERE customer_id = p.customer_id AND (p.statuses IS NULL OR status = ANY(string_to_array(p.statuses, ',')))
+       AND (p.before_seq IS NULL OR seq < p.before_seq)
+     ORDER BY seq DESC LIMIT p.size) o
+  ORDER BY p.page, o.seq DESC`;
+
+export interface ListedOrder {
+  order: Order;
+  /** The order's position, for the next page's token. */
+  seq: string;
+}
+
+interface PageRequest {
+  customerId: string;
+  statuses: OrderStatus[];
+  limit: number;
+  beforeSeq: string | undefined;
+}
+
 const insertOrdersSql = `WITH input AS (
      SELECT * FROM unnest($1::uuid[], $2::text[], $3::bigint[], $4::text[], $5::text[], $6::bytea[])
        WITH ORDINALITY AS t(order_id, customer_id, total_minor, currency, idempotency_key, request_hash, n)),
@@ -217,6 +239,13 @@ export class OrderStore {
     batchScheduleFn: (callback) => setImmediate(callback),
   });
 
+  /** ListOrders of one turn of the event loop, in one statement, as GetOrders above. */
+  private readonly pages = new DataLoader<PageRequest, ListedOrder[]>((requests) => this.listMany(requests), {
+    cache: false,
+    maxBatchSize: 50,
+    batchScheduleFn: (callback) => setImmediate(callback),
+  });
+
   constructor(readonly db: Database) {}
 
   /**
@@ -281,16 +310,24 @@ export class OrderStore {
   }
 
   /** A customer's orders, newest first, before position `beforeSeq`. */
-  async list(customerId: string, statuses: OrderStatus[], limit: number, beforeSeq: string | undefined): Promise<Array<{ order: Order; seq: string }>> {
-    const { rows } = await this.db.replica.query<OrderRow & { items: ItemRow[] }>(
-      prepared(
-        `SELECT ${orderColumns}, ${itemsJson} FROM orders
-         WHERE customer_id = $1 AND ($2::text[] IS NULL OR status = ANY($2::text[])) AND ($3::bigint IS NULL OR seq < $3::bigint)
-         ORDER BY seq DESC LIMIT $4`,
-        [customerId, statuses.length > 0 ? statuses.map(statusName) : null, beforeSeq ?? null, limit],
-      ),
+  list(customerId: string, statuses: OrderStatus[], limit: number, beforeSeq: string | undefined): Promise<ListedOrder[]> {
+    return this.pages.load({ customerId, statuses, limit, beforeSeq });
+  }
+
+  /** The pages of several ListOrders, in one statement (one index range scan per page). */
+  private async listMany(requests: readonly PageRequest[]): Promise<ListedOrder[][]> {
+    const { rows } = await this.db.replica.query<OrderRow & { items: ItemRow[]; page: string }>(
+      prepared(listPagesSql, [
+        requests.map((r) => r.customerId),
+        // Status names are A–Z and _: a comma-joined list per page stands in for an array of arrays.
+        requests.map((r) => (r.statuses.length > 0 ? r.statuses.map(statusName).join(",") : null)),
+        requests.map((r) => r.beforeSeq ?? null),
+        requests.map((r) => r.limit),
+      ]),
     );
-    return rows.map((row) => ({ order: toOrder(row, row.items), seq: row.seq }));
+    const pages = requests.map((): ListedOrder[] => []);
+    for (const row of rows) pages[Number(row.page) - 1]?.push({ order: toOrder(row, row.items), seq: row.seq });
+    return pages;
   }
 }
 
