@@ -1,8 +1,8 @@
 import { randomUUID } from "node:crypto";
 import { create } from "@bufbuild/protobuf";
-import DataLoader from "dataloader";
 import { type Order, OrderSchema, type OrderStatus, OrderStatus as Status } from "../../gen/orderflow/order/v1/order_pb.js";
 import { currentTraceHeaders, type OutboxInsert, type OutgoingMessage, outboxInsert, outboxWritten, type WrittenRow } from "../platform/bus/index.js";
+import { batchPerTurn } from "../platform/batch-per-turn.js";
 import { type Database, prepared, type Queryable } from "../platform/db.js";
 import { money } from "../platform/money.js";
 import { timestamp } from "../platform/time.js";
@@ -217,34 +217,14 @@ interface CreateRequest {
 }
 
 export class OrderStore {
-  /**
-   * Orders created in one turn of the event loop go to Postgres as one statement: under
-   * load the inserts (and their round trips) grow fewer instead of one per order; at low
-   * load nothing waits.
-   */
-  private readonly creations = new DataLoader<CreateRequest, { order: Order; created: boolean }>((requests) => this.createMany(requests), {
-    cache: false,
-    maxBatchSize: 200,
-    batchScheduleFn: (callback) => setImmediate(callback),
-  });
+  /** Orders created in one turn of the event loop go to Postgres as one statement. */
+  private readonly creations = batchPerTurn<CreateRequest, { order: Order; created: boolean }>((requests) => this.createMany(requests), 200);
 
-  /**
-   * GetOrders that miss the cache in one turn of the event loop read Postgres together,
-   * in one statement: under load the round trips (each a syscall and a wake-up of a
-   * backend) grow fewer instead of one per call; at low load nothing waits.
-   */
-  private readonly reads = new DataLoader<string, Order | null>(async (ids) => (await this.db.readFreshMany(ids, readOrders)).map((order) => order ?? null), {
-    cache: false,
-    maxBatchSize: 100,
-    batchScheduleFn: (callback) => setImmediate(callback),
-  });
+  /** GetOrders that missed the cache in one turn read Postgres in one statement. */
+  private readonly reads = batchPerTurn<string, Order | null>(async (ids) => (await this.db.readFreshMany(ids, readOrders)).map((order) => order ?? null), 100);
 
-  /** ListOrders of one turn of the event loop, in one statement, as GetOrders above. */
-  private readonly pages = new DataLoader<PageRequest, ListedOrder[]>((requests) => this.listMany(requests), {
-    cache: false,
-    maxBatchSize: 50,
-    batchScheduleFn: (callback) => setImmediate(callback),
-  });
+  /** ListOrders of one turn, in one statement. */
+  private readonly pages = batchPerTurn<PageRequest, ListedOrder[]>((requests) => this.listMany(requests), 50);
 
   constructor(readonly db: Database) {}
 
