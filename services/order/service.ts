@@ -16,10 +16,9 @@ import { CustomerRateLimit } from "./rate-limit.js";
 import { orderConfigShape } from "./config.js";
 import { cancelOrder } from "./saga/cancel.js";
 import { DeadlineWatcher } from "./saga/deadlines.js";
-import { handleReply } from "./saga/orchestrator.js";
 import { sagaStart } from "./saga/start.js";
-import { lockOrders, ordersSchema, type SagaOrder } from "./saga/state.js";
-import { type Transition, writeTransitions } from "./saga/transitions.js";
+import { ReplyApplier } from "./saga/replies.js";
+import { ordersSchema } from "./saga/state.js";
 import { OrderWatch } from "./saga/watch.js";
 import { OrderStore } from "./store.js";
 
@@ -37,27 +36,22 @@ export async function start(context: ServiceContext): Promise<ServiceParts> {
   const timing = { stepTimeoutMs: config.SAGA_STEP_TIMEOUT_MS };
   const bus = await connectBus({ url: config.NATS_URL, name: context.name, logger: context.logger });
   const relay = new OutboxRelay({ pool: db.background, schema, publisher: bus.publisher, logger: context.logger }).start();
+  const applier = new ReplyApplier(db.background, timing, schema);
   const replies = await Promise.all(
-    ["fraud", "inventory", "payment"].map((domain) => {
-      const locked = new Map<string, SagaOrder>();
-      const transitions: Transition[] = [];
-      return startConsumer({
+    ["fraud", "inventory", "payment"].map((domain) =>
+      startConsumer({
         js: bus.js,
-        pool: db.background,
-        schema,
         stream: streamName(domain),
         durable: `order-${domain}-events`,
         filterSubject: `${domain}.evt.>`,
         logger: context.logger,
-        beforeBatch: async (tx, deliveries) => {
-          locked.clear();
-          transitions.length = 0;
-          for (const order of await lockOrders(tx, deliveries.map((d) => d.key))) locked.set(order.orderId, order);
+        // A batch's replies go to the applier together, which writes them as one statement.
+        parallel: true,
+        handle: async (delivery) => {
+          await applier.apply(delivery.message);
         },
-        handle: (delivery, tx, out) => handleReply(tx, delivery.message, timing, { out, transitions }, locked),
-        afterBatch: (tx) => writeTransitions(tx, transitions.splice(0), timing.stepTimeoutMs),
-      });
-    }),
+      }),
+    ),
   );
   const deadlines = new DeadlineWatcher(db, { ...timing, maxAttempts: config.SAGA_STEP_MAX_ATTEMPTS }, context.logger).start();
   const watch = await new OrderWatch(db, context.logger).start();

@@ -4,7 +4,7 @@ import { decide } from "./orchestrator.js";
 import type { SagaOrder } from "./state.js";
 
 function order(status: OrderStatus, awaiting: SagaOrder["awaiting"]): SagaOrder {
-  return { orderId: "o", customerId: "c", status, version: 1n, totalMinor: 100n, currency: "USD", awaiting, attempts: 1, compensateTo: undefined, reason: "", createdAt: new Date(), stepStartedAt: new Date(), lines: [] };
+  return { orderId: "o", customerId: "c", status, version: 1n, totalMinor: 100n, currency: "USD", awaiting, attempts: 1, compensateTo: undefined, reason: "", createdAt: new Date(), stepStartedAt: new Date(), lines: [], revision: "1" };
 }
 
 describe("saga state machine", () => {

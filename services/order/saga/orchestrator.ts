@@ -3,12 +3,10 @@ import { Decision, FraudAssessedSchema } from "../../../gen/orderflow/fraud/v1/f
 import { StockCommittedSchema, StockReleasedSchema, StockReservationFailedSchema, StockReservedSchema } from "../../../gen/orderflow/inventory/v1/saga_pb.js";
 import { PaymentChargedSchema, PaymentDeclinedSchema, PaymentRefundedSchema } from "../../../gen/orderflow/payment/v1/payment_pb.js";
 import { OrderStatus } from "../../../gen/orderflow/order/v1/order_pb.js";
-import type { PoolClient } from "../../platform/db.js";
-import { sagaMetrics } from "./metrics.js";
-import { advance, type Change, lockOrder, type SagaBatch, type SagaOrder, type SagaTiming } from "./state.js";
+import type { Change, SagaOrder } from "./state.js";
 
 /** A participant's reply, reduced to what the state machine needs. */
-type Reply =
+export type Reply =
   | { kind: "fraud"; approved: boolean; reason: string }
   | { kind: "reserved" }
   | { kind: "reservationFailed"; reason: string }
@@ -18,7 +16,7 @@ type Reply =
   | { kind: "released" }
   | { kind: "refunded" };
 
-function readReply(message: Message): { orderId: string; reply: Reply } | undefined {
+export function readReply(message: Message): { orderId: string; reply: Reply } | undefined {
   if (isMessage(message, FraudAssessedSchema)) return { orderId: message.orderId, reply: { kind: "fraud", approved: message.decision === Decision.APPROVE, reason: message.reasons.join("; ") } };
   if (isMessage(message, StockReservedSchema)) return { orderId: message.orderId, reply: { kind: "reserved" } };
   if (isMessage(message, StockReservationFailedSchema)) return { orderId: message.orderId, reply: { kind: "reservationFailed", reason: message.reason } };
@@ -63,22 +61,4 @@ export function decide(order: SagaOrder, reply: Reply): Change | undefined {
     case "refunded":
       return awaits("refund") ? { done: ["refund"] } : undefined;
   }
-}
-
-/**
- * Applies one participant reply inside the consumer's transaction. `locked`
- * holds the batch's orders, locked up front (see lockOrders); it is kept
- * current as replies change them. With `batch`, the writes are collected for
- * the batch's single write (see SagaBatch).
- */
-export async function handleReply(tx: PoolClient, message: Message, timing: SagaTiming, batch?: SagaBatch, locked = new Map<string, SagaOrder>()): Promise<void> {
-  const read = readReply(message);
-  if (!read) throw new Error(`the order saga does not handle ${message.$typeName}`);
-  const order = locked.get(read.orderId) ?? (await lockOrder(tx, read.orderId));
-  const change = order && decide(order, read.reply);
-  if (!order || !change) {
-    sagaMetrics.ignoredReplies.inc({ type: message.$typeName });
-    return;
-  }
-  locked.set(order.orderId, await advance(tx, order, change, timing, batch));
 }

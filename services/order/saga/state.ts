@@ -1,5 +1,5 @@
 import { OrderStatus } from "../../../gen/orderflow/order/v1/order_pb.js";
-import { enqueueOutbox, type OutboxWriter } from "../../platform/bus/index.js";
+import { enqueueOutbox, type OutgoingMessage } from "../../platform/bus/index.js";
 import { type PoolClient, prepared, type Queryable } from "../../platform/db.js";
 import { isTerminal, statusFromName, statusName } from "../domain/status.js";
 import { commandFor, concludedEvent, type Step } from "./commands.js";
@@ -25,6 +25,8 @@ export interface SagaOrder {
   stepStartedAt: Date;
   /** The order's lines, in order (what a reservation asks for). */
   lines: Array<{ sku: string; quantity: bigint }>;
+  /** The row version read (its `xmin`): a write guarded by it fails if the row changed since. */
+  revision: string;
 }
 
 interface SagaRow {
@@ -41,10 +43,11 @@ interface SagaRow {
   created_at: Date;
   step_started_at: Date;
   items: ItemRow[];
+  revision: string;
 }
 
 // The lines come with the lock: one round trip less when the reservation step starts.
-const sagaColumns = `order_id, customer_id, status, version, total_minor, currency, awaiting, step_attempts, compensate_to, status_reason, created_at, step_started_at, ${itemsJson}`;
+const sagaColumns = `order_id, customer_id, status, version, total_minor, currency, awaiting, step_attempts, compensate_to, status_reason, created_at, step_started_at, ${itemsJson}, xmin::text AS revision`;
 
 function toSagaOrder(row: SagaRow): SagaOrder {
   return {
@@ -61,6 +64,7 @@ function toSagaOrder(row: SagaRow): SagaOrder {
     createdAt: row.created_at,
     stepStartedAt: row.step_started_at,
     lines: row.items.map((i) => ({ sku: i.sku, quantity: BigInt(i.quantity) })),
+    revision: row.revision,
   };
 }
 
@@ -70,14 +74,13 @@ export async function lockOrder(tx: Queryable, orderId: string): Promise<SagaOrd
   return rows[0] && toSagaOrder(rows[0]);
 }
 
-/**
- * Locks several orders in one statement, in a fixed order, so batches that
- * touch the same orders from different consumers cannot deadlock.
- */
-export async function lockOrders(tx: Queryable, orderIds: string[]): Promise<SagaOrder[]> {
-  const uuids = orderIds.filter((id) => /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i.test(id));
+const uuidPattern = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+
+/** Several orders as they stand, without locking them (see `writeTransitionsIfUnchanged`). */
+export async function readOrders(q: Queryable, orderIds: readonly string[]): Promise<SagaOrder[]> {
+  const uuids = [...new Set(orderIds.filter((id) => uuidPattern.test(id)))];
   if (uuids.length === 0) return [];
-  const { rows } = await tx.query<SagaRow>(prepared(`SELECT ${sagaColumns} FROM orders WHERE order_id = ANY($1::uuid[]) ORDER BY order_id FOR UPDATE`, [uuids]));
+  const { rows } = await q.query<SagaRow>(prepared(`SELECT ${sagaColumns} FROM orders WHERE order_id = ANY($1::uuid[])`, [uuids]));
   return rows.map(toSagaOrder);
 }
 
@@ -105,23 +108,17 @@ export interface SagaTiming {
   stepTimeoutMs: number;
 }
 
-/**
- * Where `advance` puts its effects inside a consumer's batch transaction: the
- * outgoing messages in the batch's outbox writer, the state changes in
- * `transitions`, written together by `writeTransitions` before the commit.
- */
-export interface SagaBatch {
-  out: OutboxWriter;
-  transitions: Transition[];
+/** What a change does to an order: its new state, the row update, the messages it sends. */
+export interface Advance {
+  order: SagaOrder;
+  transition: Transition;
+  messages: OutgoingMessage[];
+  /** Counts the change in the saga metrics; call once it is written. */
+  record(): void;
 }
 
-/**
- * Applies a change to a locked order in the caller's transaction: status and
- * history, the commands of new steps and the concluded event in the outbox, the
- * step deadline, and a notice to watchers — written now, or, with `batch`,
- * collected for the batch's single write. Returns the order as it now stands.
- */
-export async function advance(tx: PoolClient, order: SagaOrder, change: Change, timing: SagaTiming, batch?: SagaBatch): Promise<SagaOrder> {
+/** Works out what `change` does to `order`, writing nothing. */
+export function planAdvance(order: SagaOrder, change: Change): Advance {
   const awaiting = [...order.awaiting.filter((s) => !change.done?.includes(s)), ...(change.start ?? [])];
   const compensateTo = change.compensateTo ?? order.compensateTo;
   let status = change.status ?? order.status;
@@ -133,38 +130,47 @@ export async function advance(tx: PoolClient, order: SagaOrder, change: Change, 
 
   const outgoing = [...(change.start ?? []), ...(change.send ?? [])].map((step) => commandFor(step, order));
   if (concluded) outgoing.push(concludedEvent(order, status, reason));
-  const messages = outgoing.map((o) => ({ ...o, key: order.orderId }));
-  const transition: Transition = {
-    orderId: order.orderId,
-    fromStatus: statusName(order.status),
-    status: statusName(status),
-    reason,
-    awaiting,
-    compensateTo: compensateTo === undefined || awaiting.length === 0 ? null : statusName(compensateTo),
-    statusChanged,
-    startedStep,
-    concluded,
-  };
-  if (batch) {
-    batch.out.emit(...messages);
-    batch.transitions.push(transition);
-  } else {
-    if (messages.length > 0) await enqueueOutbox(tx, ordersSchema, messages);
-    await writeTransitions(tx, [transition], timing.stepTimeoutMs);
-  }
-
-  if (concluded) {
-    sagaMetrics.outcomes.inc({ status: statusName(status) });
-    sagaMetrics.duration.observe({ status: statusName(status) }, (Date.now() - order.createdAt.getTime()) / 1000);
-  }
-  for (const step of change.done ?? []) sagaMetrics.stepLatency.observe({ step }, (Date.now() - order.stepStartedAt.getTime()) / 1000);
   return {
-    ...order,
-    status,
-    reason,
-    awaiting,
-    compensateTo,
-    version: order.version + (statusChanged ? 1n : 0n),
-    stepStartedAt: startedStep ? new Date() : order.stepStartedAt,
+    order: {
+      ...order,
+      status,
+      reason,
+      awaiting,
+      compensateTo,
+      version: order.version + (statusChanged ? 1n : 0n),
+      stepStartedAt: startedStep ? new Date() : order.stepStartedAt,
+    },
+    transition: {
+      orderId: order.orderId,
+      fromStatus: statusName(order.status),
+      status: statusName(status),
+      reason,
+      awaiting,
+      compensateTo: compensateTo === undefined || awaiting.length === 0 ? null : statusName(compensateTo),
+      statusChanged,
+      startedStep,
+      concluded,
+    },
+    messages: outgoing.map((o) => ({ ...o, key: order.orderId })),
+    record: () => {
+      if (concluded) {
+        sagaMetrics.outcomes.inc({ status: statusName(status) });
+        sagaMetrics.duration.observe({ status: statusName(status) }, (Date.now() - order.createdAt.getTime()) / 1000);
+      }
+      for (const step of change.done ?? []) sagaMetrics.stepLatency.observe({ step }, (Date.now() - order.stepStartedAt.getTime()) / 1000);
+    },
   };
+}
+
+/**
+ * Applies a change to an order locked in the caller's transaction: status and history,
+ * the commands of new steps and the concluded event in the outbox, the step deadline,
+ * and a notice to watchers. Returns the order as it now stands.
+ */
+export async function advance(tx: PoolClient, order: SagaOrder, change: Change, timing: SagaTiming): Promise<SagaOrder> {
+  const planned = planAdvance(order, change);
+  if (planned.messages.length > 0) await enqueueOutbox(tx, ordersSchema, planned.messages);
+  await writeTransitions(tx, [planned.transition], timing.stepTimeoutMs);
+  planned.record();
+  return planned.order;
 }

@@ -1,20 +1,23 @@
 import { randomBytes, randomUUID } from "node:crypto";
-import { create, isMessage, type Message } from "@bufbuild/protobuf";
+import { create, fromBinary, type Message } from "@bufbuild/protobuf";
+import { context, propagation, trace, TraceFlags } from "@opentelemetry/api";
+import { AsyncLocalStorageContextManager } from "@opentelemetry/context-async-hooks";
+import { W3CTraceContextPropagator } from "@opentelemetry/core";
 import pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { Decision, FraudAssessedSchema } from "../../../gen/orderflow/fraud/v1/fraud_pb.js";
 import { ReserveStockSchema, StockReservedSchema } from "../../../gen/orderflow/inventory/v1/saga_pb.js";
-import type { OutgoingMessage } from "../../platform/bus/publish.js";
 import { Database } from "../../platform/db.js";
 import { createLogger } from "../../platform/logger.js";
 import { migrate } from "../../platform/migrate.js";
-import { handleReply } from "./orchestrator.js";
-import { lockOrders, type SagaOrder } from "./state.js";
+import { ReplyApplier } from "./replies.js";
 import { type Transition, writeTransitions } from "./transitions.js";
 
 const DATABASE_URL = process.env["DATABASE_URL"] ?? "postgres://postgres@127.0.0.1:5432/postgres";
 const schema = `order_transitions_${process.pid}_${randomBytes(3).toString("hex")}`;
 const timing = { stepTimeoutMs: 30_000 };
+context.setGlobalContextManager(new AsyncLocalStorageContextManager().enable());
+propagation.setGlobalPropagator(new W3CTraceContextPropagator());
 let db: Database;
 
 beforeAll(async () => {
@@ -41,51 +44,108 @@ async function pendingOrder(): Promise<string> {
 
 const fraud = (orderId: string, decision: Decision): Message => create(FraudAssessedSchema, { orderId, decision, reasons: decision === Decision.APPROVE ? [] : ["blocked"] });
 
+interface OutboxRow {
+  key: string;
+  subject: string;
+  payload: Buffer;
+  traceparent: string | null;
+}
+
+async function outbox(orderIds: string[]): Promise<OutboxRow[]> {
+  const { rows } = await db.primary.query<OutboxRow>("SELECT key, subject, payload, headers->>'traceparent' AS traceparent FROM outbox WHERE key = ANY($1::text[]) ORDER BY id", [orderIds]);
+  return rows;
+}
+
+async function orderRows(orderIds: string[]) {
+  const { rows } = await db.primary.query<{ order_id: string; status: string; version: string; awaiting: string[]; deadline_set: boolean; concluded: boolean; status_reason: string }>(
+    `SELECT order_id, status, version, awaiting, step_deadline IS NOT NULL AS deadline_set, concluded_at IS NOT NULL AS concluded, status_reason FROM orders WHERE order_id = ANY($1::uuid[])`,
+    [orderIds],
+  );
+  return new Map(rows.map((r) => [r.order_id, r]));
+}
+
+async function historyOf(orderId: string): Promise<string[]> {
+  const { rows } = await db.primary.query<{ step: string }>("SELECT from_status || '>' || to_status AS step FROM order_history WHERE order_id = $1 ORDER BY id", [orderId]);
+  return rows.map((r) => r.step);
+}
+
 describe("a batch of saga replies", () => {
-  it("is written in one statement: last state per order, one version per status change, history in order, one notice per order", async () => {
+  it("is written in one statement: last state per order, one version per status change, history in order, one notice per order, the commands in the outbox", async () => {
     const [a, b] = [await pendingOrder(), await pendingOrder()];
     const notices: string[] = [];
     const listener = new pg.Client({ connectionString: DATABASE_URL });
     await listener.connect();
     listener.on("notification", (n) => notices.push(n.payload ?? ""));
     await listener.query("LISTEN order_changed");
-    const emitted: OutgoingMessage[] = [];
-    const transitions: Transition[] = [];
+    const statements: string[] = [];
+    const counting = { query: ((config: pg.QueryConfig) => (statements.push(config.text), db.primary.query(config))) as pg.Pool["query"] };
     try {
-      await db.transaction(async (tx) => {
-        const locked = new Map<string, SagaOrder>((await lockOrders(tx, [a, b])).map((o) => [o.orderId, o]));
-        const batch = { out: { emit: (...m: OutgoingMessage[]) => void emitted.push(...m) }, transitions };
-        // Order a: approved, then reserved (two changes of one order in one batch); order b: declined by fraud.
-        await handleReply(tx, fraud(a, Decision.APPROVE), timing, batch, locked);
-        await handleReply(tx, fraud(b, Decision.DECLINE), timing, batch, locked);
-        await handleReply(tx, create(StockReservedSchema, { orderId: a }), timing, batch, locked);
-        await handleReply(tx, create(StockReservedSchema, { orderId: a }), timing, batch, locked); // duplicate: no change
-        expect(transitions.map((t) => `${t.fromStatus}>${t.status}`)).toEqual(["PENDING>FRAUD_APPROVED", "PENDING>REJECTED", "FRAUD_APPROVED>STOCK_RESERVED"]);
-        await writeTransitions(tx, transitions, timing.stepTimeoutMs);
-        expect(notices).toEqual([]); // delivered at commit
-      });
-      const { rows } = await db.primary.query<{ order_id: string; status: string; version: string; awaiting: string[]; deadline_set: boolean; concluded: boolean; status_reason: string }>(
-        `SELECT order_id, status, version, awaiting, step_deadline IS NOT NULL AS deadline_set, concluded_at IS NOT NULL AS concluded, status_reason FROM orders WHERE order_id = ANY($1::uuid[])`,
-        [[a, b]],
-      );
-      const byId = new Map(rows.map((r) => [r.order_id, r]));
+      const applier = new ReplyApplier(counting, timing, schema);
+      // One turn of the event loop. Order a: approved, then reserved (two changes of one
+      // order in one batch), then a duplicate; order b: declined by fraud.
+      await Promise.all([
+        applier.apply(fraud(a, Decision.APPROVE)),
+        applier.apply(fraud(b, Decision.DECLINE)),
+        applier.apply(create(StockReservedSchema, { orderId: a })),
+        applier.apply(create(StockReservedSchema, { orderId: a })),
+      ]);
+      expect(statements).toHaveLength(2); // one read, one write
+      const byId = await orderRows([a, b]);
       expect(byId.get(a)).toMatchObject({ status: "STOCK_RESERVED", version: "3", awaiting: ["charge"], deadline_set: true, concluded: false });
       expect(byId.get(b)).toMatchObject({ status: "REJECTED", version: "2", awaiting: [], deadline_set: false, concluded: true, status_reason: "fraud check declined: blocked" });
-      const history = await db.primary.query<{ order_id: string; step: string }>(
-        "SELECT order_id, from_status || '>' || to_status AS step FROM order_history WHERE order_id = ANY($1::uuid[]) ORDER BY id",
-        [[a, b]],
-      );
-      expect(history.rows.filter((h) => h.order_id === a).map((h) => h.step)).toEqual(["PENDING>FRAUD_APPROVED", "FRAUD_APPROVED>STOCK_RESERVED"]);
-      expect(history.rows.filter((h) => h.order_id === b).map((h) => h.step)).toEqual(["PENDING>REJECTED"]);
-      expect(emitted.map((m) => m.subject)).toEqual(["inventory.cmd.reserve", "order.evt.rejected", "payment.cmd.charge"]);
-      // The reservation asks for the order's lines, which came with the lock.
-      const reserve = emitted[0]?.message;
-      expect(reserve && isMessage(reserve, ReserveStockSchema) ? reserve.lines.map((l) => `${l.sku}×${l.quantity}`) : []).toEqual(["SKU-1×1", "SKU-2×2"]);
+      expect(await historyOf(a)).toEqual(["PENDING>FRAUD_APPROVED", "FRAUD_APPROVED>STOCK_RESERVED"]);
+      expect(await historyOf(b)).toEqual(["PENDING>REJECTED"]);
+      const sent = await outbox([a, b]);
+      expect(sent.map((m) => `${m.key === a ? "a" : "b"} ${m.subject}`)).toEqual(["a inventory.cmd.reserve", "b order.evt.rejected", "a payment.cmd.charge"]);
+      // The reservation asks for the order's lines, which came with the read.
+      const reserve = fromBinary(ReserveStockSchema, sent[0]!.payload);
+      expect(reserve.lines.map((l) => `${l.sku}×${l.quantity}`)).toEqual(["SKU-1×1", "SKU-2×2"]);
       await new Promise((r) => setTimeout(r, 100));
       expect(notices.sort()).toEqual([a, b].sort());
     } finally {
       await listener.end();
     }
+  });
+
+  it("applies nothing twice: a redelivered reply changes nothing", async () => {
+    const a = await pendingOrder();
+    const applier = new ReplyApplier(db.primary, timing, schema);
+    await applier.apply(fraud(a, Decision.APPROVE));
+    await applier.apply(fraud(a, Decision.APPROVE));
+    expect((await orderRows([a])).get(a)).toMatchObject({ status: "FRAUD_APPROVED", version: "2" });
+    expect(await historyOf(a)).toEqual(["PENDING>FRAUD_APPROVED"]);
+    expect((await outbox([a])).map((m) => m.subject)).toEqual(["inventory.cmd.reserve"]);
+  });
+
+  it("decides a reply again when its order changed after it was read: a cancellation in between is not overwritten", async () => {
+    const a = await pendingOrder();
+    const applier = new ReplyApplier(db.primary, timing, schema);
+    const other = await db.primary.connect();
+    try {
+      // Another transaction cancels the order and holds the row until it commits.
+      await other.query("BEGIN");
+      await other.query("UPDATE orders SET status = 'CANCELLED', awaiting = '{}', version = version + 1, step_deadline = NULL WHERE order_id = $1", [a]);
+      const applied = applier.apply(fraud(a, Decision.APPROVE));
+      // The applier read the order as PENDING and now waits on the row for its write.
+      await expect.poll(async () => (await db.primary.query<{ n: number }>("SELECT count(*)::int AS n FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND datname = current_database()")).rows[0]?.n, { timeout: 5_000 }).toBe(1);
+      await other.query("COMMIT");
+      await applied;
+    } finally {
+      other.release();
+    }
+    // Decided again on the cancelled order, the approval is a late reply: nothing changes.
+    expect((await orderRows([a])).get(a)).toMatchObject({ status: "CANCELLED", version: "2" });
+    expect(await historyOf(a)).toEqual([]);
+    expect(await outbox([a])).toEqual([]);
+  });
+
+  it("carries the reply's trace context to the commands it causes", async () => {
+    const a = await pendingOrder();
+    const applier = new ReplyApplier(db.primary, timing, schema);
+    const traceId = "4bf92f3577b34da6a3ce929d0e0e4736";
+    const ctx = trace.setSpanContext(context.active(), { traceId, spanId: "00f067aa0ba902b7", traceFlags: TraceFlags.SAMPLED });
+    await context.with(ctx, () => applier.apply(fraud(a, Decision.APPROVE)));
+    expect((await outbox([a])).map((m) => m.traceparent?.split("-")[1])).toEqual([traceId]);
   });
 
   it("updates an order's row in place while a step follows (no new index entries), and leaves the in-flight index when the last step ends", async () => {

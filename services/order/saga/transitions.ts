@@ -1,3 +1,4 @@
+import { type OutboxInsert, type OutgoingMessage, outboxInsert, outboxWritten, type WrittenRow } from "../../platform/bus/index.js";
 import { prepared, type Queryable } from "../../platform/db.js";
 
 /** One change of a locked order's saga state, as `advance` decided it. */
@@ -21,9 +22,16 @@ interface OrderUpdate {
   concluded: boolean;
 }
 
-const writeSql = `WITH t AS (
-   SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[], $6::int[], $7::bool[], $8::bool[])
-     AS t(order_id, status, reason, awaiting, compensate_to, bump, started, concluded)
+/**
+ * The statement that writes a batch of transitions. Guarded, each order's update applies
+ * only if the row is still the version its transitions were decided on (`xmin` as read,
+ * `$15`); an order whose row changed since gets no update, no history and no notice, and
+ * the statement returns the orders it updated.
+ */
+function writeSql(guarded: boolean): string {
+  return `WITH t AS (
+   SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[], $6::int[], $7::bool[], $8::bool[]${guarded ? ", $15::xid[]" : ""})
+     AS t(order_id, status, reason, awaiting, compensate_to, bump, started, concluded${guarded ? ", revision" : ""})
  ), updated AS (
    UPDATE orders o SET status = t.status, status_reason = t.reason, awaiting = string_to_array(t.awaiting, ','),
      compensate_to = t.compensate_to, version = o.version + t.bump, updated_at = now(),
@@ -31,26 +39,20 @@ const writeSql = `WITH t AS (
      step_attempts = CASE WHEN t.started THEN 1 ELSE o.step_attempts END,
      step_deadline = CASE WHEN t.awaiting = '' THEN NULL WHEN t.started THEN now() + make_interval(secs => $9) ELSE o.step_deadline END,
      concluded_at = CASE WHEN t.concluded THEN now() ELSE o.concluded_at END
-   FROM t WHERE o.order_id = t.order_id
+   FROM t WHERE o.order_id = t.order_id${guarded ? " AND o.xmin = t.revision" : ""}
    RETURNING o.order_id
  ), history AS (
    INSERT INTO order_history (order_id, from_status, to_status, reason)
    SELECT h.order_id, h.from_status, h.to_status, h.reason
-     FROM unnest($10::uuid[], $11::text[], $12::text[], $13::text[]) WITH ORDINALITY AS h(order_id, from_status, to_status, reason, n)
+     FROM unnest($10::uuid[], $11::text[], $12::text[], $13::text[]) WITH ORDINALITY AS h(order_id, from_status, to_status, reason, n)${guarded ? "\n    WHERE h.order_id IN (SELECT order_id FROM updated)" : ""}
     ORDER BY h.n
  ), notice AS (
-   SELECT pg_notify('order_changed', n.order_id::text) FROM unnest($14::uuid[]) AS n(order_id)
- )
- SELECT (SELECT count(*) FROM updated) AS updated, (SELECT count(*) FROM notice) AS notified`;
+   SELECT pg_notify('order_changed', n.order_id::text) FROM unnest($14::uuid[]) AS n(order_id)${guarded ? " WHERE n.order_id IN (SELECT order_id FROM updated)" : ""}
+ )`;
+}
 
-/**
- * Writes transitions of locked orders in one statement: each order's row gets its
- * last state (versions bumped once per status change, the step clock restarted if
- * any transition started a step), every status change gets its history entry in
- * order, and watchers of each changed order get one notice.
- */
-export async function writeTransitions(tx: Queryable, transitions: readonly Transition[], stepTimeoutMs: number): Promise<void> {
-  if (transitions.length === 0) return;
+/** The parameters `writeSql` takes ($1–$14), from a batch's transitions. */
+function writeValues(transitions: readonly Transition[], stepTimeoutMs: number): unknown[] {
   const byOrder = new Map<string, OrderUpdate>();
   for (const t of transitions) {
     const seen = byOrder.get(t.orderId);
@@ -63,22 +65,71 @@ export async function writeTransitions(tx: Queryable, transitions: readonly Tran
   }
   const updates = [...byOrder.values()];
   const changes = transitions.filter((t) => t.statusChanged);
-  await tx.query(
-    prepared(writeSql, [
-      updates.map((u) => u.last.orderId),
-      updates.map((u) => u.last.status),
-      updates.map((u) => u.last.reason),
-      updates.map((u) => u.last.awaiting.join(",")),
-      updates.map((u) => u.last.compensateTo),
-      updates.map((u) => u.bump),
-      updates.map((u) => u.started),
-      updates.map((u) => u.concluded),
-      stepTimeoutMs / 1000,
-      changes.map((t) => t.orderId),
-      changes.map((t) => t.fromStatus),
-      changes.map((t) => t.status),
-      changes.map((t) => t.reason),
-      [...new Set(changes.map((t) => t.orderId))],
-    ]),
+  return [
+    updates.map((u) => u.last.orderId),
+    updates.map((u) => u.last.status),
+    updates.map((u) => u.last.reason),
+    updates.map((u) => u.last.awaiting.join(",")),
+    updates.map((u) => u.last.compensateTo),
+    updates.map((u) => u.bump),
+    updates.map((u) => u.started),
+    updates.map((u) => u.concluded),
+    stepTimeoutMs / 1000,
+    changes.map((t) => t.orderId),
+    changes.map((t) => t.fromStatus),
+    changes.map((t) => t.status),
+    changes.map((t) => t.reason),
+    [...new Set(changes.map((t) => t.orderId))],
+  ];
+}
+
+/**
+ * Writes transitions of locked orders in one statement: each order's row gets its
+ * last state (versions bumped once per status change, the step clock restarted if
+ * any transition started a step), every status change gets its history entry in
+ * order, and watchers of each changed order get one notice.
+ */
+export async function writeTransitions(tx: Queryable, transitions: readonly Transition[], stepTimeoutMs: number): Promise<void> {
+  if (transitions.length === 0) return;
+  await tx.query(prepared(`${writeSql(false)} SELECT (SELECT count(*) FROM updated) AS updated, (SELECT count(*) FROM notice) AS notified`, writeValues(transitions, stepTimeoutMs)));
+}
+
+/** An order's transitions decided on the row version `revision`, with the messages they send. */
+export interface GuardedWrite {
+  /** The schema whose outbox takes the messages. */
+  outboxSchema: string;
+  revisions: ReadonlyMap<string, string>;
+  transitions: readonly Transition[];
+  /** Keyed by order id: an order's messages are written only with its update. */
+  messages: readonly OutgoingMessage[];
+}
+
+/**
+ * Writes transitions decided on orders read without a lock, as one statement (atomic
+ * without BEGIN / COMMIT): like `writeTransitions`, plus the messages in the outbox, for
+ * each order whose row has not changed since it was read. Returns the orders written;
+ * the others changed meanwhile and are to be decided again on what they now are.
+ */
+export async function writeTransitionsIfUnchanged(q: Queryable, write: GuardedWrite, stepTimeoutMs: number): Promise<Set<string>> {
+  if (write.transitions.length === 0) return new Set();
+  const values = writeValues(write.transitions, stepTimeoutMs);
+  values.push((values[0] as string[]).map((orderId) => write.revisions.get(orderId) ?? "0"));
+  let text = writeSql(true);
+  let outbox: OutboxInsert | undefined;
+  if (write.messages.length > 0) {
+    outbox = outboxInsert(write.outboxSchema, write.messages, values.length + 1, {}, "SELECT order_id::text FROM updated");
+    values.push(...outbox.values);
+    text += `, ob AS (${outbox.sql})`;
+    if (outbox.notify !== undefined) {
+      values.push(outbox.notify);
+      text += `, relay AS (SELECT pg_notify($${values.length}, '') WHERE EXISTS (SELECT 1 FROM ob))`;
+    }
+  }
+  const written = outbox ? "(SELECT json_agg(json_build_object('id', id::text, 'msg_id', msg_id)) FROM ob)" : "NULL::json";
+  const relayed = outbox?.notify !== undefined ? ", (SELECT count(*) FROM relay) AS relayed" : "";
+  const { rows } = await q.query<{ updated: string[] | null; written: WrittenRow[] | null }>(
+    prepared(`${text} SELECT (SELECT array_agg(order_id::text) FROM updated) AS updated, (SELECT count(*) FROM notice) AS notified, ${written} AS written${relayed}`, values),
   );
+  if (outbox) outboxWritten(outbox, rows[0]?.written ?? []);
+  return new Set(rows[0]?.updated ?? []);
 }

@@ -1,0 +1,96 @@
+import type { Message } from "@bufbuild/protobuf";
+import { batchPerTurn } from "../../platform/batch-per-turn.js";
+import { currentTraceHeaders, type OutgoingMessage } from "../../platform/bus/index.js";
+import type { Queryable } from "../../platform/db.js";
+import { sagaMetrics } from "./metrics.js";
+import { decide, readReply, type Reply } from "./orchestrator.js";
+import { type Advance, planAdvance, readOrders, type SagaOrder, type SagaTiming } from "./state.js";
+import { type Transition, writeTransitionsIfUnchanged } from "./transitions.js";
+
+/** A reply on its way to its order, with the trace context it arrived in. */
+interface IncomingReply {
+  orderId: string;
+  reply: Reply;
+  type: string;
+  trace: Record<string, string>;
+}
+
+/** Reads and writes of one batch before its replies whose orders keep changing are handed back. */
+const MAX_ROUNDS = 5;
+
+/**
+ * Applies participants' replies to their orders. The replies of one turn of the event loop
+ * are one batch: one statement reads their orders (no lock, no transaction), the state
+ * machine decides each reply in arrival order, and one statement writes every change —
+ * rows, history, notices and outgoing messages — guarded by the row versions read. A reply
+ * whose order changed in between (a cancellation, a deadline, another replica) is decided
+ * again on the order as it now stands.
+ *
+ * Replies need no inbox: a duplicate or late reply matches no awaited step and changes
+ * nothing (see `decide`), so redelivery after a crash or a lost ack is harmless.
+ */
+export class ReplyApplier {
+  private readonly batches = batchPerTurn<IncomingReply, null>((replies) => this.applyMany(replies), 200);
+
+  /** `outboxSchema`: the schema whose outbox takes the commands (the orders schema). */
+  constructor(private readonly q: Queryable, private readonly timing: SagaTiming, private readonly outboxSchema: string) {}
+
+  /** Resolves once the reply is written (or found to change nothing). */
+  apply(message: Message): Promise<null> {
+    const read = readReply(message);
+    if (!read) return Promise.reject(new Error(`the order saga does not handle ${message.$typeName}`));
+    return this.batches.load({ ...read, type: message.$typeName, trace: currentTraceHeaders() });
+  }
+
+  private async applyMany(replies: readonly IncomingReply[]): Promise<(null | Error)[]> {
+    const results: (null | Error)[] = replies.map(() => null);
+    let pending = replies.map((_, index) => index);
+    for (let round = 0; round < MAX_ROUNDS && pending.length > 0; round++) {
+      try {
+        pending = await this.round(replies, pending);
+      } catch (error) {
+        const failure = error instanceof Error ? error : new Error(String(error));
+        for (const index of pending) results[index] = failure;
+        return results;
+      }
+    }
+    for (const index of pending) results[index] = new Error(`order ${replies[index]?.orderId} kept changing while its reply was applied; will retry`);
+    return results;
+  }
+
+  /** Decides and writes the replies at `indexes`; returns those whose order changed meanwhile. */
+  private async round(replies: readonly IncomingReply[], indexes: readonly number[]): Promise<number[]> {
+    const orders = new Map<string, SagaOrder>();
+    for (const order of await readOrders(this.q, indexes.map((i) => replies[i]!.orderId))) orders.set(order.orderId, order);
+    const revisions = new Map([...orders].map(([orderId, order]) => [orderId, order.revision]));
+    const planned: Array<{ index: number; advance: Advance }> = [];
+    const transitions: Transition[] = [];
+    const messages: OutgoingMessage[] = [];
+    for (const index of indexes) {
+      const incoming = replies[index]!;
+      const order = orders.get(incoming.orderId);
+      const change = order && decide(order, incoming.reply);
+      if (!order || !change) {
+        sagaMetrics.ignoredReplies.inc({ type: incoming.type });
+        continue;
+      }
+      const advance = planAdvance(order, change);
+      orders.set(order.orderId, advance.order);
+      planned.push({ index, advance });
+      transitions.push(advance.transition);
+      // The commands a reply causes continue the reply's trace.
+      messages.push(...advance.messages.map((m) => ({ ...m, headers: { ...incoming.trace, ...m.headers } })));
+    }
+    const written = await writeTransitionsIfUnchanged(this.q, { outboxSchema: this.outboxSchema, revisions, transitions, messages }, this.timing.stepTimeoutMs);
+    const changedMeanwhile = new Set<number>();
+    for (const { index, advance } of planned) {
+      if (written.has(advance.transition.orderId)) advance.record();
+      else changedMeanwhile.add(index);
+    }
+    // Every reply to an order that changed is decided again, also those that changed nothing.
+    const stale = new Set(planned.filter((p) => changedMeanwhile.has(p.index)).map((p) => p.advance.transition.orderId));
+    const again = indexes.filter((index) => stale.has(replies[index]!.orderId));
+    for (const index of again) sagaMetrics.redecidedReplies.inc({ type: replies[index]!.type });
+    return again;
+  }
+}
