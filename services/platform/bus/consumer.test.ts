@@ -62,7 +62,9 @@ const metric = (consumer: string, outcome: string): Promise<number> => counted(b
 describe("inbox consumer", () => {
   it("applies a batch in one transaction: inbox rows + effects commit together, then all are acked", async () => {
     const subj = subject("batch");
-    await publishMessages(env.js, Array.from({ length: 60 }, (_, i) => reserve(subj, `batch-${i}`, `o-${i}`)));
+    const traceId = "5bf92f3577b34da6a3ce929d0e0e4736";
+    const ctx = trace.setSpanContext(context.active(), { traceId, spanId: "a7ad6b7169203331", traceFlags: TraceFlags.SAMPLED });
+    await context.with(ctx, () => publishMessages(env.js, Array.from({ length: 60 }, (_, i) => reserve(subj, `batch-${i}`, `o-${i}`))));
     const record = recordEffect("batch");
     const c = await startConsumer({
       js: env.js,
@@ -80,8 +82,12 @@ describe("inbox consumer", () => {
     try {
       await waitFor(async () => (await effects("batch")).length === 60, 5000, "60 effects");
       // Replies emitted through `out` are in the outbox, in message order, committed with the effects.
-      const outbox = await env.pool.query<{ key: string }>(`SELECT key FROM "${env.schema}".outbox WHERE subject LIKE '%.evt.reserved' ORDER BY id`);
+      const outbox = await env.pool.query<{ key: string; traceparent: string | null }>(
+        `SELECT key, headers->>'traceparent' AS traceparent FROM "${env.schema}".outbox WHERE subject LIKE '%.evt.reserved' ORDER BY id`,
+      );
       expect(outbox.rows.map((r) => r.key)).toEqual(Array.from({ length: 60 }, (_, i) => `o-${i}`));
+      // Each reply continues the trace of the message it answers.
+      expect(new Set(outbox.rows.map((r) => r.traceparent?.split("-")[1]))).toEqual(new Set([traceId]));
       const txids = new Set((await effects("batch")).map((e) => e.txid));
       expect(txids.size).toBeLessThanOrEqual(4); // 60 messages in ~2 batches of 30 (the first may be split)
       const inbox = await env.pool.query(`SELECT 1 FROM "${env.schema}".inbox WHERE consumer = 'batch'`);

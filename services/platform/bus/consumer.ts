@@ -15,7 +15,7 @@ import { isConflictError, isConnectionError } from "./pgerrors.js";
 import { ProgressSignals } from "./progress.js";
 import { pruneInbox } from "./sql.js";
 import type { OutgoingMessage } from "./publish.js";
-import { extractTraceContext } from "./trace.js";
+import { currentTraceHeaders, extractTraceContext } from "./trace.js";
 
 /** One decoded message handed to a handler. */
 export interface Delivery {
@@ -440,7 +440,13 @@ class BatchConsumer implements BusConsumer {
       if (newDeliveries.length > 0 && this.opts.pool !== undefined) await this.opts.beforeBatch?.(client, newDeliveries);
       const outcomes: Outcome[] = [];
       const emitted: OutgoingMessage[] = [];
-      const out: OutboxWriter = { emit: (...messages) => void emitted.push(...messages) };
+      // A message emitted by a handler continues the trace of the delivery it handles.
+      const out: OutboxWriter = {
+        emit: (...messages) => {
+          const trace = currentTraceHeaders();
+          for (const m of messages) emitted.push({ ...m, headers: { ...trace, ...m.headers } });
+        },
+      };
       for (const it of items) {
         if (fresh.delete(it.d.id)) {
           await this.invoke(it.d, client, out);
