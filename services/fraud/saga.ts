@@ -1,7 +1,7 @@
 import { create, isMessage } from "@bufbuild/protobuf";
 import type { JetStreamClient } from "@nats-io/jetstream";
 import { AssessFraudSchema, FraudAssessedSchema } from "../../gen/orderflow/fraud/v1/fraud_pb.js";
-import { type BusConsumer, type Delivery, type DlqConfig, publishMessages, startConsumer, type StreamPublisher, streamName } from "../platform/bus/index.js";
+import { type BusConsumer, commandConsumerName, type Delivery, type DlqConfig, publishMessages, startConsumer, type StreamPublisher, streamName } from "../platform/bus/index.js";
 import type { Logger } from "../platform/logger.js";
 import type { FraudAssessor } from "./assessor.js";
 
@@ -56,7 +56,7 @@ export function startFraudSaga(options: FraudSagaOptions): Promise<BusConsumer> 
   return startConsumer({
     js: options.js,
     stream: streamName(domain),
-    durable: `${domain}-commands`,
+    durable: commandConsumerName(domain),
     filterSubject: `${domain}.cmd.assess`,
     parallel: true,
     logger: options.logger,

@@ -15,7 +15,7 @@ import { Catalogue } from "./catalogue.js";
 import { CustomerRateLimit } from "./rate-limit.js";
 import { orderConfigShape } from "./config.js";
 import { cancelOrder } from "./saga/cancel.js";
-import { DeadlineWatcher } from "./saga/deadlines.js";
+import { DeadlineWatcher, queuedOnBus, replyConsumerName } from "./saga/deadlines.js";
 import { sagaStart } from "./saga/start.js";
 import { ReplyApplier } from "./saga/replies.js";
 import { ordersSchema } from "./saga/state.js";
@@ -42,7 +42,7 @@ export async function start(context: ServiceContext): Promise<ServiceParts> {
       startConsumer({
         js: bus.js,
         stream: streamName(domain),
-        durable: `order-${domain}-events`,
+        durable: replyConsumerName(domain),
         filterSubject: `${domain}.evt.>`,
         logger: context.logger,
         // A batch's replies go to the applier together, which writes them as one statement.
@@ -53,7 +53,7 @@ export async function start(context: ServiceContext): Promise<ServiceParts> {
       }),
     ),
   );
-  const deadlines = new DeadlineWatcher(db, { ...timing, maxAttempts: config.SAGA_STEP_MAX_ATTEMPTS }, context.logger).start();
+  const deadlines = new DeadlineWatcher(db, { ...timing, maxAttempts: config.SAGA_STEP_MAX_ATTEMPTS, queued: queuedOnBus(bus.jsm) }, context.logger).start();
   const watch = await new OrderWatch(db, context.logger).start();
   const redis = connectRedis(config.REDIS_URL, context.logger, "GetOrder is served from Postgres and the per-customer rate limit is off");
   const cache = new OrderCache(redis);

@@ -1,5 +1,5 @@
 import { type DescMessage, isMessage, type Message, type MessageShape } from "@bufbuild/protobuf";
-import { type BusConsumer, type Delivery, OutboxRelay, startConsumer, streamName } from "./bus/index.js";
+import { type BusConsumer, commandConsumerName, type Delivery, OutboxRelay, startConsumer, streamName } from "./bus/index.js";
 import type { BusConnection } from "./bus-runtime.js";
 import type { Database, PoolClient } from "./db.js";
 import type { Worker } from "./host.js";
@@ -55,7 +55,7 @@ export async function startParticipant(options: ParticipantOptions): Promise<Wor
     pool: db.background,
     schema,
     stream: streamName(domain),
-    durable: `${domain}-commands`,
+    durable: commandConsumerName(domain),
     filterSubject: `${domain}.cmd.>`,
     logger,
     ...(options.batchSize === undefined ? {} : { batchSize: options.batchSize }),

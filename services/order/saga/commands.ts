@@ -11,6 +11,21 @@ import type { SagaOrder } from "./state.js";
 /** A step of the saga: the reply it waits for and the command that asks for it. */
 export type Step = "fraud" | "reserve" | "charge" | "commit" | "release" | "refund";
 
+/** The domain whose participant performs a step. */
+export function stepDomain(step: Step): "fraud" | "inventory" | "payment" {
+  switch (step) {
+    case "fraud":
+      return "fraud";
+    case "reserve":
+    case "commit":
+    case "release":
+      return "inventory";
+    case "charge":
+    case "refund":
+      return "payment";
+  }
+}
+
 /** The first step's command, from what the order knows about itself. */
 export function assessFraud(order: Pick<SagaOrder, "orderId" | "customerId" | "totalMinor" | "currency">): Reply {
   const { orderId, customerId } = order;

@@ -5,6 +5,7 @@ import { dropDatabase, ensureDatabase, withDatabase } from "../../../tools/infra
 import { Database } from "../../platform/db.js";
 import { createLogger } from "../../platform/logger.js";
 import { migrate } from "../../platform/migrate.js";
+import type { Step } from "./commands.js";
 import { DeadlineWatcher } from "./deadlines.js";
 import { ordersSchema } from "./state.js";
 
@@ -78,5 +79,29 @@ describe("the deadline sweep", () => {
     expect(await state(late)).toMatchObject({ status: "REJECTED", status_reason: "fraud check timed out", in_flight: false, due_in_s: null });
     expect(await commandsFor(late)).toEqual(["fraud.cmd.assess", "order.evt.rejected"]);
     expect(await watcher.sweep()).toBe(0);
+  });
+
+  it("gives a step whose messages are still queued another step timeout, without a re-send or an attempt, until the defer limit", async () => {
+    const queued = await orderAwaitingFraud(-1);
+    const everythingQueued = { queued: async (steps: ReadonlySet<Step>) => steps, deferLimitMs: 60_000 };
+    const watcher = new DeadlineWatcher(database(), { stepTimeoutMs: 1_000, maxAttempts: 2, ...everythingQueued }, logger);
+    expect(await watcher.sweep()).toBe(1);
+    expect(await commandsFor(queued)).toEqual([]);
+    const deferred = await state(queued);
+    expect(deferred).toMatchObject({ status: "PENDING", step_attempts: 1, in_flight: true });
+    expect(deferred?.due_in_s).toBeGreaterThan(0.5);
+    expect(deferred?.due_in_s).toBeLessThanOrEqual(1);
+
+    // Past the limit the step is re-sent and counted, queued or not.
+    await database().primary.query("UPDATE orders SET step_started_at = now() - interval '61 s', step_deadline = now() - interval '1 s' WHERE order_id = $1", [queued]);
+    expect(await watcher.sweep()).toBe(1);
+    expect(await commandsFor(queued)).toEqual(["fraud.cmd.assess"]);
+    expect(await state(queued)).toMatchObject({ step_attempts: 2 });
+
+    // A probe that fails is no reason to hold a step back.
+    const failing = new DeadlineWatcher(database(), { stepTimeoutMs: 1_000, maxAttempts: 3, queued: () => Promise.reject(new Error("NATS unreachable")) }, logger);
+    const other = await orderAwaitingFraud(-1);
+    expect(await failing.sweep()).toBe(1);
+    expect(await commandsFor(other)).toEqual(["fraud.cmd.assess"]);
   });
 });

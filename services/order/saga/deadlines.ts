@@ -1,10 +1,11 @@
 import { OrderStatus } from "../../../gen/orderflow/order/v1/order_pb.js";
-import { enqueueOutbox } from "../../platform/bus/index.js";
+import type { JetStreamManager } from "@nats-io/jetstream";
+import { commandConsumerName, consumerBacklog, enqueueOutbox, streamName } from "../../platform/bus/index.js";
 import type { Database, PoolClient } from "../../platform/db.js";
 import { errorMessage } from "../../platform/errors.js";
 import type { Worker } from "../../platform/host.js";
 import type { Logger } from "../../platform/logger.js";
-import { commandFor } from "./commands.js";
+import { commandFor, type Step, stepDomain } from "./commands.js";
 import { sagaMetrics } from "./metrics.js";
 import { advance, type Change, lockOverdue, ordersSchema, type SagaOrder, type SagaTiming } from "./state.js";
 
@@ -13,6 +14,15 @@ export interface DeadlineOptions extends SagaTiming {
   maxAttempts: number;
   intervalMs?: number;
   batchSize?: number;
+  /**
+   * Whether a step's messages are still queued (its command not yet handled, or its reply
+   * not yet applied). While they are, an overdue step is given another step timeout instead
+   * of a re-send and an attempt: under overload, re-sends only add to the queue. For at most
+   * `deferLimitMs` after the step started (default 12 step timeouts), so that a command lost
+   * for good (dead-lettered, say) is re-sent and failed in the end however busy the bus is.
+   */
+  queued?: (steps: ReadonlySet<Step>) => Promise<ReadonlySet<Step>>;
+  deferLimitMs?: number;
 }
 
 /**
@@ -25,6 +35,32 @@ function giveUp(order: SagaOrder): Change | undefined {
   if (order.awaiting.includes("reserve")) return { reason: "stock reservation timed out", done: ["reserve"], start: ["release"], compensateTo: OrderStatus.REJECTED };
   if (order.awaiting.includes("charge")) return { reason: "payment timed out", done: ["charge"], start: ["refund", "release"], compensateTo: OrderStatus.REJECTED };
   return undefined;
+}
+
+/** The durable consumer through which the order service takes a domain's replies. */
+export function replyConsumerName(domain: string): string {
+  return `order-${domain}-events`;
+}
+
+/**
+ * `DeadlineOptions.queued` from JetStream: a step's messages are queued while its
+ * participant's command consumer or this service's reply consumer of that domain has
+ * messages to finish.
+ */
+export function queuedOnBus(jsm: JetStreamManager): (steps: ReadonlySet<Step>) => Promise<ReadonlySet<Step>> {
+  return async (steps) => {
+    const domains = [...new Set([...steps].map(stepDomain))];
+    const backlogs = await Promise.all(
+      domains.map((domain) =>
+        consumerBacklog(jsm, [
+          { stream: streamName(domain), durable: commandConsumerName(domain) },
+          { stream: streamName(domain), durable: replyConsumerName(domain) },
+        ]),
+      ),
+    );
+    const busy = new Set(domains.filter((_, i) => (backlogs[i] ?? 0) > 0));
+    return new Set([...steps].filter((step) => busy.has(stepDomain(step))));
+  };
 }
 
 /** Re-sends the commands of steps past their deadline, then fails them after maxAttempts. */
@@ -52,12 +88,31 @@ export class DeadlineWatcher implements Worker {
   async sweep(): Promise<number> {
     return this.db.transaction(async (tx) => {
       const overdue = await lockOverdue(tx, this.options.batchSize ?? 200);
-      for (const order of overdue) await this.handle(tx, order);
+      const queued = await this.queuedSteps(overdue);
+      for (const order of overdue) await this.handle(tx, order, queued);
       return overdue.length;
     }, this.db.background);
   }
 
-  private async handle(tx: PoolClient, order: SagaOrder): Promise<void> {
+  /** The overdue orders' steps whose messages are still queued (none when that cannot be told). */
+  private async queuedSteps(overdue: readonly SagaOrder[]): Promise<ReadonlySet<Step>> {
+    const steps = new Set(overdue.flatMap((order) => order.awaiting));
+    if (!this.options.queued || steps.size === 0) return new Set();
+    try {
+      return await this.options.queued(steps);
+    } catch (error) {
+      this.logger.warn("cannot tell whether saga steps are still queued; overdue steps are re-sent", { error: errorMessage(error) });
+      return new Set();
+    }
+  }
+
+  private async handle(tx: PoolClient, order: SagaOrder, queued: ReadonlySet<Step>): Promise<void> {
+    const deferLimitMs = this.options.deferLimitMs ?? this.options.stepTimeoutMs * 12;
+    if (order.awaiting.some((step) => queued.has(step)) && Date.now() - order.stepStartedAt.getTime() < deferLimitMs) {
+      for (const step of order.awaiting) sagaMetrics.deferrals.inc({ step });
+      await tx.query("UPDATE orders SET step_deadline = now() + make_interval(secs => $2) WHERE order_id = $1", [order.orderId, this.options.stepTimeoutMs / 1000]);
+      return;
+    }
     const failure = order.attempts >= this.options.maxAttempts ? giveUp(order) : undefined;
     if (failure) {
       for (const step of order.awaiting) sagaMetrics.timeouts.inc({ step });

@@ -5,6 +5,7 @@ export const sagaMetrics = {
   duration: histogram("orderflow_saga_duration_seconds", "From order accepted to its terminal status", ["status"], [0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60]),
   stepLatency: histogram("orderflow_saga_step_seconds", "From a saga command to the reply that completes its step", ["step"], [0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10]),
   resends: counter("orderflow_saga_step_resends_total", "Saga commands re-sent after their deadline passed", ["step"]),
+  deferrals: counter("orderflow_saga_step_deferrals_total", "Overdue saga steps given more time because their messages were still queued", ["step"]),
   timeouts: counter("orderflow_saga_step_timeouts_total", "Saga steps failed after their last attempt", ["step"]),
   redecidedReplies: counter("orderflow_saga_redecided_replies_total", "Replies decided again because their order changed between the read and the write", ["type"]),
   ignoredReplies: counter("orderflow_saga_ignored_replies_total", "Replies that matched no awaited step (duplicates, late replies)", ["type"]),

@@ -1,10 +1,11 @@
 /** The JetStream bus every OrderFlow service uses. See README.md. */
+export { consumerBacklog, type ConsumerRef } from "./backlog.js";
 export { decodeMessage, DecodeError, encodeMessage, sagaRegistry } from "./codec.js";
 export { startConsumer, type BusConsumer, type ConsumerOptions, type Delivery, type DirectConsumerOptions, type InboxConsumerOptions, type OutboxWriter } from "./consumer.js";
 export { getDeadLetter, listDeadLetters, publishDeadLetter, replayAllDeadLetters, replayDeadLetter, type DeadLetter } from "./dlq.js";
 export { JetStreamPublisher, type StreamPublisher } from "./jetstream-publisher.js";
 export { busMetrics } from "./metrics.js";
-export { DEFAULT_DLQ, DlqHeader, Header, outboxChannel, streamName, type DlqConfig } from "./names.js";
+export { commandConsumerName, DEFAULT_DLQ, DlqHeader, Header, outboxChannel, streamName, type DlqConfig } from "./names.js";
 export { enqueueOutbox, type EnqueueOptions, type OutboxInsert, outboxInsert, outboxWritten, type WrittenRow } from "./outbox.js";
 export { busHeaders, publishMessages, type OutgoingMessage } from "./publish.js";
 export { OutboxRelay, type OutboxRelayOptions } from "./relay.js";

@@ -17,6 +17,11 @@ export function streamName(domain: string): string {
   return domain.toUpperCase().replace(/[^A-Z0-9_-]/g, "_");
 }
 
+/** The durable consumer through which a saga participant takes its domain's commands. */
+export function commandConsumerName(domain: string): string {
+  return `${domain}-commands`;
+}
+
 /** Headers carried by every bus message. */
 export const Header = {
   /** JetStream de-duplication id (set through the publish `msgID` option). */
