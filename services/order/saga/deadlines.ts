@@ -6,6 +6,7 @@ import { errorMessage } from "../../platform/errors.js";
 import type { Worker } from "../../platform/host.js";
 import type { Logger } from "../../platform/logger.js";
 import { commandFor, type Step, stepDomain } from "./commands.js";
+import { replyConsumerName } from "./replies.js";
 import { sagaMetrics } from "./metrics.js";
 import { advance, type Change, lockOverdue, ordersSchema, type SagaOrder, type SagaTiming } from "./state.js";
 
@@ -35,11 +36,6 @@ function giveUp(order: SagaOrder): Change | undefined {
   if (order.awaiting.includes("reserve")) return { reason: "stock reservation timed out", done: ["reserve"], start: ["release"], compensateTo: OrderStatus.REJECTED };
   if (order.awaiting.includes("charge")) return { reason: "payment timed out", done: ["charge"], start: ["refund", "release"], compensateTo: OrderStatus.REJECTED };
   return undefined;
-}
-
-/** The durable consumer through which the order service takes a domain's replies. */
-export function replyConsumerName(domain: string): string {
-  return `order-${domain}-events`;
 }
 
 /**

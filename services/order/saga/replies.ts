@@ -7,6 +7,11 @@ import { decide, readReply, type Reply } from "./orchestrator.js";
 import { type Advance, planAdvance, readOrders, type SagaOrder, type SagaTiming } from "./state.js";
 import { type Transition, writeTransitionsIfUnchanged } from "./transitions.js";
 
+/** The durable consumer through which the order service takes a domain's replies. */
+export function replyConsumerName(domain: string): string {
+  return `order-${domain}-events`;
+}
+
 /** A reply on its way to its order, with the trace context it arrived in. */
 interface IncomingReply {
   orderId: string;
@@ -66,12 +71,13 @@ export class ReplyApplier {
     const planned: Array<{ index: number; advance: Advance }> = [];
     const transitions: Transition[] = [];
     const messages: OutgoingMessage[] = [];
+    const ignored: number[] = [];
     for (const index of indexes) {
       const incoming = replies[index]!;
       const order = orders.get(incoming.orderId);
       const change = order && decide(order, incoming.reply);
       if (!order || !change) {
-        sagaMetrics.ignoredReplies.inc({ type: incoming.type });
+        ignored.push(index);
         continue;
       }
       const advance = planAdvance(order, change);
@@ -91,6 +97,7 @@ export class ReplyApplier {
     const stale = new Set(planned.filter((p) => changedMeanwhile.has(p.index)).map((p) => p.advance.transition.orderId));
     const again = indexes.filter((index) => stale.has(replies[index]!.orderId));
     for (const index of again) sagaMetrics.redecidedReplies.inc({ type: replies[index]!.type });
+    for (const index of ignored) if (!stale.has(replies[index]!.orderId)) sagaMetrics.ignoredReplies.inc({ type: replies[index]!.type });
     return again;
   }
 }
