@@ -1,7 +1,7 @@
 import { randomUUID } from "node:crypto";
 import { create } from "@bufbuild/protobuf";
 import { type Order, OrderSchema, type OrderStatus, OrderStatus as Status } from "../../gen/orderflow/order/v1/order_pb.js";
-import { currentTraceHeaders, type OutboxInsert, type OutgoingMessage, outboxInsert, outboxWritten, type WrittenRow } from "../platform/bus/index.js";
+import { currentTraceHeaders, type FoldedOutbox, foldOutbox, type OutgoingMessage, outboxWritten, type WrittenRow } from "../platform/bus/index.js";
 import { batchPerTurn } from "../platform/batch-per-turn.js";
 import { type Database, prepared, type Queryable } from "../platform/db.js";
 import { money } from "../platform/money.js";
@@ -171,8 +171,7 @@ async function insertOrders(q: Queryable, inserts: readonly Insert[], saga: Saga
     lines.map((l) => l.unitPriceMinor.toString()),
   ];
   let text = insertOrdersSql;
-  let notifies = false;
-  let outbox: OutboxInsert | undefined;
+  let outbox: FoldedOutbox | undefined;
   if (saga) {
     // The commands are built before the insert: they need only what the requests decided.
     const commands = inserts.flatMap(({ orderId, order, trace }) =>
@@ -180,25 +179,18 @@ async function insertOrders(q: Queryable, inserts: readonly Insert[], saga: Saga
         .commands(create(OrderSchema, { orderId, customerId: order.customerId, status: Status.PENDING, total: money(order.priced.totalMinor, order.priced.currency) }))
         .map((command) => ({ ...command, headers: { ...trace, ...command.headers } })),
     );
-    outbox = outboxInsert(saga.outboxSchema, commands, values.length + 1, {}, "SELECT order_id::text FROM o");
-    values.push(...outbox.values);
-    text += `, ob AS (${outbox.sql})`;
-    if (outbox.notify !== undefined) {
-      values.push(outbox.notify);
-      text += `, n AS (SELECT pg_notify($${values.length}, ''))`;
-      notifies = true;
-    }
+    outbox = foldOutbox(saga.outboxSchema, commands, values, "SELECT order_id::text FROM o");
+    text += outbox.ctes;
   }
-  const notified = notifies ? ", (SELECT count(*) FROM n) AS notified" : "";
   // Each order comes back with its outbox rows, for this process's relay to publish.
-  const outboxColumns = outbox ? ", w.outbox_written" : "";
+  const outboxColumns = outbox ? `${outbox.columns}, w.outbox_written` : "";
   const outboxJoin = outbox
     ? " LEFT JOIN (SELECT key, json_agg(json_build_object('id', id::text, 'msg_id', msg_id)) AS outbox_written FROM ob GROUP BY key) w ON w.key = o.order_id::text"
     : "";
   const { rows } = await q.query<OrderRow & { history_at: Date; outbox_written?: WrittenRow[] | null }>(
-    prepared(`${text} SELECT o.*, h.at AS history_at${notified}${outboxColumns} FROM o JOIN h USING (order_id)${outboxJoin}`, values),
+    prepared(`${text} SELECT o.*, h.at AS history_at${outboxColumns} FROM o JOIN h USING (order_id)${outboxJoin}`, values),
   );
-  if (outbox) outboxWritten(outbox, rows.flatMap((r) => r.outbox_written ?? []));
+  if (outbox) outboxWritten(outbox.insert, rows.flatMap((r) => r.outbox_written ?? []));
   const written = new Map(rows.map((row) => [row.order_id, row]));
   return inserts.map(({ orderId, order }) => {
     const row = written.get(orderId);

@@ -4,7 +4,7 @@ import { currentTraceHeaders, type OutgoingMessage } from "../../platform/bus/in
 import type { Queryable } from "../../platform/db.js";
 import { sagaMetrics } from "./metrics.js";
 import { decide, readReply, type Reply } from "./orchestrator.js";
-import { type Advance, planAdvance, readOrders, type SagaOrder, type SagaTiming } from "./state.js";
+import { type Advance, planAdvance, readSagaOrders, type SagaOrder, type SagaTiming } from "./state.js";
 import { type Transition, writeTransitionsIfUnchanged } from "./transitions.js";
 
 /** The durable consumer through which the order service takes a domain's replies. */
@@ -66,7 +66,7 @@ export class ReplyApplier {
   /** Decides and writes the replies at `indexes`; returns those whose order changed meanwhile. */
   private async round(replies: readonly IncomingReply[], indexes: readonly number[]): Promise<number[]> {
     const orders = new Map<string, SagaOrder>();
-    for (const order of await readOrders(this.q, indexes.map((i) => replies[i]!.orderId))) orders.set(order.orderId, order);
+    for (const order of await readSagaOrders(this.q, indexes.map((i) => replies[i]!.orderId))) orders.set(order.orderId, order);
     const revisions = new Map([...orders].map(([orderId, order]) => [orderId, order.revision]));
     const planned: Array<{ index: number; advance: Advance }> = [];
     const transitions: Transition[] = [];

@@ -77,7 +77,7 @@ export async function lockOrder(tx: Queryable, orderId: string): Promise<SagaOrd
 const uuidPattern = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
 /** Several orders as they stand, without locking them (see `writeTransitionsIfUnchanged`). */
-export async function readOrders(q: Queryable, orderIds: readonly string[]): Promise<SagaOrder[]> {
+export async function readSagaOrders(q: Queryable, orderIds: readonly string[]): Promise<SagaOrder[]> {
   const uuids = [...new Set(orderIds.filter((id) => uuidPattern.test(id)))];
   if (uuids.length === 0) return [];
   const { rows } = await q.query<SagaRow>(prepared(`SELECT ${sagaColumns} FROM orders WHERE order_id = ANY($1::uuid[])`, [uuids]));

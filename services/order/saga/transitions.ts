@@ -1,4 +1,4 @@
-import { type OutboxInsert, type OutgoingMessage, outboxInsert, outboxWritten, type WrittenRow } from "../../platform/bus/index.js";
+import { foldOutbox, type OutgoingMessage, outboxWritten, type WrittenRow } from "../../platform/bus/index.js";
 import { prepared, type Queryable } from "../../platform/db.js";
 
 /** One change of a locked order's saga state, as `advance` decided it. */
@@ -114,22 +114,14 @@ export async function writeTransitionsIfUnchanged(q: Queryable, write: GuardedWr
   if (write.transitions.length === 0) return new Set();
   const values = writeValues(write.transitions, stepTimeoutMs);
   values.push((values[0] as string[]).map((orderId) => write.revisions.get(orderId) ?? "0"));
-  let text = writeSql(true);
-  let outbox: OutboxInsert | undefined;
-  if (write.messages.length > 0) {
-    outbox = outboxInsert(write.outboxSchema, write.messages, values.length + 1, {}, "SELECT order_id::text FROM updated");
-    values.push(...outbox.values);
-    text += `, ob AS (${outbox.sql})`;
-    if (outbox.notify !== undefined) {
-      values.push(outbox.notify);
-      text += `, relay AS (SELECT pg_notify($${values.length}, '') WHERE EXISTS (SELECT 1 FROM ob))`;
-    }
-  }
+  const outbox = write.messages.length > 0 ? foldOutbox(write.outboxSchema, write.messages, values, "SELECT order_id::text FROM updated") : undefined;
   const written = outbox ? "(SELECT json_agg(json_build_object('id', id::text, 'msg_id', msg_id)) FROM ob)" : "NULL::json";
-  const relayed = outbox?.notify !== undefined ? ", (SELECT count(*) FROM relay) AS relayed" : "";
   const { rows } = await q.query<{ updated: string[] | null; written: WrittenRow[] | null }>(
-    prepared(`${text} SELECT (SELECT array_agg(order_id::text) FROM updated) AS updated, (SELECT count(*) FROM notice) AS notified, ${written} AS written${relayed}`, values),
+    prepared(
+      `${writeSql(true)}${outbox?.ctes ?? ""} SELECT (SELECT array_agg(order_id::text) FROM updated) AS updated, (SELECT count(*) FROM notice) AS notified, ${written} AS written${outbox?.columns ?? ""}`,
+      values,
+    ),
   );
-  if (outbox) outboxWritten(outbox, rows[0]?.written ?? []);
+  if (outbox) outboxWritten(outbox.insert, rows[0]?.written ?? []);
   return new Set(rows[0]?.updated ?? []);
 }

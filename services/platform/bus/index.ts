@@ -6,7 +6,7 @@ export { getDeadLetter, listDeadLetters, publishDeadLetter, replayAllDeadLetters
 export { JetStreamPublisher, type StreamPublisher } from "./jetstream-publisher.js";
 export { busMetrics } from "./metrics.js";
 export { commandConsumerName, DEFAULT_DLQ, DlqHeader, Header, outboxChannel, streamName, type DlqConfig } from "./names.js";
-export { enqueueOutbox, type EnqueueOptions, type OutboxInsert, outboxInsert, outboxWritten, type WrittenRow } from "./outbox.js";
+export { enqueueOutbox, type EnqueueOptions, foldOutbox, type FoldedOutbox, type OutboxInsert, outboxInsert, outboxWritten, type WrittenRow } from "./outbox.js";
 export { busHeaders, publishMessages, type OutgoingMessage } from "./publish.js";
 export { OutboxRelay, type OutboxRelayOptions } from "./relay.js";
 export { busTablesSql, ensureBusTables, pruneInbox } from "./sql.js";

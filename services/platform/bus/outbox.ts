@@ -139,6 +139,32 @@ export function outboxInsert(
   };
 }
 
+/** An outbox insert folded into a statement of the caller's (see `foldOutbox`). */
+export interface FoldedOutbox {
+  insert: OutboxInsert;
+  /** To append to the statement's WITH list: `ob` (the rows written, `RETURNING id, msg_id, key`) and the relay's NOTIFY, if due. */
+  ctes: string;
+  /** To append to the final select list, so that Postgres runs the NOTIFY. */
+  columns: string;
+}
+
+/**
+ * Folds the outbox insert of `messages` into a statement of the caller's, whose parameters so
+ * far are `values` (its own are appended): only messages whose key `keysIn` returns are written.
+ * Once the statement has run, call `outboxWritten(folded.insert, rows)` with the rows of `ob`.
+ */
+export function foldOutbox(schema: string, messages: readonly OutgoingMessage[], values: unknown[], keysIn: string): FoldedOutbox {
+  const insert = outboxInsert(schema, messages, values.length + 1, {}, keysIn);
+  values.push(...insert.values);
+  if (insert.notify === undefined) return { insert, ctes: `, ob AS (${insert.sql})`, columns: "" };
+  values.push(insert.notify);
+  return {
+    insert,
+    ctes: `, ob AS (${insert.sql}), relay_notice AS (SELECT pg_notify($${values.length}, ''))`,
+    columns: ", (SELECT count(*) FROM relay_notice) AS relay_notified",
+  };
+}
+
 /**
  * After `insert` committed (a statement of its own, or the transaction holding it), with the
  * rows its `RETURNING id, msg_id` gave: hands them to this process's relay of the schema, if
