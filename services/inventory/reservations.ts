@@ -128,33 +128,91 @@ const commitSql = `WITH r AS (
    FROM m JOIN locked k ON k.sku = m.sku WHERE p.sku = m.sku`;
 
 /**
- * The CommitStock commands of a consumer batch, written by one statement: at the end of
- * the batch, or before any other command of it runs, so every command still sees the
- * effects of those before it.
+ * The CommitStock commands of a consumer batch, in one statement. No reply: the order is
+ * CONFIRMED already and waits for nothing. Commits commute with reservations of other
+ * orders (neither reads what the other changes), so a batch may apply them in either order.
  */
-export class StockCommits {
-  private readonly orderIds: string[] = [];
+export async function commitStock(tx: Queryable, commands: CommitStock[]): Promise<undefined[]> {
+  await tx.query(prepared(commitSql, [commands.map((c) => c.orderId)]));
+  return commands.map(() => undefined);
+}
 
-  clear(): void {
-    this.orderIds.length = 0;
-  }
+/** The products of a batch's reservations, locked in sku order, and which of the orders have a reservation already. */
+const reserveBatchReadSql = `WITH locked AS (
+   SELECT sku, available FROM products WHERE sku = ANY($1::text[]) ORDER BY sku FOR UPDATE
+ )
+ SELECT 'product' AS kind, sku AS id, available::text AS available FROM locked
+ UNION ALL
+ SELECT 'reservation', order_id::text, NULL FROM reservations WHERE order_id = ANY($2::uuid[])`;
 
-  /** Collects the commit. It has no reply: the order is CONFIRMED already and waits for nothing. */
-  async commit(_tx: Queryable, { orderId }: CommitStock): Promise<undefined> {
-    this.orderIds.push(orderId);
-    return undefined;
-  }
+/**
+ * Writes a batch's decisions: the stock each product gives up, the reservations and their
+ * lines. A reservation that appeared since the read (a release's tombstone of an order whose
+ * skus this batch did not lock) violates the primary key and fails the batch, which the
+ * consumer then applies message by message.
+ */
+const reserveBatchWriteSql = `WITH moved AS (
+   UPDATE products p SET available = p.available - m.qty, reserved = p.reserved + m.qty, updated_at = now()
+     FROM unnest($1::text[], $2::bigint[]) AS m(sku, qty) WHERE p.sku = m.sku
+ ), reservation AS (
+   INSERT INTO reservations (order_id, status, reason) SELECT * FROM unnest($3::uuid[], $4::text[], $5::text[])
+ )
+ INSERT INTO reservation_lines (order_id, sku, quantity) SELECT * FROM unnest($6::uuid[], $7::text[], $8::bigint[])`;
 
-  /** `handle`, after the commits collected so far are written. */
-  writtenBefore<C, R>(handle: (tx: Queryable, command: C) => Promise<R>): (tx: Queryable, command: C) => Promise<R> {
-    return async (tx, command) => {
-      await this.write(tx);
-      return handle(tx, command);
-    };
+/**
+ * inventory.cmd.reserve for the reservations of a consumer batch, with the outcomes
+ * `reserveStock` would give them one after another: one statement locks their products and
+ * reads the stock, the decisions are taken here in order (all lines of an order or none;
+ * an earlier order lowers the stock a later one sees), one statement writes them all. An
+ * order with a reservation already (a re-sent or redelivered command, a release's
+ * tombstone), or met twice in the batch, goes through `reserveStock` after the others,
+ * which returns its recorded outcome. A batch of one is `reserveStock`.
+ */
+export async function reserveAll(tx: Queryable, commands: ReserveStock[]): Promise<Reply[]> {
+  if (commands.length === 1) return [await reserveStock(tx, commands[0]!)];
+  const skus = [...new Set(commands.flatMap((c) => c.lines.map((l) => l.sku)))];
+  const { rows } = await tx.query<{ kind: "product" | "reservation"; id: string; available: string | null }>(
+    prepared(reserveBatchReadSql, [skus, commands.map((c) => c.orderId)]),
+  );
+  const available = new Map(rows.filter((r) => r.kind === "product").map((r) => [r.id, BigInt(r.available ?? "0")]));
+  const recorded = new Set(rows.filter((r) => r.kind === "reservation").map((r) => r.id));
+  const moved = new Map<string, bigint>();
+  const reservations: Array<{ orderId: string; status: ReservationStatus; reason: string }> = [];
+  const lines: Array<{ orderId: string } & Line> = [];
+  const decided = commands.map((command): Reply | undefined => {
+    const { orderId } = command;
+    if (recorded.has(orderId)) return undefined;
+    recorded.add(orderId);
+    const sorted = [...command.lines].sort((a, b) => a.sku.localeCompare(b.sku));
+    const short = sorted.filter((l) => (available.get(l.sku) ?? -1n) < l.quantity).map((l) => l.sku);
+    if (short.length > 0) {
+      const reason = `out of stock: ${short.join(", ")}`;
+      reservations.push({ orderId, status: "FAILED", reason });
+      return failed(orderId, reason, short);
+    }
+    for (const l of sorted) {
+      available.set(l.sku, available.get(l.sku)! - l.quantity);
+      moved.set(l.sku, (moved.get(l.sku) ?? 0n) + l.quantity);
+      lines.push({ orderId, sku: l.sku, quantity: l.quantity });
+    }
+    reservations.push({ orderId, status: "RESERVED", reason: "" });
+    return reserved(orderId);
+  });
+  if (reservations.length > 0) {
+    await tx.query(
+      prepared(reserveBatchWriteSql, [
+        [...moved.keys()],
+        [...moved.values()].map(String),
+        reservations.map((r) => r.orderId),
+        reservations.map((r) => r.status),
+        reservations.map((r) => r.reason),
+        lines.map((l) => l.orderId),
+        lines.map((l) => l.sku),
+        lines.map((l) => l.quantity.toString()),
+      ]),
+    );
   }
-
-  async write(tx: Queryable): Promise<void> {
-    if (this.orderIds.length === 0) return;
-    await tx.query(prepared(commitSql, [this.orderIds.splice(0)]));
-  }
+  const replies: Reply[] = [];
+  for (const [i, reply] of decided.entries()) replies.push(reply ?? (await reserveStock(tx, commands[i]!)));
+  return replies;
 }

@@ -2,8 +2,8 @@ import { InventoryService } from "../../gen/orderflow/inventory/v1/inventory_pb.
 import { CommitStockSchema, ReleaseStockSchema, ReserveStockSchema } from "../../gen/orderflow/inventory/v1/saga_pb.js";
 import { connectBus } from "../platform/bus-runtime.js";
 import { loadConfig } from "../platform/config.js";
-import { on, startParticipant } from "../platform/saga-participant.js";
-import { releaseStock, reserveStock, StockCommits } from "./reservations.js";
+import { on, onBatch, startParticipant } from "../platform/saga-participant.js";
+import { commitStock, releaseStock, reserveAll } from "./reservations.js";
 import type { ServiceContext, ServiceParts } from "../platform/host.js";
 import { migrateServiceSchema, openServiceDatabase } from "../platform/service-database.js";
 import { bind } from "../platform/rpc/binding.js";
@@ -24,20 +24,13 @@ export async function start(context: ServiceContext): Promise<ServiceParts> {
   if (config.SEED_DEMO_DATA) context.logger.info("demo catalogue seeded", { inserted: await seedDemoCatalogue(db.primary) });
   const store = new ProductStore(db);
   const bus = await connectBus({ url: config.NATS_URL, name: context.name, logger: context.logger });
-  const commits = new StockCommits();
   const workers = await startParticipant({
     bus,
     db,
     schema,
     domain: "inventory",
     logger: context.logger,
-    handlers: Object.fromEntries([
-      on(ReserveStockSchema, commits.writtenBefore(reserveStock)),
-      on(ReleaseStockSchema, commits.writtenBefore(releaseStock)),
-      on(CommitStockSchema, (tx, command) => commits.commit(tx, command)),
-    ]),
-    beforeBatch: async () => commits.clear(),
-    afterBatch: (tx) => commits.write(tx),
+    handlers: Object.fromEntries([onBatch(ReserveStockSchema, reserveAll), onBatch(CommitStockSchema, commitStock), on(ReleaseStockSchema, releaseStock)]),
   });
   return {
     rpc: [bind(InventoryService, inventoryApi(store))],

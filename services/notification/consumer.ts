@@ -23,9 +23,9 @@ export interface OrderEventsConsumerOptions {
 
 /**
  * Collects a batch's order outcomes: each OrderConcluded becomes one notification, all of
- * them written by one statement at the end of the consumer's batch transaction (which also
- * holds the messages' inbox rows). Other order events are not for us and are skipped; an
- * OrderConcluded that is not an outcome fails its message at once.
+ * them written by one statement at the end of the consumer's batch transaction. Other order
+ * events are not for us and are skipped; an OrderConcluded that is not an outcome fails its
+ * message at once.
  */
 class OutcomeBatch {
   private readonly events: OrderConcluded[] = [];
@@ -54,7 +54,10 @@ class OutcomeBatch {
   }
 }
 
-/** Consumes order.evt.> from stream ORDER (durable `notification-order-events`) with the Postgres inbox. */
+/**
+ * Consumes order.evt.> from stream ORDER (durable `notification-order-events`), without an
+ * inbox: a notification is unique per order and kind, so a redelivered event adds nothing.
+ */
 export function startOrderEventsConsumer(options: OrderEventsConsumerOptions): Promise<BusConsumer> {
   const domain = options.domain ?? "order";
   const batch = new OutcomeBatch(options.channel);
@@ -62,6 +65,7 @@ export function startOrderEventsConsumer(options: OrderEventsConsumerOptions): P
     js: options.js,
     pool: options.pool,
     schema: options.schema,
+    inbox: false,
     stream: streamName(domain),
     durable: "notification-order-events",
     filterSubject: `${domain}.evt.>`,

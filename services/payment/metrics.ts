@@ -7,5 +7,5 @@ export const paymentMetrics = {
   /** kind: topup | charge | refund. Minor units of the currency. */
   moneyMoved: counter("orderflow_payment_money_moved_minor_total", "Money moved between wallets and orders, in minor units", ["kind", "currency"]),
   /** command: charge | refund. */
-  commandSeconds: histogram("orderflow_payment_command_seconds", "Time to apply one saga command inside its transaction", ["command"], latencyBuckets),
+  commandSeconds: histogram("orderflow_payment_command_seconds", "Time to apply a saga command inside its transaction (a consumer batch's charges are applied together: one observation)", ["command"], latencyBuckets),
 };

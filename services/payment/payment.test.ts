@@ -14,18 +14,18 @@ import {
   PaymentStatus,
   RefundPaymentSchema,
 } from "../../gen/orderflow/payment/v1/payment_pb.js";
-import { startConsumer } from "../platform/bus/consumer.js";
 import { listDeadLetters } from "../platform/bus/dlq.js";
 import { enqueueOutbox } from "../platform/bus/outbox.js";
 import { busHeaders, publishMessages, type OutgoingMessage } from "../platform/bus/publish.js";
 import { busTestEnv, waitFor } from "../platform/bus/testkit.js";
-import { Database } from "../platform/db.js";
+import { Database, type Queryable } from "../platform/db.js";
 import { errorMessage } from "../platform/errors.js";
 import { createLogger } from "../platform/logger.js";
 import { migrate } from "../platform/migrate.js";
 import { money } from "../platform/money.js";
+import { applyCommands, startCommandConsumer } from "../platform/saga-participant.js";
 import { paymentApi } from "./api.js";
-import { charge, DeclineReason, InvalidCommand, lockWalletsOf, paymentCommandHandlers, PaymentSubject, refund } from "./saga.js";
+import { charge, chargeAll, DeclineReason, InvalidCommand, lockWalletsOf, paymentCommandHandlers, PaymentSubject, refund } from "./saga.js";
 import { PaymentStore } from "./store.js";
 
 process.env["LOG_LEVEL"] ??= "warn";
@@ -67,9 +67,8 @@ function chargeOf(orderId: string, customerId: string, amountMinor: bigint, curr
 /** Applies a command the way the bus consumer does: handler + reply in the outbox, one transaction. */
 async function apply(command: ReturnType<typeof chargeOf> | ReturnType<typeof create<typeof RefundPaymentSchema>>): Promise<OutgoingMessage> {
   return db.transaction(async (tx) => {
-    const handler = paymentCommandHandlers[command.$typeName];
-    if (!handler) throw new Error(`no handler for ${command.$typeName}`);
-    const reply = (await handler(tx, command)) as OutgoingMessage;
+    const [reply] = (await applyCommands(tx, paymentCommandHandlers, [command])) as OutgoingMessage[];
+    if (!reply) throw new Error(`no reply to ${command.$typeName}`);
     await enqueueOutbox(tx, schema, [{ ...reply, key: "orderId" in command ? command.orderId : "" }]);
     return reply;
   });
@@ -377,11 +376,115 @@ describe("batches", () => {
       batches.map((commands) =>
         db.transaction(async (tx) => {
           await lockWalletsOf(tx, commands);
-          for (const command of commands) await paymentCommandHandlers[command.$typeName]!(tx, command);
+          await applyCommands(tx, paymentCommandHandlers, commands);
         }),
       ),
     );
     expect(await ledgerMismatches()).toEqual([]);
+  });
+});
+
+describe("a batch's charges together (chargeAll)", () => {
+  /** What a reply says, without its generated payment id. */
+  const outcome = (reply: OutgoingMessage): string =>
+    isMessage(reply.message, PaymentDeclinedSchema) ? `declined: ${reply.message.reason}` : `${reply.subject} ${reply.key === "" ? "" : "for its order"}`;
+
+  /** A fresh set of customers: A with 1,000 USD, B without a wallet, C with 500 EUR, D with 100 USD. */
+  async function customers(): Promise<{ a: string; b: string; c: string; d: string }> {
+    const set = { a: customer(), b: customer(), c: customer(), d: customer() };
+    await topUp(set.a, 1_000n);
+    await topUp(set.c, 500n, "EUR");
+    await topUp(set.d, 100n);
+    return set;
+  }
+
+  /** Orders for one set of customers, in batch order; `paid` was charged before (a re-sent command). */
+  function commandsFor(set: { a: string; b: string; c: string; d: string }, paid: string): ChargePayment[] {
+    const a1 = randomUUID();
+    return [
+      chargeOf(a1, set.a, 400n),
+      chargeOf(randomUUID(), set.a, 700n), // 600 left: insufficient
+      chargeOf(randomUUID(), set.b, 10n), // no wallet
+      chargeOf(paid, set.d, 999n), // re-sent with another amount: the recorded outcome
+      chargeOf(randomUUID(), set.a, 300n),
+      chargeOf(a1, set.a, 400n), // twice in one batch: debited once
+      chargeOf(randomUUID(), set.c, 10n), // EUR wallet
+      chargeOf(randomUUID(), set.a, 200n), // 300 left after the 300
+      chargeOf(randomUUID(), set.d, 0n), // nothing to debit
+      chargeOf(randomUUID(), set.a, 300n), // 100 left: insufficient
+    ];
+  }
+
+  it("gives each charge the outcome it gets one after another, and leaves the same balances and ledger", async () => {
+    const batch = await customers();
+    const oneByOne = await customers();
+    const paidBatch = randomUUID();
+    const paidOne = randomUUID();
+    await chargeNow(paidBatch, batch.d, 50n);
+    await chargeNow(paidOne, oneByOne.d, 50n);
+
+    const together = await db.transaction(async (tx) => {
+      const commands = commandsFor(batch, paidBatch);
+      await lockWalletsOf(tx, commands);
+      return chargeAll(tx, commands);
+    });
+    const separately: OutgoingMessage[] = [];
+    for (const command of commandsFor(oneByOne, paidOne)) separately.push(await db.transaction((tx) => charge(tx, command)));
+
+    expect(together.map(outcome)).toEqual(separately.map(outcome));
+    expect(together.map(outcome)).toEqual([
+      "payment.evt.charged for its order",
+      `declined: ${DeclineReason.insufficientFunds}`,
+      `declined: ${DeclineReason.noWallet}`,
+      "payment.evt.charged for its order",
+      "payment.evt.charged for its order",
+      "payment.evt.charged for its order",
+      `declined: ${DeclineReason.currencyMismatch}`,
+      "payment.evt.charged for its order",
+      "payment.evt.charged for its order",
+      `declined: ${DeclineReason.insufficientFunds}`,
+    ]);
+    // The order charged twice in the batch has one payment, and both replies name it.
+    expect(together[5]).toEqual(together[0]);
+    for (const key of ["a", "c", "d"] as const) {
+      expect(await balanceOf(batch[key])).toBe(await balanceOf(oneByOne[key]));
+      expect(await ledgerOf(batch[key])).toEqual(await ledgerOf(oneByOne[key]));
+    }
+    expect(await balanceOf(batch.a)).toBe(100n);
+    expect(await ledgerMismatches()).toEqual([]);
+  });
+
+  it("applies a batch of fresh charges in two statements", async () => {
+    const c = customer();
+    await topUp(c, 10_000n);
+    let statements = 0;
+    const replies = await db.transaction(async (tx) => {
+      const counting: Queryable = {
+        query: ((...args: Parameters<Queryable["query"]>) => {
+          statements++;
+          return tx.query(...args);
+        }) as Queryable["query"],
+      };
+      return chargeAll(
+        counting,
+        Array.from({ length: 20 }, () => chargeOf(randomUUID(), c, 100n)),
+      );
+    });
+    expect(statements).toBe(2);
+    expect(replies.map((r) => r.subject)).toEqual(Array<string>(20).fill(PaymentSubject.charged));
+    expect(await balanceOf(c)).toBe(8_000n);
+    expect(await ledgerOf(c)).toHaveLength(21);
+  });
+
+  it("declines a charge that meets a refund's tombstone, and charges the rest of the batch", async () => {
+    const c = customer();
+    await topUp(c, 1_000n);
+    const cancelled = randomUUID();
+    await refundNow(cancelled);
+    const fresh = randomUUID();
+    const replies = await db.transaction((tx) => chargeAll(tx, [chargeOf(cancelled, c, 300n), chargeOf(fresh, c, 300n)]));
+    expect(replies.map(outcome)).toEqual([`declined: ${DeclineReason.orderCancelled}`, "payment.evt.charged for its order"]);
+    expect(await balanceOf(c)).toBe(700n);
   });
 });
 
@@ -445,27 +548,18 @@ describe("ledger", () => {
   });
 });
 
-describe("over JetStream with the inbox consumer", () => {
-  it("applies each command once, enqueues one reply per new message, and dead-letters a malformed command", async () => {
+describe("over JetStream with the participant's command consumer", () => {
+  it("applies each command once by its order, replies to every delivery, and dead-letters a malformed command", async () => {
     const env = await busTestEnv(["payment"]);
     const domain = env.domain("payment");
-    // The handler startParticipant installs: the command's effect and its reply in the batch transaction.
-    const consumer = await startConsumer({
+    const consumer = await startCommandConsumer({
       js: env.js,
       pool: db.primary,
       schema,
-      stream: env.stream("payment"),
-      durable: "payment-commands",
-      filterSubject: `${domain}.cmd.>`,
-      dlq: env.dlq,
-      maxDeliver: 2,
-      backoffMs: [20],
-      handle: async (delivery, tx) => {
-        const handler = paymentCommandHandlers[delivery.type];
-        if (!handler) throw new Error(`payment has no handler for ${delivery.type}`);
-        const reply = await handler(tx, delivery.message);
-        if (reply) await enqueueOutbox(tx, schema, [{ subject: reply.subject, message: reply.message, key: delivery.key }]);
-      },
+      domain,
+      handlers: paymentCommandHandlers,
+      beforeBatch: lockWalletsOf,
+      consumer: { dlq: env.dlq, maxDeliver: 2, backoffMs: [20] },
     });
     try {
       const c = customer();
@@ -477,7 +571,8 @@ describe("over JetStream with the inbox consumer", () => {
         // The orchestrator's re-send after a deadline: a new message id, the same order.
         cmd("charge", `${orderId}:charge:2`, chargeOf(orderId, c, 300n)),
       ]);
-      // An outbox row re-published after JetStream's duplicate window: a new Nats-Msg-Id, the same of-id.
+      // An outbox row re-published after JetStream's duplicate window: a new Nats-Msg-Id, the same of-id
+      // (handled again: the charge is keyed by its order).
       await env.js.publish(`${domain}.cmd.charge`, toBinary(ChargePaymentSchema, chargeOf(orderId, c, 300n)), {
         msgID: `${orderId}:republish`,
         headers: busHeaders({ type: ChargePaymentSchema.typeName, id: `${orderId}:charge:1`, key: orderId }),
@@ -488,9 +583,9 @@ describe("over JetStream with the inbox consumer", () => {
 
       const replies = async (): Promise<string[]> =>
         (await db.primary.query<{ subject: string }>("SELECT subject FROM outbox WHERE key = $1 ORDER BY id", [orderId])).rows.map((r) => r.subject);
-      await waitFor(async () => (await replies()).length >= 3, 10_000, "three replies in the outbox");
+      await waitFor(async () => (await replies()).length >= 4, 10_000, "four replies in the outbox");
       await waitFor(async () => (await listDeadLetters(env.jsm, { dlq: env.dlq })).length >= 1, 10_000, "the malformed command in the DLQ");
-      expect(await replies()).toEqual(["payment.evt.charged", "payment.evt.charged", "payment.evt.refunded"]);
+      expect(await replies()).toEqual(["payment.evt.charged", "payment.evt.charged", "payment.evt.charged", "payment.evt.refunded"]);
       expect(await balanceOf(c)).toBe(1_000n);
       expect((await ledgerOf(c)).map((e) => e.kind)).toEqual(["TOPUP", "CHARGE", "REFUND"]);
       const [dead] = await listDeadLetters(env.jsm, { dlq: env.dlq });

@@ -12,7 +12,7 @@ import {
 import type { OutgoingMessage } from "../platform/bus/publish.js";
 import { prepared, type Queryable } from "../platform/db.js";
 import { money } from "../platform/money.js";
-import { type CommandHandlers, on } from "../platform/saga-participant.js";
+import { type CommandHandlers, on, onBatch } from "../platform/saga-participant.js";
 import { paymentMetrics } from "./metrics.js";
 import { paymentColumns, type PaymentRow } from "./store.js";
 
@@ -78,13 +78,7 @@ const chargeSql = `WITH wallet AS (
  * A tombstone left by an earlier refund declines the charge with "order cancelled".
  */
 export async function charge(tx: Queryable, command: ChargePayment): Promise<OutgoingMessage> {
-  const { orderId, customerId } = command;
-  const amount = command.amount?.amountMinor ?? 0n;
-  const currency = command.amount?.currency ?? "";
-  if (orderId === "") throw new InvalidCommand("ChargePayment without order_id");
-  if (customerId === "") throw new InvalidCommand(`ChargePayment of order ${orderId} without customer_id`);
-  if (amount < 0n) throw new InvalidCommand(`ChargePayment of order ${orderId} with a negative amount (${amount})`);
-  if (!/^[A-Z]{3}$/.test(currency)) throw new InvalidCommand(`ChargePayment of order ${orderId} with currency "${currency}" (want ISO 4217)`);
+  const { orderId, customerId, amount, currency } = chargeTerms(command);
 
   // One round trip: lock the wallet, decide, record the payment and, if charged,
   // debit the wallet and write the ledger row. The unique order_id decides between
@@ -101,16 +95,112 @@ export async function charge(tx: Queryable, command: ChargePayment): Promise<Out
   const payment = inserted[0];
   if (!payment) return chargeOutcome(await fillTombstone(tx, (await paymentOf(tx, orderId))!, command));
 
+  if (payment.status === "CHARGED" && amount > 0n && payment.debited !== "1") throw new Error(`charge of order ${orderId} recorded without a debit of wallet ${customerId}`);
+  return counted(payment, amount, currency);
+}
+
+/** A charge's fields, checked: throws InvalidCommand for one that can never apply. */
+function chargeTerms(command: ChargePayment): { orderId: string; customerId: string; amount: bigint; currency: string } {
+  const { orderId, customerId } = command;
+  const amount = command.amount?.amountMinor ?? 0n;
+  const currency = command.amount?.currency ?? "";
+  if (orderId === "") throw new InvalidCommand("ChargePayment without order_id");
+  if (customerId === "") throw new InvalidCommand(`ChargePayment of order ${orderId} without customer_id`);
+  if (amount < 0n) throw new InvalidCommand(`ChargePayment of order ${orderId} with a negative amount (${amount})`);
+  if (!/^[A-Z]{3}$/.test(currency)) throw new InvalidCommand(`ChargePayment of order ${orderId} with currency "${currency}" (want ISO 4217)`);
+  return { orderId, customerId, amount, currency };
+}
+
+/** Counts a charge just recorded and returns its reply. */
+function counted(payment: ChargeRecord, amount: bigint, currency: string): OutgoingMessage {
   if (payment.status === "DECLINED") {
     paymentMetrics.payments.inc({ outcome: "declined", reason: payment.decline_reason });
-    return chargeOutcome(payment);
+  } else {
+    if (amount > 0n) paymentMetrics.moneyMoved.inc({ kind: "charge", currency }, Number(amount));
+    paymentMetrics.payments.inc({ outcome: "charged", reason: "" });
   }
-  if (amount > 0n) {
-    if (payment.debited !== "1") throw new Error(`charge of order ${orderId} recorded without a debit of wallet ${customerId}`);
-    paymentMetrics.moneyMoved.inc({ kind: "charge", currency }, Number(amount));
-  }
-  paymentMetrics.payments.inc({ outcome: "charged", reason: "" });
   return chargeOutcome(payment);
+}
+
+/**
+ * The wallets of a batch's charges (locked, in customer-id order; lockWalletsOf has taken
+ * these locks already when the consumer runs it first) and which of the orders have a
+ * payment row already.
+ */
+const chargeBatchReadSql = `WITH w AS (
+   SELECT customer_id, balance_minor, currency FROM wallets WHERE customer_id = ANY($1::text[]) ORDER BY customer_id FOR UPDATE
+ )
+ SELECT 'wallet' AS kind, customer_id AS id, balance_minor::text AS balance, currency FROM w
+ UNION ALL
+ SELECT 'payment', order_id, NULL, NULL FROM payments WHERE order_id = ANY($2::text[])`;
+
+/**
+ * Records a batch's new payments, debits each wallet by the sum of its charges and writes
+ * their ledger rows. A payment row that appeared since the read (a refund's tombstone is
+ * written without the wallet's lock) violates the unique order_id and fails the batch,
+ * which the consumer then applies message by message.
+ */
+const chargeBatchWriteSql = `WITH p AS (
+   INSERT INTO payments (payment_id, order_id, customer_id, amount_minor, currency, status, decline_reason)
+   SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::bigint[], $5::text[], $6::text[], $7::text[])
+   RETURNING payment_id, order_id, customer_id, amount_minor, currency, status
+ ), debit AS (
+   UPDATE wallets w SET balance_minor = w.balance_minor - d.total, updated_at = now()
+     FROM (SELECT customer_id, sum(amount_minor) AS total FROM p WHERE status = 'CHARGED' AND amount_minor > 0 GROUP BY customer_id) d
+    WHERE w.customer_id = d.customer_id
+ )
+ INSERT INTO ledger_entries (customer_id, kind, amount_minor, currency, payment_id, order_id)
+ SELECT customer_id, 'CHARGE', -amount_minor, currency, payment_id, order_id FROM p WHERE status = 'CHARGED' AND amount_minor > 0`;
+
+/**
+ * payment.cmd.charge for the charges of a consumer batch, with the outcomes `charge` would
+ * give them one after another: one statement reads (and locks) their wallets, the decisions
+ * are taken here in order (an earlier charge lowers the balance a later one sees), one
+ * statement writes them all. An order with a payment already (a re-sent or redelivered
+ * command, a refund's tombstone), or met twice in the batch, goes through `charge` after
+ * the others, which returns its recorded outcome. A batch of one is `charge`.
+ */
+export async function chargeAll(tx: Queryable, commands: ChargePayment[]): Promise<OutgoingMessage[]> {
+  if (commands.length === 1) return [await charge(tx, commands[0]!)];
+  const terms = commands.map(chargeTerms);
+  const { rows } = await tx.query<{ kind: "wallet" | "payment"; id: string; balance: string | null; currency: string | null }>(
+    prepared(chargeBatchReadSql, [[...new Set(terms.map((t) => t.customerId))], terms.map((t) => t.orderId)]),
+  );
+  const wallets = new Map(rows.filter((r) => r.kind === "wallet").map((r) => [r.id, { balance: BigInt(r.balance ?? "0"), currency: r.currency ?? "" }]));
+  const recorded = new Set(rows.filter((r) => r.kind === "payment").map((r) => r.id));
+  const decided: Array<{ record: ChargeRecord; customerId: string; amount: bigint; currency: string } | undefined> = terms.map((t) => {
+    if (recorded.has(t.orderId)) return undefined;
+    recorded.add(t.orderId);
+    const wallet = wallets.get(t.customerId);
+    const reason = !wallet
+      ? DeclineReason.noWallet
+      : wallet.currency !== t.currency
+        ? DeclineReason.currencyMismatch
+        : wallet.balance < t.amount
+          ? DeclineReason.insufficientFunds
+          : "";
+    if (wallet && reason === "") wallet.balance -= t.amount;
+    const record: ChargeRecord = { payment_id: randomUUID(), order_id: t.orderId, status: reason === "" ? "CHARGED" : "DECLINED", decline_reason: reason };
+    return { record, customerId: t.customerId, amount: t.amount, currency: t.currency };
+  });
+  const fresh = decided.filter((d) => d !== undefined);
+  if (fresh.length > 0) {
+    const column = <T>(pick: (d: (typeof fresh)[number]) => T): T[] => fresh.map(pick);
+    await tx.query(
+      prepared(chargeBatchWriteSql, [
+        column((d) => d.record.payment_id),
+        column((d) => d.record.order_id),
+        column((d) => d.customerId),
+        column((d) => d.amount.toString()),
+        column((d) => d.currency),
+        column((d) => d.record.status),
+        column((d) => d.record.decline_reason),
+      ]),
+    );
+  }
+  const replies: OutgoingMessage[] = [];
+  for (const [i, d] of decided.entries()) replies.push(d ? counted(d.record, d.amount, d.currency) : await charge(tx, commands[i]!));
+  return replies;
 }
 
 /**
@@ -188,7 +278,7 @@ export async function lockWalletsOf(tx: Queryable, commands: readonly Message[])
 
 /** The payment saga's command handlers by Protobuf type name, for `startParticipant`. */
 export const paymentCommandHandlers: CommandHandlers = Object.fromEntries([
-  on(ChargePaymentSchema, (tx, command) => timed("charge", () => charge(tx, command))),
+  onBatch(ChargePaymentSchema, (tx, commands) => timed("charge", () => chargeAll(tx, commands))),
   on(RefundPaymentSchema, (tx, command) => timed("refund", () => refund(tx, command))),
 ]);
 
@@ -219,7 +309,10 @@ async function fillTombstone(tx: Queryable, payment: PaymentRow, command: Charge
   return rows[0];
 }
 
-function chargeOutcome(payment: PaymentRow): OutgoingMessage {
+/** What a charge's reply is made of. */
+type ChargeRecord = Pick<PaymentRow, "payment_id" | "order_id" | "status" | "decline_reason">;
+
+function chargeOutcome(payment: ChargeRecord): OutgoingMessage {
   if (payment.status === "DECLINED") {
     return { subject: PaymentSubject.declined, key: payment.order_id, message: create(PaymentDeclinedSchema, { orderId: payment.order_id, reason: payment.decline_reason }) };
   }

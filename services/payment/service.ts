@@ -30,7 +30,7 @@ export async function start(context: ServiceContext): Promise<ServiceParts> {
     schema,
     domain: "payment",
     logger: context.logger,
-    batchSize: config.PAYMENT_BATCH_SIZE,
+    consumer: { batchSize: config.PAYMENT_BATCH_SIZE },
     handlers: paymentCommandHandlers,
     beforeBatch: lockWalletsOf,
   });

@@ -1,5 +1,8 @@
 import { type DescMessage, isMessage, type Message, type MessageShape } from "@bufbuild/protobuf";
-import { type BusConsumer, commandConsumerName, type Delivery, OutboxRelay, startConsumer, streamName } from "./bus/index.js";
+import type { JetStreamClient } from "@nats-io/jetstream";
+import type { Pool } from "pg";
+import { type BusConsumer, commandConsumerName, type ConsumerCommonOptions, OutboxRelay, type OutboxWriter, startConsumer, streamName } from "./bus/index.js";
+import { currentTraceHeaders } from "./bus/trace.js";
 import type { BusConnection } from "./bus-runtime.js";
 import type { Database, PoolClient } from "./db.js";
 import type { Worker } from "./host.js";
@@ -12,61 +15,179 @@ export interface Reply {
 }
 
 /** Undefined for a command the orchestrator sends without awaiting a reply. */
-type CommandHandler = (tx: PoolClient, command: Message) => Promise<Reply | undefined>;
+type Applied = Reply | undefined;
 
-/** Handlers by Protobuf type name of the command; build them with `on`. */
-export type CommandHandlers = Record<string, CommandHandler>;
-
-/** A handler for one command type, type-checked against its schema. */
-export function on<D extends DescMessage>(schema: D, handle: (tx: PoolClient, command: MessageShape<D>) => Promise<Reply | undefined>): [string, CommandHandler] {
-  return [
-    schema.typeName,
-    (tx, command) => {
-      if (!isMessage(command, schema)) throw new Error(`expected ${schema.typeName}, got ${command.$typeName}`);
-      return handle(tx, command);
-    },
-  ];
+/** Applies one command as the batch's handlers meet it. */
+interface EachHandler {
+  kind: "each";
+  apply: (tx: PoolClient, command: Message) => Promise<Applied>;
 }
 
-export interface ParticipantOptions {
-  bus: BusConnection;
-  db: Database;
-  schema: string;
-  domain: string;
-  handlers: CommandHandlers;
-  logger: Logger;
-  batchSize?: number;
-  /** Runs in each batch transaction before the handlers (see startConsumer's beforeBatch). */
-  beforeBatch?: (tx: PoolClient, commands: Message[]) => Promise<void>;
-  /** Runs in each batch transaction after the handlers (see startConsumer's afterBatch). */
-  afterBatch?: (tx: PoolClient) => Promise<void>;
+/** Applies the commands of one type that a batch holds, together, with one reply per command in their order. */
+interface BatchHandler {
+  kind: "batch";
+  apply: (tx: PoolClient, commands: Message[]) => Promise<Applied[]>;
+}
+
+type CommandHandler = EachHandler | BatchHandler;
+
+/** Handlers by Protobuf type name of the command; build them with `on` and `onBatch`. */
+export type CommandHandlers = Record<string, CommandHandler>;
+
+function checked<D extends DescMessage>(schema: D, command: Message): MessageShape<D> {
+  if (!isMessage(command, schema)) throw new Error(`expected ${schema.typeName}, got ${command.$typeName}`);
+  return command;
+}
+
+/** A handler for one command type, type-checked against its schema, applied command by command. */
+export function on<D extends DescMessage>(schema: D, apply: (tx: PoolClient, command: MessageShape<D>) => Promise<Applied>): [string, CommandHandler] {
+  return [schema.typeName, { kind: "each", apply: (tx, command) => apply(tx, checked(schema, command)) }];
 }
 
 /**
- * Runs a saga participant that keeps state in Postgres: consumes
- * `<domain>.cmd.>` with the inbox, applies each command and enqueues its reply
- * (if it has one) in the same transaction, and relays the outbox to JetStream.
+ * A handler for one command type whose commands in a batch are applied together (e.g. by
+ * one statement), after the batch's handlers have run or before the first command of a type
+ * handled by `on`, whichever comes first: that command sees their effects. Commands of
+ * different `onBatch` types are applied type by type, so those types must commute with each
+ * other. Returns one reply (or undefined) per command, in their order; a batch of one must
+ * be handled too (a failing batch transaction is retried message by message).
  */
-export async function startParticipant(options: ParticipantOptions): Promise<Worker[]> {
-  const { bus, db, schema, domain, handlers, logger } = options;
-  const relay = new OutboxRelay({ pool: db.background, schema, publisher: bus.publisher, logger }).start();
-  const consumer: BusConsumer = await startConsumer({
-    js: bus.js,
-    pool: db.background,
-    schema,
+export function onBatch<D extends DescMessage>(schema: D, apply: (tx: PoolClient, commands: MessageShape<D>[]) => Promise<Applied[]>): [string, CommandHandler] {
+  return [schema.typeName, { kind: "batch", apply: (tx, commands) => apply(tx, commands.map((c) => checked(schema, c))) }];
+}
+
+export interface CommandConsumerOptions {
+  js: JetStreamClient;
+  /** The pool of the transactions (the service's background pool). */
+  pool: Pool;
+  /** The service's schema: its outbox takes the replies. */
+  schema: string;
+  /** Consumes `<domain>.cmd.>` from the domain's stream. */
+  domain: string;
+  handlers: CommandHandlers;
+  logger?: Logger;
+  /** Runs in each batch transaction before the handlers (see startConsumer's beforeBatch). */
+  beforeBatch?: (tx: PoolClient, commands: Message[]) => Promise<void>;
+  /** Consumer settings other than the defaults (tests: their own dead-letter stream, quick retries). */
+  consumer?: Partial<Pick<ConsumerCommonOptions, "batchSize" | "maxDeliver" | "backoffMs" | "dlq">>;
+}
+
+export interface ParticipantOptions extends Omit<CommandConsumerOptions, "js" | "pool"> {
+  bus: BusConnection;
+  db: Database;
+  logger: Logger;
+}
+
+interface Collected<T> {
+  command: Message;
+  item: T;
+}
+
+/** The commands of `onBatch` types met so far in a batch, by type, in the order first met. */
+class CollectedCommands<T> {
+  private readonly byType = new Map<string, { handler: BatchHandler; commands: Collected<T>[] }>();
+
+  clear(): void {
+    this.byType.clear();
+  }
+
+  add(type: string, handler: BatchHandler, command: Message, item: T): void {
+    let group = this.byType.get(type);
+    if (!group) this.byType.set(type, (group = { handler, commands: [] }));
+    group.commands.push({ command, item });
+  }
+
+  /** Applies what was collected, then hands each command's item and reply to `done`. */
+  async apply(tx: PoolClient, done: (item: T, reply: Applied) => void): Promise<void> {
+    const groups = [...this.byType.values()];
+    this.byType.clear();
+    for (const { handler, commands } of groups) {
+      const replies = await handler.apply(
+        tx,
+        commands.map((c) => c.command),
+      );
+      if (replies.length !== commands.length) throw new Error(`a batch handler returned ${replies.length} replies for ${commands.length} commands`);
+      replies.forEach((reply, i) => done(commands[i]!.item, reply));
+    }
+  }
+}
+
+function handlerOf(handlers: CommandHandlers, command: Message): CommandHandler {
+  const handler = handlers[command.$typeName];
+  if (!handler) throw new Error(`no handler for ${command.$typeName}`);
+  return handler;
+}
+
+/** Applies commands in `tx` as the participant's consumer applies a batch of them; returns their replies in order. */
+export async function applyCommands(tx: PoolClient, handlers: CommandHandlers, commands: readonly Message[]): Promise<Applied[]> {
+  const replies: Applied[] = [];
+  const collected = new CollectedCommands<number>();
+  const done = (i: number, reply: Applied): void => {
+    replies[i] = reply;
+  };
+  for (const [i, command] of commands.entries()) {
+    const handler = handlerOf(handlers, command);
+    if (handler.kind === "batch") {
+      collected.add(command.$typeName, handler, command, i);
+      continue;
+    }
+    await collected.apply(tx, done);
+    replies[i] = await handler.apply(tx, command);
+  }
+  await collected.apply(tx, done);
+  return replies;
+}
+
+/**
+ * Consumes `<domain>.cmd.>`, applies each command and enqueues its reply (if it has one)
+ * in the batch's transaction. No inbox: every command is idempotent by its order (a
+ * redelivered or re-sent command changes nothing and gets the recorded outcome again;
+ * docs/saga-contract.md).
+ */
+export function startCommandConsumer(options: CommandConsumerOptions): Promise<BusConsumer> {
+  const { domain, handlers } = options;
+  const collected = new CollectedCommands<{ key: string; trace: Record<string, string> }>();
+  const emitTo =
+    (out: OutboxWriter) =>
+    ({ key, trace }: { key: string; trace: Record<string, string> }, reply: Applied): void => {
+      if (reply) out.emit({ subject: reply.subject, message: reply.message, key, headers: trace });
+    };
+  return startConsumer({
+    js: options.js,
+    pool: options.pool,
+    schema: options.schema,
+    inbox: false,
     stream: streamName(domain),
     durable: commandConsumerName(domain),
     filterSubject: `${domain}.cmd.>`,
-    logger,
-    ...(options.batchSize === undefined ? {} : { batchSize: options.batchSize }),
-    ...(options.beforeBatch === undefined ? {} : { beforeBatch: (tx: PoolClient, deliveries: Delivery[]) => options.beforeBatch!(tx, deliveries.map((d) => d.message)) }),
-    ...(options.afterBatch === undefined ? {} : { afterBatch: options.afterBatch }),
+    ...(options.logger ? { logger: options.logger } : {}),
+    ...options.consumer,
+    beforeBatch: async (tx, deliveries) => {
+      collected.clear();
+      await options.beforeBatch?.(
+        tx,
+        deliveries.map((d) => d.message),
+      );
+    },
     handle: async (delivery, tx, out) => {
-      const handler = handlers[delivery.type];
-      if (!handler) throw new Error(`${domain} has no handler for ${delivery.type}`);
-      const reply = await handler(tx, delivery.message);
+      const handler = handlerOf(handlers, delivery.message);
+      if (handler.kind === "batch") {
+        // The reply continues the trace of the delivery, whose span is the active one here.
+        collected.add(delivery.type, handler, delivery.message, { key: delivery.key, trace: currentTraceHeaders() });
+        return;
+      }
+      await collected.apply(tx, emitTo(out));
+      const reply = await handler.apply(tx, delivery.message);
       if (reply) out.emit({ subject: reply.subject, message: reply.message, key: delivery.key });
     },
+    afterBatch: (tx, out) => collected.apply(tx, emitTo(out)),
   });
+}
+
+/** Runs a saga participant that keeps state in Postgres: its command consumer and its outbox relay. */
+export async function startParticipant(options: ParticipantOptions): Promise<Worker[]> {
+  const { bus, db, schema, logger } = options;
+  const relay = new OutboxRelay({ pool: db.background, schema, publisher: bus.publisher, logger }).start();
+  const consumer = await startCommandConsumer({ ...options, js: bus.js, pool: db.background });
   return [consumer, relay];
 }

@@ -13,7 +13,7 @@ import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, test } fr
 import { ReserveStockSchema } from "../../gen/orderflow/inventory/v1/saga_pb.js";
 import { OrderStatus } from "../../gen/orderflow/order/v1/order_pb.js";
 import { ChargePaymentSchema } from "../../gen/orderflow/payment/v1/payment_pb.js";
-import { Header, listDeadLetters, publishMessages } from "../../services/platform/bus/index.js";
+import { commandConsumerName, Header, listDeadLetters, publishMessages } from "../../services/platform/bus/index.js";
 import { repoRoot } from "../../tools/system.js";
 import { auditSaga, formatAudit, snapshotStock, type StockBaseline } from "../support/saga-audit.js";
 import { addProduct, eventually, type SagaSystem, startSagaSystem, stockOf, waitBusQuiet, waitTerminal, fundInto } from "../support/saga-system.js";
@@ -40,8 +40,9 @@ async function effectsOf(orderId: string, customerId: string, sku: string): Prom
   };
 }
 
-async function inInbox(schema: string, messageId: string): Promise<boolean> {
-  return ((await sys.db.query(`SELECT 1 FROM ${schema}.inbox WHERE message_id = $1`, [messageId])).rowCount ?? 0) > 0;
+/** The participant has handled (and acknowledged) the message at stream sequence `seq` and every one before it. */
+async function handled(domain: "inventory" | "payment", seq: number): Promise<boolean> {
+  return (await sys.jsm.consumers.info(domain.toUpperCase(), commandConsumerName(domain))).ack_floor.stream_seq >= seq;
 }
 
 async function placeConfirmed(customerId: string, sku: string, quantity: bigint): Promise<string> {
@@ -87,17 +88,17 @@ describe("saga delivery guarantees", () => {
     const before = await effectsOf(orderId, "frank", "E2E-DUP");
 
     // What the orchestrator does when it re-sends a step, and what a second
-    // publisher would do: the same command under a fresh Nats-Msg-Id, so neither
-    // JetStream's de-duplication nor the inbox stops it; the participants key
-    // their effects by order id. The charge even names another amount.
+    // publisher would do: the same command under a fresh Nats-Msg-Id, so JetStream's
+    // de-duplication does not stop it; the participants key their effects by order
+    // id. The charge even names another amount.
     const reserveId = `dup-reserve-${randomUUID()}`;
     const chargeId = `dup-charge-${randomUUID()}`;
-    await publishMessages(sys.js, [
+    const [reserveAck, chargeAck, secondChargeAck] = await publishMessages(sys.js, [
       { subject: "inventory.cmd.reserve", key: orderId, id: reserveId, message: create(ReserveStockSchema, { orderId, lines: [{ sku: "E2E-DUP", quantity: 2n }] }) },
       { subject: "payment.cmd.charge", key: orderId, id: chargeId, message: create(ChargePaymentSchema, { orderId, customerId: "frank", amount: { amountMinor: 3_000n, currency: "USD" } }) },
       { subject: "payment.cmd.charge", key: orderId, id: `${chargeId}-b`, message: create(ChargePaymentSchema, { orderId, customerId: "frank", amount: { amountMinor: 9_999n, currency: "USD" } }) },
     ]);
-    await eventually(async () => (await inInbox("inventory", reserveId)) && (await inInbox("payment", chargeId)) && (await inInbox("payment", `${chargeId}-b`)), 10_000, "the duplicates to be consumed");
+    await eventually(async () => (await handled("inventory", reserveAck!.seq)) && (await handled("payment", Math.max(chargeAck!.seq, secondChargeAck!.seq))), 10_000, "the duplicates to be consumed");
     // Their replies (reserved / charged again) reach the orchestrator, which ignores them.
     await waitBusQuiet(sys, 15_000);
     expect(await effectsOf(orderId, "frank", "E2E-DUP")).toEqual(before);
@@ -137,12 +138,11 @@ describe("saga delivery guarantees", () => {
     );
     expect(await paymentStream()).toBe(messagesBefore);
 
-    // 3. Past the duplicate window JetStream would take it: the consumer's inbox (keyed by of-id,
-    //    which is the row's msg_id) drops it. Simulated with another Nats-Msg-Id, same of-id.
+    // 3. Past the duplicate window JetStream would take it: payment handles it again, and the
+    //    charge, keyed by its order, changes nothing. Simulated with another Nats-Msg-Id.
     const late = await sys.js.publish(row.subject, row.payload, { msgID: `${row.msg_id}:after-window`, headers: h });
     expect(late.duplicate).toBe(false);
-    const consumer = async () => (await sys.jsm.consumers.info("PAYMENT", "payment-commands")).delivered.stream_seq;
-    await eventually(async () => (await consumer()) >= late.seq, 10_000, "payment to consume the late copy");
+    await eventually(async () => handled("payment", late.seq), 10_000, "payment to consume the late copy");
     await waitBusQuiet(sys, 15_000);
     expect(await effectsOf(orderId, "heidi", "E2E-DUP")).toEqual(before);
   });
@@ -172,8 +172,7 @@ describe("saga delivery guarantees", () => {
     const deliverLate = async (m: { subject: string; data: Uint8Array; header: { get(k: string): string } }) => {
       const h = natsHeaders();
       for (const k of [Header.type, Header.id, Header.key]) h.set(k, m.header.get(k));
-      await sys.js.publish(m.subject, m.data, { msgID: `${m.header.get(Header.id)}:late`, headers: h });
-      return m.header.get(Header.id);
+      return (await sys.js.publish(m.subject, m.data, { msgID: `${m.header.get(Header.id)}:late`, headers: h })).seq;
     };
     const status = async (orderId: string) => (await sys.db.query<{ status: string }>("SELECT status FROM orders.orders WHERE order_id = $1", [orderId])).rows[0]?.status;
 
@@ -187,8 +186,8 @@ describe("saga delivery guarantees", () => {
     await sys.order.cancelOrder({ orderId: charged.orderId, reason: "overtaken" });
     await sys.system.restart("payment");
     expect(await waitTerminal(sys, charged.orderId)).toBe("CANCELLED");
-    const chargeId = await deliverLate(charge);
-    await eventually(async () => inInbox("payment", chargeId), 10_000, "the late charge to be consumed");
+    const chargeSeq = await deliverLate(charge);
+    await eventually(async () => handled("payment", chargeSeq), 10_000, "the late charge to be consumed");
     const payment = await sys.db.query("SELECT status, decline_reason FROM payment.payments WHERE order_id = $1", [charged.orderId]);
     expect(payment.rows).toEqual([{ status: "DECLINED", decline_reason: "order cancelled" }]);
     expect((await sys.db.query("SELECT 1 FROM payment.ledger_entries WHERE order_id = $1", [charged.orderId])).rowCount).toBe(0);
@@ -217,8 +216,8 @@ describe("saga delivery guarantees", () => {
       await lock.query("ROLLBACK");
       await sys.system.restart("inventory");
       expect(await waitTerminal(sys, order.orderId)).toBe("CANCELLED");
-      const reserveId = await deliverLate(reserve);
-      await eventually(async () => inInbox("inventory", reserveId), 10_000, "the late reserve to be consumed");
+      const reserveSeq = await deliverLate(reserve);
+      await eventually(async () => handled("inventory", reserveSeq), 10_000, "the late reserve to be consumed");
     } finally {
       await lock.query("ROLLBACK").catch(() => undefined);
       lock.release();

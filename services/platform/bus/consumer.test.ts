@@ -123,6 +123,34 @@ describe("inbox consumer", () => {
     }
   });
 
+  it("with inbox: false hands every delivery to the handler in the batch transaction and writes no inbox row", async () => {
+    const subj = subject("noinbox");
+    const c = await startConsumer({
+      js: env.js,
+      pool: env.pool,
+      schema: env.schema,
+      inbox: false,
+      stream: env.stream("inventory"),
+      durable: "noinbox",
+      filterSubject: subj,
+      batchSize: 20,
+      handle: recordEffect("noinbox"),
+    });
+    try {
+      await publishMessages(env.js, [reserve(subj, "noinbox-1", "n-1"), reserve(subj, "noinbox-2", "n-2")]);
+      // The same message id again past JetStream's duplicate window: handled again (the handler's keys must make it a no-op).
+      const again = busHeaders({ type: "orderflow.inventory.v1.ReserveStock", id: "noinbox-1" });
+      await env.js.publish(subj, (await import("@bufbuild/protobuf")).toBinary(ReserveStockSchema, create(ReserveStockSchema, { orderId: "n-1" })), { msgID: "noinbox-1:again", headers: again });
+      await waitFor(async () => (await effects("noinbox")).length === 3, 5000, "three effects");
+      await waitFor(() => settled("noinbox"), 5000, "all acked");
+      expect((await effects("noinbox")).map((e) => e.order_id).sort()).toEqual(["n-1", "n-1", "n-2"]);
+      expect((await env.pool.query(`SELECT 1 FROM "${env.schema}".inbox WHERE consumer = 'noinbox'`)).rowCount).toBe(0);
+      expect(await metric("noinbox", "duplicate")).toBe(0);
+    } finally {
+      await c.stop();
+    }
+  });
+
   it("sends poison messages to the DLQ with their metadata and keeps processing; replay re-drives them once fixed", async () => {
     const subj = subject("poison");
     let fixed = false;

@@ -64,11 +64,18 @@ export interface ConsumerCommonOptions {
   logger?: Logger;
 }
 
-/** With Postgres: inbox + effects in one transaction per batch. */
+/** With Postgres: effects (and the inbox rows, unless turned off) in one transaction per batch. */
 export interface InboxConsumerOptions extends ConsumerCommonOptions {
   pool: Pool;
-  /** Schema holding the `inbox` table (and whatever the handler writes). */
+  /** Schema holding the `inbox` and `outbox` tables (and whatever the handler writes). */
   schema: string;
+  /**
+   * Record each message id in `<schema>.inbox` and skip ids seen before (default true).
+   * false when every handler is idempotent by keys of its own — a redelivered message is
+   * handled again and must change nothing (re-emitting a recorded reply is fine): saves a
+   * statement per batch and a row per message. The saga's participants are (docs/saga-contract.md).
+   */
+  inbox?: boolean;
   /**
    * Inbox rows older than this are deleted (every minute, by one replica; default 24 h, 0 = keep).
    * Duplicates arrive within minutes (lost acks: ack_wait; relay re-publishes: seconds), so
@@ -91,9 +98,9 @@ export interface InboxConsumerOptions extends ConsumerCommonOptions {
   /**
    * Called once per batch transaction that had new messages, after their handlers and
    * before the outbox rows and the commit: e.g. to write in one statement what the
-   * handlers collected.
+   * handlers collected (and emit what that decided).
    */
-  afterBatch?: (tx: PoolClient) => Promise<void>;
+  afterBatch?: (tx: PoolClient, out: OutboxWriter) => Promise<void>;
 }
 
 /** Without Postgres (no inbox): the handler keeps its own idempotency (e.g. Redis + deterministic msgIDs). */
@@ -140,8 +147,8 @@ const NO_OUTBOX: OutboxWriter = {
  * Starts a durable pull consumer (explicit ack) and processes its messages in batches.
  *
  * With `pool`, each batch is ONE transaction: insert the batch's ids into `<schema>.inbox`
- * (ON CONFLICT DO NOTHING), call `handle` for the new ones with the transaction client,
- * commit, then ack every message of the batch. If the batch transaction fails, each message
+ * (ON CONFLICT DO NOTHING; not with `inbox: false`), call `handle` for the new ones with the
+ * transaction client, commit, then ack every message of the batch. If the batch transaction fails, each message
  * gets its own transaction, so one bad message does not hold back the others. A message
  * whose handling fails is nak'd with `backoffMs` delay; on its `maxDeliver`-th delivery, or
  * at once if it cannot be decoded, it goes to the DLQ and is terminated.
@@ -188,7 +195,7 @@ class BatchConsumer implements BusConsumer {
     this.registry = opts.registry ?? sagaRegistry;
     if (opts.pool !== undefined) {
       const handle = opts.handle;
-      this.inboxTable = `${quoteSchema(opts.schema)}.inbox`;
+      this.inboxTable = opts.inbox === false ? null : `${quoteSchema(opts.schema)}.inbox`;
       this.schema = opts.schema;
       this.call = (d, tx, out) => {
         if (!tx) throw new Error("inbox consumer called without a transaction");
@@ -250,7 +257,7 @@ class BatchConsumer implements BusConsumer {
 
   private startPruning(): void {
     const opts = this.opts;
-    if (opts.pool === undefined) return;
+    if (opts.pool === undefined || this.inboxTable === null) return;
     const retentionMs = opts.inboxRetentionMs ?? 24 * 60 * 60 * 1000;
     if (retentionMs <= 0) return;
     const pool = opts.pool;
@@ -380,16 +387,16 @@ class BatchConsumer implements BusConsumer {
       });
     }
     if (items.length > 0) {
-      if (this.inboxTable && this.opts.pool) await this.processWithInbox(this.opts.pool, this.inboxTable, items);
+      if (this.opts.pool) await this.processInTransaction(this.opts.pool, items);
       else await this.processDirect(items);
     }
     end();
   }
 
-  private async processWithInbox(pool: Pool, table: string, items: Item[]): Promise<void> {
+  private async processInTransaction(pool: Pool, items: Item[]): Promise<void> {
     if (items.length > 1) {
       try {
-        const outcomes = await this.transactionHeld(pool, table, items, false);
+        const outcomes = await this.transactionHeld(pool, items, false);
         items.forEach((it, i) => this.acked(it, outcomes[i] ?? "processed"));
         return;
       } catch (err) {
@@ -398,7 +405,7 @@ class BatchConsumer implements BusConsumer {
     }
     for (const it of items) {
       try {
-        const [outcome] = await this.transactionHeld(pool, table, [it], true);
+        const [outcome] = await this.transactionHeld(pool, [it], true);
         this.acked(it, outcome ?? "processed");
       } catch (err) {
         await this.failed(it, err);
@@ -412,10 +419,10 @@ class BatchConsumer implements BusConsumer {
    * JetStream from redelivering them) and tries again with backoff, so an outage does not use up
    * deliveries or dead-letter good messages. Gives up only when stopping.
    */
-  private async transactionHeld(pool: Pool, table: string, items: Item[], retryConflicts: boolean): Promise<Outcome[]> {
+  private async transactionHeld(pool: Pool, items: Item[], retryConflicts: boolean): Promise<Outcome[]> {
     for (let attempt = 0; ; attempt++) {
       try {
-        return await this.transaction(pool, table, items);
+        return await this.transaction(pool, items);
       } catch (err) {
         const hold = isConnectionError(err) || (retryConflicts && isConflictError(err) && attempt < 10);
         if (!hold || this.stopping) throw err;
@@ -425,17 +432,13 @@ class BatchConsumer implements BusConsumer {
     }
   }
 
-  /** One transaction: inbox rows for the items, handler for the new ones, commit. */
-  private async transaction(pool: Pool, table: string, items: Item[]): Promise<Outcome[]> {
+  /** One transaction: inbox rows for the items (if kept), handler for the new ones, commit. */
+  private async transaction(pool: Pool, items: Item[]): Promise<Outcome[]> {
     const client = await pool.connect();
     let releaseError: Error | undefined;
     try {
       await client.query("BEGIN");
-      const ids = [...new Set(items.map((it) => it.d.id))];
-      const r = await client.query<{ message_id: string }>(
-        prepared(`INSERT INTO ${table} (consumer, message_id) SELECT $1, unnest($2::text[]) ON CONFLICT DO NOTHING RETURNING message_id`, [this.name, ids]),
-      );
-      const fresh = new Set(r.rows.map((row) => row.message_id));
+      const fresh = await this.freshIds(client, items);
       const newDeliveries = items.filter((it) => fresh.has(it.d.id)).map((it) => it.d);
       if (newDeliveries.length > 0 && this.opts.pool !== undefined) await this.opts.beforeBatch?.(client, newDeliveries);
       const outcomes: Outcome[] = [];
@@ -455,7 +458,7 @@ class BatchConsumer implements BusConsumer {
           outcomes.push("duplicate");
         }
       }
-      if (newDeliveries.length > 0 && this.opts.pool !== undefined) await this.opts.afterBatch?.(client);
+      if (newDeliveries.length > 0 && this.opts.pool !== undefined) await this.opts.afterBatch?.(client, out);
       if (emitted.length > 0 && this.schema) await enqueueOutbox(client, this.schema, emitted);
       await client.query("COMMIT");
       committed(client);
@@ -471,6 +474,16 @@ class BatchConsumer implements BusConsumer {
     } finally {
       client.release(releaseError);
     }
+  }
+
+  /** The ids of the items not seen before (all of them without the inbox). */
+  private async freshIds(client: PoolClient, items: Item[]): Promise<Set<string>> {
+    const ids = [...new Set(items.map((it) => it.d.id))];
+    if (this.inboxTable === null) return new Set(ids);
+    const r = await client.query<{ message_id: string }>(
+      prepared(`INSERT INTO ${this.inboxTable} (consumer, message_id) SELECT $1, unnest($2::text[]) ON CONFLICT DO NOTHING RETURNING message_id`, [this.name, ids]),
+    );
+    return new Set(r.rows.map((row) => row.message_id));
   }
 
   private async processDirect(items: Item[]): Promise<void> {

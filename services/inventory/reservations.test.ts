@@ -1,0 +1,137 @@
+import { randomBytes, randomUUID } from "node:crypto";
+import { create, isMessage } from "@bufbuild/protobuf";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { CommitStockSchema, ReleaseStockSchema, type ReserveStock, ReserveStockSchema, StockReservationFailedSchema } from "../../gen/orderflow/inventory/v1/saga_pb.js";
+import { DATABASE_URL } from "../platform/bus/testkit.js";
+import { Database, type Queryable } from "../platform/db.js";
+import { createLogger } from "../platform/logger.js";
+import { migrate } from "../platform/migrate.js";
+import type { Reply } from "../platform/saga-participant.js";
+import { commitStock, releaseStock, reserveAll, reserveStock } from "./reservations.js";
+
+process.env["LOG_LEVEL"] ??= "warn";
+const schema = `inventory_test_${process.pid}_${randomBytes(3).toString("hex")}`;
+let db: Database;
+
+beforeAll(async () => {
+  await migrate({ databaseUrl: DATABASE_URL, service: "inventory", schema, logger: createLogger("inventory-test", "warn"), busTables: true });
+  db = new Database({ url: DATABASE_URL, poolMax: 4, schema, applicationName: "inventory-test" });
+});
+
+afterAll(async () => {
+  if (!db) return;
+  await db.primary.query(`DROP SCHEMA IF EXISTS "${schema}" CASCADE`).catch(() => undefined);
+  await db.close();
+});
+
+/** Products with the given stock, under skus unique to the call. */
+async function products(available: Record<string, bigint>): Promise<Record<string, string>> {
+  const prefix = randomBytes(3).toString("hex");
+  const skus = Object.fromEntries(Object.keys(available).map((name) => [name, `${prefix}-${name}`]));
+  await db.primary.query(
+    `INSERT INTO products (sku, name, price_minor, currency, available) SELECT sku, sku, 100, 'USD', qty FROM unnest($1::text[], $2::bigint[]) AS t(sku, qty)`,
+    [Object.values(skus), Object.values(available).map(String)],
+  );
+  return skus;
+}
+
+async function stock(sku: string): Promise<{ available: string; reserved: string; sold: string }> {
+  const { rows } = await db.primary.query<{ available: string; reserved: string; sold: string }>("SELECT available, reserved, sold FROM products WHERE sku = $1", [sku]);
+  return rows[0]!;
+}
+
+const reserve = (orderId: string, lines: Array<[string, bigint]>): ReserveStock => create(ReserveStockSchema, { orderId, lines: lines.map(([sku, quantity]) => ({ sku, quantity })) });
+
+/** What a reply says, without its order id. */
+function outcome(reply: Reply): string {
+  if (isMessage(reply.message, StockReservationFailedSchema)) return `failed: ${reply.message.reason} [${reply.message.unavailableSkus.join(" ")}]`;
+  return reply.subject;
+}
+
+/** The reserve commands of one batch over products a, b, c (named by `sku`); `tombstoned` and `held` have a reservation already. */
+function batchFor(sku: (name: string) => string, tombstoned: string, held: string): ReserveStock[] {
+  const twice = randomUUID();
+  return [
+    reserve(twice, [[sku("b"), 3n], [sku("a"), 4n]]),
+    reserve(randomUUID(), [[sku("a"), 7n]]), // 6 of a left: short
+    reserve(tombstoned, [[sku("a"), 1n]]), // released before it arrived: refused
+    reserve(randomUUID(), [[sku("a"), 6n], [sku("c"), 1n]]), // c is sold out: none of it
+    reserve(held, [[sku("b"), 1n]]), // re-sent: the recorded outcome, nothing moves again
+    reserve(twice, [[sku("b"), 3n], [sku("a"), 4n]]), // twice in one batch: reserved once
+    reserve(randomUUID(), [[sku("a"), 6n], [sku("b"), 2n]]),
+    reserve(randomUUID(), [[sku("zz"), 1n]]), // unknown sku
+    reserve(randomUUID(), [[sku("b"), 1n]]), // b: 10 - 3 - 1 (held) - 2 = 4 left
+  ];
+}
+
+describe("a batch's reservations together (reserveAll)", () => {
+  it("gives each order the outcome it gets one after another, and leaves the same stock", async () => {
+    const stockOf = { a: 10n, b: 10n, c: 0n };
+    const together = await products(stockOf);
+    const apart = await products(stockOf);
+    const setUp = async (skus: Record<string, string>): Promise<{ tombstoned: string; held: string }> => {
+      const tombstoned = randomUUID();
+      const held = randomUUID();
+      await db.transaction((tx) => releaseStock(tx, create(ReleaseStockSchema, { orderId: tombstoned })));
+      await db.transaction((tx) => reserveStock(tx, reserve(held, [[skus["b"]!, 1n]])));
+      return { tombstoned, held };
+    };
+    const t = await setUp(together);
+    const a = await setUp(apart);
+    const nameOf = (skus: Record<string, string>) => (name: string) => skus[name] ?? `${skus["a"]!}-${name}`;
+
+    const batch = await db.transaction((tx) => reserveAll(tx, batchFor(nameOf(together), t.tombstoned, t.held)));
+    const oneByOne: Reply[] = [];
+    for (const command of batchFor(nameOf(apart), a.tombstoned, a.held)) oneByOne.push(await db.transaction((tx) => reserveStock(tx, command)));
+
+    const plain = (replies: Reply[], skus: Record<string, string>): string[] =>
+      replies.map(outcome).map((text) => Object.entries(skus).reduce((s, [name, sku]) => s.replaceAll(sku, name), text));
+    expect(plain(batch, together)).toEqual(plain(oneByOne, apart));
+    expect(plain(batch, together)).toEqual([
+      "inventory.evt.reserved",
+      "failed: out of stock: a [a]",
+      "failed: order cancelled []",
+      "failed: out of stock: c [c]",
+      "inventory.evt.reserved",
+      "inventory.evt.reserved",
+      "inventory.evt.reserved",
+      "failed: out of stock: a-zz [a-zz]",
+      "inventory.evt.reserved",
+    ]);
+    for (const name of ["a", "b", "c"]) expect(await stock(together[name]!)).toEqual(await stock(apart[name]!));
+    expect(await stock(together["a"]!)).toEqual({ available: "0", reserved: "10", sold: "0" });
+    expect(await stock(together["b"]!)).toEqual({ available: "3", reserved: "7", sold: "0" });
+  });
+
+  it("applies a batch of fresh reservations in two statements", async () => {
+    const skus = await products({ a: 1_000n, b: 1_000n });
+    let statements = 0;
+    const replies = await db.transaction(async (tx) => {
+      const counting: Queryable = {
+        query: ((...args: Parameters<Queryable["query"]>) => {
+          statements++;
+          return tx.query(...args);
+        }) as Queryable["query"],
+      };
+      return reserveAll(
+        counting,
+        Array.from({ length: 20 }, (_, i) => reserve(randomUUID(), i % 2 === 0 ? [[skus["a"]!, 2n]] : [[skus["a"]!, 1n], [skus["b"]!, 5n]])),
+      );
+    });
+    expect(statements).toBe(2);
+    expect(replies.map(outcome)).toEqual(Array<string>(20).fill("inventory.evt.reserved"));
+    expect(await stock(skus["a"]!)).toEqual({ available: "970", reserved: "30", sold: "0" });
+    expect(await stock(skus["b"]!)).toEqual({ available: "950", reserved: "50", sold: "0" });
+  });
+
+  it("commits a batch's sales in one statement, and a commit of a released reservation moves nothing", async () => {
+    const skus = await products({ a: 10n });
+    const sold = [randomUUID(), randomUUID()];
+    const released = randomUUID();
+    await db.transaction((tx) => reserveAll(tx, [reserve(sold[0]!, [[skus["a"]!, 2n]]), reserve(sold[1]!, [[skus["a"]!, 3n]]), reserve(released, [[skus["a"]!, 1n]])]));
+    await db.transaction((tx) => releaseStock(tx, create(ReleaseStockSchema, { orderId: released })));
+    const commits = [...sold, released, sold[0]!].map((orderId) => create(CommitStockSchema, { orderId }));
+    expect(await db.transaction((tx) => commitStock(tx, commits))).toEqual([undefined, undefined, undefined, undefined]);
+    expect(await stock(skus["a"]!)).toEqual({ available: "5", reserved: "0", sold: "5" });
+  });
+});

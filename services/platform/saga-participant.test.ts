@@ -1,0 +1,122 @@
+import { create } from "@bufbuild/protobuf";
+import { context, propagation, trace, TraceFlags } from "@opentelemetry/api";
+import { AsyncLocalStorageContextManager } from "@opentelemetry/context-async-hooks";
+import { W3CTraceContextPropagator } from "@opentelemetry/core";
+import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
+import { CommitStockSchema, ReleaseStockSchema, ReserveStockSchema, StockReleasedSchema, StockReservedSchema } from "../../gen/orderflow/inventory/v1/saga_pb.js";
+import { publishMessages, type OutgoingMessage } from "./bus/publish.js";
+import { busTestEnv, waitFor, type BusTestEnv } from "./bus/testkit.js";
+import type { PoolClient } from "./db.js";
+import { type CommandHandlers, on, onBatch, startCommandConsumer } from "./saga-participant.js";
+
+process.env["LOG_LEVEL"] ??= "error";
+context.setGlobalContextManager(new AsyncLocalStorageContextManager().enable());
+propagation.setGlobalPropagator(new W3CTraceContextPropagator());
+
+let env: BusTestEnv;
+beforeAll(async () => {
+  env = await busTestEnv(["inventory"], inject("infra"));
+  await env.pool.query(`CREATE TABLE "${env.schema}".applied (test text NOT NULL, order_id text NOT NULL, n bigint GENERATED ALWAYS AS IDENTITY)`);
+});
+afterAll(async () => {
+  await env?.cleanup();
+});
+
+const traceIdOf = (i: number): string => (i + 1).toString(16).padStart(32, "a");
+
+/** Publishes each command under a trace of its own (trace id `traceIdOf(i)`). */
+async function publishTraced(commands: OutgoingMessage[]): Promise<void> {
+  for (const [i, command] of commands.entries()) {
+    const ctx = trace.setSpanContext(context.active(), { traceId: traceIdOf(i), spanId: "a7ad6b7169203331", traceFlags: TraceFlags.SAMPLED });
+    await context.with(ctx, () => publishMessages(env.js, [command]));
+  }
+}
+
+const command = (verb: "reserve" | "release" | "commit", orderId: string): OutgoingMessage => ({
+  subject: `${env.domain("inventory")}.cmd.${verb}`,
+  id: `${verb}-${orderId}`,
+  key: orderId,
+  message:
+    verb === "reserve"
+      ? create(ReserveStockSchema, { orderId, lines: [{ sku: "sku-1", quantity: 1n }] })
+      : verb === "release"
+        ? create(ReleaseStockSchema, { orderId })
+        : create(CommitStockSchema, { orderId }),
+});
+
+async function record(tx: PoolClient, test: string, orderIds: string[]): Promise<void> {
+  await tx.query(`INSERT INTO "${env.schema}".applied (test, order_id) SELECT $1, unnest($2::text[])`, [test, orderIds]);
+}
+
+async function appliedIn(test: string, db: Pick<PoolClient, "query"> = env.pool): Promise<string[]> {
+  return (await db.query<{ order_id: string }>(`SELECT order_id FROM "${env.schema}".applied WHERE test = $1 ORDER BY n`, [test])).rows.map((r) => r.order_id);
+}
+
+async function replies(): Promise<Array<{ subject: string; key: string; trace: string }>> {
+  const { rows } = await env.pool.query<{ subject: string; key: string; traceparent: string }>(
+    `SELECT subject, key, headers->>'traceparent' AS traceparent FROM "${env.schema}".outbox ORDER BY id`,
+  );
+  return rows.map((r) => ({ subject: r.subject, key: r.key, trace: r.traceparent.split("-")[1] ?? "" }));
+}
+
+describe("a participant's command consumer", () => {
+  it("applies a batch's onBatch commands together, before the next `on` command; replies in order, each in its command's trace", async () => {
+    const batchSizes: number[] = [];
+    let appliedBeforeRelease: string[] = [];
+    const handlers: CommandHandlers = Object.fromEntries([
+      onBatch(ReserveStockSchema, async (tx, commands) => {
+        batchSizes.push(commands.length);
+        await record(
+          tx,
+          "order",
+          commands.map((c) => c.orderId),
+        );
+        return commands.map((c) => ({ subject: "inventory.evt.reserved", message: create(StockReservedSchema, { orderId: c.orderId }) }));
+      }),
+      onBatch(CommitStockSchema, async (tx, commands) => {
+        await record(
+          tx,
+          "order",
+          commands.map((c) => `commit-${c.orderId}`),
+        );
+        return commands.map(() => undefined);
+      }),
+      on(ReleaseStockSchema, async (tx, c) => {
+        appliedBeforeRelease = await appliedIn("order", tx);
+        return { subject: "inventory.evt.released", message: create(StockReleasedSchema, { orderId: c.orderId }) };
+      }),
+    ]);
+    const commands = [
+      ...["r1", "r2", "r3", "r4"].map((o) => command("reserve", o)),
+      command("release", "r1"),
+      ...["r6", "r7"].map((o) => command("reserve", o)),
+      command("commit", "r2"),
+      command("reserve", "r9"),
+    ];
+    await publishTraced(commands);
+    const consumer = await startCommandConsumer({ js: env.js, pool: env.pool, schema: env.schema, domain: env.domain("inventory"), handlers, consumer: { batchSize: 20 } });
+    try {
+      await waitFor(async () => (await replies()).length === 8, 5000, "eight replies");
+      // Every reserve before the release was applied (in its transaction, or committed before) when it ran; none after it.
+      expect([...appliedBeforeRelease].sort()).toEqual(["r1", "r2", "r3", "r4"]);
+      expect(await appliedIn("order")).toEqual(expect.arrayContaining(["r1", "r2", "r3", "r4", "r6", "r7", "r9", "commit-r2"]));
+      expect(Math.max(...batchSizes)).toBeGreaterThan(1);
+      const got = await replies();
+      // The reserves before the release are answered before it; a commit has no reply.
+      expect(got.map((r) => `${r.subject.split(".").pop() ?? ""} ${r.key}`)).toEqual([
+        "reserved r1",
+        "reserved r2",
+        "reserved r3",
+        "reserved r4",
+        "released r1",
+        "reserved r6",
+        "reserved r7",
+        "reserved r9",
+      ]);
+      const traceOfCommand = new Map(commands.map((c, i) => [`${c.subject.split(".").pop() ?? ""} ${c.key ?? ""}`, traceIdOf(i)]));
+      for (const r of got) expect(r.trace).toBe(traceOfCommand.get(`${r.subject.endsWith("released") ? "release" : "reserve"} ${r.key}`));
+    } finally {
+      await consumer.stop();
+    }
+  });
+});
