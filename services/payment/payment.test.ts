@@ -17,8 +17,8 @@ import {
 import { listDeadLetters } from "../platform/bus/dlq.js";
 import { enqueueOutbox } from "../platform/bus/outbox.js";
 import { busHeaders, publishMessages, type OutgoingMessage } from "../platform/bus/publish.js";
-import { busTestEnv, waitFor } from "../platform/bus/testkit.js";
-import { Database, type Queryable } from "../platform/db.js";
+import { busTestEnv, recordingStatements, waitFor } from "../platform/bus/testkit.js";
+import { Database } from "../platform/db.js";
 import { errorMessage } from "../platform/errors.js";
 import { createLogger } from "../platform/logger.js";
 import { migrate } from "../platform/migrate.js";
@@ -457,20 +457,16 @@ describe("a batch's charges together (chargeAll)", () => {
   it("applies a batch of fresh charges in two statements", async () => {
     const c = customer();
     await topUp(c, 10_000n);
-    let statements = 0;
-    const replies = await db.transaction(async (tx) => {
-      const counting: Queryable = {
-        query: ((...args: Parameters<Queryable["query"]>) => {
-          statements++;
-          return tx.query(...args);
-        }) as Queryable["query"],
-      };
+    let statements: string[] = [];
+    const replies = await db.transaction((tx) => {
+      const recording = recordingStatements(tx);
+      statements = recording.statements;
       return chargeAll(
-        counting,
+        recording.db,
         Array.from({ length: 20 }, () => chargeOf(randomUUID(), c, 100n)),
       );
     });
-    expect(statements).toBe(2);
+    expect(statements).toHaveLength(2);
     expect(replies.map((r) => r.subject)).toEqual(Array<string>(20).fill(PaymentSubject.charged));
     expect(await balanceOf(c)).toBe(8_000n);
     expect(await ledgerOf(c)).toHaveLength(21);

@@ -1,17 +1,14 @@
 import { create } from "@bufbuild/protobuf";
-import { context, propagation, trace, TraceFlags } from "@opentelemetry/api";
-import { AsyncLocalStorageContextManager } from "@opentelemetry/context-async-hooks";
-import { W3CTraceContextPropagator } from "@opentelemetry/core";
+import { context, trace, TraceFlags } from "@opentelemetry/api";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
 import { CommitStockSchema, ReleaseStockSchema, ReserveStockSchema, StockReleasedSchema, StockReservedSchema } from "../../gen/orderflow/inventory/v1/saga_pb.js";
 import { publishMessages, type OutgoingMessage } from "./bus/publish.js";
-import { busTestEnv, waitFor, type BusTestEnv } from "./bus/testkit.js";
+import { busTestEnv, type BusTestEnv, useTraceContext, waitFor } from "./bus/testkit.js";
 import type { PoolClient } from "./db.js";
 import { type CommandHandlers, on, onBatch, startCommandConsumer } from "./saga-participant.js";
 
 process.env["LOG_LEVEL"] ??= "error";
-context.setGlobalContextManager(new AsyncLocalStorageContextManager().enable());
-propagation.setGlobalPropagator(new W3CTraceContextPropagator());
+useTraceContext();
 
 let env: BusTestEnv;
 beforeAll(async () => {

@@ -1,12 +1,11 @@
 import { randomBytes, randomUUID } from "node:crypto";
 import { create, fromBinary, type Message } from "@bufbuild/protobuf";
-import { context, propagation, trace, TraceFlags } from "@opentelemetry/api";
-import { AsyncLocalStorageContextManager } from "@opentelemetry/context-async-hooks";
-import { W3CTraceContextPropagator } from "@opentelemetry/core";
+import { context, trace, TraceFlags } from "@opentelemetry/api";
 import pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { Decision, FraudAssessedSchema } from "../../../gen/orderflow/fraud/v1/fraud_pb.js";
 import { ReserveStockSchema, StockReservedSchema } from "../../../gen/orderflow/inventory/v1/saga_pb.js";
+import { recordingStatements, useTraceContext } from "../../platform/bus/testkit.js";
 import { Database } from "../../platform/db.js";
 import { createLogger } from "../../platform/logger.js";
 import { migrate } from "../../platform/migrate.js";
@@ -16,8 +15,7 @@ import { type Transition, writeTransitions } from "./transitions.js";
 const DATABASE_URL = process.env["DATABASE_URL"] ?? "postgres://postgres@127.0.0.1:5432/postgres";
 const schema = `order_transitions_${process.pid}_${randomBytes(3).toString("hex")}`;
 const timing = { stepTimeoutMs: 30_000 };
-context.setGlobalContextManager(new AsyncLocalStorageContextManager().enable());
-propagation.setGlobalPropagator(new W3CTraceContextPropagator());
+useTraceContext();
 let db: Database;
 
 beforeAll(async () => {
@@ -77,8 +75,7 @@ describe("a batch of saga replies", () => {
     await listener.connect();
     listener.on("notification", (n) => notices.push(n.payload ?? ""));
     await listener.query("LISTEN order_changed");
-    const statements: string[] = [];
-    const counting = { query: ((config: pg.QueryConfig) => (statements.push(config.text), db.primary.query(config))) as pg.Pool["query"] };
+    const { db: counting, statements } = recordingStatements(db.primary);
     try {
       const applier = new ReplyApplier(counting, timing, schema);
       // One turn of the event loop. Order a: approved, then reserved (two changes of one

@@ -1,7 +1,5 @@
 import { create, isMessage } from "@bufbuild/protobuf";
-import { context, propagation, trace, TraceFlags } from "@opentelemetry/api";
-import { AsyncLocalStorageContextManager } from "@opentelemetry/context-async-hooks";
-import { W3CTraceContextPropagator } from "@opentelemetry/core";
+import { context, trace, TraceFlags } from "@opentelemetry/api";
 import pg from "pg";
 import { afterAll, beforeAll, describe, expect, it, inject } from "vitest";
 import { ReserveStockSchema, StockReservedSchema } from "../../../gen/orderflow/inventory/v1/saga_pb.js";
@@ -10,11 +8,10 @@ import { listDeadLetters, replayAllDeadLetters, replayDeadLetter } from "./dlq.j
 import { busMetrics } from "./metrics.js";
 import { Header } from "./names.js";
 import { busHeaders, publishMessages, type OutgoingMessage } from "./publish.js";
-import { busTestEnv, counted, waitFor, type BusTestEnv } from "./testkit.js";
+import { busTestEnv, counted, type BusTestEnv, useTraceContext, waitFor } from "./testkit.js";
 
 process.env["LOG_LEVEL"] ??= "error";
-context.setGlobalContextManager(new AsyncLocalStorageContextManager().enable());
-propagation.setGlobalPropagator(new W3CTraceContextPropagator());
+useTraceContext();
 
 let env: BusTestEnv;
 beforeAll(async () => {

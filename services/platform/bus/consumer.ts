@@ -148,8 +148,8 @@ const NO_OUTBOX: OutboxWriter = {
  *
  * With `pool`, each batch is ONE transaction: insert the batch's ids into `<schema>.inbox`
  * (ON CONFLICT DO NOTHING; not with `inbox: false`), call `handle` for the new ones with the
- * transaction client, commit, then ack every message of the batch. If the batch transaction fails, each message
- * gets its own transaction, so one bad message does not hold back the others. A message
+ * transaction client, commit, then ack every message of the batch. If the batch transaction
+ * fails, each message gets its own transaction, so one bad message does not hold back the others. A message
  * whose handling fails is nak'd with `backoffMs` delay; on its `maxDeliver`-th delivery, or
  * at once if it cannot be decoded, it goes to the DLQ and is terminated.
  *

@@ -1,7 +1,5 @@
 import { create, fromBinary } from "@bufbuild/protobuf";
-import { context, propagation, trace, TraceFlags } from "@opentelemetry/api";
-import { AsyncLocalStorageContextManager } from "@opentelemetry/context-async-hooks";
-import { W3CTraceContextPropagator } from "@opentelemetry/core";
+import { context, trace, TraceFlags } from "@opentelemetry/api";
 import type { PoolClient } from "pg";
 import { afterAll, beforeAll, describe, expect, it, inject } from "vitest";
 import { ReserveStockSchema } from "../../../gen/orderflow/inventory/v1/saga_pb.js";
@@ -11,11 +9,10 @@ import { Header, outboxChannel } from "./names.js";
 import { enqueueOutbox, outboxInsert, outboxWritten, type WrittenRow } from "./outbox.js";
 import type { OutgoingMessage } from "./publish.js";
 import { OutboxRelay, type OutboxRelayOptions } from "./relay.js";
-import { busTestEnv, counted, readStream, waitFor, type BusTestEnv } from "./testkit.js";
+import { busTestEnv, counted, readStream, type BusTestEnv, useTraceContext, waitFor } from "./testkit.js";
 
 process.env["LOG_LEVEL"] ??= "warn";
-context.setGlobalContextManager(new AsyncLocalStorageContextManager().enable());
-propagation.setGlobalPropagator(new W3CTraceContextPropagator());
+useTraceContext();
 
 let env: BusTestEnv;
 beforeAll(async () => {

@@ -6,6 +6,9 @@
 import { randomBytes } from "node:crypto";
 import { jetstream, jetstreamManager, type JetStreamClient, type JetStreamManager, type StoredMsg } from "@nats-io/jetstream";
 import { connect, type NatsConnection } from "@nats-io/transport-node";
+import { context, propagation } from "@opentelemetry/api";
+import { AsyncLocalStorageContextManager } from "@opentelemetry/context-async-hooks";
+import { W3CTraceContextPropagator } from "@opentelemetry/core";
 import pg from "pg";
 import type { Counter } from "prom-client";
 import { errorMessage } from "../errors.js";
@@ -120,4 +123,20 @@ export async function waitFor(check: () => boolean | Promise<boolean>, timeoutMs
     if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
     await new Promise((r) => setTimeout(r, 20));
   }
+}
+
+/** `db`, recording the text of every statement sent through it (to count round trips). */
+export function recordingStatements(db: Pick<pg.Pool, "query">): { db: Pick<pg.Pool, "query">; statements: string[] } {
+  const statements: string[] = [];
+  const query = ((config: string | pg.QueryConfig, values?: unknown[]) => {
+    statements.push(typeof config === "string" ? config : config.text);
+    return db.query(config, values);
+  }) as pg.Pool["query"];
+  return { db: { query }, statements };
+}
+
+/** W3C trace context propagation over async calls, as the services' telemetry sets it up. */
+export function useTraceContext(): void {
+  context.setGlobalContextManager(new AsyncLocalStorageContextManager().enable());
+  propagation.setGlobalPropagator(new W3CTraceContextPropagator());
 }
