@@ -382,6 +382,17 @@ describe("batches", () => {
     );
     expect(await ledgerMismatches()).toEqual([]);
   });
+
+  it("a batch of one command takes no wallet lock before its handler (one round trip less)", async () => {
+    const c = customer();
+    await topUp(c, 100n);
+    const recording = recordingStatements(db.primary);
+    await lockWalletsOf(recording.db, [chargeOf(randomUUID(), c, 10n)]);
+    await lockWalletsOf(recording.db, [create(RefundPaymentSchema, { orderId: randomUUID() })]);
+    expect(recording.statements).toEqual([]);
+    await lockWalletsOf(recording.db, [chargeOf(randomUUID(), c, 10n), chargeOf(randomUUID(), c, 10n)]);
+    expect(recording.statements).toHaveLength(1);
+  });
 });
 
 describe("a batch's charges together (chargeAll)", () => {

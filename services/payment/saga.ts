@@ -260,9 +260,12 @@ export async function refund(tx: Queryable, command: RefundPayment): Promise<Out
  * will touch, in customer-id order, before any handler runs. Two batches then take
  * their wallet locks in the same order and cannot deadlock (without it, batches of
  * several consumers deadlock as soon as they share two wallets in opposite order).
- * Refunds lock the wallet their order was charged to.
+ * Refunds lock the wallet their order was charged to. A batch of one command takes no
+ * lock here: its handler locks its one wallet itself (a refund then its payment row,
+ * wallet first as everywhere), which cannot close a cycle with another batch.
  */
 export async function lockWalletsOf(tx: Queryable, commands: readonly Message[]): Promise<void> {
+  if (commands.length < 2) return;
   const customers = commands.filter((c) => isMessage(c, ChargePaymentSchema)).map((c) => c.customerId);
   const refunds = commands.filter((c) => isMessage(c, RefundPaymentSchema)).map((c) => c.orderId);
   if (customers.length + refunds.length === 0) return;
