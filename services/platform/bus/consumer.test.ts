@@ -309,6 +309,37 @@ describe("database outage", () => {
       await pool.end();
     }
   });
+
+  it("holds a direct consumer's message while its handler finds the database unreachable", async () => {
+    const subj = subject("direct-outage");
+    let refusals = 7;
+    const handled: string[] = [];
+    const c = await startConsumer({
+      js: env.js,
+      stream: env.stream("inventory"),
+      durable: "direct-outage",
+      filterSubject: subj,
+      maxDeliver: 1,
+      ackWaitMs: 1000,
+      dlq: env.dlq,
+      parallel: true,
+      handle: async (d) => {
+        if (refusals-- > 0) throw Object.assign(new Error("connect ECONNREFUSED 127.0.0.1:5432"), { code: "ECONNREFUSED" });
+        handled.push(d.id);
+      },
+    });
+    try {
+      await publishMessages(env.js, [reserve(subj, "direct-outage-1", "v-1")]);
+      await waitFor(() => handled.length === 1, 15_000, "handled after the outage");
+      expect(refusals).toBeLessThan(0);
+      await waitFor(() => settled("direct-outage"), 5000, "acked");
+      expect((await listDeadLetters(env.jsm, { dlq: env.dlq })).filter((dl) => dl.consumer === "direct-outage")).toEqual([]);
+      expect(await counted(busMetrics.redeliveries, { consumer: "direct-outage" })).toBe(0);
+      expect(handled).toEqual(["direct-outage-1"]);
+    } finally {
+      await c.stop();
+    }
+  });
 });
 
 describe("direct consumer (no Postgres)", () => {

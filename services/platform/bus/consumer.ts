@@ -419,14 +419,25 @@ class BatchConsumer implements BusConsumer {
    * JetStream from redelivering them) and tries again with backoff, so an outage does not use up
    * deliveries or dead-letter good messages. Gives up only when stopping.
    */
-  private async transactionHeld(pool: Pool, items: Item[], retryConflicts: boolean): Promise<Outcome[]> {
+  private transactionHeld(pool: Pool, items: Item[], retryConflicts: boolean): Promise<Outcome[]> {
+    return this.retriedWhileUnavailable(
+      () => this.transaction(pool, items),
+      (err, attempt) => retryConflicts && isConflictError(err) && attempt < 10,
+      items.length,
+    );
+  }
+
+  /**
+   * Runs `work` until it succeeds; on a connection error (or one `retryAlso` accepts) waits with
+   * backoff and tries again while its messages stay held. Throws any other error, and when stopping.
+   */
+  private async retriedWhileUnavailable<T>(work: () => Promise<T>, retryAlso: (err: unknown, attempt: number) => boolean, size: number): Promise<T> {
     for (let attempt = 0; ; attempt++) {
       try {
-        return await this.transaction(pool, items);
+        return await work();
       } catch (err) {
-        const hold = isConnectionError(err) || (retryConflicts && isConflictError(err) && attempt < 10);
-        if (!hold || this.stopping) throw err;
-        if (attempt === 0 || attempt % 10 === 0) this.log.warn("database unavailable; holding messages and retrying", { consumer: this.name, size: items.length, attempt, error: errorMessage(err) });
+        if (!(isConnectionError(err) || retryAlso(err, attempt)) || this.stopping) throw err;
+        if (attempt === 0 || attempt % 10 === 0) this.log.warn("database unavailable; holding messages and retrying", { consumer: this.name, size, attempt, error: errorMessage(err) });
         await new Promise((resolve) => setTimeout(resolve, Math.min(50 * 2 ** attempt, 5000) * (0.5 + Math.random() / 2)));
       }
     }
@@ -486,10 +497,11 @@ class BatchConsumer implements BusConsumer {
     return new Set(r.rows.map((row) => row.message_id));
   }
 
+  /** A handler failing because the database is unreachable holds its message, as a transaction does. */
   private async processDirect(items: Item[]): Promise<void> {
     const run = async (it: Item): Promise<void> => {
       try {
-        await this.invoke(it.d, undefined, NO_OUTBOX);
+        await this.retriedWhileUnavailable(() => this.invoke(it.d, undefined, NO_OUTBOX), () => false, 1);
         this.acked(it, "processed");
       } catch (err) {
         await this.failed(it, err);
