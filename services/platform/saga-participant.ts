@@ -83,22 +83,39 @@ interface Collected<T> {
   item: T;
 }
 
-/** The commands of `onBatch` types met so far in a batch, by type, in the order first met. */
-class CollectedCommands<T> {
+/** What happens to a command's reply once it is applied; `item` says whose it is. */
+type Done<T> = (item: T, reply: Applied) => void;
+
+/**
+ * Applies the commands of a batch in one transaction, in order: those of `onBatch` types are
+ * collected (by type, in the order first met) and applied together before the next command
+ * of an `on` type, or at `finish`.
+ */
+class BatchApplication<T> {
   private readonly byType = new Map<string, { handler: BatchHandler; commands: Collected<T>[] }>();
+
+  constructor(private readonly handlers: CommandHandlers) {}
 
   clear(): void {
     this.byType.clear();
   }
 
-  add(type: string, handler: BatchHandler, command: Message, item: T): void {
-    let group = this.byType.get(type);
-    if (!group) this.byType.set(type, (group = { handler, commands: [] }));
-    group.commands.push({ command, item });
+  /** The next command of the batch. */
+  async meet(tx: PoolClient, command: Message, item: T, done: Done<T>): Promise<void> {
+    const handler = this.handlers[command.$typeName];
+    if (!handler) throw new Error(`no handler for ${command.$typeName}`);
+    if (handler.kind === "batch") {
+      let group = this.byType.get(command.$typeName);
+      if (!group) this.byType.set(command.$typeName, (group = { handler, commands: [] }));
+      group.commands.push({ command, item });
+      return;
+    }
+    await this.finish(tx, done);
+    done(item, await handler.apply(tx, command));
   }
 
-  /** Applies what was collected, then hands each command's item and reply to `done`. */
-  async apply(tx: PoolClient, done: (item: T, reply: Applied) => void): Promise<void> {
+  /** Applies what was collected. */
+  async finish(tx: PoolClient, done: Done<T>): Promise<void> {
     const groups = [...this.byType.values()];
     this.byType.clear();
     for (const { handler, commands } of groups) {
@@ -112,29 +129,15 @@ class CollectedCommands<T> {
   }
 }
 
-function handlerOf(handlers: CommandHandlers, command: Message): CommandHandler {
-  const handler = handlers[command.$typeName];
-  if (!handler) throw new Error(`no handler for ${command.$typeName}`);
-  return handler;
-}
-
 /** Applies commands in `tx` as the participant's consumer applies a batch of them; returns their replies in order. */
 export async function applyCommands(tx: PoolClient, handlers: CommandHandlers, commands: readonly Message[]): Promise<Applied[]> {
   const replies: Applied[] = [];
-  const collected = new CollectedCommands<number>();
-  const done = (i: number, reply: Applied): void => {
+  const batch = new BatchApplication<number>(handlers);
+  const done: Done<number> = (i, reply) => {
     replies[i] = reply;
   };
-  for (const [i, command] of commands.entries()) {
-    const handler = handlerOf(handlers, command);
-    if (handler.kind === "batch") {
-      collected.add(command.$typeName, handler, command, i);
-      continue;
-    }
-    await collected.apply(tx, done);
-    replies[i] = await handler.apply(tx, command);
-  }
-  await collected.apply(tx, done);
+  for (const [i, command] of commands.entries()) await batch.meet(tx, command, i, done);
+  await batch.finish(tx, done);
   return replies;
 }
 
@@ -145,11 +148,11 @@ export async function applyCommands(tx: PoolClient, handlers: CommandHandlers, c
  * docs/saga-contract.md).
  */
 export function startCommandConsumer(options: CommandConsumerOptions): Promise<BusConsumer> {
-  const { domain, handlers } = options;
-  const collected = new CollectedCommands<{ key: string; trace: Record<string, string> }>();
+  const { domain } = options;
+  const batch = new BatchApplication<{ key: string; trace: Record<string, string> }>(options.handlers);
   const emitTo =
-    (out: OutboxWriter) =>
-    ({ key, trace }: { key: string; trace: Record<string, string> }, reply: Applied): void => {
+    (out: OutboxWriter): Done<{ key: string; trace: Record<string, string> }> =>
+    ({ key, trace }, reply) => {
       if (reply) out.emit({ subject: reply.subject, message: reply.message, key, headers: trace });
     };
   return startConsumer({
@@ -163,24 +166,15 @@ export function startCommandConsumer(options: CommandConsumerOptions): Promise<B
     ...(options.logger ? { logger: options.logger } : {}),
     ...options.consumer,
     beforeBatch: async (tx, deliveries) => {
-      collected.clear();
+      batch.clear();
       await options.beforeBatch?.(
         tx,
         deliveries.map((d) => d.message),
       );
     },
-    handle: async (delivery, tx, out) => {
-      const handler = handlerOf(handlers, delivery.message);
-      if (handler.kind === "batch") {
-        // The reply continues the trace of the delivery, whose span is the active one here.
-        collected.add(delivery.type, handler, delivery.message, { key: delivery.key, trace: currentTraceHeaders() });
-        return;
-      }
-      await collected.apply(tx, emitTo(out));
-      const reply = await handler.apply(tx, delivery.message);
-      if (reply) out.emit({ subject: reply.subject, message: reply.message, key: delivery.key });
-    },
-    afterBatch: (tx, out) => collected.apply(tx, emitTo(out)),
+    // A reply continues the trace of its delivery, whose span is the active one while it is met.
+    handle: (delivery, tx, out) => batch.meet(tx, delivery.message, { key: delivery.key, trace: currentTraceHeaders() }, emitTo(out)),
+    afterBatch: (tx, out) => batch.finish(tx, emitTo(out)),
   });
 }
 
