@@ -2,8 +2,10 @@ import { create } from "@bufbuild/protobuf";
 import { context, trace, TraceFlags } from "@opentelemetry/api";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
 import { CommitStockSchema, ReleaseStockSchema, ReserveStockSchema, StockReleasedSchema, StockReservedSchema } from "../../gen/orderflow/inventory/v1/saga_pb.js";
+import { listDeadLetters } from "./bus/dlq.js";
+import type { StreamPublisher } from "./bus/jetstream-publisher.js";
 import { publishMessages, type OutgoingMessage } from "./bus/publish.js";
-import { busTestEnv, type BusTestEnv, useTraceContext, waitFor } from "./bus/testkit.js";
+import { busTestEnv, type BusTestEnv, eventsIn, publisherInto, useTraceContext, waitFor } from "./bus/testkit.js";
 import type { PoolClient } from "./db.js";
 import { type CommandHandlers, on, onBatch, startCommandConsumer } from "./saga-participant.js";
 
@@ -49,12 +51,7 @@ async function appliedIn(test: string, db: Pick<PoolClient, "query"> = env.pool)
   return (await db.query<{ order_id: string }>(`SELECT order_id FROM "${env.schema}".applied WHERE test = $1 ORDER BY n`, [test])).rows.map((r) => r.order_id);
 }
 
-async function replies(): Promise<Array<{ subject: string; key: string; trace: string }>> {
-  const { rows } = await env.pool.query<{ subject: string; key: string; traceparent: string }>(
-    `SELECT subject, key, headers->>'traceparent' AS traceparent FROM "${env.schema}".outbox ORDER BY id`,
-  );
-  return rows.map((r) => ({ subject: r.subject, key: r.key, trace: r.traceparent.split("-")[1] ?? "" }));
-}
+const replies = (): Promise<Array<{ subject: string; key: string; traceId: string }>> => eventsIn(env.jsm, env.stream("inventory"));
 
 describe("a participant's command consumer", () => {
   it("applies a batch's onBatch commands together, before the next `on` command; replies in order, each in its command's trace", async () => {
@@ -91,7 +88,15 @@ describe("a participant's command consumer", () => {
       command("reserve", "r9"),
     ];
     await publishTraced(commands);
-    const consumer = await startCommandConsumer({ js: env.js, pool: env.pool, schema: env.schema, domain: env.domain("inventory"), handlers, consumer: { batchSize: 20 } });
+    const consumer = await startCommandConsumer({
+      js: env.js,
+      pool: env.pool,
+      publisher: publisherInto(env, "inventory"),
+      schema: env.schema,
+      domain: env.domain("inventory"),
+      handlers,
+      consumer: { batchSize: 20 },
+    });
     try {
       await waitFor(async () => (await replies()).length === 8, 5000, "eight replies");
       // Every reserve before the release was applied (in its transaction, or committed before) when it ran; none after it.
@@ -111,7 +116,54 @@ describe("a participant's command consumer", () => {
         "reserved r9",
       ]);
       const traceOfCommand = new Map(commands.map((c, i) => [`${c.subject.split(".").pop() ?? ""} ${c.key ?? ""}`, traceIdOf(i)]));
-      for (const r of got) expect(r.trace).toBe(traceOfCommand.get(`${r.subject.endsWith("released") ? "release" : "reserve"} ${r.key}`));
+      for (const r of got) expect(r.traceId).toBe(traceOfCommand.get(`${r.subject.endsWith("released") ? "release" : "reserve"} ${r.key}`));
+    } finally {
+      await consumer.stop();
+    }
+  });
+
+  it("acks a command only once JetStream has its reply: holds it while publishing fails, hands it back when stopped", async () => {
+    const replyTo = publisherInto(env, "inventory");
+    let refusals = 0;
+    let refuseUntil = 3;
+    const flaky: StreamPublisher = {
+      publish: (subject, payload, options) => (++refusals <= refuseUntil ? Promise.reject(new Error("JetStream unavailable")) : replyTo.publish(subject, payload, options)),
+    };
+    const handlers: CommandHandlers = Object.fromEntries([
+      on(ReleaseStockSchema, async (tx, c) => {
+        await record(tx, "held", [c.orderId]);
+        return { subject: "inventory.evt.released", message: create(StockReleasedSchema, { orderId: c.orderId }) };
+      }),
+    ]);
+    const start = (publisher: StreamPublisher) =>
+      startCommandConsumer({ js: env.js, pool: env.pool, publisher, schema: env.schema, domain: env.domain("inventory"), handlers, consumer: { maxDeliver: 2, dlq: env.dlq } });
+    const repliesTo = async (orderId: string) => (await replies()).filter((r) => r.key === orderId).length;
+
+    // Three refusals, then JetStream takes the reply: answered once, handled once (a nak would have had it handled twice).
+    let consumer = await start(flaky);
+    try {
+      await publishMessages(env.js, [command("release", "held-1")]);
+      await waitFor(async () => (await repliesTo("held-1")) === 1, 10_000, "the reply after three refusals");
+      expect(refusals).toBe(4);
+      expect(await appliedIn("held")).toEqual(["held-1"]);
+    } finally {
+      await consumer.stop();
+    }
+
+    // Refused until the consumer stops: the command is handed back, not acked nor dead-lettered,
+    // and the next consumer handles it again and answers it.
+    refusals = 0;
+    refuseUntil = Number.POSITIVE_INFINITY;
+    consumer = await start(flaky);
+    await publishMessages(env.js, [command("release", "held-2")]);
+    await waitFor(async () => refusals >= 2, 10_000, "publishing the reply to fail");
+    await consumer.stop();
+    expect(await repliesTo("held-2")).toBe(0);
+    consumer = await start(replyTo);
+    try {
+      await waitFor(async () => (await repliesTo("held-2")) === 1, 10_000, "the next consumer's reply");
+      expect(await appliedIn("held")).toEqual(["held-1", "held-2", "held-2"]);
+      expect(await listDeadLetters(env.jsm, { dlq: env.dlq })).toEqual([]);
     } finally {
       await consumer.stop();
     }

@@ -1,7 +1,7 @@
 import { type DescMessage, isMessage, type Message, type MessageShape } from "@bufbuild/protobuf";
 import type { JetStreamClient } from "@nats-io/jetstream";
 import type { Pool } from "pg";
-import { type BusConsumer, commandConsumerName, type ConsumerCommonOptions, OutboxRelay, type OutboxWriter, startConsumer, streamName } from "./bus/index.js";
+import { type BusConsumer, commandConsumerName, type ConsumerCommonOptions, type OutboxWriter, startConsumer, type StreamPublisher, streamName } from "./bus/index.js";
 import { currentTraceHeaders } from "./bus/trace.js";
 import type { BusConnection } from "./bus-runtime.js";
 import type { Database, PoolClient } from "./db.js";
@@ -60,7 +60,9 @@ export interface CommandConsumerOptions {
   js: JetStreamClient;
   /** The pool of the transactions (the service's background pool). */
   pool: Pool;
-  /** The service's schema: its outbox takes the replies. */
+  /** Takes the replies, once their transaction has committed. */
+  publisher: StreamPublisher;
+  /** The service's schema. */
   schema: string;
   /** Consumes `<domain>.cmd.>` from the domain's stream. */
   domain: string;
@@ -72,7 +74,7 @@ export interface CommandConsumerOptions {
   consumer?: Partial<Pick<ConsumerCommonOptions, "batchSize" | "maxDeliver" | "backoffMs" | "dlq">>;
 }
 
-export interface ParticipantOptions extends Omit<CommandConsumerOptions, "js" | "pool"> {
+export interface ParticipantOptions extends Omit<CommandConsumerOptions, "js" | "pool" | "publisher"> {
   bus: BusConnection;
   db: Database;
   logger: Logger;
@@ -141,25 +143,39 @@ export async function applyCommands(tx: PoolClient, handlers: CommandHandlers, c
   return replies;
 }
 
+/** The reply's JetStream msgID: a redelivered command's reply is the same message, which JetStream drops. */
+export function replyIdOf(commandId: string): string {
+  return `${commandId}:reply`;
+}
+
+/** Whose reply it is. */
+interface CommandOrigin {
+  id: string;
+  key: string;
+  trace: Record<string, string>;
+}
+
 /**
- * Consumes `<domain>.cmd.>`, applies each command and enqueues its reply (if it has one)
- * in the batch's transaction. No inbox: every command is idempotent by its order (a
- * redelivered or re-sent command changes nothing and gets the recorded outcome again;
- * docs/saga-contract.md).
+ * Consumes `<domain>.cmd.>`, applies a batch of commands in one transaction and, once it has
+ * committed, publishes their replies; acks the commands when JetStream has the replies. No inbox
+ * and no outbox: every command is idempotent by its order (a redelivered or re-sent command
+ * changes nothing and gets the recorded outcome again; docs/saga-contract.md), so a command
+ * whose reply was lost to a crash comes back and is answered again.
  */
 export function startCommandConsumer(options: CommandConsumerOptions): Promise<BusConsumer> {
   const { domain } = options;
-  const batch = new BatchApplication<{ key: string; trace: Record<string, string> }>(options.handlers);
+  const batch = new BatchApplication<CommandOrigin>(options.handlers);
   const emitTo =
-    (out: OutboxWriter): Done<{ key: string; trace: Record<string, string> }> =>
-    ({ key, trace }, reply) => {
-      if (reply) out.emit({ subject: reply.subject, message: reply.message, key, headers: trace });
+    (out: OutboxWriter): Done<CommandOrigin> =>
+    ({ id, key, trace }, reply) => {
+      if (reply) out.emit({ subject: reply.subject, message: reply.message, key, id: replyIdOf(id), headers: trace });
     };
   return startConsumer({
     js: options.js,
     pool: options.pool,
     schema: options.schema,
     inbox: false,
+    publishEmitted: options.publisher,
     stream: streamName(domain),
     durable: commandConsumerName(domain),
     filterSubject: `${domain}.cmd.>`,
@@ -173,15 +189,13 @@ export function startCommandConsumer(options: CommandConsumerOptions): Promise<B
       );
     },
     // A reply continues the trace of its delivery, whose span is the active one while it is met.
-    handle: (delivery, tx, out) => batch.meet(tx, delivery.message, { key: delivery.key, trace: currentTraceHeaders() }, emitTo(out)),
+    handle: (delivery, tx, out) => batch.meet(tx, delivery.message, { id: delivery.id, key: delivery.key, trace: currentTraceHeaders() }, emitTo(out)),
     afterBatch: (tx, out) => batch.finish(tx, emitTo(out)),
   });
 }
 
-/** Runs a saga participant that keeps state in Postgres: its command consumer and its outbox relay. */
+/** Runs a saga participant that keeps state in Postgres: its command consumer. */
 export async function startParticipant(options: ParticipantOptions): Promise<Worker[]> {
-  const { bus, db, schema, logger } = options;
-  const relay = new OutboxRelay({ pool: db.background, schema, publisher: bus.publisher, logger }).start();
-  const consumer = await startCommandConsumer({ ...options, js: bus.js, pool: db.background });
-  return [consumer, relay];
+  const { bus, db } = options;
+  return [await startCommandConsumer({ ...options, js: bus.js, pool: db.background, publisher: bus.publisher })];
 }

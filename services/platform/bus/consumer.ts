@@ -8,13 +8,14 @@ import { errorMessage } from "../errors.js";
 import { createLogger, type Logger } from "../logger.js";
 import { decodeMessage, sagaRegistry } from "./codec.js";
 import { messageIdOf, publishDeadLetter } from "./dlq.js";
+import type { StreamPublisher } from "./jetstream-publisher.js";
 import { busMetrics } from "./metrics.js";
 import { DEFAULT_DLQ, Header, quoteSchema, type DlqConfig } from "./names.js";
 import { enqueueOutbox } from "./outbox.js";
 import { isConflictError, isConnectionError } from "./pgerrors.js";
 import { ProgressSignals } from "./progress.js";
 import { pruneInbox } from "./sql.js";
-import type { OutgoingMessage } from "./publish.js";
+import { publishAsGiven, type OutgoingMessage } from "./publish.js";
 import { currentTraceHeaders, extractTraceContext } from "./trace.js";
 
 /** One decoded message handed to a handler. */
@@ -84,9 +85,20 @@ export interface InboxConsumerOptions extends ConsumerCommonOptions {
    */
   inboxRetentionMs?: number;
   /**
+   * Publish what the handlers emit to JetStream after the commit, and ack the batch's messages
+   * once JetStream has stored it, instead of writing it to `<schema>.outbox` for a relay. Only
+   * for handlers that emit the same messages again when a message is handled again (idempotent
+   * by keys of their own, `inbox: false`): a crash between the commit and the publish then loses
+   * nothing, because the unacknowledged message comes back and is handled again. Emitted
+   * messages need an `id` derived from their delivery's, so that JetStream drops such a
+   * re-publish. The saga's participants publish their replies this way.
+   */
+  publishEmitted?: StreamPublisher;
+  /**
    * Called once per new message, in order, inside the batch transaction `tx`. Throw to fail
    * the message. Messages given to `out.emit` are written to `<schema>.outbox` in one INSERT
-   * at the end of the transaction (cheaper than an `enqueueOutbox` per message).
+   * at the end of the transaction (cheaper than an `enqueueOutbox` per message), or published
+   * after the commit (`publishEmitted`).
    */
   handle: (delivery: Delivery, tx: PoolClient, out: OutboxWriter) => Promise<void>;
   /**
@@ -132,6 +144,12 @@ interface Item {
 
 type Outcome = "processed" | "duplicate";
 
+/** What a committed batch transaction leaves to do: ack each message, publish what was emitted (`publishEmitted`). */
+interface Committed {
+  outcomes: Outcome[];
+  emitted: OutgoingMessage[];
+}
+
 const tracer = trace.getTracer("orderflow-bus");
 
 /** Short enough that what a crashed process held is back within seconds (see ackWaitMs). */
@@ -148,7 +166,8 @@ const NO_OUTBOX: OutboxWriter = {
  *
  * With `pool`, each batch is ONE transaction: insert the batch's ids into `<schema>.inbox`
  * (ON CONFLICT DO NOTHING; not with `inbox: false`), call `handle` for the new ones with the
- * transaction client, commit, then ack every message of the batch. If the batch transaction
+ * transaction client, commit (then, with `publishEmitted`, publish what the handlers emitted),
+ * then ack every message of the batch. If the batch transaction
  * fails, each message gets its own transaction, so one bad message does not hold back the others. A message
  * whose handling fails is nak'd with `backoffMs` delay; on its `maxDeliver`-th delivery, or
  * at once if it cannot be decoded, it goes to the DLQ and is terminated.
@@ -172,6 +191,8 @@ class BatchConsumer implements BusConsumer {
   private readonly registry: Registry;
   private readonly inboxTable: string | null;
   private readonly schema: string | null;
+  /** Where emitted messages go after the commit, instead of the outbox. */
+  private readonly publishEmitted: StreamPublisher | undefined;
   private readonly call: (d: Delivery, tx: PoolClient | undefined, out: OutboxWriter) => Promise<void>;
   private readonly queue: JsMsg[] = [];
   /** The batch being processed. */
@@ -197,6 +218,7 @@ class BatchConsumer implements BusConsumer {
       const handle = opts.handle;
       this.inboxTable = opts.inbox === false ? null : `${quoteSchema(opts.schema)}.inbox`;
       this.schema = opts.schema;
+      this.publishEmitted = opts.publishEmitted;
       this.call = (d, tx, out) => {
         if (!tx) throw new Error("inbox consumer called without a transaction");
         return handle(d, tx, out);
@@ -205,6 +227,7 @@ class BatchConsumer implements BusConsumer {
       const handle = opts.handle;
       this.inboxTable = null;
       this.schema = null;
+      this.publishEmitted = undefined;
       this.call = (d) => handle(d);
     }
   }
@@ -395,22 +418,40 @@ class BatchConsumer implements BusConsumer {
 
   private async processInTransaction(pool: Pool, items: Item[]): Promise<void> {
     if (items.length > 1) {
-      try {
-        const outcomes = await this.transactionHeld(pool, items, false);
-        items.forEach((it, i) => this.acked(it, outcomes[i] ?? "processed"));
-        return;
-      } catch (err) {
+      const done = await this.transactionHeld(pool, items, false).catch((err: unknown) => {
         this.log.warn("batch transaction failed; retrying its messages one by one", { consumer: this.name, size: items.length, error: errorMessage(err) });
-      }
+        return undefined;
+      });
+      if (done) return this.settle(items, done);
     }
     for (const it of items) {
+      let done: Committed;
       try {
-        const [outcome] = await this.transactionHeld(pool, [it], true);
-        this.acked(it, outcome ?? "processed");
+        done = await this.transactionHeld(pool, [it], true);
       } catch (err) {
         await this.failed(it, err);
+        continue;
+      }
+      await this.settle([it], done);
+    }
+  }
+
+  /**
+   * Acks the messages of a committed transaction, after publishing what it emitted (with
+   * `publishEmitted`; held and retried until JetStream has it). Stopping before then hands
+   * the messages back: they are handled again, and emit the same.
+   */
+  private async settle(items: Item[], { outcomes, emitted }: Committed): Promise<void> {
+    const publisher = this.publishEmitted;
+    if (publisher && emitted.length > 0) {
+      try {
+        await this.retriedWhileUnavailable(() => publishAsGiven(publisher, emitted), () => true, items.length, "cannot publish what a committed batch emitted");
+      } catch {
+        for (const it of items) it.m.nak();
+        return;
       }
     }
+    items.forEach((it, i) => this.acked(it, outcomes[i] ?? "processed"));
   }
 
   /**
@@ -419,7 +460,7 @@ class BatchConsumer implements BusConsumer {
    * JetStream from redelivering them) and tries again with backoff, so an outage does not use up
    * deliveries or dead-letter good messages. Gives up only when stopping.
    */
-  private transactionHeld(pool: Pool, items: Item[], retryConflicts: boolean): Promise<Outcome[]> {
+  private transactionHeld(pool: Pool, items: Item[], retryConflicts: boolean): Promise<Committed> {
     return this.retriedWhileUnavailable(
       () => this.transaction(pool, items),
       (err, attempt) => retryConflicts && isConflictError(err) && attempt < 10,
@@ -431,20 +472,25 @@ class BatchConsumer implements BusConsumer {
    * Runs `work` until it succeeds; on a connection error (or one `retryAlso` accepts) waits with
    * backoff and tries again while its messages stay held. Throws any other error, and when stopping.
    */
-  private async retriedWhileUnavailable<T>(work: () => Promise<T>, retryAlso: (err: unknown, attempt: number) => boolean, size: number): Promise<T> {
+  private async retriedWhileUnavailable<T>(
+    work: () => Promise<T>,
+    retryAlso: (err: unknown, attempt: number) => boolean,
+    size: number,
+    trouble = "database unavailable",
+  ): Promise<T> {
     for (let attempt = 0; ; attempt++) {
       try {
         return await work();
       } catch (err) {
         if (!(isConnectionError(err) || retryAlso(err, attempt)) || this.stopping) throw err;
-        if (attempt === 0 || attempt % 10 === 0) this.log.warn("database unavailable; holding messages and retrying", { consumer: this.name, size, attempt, error: errorMessage(err) });
+        if (attempt === 0 || attempt % 10 === 0) this.log.warn(`${trouble}; holding messages and retrying`, { consumer: this.name, size, attempt, error: errorMessage(err) });
         await new Promise((resolve) => setTimeout(resolve, Math.min(50 * 2 ** attempt, 5000) * (0.5 + Math.random() / 2)));
       }
     }
   }
 
-  /** One transaction: inbox rows for the items (if kept), handler for the new ones, commit. */
-  private async transaction(pool: Pool, items: Item[]): Promise<Outcome[]> {
+  /** One transaction: inbox rows for the items (if kept), handler for the new ones, outbox rows (unless published after it), commit. */
+  private async transaction(pool: Pool, items: Item[]): Promise<Committed> {
     const client = await pool.connect();
     let releaseError: Error | undefined;
     try {
@@ -470,10 +516,10 @@ class BatchConsumer implements BusConsumer {
         }
       }
       if (newDeliveries.length > 0 && this.opts.pool !== undefined) await this.opts.afterBatch?.(client, out);
-      if (emitted.length > 0 && this.schema) await enqueueOutbox(client, this.schema, emitted);
+      if (emitted.length > 0 && this.schema && !this.publishEmitted) await enqueueOutbox(client, this.schema, emitted);
       await client.query("COMMIT");
       committed(client);
-      return outcomes;
+      return { outcomes, emitted: this.publishEmitted ? emitted : [] };
     } catch (err) {
       rolledBack(client);
       try {

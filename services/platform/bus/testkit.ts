@@ -12,9 +12,8 @@ import { W3CTraceContextPropagator } from "@opentelemetry/core";
 import pg from "pg";
 import type { Counter } from "prom-client";
 import { errorMessage } from "../errors.js";
-import type { DlqConfig } from "./names.js";
-import { streamName } from "./names.js";
-import { JetStreamPublisher } from "./jetstream-publisher.js";
+import { type DlqConfig, Header, streamName } from "./names.js";
+import { JetStreamPublisher, type StreamPublisher } from "./jetstream-publisher.js";
 import { ensureBusTables } from "./sql.js";
 import { deleteStreams, ensureStreams } from "./streams.js";
 
@@ -107,6 +106,23 @@ export async function readStream(jsm: JetStreamManager, stream: string): Promise
     if (m) out.push(m);
   }
   return out;
+}
+
+/**
+ * The env's publisher for handlers that name their real subjects (`payment.evt.charged`):
+ * publishes `<name>.…` to the env's `<domain(name)>.…` instead, so that it lands in the env's stream.
+ */
+export function publisherInto(env: Pick<BusTestEnv, "publisher" | "domain">, name: string): StreamPublisher {
+  return {
+    publish: (subject, payload, options) => env.publisher.publish(subject.startsWith(`${name}.`) ? `${env.domain(name)}${subject.slice(name.length)}` : subject, payload, options),
+  };
+}
+
+/** The events (`<domain>.evt.…`) in a stream, in stream order: subject, key and trace id. */
+export async function eventsIn(jsm: JetStreamManager, stream: string): Promise<Array<{ subject: string; key: string; traceId: string }>> {
+  return (await readStream(jsm, stream))
+    .filter((m) => m.subject.includes(".evt."))
+    .map((m) => ({ subject: m.subject, key: m.header.get(Header.key), traceId: m.header.get("traceparent").split("-")[1] ?? "" }));
 }
 
 /** A counter's value for these labels (0 while never incremented). */
