@@ -14,7 +14,7 @@ const schema = `inventory_test_${process.pid}_${randomBytes(3).toString("hex")}`
 let db: Database;
 
 beforeAll(async () => {
-  await migrate({ databaseUrl: DATABASE_URL, service: "inventory", schema, logger: createLogger("inventory-test", "warn"), busTables: true });
+  await migrate({ databaseUrl: DATABASE_URL, service: "inventory", schema, logger: createLogger("inventory-test", "warn") });
   db = new Database({ url: DATABASE_URL, poolMax: 4, schema, applicationName: "inventory-test" });
 });
 

@@ -23,14 +23,16 @@ import { OrderWatch } from "./saga/watch.js";
 import { OrderStore } from "./store.js";
 
 const schema = ordersSchema;
+/** The order service writes the saga's commands into its outbox. */
+const schemaOptions = { busTables: true };
 
 export function migrate(context: ServiceContext): Promise<void> {
-  return migrateServiceSchema(context, loadConfig(orderConfigShape), schema);
+  return migrateServiceSchema(context, loadConfig(orderConfigShape), schema, schemaOptions);
 }
 
 export async function start(context: ServiceContext): Promise<ServiceParts> {
   const config = loadConfig(orderConfigShape);
-  const db = await openServiceDatabase(context, config, schema);
+  const db = await openServiceDatabase(context, config, schema, schemaOptions);
   const inventory = serviceClient(InventoryService, config.INVENTORY_URL);
   const store = new OrderStore(db);
   const timing = { stepTimeoutMs: config.SAGA_STEP_TIMEOUT_MS };

@@ -45,7 +45,7 @@ beforeAll(async () => {
   } finally {
     await probe.end();
   }
-  await migrate({ databaseUrl: DATABASE_URL, service: "payment", schema, logger: createLogger("payment-test", "warn"), busTables: true });
+  await migrate({ databaseUrl: DATABASE_URL, service: "payment", schema, logger: createLogger("payment-test", "warn") });
   db = new Database({ url: DATABASE_URL, poolMax: 30, schema, applicationName: "payment-test" });
   store = new PaymentStore(db);
   api = createClient(PaymentService, createRouterTransport(({ service }) => service(PaymentService, paymentApi(store))));

@@ -10,13 +10,18 @@ export interface DatabaseSettings {
   DATABASE_BACKGROUND_POOL_MAX: number;
 }
 
-/** Applies the service's migrations and the bus tables (outbox, inbox) to its schema. */
-export function migrateServiceSchema(context: ServiceContext, settings: DatabaseSettings, schema: string): Promise<void> {
-  return migrate({ databaseUrl: settings.DATABASE_URL, service: context.name, schema, logger: context.logger, busTables: true });
+export interface SchemaOptions {
+  /** The service writes an outbox, or consumes with an inbox: create the bus tables too (default false). */
+  busTables?: boolean;
+}
+
+/** Applies the service's migrations (and the bus tables, if it uses them) to its schema. */
+export function migrateServiceSchema(context: ServiceContext, settings: DatabaseSettings, schema: string, options: SchemaOptions = {}): Promise<void> {
+  return migrate({ databaseUrl: settings.DATABASE_URL, service: context.name, schema, logger: context.logger, busTables: options.busTables ?? false });
 }
 
 /** Migrates the service's schema, then opens its primary and replica pools. */
-export async function openServiceDatabase(context: ServiceContext, settings: DatabaseSettings, schema: string): Promise<Database> {
-  await migrateServiceSchema(context, settings, schema);
+export async function openServiceDatabase(context: ServiceContext, settings: DatabaseSettings, schema: string, options: SchemaOptions = {}): Promise<Database> {
+  await migrateServiceSchema(context, settings, schema, options);
   return new Database({ url: settings.DATABASE_URL, readUrl: settings.DATABASE_READ_URL, poolMax: settings.DATABASE_POOL_MAX, backgroundPoolMax: settings.DATABASE_BACKGROUND_POOL_MAX, schema, applicationName: context.name });
 }

@@ -74,7 +74,8 @@ export interface InboxConsumerOptions extends ConsumerCommonOptions {
    * Record each message id in `<schema>.inbox` and skip ids seen before (default true).
    * false when every handler is idempotent by keys of its own — a redelivered message is
    * handled again and must change nothing (re-emitting a recorded reply is fine): saves a
-   * statement per batch and a row per message. The saga's participants are (docs/saga-contract.md).
+   * statement per batch and a row per message (one id met twice in a batch is still handled
+   * once). The saga's participants are (docs/saga-contract.md).
    */
   inbox?: boolean;
   /**
