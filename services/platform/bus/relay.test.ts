@@ -239,6 +239,20 @@ describe("outbox + relay", () => {
     }).finally(() => listener.release());
   });
 
+  it("marks rows handed over without reading the outbox: another process's silent row waits for the poll", async () => {
+    await whileLeading({ pollMs: 60_000, busyPollMs: 60_000, markDelayMs: 10 }, async () => {
+      // Written as by another process that sends no NOTIFY (neither handed over nor announced).
+      const silent = outboxInsert(env.schema, [reserve("silent", 1)], 1);
+      await env.pool.query(silent.sql, silent.values);
+      await inTx((c) => enqueueOutbox(c, env.schema, [reserve("handed-over", 2)]));
+      await waitFor(async () => (await streamCount()) === 1 && (await unpublished()) === 1, 3000, "the handed-over row published and marked");
+      await new Promise((resolve) => setTimeout(resolve, 200));
+      const msgs = await readStream(env.jsm, env.stream("inventory"));
+      expect(msgs.map((m) => m.header.get(Header.key))).toEqual(["handed-over"]);
+      expect(await unpublished()).toBe(1);
+    });
+  });
+
   it("polls as a backstop when no NOTIFY is sent", async () => {
     await whileLeading({ pollMs: 100 }, async () => {
       await inTx((c) => enqueueOutbox(c, env.schema, [reserve("quiet", 1)], { notify: false }));

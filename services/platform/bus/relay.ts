@@ -53,7 +53,8 @@ export interface OutboxRelayOptions {
  * docs/saga-contract.md).
  * Rows committed by its own process are handed to it (see `registerLocalRelay`) and published
  * at once, without being read back; their marks wait up to `markDelayMs` to be written
- * together, a crash in between only publishes them again. Rows of other processes arrive by
+ * together (by an UPDATE alone: the outbox is read only when a read is due), a crash in
+ * between only publishes them again. Rows of other processes arrive by
  * NOTIFY; polling every `pollMs` is the backstop, every `busyPollMs` for a second after a
  * NOTIFY (other processes' writers throttle theirs). If the dedicated connection drops, the
  * lock goes with it and another replica takes over.
@@ -81,6 +82,7 @@ export class OutboxRelay {
   private lastBacklogAt = 0;
   private lastCleanupAt = 0;
   private lastRemoteNotificationAt = 0;
+  private lastReadAt = 0;
   private unregisterLocal: () => void = () => undefined;
   /** Ids of rows being published, not yet acknowledged. */
   private readonly inFlight = new Set<string>();
@@ -132,18 +134,24 @@ export class OutboxRelay {
           await client.query(`LISTEN "${outboxChannel(this.opts.schema)}"`);
           if (this.opts.localWake) this.unregisterLocal = registerLocalRelay(this.opts.schema, { publishCommitted: this.publishCommitted });
         }
+        const readDue = this.dirty || !this.caughtUp || this.untilNextRead() === 0;
         this.dirty = false;
         this.markDue = false;
-        const leftBefore = this.leftToLoop;
-        const n = await this.drain(client);
-        if (n < this.opts.batchSize && this.leftToLoop === leftBefore) this.caughtUp = true;
+        let fullBatch = false;
+        if (readDue) {
+          const leftBefore = this.leftToLoop;
+          const n = await this.drain(client);
+          this.lastReadAt = Date.now();
+          fullBatch = n >= this.opts.batchSize;
+          if (!fullBatch && this.leftToLoop === leftBefore) this.caughtUp = true;
+        } else {
+          // Only acks came in (for rows handed over): mark them without reading the outbox.
+          await this.mark(client);
+        }
         await this.updateBacklog(client);
-        if (n >= this.opts.batchSize || this.dirty) continue;
+        if (fullBatch || this.dirty) continue;
         await this.cleanup(client);
-        // While other processes write, poll fast: they skip most NOTIFYs under load (enqueueOutbox
-        // notify "auto"). This process's own rows are handed over and need no read.
-        const busy = Date.now() - this.lastRemoteNotificationAt < 1000;
-        if (!this.dirty && !this.markDue) await this.sleep(busy ? this.opts.busyPollMs : this.opts.pollMs);
+        if (!this.dirty && !this.markDue) await this.sleep(this.untilNextRead());
         // Acks that come in meanwhile join these marks (they do not cut the wait short).
         if (!this.dirty && this.markDue) await this.sleep(this.opts.markDelayMs);
       } catch (err) {
@@ -178,8 +186,20 @@ export class OutboxRelay {
   /** Marks the acknowledged rows. */
   private async mark(client: PoolClient): Promise<void> {
     const ids = [...this.acked];
-    await client.query(this.markSql(1), [ids]);
+    if (ids.length === 0) return;
+    await client.query(prepared(this.markSql(1), [ids]));
     for (const id of ids) this.acked.delete(id);
+  }
+
+  /**
+   * Time left before the outbox is read again (the backstop poll; while other processes write,
+   * the fast one: they skip most NOTIFYs under load, enqueueOutbox notify "auto"). Rows this
+   * process writes are handed over and need no read: a read walks the unpublished-rows index,
+   * whose entries for published rows stay until VACUUM, so it costs more the more was published.
+   */
+  private untilNextRead(): number {
+    const busy = Date.now() - this.lastRemoteNotificationAt < 1000;
+    return Math.max(0, this.lastReadAt + (busy ? this.opts.busyPollMs : this.opts.pollMs) - Date.now());
   }
 
   private async connect(): Promise<void> {
