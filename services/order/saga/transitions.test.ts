@@ -9,6 +9,7 @@ import { recordingStatements, useTraceContext } from "../../platform/bus/testkit
 import { Database } from "../../platform/db.js";
 import { createLogger } from "../../platform/logger.js";
 import { migrate } from "../../platform/migrate.js";
+import { onOrdersChanged } from "./changes.js";
 import { ReplyApplier } from "./replies.js";
 import { type Transition, writeTransitions } from "./transitions.js";
 
@@ -71,10 +72,7 @@ describe("a batch of saga replies", () => {
   it("is written in one statement: last state per order, one version per status change, history in order, one notice per order, the commands in the outbox", async () => {
     const [a, b] = [await pendingOrder(), await pendingOrder()];
     const notices: string[] = [];
-    const listener = new pg.Client({ connectionString: DATABASE_URL });
-    await listener.connect();
-    listener.on("notification", (n) => notices.push(n.payload ?? ""));
-    await listener.query("LISTEN order_changed");
+    const unregister = onOrdersChanged((orderIds) => notices.push(...orderIds));
     const { db: counting, statements } = recordingStatements(db.primary);
     try {
       const applier = new ReplyApplier(counting, timing, schema);
@@ -97,10 +95,9 @@ describe("a batch of saga replies", () => {
       // The reservation asks for the order's lines, which came with the read.
       const reserve = fromBinary(ReserveStockSchema, sent[0]!.payload);
       expect(reserve.lines.map((l) => `${l.sku}×${l.quantity}`)).toEqual(["SKU-1×1", "SKU-2×2"]);
-      await new Promise((r) => setTimeout(r, 100));
       expect(notices.sort()).toEqual([a, b].sort());
     } finally {
-      await listener.end();
+      unregister();
     }
   });
 
@@ -178,5 +175,38 @@ describe("a batch of saga replies", () => {
       await writeTransitions(tx, [step("CONFIRMED", [], true)], timing.stepTimeoutMs);
       expect(await since()).toEqual({ all: 3, hot: 2 });
     });
+  });
+
+  it("announces a status change written in a transaction once it commits, never one rolled back", async () => {
+    const [kept, undone] = [await pendingOrder(), await pendingOrder()];
+    const approved = (orderId: string): Transition => ({
+      orderId,
+      fromStatus: "PENDING",
+      status: "FRAUD_APPROVED",
+      reason: "",
+      awaiting: ["reserve"],
+      compensateTo: null,
+      statusChanged: true,
+      startedStep: true,
+      concluded: false,
+    });
+    const notices: string[] = [];
+    const unregister = onOrdersChanged((orderIds) => notices.push(...orderIds));
+    try {
+      await db.transaction(async (tx) => {
+        await writeTransitions(tx, [approved(kept)], timing.stepTimeoutMs);
+        expect(notices).toEqual([]);
+      });
+      expect(notices).toEqual([kept]);
+      await expect(
+        db.transaction(async (tx) => {
+          await writeTransitions(tx, [approved(undone)], timing.stepTimeoutMs);
+          throw new Error("abort");
+        }),
+      ).rejects.toThrow("abort");
+      expect(notices).toEqual([kept]);
+    } finally {
+      unregister();
+    }
   });
 });

@@ -1,5 +1,6 @@
 import { foldOutbox, type OutgoingMessage, outboxWritten, type WrittenRow } from "../../platform/bus/index.js";
-import { prepared, type Queryable } from "../../platform/db.js";
+import { afterCommit, type PoolClient, prepared, type Queryable } from "../../platform/db.js";
+import { ordersChanged } from "./changes.js";
 
 /** One change of a locked order's saga state, as `advance` decided it. */
 export interface Transition {
@@ -25,12 +26,12 @@ interface OrderUpdate {
 /**
  * The statement that writes a batch of transitions. Guarded, each order's update applies
  * only if the row is still the version its transitions were decided on (`xmin` as read,
- * `$15`); an order whose row changed since gets no update, no history and no notice, and
- * the statement returns the orders it updated.
+ * `$14`); an order whose row changed since gets no update and no history, and the statement
+ * returns the orders it updated.
  */
 function writeSql(guarded: boolean): string {
   return `WITH t AS (
-   SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[], $6::int[], $7::bool[], $8::bool[]${guarded ? ", $15::xid[]" : ""})
+   SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[], $6::int[], $7::bool[], $8::bool[]${guarded ? ", $14::xid[]" : ""})
      AS t(order_id, status, reason, awaiting, compensate_to, bump, started, concluded${guarded ? ", revision" : ""})
  ), updated AS (
    UPDATE orders o SET status = t.status, status_reason = t.reason, awaiting = string_to_array(t.awaiting, ','),
@@ -46,12 +47,10 @@ function writeSql(guarded: boolean): string {
    SELECT h.order_id, h.from_status, h.to_status, h.reason
      FROM unnest($10::uuid[], $11::text[], $12::text[], $13::text[]) WITH ORDINALITY AS h(order_id, from_status, to_status, reason, n)${guarded ? "\n    WHERE h.order_id IN (SELECT order_id FROM updated)" : ""}
     ORDER BY h.n
- ), notice AS (
-   SELECT pg_notify('order_changed', n.order_id::text) FROM unnest($14::uuid[]) AS n(order_id)${guarded ? " WHERE n.order_id IN (SELECT order_id FROM updated)" : ""}
  )`;
 }
 
-/** The parameters `writeSql` takes ($1–$14), from a batch's transitions. */
+/** The parameters `writeSql` takes ($1–$13), from a batch's transitions. */
 function writeValues(transitions: readonly Transition[], stepTimeoutMs: number): unknown[] {
   const byOrder = new Map<string, OrderUpdate>();
   for (const t of transitions) {
@@ -79,19 +78,25 @@ function writeValues(transitions: readonly Transition[], stepTimeoutMs: number):
     changes.map((t) => t.fromStatus),
     changes.map((t) => t.status),
     changes.map((t) => t.reason),
-    [...new Set(changes.map((t) => t.orderId))],
   ];
+}
+
+/** The orders whose status the transitions change: their watchers are told once the write has committed. */
+function changedOrders(transitions: readonly Transition[]): string[] {
+  return [...new Set(transitions.filter((t) => t.statusChanged).map((t) => t.orderId))];
 }
 
 /**
  * Writes transitions of locked orders in one statement: each order's row gets its
  * last state (versions bumped once per status change, the step clock restarted if
  * any transition started a step), every status change gets its history entry in
- * order, and watchers of each changed order get one notice.
+ * order, and watchers of each changed order get one notice once `tx` commits.
  */
-export async function writeTransitions(tx: Queryable, transitions: readonly Transition[], stepTimeoutMs: number): Promise<void> {
+export async function writeTransitions(tx: PoolClient, transitions: readonly Transition[], stepTimeoutMs: number): Promise<void> {
   if (transitions.length === 0) return;
-  await tx.query(prepared(`${writeSql(false)} SELECT (SELECT count(*) FROM updated) AS updated, (SELECT count(*) FROM notice) AS notified`, writeValues(transitions, stepTimeoutMs)));
+  await tx.query(prepared(`${writeSql(false)} SELECT (SELECT count(*) FROM updated) AS updated`, writeValues(transitions, stepTimeoutMs)));
+  const changed = changedOrders(transitions);
+  if (changed.length > 0) afterCommit(tx, () => ordersChanged(changed));
 }
 
 /** An order's transitions decided on the row version `revision`, with the messages they send. */
@@ -108,7 +113,8 @@ export interface GuardedWrite {
  * Writes transitions decided on orders read without a lock, as one statement (atomic
  * without BEGIN / COMMIT): like `writeTransitions`, plus the messages in the outbox, for
  * each order whose row has not changed since it was read. Returns the orders written;
- * the others changed meanwhile and are to be decided again on what they now are.
+ * the others changed meanwhile and are to be decided again on what they now are. Not for
+ * a client in a transaction: the watchers are told as the statement returns.
  */
 export async function writeTransitionsIfUnchanged(q: Queryable, write: GuardedWrite, stepTimeoutMs: number): Promise<Set<string>> {
   if (write.transitions.length === 0) return new Set();
@@ -118,10 +124,12 @@ export async function writeTransitionsIfUnchanged(q: Queryable, write: GuardedWr
   const written = outbox ? "(SELECT json_agg(json_build_object('id', id::text, 'msg_id', msg_id)) FROM ob)" : "NULL::json";
   const { rows } = await q.query<{ updated: string[] | null; written: WrittenRow[] | null }>(
     prepared(
-      `${writeSql(true)}${outbox?.ctes ?? ""} SELECT (SELECT array_agg(order_id::text) FROM updated) AS updated, (SELECT count(*) FROM notice) AS notified, ${written} AS written${outbox?.columns ?? ""}`,
+      `${writeSql(true)}${outbox?.ctes ?? ""} SELECT (SELECT array_agg(order_id::text) FROM updated) AS updated, ${written} AS written${outbox?.columns ?? ""}`,
       values,
     ),
   );
   if (outbox) outboxWritten(outbox.insert, rows[0]?.written ?? []);
-  return new Set(rows[0]?.updated ?? []);
+  const updated = new Set(rows[0]?.updated ?? []);
+  ordersChanged(changedOrders(write.transitions).filter((orderId) => updated.has(orderId)));
+  return updated;
 }

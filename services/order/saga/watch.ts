@@ -1,46 +1,41 @@
 import { EventEmitter, on } from "node:events";
-import type pg from "pg";
+import type { NatsConnection, Subscription } from "@nats-io/transport-node";
 import type { Order } from "../../../gen/orderflow/order/v1/order_pb.js";
 import type { Database } from "../../platform/db.js";
-import { errorMessage } from "../../platform/errors.js";
 import type { Worker } from "../../platform/host.js";
-import type { Logger } from "../../platform/logger.js";
 import { isTerminal } from "../domain/status.js";
 import { readOrder } from "../store.js";
+import { onOrdersChanged, orderChangesSubject } from "./changes.js";
+
+/** How often a watched order is read again whatever was heard: a change announced while NATS was unreachable is lost. */
+const RECHECK_MS = 5_000;
 
 /**
- * Streams an order's changes to WatchOrder callers. Every transition sends
- * pg_notify('order_changed', id) on commit, so a watcher on any replica hears
- * changes made by any other; one LISTEN connection per process fans them out.
+ * Streams an order's changes to WatchOrder callers. The process's committed status changes
+ * are announced on core NATS, one subject per order (`orderChangesSubject`), so a watcher on
+ * any replica hears changes made by any other; the process subscribes to an order's subject
+ * while it has watchers of that order. Core NATS delivers at most once, so every watched
+ * order is also read again every few seconds.
  */
 export class OrderWatch implements Worker {
   private readonly changes = new EventEmitter();
-  private client: pg.PoolClient | undefined;
-  private stopped = false;
+  /** The subscription of each watched order, and how many watchers share it. */
+  private readonly subscriptions = new Map<string, { subscription: Subscription; watchers: number }>();
+  private readonly unregister: () => void;
+  private readonly recheck: NodeJS.Timeout;
 
-  constructor(private readonly db: Database, private readonly logger: Logger) {
+  constructor(
+    private readonly db: Database,
+    private readonly nc: NatsConnection,
+  ) {
     this.changes.setMaxListeners(0);
-  }
-
-  async start(): Promise<this> {
-    await this.listen();
-    return this;
-  }
-
-  private async listen(): Promise<void> {
-    const client = await this.db.primary.connect();
-    this.client = client;
-    client.on("notification", (n) => {
-      if (n.payload) this.changes.emit(n.payload);
+    this.unregister = onOrdersChanged((orderIds) => {
+      for (const orderId of orderIds) this.nc.publish(orderChangesSubject(orderId));
     });
-    client.on("error", (error) => {
-      this.logger.warn("order watch connection lost", { error: errorMessage(error) });
-      client.release(error);
-      if (!this.stopped) setTimeout(() => void this.listen().catch(() => undefined), 1_000);
-    });
-    await client.query("LISTEN order_changed");
-    // A change made while we were not listening would be missed: wake every watcher to re-read.
-    for (const orderId of this.changes.eventNames()) if (typeof orderId === "string" && orderId !== "stop") this.changes.emit(orderId);
+    this.recheck = setInterval(() => {
+      for (const orderId of this.subscriptions.keys()) this.changes.emit(orderId);
+    }, RECHECK_MS);
+    this.recheck.unref();
   }
 
   /** Ends every open watch stream (shutdown). */
@@ -49,9 +44,9 @@ export class OrderWatch implements Worker {
   }
 
   async stop(): Promise<void> {
-    this.stopped = true;
+    this.unregister();
+    clearInterval(this.recheck);
     this.endStreams();
-    this.client?.release();
   }
 
   /** The order now, then each new version until it is terminal or the caller goes away. */
@@ -63,6 +58,7 @@ export class OrderWatch implements Worker {
     // One event name per order: a change wakes only that order's watchers.
     const events = on(this.changes, orderId, { signal: stop.signal });
     try {
+      await this.subscribe(orderId);
       let last = await readOrder(this.db.primary, orderId);
       if (!last) return;
       yield last;
@@ -77,8 +73,30 @@ export class OrderWatch implements Worker {
     } catch (error) {
       if (!stop.signal.aborted) throw error;
     } finally {
+      this.unsubscribe(orderId);
       signal.removeEventListener("abort", onAbort);
       this.changes.off("stop", onAbort);
     }
+  }
+
+  /** Subscribes to the order's changes (once per process); resolves when NATS has the subscription, so no later change is missed. */
+  private async subscribe(orderId: string): Promise<void> {
+    const existing = this.subscriptions.get(orderId);
+    if (existing) {
+      existing.watchers += 1;
+      return;
+    }
+    const subscription = this.nc.subscribe(orderChangesSubject(orderId), { callback: () => void this.changes.emit(orderId) });
+    this.subscriptions.set(orderId, { subscription, watchers: 1 });
+    await this.nc.flush();
+  }
+
+  private unsubscribe(orderId: string): void {
+    const entry = this.subscriptions.get(orderId);
+    if (!entry) return;
+    entry.watchers -= 1;
+    if (entry.watchers > 0) return;
+    this.subscriptions.delete(orderId);
+    entry.subscription.unsubscribe();
   }
 }
