@@ -144,7 +144,7 @@ export async function applyCommands(tx: PoolClient, handlers: CommandHandlers, c
 }
 
 /** The reply's JetStream msgID: a redelivered command's reply is the same message, which JetStream drops. */
-export function replyIdOf(commandId: string): string {
+function replyIdOf(commandId: string): string {
   return `${commandId}:reply`;
 }
 
