@@ -30,7 +30,13 @@ export class OrderWatch implements Worker {
   ) {
     this.changes.setMaxListeners(0);
     this.unregister = onOrdersChanged((orderIds) => {
-      for (const orderId of orderIds) this.nc.publish(orderChangesSubject(orderId));
+      // Told after the change committed: a notice that cannot go out (the connection is closed
+      // or draining) must not fail the write; watchers read the order again within RECHECK_MS.
+      try {
+        for (const orderId of orderIds) this.nc.publish(orderChangesSubject(orderId));
+      } catch {
+        return;
+      }
     });
     this.recheck = setInterval(() => {
       for (const orderId of this.subscriptions.keys()) this.changes.emit(orderId);
