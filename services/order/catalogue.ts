@@ -2,18 +2,39 @@ import { Code, ConnectError, type Client } from "@connectrpc/connect";
 import type DataLoader from "dataloader";
 import type { InventoryService, Product } from "../../gen/orderflow/inventory/v1/inventory_pb.js";
 import { batchPerTurn } from "../platform/batch-per-turn.js";
+import { counter } from "../platform/metrics.js";
 
 /** BatchGetProducts takes at most this many SKUs (inventory.proto). */
 const MAX_SKUS_PER_CALL = 100;
 
+const lookups = counter("orderflow_order_catalogue_lookups_total", "Products CreateOrder priced, by where the product came from", ["result"]);
+
+export interface CatalogueOptions {
+  /** How long a product read from inventory prices orders without asking again; 0 = ask every time. */
+  cacheMs: number;
+  /** Products kept at most; the least recently read is dropped first. */
+  maxProducts?: number;
+  now?: () => number;
+}
+
 /**
  * The products CreateOrder prices against, read from inventory: every SKU asked for in
  * one turn of the event loop is one BatchGetProducts call (and one query in inventory).
+ * A product found is kept for `cacheMs`, so a price changed in inventory reaches new
+ * orders within that time; a SKU not found is asked for again on every order, so a
+ * product added to the catalogue can be ordered at once.
  */
 export class Catalogue {
   private readonly loader: DataLoader<string, Product | null>;
+  private readonly kept = new Map<string, { product: Product; until: number }>();
+  private readonly cacheMs: number;
+  private readonly maxProducts: number;
+  private readonly now: () => number;
 
-  constructor(inventory: Client<typeof InventoryService>) {
+  constructor(inventory: Client<typeof InventoryService>, options: CatalogueOptions) {
+    this.cacheMs = options.cacheMs;
+    this.maxProducts = options.maxProducts ?? 10_000;
+    this.now = options.now ?? Date.now;
     this.loader = batchPerTurn(async (skus: readonly string[]) => {
       const unique = [...new Set(skus)];
       const { products } = await inventory.batchGetProducts({ skus: unique });
@@ -24,14 +45,34 @@ export class Catalogue {
 
   /** The products of `skus` that exist; UNAVAILABLE when inventory cannot answer. */
   async products(skus: readonly string[]): Promise<Product[]> {
-    const found = await this.loader.loadMany(skus);
+    const now = this.now();
     const products: Product[] = [];
+    const asked: string[] = [];
+    for (const sku of skus) {
+      const entry = this.kept.get(sku);
+      if (entry && entry.until > now) products.push(entry.product);
+      else asked.push(sku);
+    }
+    lookups.inc({ result: "cached" }, products.length);
+    if (asked.length === 0) return products;
+    lookups.inc({ result: "inventory" }, asked.length);
+    const found = await this.loader.loadMany(asked);
     for (const entry of found) {
       if (entry instanceof Error) {
         throw new ConnectError(`inventory is unavailable: ${ConnectError.from(entry).rawMessage}`, Code.Unavailable);
       }
-      if (entry) products.push(entry);
+      if (entry) {
+        products.push(entry);
+        this.keep(entry, now);
+      }
     }
     return products;
+  }
+
+  private keep(product: Product, now: number): void {
+    if (this.cacheMs <= 0) return;
+    this.kept.delete(product.sku);
+    this.kept.set(product.sku, { product, until: now + this.cacheMs });
+    if (this.kept.size > this.maxProducts) this.kept.delete(this.kept.keys().next().value ?? "");
   }
 }

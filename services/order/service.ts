@@ -61,7 +61,7 @@ export async function start(context: ServiceContext): Promise<ServiceParts> {
   const cache = new OrderCache(redis);
   const api = orderApi({
     store,
-    catalogue: new Catalogue(inventory),
+    catalogue: new Catalogue(inventory, { cacheMs: config.CATALOGUE_CACHE_MS }),
     watch,
     sagaStart: sagaStart(timing),
     cache,

@@ -1,0 +1,88 @@
+import { create } from "@bufbuild/protobuf";
+import { Code, ConnectError, createClient, createRouterTransport } from "@connectrpc/connect";
+import { describe, expect, it } from "vitest";
+import { InventoryService, type Product, ProductSchema } from "../../gen/orderflow/inventory/v1/inventory_pb.js";
+import { Catalogue } from "./catalogue.js";
+
+/** An in-memory inventory (Connect's router transport) that records every BatchGetProducts call. */
+function inventory(prices: Map<string, bigint>, fail = { now: false }) {
+  const calls: string[][] = [];
+  const transport = createRouterTransport(({ service }) => {
+    service(InventoryService, {
+      batchGetProducts(request) {
+        calls.push(request.skus);
+        if (fail.now) throw new ConnectError("down", Code.Unavailable);
+        const products = request.skus.flatMap((sku) => {
+          const amountMinor = prices.get(sku);
+          return amountMinor === undefined ? [] : [create(ProductSchema, { sku, price: { amountMinor, currency: "USD" } })];
+        });
+        return { products };
+      },
+    });
+  });
+  return { client: createClient(InventoryService, transport), calls };
+}
+
+const priceOf = (products: Product[], sku: string) => products.find((p) => p.sku === sku)?.price?.amountMinor;
+
+describe("Catalogue", () => {
+  it("prices from a product read within cacheMs without asking inventory again, and asks again after", async () => {
+    const prices = new Map([["A", 100n]]);
+    const { client, calls } = inventory(prices);
+    let now = 1_000;
+    const catalogue = new Catalogue(client, { cacheMs: 5_000, now: () => now });
+
+    expect(priceOf(await catalogue.products(["A"]), "A")).toBe(100n);
+    prices.set("A", 250n);
+    now += 4_999;
+    expect(priceOf(await catalogue.products(["A"]), "A")).toBe(100n);
+    expect(calls).toEqual([["A"]]);
+
+    now += 1;
+    expect(priceOf(await catalogue.products(["A"]), "A")).toBe(250n);
+    expect(calls).toEqual([["A"], ["A"]]);
+  });
+
+  it("asks for an unknown SKU on every order, so a product added later can be ordered at once", async () => {
+    const prices = new Map([["A", 100n]]);
+    const { client, calls } = inventory(prices);
+    const catalogue = new Catalogue(client, { cacheMs: 60_000 });
+
+    expect((await catalogue.products(["A", "NEW"])).map((p) => p.sku)).toEqual(["A"]);
+    prices.set("NEW", 7n);
+    expect(priceOf(await catalogue.products(["A", "NEW"]), "NEW")).toBe(7n);
+    expect(calls).toEqual([["A", "NEW"], ["NEW"]]);
+  });
+
+  it("asks for the SKUs of one turn in one call, and for every order with cacheMs 0", async () => {
+    const { client, calls } = inventory(new Map([["A", 1n], ["B", 2n]]));
+    const catalogue = new Catalogue(client, { cacheMs: 0 });
+
+    await Promise.all([catalogue.products(["A"]), catalogue.products(["B", "A"])]);
+    await catalogue.products(["A"]);
+    expect(calls).toEqual([["A", "B"], ["A"]]);
+  });
+
+  it("keeps at most maxProducts, dropping the one read from inventory longest ago", async () => {
+    const { client, calls } = inventory(new Map([["A", 1n], ["B", 2n], ["C", 3n]]));
+    const catalogue = new Catalogue(client, { cacheMs: 60_000, maxProducts: 2 });
+
+    await catalogue.products(["A"]);
+    await catalogue.products(["B"]);
+    await catalogue.products(["C"]);
+    await catalogue.products(["B", "C"]);
+    await catalogue.products(["A"]);
+    expect(calls).toEqual([["A"], ["B"], ["C"], ["A"]]);
+  });
+
+  it("answers UNAVAILABLE when inventory cannot answer, and keeps nothing from the failure", async () => {
+    const fail = { now: true };
+    const { client, calls } = inventory(new Map([["A", 1n]]), fail);
+    const catalogue = new Catalogue(client, { cacheMs: 60_000 });
+
+    await expect(catalogue.products(["A"])).rejects.toMatchObject({ code: Code.Unavailable });
+    fail.now = false;
+    expect(priceOf(await catalogue.products(["A"]), "A")).toBe(1n);
+    expect(calls).toHaveLength(2);
+  });
+});
