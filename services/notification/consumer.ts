@@ -12,8 +12,6 @@ export interface OrderEventsConsumerOptions {
   /** Primary pool whose search_path starts with the notification schema. */
   pool: Pool;
   schema: string;
-  /** NOTIFY channel for new notifications (createdChannel(schema)). */
-  channel: string;
   logger: Logger;
   /** Domain of the order events (default `order`: stream ORDER, subjects order.evt.>); tests use their own. */
   domain?: string;
@@ -30,8 +28,6 @@ export interface OrderEventsConsumerOptions {
 class OutcomeBatch {
   private readonly events: OrderConcluded[] = [];
 
-  constructor(private readonly channel: string) {}
-
   clear(): void {
     this.events.length = 0;
   }
@@ -44,7 +40,7 @@ class OutcomeBatch {
 
   async write(tx: PoolClient): Promise<void> {
     const events = this.events.splice(0);
-    const rows = await recordOutcomes(tx, events, this.channel);
+    const rows = await recordOutcomes(tx, events);
     // Counted before the commit; a batch that then fails to commit is retried message by
     // message, so the counters can run slightly ahead of the table.
     for (const row of rows) {
@@ -60,7 +56,7 @@ class OutcomeBatch {
  */
 export function startOrderEventsConsumer(options: OrderEventsConsumerOptions): Promise<BusConsumer> {
   const domain = options.domain ?? "order";
-  const batch = new OutcomeBatch(options.channel);
+  const batch = new OutcomeBatch();
   return startConsumer({
     js: options.js,
     pool: options.pool,

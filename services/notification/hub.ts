@@ -1,38 +1,55 @@
-import pg from "pg";
-import type { Notification } from "../../gen/orderflow/notification/v1/notification_pb.js";
+import { fromBinary, toBinary } from "@bufbuild/protobuf";
+import { timestampMs } from "@bufbuild/protobuf/wkt";
+import type { NatsConnection, Subscription } from "@nats-io/transport-node";
+import { type Notification, NotificationSchema } from "../../gen/orderflow/notification/v1/notification_pb.js";
 import { errorMessage } from "../platform/errors.js";
 import type { Logger } from "../platform/logger.js";
+import { createdSubject, onNotificationsCreated } from "./announcements.js";
 import { notificationMetrics } from "./metrics.js";
-import { type NotificationRow, notificationRow, toNotification } from "./store.js";
+import { type NotificationRow, toNotification } from "./store.js";
 
 export interface NotificationHubOptions {
-  /** The primary: NOTIFY is not delivered on replicas. */
-  connectionString: string;
-  channel: string;
+  nc: NatsConnection;
   logger: Logger;
-  /** Rows of these customers created since a time, to catch up after the listener reconnects. */
+  /** Rows of these customers created since a time, to catch up after the NATS connection comes back. */
   createdSince?: (customerIds: string[], since: Date) => Promise<NotificationRow[]>;
-  reconnectDelayMs?: number;
 }
 
 /** Catch-up looks this far before the disconnect (created_at is taken at insert, not at commit). */
 const catchUpSlackMs = 10_000;
 
-class Subscription {
-  private readonly queue: NotificationRow[] = [];
+/**
+ * Publishes the notifications this process commits, each on its customer's subject, for the
+ * hubs of every replica. Returns the unregistration.
+ */
+export function announceOverNats(nc: NatsConnection): () => void {
+  return onNotificationsCreated((rows) => {
+    // Told after the commit: an announcement that cannot go out (the connection is closed or
+    // draining, at shutdown) must not fail the batch that committed it.
+    try {
+      for (const row of rows) nc.publish(createdSubject(row.customer_id), toBinary(NotificationSchema, toNotification(row)));
+    } catch {
+      return;
+    }
+  });
+}
+
+/** One WatchNotifications stream: what it has yet to send. */
+class Stream {
+  private readonly queue: Notification[] = [];
   private wake: (() => void) | undefined;
   private ended = false;
   /** Ids recently handed out, so a catch-up after a reconnect never repeats one. */
   private readonly seen = new Set<string>();
-  readonly since = new Date();
+  /** Counted as subscribed once NATS has the subscription. */
+  ready = false;
+  readonly since = Date.now();
 
-  constructor(readonly customerId: string) {}
-
-  push(row: NotificationRow): void {
-    if (this.ended || this.seen.has(row.notification_id)) return;
-    this.seen.add(row.notification_id);
+  push(notification: Notification): void {
+    if (this.ended || this.seen.has(notification.notificationId)) return;
+    this.seen.add(notification.notificationId);
     if (this.seen.size > 1_000) this.seen.delete(this.seen.values().next().value ?? "");
-    this.queue.push(row);
+    this.queue.push(notification);
     this.wake?.();
   }
 
@@ -41,11 +58,11 @@ class Subscription {
     this.wake?.();
   }
 
-  /** The next notification, or undefined once the subscription ended or the signal aborted. */
-  async next(signal: AbortSignal): Promise<NotificationRow | undefined> {
+  /** The next notification, or undefined once the stream ended or the signal aborted. */
+  async next(signal: AbortSignal): Promise<Notification | undefined> {
     for (;;) {
-      const row = this.queue.shift();
-      if (row) return row;
+      const notification = this.queue.shift();
+      if (notification) return notification;
       if (this.ended || signal.aborted) return undefined;
       await new Promise<void>((resolve) => {
         const done = () => {
@@ -61,152 +78,125 @@ class Subscription {
 }
 
 /**
- * Fans new notifications out to WatchNotifications streams. One Postgres connection per
- * process LISTENs on the channel; the transaction recording a notification NOTIFYs it on
- * commit, so a watcher connected to any replica sees notifications recorded by any other.
- * NOTIFY is lost while the listener is disconnected: after reconnecting, the hub reads
- * what its watchers' customers got meanwhile (by created_at) and delivers what is new.
+ * Fans new notifications out to WatchNotifications streams. Each replica announces what it
+ * records on core NATS, one subject per customer (`announceOverNats`); a hub subscribes to a
+ * customer's subject while it has streams of that customer, so a watcher on any replica sees
+ * notifications recorded by any other. Core NATS does not keep what is published while a
+ * subscriber is disconnected: when the connection comes back, the hub reads what its
+ * watchers' customers got meanwhile (by created_at) and delivers what is new.
  */
 export class NotificationHub {
-  private client: pg.Client | undefined;
-  private readonly subscriptions = new Map<string, Set<Subscription>>();
+  private readonly customers = new Map<string, { subscription: Subscription; streams: Set<Stream> }>();
   private closed = false;
   private disconnectedAt: Date | undefined;
-  private reconnectTimer: NodeJS.Timeout | undefined;
   private received = 0;
 
-  constructor(private readonly options: NotificationHubOptions) {}
-
-  /** Connects and LISTENs; resolves once notifications are being received. */
-  async start(): Promise<void> {
-    await this.connect();
+  constructor(private readonly options: NotificationHubOptions) {
+    this.followConnection().catch((error: unknown) => options.logger.warn("notification hub stopped following its NATS connection", { error: errorMessage(error) }));
   }
 
-  get listening(): boolean {
-    return this.client !== undefined;
-  }
-
-  /** Announcements received by this process so far (all customers). */
+  /** Announcements received by this hub so far (all customers). */
   get announcements(): number {
     return this.received;
   }
 
-  /** Open subscriptions (of one customer, or all). */
+  /** Open streams NATS has the subscription of (of one customer, or all). */
   subscriberCount(customerId?: string): number {
-    if (customerId !== undefined) return this.subscriptions.get(customerId)?.size ?? 0;
     let n = 0;
-    for (const set of this.subscriptions.values()) n += set.size;
+    for (const [customer, { streams }] of this.customers) {
+      if (customerId === undefined || customer === customerId) for (const stream of streams) if (stream.ready) n++;
+    }
     return n;
   }
 
   /**
-   * Each notification for the customer announced from now on, until `signal` aborts or the
-   * hub ends its streams. (One committed just before the call may still be announced after
-   * it and is then delivered: announcements, not timestamps, decide.)
+   * Each notification for the customer announced once NATS has the subscription, until
+   * `signal` aborts or the hub ends its streams. (One committed just before the call may still
+   * be announced after it and is then delivered: announcements, not timestamps, decide.)
    */
   async *subscribe(customerId: string, signal: AbortSignal): AsyncGenerator<Notification> {
     if (this.closed) return;
-    const sub = new Subscription(customerId);
-    let set = this.subscriptions.get(customerId);
-    if (!set) this.subscriptions.set(customerId, (set = new Set()));
-    set.add(sub);
+    const stream = new Stream();
+    const entry = this.customers.get(customerId) ?? this.listen(customerId);
+    entry.streams.add(stream);
     notificationMetrics.watchers.inc();
     try {
+      await this.options.nc.flush();
+      stream.ready = true;
       for (;;) {
-        const row = await sub.next(signal);
-        if (!row) return;
-        notificationMetrics.deliveryLag.observe(Math.max(0, Date.now() - row.created_at.getTime()) / 1000);
-        yield toNotification(row);
+        const notification = await stream.next(signal);
+        if (!notification) return;
+        if (notification.createdAt) notificationMetrics.deliveryLag.observe(Math.max(0, Date.now() - timestampMs(notification.createdAt)) / 1000);
+        yield notification;
       }
     } finally {
-      set.delete(sub);
-      if (set.size === 0 && this.subscriptions.get(customerId) === set) this.subscriptions.delete(customerId);
+      entry.streams.delete(stream);
+      if (entry.streams.size === 0 && this.customers.get(customerId) === entry) {
+        this.customers.delete(customerId);
+        entry.subscription.unsubscribe();
+      }
     }
   }
 
   /** Ends every open stream (server shutdown), so in-flight RPCs finish at once; new ones end immediately. */
   endStreams(): void {
     this.closed = true;
-    for (const set of this.subscriptions.values()) for (const sub of set) sub.end();
+    for (const { streams } of this.customers.values()) for (const stream of streams) stream.end();
   }
 
-  async close(): Promise<void> {
+  close(): void {
     this.endStreams();
-    clearTimeout(this.reconnectTimer);
-    const client = this.client;
-    this.client = undefined;
-    await client?.end().catch(() => undefined);
+    for (const { subscription } of this.customers.values()) subscription.unsubscribe();
+    this.customers.clear();
   }
 
-  private async connect(): Promise<void> {
-    const client = new pg.Client({ connectionString: this.options.connectionString, application_name: "notification-listener", connectionTimeoutMillis: 5_000, keepAlive: true });
-    client.on("notification", (msg) => {
-      if (msg.channel === this.options.channel && msg.payload !== undefined) this.dispatch(msg.payload);
+  private listen(customerId: string): { subscription: Subscription; streams: Set<Stream> } {
+    const streams = new Set<Stream>();
+    const subscription = this.options.nc.subscribe(createdSubject(customerId), {
+      callback: (error, msg) => {
+        if (!error) this.dispatch(streams, msg.data);
+      },
     });
-    client.on("error", (error) => this.lost(client, error));
-    client.on("end", () => this.lost(client, new Error("connection ended")));
-    await client.connect();
-    await client.query(`LISTEN "${this.options.channel}"`);
-    if (this.closed) {
-      await client.end().catch(() => undefined);
-      return;
-    }
-    this.client = client;
+    const entry = { subscription, streams };
+    this.customers.set(customerId, entry);
+    return entry;
   }
 
-  private dispatch(payload: string): void {
+  private dispatch(streams: Set<Stream>, data: Uint8Array): void {
     this.received++;
-    let row: NotificationRow;
+    let notification: Notification;
     try {
-      row = notificationRow.parse(JSON.parse(payload));
+      notification = fromBinary(NotificationSchema, data);
     } catch (error) {
       this.options.logger.warn("ignoring a malformed notification announcement", { error: errorMessage(error) });
       return;
     }
-    for (const sub of this.subscriptions.get(row.customer_id) ?? []) sub.push(row);
+    for (const stream of streams) stream.push(notification);
   }
 
-  private lost(client: pg.Client, error: Error): void {
-    if (this.client !== client || this.closed) return;
-    this.client = undefined;
-    this.disconnectedAt ??= new Date();
-    this.options.logger.warn("notification listener lost its connection; reconnecting", { error: errorMessage(error) });
-    client.end().catch(() => undefined);
-    this.scheduleReconnect();
-  }
-
-  private scheduleReconnect(): void {
-    if (this.closed) return;
-    this.reconnectTimer = setTimeout(() => {
-      this.connect().then(
-        () => {
-          notificationMetrics.listenerReconnects.inc();
-          this.options.logger.info("notification listener reconnected");
-          void this.catchUp();
-        },
-        (error: unknown) => {
-          this.options.logger.warn("notification listener cannot reconnect yet", { error: errorMessage(error) });
-          this.scheduleReconnect();
-        },
-      );
-    }, this.options.reconnectDelayMs ?? 1_000);
-    this.reconnectTimer.unref();
+  /** Notes when the connection drops, and catches up when it is back (nats.js subscribes again by itself). */
+  private async followConnection(): Promise<void> {
+    for await (const status of this.options.nc.status()) {
+      if (status.type === "disconnect") this.disconnectedAt ??= new Date();
+      else if (status.type === "reconnect") void this.catchUp();
+    }
   }
 
   private async catchUp(): Promise<void> {
     const since = this.disconnectedAt;
     this.disconnectedAt = undefined;
-    const customers = [...this.subscriptions.keys()];
+    const customers = [...this.customers.keys()];
     if (!since || customers.length === 0 || !this.options.createdSince) return;
+    notificationMetrics.catchUps.inc();
     try {
       const rows = await this.options.createdSince(customers, new Date(since.getTime() - catchUpSlackMs));
       for (const row of rows) {
-        for (const sub of this.subscriptions.get(row.customer_id) ?? []) {
-          if (row.created_at.getTime() >= sub.since.getTime() - catchUpSlackMs) sub.push(row);
+        for (const stream of this.customers.get(row.customer_id)?.streams ?? []) {
+          if (row.created_at.getTime() >= stream.since - catchUpSlackMs) stream.push(toNotification(row));
         }
       }
     } catch (error) {
-      this.options.logger.warn("notification catch-up after reconnect failed", { error: errorMessage(error) });
+      this.options.logger.warn("notification catch-up after a NATS reconnect failed", { error: errorMessage(error) });
     }
   }
 }

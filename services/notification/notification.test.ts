@@ -1,12 +1,13 @@
 import { randomBytes, randomUUID } from "node:crypto";
 import { create } from "@bufbuild/protobuf";
 import { type Client, ConnectError, Code } from "@connectrpc/connect";
+import { connect, type NatsConnection } from "@nats-io/transport-node";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { NotificationKind, NotificationService } from "../../gen/orderflow/notification/v1/notification_pb.js";
 import { type OrderConcluded, OrderConcludedSchema } from "../../gen/orderflow/order/v1/events_pb.js";
 import { OrderStatus } from "../../gen/orderflow/order/v1/order_pb.js";
 import { type BusConsumer, busHeaders, encodeMessage } from "../platform/bus/index.js";
-import { busTestEnv, counted, DATABASE_URL, waitFor, type BusTestEnv } from "../platform/bus/testkit.js";
+import { busTestEnv, counted, DATABASE_URL, NATS_URL, natsLink, type NatsLink, waitFor, type BusTestEnv } from "../platform/bus/testkit.js";
 import { Database } from "../platform/db.js";
 import { createLogger } from "../platform/logger.js";
 import { migrate } from "../platform/migrate.js";
@@ -17,13 +18,12 @@ import { HealthState } from "../platform/rpc/health.js";
 import { RpcServer } from "../platform/rpc/server.js";
 import { notificationApi } from "./api.js";
 import { startOrderEventsConsumer } from "./consumer.js";
-import { NotificationHub } from "./hub.js";
+import { announceOverNats, NotificationHub } from "./hub.js";
 import { notificationMetrics } from "./metrics.js";
-import { createdChannel, NotificationStore, recordOutcome, recordOutcomes } from "./store.js";
+import { NotificationStore, recordOutcome, recordOutcomes } from "./store.js";
 
 const logger = createLogger("notification-test", "error");
 const schema = `t${randomBytes(4).toString("hex")}_notification`;
-const channel = createdChannel(schema);
 let db: Database;
 let store: NotificationStore;
 
@@ -65,28 +65,28 @@ describe("recordOutcome", () => {
   it("records one notification per order outcome (UNIQUE(order_id, kind) as the second guard)", async () => {
     const customer = `c-${randomUUID()}`;
     const event = concluded(customer);
-    const first = await db.transaction((tx) => recordOutcome(tx, event, channel));
+    const first = await db.transaction((tx) => recordOutcome(tx, event));
     expect(first).toMatchObject({ customer_id: customer, order_id: event.orderId, kind: "order_confirmed", message: `Your order ${event.orderId.slice(0, 8)}… for $123.45 is confirmed` });
-    expect(await db.transaction((tx) => recordOutcome(tx, event, channel))).toBeUndefined();
+    expect(await db.transaction((tx) => recordOutcome(tx, event))).toBeUndefined();
     // The same order cancelled later is another outcome.
-    expect(await db.transaction((tx) => recordOutcome(tx, { ...event, status: OrderStatus.CANCELLED }, channel))).toMatchObject({ kind: "order_cancelled" });
+    expect(await db.transaction((tx) => recordOutcome(tx, { ...event, status: OrderStatus.CANCELLED }))).toMatchObject({ kind: "order_cancelled" });
     expect(await countFor(customer)).toBe(2);
   });
 
   it("records a batch in one statement: results in event order, a repeat within the batch or of an earlier row gets none", async () => {
     const customer = `c-${randomUUID()}`;
     const earlier = concluded(customer);
-    await db.transaction((tx) => recordOutcome(tx, earlier, channel));
+    await db.transaction((tx) => recordOutcome(tx, earlier));
     const a = concluded(customer);
     const b = { ...concluded(customer), status: OrderStatus.REJECTED };
-    const rows = await db.transaction((tx) => recordOutcomes(tx, [a, earlier, b, a, { ...a, status: OrderStatus.CANCELLED }], channel));
+    const rows = await db.transaction((tx) => recordOutcomes(tx, [a, earlier, b, a, { ...a, status: OrderStatus.CANCELLED }]));
     expect(rows.map((row) => row?.kind)).toEqual(["order_confirmed", undefined, "order_rejected", undefined, "order_cancelled"]);
     expect(rows[0]?.order_id).toBe(a.orderId);
     expect(await countFor(customer)).toBe(4);
   });
 
   it("refuses a status that is not an outcome", async () => {
-    await expect(db.transaction((tx) => recordOutcome(tx, concluded("x", OrderStatus.PENDING), channel))).rejects.toThrow(/not an order outcome/);
+    await expect(db.transaction((tx) => recordOutcome(tx, concluded("x", OrderStatus.PENDING)))).rejects.toThrow(/not an order outcome/);
   });
 });
 
@@ -108,7 +108,7 @@ describe("order events consumer", () => {
 
   it("records each outcome once under duplicate delivery", async () => {
     const duplicatesBefore = await counted(notificationMetrics.duplicates, {});
-    consumer = await startOrderEventsConsumer({ js: env.js, pool: db.primary, schema, channel, logger, domain: env.domain("order"), dlq: env.dlq, batchSize: 10 });
+    consumer = await startOrderEventsConsumer({ js: env.js, pool: db.primary, schema, logger, domain: env.domain("order"), dlq: env.dlq, batchSize: 10 });
     const customer = `c-${randomUUID()}`;
     const confirmed = concluded(customer, OrderStatus.CONFIRMED);
     const rejected = concluded(customer, OrderStatus.REJECTED);
@@ -139,24 +139,41 @@ describe("NotificationService over RPC", () => {
   let hub: NotificationHub;
   let server: RpcServer;
   let client: ReturnType<typeof serviceClient<typeof NotificationService>>;
+  // The process that records notifications announces them on its own connection; the hub
+  // serving the watches listens on another, through a link the tests can cut.
+  let announcer: NatsConnection;
+  let stopAnnouncing: () => void;
+  let link: NatsLink;
+  let listener: NatsConnection;
+  const statuses: string[] = [];
 
   beforeAll(async () => {
-    hub = new NotificationHub({ connectionString: DATABASE_URL, channel, logger, createdSince: (c, s) => store.createdSince(c, s), reconnectDelayMs: 100 });
-    await hub.start();
+    announcer = await connect({ servers: NATS_URL });
+    stopAnnouncing = announceOverNats(announcer);
+    link = await natsLink();
+    listener = await connect({ servers: link.url, reconnectTimeWait: 100, maxReconnectAttempts: -1 });
+    void (async () => {
+      for await (const status of listener.status()) statuses.push(status.type);
+    })();
+    hub = new NotificationHub({ nc: listener, logger, createdSince: (c, s) => store.createdSince(c, s) });
     server = new RpcServer({ services: [bind(NotificationService, notificationApi({ store, hub }))], health: new HealthState([NotificationService.typeName], []), logger, port: 0, host: "127.0.0.1" });
     const port = await server.listen();
     client = serviceClient(NotificationService, `http://127.0.0.1:${port}`);
   });
   afterAll(async () => {
-    await hub?.close();
+    hub?.close();
+    stopAnnouncing?.();
     await server?.close(1_000);
+    await listener?.close();
+    await announcer?.close();
+    await link?.close();
   });
 
   it("lists a customer's notifications newest first, page by page", async () => {
     const customer = `c-${randomUUID()}`;
     const events = Array.from({ length: 5 }, () => concluded(customer));
-    for (const e of events) await db.transaction((tx) => recordOutcome(tx, e, channel));
-    await db.transaction((tx) => recordOutcome(tx, concluded(`other-${randomUUID()}`), channel));
+    for (const e of events) await db.transaction((tx) => recordOutcome(tx, e));
+    await db.transaction((tx) => recordOutcome(tx, concluded(`other-${randomUUID()}`)));
     const seen: string[] = [];
     let pageToken = "";
     const pages: number[] = [];
@@ -178,41 +195,48 @@ describe("NotificationService over RPC", () => {
 
   it("WatchNotifications receives a notification recorded after it subscribed, then ends when the client cancels", async () => {
     const customer = `c-${randomUUID()}`;
-    const announced = hub.announcements;
-    await db.transaction((tx) => recordOutcome(tx, concluded(customer), channel)); // before: not streamed
-    await waitFor(() => hub.announcements > announced, 5_000, "the earlier notification's announcement");
+    await db.transaction((tx) => recordOutcome(tx, concluded(customer))); // before: not streamed
+    await announcer.flush();
     const received: string[] = [];
     const watching = watchUntil(client, customer, 2, received);
     await waitFor(() => hub.subscriberCount(customer) === 1, 5_000, "the watch to subscribe");
     const a = concluded(customer);
     const b = concluded(customer, OrderStatus.REJECTED);
-    await db.transaction((tx) => recordOutcome(tx, a, channel));
-    await db.transaction((tx) => recordOutcome(tx, concluded(`other-${randomUUID()}`), channel));
+    await db.transaction((tx) => recordOutcome(tx, a));
+    await db.transaction((tx) => recordOutcome(tx, concluded(`other-${randomUUID()}`)));
     // A rolled-back insert is never announced.
-    await db.transaction(async (tx) => {
-      await recordOutcome(tx, concluded(customer), channel);
-      await tx.query("ROLLBACK; BEGIN");
-    });
-    await db.transaction((tx) => recordOutcome(tx, b, channel));
+    await db
+      .transaction(async (tx) => {
+        await recordOutcome(tx, concluded(customer));
+        throw new Error("roll back");
+      })
+      .catch(() => undefined);
+    await db.transaction((tx) => recordOutcome(tx, b));
     await watching;
     expect(received).toEqual([a.orderId, b.orderId]);
     await waitFor(() => hub.subscriberCount(customer) === 0, 5_000, "the cancelled watch to unsubscribe");
   });
 
-  it("catches up on what was recorded while the listener was disconnected", async () => {
+  it("catches up on what was recorded while its NATS connection was away", async () => {
     const customer = `c-${randomUUID()}`;
+    const catchUpsBefore = await counted(notificationMetrics.catchUps, {});
     const received: string[] = [];
     const watching = watchUntil(client, customer, 2, received);
     await waitFor(() => hub.subscriberCount(customer) === 1, 5_000, "the watch to subscribe");
     const before = concluded(customer);
-    await db.transaction((tx) => recordOutcome(tx, before, channel));
+    await db.transaction((tx) => recordOutcome(tx, before));
     await waitFor(() => received.length === 1, 5_000, "the first notification");
-    await db.primary.query("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE query = $1", [`LISTEN "${channel}"`]);
-    await waitFor(() => !hub.listening, 5_000, "the listener to notice");
+    const heard = hub.announcements;
+    await link.cut();
+    await waitFor(() => statuses.includes("disconnect"), 5_000, "the hub's connection to drop");
     const during = concluded(customer);
-    await db.transaction((tx) => recordOutcome(tx, during, channel));
+    await db.transaction((tx) => recordOutcome(tx, during));
+    await announcer.flush(); // NATS has it, with nobody subscribed: it is gone
+    await link.restore();
     await watching;
     expect(received).toEqual([before.orderId, during.orderId]);
+    expect(hub.announcements).toBe(heard);
+    expect((await counted(notificationMetrics.catchUps, {})) - catchUpsBefore).toBe(1);
   });
 
   it("ends open watch streams cleanly when the server shuts down", async () => {

@@ -7,8 +7,8 @@ import { bind } from "../platform/rpc/binding.js";
 import { notificationApi } from "./api.js";
 import { notificationConfigShape } from "./config.js";
 import { startOrderEventsConsumer } from "./consumer.js";
-import { NotificationHub } from "./hub.js";
-import { createdChannel, NotificationStore } from "./store.js";
+import { announceOverNats, NotificationHub } from "./hub.js";
+import { NotificationStore } from "./store.js";
 
 export const schema = "notification";
 
@@ -20,18 +20,18 @@ export async function start(context: ServiceContext): Promise<ServiceParts> {
   const config = loadConfig(notificationConfigShape);
   const db = await openServiceDatabase(context, config, schema);
   const store = new NotificationStore(db);
-  const channel = createdChannel(schema);
-  const hub = new NotificationHub({ connectionString: config.DATABASE_URL, channel, logger: context.logger, createdSince: (customers, since) => store.createdSince(customers, since) });
-  await hub.start();
   const bus = await connectBus({ url: config.NATS_URL, name: context.name, logger: context.logger });
-  const consumer = await startOrderEventsConsumer({ js: bus.js, pool: db.background, schema, channel, logger: context.logger });
+  const hub = new NotificationHub({ nc: bus.nc, logger: context.logger, createdSince: (customers, since) => store.createdSince(customers, since) });
+  const stopAnnouncing = announceOverNats(bus.nc);
+  const consumer = await startOrderEventsConsumer({ js: bus.js, pool: db.background, schema, logger: context.logger });
   return {
     rpc: [bind(NotificationService, notificationApi({ store, hub }))],
-    checks: [{ name: "postgres", check: () => db.ping() }, bus.check, { name: "postgres-listener", check: () => Promise.resolve(hub.listening) }],
+    checks: [{ name: "postgres", check: () => db.ping() }, bus.check],
     workers: [consumer],
     endStreams: () => hub.endStreams(),
     close: async () => {
-      await hub.close();
+      hub.close();
+      stopAnnouncing();
       await bus.close();
       await db.close();
     },

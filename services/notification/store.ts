@@ -2,17 +2,12 @@ import { create } from "@bufbuild/protobuf";
 import { z } from "zod";
 import { type Notification, NotificationSchema } from "../../gen/orderflow/notification/v1/notification_pb.js";
 import type { OrderConcluded } from "../../gen/orderflow/order/v1/events_pb.js";
-import { type Database, prepared, type Queryable } from "../platform/db.js";
+import { afterCommit, type Database, type PoolClient, prepared } from "../platform/db.js";
 import { timestamp } from "../platform/time.js";
+import { notificationsCreated } from "./announcements.js";
 import { isKindName, type KindName, kindNames, kindOf, outcomeMessage } from "./outcome.js";
 
-/** NOTIFY channel a schema's new notifications are announced on (`notification_created` for the service's schema). */
-export function createdChannel(schema: string): string {
-  if (!/^[a-z_][a-z0-9_]{0,40}$/.test(schema)) throw new Error(`invalid schema name "${schema}"`);
-  return `${schema}_created`;
-}
-
-/** A notification as stored, and as announced by NOTIFY (JSON, same field names). */
+/** A notification as stored. */
 export const notificationRow = z.object({
   notification_id: z.string(),
   seq: z.coerce.string(),
@@ -43,12 +38,12 @@ const columns = "notification_id, seq, customer_id, order_id, kind, message, cre
 
 /**
  * Records the notification of an order outcome inside the caller's transaction (the
- * consumer's batch transaction, with its inbox rows) and announces it with NOTIFY, which
- * Postgres delivers to listeners only if the transaction commits. Returns the new row,
- * or undefined when this order already has a notification of this kind.
+ * consumer's batch transaction) and announces it once the transaction commits
+ * (`notificationsCreated`; never if it rolls back). Returns the new row, or undefined when
+ * this order already has a notification of this kind.
  */
-export async function recordOutcome(tx: Queryable, event: OrderConcluded, channel: string): Promise<NotificationRow | undefined> {
-  return (await recordOutcomes(tx, [event], channel))[0];
+export async function recordOutcome(tx: PoolClient, event: OrderConcluded): Promise<NotificationRow | undefined> {
+  return (await recordOutcomes(tx, [event]))[0];
 }
 
 /** The notification kind of an order outcome; NotAnOutcome for any other status. */
@@ -59,7 +54,7 @@ export function outcomeKind(event: OrderConcluded): KindName {
 }
 
 /** `recordOutcome` for many events in one statement; the results are in the events' order. */
-export async function recordOutcomes(tx: Queryable, events: readonly OrderConcluded[], channel: string): Promise<(NotificationRow | undefined)[]> {
+export async function recordOutcomes(tx: PoolClient, events: readonly OrderConcluded[]): Promise<(NotificationRow | undefined)[]> {
   if (events.length === 0) return [];
   const kinds = events.map(outcomeKind);
   const { rows } = await tx.query<Record<string, unknown>>(
@@ -72,14 +67,13 @@ export async function recordOutcomes(tx: Queryable, events: readonly OrderConclu
          ON CONFLICT (order_id, kind) DO NOTHING
          RETURNING ${columns}
        )
-       SELECT ${columns}, pg_notify($5, json_build_object(
-         'notification_id', notification_id, 'seq', seq::text, 'customer_id', customer_id, 'order_id', order_id,
-         'kind', kind, 'message', message, 'created_at', created_at)::text) AS notified
-       FROM (SELECT * FROM inserted ORDER BY seq) i`,
-      [events.map((e) => e.customerId), events.map((e) => e.orderId), kinds, events.map((e, i) => outcomeMessage(e, kinds[i]!)), channel],
+       SELECT ${columns} FROM inserted ORDER BY seq`,
+      [events.map((e) => e.customerId), events.map((e) => e.orderId), kinds, events.map((e, i) => outcomeMessage(e, kinds[i]!))],
     ),
   );
-  const byKey = new Map(rows.map((row) => notificationRow.parse(row)).map((row) => [`${row.order_id}\u0000${row.kind}`, row]));
+  const created = rows.map((row) => notificationRow.parse(row));
+  if (created.length > 0) afterCommit(tx, () => notificationsCreated(created));
+  const byKey = new Map(created.map((row) => [`${row.order_id}\u0000${row.kind}`, row]));
   // A repeated (order, kind) in the batch was inserted once: only its first event gets the row.
   return events.map((event, i) => {
     const key = `${event.orderId}\u0000${kinds[i]}`;

@@ -4,6 +4,7 @@
  * call so test files can run in parallel, and a cleanup that removes them.
  */
 import { randomBytes } from "node:crypto";
+import { connect as connectTcp, createServer, type Server, type Socket } from "node:net";
 import { jetstream, jetstreamManager, type JetStreamClient, type JetStreamManager, type StoredMsg } from "@nats-io/jetstream";
 import { connect, type NatsConnection } from "@nats-io/transport-node";
 import { context, propagation } from "@opentelemetry/api";
@@ -155,4 +156,54 @@ export function recordingStatements(db: Pick<pg.Pool, "query">): { db: Pick<pg.P
 export function useTraceContext(): void {
   context.setGlobalContextManager(new AsyncLocalStorageContextManager().enable());
   propagation.setGlobalPropagator(new W3CTraceContextPropagator());
+}
+
+/**
+ * A TCP relay in front of NATS that a test can cut and restore, to take a client's connection
+ * away (the server and every other client stay up). Connect the client to `url`.
+ */
+export interface NatsLink {
+  url: string;
+  /** Drops every relayed connection and refuses new ones. */
+  cut(): Promise<void>;
+  /** Accepts connections again, on the same port. */
+  restore(): Promise<void>;
+  close(): Promise<void>;
+}
+
+export async function natsLink(natsUrl = NATS_URL): Promise<NatsLink> {
+  const target = new URL(natsUrl.replace(/^nats:/, "tcp:"));
+  const sockets = new Set<Socket>();
+  let server: Server | undefined;
+  let port = 0;
+  const open = (): Promise<void> =>
+    new Promise((resolve, reject) => {
+      const relay = createServer((client) => {
+        const upstream = connectTcp(Number(target.port || 4222), target.hostname);
+        const drop = (): void => {
+          client.destroy();
+          upstream.destroy();
+          sockets.delete(client);
+          sockets.delete(upstream);
+        };
+        for (const socket of [client, upstream]) socket.on("error", drop).on("close", drop);
+        sockets.add(client).add(upstream);
+        client.pipe(upstream).pipe(client);
+      });
+      relay.once("error", reject).listen(port, "127.0.0.1", () => {
+        const address = relay.address();
+        if (address && typeof address === "object") port = address.port;
+        server = relay;
+        resolve();
+      });
+    });
+  const shut = async (): Promise<void> => {
+    const closing = server;
+    server = undefined;
+    for (const socket of sockets) socket.destroy();
+    sockets.clear();
+    if (closing) await new Promise<void>((resolve) => closing.close(() => resolve()));
+  };
+  await open();
+  return { url: `nats://127.0.0.1:${port}`, cut: shut, restore: open, close: shut };
 }
