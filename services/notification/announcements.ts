@@ -1,3 +1,4 @@
+import { announcements } from "../platform/announcements.js";
 import type { NotificationRow } from "./store.js";
 
 /**
@@ -10,19 +11,13 @@ import type { NotificationRow } from "./store.js";
  * committing NOTIFY, whatever its channel — every notification woke the order relay's
  * listener too — and a LISTEN connection per replica cannot go through a transaction pooler.
  */
-const listeners = new Set<(rows: readonly NotificationRow[]) => void>();
+const created = announcements<NotificationRow>();
 
 /** Calls `listener` with the notifications recorded by a transaction, once it has committed. Returns the unregistration. */
-export function onNotificationsCreated(listener: (rows: readonly NotificationRow[]) => void): () => void {
-  listeners.add(listener);
-  return () => listeners.delete(listener);
-}
+export const onNotificationsCreated = created.listen;
 
 /** Announces committed notifications. */
-export function notificationsCreated(rows: readonly NotificationRow[]): void {
-  if (rows.length === 0) return;
-  for (const listener of listeners) listener(rows);
-}
+export const notificationsCreated = created.announce;
 
 /**
  * The core NATS subject (no stream captures it) on which a customer's new notifications are
