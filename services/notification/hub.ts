@@ -102,10 +102,9 @@ export class NotificationHub {
 
   /** Open streams NATS has the subscription of (of one customer, or all). */
   subscriberCount(customerId?: string): number {
+    const entries = customerId === undefined ? [...this.customers.values()] : [this.customers.get(customerId)];
     let n = 0;
-    for (const [customer, { streams }] of this.customers) {
-      if (customerId === undefined || customer === customerId) for (const stream of streams) if (stream.ready) n++;
-    }
+    for (const entry of entries) for (const stream of entry?.streams ?? []) if (stream.ready) n++;
     return n;
   }
 
@@ -191,8 +190,9 @@ export class NotificationHub {
     try {
       const rows = await this.options.createdSince(customers, new Date(since.getTime() - catchUpSlackMs));
       for (const row of rows) {
+        const notification = toNotification(row);
         for (const stream of this.customers.get(row.customer_id)?.streams ?? []) {
-          if (row.created_at.getTime() >= stream.since - catchUpSlackMs) stream.push(toNotification(row));
+          if (row.created_at.getTime() >= stream.since - catchUpSlackMs) stream.push(notification);
         }
       }
     } catch (error) {
