@@ -7,7 +7,7 @@
  */
 import { beforeAll, describe, expect, test } from "vitest";
 import { auditSaga, auditUntilClean, formatAudit, snapshotStock, type StockBaseline } from "../support/saga-audit.js";
-import { stopAndReportOnFailure, ordersInFlight, prng, retryUnavailable, type SagaSystem, sleep, startSagaSystem, topUp, waitAllSettled, waitBusQuiet } from "../support/saga-system.js";
+import { eventually, stopAndReportOnFailure, ordersInFlight, prng, retryUnavailable, type SagaSystem, sleep, startSagaSystem, topUp, waitAllSettled, waitBusQuiet } from "../support/saga-system.js";
 
 let sys: SagaSystem;
 let baseline: StockBaseline;
@@ -54,6 +54,24 @@ async function placeOrders(round: string, onProgress?: (created: number) => void
   }
   await Promise.all(creates);
   return ids;
+}
+
+/**
+ * WatchNotifications streams of the round's customers (as placeOrders names them), open
+ * until `signal` aborts; returns the order ids they were told of.
+ */
+function watchNotifications(round: string, signal: AbortSignal): { heard: Set<string>; ended: Promise<unknown> } {
+  const heard = new Set<string>();
+  const streams = Array.from({ length: 20 }, async (_, i) => {
+    try {
+      for await (const { notification } of sys.notification.watchNotifications({ customerId: `${round}-c${i}` }, { signal, timeoutMs: 0 })) {
+        if (notification) heard.add(notification.orderId);
+      }
+    } catch (error) {
+      if (!signal.aborted) throw error;
+    }
+  });
+  return { heard, ended: Promise.all(streams) };
 }
 
 function outcomes(statuses: Map<string, string>): string {
@@ -123,7 +141,10 @@ describe("participants killed mid-flight", () => {
   }, 120_000);
 
   for (const server of ["nats", "redis"] as const) {
-    test(`${server} restarted (down 1 s) with orders in flight`, async () => {
+    test(`${server} restarted (down 1 s) with orders in flight; watch streams open across it hear of every outcome`, async () => {
+      const watching = new AbortController();
+      const watch = watchNotifications(server, watching.signal);
+      await sleep(500); // the streams' subscriptions reach NATS
       const started = Date.now();
       let restarted: Promise<void> | undefined;
       const ids = await placeOrders(server, (created) => {
@@ -136,6 +157,11 @@ describe("participants killed mid-flight", () => {
       expect(ids).toHaveLength(100);
       const report = await auditUntilClean(sys.db, { baseline, topUps }, 15_000);
       expect(report.violations).toEqual([]);
+      // Every order concluded, so each has a notification: the streams heard of each one.
+      await eventually(async () => ids.every((id) => watch.heard.has(id)), 15_000, "a notification for every order").catch(() => undefined);
+      expect(ids.filter((id) => !watch.heard.has(id))).toEqual([]);
+      watching.abort();
+      await watch.ended;
     }, 150_000);
   }
 
