@@ -56,8 +56,9 @@ export function orderApi({ store, catalogue, sagaStart, cancel, watch, cache, ra
       if (cached) return encodedResponse(GetOrderResponseSchema, getOrderResponseAround(cached), context);
       const order = await store.get(orderId);
       if (!order) throw new ConnectError(`order ${orderId} not found`, Code.NotFound);
-      await cache.offer(order);
-      return { order };
+      // A terminal order read from Postgres is encoded once, for the cache and the answer.
+      const encoded = await cache.offer(order);
+      return encoded ? encodedResponse(GetOrderResponseSchema, getOrderResponseAround(encoded), context, { order }) : { order };
     },
 
     async listOrders(request) {

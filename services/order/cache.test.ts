@@ -20,9 +20,10 @@ const order = (orderId: string, status: OrderStatus, version: bigint) => create(
 describe("OrderCache (real Redis)", () => {
   it("caches terminal orders only, byte for byte", async () => {
     const id = randomUUID();
-    await cache.offer(order(id, OrderStatus.PENDING, 1n));
+    expect(await cache.offer(order(id, OrderStatus.PENDING, 1n))).toBeUndefined();
     expect(await cached(id)).toBeUndefined();
-    await cache.offer(order(id, OrderStatus.CONFIRMED, 4n));
+    const encoded = await cache.offer(order(id, OrderStatus.CONFIRMED, 4n));
+    expect(encoded && fromBinary(OrderSchema, encoded)).toEqual(order(id, OrderStatus.CONFIRMED, 4n));
     expect(await cached(id)).toEqual(order(id, OrderStatus.CONFIRMED, 4n));
   });
 

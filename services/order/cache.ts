@@ -47,11 +47,13 @@ export class OrderCache {
     return raw.subarray(sep + 1);
   }
 
-  /** Caches the order if it is terminal. */
-  async offer(order: Order): Promise<void> {
-    if (!isTerminal(order.status)) return;
-    const payload = Buffer.from(toBinary(OrderSchema, order));
+  /** Caches the order if it is terminal; returns the encoding it cached (undefined for an order it does not cache). */
+  async offer(order: Order): Promise<Uint8Array | undefined> {
+    if (!isTerminal(order.status)) return undefined;
+    const encoded = toBinary(OrderSchema, order);
+    const payload = Buffer.from(encoded.buffer, encoded.byteOffset, encoded.byteLength);
     await orFallback(() => storeIfNewer.run(this.redis, [this.key(order.orderId)], [order.version.toString(), payload, this.ttlMs]), 0);
+    return encoded;
   }
 
   /**

@@ -1,4 +1,4 @@
-import { create, type DescMessage, fromBinary, type MessageShape } from "@bufbuild/protobuf";
+import { create, type DescMessage, fromBinary, type MessageInitShape } from "@bufbuild/protobuf";
 import { createContextKey, type HandlerContext } from "@connectrpc/connect";
 
 /** True on calls whose transport writes a response's known encoding as it is: gRPC through grpc-js. */
@@ -10,11 +10,12 @@ const knownEncodings = new WeakMap<object, Uint8Array>();
  * A response a handler already holds in binary form (a cached copy, say). Where the
  * transport writes known encodings, the handler returns an empty stand-in that carries
  * the bytes, and the call is spared a decode, an encode and the garbage they leave.
- * Everywhere else (Connect, gRPC-Web, JSON) the bytes are decoded into the real message.
- * Interceptors never read responses here; one that did would see the empty stand-in.
+ * Everywhere else (Connect, gRPC-Web, JSON) the real message is answered: `decoded` when the
+ * handler holds it too, else the bytes decoded. Interceptors never read responses here; one
+ * that did would see the empty stand-in.
  */
-export function encodedResponse<Desc extends DescMessage>(schema: Desc, bytes: Uint8Array, context: HandlerContext): MessageShape<Desc> {
-  if (!context.values.get(writesKnownEncoding)) return fromBinary(schema, bytes);
+export function encodedResponse<Desc extends DescMessage>(schema: Desc, bytes: Uint8Array, context: HandlerContext, decoded?: MessageInitShape<Desc>): MessageInitShape<Desc> {
+  if (!context.values.get(writesKnownEncoding)) return decoded ?? fromBinary(schema, bytes);
   const standIn = create(schema);
   knownEncodings.set(standIn, bytes);
   return standIn;
