@@ -12,7 +12,7 @@ const lookups = counter("orderflow_order_catalogue_lookups_total", "Products Cre
 export interface CatalogueOptions {
   /** How long a product read from inventory prices orders without asking again; 0 = ask every time. */
   cacheMs: number;
-  /** Products kept at most; the least recently read is dropped first. */
+  /** Products kept at most; the one read from inventory longest ago is dropped first. */
   maxProducts?: number;
   now?: () => number;
 }
