@@ -47,6 +47,21 @@ export function rolledBack(client: pg.ClientBase): void {
   commitCallbacks.delete(client);
 }
 
+/**
+ * Sends BEGIN for a transaction on `client`. On a pipelined client (pool option `pipeline:
+ * true`, as `Database` makes them) it does not wait for the answer: BEGIN goes out with the
+ * transaction's first statement and the two cost one round trip. Postgres runs them in order,
+ * and BEGIN on a fresh connection fails only with the connection, which fails that statement
+ * too. Await the returned confirmation before COMMIT.
+ */
+export async function begin(client: pg.PoolClient): Promise<{ confirmed: Promise<unknown> }> {
+  const sent = client.query("BEGIN");
+  if (!client.pipeline) await sent;
+  // Observed here so that a failure while the first statement is awaited is not unhandled.
+  sent.catch(() => undefined);
+  return { confirmed: sent };
+}
+
 export interface DatabaseOptions {
   url: string;
   readUrl?: string | undefined;
@@ -78,6 +93,8 @@ export class Database {
       options: `-c search_path=${options.schema},public`,
       connectionTimeoutMillis: 5_000,
       idleTimeoutMillis: 30_000,
+      // Lets a transaction's BEGIN travel with its first statement (see `begin`).
+      pipeline: true,
     };
     this.primary = new pg.Pool({ ...common, connectionString: options.url });
     this.replica = options.readUrl ? new pg.Pool({ ...common, connectionString: options.readUrl }) : this.primary;
@@ -93,8 +110,9 @@ export class Database {
   async transaction<T>(fn: (client: pg.PoolClient) => Promise<T>, pool: pg.Pool = this.primary): Promise<T> {
     const client = await pool.connect();
     try {
-      await client.query("BEGIN");
+      const { confirmed } = await begin(client);
       const result = await fn(client);
+      await confirmed;
       await client.query("COMMIT");
       committed(client);
       return result;

@@ -3,7 +3,7 @@ import { AckPolicy, DeliverPolicy, type ConsumerConfig, type ConsumerMessages, t
 import { nanos, type MsgHdrs } from "@nats-io/transport-node";
 import { context, SpanKind, SpanStatusCode, trace } from "@opentelemetry/api";
 import type { Pool, PoolClient } from "pg";
-import { committed, prepared, rolledBack } from "../db.js";
+import { begin, committed, prepared, rolledBack } from "../db.js";
 import { errorMessage } from "../errors.js";
 import { createLogger, type Logger } from "../logger.js";
 import { decodeMessage, sagaRegistry } from "./codec.js";
@@ -495,7 +495,7 @@ class BatchConsumer implements BusConsumer {
     const client = await pool.connect();
     let releaseError: Error | undefined;
     try {
-      await client.query("BEGIN");
+      const { confirmed } = await begin(client);
       const fresh = await this.freshIds(client, items);
       const newDeliveries = items.filter((it) => fresh.has(it.d.id)).map((it) => it.d);
       if (newDeliveries.length > 0 && this.opts.pool !== undefined) await this.opts.beforeBatch?.(client, newDeliveries);
@@ -518,6 +518,7 @@ class BatchConsumer implements BusConsumer {
       }
       if (newDeliveries.length > 0 && this.opts.pool !== undefined) await this.opts.afterBatch?.(client, out);
       if (emitted.length > 0 && this.schema && !this.publishEmitted) await enqueueOutbox(client, this.schema, emitted);
+      await confirmed;
       await client.query("COMMIT");
       committed(client);
       return { outcomes, emitted: this.publishEmitted ? emitted : [] };

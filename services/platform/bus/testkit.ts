@@ -57,7 +57,8 @@ export async function busTestEnv(domains: readonly string[], urls: BusTestUrls |
   } catch (err) {
     throw new Error(`bus tests need NATS with JetStream at ${natsUrl} (set NATS_URL): ${errorMessage(err)}`);
   }
-  const pool = new pg.Pool({ connectionString: databaseUrl, max: 20, connectionTimeoutMillis: 3000 });
+  // Pipelined, as the services' pools are (db.ts).
+  const pool = new pg.Pool({ connectionString: databaseUrl, max: 20, connectionTimeoutMillis: 3000, pipeline: true });
   pool.on("error", () => undefined);
   try {
     await pool.query("SELECT 1");
