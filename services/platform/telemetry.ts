@@ -2,7 +2,7 @@ import { register } from "node:module";
 import { IORedisInstrumentation } from "@opentelemetry/instrumentation-ioredis";
 import { PgInstrumentation } from "@opentelemetry/instrumentation-pg";
 import { NodeSDK } from "@opentelemetry/sdk-node";
-import { NoopSpanProcessor } from "@opentelemetry/sdk-trace";
+import { AlwaysOffSampler, NoopSpanProcessor } from "@opentelemetry/sdk-trace";
 
 export interface Telemetry {
   shutdown(): Promise<void>;
@@ -17,7 +17,8 @@ function exporterConfigured(env: NodeJS.ProcessEnv): boolean {
  * (pg, ioredis): entry points import their service module dynamically afterwards.
  * The exporter follows the standard OTEL_* variables; with none set, RPC and
  * message spans are still created (trace ids in logs and message headers) but
- * nothing is exported, and pg / ioredis calls are not instrumented.
+ * not recorded (unless OTEL_TRACES_SAMPLER says otherwise) or exported, and pg /
+ * ioredis calls are not instrumented.
  */
 export function startTelemetry(serviceName: string, env: NodeJS.ProcessEnv = process.env): Telemetry {
   env["OTEL_SERVICE_NAME"] ??= serviceName;
@@ -30,7 +31,9 @@ export function startTelemetry(serviceName: string, env: NodeJS.ProcessEnv = pro
   const sdk = new NodeSDK({
     serviceName: env["OTEL_SERVICE_NAME"],
     instrumentations: exporting ? [new PgInstrumentation({ requireParentSpan: true }), new IORedisInstrumentation({ requireParentSpan: true })] : [],
-    ...(exporting ? {} : { spanProcessors: [new NoopSpanProcessor()] }),
+    // A span nobody exports need not record its name, attributes and times: a non-recording
+    // span still carries the trace and span ids that logs and message headers pass on.
+    ...(exporting ? {} : { spanProcessors: [new NoopSpanProcessor()], ...(env["OTEL_TRACES_SAMPLER"] ? {} : { sampler: new AlwaysOffSampler() }) }),
   });
   sdk.start();
   return { shutdown: () => sdk.shutdown() };

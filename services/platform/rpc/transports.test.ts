@@ -7,6 +7,7 @@ import { ViolationsSchema } from "@bufbuild/protovalidate/gen/buf/validate/valid
 import { Code, ConnectError, createClient, type HandlerContext } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
 import { credentials, Metadata, makeGenericClientConstructor, type ServiceError } from "@grpc/grpc-js";
+import { connect as http2Connect } from "node:http2";
 import { register } from "prom-client";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { GetOrderRequestSchema, GetOrderResponseSchema, OrderService, type CreateOrderRequest } from "../../../gen/orderflow/order/v1/order_pb.js";
@@ -98,6 +99,27 @@ function rawGrpcJs(port: number, method: string, request: Uint8Array): Promise<S
   });
 }
 
+/** A gRPC call over bare HTTP/2 that sends grpc-timeout and never cancels it itself; resolves with its grpc-status. */
+function callWithoutClientTimer(port: number, path: string, request: Uint8Array, grpcTimeout: string): Promise<string | undefined> {
+  const session = http2Connect(`http://127.0.0.1:${port}`);
+  const frame = Buffer.alloc(5 + request.length);
+  frame.writeUInt32BE(request.length, 1);
+  Buffer.from(request).copy(frame, 5);
+  return new Promise((resolve, reject) => {
+    const stream = session.request({ ":method": "POST", ":path": path, "content-type": "application/grpc", te: "trailers", "grpc-timeout": grpcTimeout });
+    let status: string | undefined;
+    stream.on("response", (headers) => (status = headers["grpc-status"]?.toString() ?? status));
+    stream.on("trailers", (trailers) => (status = trailers["grpc-status"]?.toString() ?? status));
+    stream.on("error", reject);
+    stream.on("close", () => {
+      session.close();
+      resolve(status);
+    });
+    stream.resume();
+    stream.end(frame);
+  });
+}
+
 const transports: RpcTransport[] = ["grpc-js", "connect"];
 const servers = new Map<RpcTransport, { server: RpcServer; port: number; seen: Seen }>();
 
@@ -134,6 +156,15 @@ describe.each(transports)("RpcServer over gRPC with transport %s", (transport) =
     // The client's own timer (RST_STREAM) and the server's deadline race: either ends the handler
     // (connect-node reports the client's reset as INTERNAL, grpc-js's deadline as DEADLINE_EXCEEDED).
     expect(get().seen.abortReason).toBeDefined();
+  });
+
+  it("aborts the handler's signal with DEADLINE_EXCEEDED when the deadline passes, with no cancel from the client", async () => {
+    get().seen.abortReason = undefined;
+    const request = toBinary(GetOrderRequestSchema, create(GetOrderRequestSchema, { orderId: slowOrderId }));
+    const status = await callWithoutClientTimer(get().port, "/orderflow.order.v1.OrderService/GetOrder", request, "300m");
+    expect(status).toBe(String(Code.DeadlineExceeded));
+    await until(() => get().seen.abortReason !== undefined);
+    expect(ConnectError.from(get().seen.abortReason).code).toBe(Code.DeadlineExceeded);
   });
 
   it("carries request metadata to the handler and its response headers and trailers back", async () => {

@@ -54,12 +54,19 @@ export function grpcJsHandler(spec: MethodImplSpec, interceptors: Interceptor[],
       return (async (call: ServerUnaryCall<Bytes, Bytes>, callback: sendUnaryData<Bytes>) => {
         const done = track();
         const context = callContext(spec.method, call);
+        let headerSent = false;
+        const sendHeaderOnce = () => {
+          if (headerSent) return;
+          headerSent = true;
+          const metadata = metadataFromHeaders(context.responseHeader);
+          if (metadata) call.sendMetadata(metadata);
+        };
         try {
           const message = await invokeUnaryImplementation(spec, context, parse(call.request), interceptors);
-          sendHeader(call, context);
+          sendHeaderOnce();
           callback(null, serialize(message), metadataFromHeaders(context.responseTrailer));
         } catch (error) {
-          sendHeader(call, context);
+          sendHeaderOnce();
           callback(errorStatus(error, context.responseTrailer));
         } finally {
           context.abort(callEnded);
@@ -102,7 +109,7 @@ async function* parseAll(call: ServerReadableStream<Bytes, Bytes> | ServerDuplex
 
 const headerSent = new WeakSet<Call>();
 
-/** Sends the handler's response headers once, before the first message or the status. */
+/** Sends a streaming call's response headers once, before the first message or the status. */
 function sendHeader(call: Call, context: CallContext): void {
   if (headerSent.has(call)) return;
   headerSent.add(call);

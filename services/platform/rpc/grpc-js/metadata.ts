@@ -1,15 +1,15 @@
 import { Metadata } from "@grpc/grpc-js";
 
 /**
- * grpc-js request metadata as the header pairs of a HandlerContext (every value of
- * a repeated key; binary values base64, as on the wire).
+ * grpc-js request metadata as the headers of a HandlerContext (every value of a repeated
+ * key; binary values base64, as on the wire).
  */
-export function headersFromMetadata(metadata: Metadata): Array<[string, string]> {
-  const pairs: Array<[string, string]> = [];
+export function headersFromMetadata(metadata: Metadata): Headers {
+  const headers = new Headers();
   for (const [key, values] of Object.entries(metadata.toJSON())) {
-    for (const value of values) pairs.push([key, typeof value === "string" ? value : value.toString("base64")]);
+    for (const value of values) headers.append(key, typeof value === "string" ? value : value.toString("base64"));
   }
-  return pairs;
+  return headers;
 }
 
 /**
