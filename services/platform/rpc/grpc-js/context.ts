@@ -4,9 +4,11 @@ import type { ServerSurfaceCall } from "@grpc/grpc-js/build/src/server-call.js";
 import { writesKnownEncoding } from "../known-encoding.js";
 import { headersFromMetadata } from "./metadata.js";
 
-/** A call's HandlerContext, and the end of it: `abort` fires its signal once the call is over. */
+/** A call's HandlerContext, and what its transport keeps of it: `abort` fires its signal once the call is over. */
 export interface CallContext extends HandlerContext {
   abort(reason: unknown): void;
+  /** Whether the response headers have gone out (they go once, before the first message or the status). */
+  headerSent: boolean;
 }
 
 /**
@@ -41,6 +43,7 @@ export function callContext(method: DescMethod, call: ServerSurfaceCall & { getP
     responseHeader: new Headers(),
     responseTrailer: new Headers(),
     values: createContextValues().set(writesKnownEncoding, true),
+    headerSent: false,
     abort(reason) {
       if (!controller.signal.aborted) controller.abort(reason);
     },

@@ -54,19 +54,12 @@ export function grpcJsHandler(spec: MethodImplSpec, interceptors: Interceptor[],
       return (async (call: ServerUnaryCall<Bytes, Bytes>, callback: sendUnaryData<Bytes>) => {
         const done = track();
         const context = callContext(spec.method, call);
-        let headerSent = false;
-        const sendHeaderOnce = () => {
-          if (headerSent) return;
-          headerSent = true;
-          const metadata = metadataFromHeaders(context.responseHeader);
-          if (metadata) call.sendMetadata(metadata);
-        };
         try {
           const message = await invokeUnaryImplementation(spec, context, parse(call.request), interceptors);
-          sendHeaderOnce();
+          sendHeader(call, context);
           callback(null, serialize(message), metadataFromHeaders(context.responseTrailer));
         } catch (error) {
-          sendHeaderOnce();
+          sendHeader(call, context);
           callback(errorStatus(error, context.responseTrailer));
         } finally {
           context.abort(callEnded);
@@ -107,12 +100,10 @@ async function* parseAll(call: ServerReadableStream<Bytes, Bytes> | ServerDuplex
   for await (const bytes of call as AsyncIterable<Bytes>) yield parse(bytes);
 }
 
-const headerSent = new WeakSet<Call>();
-
-/** Sends a streaming call's response headers once, before the first message or the status. */
+/** Sends the handler's response headers once, before the first message or the status. */
 function sendHeader(call: Call, context: CallContext): void {
-  if (headerSent.has(call)) return;
-  headerSent.add(call);
+  if (context.headerSent) return;
+  context.headerSent = true;
   const metadata = metadataFromHeaders(context.responseHeader);
   if (metadata) call.sendMetadata(metadata);
 }
