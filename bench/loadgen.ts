@@ -44,6 +44,7 @@ import type {
   UnaryResult,
 } from "./protocol.js";
 import { round, Samples } from "./stats.js";
+import { completedWhileArriving } from "./throughput.js";
 
 // ---------------------------------------------------------------- clients
 
@@ -297,18 +298,11 @@ async function sagaStep(job: SagaStepJob): Promise<SagaStepResult> {
   // Orders that never concluded stay out of later steps' figures.
   for (const id of stepOrders) pending.delete(id);
   const cpu = cpuPercent(startCpu, t0);
-  // Confirmations per second in a window as long as the arrivals (less the
-  // warm-up), shifted by the step's median end-to-end latency: the arrival rate
-  // when the system keeps up, whatever its latency; its capacity when it falls
-  // behind (it then confirms at that rate until well past the window).
-  const drainEnd = performance.now();
-  const shift = Math.max(job.warmupMs, counters.e2e.summary().p50);
-  const from = t0 + shift;
-  const to = Math.min(from + job.durationMs - job.warmupMs, drainEnd);
-  const shifted = to - from >= 50 ? confirmedTimes.countWithin(from, to) / ((to - from) / 1_000) : completedInWindowPerSec;
+  // Confirmations while the arrivals ran, from the median latency on (throughput.ts).
+  const whileArriving = completedWhileArriving(confirmedTimes, { start: t0, warmupMs: job.warmupMs, arrivalsEnd: windowEnd, medianLatencyMs: counters.e2e.summary().p50 });
   // In a short step, conclusions that bunch up (batches, a slow start) can crowd
   // the window; over the step nothing completes faster than it was accepted.
-  const completedPerSec = Math.min(shifted, accepted / (job.durationMs / 1_000));
+  const completedPerSec = Math.min(whileArriving, accepted / (job.durationMs / 1_000));
   // Keep only recent confirmations.
   confirmedTimes = new Samples(1 << 16);
   return {
@@ -323,7 +317,7 @@ async function sagaStep(job: SagaStepJob): Promise<SagaStepResult> {
     createErrors,
     completedPerSec: round(completedPerSec, 1),
     completedInWindowPerSec: round(completedInWindowPerSec, 1),
-    completedShiftedPerSec: round(shifted, 1),
+    completedShiftedPerSec: round(whileArriving, 1),
     confirmed: counters.confirmed,
     rejected: counters.rejected,
     backlogAtEnd,

@@ -98,14 +98,14 @@ export interface SagaStepResult {
   /** CreateOrder calls that failed, by status code name. */
   createErrors: Record<string, number>;
   /**
-   * Confirmations per second in a window as long as the arrivals (less the
-   * warm-up) shifted by the step's median end-to-end latency: the offered rate
-   * when the system keeps up (whatever its latency), its capacity when it falls behind.
+   * Confirmations per second while the arrivals ran, from the step's median end-to-end
+   * latency on (bench/throughput.ts): the offered rate when the system keeps up (whatever
+   * its latency), its capacity under that load when it falls behind. Capped at accepted/s.
    */
   completedPerSec: number;
   /** CONFIRMED conclusions seen during the arrivals (after the warm-up), per second. */
   completedInWindowPerSec: number;
-  /** The shifted-window count before capping completed/s at accepted/s. */
+  /** completed/s before capping at accepted/s. */
   completedShiftedPerSec: number;
   /** This step's orders that reached CONFIRMED (by the end of the drain). */
   confirmed: number;
