@@ -44,7 +44,7 @@ import type {
   UnaryResult,
 } from "./protocol.js";
 import { round, Samples } from "./stats.js";
-import { completedWhileArriving } from "./throughput.js";
+import { completedAfterWarmUp, completedWhileArriving } from "./throughput.js";
 
 // ---------------------------------------------------------------- clients
 
@@ -281,9 +281,7 @@ async function sagaStep(job: SagaStepJob): Promise<SagaStepResult> {
   const windowEnd = performance.now();
   const backlogAtEnd = [...stepOrders].filter((id) => pending.has(id)).length;
   const inFlightAtEnd = inFlight;
-  const windowStart = t0 + job.warmupMs;
-  const confirmedInWindow = confirmedTimes.countWithin(windowStart, windowEnd);
-  const completedInWindowPerSec = confirmedInWindow / ((windowEnd - windowStart) / 1_000);
+  const completedInWindowPerSec = completedAfterWarmUp(confirmedTimes, { start: t0, warmupMs: job.warmupMs, arrivalsEnd: windowEnd });
 
   // Drain: wait for outstanding calls and this step's orders to conclude.
   const drainStart = performance.now();

@@ -25,9 +25,15 @@ const minimumWindowMs = 1_000;
  * of the arrivals, the arrivals after the warm-up are counted whole.
  */
 export function completedWhileArriving(confirmed: Samples, step: StepWindow): number {
-  const warmedUp = step.start + step.warmupMs;
-  const shifted = Math.max(warmedUp, step.start + step.medianLatencyMs);
-  const from = step.arrivalsEnd - shifted >= minimumWindowMs ? shifted : warmedUp;
-  const span = step.arrivalsEnd - from;
-  return span > 0 ? confirmed.countWithin(from, step.arrivalsEnd) / (span / 1_000) : 0;
+  const shifted = step.start + Math.max(step.warmupMs, step.medianLatencyMs);
+  return step.arrivalsEnd - shifted >= minimumWindowMs ? perSecond(confirmed, shifted, step.arrivalsEnd) : completedAfterWarmUp(confirmed, step);
+}
+
+/** Confirmations per second from the end of the warm-up to the last arrival. */
+export function completedAfterWarmUp(confirmed: Samples, step: Omit<StepWindow, "medianLatencyMs">): number {
+  return perSecond(confirmed, step.start + step.warmupMs, step.arrivalsEnd);
+}
+
+function perSecond(confirmed: Samples, from: number, to: number): number {
+  return to > from ? confirmed.countWithin(from, to) / ((to - from) / 1_000) : 0;
 }
