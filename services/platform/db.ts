@@ -62,6 +62,37 @@ export async function begin(client: pg.PoolClient): Promise<{ confirmed: Promise
   return { confirmed: sent };
 }
 
+/**
+ * Runs `fn` in a transaction on a connection of `pool`: BEGIN (see `begin`), `fn`, COMMIT, then
+ * the client's `afterCommit` callbacks. When `fn` or COMMIT throws it rolls back and rethrows;
+ * a connection that failed (or whose ROLLBACK did) is closed instead of going back to the pool.
+ */
+export async function transaction<T>(pool: pg.Pool, fn: (client: pg.PoolClient) => Promise<T>): Promise<T> {
+  const client = await pool.connect();
+  let broken: Error | undefined;
+  // A connection that dies while checked out (Postgres restarting, failing over) emits `error`,
+  // which the pool listens for only on idle connections: unheard, it would end the process.
+  const onError = (error: Error) => void (broken ??= error);
+  client.on("error", onError);
+  try {
+    const { confirmed } = await begin(client);
+    const result = await fn(client);
+    await confirmed;
+    await client.query("COMMIT");
+    committed(client);
+    return result;
+  } catch (error) {
+    rolledBack(client);
+    await client.query("ROLLBACK").catch((rollbackError: unknown) => {
+      broken ??= rollbackError instanceof Error ? rollbackError : new Error(String(rollbackError));
+    });
+    throw error;
+  } finally {
+    client.off("error", onError);
+    client.release(broken);
+  }
+}
+
 export interface DatabaseOptions {
   url: string;
   readUrl?: string | undefined;
@@ -106,23 +137,9 @@ export class Database {
     return new Set([this.primary, this.replica, this.background]);
   }
 
-  /** Runs fn in a transaction on the primary (or `pool`); commits on success, rolls back on error. */
-  async transaction<T>(fn: (client: pg.PoolClient) => Promise<T>, pool: pg.Pool = this.primary): Promise<T> {
-    const client = await pool.connect();
-    try {
-      const { confirmed } = await begin(client);
-      const result = await fn(client);
-      await confirmed;
-      await client.query("COMMIT");
-      committed(client);
-      return result;
-    } catch (error) {
-      rolledBack(client);
-      await client.query("ROLLBACK").catch(() => undefined);
-      throw error;
-    } finally {
-      client.release();
-    }
+  /** Runs fn in a transaction on the primary (or `pool`); see `transaction`. */
+  transaction<T>(fn: (client: pg.PoolClient) => Promise<T>, pool: pg.Pool = this.primary): Promise<T> {
+    return transaction(pool, fn);
   }
 
   /**

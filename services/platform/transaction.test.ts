@@ -67,4 +67,14 @@ describe("begin", () => {
       await db.primary.query("DROP TABLE transaction_test");
     }
   });
+
+  it("a transaction whose connection is lost fails, and the next one gets a working connection", async () => {
+    const solo = new Database({ url: DATABASE_URL, poolMax: 1, schema: "public", applicationName: "transaction-test-solo" });
+    try {
+      await expect(solo.transaction((tx) => tx.query("SELECT pg_terminate_backend(pg_backend_pid())"))).rejects.toThrow();
+      expect(await solo.transaction(async (tx) => (await tx.query<{ one: number }>("SELECT 1 AS one")).rows[0])).toEqual({ one: 1 });
+    } finally {
+      await solo.close();
+    }
+  });
 });

@@ -3,7 +3,7 @@ import { AckPolicy, DeliverPolicy, type ConsumerConfig, type ConsumerMessages, t
 import { nanos, type MsgHdrs } from "@nats-io/transport-node";
 import { context, SpanKind, SpanStatusCode, trace } from "@opentelemetry/api";
 import type { Pool, PoolClient } from "pg";
-import { begin, committed, prepared, rolledBack } from "../db.js";
+import { prepared, transaction } from "../db.js";
 import { errorMessage } from "../errors.js";
 import { createLogger, type Logger } from "../logger.js";
 import { decodeMessage, sagaRegistry } from "./codec.js";
@@ -463,7 +463,7 @@ class BatchConsumer implements BusConsumer {
    */
   private transactionHeld(pool: Pool, items: Item[], retryConflicts: boolean): Promise<Committed> {
     return this.retriedWhileUnavailable(
-      () => this.transaction(pool, items),
+      () => this.applyInTransaction(pool, items),
       (err, attempt) => retryConflicts && isConflictError(err) && attempt < 10,
       items.length,
     );
@@ -491,11 +491,8 @@ class BatchConsumer implements BusConsumer {
   }
 
   /** One transaction: inbox rows for the items (if kept), handler for the new ones, outbox rows (unless published after it), commit. */
-  private async transaction(pool: Pool, items: Item[]): Promise<Committed> {
-    const client = await pool.connect();
-    let releaseError: Error | undefined;
-    try {
-      const { confirmed } = await begin(client);
+  private applyInTransaction(pool: Pool, items: Item[]): Promise<Committed> {
+    return transaction(pool, async (client) => {
       const fresh = await this.freshIds(client, items);
       const newDeliveries = items.filter((it) => fresh.has(it.d.id)).map((it) => it.d);
       if (newDeliveries.length > 0 && this.opts.pool !== undefined) await this.opts.beforeBatch?.(client, newDeliveries);
@@ -518,21 +515,8 @@ class BatchConsumer implements BusConsumer {
       }
       if (newDeliveries.length > 0 && this.opts.pool !== undefined) await this.opts.afterBatch?.(client, out);
       if (emitted.length > 0 && this.schema && !this.publishEmitted) await enqueueOutbox(client, this.schema, emitted);
-      await confirmed;
-      await client.query("COMMIT");
-      committed(client);
       return { outcomes, emitted: this.publishEmitted ? emitted : [] };
-    } catch (err) {
-      rolledBack(client);
-      try {
-        await client.query("ROLLBACK");
-      } catch (rollbackErr) {
-        releaseError = rollbackErr instanceof Error ? rollbackErr : new Error(String(rollbackErr));
-      }
-      throw err;
-    } finally {
-      client.release(releaseError);
-    }
+    });
   }
 
   /** The ids of the items not seen before (all of them without the inbox). */

@@ -34,4 +34,18 @@ describe("bus tables", () => {
       { consumer: "b", n: 30 },
     ]);
   });
+
+  it("leaves the inbox alone while another replica is pruning it", async () => {
+    await env.pool.query(`INSERT INTO "${env.schema}".inbox (consumer, message_id, processed_at) VALUES ('c', 'c-1', now() - interval '2 days')`);
+    const other = await env.pool.connect();
+    try {
+      await other.query("BEGIN");
+      await other.query("SELECT pg_advisory_xact_lock(hashtext($1))", [`orderflow.inbox.prune.${env.schema}.c`]);
+      expect(await pruneInbox(env.pool, env.schema, "c", 3600_000)).toBe(0);
+      await other.query("COMMIT");
+    } finally {
+      other.release();
+    }
+    expect(await pruneInbox(env.pool, env.schema, "c", 3600_000)).toBe(1);
+  });
 });

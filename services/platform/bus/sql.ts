@@ -1,4 +1,5 @@
 import type { Pool } from "pg";
+import { transaction } from "../db.js";
 import { quoteSchema } from "./names.js";
 
 /**
@@ -40,19 +41,11 @@ CREATE INDEX IF NOT EXISTS inbox_processed_at_brin ON ${s}.inbox USING brin (pro
  * Creates the bus tables under a transaction-level advisory lock, so several replicas
  * (or test files) starting at once do not race on CREATE … IF NOT EXISTS.
  */
-export async function ensureBusTables(pool: Pool, schema: string): Promise<void> {
-  const client = await pool.connect();
-  try {
-    await client.query("BEGIN");
+export function ensureBusTables(pool: Pool, schema: string): Promise<void> {
+  return transaction(pool, async (client) => {
     await client.query("SELECT pg_advisory_xact_lock(hashtext('orderflow.bus.ddl'))");
     await client.query(busTablesSql(schema));
-    await client.query("COMMIT");
-  } catch (err) {
-    await client.query("ROLLBACK").catch(() => undefined);
-    throw err;
-  } finally {
-    client.release();
-  }
+  });
 }
 
 /**
@@ -63,29 +56,19 @@ export async function pruneInbox(pool: Pool, schema: string, consumer: string, o
   const s = quoteSchema(schema);
   let total = 0;
   for (let round = 0; round < 20; round++) {
-    const client = await pool.connect();
-    try {
-      await client.query("BEGIN");
+    const deleted = await transaction(pool, async (client) => {
       const lock = await client.query<{ ok: boolean }>("SELECT pg_try_advisory_xact_lock(hashtext($1)) AS ok", [`orderflow.inbox.prune.${schema}.${consumer}`]);
-      if (lock.rows[0]?.ok !== true) {
-        await client.query("COMMIT");
-        return total;
-      }
+      if (lock.rows[0]?.ok !== true) return undefined;
       const r = await client.query(
         `DELETE FROM ${s}.inbox WHERE consumer = $1 AND message_id IN (
            SELECT message_id FROM ${s}.inbox WHERE consumer = $1 AND processed_at < now() - make_interval(secs => $2) LIMIT $3)`,
         [consumer, olderThanMs / 1000, chunk],
       );
-      await client.query("COMMIT");
-      const n = r.rowCount ?? 0;
-      total += n;
-      if (n < chunk) return total;
-    } catch (err) {
-      await client.query("ROLLBACK").catch(() => undefined);
-      throw err;
-    } finally {
-      client.release();
-    }
+      return r.rowCount ?? 0;
+    });
+    if (deleted === undefined) return total;
+    total += deleted;
+    if (deleted < chunk) return total;
   }
   return total;
 }
