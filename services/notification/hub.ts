@@ -1,9 +1,10 @@
 import { fromBinary, toBinary } from "@bufbuild/protobuf";
 import { timestampMs } from "@bufbuild/protobuf/wkt";
-import type { NatsConnection, Subscription } from "@nats-io/transport-node";
+import type { NatsConnection } from "@nats-io/transport-node";
 import { type Notification, NotificationSchema } from "../../gen/orderflow/notification/v1/notification_pb.js";
 import { errorMessage } from "../platform/errors.js";
 import type { Logger } from "../platform/logger.js";
+import { SharedSubscriptions } from "../platform/shared-subscriptions.js";
 import { createdSubject, onNotificationsCreated } from "./announcements.js";
 import { notificationMetrics } from "./metrics.js";
 import { type NotificationRow, toNotification } from "./store.js";
@@ -86,12 +87,15 @@ class Stream {
  * watchers' customers got meanwhile (by created_at) and delivers what is new.
  */
 export class NotificationHub {
-  private readonly customers = new Map<string, { subscription: Subscription; streams: Set<Stream> }>();
+  /** The open streams of each customer watched. */
+  private readonly customers = new Map<string, Set<Stream>>();
+  private readonly subscriptions: SharedSubscriptions;
   private closed = false;
   private disconnectedAt: Date | undefined;
   private received = 0;
 
   constructor(private readonly options: NotificationHubOptions) {
+    this.subscriptions = new SharedSubscriptions(options.nc, createdSubject, (customerId, data) => this.dispatch(customerId, data));
     this.followConnection().catch((error: unknown) => options.logger.warn("notification hub stopped following its NATS connection", { error: errorMessage(error) }));
   }
 
@@ -104,7 +108,7 @@ export class NotificationHub {
   subscriberCount(customerId?: string): number {
     const entries = customerId === undefined ? [...this.customers.values()] : [this.customers.get(customerId)];
     let n = 0;
-    for (const entry of entries) for (const stream of entry?.streams ?? []) if (stream.ready) n++;
+    for (const streams of entries) for (const stream of streams ?? []) if (stream.ready) n++;
     return n;
   }
 
@@ -116,11 +120,11 @@ export class NotificationHub {
   async *subscribe(customerId: string, signal: AbortSignal): AsyncGenerator<Notification> {
     if (this.closed) return;
     const stream = new Stream();
-    const entry = this.customers.get(customerId) ?? this.listen(customerId);
-    entry.streams.add(stream);
+    const streams = this.customers.get(customerId) ?? new Set<Stream>();
+    this.customers.set(customerId, streams.add(stream));
     notificationMetrics.watchers.inc();
     try {
-      await this.options.nc.flush();
+      await this.subscriptions.acquire(customerId);
       stream.ready = true;
       for (;;) {
         const notification = await stream.next(signal);
@@ -129,39 +133,25 @@ export class NotificationHub {
         yield notification;
       }
     } finally {
-      entry.streams.delete(stream);
-      if (entry.streams.size === 0 && this.customers.get(customerId) === entry) {
-        this.customers.delete(customerId);
-        entry.subscription.unsubscribe();
-      }
+      streams.delete(stream);
+      if (streams.size === 0 && this.customers.get(customerId) === streams) this.customers.delete(customerId);
+      this.subscriptions.release(customerId);
     }
   }
 
   /** Ends every open stream (server shutdown), so in-flight RPCs finish at once; new ones end immediately. */
   endStreams(): void {
     this.closed = true;
-    for (const { streams } of this.customers.values()) for (const stream of streams) stream.end();
+    for (const streams of this.customers.values()) for (const stream of streams) stream.end();
   }
 
   close(): void {
     this.endStreams();
-    for (const { subscription } of this.customers.values()) subscription.unsubscribe();
+    this.subscriptions.releaseAll();
     this.customers.clear();
   }
 
-  private listen(customerId: string): { subscription: Subscription; streams: Set<Stream> } {
-    const streams = new Set<Stream>();
-    const subscription = this.options.nc.subscribe(createdSubject(customerId), {
-      callback: (error, msg) => {
-        if (!error) this.dispatch(streams, msg.data);
-      },
-    });
-    const entry = { subscription, streams };
-    this.customers.set(customerId, entry);
-    return entry;
-  }
-
-  private dispatch(streams: Set<Stream>, data: Uint8Array): void {
+  private dispatch(customerId: string, data: Uint8Array): void {
     this.received++;
     let notification: Notification;
     try {
@@ -170,7 +160,7 @@ export class NotificationHub {
       this.options.logger.warn("ignoring a malformed notification announcement", { error: errorMessage(error) });
       return;
     }
-    for (const stream of streams) stream.push(notification);
+    for (const stream of this.customers.get(customerId) ?? []) stream.push(notification);
   }
 
   /** Notes when the connection drops, and catches up when it is back (nats.js subscribes again by itself). */
@@ -191,7 +181,7 @@ export class NotificationHub {
       const rows = await this.options.createdSince(customers, new Date(since.getTime() - catchUpSlackMs));
       for (const row of rows) {
         const notification = toNotification(row);
-        for (const stream of this.customers.get(row.customer_id)?.streams ?? []) {
+        for (const stream of this.customers.get(row.customer_id) ?? []) {
           if (row.created_at.getTime() >= stream.since - catchUpSlackMs) stream.push(notification);
         }
       }

@@ -1,8 +1,9 @@
 import { EventEmitter, on } from "node:events";
-import type { NatsConnection, Subscription } from "@nats-io/transport-node";
+import type { NatsConnection } from "@nats-io/transport-node";
 import type { Order } from "../../../gen/orderflow/order/v1/order_pb.js";
 import type { Database } from "../../platform/db.js";
 import type { Worker } from "../../platform/host.js";
+import { SharedSubscriptions } from "../../platform/shared-subscriptions.js";
 import { isTerminal } from "../domain/status.js";
 import { readOrder } from "../store.js";
 import { onOrdersChanged, orderChangesSubject } from "./changes.js";
@@ -19,8 +20,8 @@ const RECHECK_MS = 5_000;
  */
 export class OrderWatch implements Worker {
   private readonly changes = new EventEmitter();
-  /** The subscription of each watched order, and how many watchers share it. */
-  private readonly subscriptions = new Map<string, { subscription: Subscription; watchers: number }>();
+  /** Each watched order's subject, subscribed once for all its watchers. */
+  private readonly subscriptions: SharedSubscriptions;
   private readonly unregister: () => void;
   private readonly recheck: NodeJS.Timeout;
 
@@ -29,6 +30,7 @@ export class OrderWatch implements Worker {
     private readonly nc: NatsConnection,
   ) {
     this.changes.setMaxListeners(0);
+    this.subscriptions = new SharedSubscriptions(nc, orderChangesSubject, (orderId) => void this.changes.emit(orderId));
     this.unregister = onOrdersChanged((orderIds) => {
       // Told after the change committed: a notice that cannot go out (the connection is closed
       // or draining) must not fail the write; watchers read the order again within RECHECK_MS.
@@ -64,7 +66,7 @@ export class OrderWatch implements Worker {
     // One event name per order: a change wakes only that order's watchers.
     const events = on(this.changes, orderId, { signal: stop.signal });
     try {
-      await this.subscribe(orderId);
+      await this.subscriptions.acquire(orderId);
       let last = await readOrder(this.db.primary, orderId);
       if (!last) return;
       yield last;
@@ -79,30 +81,9 @@ export class OrderWatch implements Worker {
     } catch (error) {
       if (!stop.signal.aborted) throw error;
     } finally {
-      this.unsubscribe(orderId);
+      this.subscriptions.release(orderId);
       signal.removeEventListener("abort", onAbort);
       this.changes.off("stop", onAbort);
     }
-  }
-
-  /** Subscribes to the order's changes (once per process); resolves when NATS has the subscription, so no later change is missed. */
-  private async subscribe(orderId: string): Promise<void> {
-    const existing = this.subscriptions.get(orderId);
-    if (existing) {
-      existing.watchers += 1;
-      return;
-    }
-    const subscription = this.nc.subscribe(orderChangesSubject(orderId), { callback: () => void this.changes.emit(orderId) });
-    this.subscriptions.set(orderId, { subscription, watchers: 1 });
-    await this.nc.flush();
-  }
-
-  private unsubscribe(orderId: string): void {
-    const entry = this.subscriptions.get(orderId);
-    if (!entry) return;
-    entry.watchers -= 1;
-    if (entry.watchers > 0) return;
-    this.subscriptions.delete(orderId);
-    entry.subscription.unsubscribe();
   }
 }
