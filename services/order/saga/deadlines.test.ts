@@ -104,4 +104,27 @@ describe("the deadline sweep", () => {
     expect(await failing.sweep()).toBe(1);
     expect(await commandsFor(other)).toEqual(["fraud.cmd.assess"]);
   });
+
+  it("handles a sweep's orders together, each re-sent with its own back-off or deferred", async () => {
+    // Orders of the tests before are not due within this one.
+    await database().primary.query("UPDATE orders SET step_deadline = now() + interval '1 hour' WHERE in_flight");
+    const [first, third, queued] = [await orderAwaitingFraud(-1), await orderAwaitingFraud(-1), await orderAwaitingFraud(-1)];
+    // Started before the defer limit: re-sent although their step is queued.
+    await database().primary.query("UPDATE orders SET step_started_at = now() - interval '61 s' WHERE order_id = ANY($1::uuid[])", [[first, third]]);
+    await database().primary.query("UPDATE orders SET step_attempts = 3 WHERE order_id = $1", [third]);
+    const watcher = new DeadlineWatcher(database(), { stepTimeoutMs: 1_000, maxAttempts: 5, queued: async (steps) => steps, deferLimitMs: 60_000 }, logger);
+
+    expect(await watcher.sweep()).toBe(3);
+    const [a, b, c] = [await state(first), await state(third), await state(queued)];
+    expect(a).toMatchObject({ status: "PENDING", step_attempts: 2 });
+    expect(a?.due_in_s).toBeGreaterThan(1);
+    expect(a?.due_in_s).toBeLessThanOrEqual(2);
+    expect(b).toMatchObject({ status: "PENDING", step_attempts: 4 });
+    expect(b?.due_in_s).toBeGreaterThan(4);
+    expect(b?.due_in_s).toBeLessThanOrEqual(8);
+    expect(c).toMatchObject({ status: "PENDING", step_attempts: 1 });
+    expect(c?.due_in_s).toBeGreaterThan(0.5);
+    expect(c?.due_in_s).toBeLessThanOrEqual(1);
+    expect([await commandsFor(first), await commandsFor(third), await commandsFor(queued)]).toEqual([["fraud.cmd.assess"], ["fraud.cmd.assess"], []]);
+  });
 });

@@ -1,7 +1,7 @@
 import { OrderStatus } from "../../../gen/orderflow/order/v1/order_pb.js";
 import type { JetStreamManager } from "@nats-io/jetstream";
 import { commandConsumerName, consumerBacklog, enqueueOutbox, streamName } from "../../platform/bus/index.js";
-import type { Database, PoolClient } from "../../platform/db.js";
+import { type Database, type PoolClient, prepared } from "../../platform/db.js";
 import { errorMessage } from "../../platform/errors.js";
 import type { Worker } from "../../platform/host.js";
 import type { Logger } from "../../platform/logger.js";
@@ -85,7 +85,16 @@ export class DeadlineWatcher implements Worker {
     return this.db.transaction(async (tx) => {
       const overdue = await lockOverdue(tx, this.options.batchSize ?? 200);
       const queued = await this.queuedSteps(overdue);
-      for (const order of overdue) await this.handle(tx, order, queued);
+      const deferred: SagaOrder[] = [];
+      const resent: SagaOrder[] = [];
+      for (const order of overdue) {
+        const failure = order.attempts >= this.options.maxAttempts ? giveUp(order) : undefined;
+        if (this.deferrable(order, queued)) deferred.push(order);
+        else if (failure) await this.fail(tx, order, failure);
+        else resent.push(order);
+      }
+      await this.defer(tx, deferred);
+      await this.resend(tx, resent);
       return overdue.length;
     }, this.db.background);
   }
@@ -102,27 +111,37 @@ export class DeadlineWatcher implements Worker {
     }
   }
 
-  private async handle(tx: PoolClient, order: SagaOrder, queued: ReadonlySet<Step>): Promise<void> {
+  private deferrable(order: SagaOrder, queued: ReadonlySet<Step>): boolean {
     const deferLimitMs = this.options.deferLimitMs ?? this.options.stepTimeoutMs * 12;
-    if (order.awaiting.some((step) => queued.has(step)) && Date.now() - order.stepStartedAt.getTime() < deferLimitMs) {
-      for (const step of order.awaiting) sagaMetrics.deferrals.inc({ step });
-      await tx.query("UPDATE orders SET step_deadline = now() + make_interval(secs => $2) WHERE order_id = $1", [order.orderId, this.options.stepTimeoutMs / 1000]);
-      return;
-    }
-    const failure = order.attempts >= this.options.maxAttempts ? giveUp(order) : undefined;
-    if (failure) {
-      for (const step of order.awaiting) sagaMetrics.timeouts.inc({ step });
-      this.logger.warn("saga step timed out", { order_id: order.orderId, awaiting: order.awaiting, attempts: order.attempts });
-      await advance(tx, order, failure, this.options);
-      return;
-    }
-    const commands = order.awaiting.map((step) => commandFor(step, order));
-    await enqueueOutbox(tx, ordersSchema, commands.map((c) => ({ ...c, key: order.orderId })));
-    for (const step of order.awaiting) sagaMetrics.resends.inc({ step });
-    const backoff = Math.min(2 ** order.attempts, 32);
-    await tx.query("UPDATE orders SET step_attempts = step_attempts + 1, step_deadline = now() + make_interval(secs => $2) WHERE order_id = $1", [
-      order.orderId,
-      (this.options.stepTimeoutMs * backoff) / 1000,
-    ]);
+    return order.awaiting.some((step) => queued.has(step)) && Date.now() - order.stepStartedAt.getTime() < deferLimitMs;
+  }
+
+  /** Another step timeout for steps still queued: no re-send, no attempt (one statement for all). */
+  private async defer(tx: PoolClient, orders: readonly SagaOrder[]): Promise<void> {
+    if (orders.length === 0) return;
+    for (const order of orders) for (const step of order.awaiting) sagaMetrics.deferrals.inc({ step });
+    await tx.query(prepared("UPDATE orders SET step_deadline = now() + make_interval(secs => $2) WHERE order_id = ANY($1::uuid[])", [orders.map((o) => o.orderId), this.options.stepTimeoutMs / 1000]));
+  }
+
+  private async fail(tx: PoolClient, order: SagaOrder, failure: Change): Promise<void> {
+    for (const step of order.awaiting) sagaMetrics.timeouts.inc({ step });
+    this.logger.warn("saga step timed out", { order_id: order.orderId, awaiting: order.awaiting, attempts: order.attempts });
+    await advance(tx, order, failure, this.options);
+  }
+
+  /** The steps' commands again, each order's next deadline backed off by its attempts (one outbox write, one update). */
+  private async resend(tx: PoolClient, orders: readonly SagaOrder[]): Promise<void> {
+    if (orders.length === 0) return;
+    const commands = orders.flatMap((order) => order.awaiting.map((step) => ({ ...commandFor(step, order), key: order.orderId })));
+    await enqueueOutbox(tx, ordersSchema, commands);
+    for (const order of orders) for (const step of order.awaiting) sagaMetrics.resends.inc({ step });
+    const waitSeconds = orders.map((order) => (this.options.stepTimeoutMs * Math.min(2 ** order.attempts, 32)) / 1000);
+    await tx.query(
+      prepared(
+        `UPDATE orders o SET step_attempts = o.step_attempts + 1, step_deadline = now() + make_interval(secs => r.wait_s)
+           FROM unnest($1::uuid[], $2::float8[]) AS r(order_id, wait_s) WHERE o.order_id = r.order_id`,
+        [orders.map((o) => o.orderId), waitSeconds],
+      ),
+    );
   }
 }
