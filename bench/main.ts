@@ -14,6 +14,8 @@ import { createInterface } from "node:readline";
 import { createClient } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
 import pg from "pg";
+import { jetstreamManager } from "@nats-io/jetstream";
+import { connect as connectNats } from "@nats-io/transport-node";
 import { create, toBinary } from "@bufbuild/protobuf";
 import { HealthCheckRequestSchema } from "../gen/grpc/health/v1/health_pb.js";
 import { GetOrderRequestSchema } from "../gen/orderflow/order/v1/order_pb.js";
@@ -25,6 +27,7 @@ import type { Job, JobRequest, JobResponse, JobResult, SagaStepResult, UnaryJob,
 import { findH2load, grpcFrame, type H2loadResult, runH2load } from "./h2load.js";
 import { renderSvg, renderTable } from "./report.js";
 import { findPids, ResourceMonitor } from "./resources.js";
+import { QueueSampler } from "./queues.js";
 import { type BenchResult, checkResult, type MachineFacts, type Ratio, resultSchema } from "./results.js";
 import { round } from "./stats.js";
 
@@ -515,11 +518,15 @@ async function main(): Promise<void> {
       notes.push(`the saga steps followed ${sagaWarmupMs / 1000} s of unrecorded load at ${firstRate}/s`);
     }
     const steps: BenchResult["saga"]["steps"] = [];
+    const nats = await connectNats({ servers: endpoints.natsUrl, name: "orderflow-bench-queues" });
+    cleanups.push(() => nats.close());
+    const jsm = await jetstreamManager(nats);
     for (const [index, rate] of options.rates.entries()) {
       log(`saga: ${rate}/s for ${options.stepMs / 1000}s…`);
       if (standInForAutovacuum) await vacuumAnalyze(endpoints.databaseUrl);
       const before = monitor.cpu();
       const t0 = performance.now();
+      const queues = await new QueueSampler(jsm).start();
       const step: SagaStepResult = await generator.run({
         kind: "saga-step",
         index,
@@ -529,15 +536,17 @@ async function main(): Promise<void> {
         maxInFlight: maxInFlightAt(rate),
         warmupMs: Math.min(1_000, options.stepMs / 4),
       });
-      // CPU over the arrivals and the drain.
+      // CPU and queues over the arrivals and the drain.
       const serviceCpuPercent = ResourceMonitor.cpuPercent(before, monitor.cpu(), performance.now() - t0);
+      const stepQueues = await queues.stop();
+      if (!stepQueues) notes.push(`saga step ${rate}/s: the JetStream consumers could not be sampled (no queue figures)`);
       const reasons: string[] = [];
       const errors = Object.values(step.createErrors).reduce((a, b) => a + b, 0);
       if (step.completedPerSec < 0.85 * rate) reasons.push(`completed ${Math.round(step.completedPerSec)}/s < 85 % of offered`);
       if (!step.drained) reasons.push(`${step.unfinished} orders still open ${Math.round(step.drainMs / 1000)}s after the step`);
       if (errors > 0.01 * step.scheduled) reasons.push(`${errors} CreateOrder errors`);
       if (step.dropped > 0) reasons.push(`${step.dropped} arrivals dropped at the in-flight cap`);
-      steps.push({ ...step, serviceCpuPercent, saturated: reasons.length > 0, saturationReason: reasons.join("; ") });
+      steps.push({ ...step, serviceCpuPercent, queues: stepQueues ?? [], saturated: reasons.length > 0, saturationReason: reasons.join("; ") });
       log(
         `  accepted ${step.acceptedPerSec}/s, completed ${step.completedPerSec}/s, backlog ${step.backlogAtEnd}, e2e p99 ${step.e2eLatency.p99} ms${reasons.length > 0 ? ` — saturated: ${reasons.join("; ")}` : ""}`,
       );

@@ -52,6 +52,11 @@ export function renderTable(result: BenchResult): string {
     `  max completed ${n(result.saga.maxCompletedPerSec)}/s; kept up with ${n(result.saga.sustainedPerSec)}/s offered` +
       (saturated.length > 0 ? `; * saturated: ${saturated.map((s) => `${n(s.offeredPerSec)}/s (${s.saturationReason})`).join("; ")}` : "; did not saturate"),
   );
+  const queueLines = result.saga.steps
+    .map((s) => [s, s.queues.filter((q) => q.peak > 0).slice(0, 3)] as const)
+    .filter(([, deepest]) => deepest.length > 0)
+    .map(([s, deepest]) => `    ${n(s.offeredPerSec)}/s: ${deepest.map((q) => `${q.consumer} ${n(q.peak)}`).join(" · ")}`);
+  if (queueLines.length > 0) out.push("  deepest queues (JetStream messages a consumer had not yet acknowledged, peak during the step):", ...queueLines);
   out.push("");
   out.push("Queries and transports (closed loop; latencies in ms)");
   const unaryRows = (list: UnaryResult[]): (string | number)[][] =>

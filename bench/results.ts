@@ -1,5 +1,6 @@
 // The shape of a bench result (bench/results/*.json) and a checker for it.
 import type { JetStreamCeilingResult, PgCeilingResult, SagaStepResult, UnaryResult } from "./protocol.js";
+import type { ConsumerQueue } from "./queues.js";
 import type { H2loadResult } from "./h2load.js";
 import type { ServiceFootprint } from "./resources.js";
 
@@ -52,7 +53,13 @@ export interface BenchResult {
   };
   seed: { customers: number; products: number; ms: number };
   saga: {
-    steps: (SagaStepResult & { serviceCpuPercent: Record<string, number>; saturated: boolean; saturationReason: string })[];
+    steps: (SagaStepResult & {
+      serviceCpuPercent: Record<string, number>;
+      /** JetStream consumers by the most messages they had not yet acknowledged during the step (deepest first). */
+      queues: ConsumerQueue[];
+      saturated: boolean;
+      saturationReason: string;
+    })[];
     /** Highest completed sagas/s in any step. */
     maxCompletedPerSec: number;
     /** Highest offered rate the system kept up with (0 when none). */
@@ -90,6 +97,7 @@ export function checkResult(value: unknown): string[] {
     if (result[section] === undefined) problems.push(`section ${section} is missing`);
   }
   if (result.saga && result.saga.steps.length === 0) problems.push("saga has no steps");
+  for (const [index, step] of (result.saga?.steps ?? []).entries()) if (!Array.isArray(step.queues)) problems.push(`saga step ${index} has no queues`);
   if (result.queries) {
     for (const name of ["GetOrder warm", "GetOrder cold", "ListOrders", "CreateOrder"]) {
       for (const protocol of ["grpc", "connect"] as const) {

@@ -40,7 +40,11 @@ describe("npm run bench -- --smoke", () => {
     expect(checkResult(result)).toEqual([]);
     expect(result.mode).toBe("smoke");
     expect(result.saga.steps.length).toBeGreaterThan(0);
-    for (const step of result.saga.steps) expect(step.scheduled).toBeGreaterThan(0);
+    for (const step of result.saga.steps) {
+      expect(step.scheduled).toBeGreaterThan(0);
+      // Every stage of the saga was sampled, whether or not work waited there.
+      expect(step.queues.map((q) => q.consumer)).toEqual(expect.arrayContaining(["fraud-commands", "order-fraud-events", "notification-order-events"]));
+    }
     expect(result.ceilings.grpcJs.requests).toBeGreaterThan(0);
     expect(result.ceilings.postgres.transactions).toBeGreaterThan(0);
     expect(result.ceilings.jetstream.roundTripMsgsPerSec).toBeGreaterThan(0);
