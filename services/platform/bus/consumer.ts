@@ -1,13 +1,14 @@
 import type { Message, Registry } from "@bufbuild/protobuf";
-import { AckPolicy, DeliverPolicy, type ConsumerConfig, type ConsumerMessages, type JetStreamClient, type JsMsg } from "@nats-io/jetstream";
-import { nanos, type MsgHdrs } from "@nats-io/transport-node";
+import type { ConsumerMessages, JsMsg } from "@nats-io/jetstream";
 import { context, SpanKind, SpanStatusCode, trace } from "@opentelemetry/api";
 import type { Pool, PoolClient } from "pg";
 import { prepared, transaction } from "../db.js";
 import { errorMessage } from "../errors.js";
 import { createLogger, type Logger } from "../logger.js";
 import { decodeMessage, sagaRegistry } from "./codec.js";
+import type { BusConsumer, ConsumerOptions, Delivery, OutboxWriter } from "./consumer-options.js";
 import { messageIdOf, publishDeadLetter } from "./dlq.js";
+import { ensureDurableConsumer } from "./durable.js";
 import type { StreamPublisher } from "./jetstream-publisher.js";
 import { busMetrics } from "./metrics.js";
 import { DEFAULT_DLQ, Header, quoteSchema, type DlqConfig } from "./names.js";
@@ -17,126 +18,6 @@ import { ProgressSignals } from "./progress.js";
 import { pruneInbox } from "./sql.js";
 import { publishAsGiven, type OutgoingMessage } from "./publish.js";
 import { currentTraceHeaders, extractTraceContext } from "./trace.js";
-
-/** One decoded message handed to a handler. */
-export interface Delivery {
-  /** Logical message id (`of-id`, else Nats-Msg-Id, else `<stream>:<seq>`): the inbox key. */
-  id: string;
-  subject: string;
-  /** Protobuf type name; test it with `isMessage(d.message, SomeSchema)`. */
-  type: string;
-  message: Message;
-  /** Partition key (`of-key`), "" if none. */
-  key: string;
-  headers: MsgHdrs | undefined;
-  /** 1 on the first delivery. */
-  deliveryCount: number;
-  streamSeq: number;
-  /** The raw JetStream message (e.g. for `working()`); do not ack it yourself. */
-  msg: JsMsg;
-}
-
-export interface ConsumerCommonOptions {
-  js: JetStreamClient;
-  /** Stream to consume, e.g. `INVENTORY`. */
-  stream: string;
-  /** Durable consumer name; also the consumer's name in the inbox, metrics and dead letters. */
-  durable: string;
-  /** One subject filter (nats-server 2.9), e.g. `inventory.cmd.>`. */
-  filterSubject: string;
-  /** Most messages per batch / per transaction (default 100). */
-  batchSize?: number;
-  /** Deliveries before a failing message is dead-lettered (default 5). */
-  maxDeliver?: number;
-  /** nak delay after failed delivery n is `backoffMs[min(n-1, len-1)]` (default [500, 2000, 8000, 30000]). */
-  backoffMs?: readonly number[];
-  /**
-   * Time JetStream waits for an ack or a progress signal before it redelivers a message
-   * (default 10 s). A live consumer signals progress for what it holds every quarter of it,
-   * so this bounds how long the messages of a crashed process stay away, not how long a
-   * batch may take.
-   */
-  ackWaitMs?: number;
-  /** Unacknowledged messages allowed across all replicas of this consumer (default max(1000, 10 × batchSize)). */
-  maxAckPending?: number;
-  /** Types the consumer can decode (default the saga messages). */
-  registry?: Registry;
-  dlq?: DlqConfig;
-  logger?: Logger;
-}
-
-/** With Postgres: effects (and the inbox rows, unless turned off) in one transaction per batch. */
-export interface InboxConsumerOptions extends ConsumerCommonOptions {
-  pool: Pool;
-  /** Schema holding the `inbox` and `outbox` tables (and whatever the handler writes). */
-  schema: string;
-  /**
-   * Record each message id in `<schema>.inbox` and skip ids seen before (default true).
-   * false when every handler is idempotent by keys of its own — a redelivered message is
-   * handled again and must change nothing (re-emitting a recorded reply is fine): saves a
-   * statement per batch and a row per message (one id met twice in a batch is still handled
-   * once). The saga's participants are (docs/saga-contract.md).
-   */
-  inbox?: boolean;
-  /**
-   * Inbox rows older than this are deleted (every minute, by one replica; default 24 h, 0 = keep).
-   * Duplicates arrive within minutes (lost acks: ack_wait; relay re-publishes: seconds), so
-   * a day is ample; keep it above the longest consumer outage you want to ride out with
-   * redeliveries of already-processed messages.
-   */
-  inboxRetentionMs?: number;
-  /**
-   * Publish what the handlers emit to JetStream after the commit, and ack the batch's messages
-   * once JetStream has stored it, instead of writing it to `<schema>.outbox` for a relay. Only
-   * for handlers that emit the same messages again when a message is handled again (idempotent
-   * by keys of their own, `inbox: false`): a crash between the commit and the publish then loses
-   * nothing, because the unacknowledged message comes back and is handled again. Emitted
-   * messages need an `id` derived from their delivery's, so that JetStream drops such a
-   * re-publish. The saga's participants publish their replies this way.
-   */
-  publishEmitted?: StreamPublisher;
-  /**
-   * Called once per new message, in order, inside the batch transaction `tx`. Throw to fail
-   * the message. Messages given to `out.emit` are written to `<schema>.outbox` in one INSERT
-   * at the end of the transaction (cheaper than an `enqueueOutbox` per message), or published
-   * after the commit (`publishEmitted`).
-   */
-  handle: (delivery: Delivery, tx: PoolClient, out: OutboxWriter) => Promise<void>;
-  /**
-   * Called once per batch transaction before the handlers, with the new messages: e.g. to
-   * lock every row the batch will touch in one sorted statement, so concurrent batches on
-   * several replicas cannot deadlock.
-   */
-  beforeBatch?: (tx: PoolClient, deliveries: Delivery[]) => Promise<void>;
-  /**
-   * Called once per batch transaction that had new messages, after their handlers and
-   * before the outbox rows and the commit: e.g. to write in one statement what the
-   * handlers collected (and emit what that decided).
-   */
-  afterBatch?: (tx: PoolClient, out: OutboxWriter) => Promise<void>;
-}
-
-/** Without Postgres (no inbox): the handler keeps its own idempotency (e.g. Redis + deterministic msgIDs). */
-export interface DirectConsumerOptions extends ConsumerCommonOptions {
-  pool?: undefined;
-  schema?: undefined;
-  /** Run the handlers of a batch concurrently (no order between them); default false. */
-  parallel?: boolean;
-  handle: (delivery: Delivery) => Promise<void>;
-}
-
-export type ConsumerOptions = InboxConsumerOptions | DirectConsumerOptions;
-
-/** Collects outbox messages during a consumer transaction; written just before COMMIT. */
-export interface OutboxWriter {
-  emit(...messages: OutgoingMessage[]): void;
-}
-
-export interface BusConsumer {
-  readonly name: string;
-  /** Stops fetching, finishes the batch in flight, returns unprocessed buffered messages (nak), then resolves. */
-  stop(): Promise<void>;
-}
 
 interface Item {
   m: JsMsg;
@@ -235,34 +116,17 @@ class BatchConsumer implements BusConsumer {
 
   async start(): Promise<void> {
     const { js, stream, durable } = this.opts;
-    const jsm = await js.jetstreamManager();
     const ackWaitMs = this.opts.ackWaitMs ?? DEFAULT_ACK_WAIT_MS;
-    const serverMaxDeliver = this.maxDeliver + 5;
-    // No server-side `backoff`: with it set (ack_wait multiples), nats-server 2.9.10 did not
-    // redeliver a message nak'd a second time with a 100 ms delay within 5 s (its redelivery
-    // check uses backoff[n]). Retry delays come from nak(backoffMs[n]); ack_wait covers crashes.
-    const settings = {
-      max_deliver: serverMaxDeliver,
-      ack_wait: nanos(ackWaitMs),
-      max_ack_pending: this.opts.maxAckPending ?? Math.max(1000, this.batchSize * 10),
-    };
-    const config: Partial<ConsumerConfig> = {
-      durable_name: durable,
-      ack_policy: AckPolicy.Explicit,
-      deliver_policy: DeliverPolicy.All,
-      filter_subject: this.opts.filterSubject,
-      ...settings,
-    };
-    try {
-      await jsm.consumers.add(stream, config);
-    } catch (err) {
-      // Exists with another configuration: update what can be updated.
-      try {
-        await jsm.consumers.update(stream, durable, { ...settings, filter_subject: this.opts.filterSubject });
-      } catch {
-        throw new Error(`cannot create or update consumer ${durable} on ${stream}: ${errorMessage(err)}`);
-      }
-    }
+    await ensureDurableConsumer(js, {
+      stream,
+      durable,
+      filterSubject: this.opts.filterSubject,
+      ackWaitMs,
+      // Slack over maxDeliver: a message whose last attempt crashed the process (or whose DLQ
+      // publish failed) comes back and is dead-lettered without being handled.
+      maxDeliver: this.maxDeliver + 5,
+      maxAckPending: this.opts.maxAckPending ?? Math.max(1000, this.batchSize * 10),
+    });
     const c = await js.consumers.get(stream, durable);
     // Iterator mode (not a callback): nats.js issues the next pull only when the iterator gets
     // past the previous messages, so with the pump waiting while a full batch is queued, at most

@@ -1,7 +1,8 @@
 /** The JetStream bus every OrderFlow service uses. See README.md. */
 export { consumerBacklog, type ConsumerRef } from "./backlog.js";
 export { decodeMessage, DecodeError, encodeMessage, sagaRegistry } from "./codec.js";
-export { startConsumer, type BusConsumer, type ConsumerCommonOptions, type ConsumerOptions, type Delivery, type DirectConsumerOptions, type InboxConsumerOptions, type OutboxWriter } from "./consumer.js";
+export { startConsumer } from "./consumer.js";
+export type { BusConsumer, ConsumerCommonOptions, ConsumerOptions, Delivery, DirectConsumerOptions, InboxConsumerOptions, OutboxWriter } from "./consumer-options.js";
 export { getDeadLetter, listDeadLetters, publishDeadLetter, replayAllDeadLetters, replayDeadLetter, type DeadLetter } from "./dlq.js";
 export { JetStreamPublisher, type StreamPublisher } from "./jetstream-publisher.js";
 export { busMetrics } from "./metrics.js";
