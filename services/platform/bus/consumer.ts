@@ -13,7 +13,7 @@ import type { StreamPublisher } from "./jetstream-publisher.js";
 import { busMetrics } from "./metrics.js";
 import { DEFAULT_DLQ, Header, quoteSchema, type DlqConfig } from "./names.js";
 import { enqueueOutbox } from "./outbox.js";
-import { isConflictError, isConnectionError } from "./pgerrors.js";
+import { isConflictError, isConnectionError } from "../pgerrors.js";
 import { ProgressSignals } from "./progress.js";
 import { pruneInbox } from "./sql.js";
 import { publishAsGiven, type OutgoingMessage } from "./publish.js";

@@ -2,6 +2,7 @@ import { context, propagation, SpanKind, SpanStatusCode, trace, type TextMapGett
 import { Code, ConnectError, type Interceptor } from "@connectrpc/connect";
 import { errorMessage } from "../errors.js";
 import type { Logger } from "../logger.js";
+import { isConnectionError } from "../pgerrors.js";
 import { counter, histogram, latencyBuckets } from "../metrics.js";
 
 const headerGetter: TextMapGetter<Headers> = {
@@ -79,7 +80,8 @@ export function serverErrors(logger: Logger): Interceptor {
         throw error;
       }
       logger.error("rpc failed", { method, error: errorMessage(error), stack: error instanceof Error ? error.stack : undefined });
-      const unavailable = /ECONNREFUSED|ECONNRESET|timeout|Connection terminated/i.test(errorMessage(error));
+      // Postgres going away (a restart, a failover) or a dependency not answering: retryable.
+      const unavailable = isConnectionError(error) || /ECONNREFUSED|ECONNRESET|timeout|Connection terminated/i.test(errorMessage(error));
       throw new ConnectError(unavailable ? "a dependency is unavailable, retry later" : "internal error", unavailable ? Code.Unavailable : Code.Internal);
     }
   };

@@ -1,4 +1,4 @@
-/** Classification of Postgres / pg-driver errors for the consumer's retry decisions. */
+/** Classification of Postgres / pg-driver errors: what to retry, and what to answer UNAVAILABLE. */
 
 function codeOf(err: unknown): string {
   if (err && typeof err === "object" && "code" in err) {
