@@ -1,10 +1,12 @@
 /**
  * Participants (payment, inventory) and the orchestrator (order) killed with
  * SIGKILL while ~100 orders are in flight, started again a second later, and
- * NATS and Redis restarted under load: every order still reaches exactly one terminal state,
+ * NATS and Redis restarted and every Postgres connection dropped under load: every order still
+ * reaches exactly one terminal state, no service process dies of it,
  * and the audit holds — right away, and again once the messages the dead
  * process held (redelivered after the consumers' 10 s ack wait) have come back.
  */
+import pg from "pg";
 import { beforeAll, describe, expect, test } from "vitest";
 import { auditSaga, auditUntilClean, formatAudit, snapshotStock, type StockBaseline } from "../support/saga-audit.js";
 import { eventually, stopAndReportOnFailure, ordersInFlight, prng, retryUnavailable, type SagaSystem, sleep, startSagaSystem, topUp, waitAllSettled, waitBusQuiet } from "../support/saga-system.js";
@@ -72,6 +74,28 @@ function watchNotifications(round: string, signal: AbortSignal): { heard: Set<st
     }
   });
   return { heard, ended: Promise.all(streams) };
+}
+
+/**
+ * Terminates every Postgres connection of the services (not the test's own) every 100 ms for
+ * `forMs`, as a restart or a failover would drop them; returns how many it terminated.
+ */
+async function dropServiceConnections(forMs: number): Promise<number> {
+  const killer = new pg.Client({ connectionString: sys.databaseUrl, application_name: "e2e-crash-killer" });
+  await killer.connect();
+  let dropped = 0;
+  try {
+    for (const until = Date.now() + forMs; Date.now() < until; await sleep(100)) {
+      const { rows } = await killer.query<{ n: number }>(
+        `SELECT count(*) FILTER (WHERE pg_terminate_backend(pid))::int AS n FROM pg_stat_activity
+          WHERE datname = current_database() AND pid <> pg_backend_pid() AND application_name NOT LIKE 'e2e-%'`,
+      );
+      dropped += rows[0]?.n ?? 0;
+    }
+  } finally {
+    await killer.end();
+  }
+  return dropped;
 }
 
 function outcomes(statuses: Map<string, string>): string {
@@ -165,6 +189,22 @@ describe("participants killed mid-flight", () => {
     }, 150_000);
   }
 
+  test("Postgres drops every connection of the services for 1 s with orders in flight; no service exits, every order concludes", async () => {
+    const started = Date.now();
+    let outage: Promise<number> | undefined;
+    const ids = await placeOrders("pg", (created) => {
+      if (created === 40 && !outage) outage = dropServiceConnections(1_000);
+    });
+    const dropped = await outage;
+    const statuses = await waitAllSettled(sys, ids, 90_000);
+    console.log(`postgres connections dropped: ${dropped} over 1 s; ${ids.length} orders, all terminal after ${((Date.now() - started) / 1000).toFixed(1)} s: ${outcomes(statuses)}`);
+    expect(dropped).toBeGreaterThan(0);
+    expect(sys.system.services.filter((s) => !s.running).map((s) => s.name)).toEqual([]);
+    expect(ids).toHaveLength(100);
+    const report = await auditUntilClean(sys.db, { baseline, topUps }, 15_000);
+    expect(report.violations).toEqual([]);
+  }, 150_000);
+
   test("audit after the killed processes' messages were redelivered and every outbox drained", async () => {
     await waitBusQuiet(sys, 60_000);
     // Participants answered every step: a crash must not turn into a step timeout (a re-sent
@@ -172,8 +212,8 @@ describe("participants killed mid-flight", () => {
     const timedOut = await sys.db.query("SELECT order_id, status_reason FROM orders.orders WHERE status_reason LIKE '%timed out%'");
     expect(timedOut.rows).toEqual([]);
     const report = await auditSaga(sys.db, { baseline, topUps });
-    console.log(formatAudit("crash scenarios (500 orders; payment, inventory and order SIGKILLed; NATS and Redis restarted)", report));
+    console.log(formatAudit("crash scenarios (600 orders; payment, inventory and order SIGKILLed; NATS and Redis restarted; Postgres connections dropped)", report));
     expect(report.violations).toEqual([]);
-    expect(report.orders).toBe(500);
+    expect(report.orders).toBe(600);
   }, 90_000);
 });
