@@ -1,0 +1,43 @@
+import pg from "pg";
+import { afterAll, describe, expect, it } from "vitest";
+import { ensureBusTables } from "./bus/sql.js";
+import { createLogger } from "./logger.js";
+import { migrate } from "./migrate.js";
+
+const DATABASE_URL = process.env["DATABASE_URL"] ?? "postgres://postgres@127.0.0.1:5432/postgres";
+const pool = new pg.Pool({ connectionString: DATABASE_URL, max: 2 });
+const schemas: string[] = [];
+afterAll(async () => {
+  for (const schema of schemas) await pool.query(`DROP SCHEMA IF EXISTS "${schema}" CASCADE`);
+  await pool.end();
+});
+
+async function tablesOf(schema: string): Promise<string[]> {
+  const { rows } = await pool.query<{ table_name: string }>("SELECT table_name FROM information_schema.tables WHERE table_schema = $1 ORDER BY 1", [schema]);
+  return rows.map((r) => r.table_name);
+}
+
+describe("service migrations", () => {
+  // Earlier versions of these services created the bus tables; the order service still writes an outbox.
+  it.each([
+    ["inventory", "products"],
+    ["payment", "wallets"],
+    ["notification", "notifications"],
+  ])("%s: an existing schema loses the bus tables it no longer uses, and keeps its own", async (service, ownTable) => {
+    const schema = `migrate_test_${service}_${process.pid}`;
+    schemas.push(schema);
+    await ensureBusTables(pool, schema);
+    await pool.query(`INSERT INTO "${schema}".inbox (consumer, message_id) VALUES ('old', 'm-1')`);
+    await migrate({ databaseUrl: DATABASE_URL, service, schema, logger: createLogger("migrate-test", "error") });
+    const tables = await tablesOf(schema);
+    expect(tables).toContain(ownTable);
+    expect(tables.filter((t) => t === "outbox" || t === "inbox")).toEqual([]);
+  });
+
+  it("order keeps its outbox", async () => {
+    const schema = `migrate_test_order_${process.pid}`;
+    schemas.push(schema);
+    await migrate({ databaseUrl: DATABASE_URL, service: "order", schema, logger: createLogger("migrate-test", "error"), busTables: true });
+    expect(await tablesOf(schema)).toEqual(expect.arrayContaining(["orders", "outbox", "inbox"]));
+  });
+});
