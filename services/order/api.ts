@@ -58,7 +58,7 @@ export function orderApi({ store, catalogue, sagaStart, cancel, watch, cache, ra
       if (!order) throw new ConnectError(`order ${orderId} not found`, Code.NotFound);
       // A terminal order read from Postgres is encoded once, for the cache and the answer.
       const encoded = await cache.offer(order);
-      return encoded ? encodedResponse(GetOrderResponseSchema, getOrderResponseAround(encoded), context, { order }) : { order };
+      return encoded ? encodedResponse(GetOrderResponseSchema, () => getOrderResponseAround(encoded), context, { order }) : { order };
     },
 
     async listOrders(request) {

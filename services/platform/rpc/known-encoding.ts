@@ -14,10 +14,17 @@ const knownEncodings = new WeakMap<object, Uint8Array>();
  * handler holds it too, else the bytes decoded. Interceptors never read responses here; one
  * that did would see the empty stand-in.
  */
-export function encodedResponse<Desc extends DescMessage>(schema: Desc, bytes: Uint8Array, context: HandlerContext, decoded?: MessageInitShape<Desc>): MessageInitShape<Desc> {
-  if (!context.values.get(writesKnownEncoding)) return decoded ?? fromBinary(schema, bytes);
+export function encodedResponse<Desc extends DescMessage>(
+  schema: Desc,
+  bytes: Uint8Array | (() => Uint8Array),
+  context: HandlerContext,
+  decoded?: MessageInitShape<Desc>,
+): MessageInitShape<Desc> {
+  // Bytes given as a function are built only when used (not when `decoded` is answered).
+  const encoding = () => (typeof bytes === "function" ? bytes() : bytes);
+  if (!context.values.get(writesKnownEncoding)) return decoded ?? fromBinary(schema, encoding());
   const standIn = create(schema);
-  knownEncodings.set(standIn, bytes);
+  knownEncodings.set(standIn, encoding());
   return standIn;
 }
 
