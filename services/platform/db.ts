@@ -63,17 +63,27 @@ export async function begin(client: pg.PoolClient): Promise<{ confirmed: Promise
 }
 
 /**
+ * Makes a dropped connection (Postgres restarting, failing over, terminating backends) fail
+ * only the queries it carried, never the process. A connection that dies emits `error` on its
+ * client; pg-pool listens for it only while the connection is idle, and a checked-out one —
+ * also in the moment between the pool handing it over and its borrower going on — would
+ * end the process with an unheard `error` event. The queries fail with the error, and the
+ * pool discards the connection when it comes back.
+ */
+export function surviveDroppedConnections(pool: pg.Pool): pg.Pool {
+  pool.on("error", () => undefined);
+  pool.on("connect", (client) => client.on("error", () => undefined));
+  return pool;
+}
+
+/**
  * Runs `fn` in a transaction on a connection of `pool`: BEGIN (see `begin`), `fn`, COMMIT, then
  * the client's `afterCommit` callbacks. When `fn` or COMMIT throws it rolls back and rethrows;
- * a connection that failed (or whose ROLLBACK did) is closed instead of going back to the pool.
+ * a connection whose ROLLBACK failed is closed instead of going back to the pool.
  */
 export async function transaction<T>(pool: pg.Pool, fn: (client: pg.PoolClient) => Promise<T>): Promise<T> {
   const client = await pool.connect();
   let broken: Error | undefined;
-  // A connection that dies while checked out (Postgres restarting, failing over) emits `error`,
-  // which the pool listens for only on idle connections: unheard, it would end the process.
-  const onError = (error: Error) => void (broken ??= error);
-  client.on("error", onError);
   try {
     const { confirmed } = await begin(client);
     const result = await fn(client);
@@ -88,7 +98,6 @@ export async function transaction<T>(pool: pg.Pool, fn: (client: pg.PoolClient) 
     });
     throw error;
   } finally {
-    client.off("error", onError);
     client.release(broken);
   }
 }
@@ -130,7 +139,7 @@ export class Database {
     this.primary = new pg.Pool({ ...common, connectionString: options.url });
     this.replica = options.readUrl ? new pg.Pool({ ...common, connectionString: options.readUrl }) : this.primary;
     this.background = new pg.Pool({ ...common, max: options.backgroundPoolMax ?? 10, connectionString: options.url, application_name: `${options.applicationName}-background` });
-    for (const pool of this.pools()) pool.on("error", () => undefined);
+    for (const pool of this.pools()) surviveDroppedConnections(pool);
   }
 
   private pools(): Set<pg.Pool> {

@@ -4,6 +4,7 @@ import { fileURLToPath } from "node:url";
 import { runner } from "node-pg-migrate";
 import pg from "pg";
 import { ensureBusTables } from "./bus/sql.js";
+import { surviveDroppedConnections } from "./db.js";
 import type { Logger } from "./logger.js";
 
 /** The directory holding package.json, found from this file in source and in dist/. */
@@ -38,7 +39,7 @@ export async function migrate(options: { databaseUrl: string; service: string; s
   });
   if (applied.length > 0) options.logger.info("migrations applied", { migrations: applied.map((m) => m.name) });
   if (options.busTables) {
-    const pool = new pg.Pool({ connectionString: options.databaseUrl, max: 1 });
+    const pool = surviveDroppedConnections(new pg.Pool({ connectionString: options.databaseUrl, max: 1 }));
     try {
       await ensureBusTables(pool, options.schema);
     } finally {

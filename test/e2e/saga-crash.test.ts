@@ -77,15 +77,16 @@ function watchNotifications(round: string, signal: AbortSignal): { heard: Set<st
 }
 
 /**
- * Terminates every Postgres connection of the services (not the test's own) every 100 ms for
- * `forMs`, as a restart or a failover would drop them; returns how many it terminated.
+ * Terminates every Postgres connection of the services (not the test's own) every 25 ms for
+ * `forMs` (new ones too, as they connect), as a restart or a failover would drop them; returns
+ * how many it terminated.
  */
 async function dropServiceConnections(forMs: number): Promise<number> {
   const killer = new pg.Client({ connectionString: sys.databaseUrl, application_name: "e2e-crash-killer" });
   await killer.connect();
   let dropped = 0;
   try {
-    for (const until = Date.now() + forMs; Date.now() < until; await sleep(100)) {
+    for (const until = Date.now() + forMs; Date.now() < until; await sleep(25)) {
       const { rows } = await killer.query<{ n: number }>(
         `SELECT count(*) FILTER (WHERE pg_terminate_backend(pid))::int AS n FROM pg_stat_activity
           WHERE datname = current_database() AND pid <> pg_backend_pid() AND application_name NOT LIKE 'e2e-%'`,
