@@ -1,6 +1,6 @@
 import pg from "pg";
 import { afterAll, describe, expect, it } from "vitest";
-import { begin, Database } from "./db.js";
+import { begin, Database, surviveDroppedConnections } from "./db.js";
 
 const DATABASE_URL = process.env["DATABASE_URL"] ?? "postgres://postgres@127.0.0.1:5432/postgres";
 
@@ -75,6 +75,24 @@ describe("begin", () => {
       expect(await solo.transaction(async (tx) => (await tx.query<{ one: number }>("SELECT 1 AS one")).rows[0])).toEqual({ one: 1 });
     } finally {
       await solo.close();
+    }
+  });
+});
+
+describe("surviveDroppedConnections", () => {
+  it("a connection dropped while checked out and idle fails its next query, not the process; the pool goes on", async () => {
+    const pool = surviveDroppedConnections(new pg.Pool({ connectionString: DATABASE_URL, max: 1 }));
+    try {
+      const client = await pool.connect();
+      const pid = (await client.query<{ pid: number }>("SELECT pg_backend_pid() AS pid")).rows[0]?.pid;
+      // Postgres tells the client while no query is under way: pg emits `error` on the client.
+      await sequential.query("SELECT pg_terminate_backend($1)", [pid]);
+      await new Promise((resolve) => setTimeout(resolve, 200));
+      await expect(client.query("SELECT 1")).rejects.toThrow();
+      client.release();
+      expect((await pool.query<{ one: number }>("SELECT 1 AS one")).rows[0]).toEqual({ one: 1 });
+    } finally {
+      await pool.end();
     }
   });
 });
