@@ -88,9 +88,12 @@ export class DeadlineWatcher implements Worker {
       const deferred: SagaOrder[] = [];
       const resent: SagaOrder[] = [];
       for (const order of overdue) {
+        if (this.deferrable(order, queued)) {
+          deferred.push(order);
+          continue;
+        }
         const failure = order.attempts >= this.options.maxAttempts ? giveUp(order) : undefined;
-        if (this.deferrable(order, queued)) deferred.push(order);
-        else if (failure) await this.fail(tx, order, failure);
+        if (failure) await this.fail(tx, order, failure);
         else resent.push(order);
       }
       await this.defer(tx, deferred);
