@@ -556,9 +556,9 @@ async function startNats(endpoint: Endpoint, dataDir: string, timeoutMs: number,
 }
 
 /**
- * A private Redis or NATS on a free port with throw-away data, for tests that
- * must not share queues or keys with a running `npm start`. Undefined when the
- * binary is not installed (callers then share the configured server).
+ * A private Redis, NATS or Postgres on a free port with throw-away data, for tests that
+ * must not share queues or keys with a running `npm start`, or that restart the server.
+ * Undefined when the binaries are not installed (callers then share the configured server).
  */
 export interface PrivateServer {
   url: string;
@@ -567,18 +567,23 @@ export interface PrivateServer {
   restart(downMs?: number): Promise<void>;
 }
 
-export async function startPrivate(name: "redis" | "nats", dataDir: string): Promise<PrivateServer | undefined> {
-  if (!findBinary(name === "redis" ? "redis-server" : "nats-server")) return undefined;
+export async function startPrivate(name: InfraName, dataDir: string): Promise<PrivateServer | undefined> {
+  if (!(name === "postgres" ? findPostgresBin() : findBinary(name === "redis" ? "redis-server" : "nats-server"))) return undefined;
   const port = await freePort();
   const endpoint = { host: "127.0.0.1", port };
   const dir = join(dataDir, `${name}-${port}`);
   mkdirSync(dir, { recursive: true });
-  const launch = () => (name === "redis" ? startRedis(endpoint, dir, 20_000) : startNats(endpoint, dir, 20_000));
+  const launchers: Record<InfraName, () => Promise<Started>> = {
+    redis: () => startRedis(endpoint, dir, 20_000),
+    nats: () => startNats(endpoint, dir, 20_000),
+    postgres: () => startPostgres(endpoint, dir, 30_000),
+  };
+  const launch = launchers[name];
   let started = await launch();
   const onExit = () => started.kill();
   process.once("exit", onExit);
   return {
-    url: `${name}://127.0.0.1:${port}`,
+    url: name === "postgres" ? `postgres://postgres@127.0.0.1:${port}/postgres` : `${name}://127.0.0.1:${port}`,
     stop: async () => {
       await started.stop();
       process.removeListener("exit", onExit);

@@ -1,7 +1,7 @@
 /**
  * Participants (payment, inventory) and the orchestrator (order) killed with
  * SIGKILL while ~100 orders are in flight, started again a second later, and
- * NATS and Redis restarted and every Postgres connection dropped under load: every order still
+ * NATS, Redis and Postgres restarted and every Postgres connection dropped under load: every order still
  * reaches exactly one terminal state, no service process dies of it,
  * and the audit holds — right away, and again once the messages the dead
  * process held (redelivered after the consumers' 10 s ack wait) have come back.
@@ -23,6 +23,8 @@ beforeAll(async () => {
     // Short step deadline: a command held by the killed process is re-sent (new message id)
     // a second later instead of waiting for the consumers' 10 s ack wait.
     serviceEnv: { order: { SAGA_STEP_TIMEOUT_MS: "1000", SAGA_STEP_MAX_ATTEMPTS: "6" } },
+    // Restarted below, with NATS and Redis.
+    privatePostgres: true,
   });
   baseline = await snapshotStock(sys.db);
 }, 120_000);
@@ -165,7 +167,7 @@ describe("participants killed mid-flight", () => {
     expect(report.violations).toEqual([]);
   }, 120_000);
 
-  for (const server of ["nats", "redis"] as const) {
+  for (const server of ["nats", "redis", "postgres"] as const) {
     test(`${server} restarted (down 1 s) with orders in flight; watch streams open across it hear of every outcome`, async () => {
       const watching = new AbortController();
       const watch = watchNotifications(server, watching.signal);
@@ -179,6 +181,7 @@ describe("participants killed mid-flight", () => {
       const statuses = await waitAllSettled(sys, ids, 90_000);
       console.log(`${server} restart: ${ids.length} orders, all terminal after ${((Date.now() - started) / 1000).toFixed(1)} s: ${outcomes(statuses)}`);
       expect(sys.test.servers[server]).toBeDefined();
+      expect(sys.system.services.filter((s) => !s.running).map((s) => s.name)).toEqual([]);
       expect(ids).toHaveLength(100);
       const report = await auditUntilClean(sys.db, { baseline, topUps }, 15_000);
       expect(report.violations).toEqual([]);
@@ -213,8 +216,8 @@ describe("participants killed mid-flight", () => {
     const timedOut = await sys.db.query("SELECT order_id, status_reason FROM orders.orders WHERE status_reason LIKE '%timed out%'");
     expect(timedOut.rows).toEqual([]);
     const report = await auditSaga(sys.db, { baseline, topUps });
-    console.log(formatAudit("crash scenarios (600 orders; payment, inventory and order SIGKILLed; NATS and Redis restarted; Postgres connections dropped)", report));
+    console.log(formatAudit("crash scenarios (700 orders; payment, inventory and order SIGKILLed; NATS, Redis and Postgres restarted; Postgres connections dropped)", report));
     expect(report.violations).toEqual([]);
-    expect(report.orders).toBe(600);
+    expect(report.orders).toBe(700);
   }, 90_000);
 });

@@ -48,6 +48,8 @@ export interface SagaSystemOptions {
   serviceEnv?: Record<string, Record<string, string>>;
   /** Every service's log level (default warn). */
   logLevel?: "error" | "warn" | "info" | "debug";
+  /** A Postgres of this system's own, which tests may restart (`test.servers.postgres`). */
+  privatePostgres?: boolean;
 }
 
 export interface SagaSystem {
@@ -77,7 +79,7 @@ export async function startSagaSystem(options: SagaSystemOptions): Promise<SagaS
   const shared = sharedInfra();
   // No demo wallets (alice, bob, carol): every wallet and top-up is the test's own, for the audit.
   const serviceEnv = { ...options.serviceEnv, payment: { SEED_DEMO_DATA: "false", ...options.serviceEnv?.["payment"] } };
-  const t = await startTestSystem({ services: sagaServices, serviceEnv, logLevel: options.logLevel ?? "warn" });
+  const t = await startTestSystem({ services: sagaServices, serviceEnv, logLevel: options.logLevel ?? "warn", privatePostgres: options.privatePostgres ?? false });
   const cleanups: Array<() => Promise<void>> = [() => t.stop()];
   const cleanup = async () => {
     for (const fn of cleanups.splice(0).reverse()) await fn().catch(() => undefined);

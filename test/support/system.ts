@@ -1,8 +1,9 @@
 // The system under test: every end-to-end test file starts its own copy of
 // OrderFlow (tools/system.ts) on free ports, with its own Postgres database
 // (orderflow_test_<pid>_<n>, dropped afterwards) and, where the binaries are
-// installed, its own NATS and Redis, so test files can run in parallel and
-// beside a running `npm start` without sharing state.
+// installed, its own NATS and Redis (and, for tests that restart it, its own
+// Postgres), so test files can run in parallel and beside a running `npm start`
+// without sharing state.
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -22,6 +23,8 @@ export interface TestSystemOptions {
   serviceEnv?: Record<string, Record<string, string>>;
   /** Private NATS and Redis on free ports (default true; falls back to the shared ones without binaries). */
   privateBus?: boolean;
+  /** A private Postgres on a free port, for tests that restart it (default false; needs initdb and pg_ctl). */
+  privatePostgres?: boolean;
   logLevel?: SystemOptions["logLevel"];
 }
 
@@ -36,8 +39,8 @@ export interface TestSystem {
   address(service: string): string;
   /** Prints the services' output (since a mark from logs.size) to stderr. */
   printLogs(title: string, mark?: number): void;
-  /** Private NATS and Redis of this system (absent where their binaries are not installed). */
-  servers: { nats?: PrivateServer; redis?: PrivateServer };
+  /** Private servers of this system: NATS and Redis (absent where their binaries are not installed), Postgres when asked for. */
+  servers: { nats?: PrivateServer; redis?: PrivateServer; postgres?: PrivateServer };
   /** Stops the services and removes the database and private servers. */
   stop(): Promise<void>;
 }
@@ -58,7 +61,8 @@ export function sharedInfra(): InfraUrls {
 /** Starts a private copy of the system for this test file. */
 export async function startTestSystem(options: TestSystemOptions = {}): Promise<TestSystem> {
   const shared = sharedInfra();
-  const databaseUrl = withDatabase(shared.databaseUrl, `${testDatabasePrefix}${process.pid}_${++counter}_${Date.now() % 100_000}`);
+  const databaseName = `${testDatabasePrefix}${process.pid}_${++counter}_${Date.now() % 100_000}`;
+  let databaseUrl = withDatabase(shared.databaseUrl, databaseName);
   const dataDir = mkdtempSync(join(tmpdir(), "orderflow-test-"));
   const cleanups: (() => Promise<void>)[] = [];
   const logs = new LogBuffer();
@@ -72,10 +76,17 @@ export async function startTestSystem(options: TestSystemOptions = {}): Promise<
     rmSync(dataDir, { recursive: true, force: true });
   };
   try {
+    const servers: TestSystem["servers"] = {};
+    if (options.privatePostgres) {
+      const postgres = await startPrivate("postgres", dataDir);
+      if (!postgres) throw new Error("this test restarts Postgres: it needs the PostgreSQL server binaries (initdb, pg_ctl) installed");
+      servers.postgres = postgres;
+      databaseUrl = withDatabase(postgres.url, databaseName);
+      cleanups.push(() => postgres.stop());
+    }
     await ensureDatabase(databaseUrl);
     cleanups.push(() => dropDatabase(databaseUrl));
     let { natsUrl, redisUrl } = shared;
-    const servers: TestSystem["servers"] = {};
     if (options.privateBus ?? true) {
       const [nats, redis] = await Promise.all([startPrivate("nats", dataDir), startPrivate("redis", dataDir)]);
       if (nats) {
