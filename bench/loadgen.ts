@@ -15,6 +15,7 @@ import * as grpc from "@grpc/grpc-js";
 import { AckPolicy, jetstream, jetstreamManager, StorageType } from "@nats-io/jetstream";
 import { connect, type NatsConnection, type Subscription } from "@nats-io/transport-node";
 import pg from "pg";
+import { surviveDroppedConnections } from "../services/platform/db.js";
 import { Health, HealthCheckRequestSchema, HealthCheckResponseSchema } from "../gen/grpc/health/v1/health_pb.js";
 import { OrderConcludedSchema } from "../gen/orderflow/order/v1/events_pb.js";
 import {
@@ -155,8 +156,7 @@ function conclude(orderId: string, at: number, confirmed: boolean, viaPoll: bool
 async function start(job: InitJob): Promise<InitResult> {
   init = job;
   orderGrpc = grpcClient(job.orderAddress);
-  db = new pg.Pool({ connectionString: job.databaseUrl, max: 2, application_name: "orderflow-bench" });
-  db.on("error", () => undefined);
+  db = surviveDroppedConnections(new pg.Pool({ connectionString: job.databaseUrl, max: 2, application_name: "orderflow-bench" }));
   nats = await connect({ servers: job.natsUrl, name: "orderflow-bench" });
   concludedSub = nats.subscribe("order.evt.>", {
     callback: (error, msg) => {
@@ -463,8 +463,7 @@ async function unary(job: UnaryJob): Promise<UnaryResult> {
 // ---------------------------------------------------------------- ceilings
 
 async function pgCeiling(job: PgCeilingJob): Promise<PgCeilingResult> {
-  const pool = new pg.Pool({ connectionString: job.databaseUrl, max: job.connections, application_name: "orderflow-bench-ceiling" });
-  pool.on("error", () => undefined);
+  const pool = surviveDroppedConnections(new pg.Pool({ connectionString: job.databaseUrl, max: job.connections, application_name: "orderflow-bench-ceiling" }));
   try {
     await pool.query("CREATE TABLE IF NOT EXISTS public.bench_ceiling (id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, payload text NOT NULL, at timestamptz NOT NULL DEFAULT now())");
     const version = (await pool.query<{ v: string }>("SELECT current_setting('server_version') AS v")).rows[0]?.v ?? "unknown";

@@ -14,6 +14,7 @@ import { createInterface } from "node:readline";
 import { createClient } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
 import pg from "pg";
+import { surviveDroppedConnections } from "../services/platform/db.js";
 import { jetstreamManager } from "@nats-io/jetstream";
 import { connect as connectNats } from "@nats-io/transport-node";
 import { create, toBinary } from "@bufbuild/protobuf";
@@ -300,8 +301,7 @@ async function lockDatabaseName(serverUrl: string, name: string): Promise<() => 
 async function seed(options: BenchOptions, endpoints: Endpoints, runId: string): Promise<{ customers: string[]; skus: string[]; ms: number }> {
   const started = performance.now();
   const skus = Array.from({ length: options.products }, (_, i) => `BENCH-${i + 1}`);
-  const pool = new pg.Pool({ connectionString: endpoints.databaseUrl, max: 2, application_name: "orderflow-bench-seed" });
-  pool.on("error", () => undefined);
+  const pool = surviveDroppedConnections(new pg.Pool({ connectionString: endpoints.databaseUrl, max: 2, application_name: "orderflow-bench-seed" }));
   try {
     await pool.query(
       `INSERT INTO inventory.products (sku, name, description, price_minor, currency, available)
@@ -331,8 +331,7 @@ async function seed(options: BenchOptions, endpoints: Endpoints, runId: string):
 
 /** Runs `use` on a one-connection pool to the run's database, closed afterwards. */
 async function onDatabase<T>(databaseUrl: string, use: (pool: pg.Pool) => Promise<T>): Promise<T> {
-  const pool = new pg.Pool({ connectionString: databaseUrl, max: 1, application_name: "orderflow-bench" });
-  pool.on("error", () => undefined);
+  const pool = surviveDroppedConnections(new pg.Pool({ connectionString: databaseUrl, max: 1, application_name: "orderflow-bench" }));
   try {
     return await use(pool);
   } finally {

@@ -567,23 +567,26 @@ export interface PrivateServer {
   restart(downMs?: number): Promise<void>;
 }
 
+/** How to run each server privately: whether it is installed, how to start it, its URL. */
+const privateServers: Record<InfraName, { installed: () => boolean; start: (endpoint: Endpoint, dir: string) => Promise<Started>; url: (port: number) => string }> = {
+  redis: { installed: () => findBinary("redis-server") !== undefined, start: (endpoint, dir) => startRedis(endpoint, dir, 20_000), url: (port) => `redis://127.0.0.1:${port}` },
+  nats: { installed: () => findBinary("nats-server") !== undefined, start: (endpoint, dir) => startNats(endpoint, dir, 20_000), url: (port) => `nats://127.0.0.1:${port}` },
+  postgres: { installed: () => findPostgresBin() !== undefined, start: (endpoint, dir) => startPostgres(endpoint, dir, 30_000), url: (port) => `postgres://postgres@127.0.0.1:${port}/postgres` },
+};
+
 export async function startPrivate(name: InfraName, dataDir: string): Promise<PrivateServer | undefined> {
-  if (!(name === "postgres" ? findPostgresBin() : findBinary(name === "redis" ? "redis-server" : "nats-server"))) return undefined;
+  const server = privateServers[name];
+  if (!server.installed()) return undefined;
   const port = await freePort();
   const endpoint = { host: "127.0.0.1", port };
   const dir = join(dataDir, `${name}-${port}`);
   mkdirSync(dir, { recursive: true });
-  const launchers: Record<InfraName, () => Promise<Started>> = {
-    redis: () => startRedis(endpoint, dir, 20_000),
-    nats: () => startNats(endpoint, dir, 20_000),
-    postgres: () => startPostgres(endpoint, dir, 30_000),
-  };
-  const launch = launchers[name];
+  const launch = () => server.start(endpoint, dir);
   let started = await launch();
   const onExit = () => started.kill();
   process.once("exit", onExit);
   return {
-    url: name === "postgres" ? `postgres://postgres@127.0.0.1:${port}/postgres` : `${name}://127.0.0.1:${port}`,
+    url: server.url(port),
     stop: async () => {
       await started.stop();
       process.removeListener("exit", onExit);

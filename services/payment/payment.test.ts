@@ -17,7 +17,7 @@ import {
 import { listDeadLetters } from "../platform/bus/dlq.js";
 import { busHeaders, publishMessages, type OutgoingMessage } from "../platform/bus/publish.js";
 import { busTestEnv, eventsIn, publisherInto, recordingStatements, waitFor } from "../platform/bus/testkit.js";
-import { Database } from "../platform/db.js";
+import { Database, surviveDroppedConnections } from "../platform/db.js";
 import { errorMessage } from "../platform/errors.js";
 import { createLogger } from "../platform/logger.js";
 import { migrate } from "../platform/migrate.js";
@@ -36,8 +36,7 @@ let store: PaymentStore;
 let api: Client<typeof PaymentService>;
 
 beforeAll(async () => {
-  const probe = new pg.Pool({ connectionString: DATABASE_URL, max: 1, connectionTimeoutMillis: 3000 });
-  probe.on("error", () => undefined);
+  const probe = surviveDroppedConnections(new pg.Pool({ connectionString: DATABASE_URL, max: 1, connectionTimeoutMillis: 3000 }));
   try {
     await probe.query("SELECT 1");
   } catch (error) {

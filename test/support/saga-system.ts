@@ -14,6 +14,7 @@ import { createGrpcTransport } from "@connectrpc/connect-node";
 import { jetstream, jetstreamManager, type JetStreamClient, type JetStreamManager } from "@nats-io/jetstream";
 import { connect, type NatsConnection } from "@nats-io/transport-node";
 import pg from "pg";
+import { surviveDroppedConnections } from "../../services/platform/db.js";
 import { FraudService } from "../../gen/orderflow/fraud/v1/fraud_pb.js";
 import { InventoryService } from "../../gen/orderflow/inventory/v1/inventory_pb.js";
 import { NotificationService } from "../../gen/orderflow/notification/v1/notification_pb.js";
@@ -88,8 +89,8 @@ export async function startSagaSystem(options: SagaSystemOptions): Promise<SagaS
     if (t.infra.natsUrl === shared.natsUrl || t.infra.redisUrl === shared.redisUrl) {
       throw new Error("saga e2e tests need nats-server (≥ 2.9) and redis-server installed: each test file runs its own, as stream and consumer names are fixed");
     }
-    const db = new pg.Pool({ connectionString: t.infra.databaseUrl, max: 8, application_name: `e2e-${options.name}` });
-    db.on("error", () => undefined);
+    // Postgres is restarted under it in the crash tests.
+    const db = surviveDroppedConnections(new pg.Pool({ connectionString: t.infra.databaseUrl, max: 8, application_name: `e2e-${options.name}` }));
     cleanups.push(() => db.end());
     const nc = await connect({ servers: t.infra.natsUrl, name: `e2e-${options.name}` });
     cleanups.push(() => nc.close());

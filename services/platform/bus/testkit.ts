@@ -11,6 +11,7 @@ import { context, propagation } from "@opentelemetry/api";
 import { AsyncLocalStorageContextManager } from "@opentelemetry/context-async-hooks";
 import { W3CTraceContextPropagator } from "@opentelemetry/core";
 import pg from "pg";
+import { surviveDroppedConnections } from "../db.js";
 import type { Counter } from "prom-client";
 import { errorMessage } from "../errors.js";
 import { type DlqConfig, Header, streamName } from "./names.js";
@@ -58,8 +59,7 @@ export async function busTestEnv(domains: readonly string[], urls: BusTestUrls |
     throw new Error(`bus tests need NATS with JetStream at ${natsUrl} (set NATS_URL): ${errorMessage(err)}`);
   }
   // Pipelined, as the services' pools are (db.ts).
-  const pool = new pg.Pool({ connectionString: databaseUrl, max: 20, connectionTimeoutMillis: 3000, pipeline: true });
-  pool.on("error", () => undefined);
+  const pool = surviveDroppedConnections(new pg.Pool({ connectionString: databaseUrl, max: 20, connectionTimeoutMillis: 3000, pipeline: true }));
   try {
     await pool.query("SELECT 1");
   } catch (err) {
