@@ -29,6 +29,7 @@ import { findH2load, grpcFrame, type H2loadResult, runH2load } from "./h2load.js
 import { renderSvg, renderTable } from "./report.js";
 import { findPids, ResourceMonitor } from "./resources.js";
 import { QueueSampler } from "./queues.js";
+import { countWork, workBetween } from "./work.js";
 import { type BenchResult, checkResult, type MachineFacts, type Ratio, resultSchema } from "./results.js";
 import { round } from "./stats.js";
 
@@ -523,6 +524,7 @@ async function main(): Promise<void> {
     for (const [index, rate] of options.rates.entries()) {
       log(`saga: ${rate}/s for ${options.stepMs / 1000}s…`);
       if (standInForAutovacuum) await vacuumAnalyze(endpoints.databaseUrl);
+      const workBefore = await onDatabase(endpoints.databaseUrl, (pool) => countWork(jsm, pool));
       const before = monitor.cpu();
       const t0 = performance.now();
       const queues = await new QueueSampler(jsm).start();
@@ -538,6 +540,7 @@ async function main(): Promise<void> {
       // CPU and queues over the arrivals and the drain.
       const serviceCpuPercent = ResourceMonitor.cpuPercent(before, monitor.cpu(), performance.now() - t0);
       const stepQueues = await queues.stop();
+      const work = workBetween(workBefore, await onDatabase(endpoints.databaseUrl, (pool) => countWork(jsm, pool)), step.confirmed + step.rejected);
       if (!stepQueues) notes.push(`saga step ${rate}/s: the JetStream consumers could not be sampled (no queue figures)`);
       const reasons: string[] = [];
       const errors = Object.values(step.createErrors).reduce((a, b) => a + b, 0);
@@ -545,7 +548,7 @@ async function main(): Promise<void> {
       if (!step.drained) reasons.push(`${step.unfinished} orders still open ${Math.round(step.drainMs / 1000)}s after the step`);
       if (errors > 0.01 * step.scheduled) reasons.push(`${errors} CreateOrder errors`);
       if (step.dropped > 0) reasons.push(`${step.dropped} arrivals dropped at the in-flight cap`);
-      steps.push({ ...step, serviceCpuPercent, queues: stepQueues ?? [], saturated: reasons.length > 0, saturationReason: reasons.join("; ") });
+      steps.push({ ...step, serviceCpuPercent, queues: stepQueues ?? [], work, saturated: reasons.length > 0, saturationReason: reasons.join("; ") });
       log(
         `  accepted ${step.acceptedPerSec}/s, completed ${step.completedPerSec}/s, backlog ${step.backlogAtEnd}, e2e p99 ${step.e2eLatency.p99} ms${reasons.length > 0 ? ` — saturated: ${reasons.join("; ")}` : ""}`,
       );

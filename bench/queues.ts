@@ -13,7 +13,7 @@ export interface ConsumerQueue {
 }
 
 /** Streams the bench itself creates (the JetStream ceiling), and dead letters: not stages of the saga. */
-const ignoredStreams = /^(DLQ|BENCH)/;
+export const ignoredStreams = /^(DLQ|BENCH)/;
 
 /** One sample: unacknowledged messages per consumer ("stream/consumer"). */
 export async function sampleQueues(jsm: JetStreamManager): Promise<Map<string, number>> {

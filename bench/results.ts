@@ -1,6 +1,7 @@
 // The shape of a bench result (bench/results/*.json) and a checker for it.
 import type { JetStreamCeilingResult, PgCeilingResult, SagaStepResult, UnaryResult } from "./protocol.js";
 import type { ConsumerQueue } from "./queues.js";
+import type { SagaWork } from "./work.js";
 import type { H2loadResult } from "./h2load.js";
 import type { ServiceFootprint } from "./resources.js";
 
@@ -57,6 +58,8 @@ export interface BenchResult {
       serviceCpuPercent: Record<string, number>;
       /** JetStream consumers by the most messages they had not yet acknowledged during the step (deepest first). */
       queues: ConsumerQueue[];
+      /** JetStream messages and Postgres transactions over the step and its drain, and per saga concluded. */
+      work: SagaWork;
       saturated: boolean;
       saturationReason: string;
     })[];
@@ -97,7 +100,10 @@ export function checkResult(value: unknown): string[] {
     if (result[section] === undefined) problems.push(`section ${section} is missing`);
   }
   if (result.saga && result.saga.steps.length === 0) problems.push("saga has no steps");
-  for (const [index, step] of (result.saga?.steps ?? []).entries()) if (!Array.isArray(step.queues)) problems.push(`saga step ${index} has no queues`);
+  for (const [index, step] of (result.saga?.steps ?? []).entries()) {
+    if (!Array.isArray(step.queues)) problems.push(`saga step ${index} has no queues`);
+    if (!step.work) problems.push(`saga step ${index} has no work counts`);
+  }
   if (result.queries) {
     for (const name of ["GetOrder warm", "GetOrder cold", "ListOrders", "CreateOrder"]) {
       for (const protocol of ["grpc", "connect"] as const) {
