@@ -58,9 +58,9 @@ export function renderTable(result: BenchResult): string {
     .map(([s, deepest]) => `    ${n(s.offeredPerSec)}/s: ${deepest.map((q) => `${q.consumer} ${n(q.peak)}`).join(" · ")}`);
   if (queueLines.length > 0) out.push("  deepest queues (JetStream messages a consumer had not yet acknowledged, peak during the step):", ...queueLines);
   const workLines = result.saga.steps.flatMap(({ offeredPerSec, work }) =>
-    work?.perSaga ? [`    ${n(offeredPerSec)}/s: ${work.perSaga.jetstreamMessages} JetStream messages, ${work.perSaga.postgresTransactions} Postgres transactions`] : [],
+    work?.perSaga ? [`    ${n(offeredPerSec)}/s: ${work.perSaga.jetstreamMessages} JetStream messages, ${work.perSaga.postgresWrites} Postgres write transactions`] : [],
   );
-  if (workLines.length > 0) out.push("  work per concluded saga (stored in the saga's streams; committed in the database, relay and sweeps included):", ...workLines);
+  if (workLines.length > 0) out.push("  work per concluded saga (messages stored in the saga's streams; transactions that wrote, relay and sweeps included):", ...workLines);
   out.push("");
   out.push("Queries and transports (closed loop; latencies in ms)");
   const unaryRows = (list: UnaryResult[]): (string | number)[][] =>

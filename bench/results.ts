@@ -58,7 +58,7 @@ export interface BenchResult {
       serviceCpuPercent: Record<string, number>;
       /** JetStream consumers by the most messages they had not yet acknowledged during the step (deepest first). */
       queues: ConsumerQueue[];
-      /** JetStream messages and Postgres transactions over the step and its drain, and per saga concluded. */
+      /** JetStream messages and Postgres write transactions over the step and its drain, and per saga concluded. */
       work: SagaWork;
       saturated: boolean;
       saturationReason: string;
