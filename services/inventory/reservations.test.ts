@@ -7,7 +7,9 @@ import { Database } from "../platform/db.js";
 import { createLogger } from "../platform/logger.js";
 import { migrate } from "../platform/migrate.js";
 import type { Reply } from "../platform/saga-participant.js";
-import { commitStock, releaseStock, reserveAll, reserveStock } from "./reservations.js";
+import { OrderConcludedSchema } from "../../gen/orderflow/order/v1/events_pb.js";
+import { OrderStatus } from "../../gen/orderflow/order/v1/order_pb.js";
+import { commitConfirmed, commitStock, releaseStock, reserveAll, reserveStock } from "./reservations.js";
 
 process.env["LOG_LEVEL"] ??= "warn";
 const schema = `inventory_test_${process.pid}_${randomBytes(3).toString("hex")}`;
@@ -129,5 +131,21 @@ describe("a batch's reservations together (reserveAll)", () => {
     const commits = [...sold, released, sold[0]!].map((orderId) => create(CommitStockSchema, { orderId }));
     expect(await db.transaction((tx) => commitStock(tx, commits))).toEqual([undefined, undefined, undefined, undefined]);
     expect(await stock(skus["a"]!)).toEqual({ available: "5", reserved: "0", sold: "5" });
+  });
+
+  it("commits the stock of confirmed orders from their order.evt.confirmed, and of no other outcome", async () => {
+    const skus = await products({ a: 10n });
+    const [confirmed, rejected] = [randomUUID(), randomUUID()];
+    await db.transaction((tx) => reserveAll(tx, [reserve(confirmed, [[skus["a"]!, 2n]]), reserve(rejected, [[skus["a"]!, 3n]])]));
+    const events = [
+      create(OrderConcludedSchema, { orderId: confirmed, status: OrderStatus.CONFIRMED }),
+      create(OrderConcludedSchema, { orderId: rejected, status: OrderStatus.REJECTED }),
+      create(OrderConcludedSchema, { orderId: confirmed, status: OrderStatus.CONFIRMED }),
+    ];
+    expect(await db.transaction((tx) => commitConfirmed(tx, events))).toEqual([undefined, undefined, undefined]);
+    expect(await stock(skus["a"]!)).toEqual({ available: "5", reserved: "3", sold: "2" });
+    // Delivered again: nothing more moves.
+    await db.transaction((tx) => commitConfirmed(tx, events));
+    expect(await stock(skus["a"]!)).toEqual({ available: "5", reserved: "3", sold: "2" });
   });
 });

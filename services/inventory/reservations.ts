@@ -7,6 +7,8 @@ import {
   StockReservationFailedSchema,
   StockReservedSchema,
 } from "../../gen/orderflow/inventory/v1/saga_pb.js";
+import { type OrderConcluded } from "../../gen/orderflow/order/v1/events_pb.js";
+import { OrderStatus } from "../../gen/orderflow/order/v1/order_pb.js";
 import { prepared, type Queryable } from "../platform/db.js";
 import type { Reply } from "../platform/saga-participant.js";
 
@@ -128,12 +130,35 @@ const commitSql = `WITH r AS (
    FROM m JOIN locked k ON k.sku = m.sku WHERE p.sku = m.sku`;
 
 /**
- * The CommitStock commands of a consumer batch, in one statement. No reply: the order is
- * CONFIRMED already and waits for nothing. Commits commute with reservations of other
- * orders (neither reads what the other changes), so a batch may apply them in either order.
+ * Commits the stock of a batch's orders in one statement. No reply: the order is CONFIRMED
+ * already and waits for nothing. Commits commute with reservations of other orders (neither
+ * reads what the other changes), so a batch may apply them in either order.
+ */
+async function commitOrders(tx: Queryable, orderIds: readonly string[]): Promise<void> {
+  if (orderIds.length > 0) await tx.query(prepared(commitSql, [orderIds]));
+}
+
+/**
+ * The orders confirmed (`order.evt.confirmed`) in a consumer batch: their stock is committed.
+ * The confirmation is the commit's only trigger, so the orchestrator sends no command for it.
+ */
+export async function commitConfirmed(tx: Queryable, events: OrderConcluded[]): Promise<undefined[]> {
+  await commitOrders(
+    tx,
+    events.filter((e) => e.status === OrderStatus.CONFIRMED).map((e) => e.orderId),
+  );
+  return events.map(() => undefined);
+}
+
+/**
+ * CommitStock commands, which order services before the confirmation event took over sent
+ * with each confirmation: those still in the stream during an upgrade are applied as before.
  */
 export async function commitStock(tx: Queryable, commands: CommitStock[]): Promise<undefined[]> {
-  await tx.query(prepared(commitSql, [commands.map((c) => c.orderId)]));
+  await commitOrders(
+    tx,
+    commands.map((c) => c.orderId),
+  );
   return commands.map(() => undefined);
 }
 

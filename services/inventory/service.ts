@@ -1,9 +1,10 @@
 import { InventoryService } from "../../gen/orderflow/inventory/v1/inventory_pb.js";
 import { CommitStockSchema, ReleaseStockSchema, ReserveStockSchema } from "../../gen/orderflow/inventory/v1/saga_pb.js";
+import { OrderConcludedSchema } from "../../gen/orderflow/order/v1/events_pb.js";
 import { connectBus } from "../platform/bus-runtime.js";
 import { loadConfig } from "../platform/config.js";
 import { on, onBatch, startParticipant } from "../platform/saga-participant.js";
-import { commitStock, releaseStock, reserveAll } from "./reservations.js";
+import { commitConfirmed, commitStock, releaseStock, reserveAll } from "./reservations.js";
 import type { ServiceContext, ServiceParts } from "../platform/host.js";
 import { migrateServiceSchema, openServiceDatabase } from "../platform/service-database.js";
 import { bind } from "../platform/rpc/binding.js";
@@ -31,6 +32,7 @@ export async function start(context: ServiceContext): Promise<ServiceParts> {
     domain: "inventory",
     logger: context.logger,
     handlers: Object.fromEntries([onBatch(ReserveStockSchema, reserveAll), onBatch(CommitStockSchema, commitStock), on(ReleaseStockSchema, releaseStock)]),
+    events: [{ domain: "order", filterSubject: "order.evt.confirmed", durable: "inventory-order-confirmed", handlers: Object.fromEntries([onBatch(OrderConcludedSchema, commitConfirmed)]) }],
   });
   return {
     rpc: [bind(InventoryService, inventoryApi(store))],

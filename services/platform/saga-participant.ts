@@ -74,10 +74,36 @@ export interface CommandConsumerOptions {
   consumer?: Partial<Pick<ConsumerCommonOptions, "batchSize" | "maxDeliver" | "backoffMs" | "dlq">>;
 }
 
+/**
+ * Another domain's events a participant acts on, with no reply: e.g. inventory commits the
+ * stock of an order once the order's `order.evt.confirmed` is out, so the orchestrator sends
+ * no command for it.
+ */
+export interface EventSubscription {
+  /** The domain whose stream carries the events, e.g. `order`. */
+  domain: string;
+  /** One subject filter, e.g. `order.evt.confirmed`. */
+  filterSubject: string;
+  /** The durable consumer's name, e.g. `inventory-order-confirmed`. */
+  durable: string;
+  /** Handlers by event type; what they return is ignored (events get no reply). */
+  handlers: CommandHandlers;
+}
+
+export interface EventConsumerOptions extends EventSubscription {
+  js: JetStreamClient;
+  pool: Pool;
+  schema: string;
+  logger?: Logger;
+  consumer?: CommandConsumerOptions["consumer"];
+}
+
 export interface ParticipantOptions extends Omit<CommandConsumerOptions, "js" | "pool" | "publisher"> {
   bus: BusConnection;
   db: Database;
   logger: Logger;
+  /** Events of other domains the participant acts on. */
+  events?: readonly EventSubscription[];
 }
 
 interface Collected<T> {
@@ -194,8 +220,35 @@ export function startCommandConsumer(options: CommandConsumerOptions): Promise<B
   });
 }
 
-/** Runs a saga participant that keeps state in Postgres: its command consumer. */
+/**
+ * Consumes another domain's events and applies a batch of them in one transaction, like
+ * commands (`on` / `onBatch` handlers), without replies. Handlers must be idempotent by key:
+ * a redelivered event is applied again and must change nothing.
+ */
+export function startEventConsumer(options: EventConsumerOptions): Promise<BusConsumer> {
+  const batch = new BatchApplication<null>(options.handlers);
+  const noReply: Done<null> = () => undefined;
+  return startConsumer({
+    js: options.js,
+    pool: options.pool,
+    schema: options.schema,
+    inbox: false,
+    stream: streamName(options.domain),
+    durable: options.durable,
+    filterSubject: options.filterSubject,
+    ...(options.logger ? { logger: options.logger } : {}),
+    ...options.consumer,
+    beforeBatch: async () => batch.clear(),
+    handle: (delivery, tx) => batch.meet(tx, delivery.message, null, noReply),
+    afterBatch: (tx) => batch.finish(tx, noReply),
+  });
+}
+
+/** Runs a saga participant that keeps state in Postgres: its command consumer and its event consumers. */
 export async function startParticipant(options: ParticipantOptions): Promise<Worker[]> {
   const { bus, db } = options;
-  return [await startCommandConsumer({ ...options, js: bus.js, pool: db.background, publisher: bus.publisher })];
+  const common = { js: bus.js, pool: db.background, schema: options.schema, logger: options.logger, ...(options.consumer ? { consumer: options.consumer } : {}) };
+  const workers: Worker[] = [await startCommandConsumer({ ...options, js: bus.js, pool: db.background, publisher: bus.publisher })];
+  for (const events of options.events ?? []) workers.push(await startEventConsumer({ ...common, ...events }));
+  return workers;
 }

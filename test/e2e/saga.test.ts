@@ -74,8 +74,8 @@ describe("order saga", () => {
     expect(payments.map((p) => [p.orderId, PaymentStatus[p.status], p.amount?.amountMinor])).toEqual([[order.orderId, "CHARGED", total]]);
     expect(await ledgerOf(order.orderId)).toEqual([`CHARGE ${-total}`]);
 
-    // inventory.cmd.commit goes out with CONFIRMED and is not answered: the order awaits
-    // nothing, and once the stock is committed no inventory.evt.committed was published.
+    // Inventory commits the stock on order.evt.confirmed: the order awaits nothing, sends no
+    // inventory.cmd.commit, and once the stock is committed no inventory.evt.committed was published.
     const { rows: saga } = await sys.db.query("SELECT awaiting, in_flight FROM orders.orders WHERE order_id = $1", [order.orderId]);
     expect(saga).toEqual([{ awaiting: [], in_flight: false }]);
     await eventually(async () => (await stockOf(sys, "E2E-HAPPY")).sold === 3n, 10_000, "stock committed");
@@ -84,6 +84,9 @@ describe("order saga", () => {
     const inventoryEvents = (await sys.jsm.streams.info("INVENTORY", { subjects_filter: "inventory.evt.>" })).state.subjects ?? {};
     expect(Object.keys(inventoryEvents)).toContain("inventory.evt.reserved");
     expect(Object.keys(inventoryEvents)).not.toContain("inventory.evt.committed");
+    const inventoryCommands = (await sys.jsm.streams.info("INVENTORY", { subjects_filter: "inventory.cmd.>" })).state.subjects ?? {};
+    expect(Object.keys(inventoryCommands)).toContain("inventory.cmd.reserve");
+    expect(Object.keys(inventoryCommands)).not.toContain("inventory.cmd.commit");
 
     const notification = sys.notification;
     const notes = await eventually(async () => {

@@ -1,6 +1,6 @@
 import { create } from "@bufbuild/protobuf";
 import { AssessFraudSchema } from "../../../gen/orderflow/fraud/v1/fraud_pb.js";
-import { CommitStockSchema, ReleaseStockSchema, ReserveStockSchema } from "../../../gen/orderflow/inventory/v1/saga_pb.js";
+import { ReleaseStockSchema, ReserveStockSchema } from "../../../gen/orderflow/inventory/v1/saga_pb.js";
 import { OrderConcludedSchema } from "../../../gen/orderflow/order/v1/events_pb.js";
 import { OrderStatus } from "../../../gen/orderflow/order/v1/order_pb.js";
 import { ChargePaymentSchema, RefundPaymentSchema } from "../../../gen/orderflow/payment/v1/payment_pb.js";
@@ -9,7 +9,7 @@ import type { Reply } from "../../platform/saga-participant.js";
 import type { SagaOrder } from "./state.js";
 
 /** A step of the saga: the reply it waits for and the command that asks for it. */
-export type Step = "fraud" | "reserve" | "charge" | "commit" | "release" | "refund";
+export type Step = "fraud" | "reserve" | "charge" | "release" | "refund";
 
 /** The domain whose participant performs a step. */
 export function stepDomain(step: Step): "fraud" | "inventory" | "payment" {
@@ -17,7 +17,6 @@ export function stepDomain(step: Step): "fraud" | "inventory" | "payment" {
     case "fraud":
       return "fraud";
     case "reserve":
-    case "commit":
     case "release":
       return "inventory";
     case "charge":
@@ -43,8 +42,6 @@ export function commandFor(step: Step, order: SagaOrder): Reply {
       return { subject: "inventory.cmd.reserve", message: create(ReserveStockSchema, { orderId, lines: order.lines }) };
     case "charge":
       return { subject: "payment.cmd.charge", message: create(ChargePaymentSchema, { orderId, customerId, amount: total }) };
-    case "commit":
-      return { subject: "inventory.cmd.commit", message: create(CommitStockSchema, { orderId }) };
     case "release":
       return { subject: "inventory.cmd.release", message: create(ReleaseStockSchema, { orderId }) };
     case "refund":

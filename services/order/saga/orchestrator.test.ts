@@ -11,8 +11,8 @@ describe("saga state machine", () => {
   it("walks the happy path one step at a time", () => {
     expect(decide(order(OrderStatus.PENDING, ["fraud"]), { kind: "fraud", approved: true, reason: "" })).toMatchObject({ status: OrderStatus.FRAUD_APPROVED, done: ["fraud"], start: ["reserve"] });
     expect(decide(order(OrderStatus.FRAUD_APPROVED, ["reserve"]), { kind: "reserved" })).toMatchObject({ status: OrderStatus.STOCK_RESERVED, start: ["charge"] });
-    // The stock commit is sent with the confirmation, and no reply is awaited.
-    expect(decide(order(OrderStatus.STOCK_RESERVED, ["charge"]), { kind: "charged" })).toEqual({ status: OrderStatus.CONFIRMED, reason: "payment charged", done: ["charge"], send: ["commit"] });
+    // The confirmation awaits nothing and sends no command: inventory commits the stock on order.evt.confirmed.
+    expect(decide(order(OrderStatus.STOCK_RESERVED, ["charge"]), { kind: "charged" })).toEqual({ status: OrderStatus.CONFIRMED, reason: "payment charged", done: ["charge"] });
     expect(decide(order(OrderStatus.CONFIRMED, []), { kind: "committed" })).toBeUndefined();
   });
 

@@ -48,7 +48,8 @@ export function decide(order: SagaOrder, reply: Reply): Change | undefined {
       return { status: OrderStatus.REJECTED, reason: reply.reason, done: ["reserve"] };
     case "charged":
       if (order.status !== OrderStatus.STOCK_RESERVED || !awaits("charge")) return undefined;
-      return { status: OrderStatus.CONFIRMED, reason: "payment charged", done: ["charge"], send: ["commit"] };
+      // Inventory commits the stock on the order.evt.confirmed this sends: no command, no reply.
+      return { status: OrderStatus.CONFIRMED, reason: "payment charged", done: ["charge"] };
     case "declined":
       if (order.status !== OrderStatus.STOCK_RESERVED || !awaits("charge")) return undefined;
       return { reason: `payment declined: ${reply.reason}`, done: ["charge"], start: ["release"], compensateTo: OrderStatus.REJECTED };

@@ -96,8 +96,6 @@ export interface Change {
   reason?: string;
   /** Steps to start now: their commands are sent and their replies awaited. */
   start?: Step[];
-  /** Steps whose commands are sent with no reply awaited (the stock commit: nothing depends on it). */
-  send?: Step[];
   /** Steps whose reply arrived. */
   done?: Step[];
   /** For a compensation: the terminal status once every awaited step is done. */
@@ -128,7 +126,7 @@ export function planAdvance(order: SagaOrder, change: Change): Advance {
   const startedStep = (change.start?.length ?? 0) > 0;
   const concluded = statusChanged && isTerminal(status);
 
-  const outgoing = [...(change.start ?? []), ...(change.send ?? [])].map((step) => commandFor(step, order));
+  const outgoing = (change.start ?? []).map((step) => commandFor(step, order));
   if (concluded) outgoing.push(concludedEvent(order, status, reason));
   return {
     order: {

@@ -78,9 +78,9 @@ export const ReleaseStockSchema: GenMessage<ReleaseStock> = /*@__PURE__*/
   messageDesc(file_orderflow_inventory_v1_saga, 2);
 
 /**
- * inventory.cmd.commit: turn the order's reservation into a sale. Sent with the
- * order's confirmation and not answered: nothing waits for it, and JetStream
- * redelivers it until it is done (or dead-letters it).
+ * inventory.cmd.commit: turn the order's reservation into a sale. No longer sent:
+ * inventory commits the stock on the order's order.evt.confirmed. Inventory still
+ * applies one left in the stream by an earlier version of the order service.
  *
  * @generated from message orderflow.inventory.v1.CommitStock
  */
