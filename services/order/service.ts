@@ -16,6 +16,7 @@ import { CustomerRateLimit } from "./rate-limit.js";
 import { orderConfigShape } from "./config.js";
 import { cancelOrder } from "./saga/cancel.js";
 import { DeadlineWatcher, queuedOnBus } from "./saga/deadlines.js";
+import { InFlightOrders } from "./saga/in-flight.js";
 import { sagaStart } from "./saga/start.js";
 import { ReplyApplier, replyConsumerName } from "./saga/replies.js";
 import { ordersSchema } from "./saga/state.js";
@@ -38,7 +39,8 @@ export async function start(context: ServiceContext): Promise<ServiceParts> {
   const timing = { stepTimeoutMs: config.SAGA_STEP_TIMEOUT_MS };
   const bus = await connectBus({ url: config.NATS_URL, name: context.name, logger: context.logger });
   const relay = new OutboxRelay({ pool: db.background, schema, publisher: bus.publisher, logger: context.logger }).start();
-  const applier = new ReplyApplier(db.background, timing, schema);
+  const inFlight = new InFlightOrders();
+  const applier = new ReplyApplier(db.background, timing, schema, inFlight);
   const replies = await Promise.all(
     ["fraud", "inventory", "payment"].map((domain) =>
       startConsumer({
@@ -63,7 +65,7 @@ export async function start(context: ServiceContext): Promise<ServiceParts> {
     store,
     catalogue: new Catalogue(inventory, { cacheMs: config.CATALOGUE_CACHE_MS }),
     watch,
-    sagaStart: sagaStart(timing),
+    sagaStart: sagaStart(timing, inFlight),
     cache,
     rateLimit: new CustomerRateLimit(redis, config.ORDER_RATE_LIMIT_PER_MINUTE),
     cancel: (tx, orderId, reason) =>

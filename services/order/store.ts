@@ -53,6 +53,8 @@ export interface SagaStart {
   outboxSchema: string;
   /** The step's commands, written to the outbox with the order. */
   commands(order: Order): OutgoingMessage[];
+  /** Told of each order the statement created, with the row version it left (`xmin`). */
+  started?(order: Order, revision: string): void;
 }
 
 export class IdempotencyConflict extends Error {}
@@ -128,7 +130,7 @@ const insertOrdersSql = `WITH input AS (
             $7::text[], CASE WHEN cardinality($7::text[]) > 0 THEN now() + make_interval(secs => $8) END
        FROM input ORDER BY n
      ON CONFLICT DO NOTHING
-     RETURNING ${orderColumns}),
+     RETURNING ${orderColumns}, xmin::text AS revision),
    i AS (
      INSERT INTO order_items (order_id, line_no, sku, quantity, unit_price_minor)
      SELECT l.order_id, l.line_no, l.sku, l.qty, l.price
@@ -187,7 +189,7 @@ async function insertOrders(q: Queryable, inserts: readonly Insert[], saga: Saga
   const outboxJoin = outbox
     ? " LEFT JOIN (SELECT key, json_agg(json_build_object('id', id::text, 'msg_id', msg_id)) AS outbox_written FROM ob GROUP BY key) w ON w.key = o.order_id::text"
     : "";
-  const { rows } = await q.query<OrderRow & { history_at: Date; outbox_written?: WrittenRow[] | null }>(
+  const { rows } = await q.query<OrderRow & { revision: string; history_at: Date; outbox_written?: WrittenRow[] | null }>(
     prepared(`${text} SELECT o.*, h.at AS history_at${outboxColumns} FROM o JOIN h USING (order_id)${outboxJoin}`, values),
   );
   if (outbox) outboxWritten(outbox.insert, rows.flatMap((r) => r.outbox_written ?? []));
@@ -196,7 +198,9 @@ async function insertOrders(q: Queryable, inserts: readonly Insert[], saga: Saga
     const row = written.get(orderId);
     if (!row) return undefined;
     const items = order.priced.lines.map((l) => ({ order_id: orderId, sku: l.sku, quantity: l.quantity.toString(), unit_price_minor: l.unitPriceMinor.toString() }));
-    return toOrder(row, items, [{ from_status: "UNSPECIFIED", to_status: "PENDING", reason: "order placed", at: row.history_at }]);
+    const created = toOrder(row, items, [{ from_status: "UNSPECIFIED", to_status: "PENDING", reason: "order placed", at: row.history_at }]);
+    saga?.started?.(created, row.revision);
+    return created;
   });
 }
 

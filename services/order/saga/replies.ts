@@ -5,6 +5,7 @@ import type { Queryable } from "../../platform/db.js";
 import { sagaMetrics } from "./metrics.js";
 import { decide, readReply, type Reply } from "./orchestrator.js";
 import { type Advance, planAdvance, readSagaOrders, type SagaOrder, type SagaTiming } from "./state.js";
+import { InFlightOrders } from "./in-flight.js";
 import { type Transition, writeTransitionsIfUnchanged } from "./transitions.js";
 
 /** The durable consumer through which the order service takes a domain's replies. */
@@ -37,8 +38,16 @@ const MAX_ROUNDS = 5;
 export class ReplyApplier {
   private readonly batches = batchPerTurn<IncomingReply, null>((replies) => this.applyMany(replies), 200);
 
-  /** `outboxSchema`: the schema whose outbox takes the commands (the orders schema). */
-  constructor(private readonly q: Queryable, private readonly timing: SagaTiming, private readonly outboxSchema: string) {}
+  /**
+   * `outboxSchema`: the schema whose outbox takes the commands (the orders schema);
+   * `inFlight`: the orders this replica wrote last, decided on without a read.
+   */
+  constructor(
+    private readonly q: Queryable,
+    private readonly timing: SagaTiming,
+    private readonly outboxSchema: string,
+    private readonly inFlight = new InFlightOrders(),
+  ) {}
 
   /** Resolves once the reply is written (or found to change nothing). */
   apply(message: Message): Promise<null> {
@@ -63,10 +72,23 @@ export class ReplyApplier {
     return results;
   }
 
-  /** Decides and writes the replies at `indexes`; returns those whose order changed meanwhile. */
-  private async round(replies: readonly IncomingReply[], indexes: readonly number[]): Promise<number[]> {
+  /** The replies' orders: as this replica last wrote them, the others read from Postgres. */
+  private async ordersOf(orderIds: readonly string[]): Promise<{ orders: Map<string, SagaOrder>; remembered: Set<string> }> {
     const orders = new Map<string, SagaOrder>();
-    for (const order of await readSagaOrders(this.q, indexes.map((i) => replies[i]!.orderId))) orders.set(order.orderId, order);
+    const unknown: string[] = [];
+    for (const orderId of orderIds) {
+      const order = this.inFlight.get(orderId);
+      if (order) orders.set(orderId, order);
+      else unknown.push(orderId);
+    }
+    const remembered = new Set(orders.keys());
+    if (unknown.length > 0) for (const order of await readSagaOrders(this.q, unknown)) orders.set(order.orderId, order);
+    return { orders, remembered };
+  }
+
+  /** Decides and writes the replies at `indexes`; returns those to decide again on their orders read afresh. */
+  private async round(replies: readonly IncomingReply[], indexes: readonly number[]): Promise<number[]> {
+    const { orders, remembered } = await this.ordersOf(indexes.map((i) => replies[i]!.orderId));
     const revisions = new Map([...orders].map(([orderId, order]) => [orderId, order.revision]));
     const planned: Array<{ index: number; advance: Advance }> = [];
     const transitions: Transition[] = [];
@@ -93,11 +115,18 @@ export class ReplyApplier {
       if (written.has(advance.transition.orderId)) advance.record();
       else changedMeanwhile.add(index);
     }
-    // Every reply to an order that changed is decided again, also those that changed nothing.
+    // Every reply to an order that changed is decided again, also those that changed nothing;
+    // so is a reply ignored on a remembered order, which may have moved on elsewhere since.
     const stale = new Set(planned.filter((p) => changedMeanwhile.has(p.index)).map((p) => p.advance.transition.orderId));
-    const again = indexes.filter((index) => stale.has(replies[index]!.orderId));
-    for (const index of again) sagaMetrics.redecidedReplies.inc({ type: replies[index]!.type });
-    for (const index of ignored) if (!stale.has(replies[index]!.orderId)) sagaMetrics.ignoredReplies.inc({ type: replies[index]!.type });
+    const unsure = new Set(ignored.map((index) => replies[index]!.orderId).filter((orderId) => remembered.has(orderId) && !written.has(orderId)));
+    for (const orderId of [...stale, ...unsure]) this.inFlight.forget(orderId);
+    for (const [orderId, revision] of written) {
+      const order = orders.get(orderId);
+      if (order) this.inFlight.remember({ ...order, revision });
+    }
+    const again = indexes.filter((index) => stale.has(replies[index]!.orderId) || unsure.has(replies[index]!.orderId));
+    for (const index of again) if (stale.has(replies[index]!.orderId)) sagaMetrics.redecidedReplies.inc({ type: replies[index]!.type });
+    for (const index of ignored) if (!stale.has(replies[index]!.orderId) && !unsure.has(replies[index]!.orderId)) sagaMetrics.ignoredReplies.inc({ type: replies[index]!.type });
     return again;
   }
 }

@@ -1,11 +1,38 @@
+import { timestampDate } from "@bufbuild/protobuf/wkt";
+import type { Order } from "../../../gen/orderflow/order/v1/order_pb.js";
 import type { SagaStart } from "../store.js";
 import { assessFraud, type Step } from "./commands.js";
-import { ordersSchema, type SagaTiming } from "./state.js";
+import type { InFlightOrders } from "./in-flight.js";
+import { ordersSchema, type SagaOrder, type SagaTiming } from "./state.js";
 
 const firstStep: Step = "fraud";
 
-/** Every new order starts the saga by asking fraud, in the statement that creates it. */
-export function sagaStart(timing: SagaTiming): SagaStart {
+/** A new order as its saga starts: awaiting the first step. */
+function startedOrder(order: Order, revision: string): SagaOrder {
+  const created = order.createdAt ? timestampDate(order.createdAt) : new Date();
+  return {
+    orderId: order.orderId,
+    customerId: order.customerId,
+    status: order.status,
+    version: order.version,
+    totalMinor: order.total?.amountMinor ?? 0n,
+    currency: order.total?.currency ?? "",
+    awaiting: [firstStep],
+    attempts: 1,
+    compensateTo: undefined,
+    reason: order.statusReason,
+    createdAt: created,
+    stepStartedAt: created,
+    lines: order.items.map((i) => ({ sku: i.sku, quantity: i.quantity })),
+    revision,
+  };
+}
+
+/**
+ * Every new order starts the saga by asking fraud, in the statement that creates it; the
+ * orders created are remembered in `inFlight`, so their fraud replies need no read.
+ */
+export function sagaStart(timing: SagaTiming, inFlight?: InFlightOrders): SagaStart {
   return {
     awaiting: [firstStep],
     stepTimeoutMs: timing.stepTimeoutMs,
@@ -13,5 +40,6 @@ export function sagaStart(timing: SagaTiming): SagaStart {
     commands: (order) => [
       { ...assessFraud({ orderId: order.orderId, customerId: order.customerId, totalMinor: order.total?.amountMinor ?? 0n, currency: order.total?.currency ?? "" }), key: order.orderId },
     ],
+    ...(inFlight ? { started: (order: Order, revision: string) => inFlight.remember(startedOrder(order, revision)) } : {}),
   };
 }

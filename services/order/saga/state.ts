@@ -136,6 +136,7 @@ export function planAdvance(order: SagaOrder, change: Change): Advance {
       awaiting,
       compensateTo,
       version: order.version + (statusChanged ? 1n : 0n),
+      attempts: startedStep ? 1 : order.attempts,
       stepStartedAt: startedStep ? new Date() : order.stepStartedAt,
     },
     transition: {

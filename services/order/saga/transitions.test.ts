@@ -5,12 +5,18 @@ import pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { Decision, FraudAssessedSchema } from "../../../gen/orderflow/fraud/v1/fraud_pb.js";
 import { ReserveStockSchema, StockReservedSchema } from "../../../gen/orderflow/inventory/v1/saga_pb.js";
+import { OrderStatus } from "../../../gen/orderflow/order/v1/order_pb.js";
+import { PaymentChargedSchema } from "../../../gen/orderflow/payment/v1/payment_pb.js";
 import { recordingStatements, useTraceContext } from "../../platform/bus/testkit.js";
 import { Database } from "../../platform/db.js";
 import { createLogger } from "../../platform/logger.js";
 import { migrate } from "../../platform/migrate.js";
+import { OrderStore } from "../store.js";
 import { onOrdersChanged } from "./changes.js";
+import { InFlightOrders } from "./in-flight.js";
 import { ReplyApplier } from "./replies.js";
+import { sagaStart } from "./start.js";
+import type { SagaOrder } from "./state.js";
 import { type Transition, writeTransitions } from "./transitions.js";
 
 const DATABASE_URL = process.env["DATABASE_URL"] ?? "postgres://postgres@127.0.0.1:5432/postgres";
@@ -208,5 +214,73 @@ describe("a batch of saga replies", () => {
     } finally {
       unregister();
     }
+  });
+});
+
+describe("the orders a replica wrote last (InFlightOrders)", () => {
+  const charged = (orderId: string): Message => create(PaymentChargedSchema, { orderId });
+  const reserved = (orderId: string): Message => create(StockReservedSchema, { orderId });
+
+  it("decide the next reply without reading the order back, from CreateOrder on", async () => {
+    const inFlight = new InFlightOrders();
+    const store = new OrderStore(db);
+    const { order } = await store.create(
+      { customerId: "c1", priced: { lines: [{ sku: "SKU-1", quantity: 2n, unitPriceMinor: 100n }], totalMinor: 200n, currency: "USD" }, idempotencyKey: undefined, requestHash: undefined },
+      { ...sagaStart(timing, inFlight), outboxSchema: schema },
+    );
+    expect(inFlight.get(order.orderId)).toMatchObject({ status: OrderStatus.PENDING, awaiting: ["fraud"], lines: [{ sku: "SKU-1", quantity: 2n }] });
+    const { db: counting, statements } = recordingStatements(db.primary);
+    const applier = new ReplyApplier(counting, timing, schema, inFlight);
+    await applier.apply(fraud(order.orderId, Decision.APPROVE));
+    await applier.apply(reserved(order.orderId));
+    await applier.apply(charged(order.orderId));
+    expect(statements).toHaveLength(3); // one write per reply, no read
+    expect((await orderRows([order.orderId])).get(order.orderId)).toMatchObject({ status: "CONFIRMED", version: "4", awaiting: [] });
+    expect(await historyOf(order.orderId)).toEqual(["UNSPECIFIED>PENDING", "PENDING>FRAUD_APPROVED", "FRAUD_APPROVED>STOCK_RESERVED", "STOCK_RESERVED>CONFIRMED"]);
+    // The reservation still asks for the order's lines.
+    const reserve = (await outbox([order.orderId])).find((m) => m.subject === "inventory.cmd.reserve");
+    expect(fromBinary(ReserveStockSchema, reserve!.payload).lines.map((l) => `${l.sku}×${l.quantity}`)).toEqual(["SKU-1×2"]);
+    // A concluded order is not kept.
+    expect(inFlight.get(order.orderId)).toBeUndefined();
+  });
+
+  it("never overwrite a change made elsewhere: the write fails and the reply is decided again on the order read", async () => {
+    const a = await pendingOrder();
+    const inFlight = new InFlightOrders();
+    const applier = new ReplyApplier(db.primary, timing, schema, inFlight);
+    await applier.apply(fraud(a, Decision.APPROVE));
+    expect(inFlight.get(a)?.status).toBe(OrderStatus.FRAUD_APPROVED);
+    // Cancelled by another replica: this one still remembers FRAUD_APPROVED.
+    await db.primary.query("UPDATE orders SET status = 'CANCELLED', awaiting = '{}', version = version + 1, step_deadline = NULL WHERE order_id = $1", [a]);
+    await applier.apply(reserved(a));
+    expect((await orderRows([a])).get(a)).toMatchObject({ status: "CANCELLED", version: "3" });
+    expect((await outbox([a])).map((m) => m.subject)).toEqual(["inventory.cmd.reserve"]);
+    expect(inFlight.get(a)).toBeUndefined();
+  });
+
+  it("decide a reply again on the order read when it is ignored on the one remembered, which may have moved on elsewhere", async () => {
+    const a = await pendingOrder();
+    const inFlight = new InFlightOrders();
+    const applier = new ReplyApplier(db.primary, timing, schema, inFlight);
+    await applier.apply(fraud(a, Decision.APPROVE));
+    // Another replica applied the reservation: the order awaits the charge, this replica still remembers it awaiting stock.
+    await db.primary.query("UPDATE orders SET status = 'STOCK_RESERVED', awaiting = '{charge}', version = version + 1 WHERE order_id = $1", [a]);
+    await applier.apply(charged(a));
+    expect((await orderRows([a])).get(a)).toMatchObject({ status: "CONFIRMED", awaiting: [] });
+  });
+
+  it("keep only orders that await a reply, the newest ones beyond their capacity", () => {
+    const inFlight = new InFlightOrders(2);
+    const order = (orderId: string, awaiting: SagaOrder["awaiting"]): SagaOrder => ({
+      orderId, customerId: "c", status: OrderStatus.PENDING, version: 1n, totalMinor: 1n, currency: "USD", awaiting, attempts: 1,
+      compensateTo: undefined, reason: "", createdAt: new Date(), stepStartedAt: new Date(), lines: [], revision: "1",
+    });
+    inFlight.remember(order("a", ["fraud"]));
+    inFlight.remember(order("b", ["fraud"]));
+    inFlight.remember(order("a", ["reserve"])); // written again: now the newest
+    inFlight.remember(order("c", ["fraud"]));
+    expect([inFlight.get("a")?.awaiting, inFlight.get("b"), inFlight.get("c")?.awaiting]).toEqual([["reserve"], undefined, ["fraud"]]);
+    inFlight.remember(order("a", []));
+    expect([inFlight.get("a"), inFlight.size]).toEqual([undefined, 1]);
   });
 });

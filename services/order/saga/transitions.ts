@@ -41,7 +41,7 @@ function writeSql(guarded: boolean): string {
      step_deadline = CASE WHEN t.awaiting = '' THEN NULL WHEN t.started THEN now() + make_interval(secs => $9) ELSE o.step_deadline END,
      concluded_at = CASE WHEN t.concluded THEN now() ELSE o.concluded_at END
    FROM t WHERE o.order_id = t.order_id${guarded ? " AND o.xmin = t.revision" : ""}
-   RETURNING o.order_id
+   RETURNING o.order_id, o.xmin
  ), history AS (
    INSERT INTO order_history (order_id, from_status, to_status, reason)
    SELECT h.order_id, h.from_status, h.to_status, h.reason
@@ -112,24 +112,26 @@ export interface GuardedWrite {
 /**
  * Writes transitions decided on orders read without a lock, as one statement (atomic
  * without BEGIN / COMMIT): like `writeTransitions`, plus the messages in the outbox, for
- * each order whose row has not changed since it was read. Returns the orders written;
- * the others changed meanwhile and are to be decided again on what they now are. Not for
- * a client in a transaction: the watchers are told as the statement returns.
+ * each order whose row has not changed since it was read. Returns the orders written, each
+ * with the row version the write left; the others changed meanwhile and are to be decided
+ * again on what they now are. Not for a client in a transaction: the watchers are told as
+ * the statement returns.
  */
-export async function writeTransitionsIfUnchanged(q: Queryable, write: GuardedWrite, stepTimeoutMs: number): Promise<Set<string>> {
-  if (write.transitions.length === 0) return new Set();
+export async function writeTransitionsIfUnchanged(q: Queryable, write: GuardedWrite, stepTimeoutMs: number): Promise<Map<string, string>> {
+  if (write.transitions.length === 0) return new Map();
   const values = writeValues(write.transitions, stepTimeoutMs);
   values.push((values[0] as string[]).map((orderId) => write.revisions.get(orderId) ?? "0"));
   const outbox = write.messages.length > 0 ? foldOutbox(write.outboxSchema, write.messages, values, "SELECT order_id::text FROM updated") : undefined;
   const written = outbox ? "(SELECT json_agg(json_build_object('id', id::text, 'msg_id', msg_id)) FROM ob)" : "NULL::json";
-  const { rows } = await q.query<{ updated: string[] | null; written: WrittenRow[] | null }>(
+  const { rows } = await q.query<{ updated: string[] | null; revisions: string[] | null; written: WrittenRow[] | null }>(
     prepared(
-      `${writeSql(true)}${outbox?.ctes ?? ""} SELECT (SELECT array_agg(order_id::text) FROM updated) AS updated, ${written} AS written${outbox?.columns ?? ""}`,
+      `${writeSql(true)}${outbox?.ctes ?? ""} SELECT (SELECT array_agg(order_id::text ORDER BY order_id) FROM updated) AS updated, (SELECT array_agg(xmin::text ORDER BY order_id) FROM updated) AS revisions, ${written} AS written${outbox?.columns ?? ""}`,
       values,
     ),
   );
   if (outbox) outboxWritten(outbox.insert, rows[0]?.written ?? []);
-  const updated = new Set(rows[0]?.updated ?? []);
+  const revisions = rows[0]?.revisions ?? [];
+  const updated = new Map((rows[0]?.updated ?? []).map((orderId, i) => [orderId, revisions[i] ?? "0"]));
   ordersChanged(changedOrders(write.transitions).filter((orderId) => updated.has(orderId)));
   return updated;
 }
