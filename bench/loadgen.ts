@@ -15,6 +15,7 @@ import * as grpc from "@grpc/grpc-js";
 import { AckPolicy, jetstream, jetstreamManager, StorageType } from "@nats-io/jetstream";
 import { connect, type NatsConnection, type Subscription } from "@nats-io/transport-node";
 import pg from "pg";
+import { receivedEntries } from "../services/platform/bus/bundle.js";
 import { surviveDroppedConnections } from "../services/platform/db.js";
 import { Health, HealthCheckRequestSchema, HealthCheckResponseSchema } from "../gen/grpc/health/v1/health_pb.js";
 import { OrderConcludedSchema } from "../gen/orderflow/order/v1/events_pb.js";
@@ -162,16 +163,25 @@ async function start(job: InitJob): Promise<InitResult> {
     callback: (error, msg) => {
       if (error) return;
       const at = performance.now();
-      try {
-        const event = fromBinary(OrderConcludedSchema, msg.data);
-        conclude(event.orderId, at, event.status === OrderStatus.CONFIRMED, false);
-      } catch {
-        // Not an OrderConcluded: ignore.
+      // One event, or a bundle of them (services/platform/bus/bundle.ts); other types are ignored.
+      for (const entry of safely(() => receivedEntries(msg.headers, msg.data)) ?? []) {
+        if (entry.type !== OrderConcludedSchema.typeName) continue;
+        const event = safely(() => fromBinary(OrderConcludedSchema, entry.payload));
+        if (event) conclude(event.orderId, at, event.status === OrderStatus.CONFIRMED, false);
       }
     },
   });
   pollTimer = setInterval(() => void pollConcluded(), 1_000);
   return { kind: "init", natsVersion: nats.info?.version ?? "unknown" };
+}
+
+/** `read()`'s value, or undefined if it throws (a message the generator does not understand). */
+function safely<T>(read: () => T): T | undefined {
+  try {
+    return read();
+  } catch {
+    return undefined;
+  }
 }
 
 /** Backstop: asks Postgres about orders accepted more than 3 s ago whose event has not been seen. */

@@ -575,7 +575,8 @@ describe("over JetStream with the participant's command consumer", () => {
         cmd("charge", `${orderId}:charge:2`, chargeOf(orderId, c, 300n)),
       ]);
       // An outbox row re-published after JetStream's duplicate window: a new Nats-Msg-Id, the same of-id
-      // (handled again: the charge is keyed by its order; its reply is the first one's, which JetStream drops).
+      // (handled again: the charge is keyed by its order; its reply is the first one's, which JetStream
+      // drops unless the replies travel in different bundles — the order service ignores a duplicate).
       await env.js.publish(`${domain}.cmd.charge`, toBinary(ChargePaymentSchema, chargeOf(orderId, c, 300n)), {
         msgID: `${orderId}:republish`,
         headers: busHeaders({ type: ChargePaymentSchema.typeName, id: `${orderId}:charge:1`, key: orderId }),
@@ -588,7 +589,9 @@ describe("over JetStream with the participant's command consumer", () => {
         (await eventsIn(env.jsm, env.stream("payment"))).filter((r) => r.key === orderId).map((r) => r.subject.slice(domain.length + 1));
       await waitFor(async () => (await replies()).length >= 3, 10_000, "three replies");
       await waitFor(async () => (await listDeadLetters(env.jsm, { dlq: env.dlq })).length >= 1, 10_000, "the malformed command in the DLQ");
-      expect(await replies()).toEqual(["evt.charged", "evt.charged", "evt.refunded"]);
+      const got = await replies();
+      expect(got.length === 3 || got.length === 4).toBe(true);
+      expect(got).toEqual([...got.slice(0, -1).map(() => "evt.charged"), "evt.refunded"]);
       expect(await balanceOf(c)).toBe(1_000n);
       expect((await ledgerOf(c)).map((e) => e.kind)).toEqual(["TOPUP", "CHARGE", "REFUND"]);
       const [dead] = await listDeadLetters(env.jsm, { dlq: env.dlq });

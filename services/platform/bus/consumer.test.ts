@@ -9,6 +9,8 @@ import { listDeadLetters, replayAllDeadLetters, replayDeadLetter } from "./dlq.j
 import { busMetrics } from "./metrics.js";
 import { Header } from "./names.js";
 import { busHeaders, publishMessages, type OutgoingMessage } from "./publish.js";
+import { publishBundled } from "./bundle.js";
+import { currentTraceHeaders } from "./trace.js";
 import { busTestEnv, counted, type BusTestEnv, useTraceContext, waitFor } from "./testkit.js";
 
 process.env["LOG_LEVEL"] ??= "error";
@@ -212,6 +214,49 @@ describe("inbox consumer", () => {
       expect(replayed).toHaveLength(2);
       await waitFor(async () => (await listDeadLetters(env.jsm, { dlq: env.dlq })).length === 2, 5000, "back in the DLQ");
       expect((await listDeadLetters(env.jsm, { dlq: env.dlq })).every((dl) => dl.seq > poison.seq)).toBe(true);
+    } finally {
+      await c.stop();
+    }
+  });
+
+  it("hands a bundle's entries over as deliveries of their own; a failing entry sends its bundle back (the others are not applied again) and goes to the DLQ alone", async () => {
+    const subj = subject("bundled");
+    const c = await startConsumer({
+      js: env.js,
+      pool: env.pool,
+      schema: env.schema,
+      stream: env.stream("inventory"),
+      durable: "bundled",
+      filterSubject: subj,
+      batchSize: 20,
+      maxDeliver: 3,
+      backoffMs: [50, 100],
+      dlq: env.dlq,
+      handle: recordEffect("bundled", (d) => isMessage(d.message, ReserveStockSchema) && d.message.orderId === "b-poison"),
+    });
+    const traceId = "5bf92f3577b34da6a3ce929d0e0e4736";
+    const ctx = trace.setSpanContext(context.active(), { traceId, spanId: "00f067aa0ba902b7", traceFlags: TraceFlags.SAMPLED });
+    try {
+      const stored = (await env.jsm.streams.info(env.stream("inventory"))).state.last_seq;
+      await context.with(ctx, () =>
+        publishBundled(env.publisher, [
+          { ...reserve(subj, "b-1", "b-order-1"), headers: currentTraceHeaders() },
+          { ...reserve(subj, "b-poison", "b-poison"), headers: currentTraceHeaders() },
+          { ...reserve(subj, "b-2", "b-order-2"), headers: currentTraceHeaders() },
+        ]),
+      );
+      expect((await env.jsm.streams.info(env.stream("inventory"))).state.last_seq).toBe(stored + 1);
+
+      await waitFor(async () => (await listDeadLetters(env.jsm, { dlq: env.dlq })).some((dl) => dl.consumer === "bundled"), 5000, "the failing entry dead-lettered");
+      await waitFor(() => settled("bundled"), 5000, "the bundle acked");
+      expect((await effects("bundled")).map((e) => e.order_id).sort()).toEqual(["b-order-1", "b-order-2"]);
+      expect(await metric("bundled", "processed")).toBe(2);
+      expect(await metric("bundled", "duplicate")).toBe(4);
+      const dead = (await listDeadLetters(env.jsm, { dlq: env.dlq })).filter((dl) => dl.consumer === "bundled");
+      expect(dead).toHaveLength(1);
+      expect(dead[0]).toMatchObject({ messageId: "b-poison", type: "orderflow.inventory.v1.ReserveStock", subject: subj, deliveries: 3 });
+      expect(dead[0]?.headers[Header.key]).toEqual(["b-poison"]);
+      expect(dead[0]?.headers["traceparent"]?.[0]).toContain(traceId);
     } finally {
       await c.stop();
     }

@@ -7,20 +7,26 @@ import { errorMessage } from "../errors.js";
 import { createLogger, type Logger } from "../logger.js";
 import { decodeMessage, sagaRegistry } from "./codec.js";
 import type { BusConsumer, ConsumerOptions, Delivery, OutboxWriter } from "./consumer-options.js";
-import { messageIdOf, publishDeadLetter } from "./dlq.js";
+import { publishBundled, receivedEntries, sizeOf, type ReceivedEntry } from "./bundle.js";
+import { publishDeadEntry, publishDeadLetter } from "./dlq.js";
 import { ensureDurableConsumer } from "./durable.js";
 import type { StreamPublisher } from "./jetstream-publisher.js";
 import { busMetrics } from "./metrics.js";
-import { DEFAULT_DLQ, Header, quoteSchema, type DlqConfig } from "./names.js";
+import { DEFAULT_DLQ, quoteSchema, type DlqConfig } from "./names.js";
 import { enqueueOutbox } from "./outbox.js";
 import { isConflictError, isConnectionError } from "../pgerrors.js";
 import { ProgressSignals } from "./progress.js";
 import { pruneInbox } from "./sql.js";
-import { publishAsGiven, type OutgoingMessage } from "./publish.js";
+import type { OutgoingMessage } from "./publish.js";
+import { Settlement } from "./settlement.js";
 import { currentTraceHeaders, extractTraceContext } from "./trace.js";
 
 interface Item {
   m: JsMsg;
+  /** The JetStream message's outcome, shared by the entries of a bundle. */
+  s: Settlement;
+  /** The bus message: `m` itself, or one entry of the bundle `m` carries. */
+  e: ReceivedEntry;
   d: Delivery;
 }
 
@@ -225,7 +231,7 @@ class BatchConsumer implements BusConsumer {
         await new Promise((resolve) => setImmediate(resolve));
         continue;
       }
-      const batch = this.queue.splice(0, this.batchSize);
+      const batch = this.takeBatch();
       this.processing = batch;
       this.wakePump?.();
       try {
@@ -240,6 +246,19 @@ class BatchConsumer implements BusConsumer {
     }
   }
 
+  /** The oldest queued messages carrying up to `batchSize` bus messages (bundles count their entries); at least one. */
+  private takeBatch(): JsMsg[] {
+    let entries = 0;
+    let n = 0;
+    for (const m of this.queue) {
+      const size = sizeOf(m.headers);
+      if (n > 0 && entries + size > this.batchSize) break;
+      entries += size;
+      n += 1;
+    }
+    return this.queue.splice(0, n);
+  }
+
   private async processBatch(batch: JsMsg[]): Promise<void> {
     const end = busMetrics.batchSeconds.startTimer({ consumer: this.name });
     busMetrics.batchSize.observe({ consumer: this.name }, batch.length);
@@ -251,28 +270,29 @@ class BatchConsumer implements BusConsumer {
         await this.deadLetter(m, `delivered ${count} times (limit ${this.maxDeliver}); the last attempt did not finish`, "max_deliveries");
         continue;
       }
-      const type = m.headers?.get(Header.type) ?? "";
-      let message: Message;
+      let entries: ReceivedEntry[];
       try {
-        message = decodeMessage(type, m.data, this.registry);
+        entries = receivedEntries(m.headers, m.data, `${m.info.stream}:${m.seq}`);
       } catch (err) {
         await this.deadLetter(m, errorMessage(err), "undecodable");
         continue;
       }
-      items.push({
-        m,
-        d: {
-          id: messageIdOf(m.headers, m.info.stream, m.seq),
-          subject: m.subject,
-          type,
-          message,
-          key: m.headers?.get(Header.key) ?? "",
-          headers: m.headers,
-          deliveryCount: count,
-          streamSeq: m.seq,
-          msg: m,
-        },
-      });
+      const settlement = new Settlement(m, entries.length);
+      for (const e of entries) {
+        let message: Message;
+        try {
+          message = decodeMessage(e.type, e.payload, this.registry);
+        } catch (err) {
+          await this.deadLetter(m, errorMessage(err), "undecodable", { s: settlement, e });
+          continue;
+        }
+        items.push({
+          m,
+          s: settlement,
+          e,
+          d: { id: e.id, subject: m.subject, type: e.type, message, key: e.key, headers: e.headers, deliveryCount: count, streamSeq: m.seq, msg: m },
+        });
+      }
     }
     if (items.length > 0) {
       if (this.opts.pool) await this.processInTransaction(this.opts.pool, items);
@@ -310,9 +330,9 @@ class BatchConsumer implements BusConsumer {
     const publisher = this.publishEmitted;
     if (publisher && emitted.length > 0) {
       try {
-        await this.retriedWhileUnavailable(() => publishAsGiven(publisher, emitted), () => true, items.length, "cannot publish what a committed batch emitted");
+        await this.retriedWhileUnavailable(() => publishBundled(publisher, emitted), () => true, items.length, "cannot publish what a committed batch emitted");
       } catch {
-        for (const it of items) it.m.nak();
+        for (const it of items) it.s.retry();
         return;
       }
     }
@@ -429,33 +449,47 @@ class BatchConsumer implements BusConsumer {
   }
 
   private acked(it: Item, outcome: Outcome): void {
-    it.m.ack();
+    it.s.done();
     busMetrics.messages.inc({ consumer: this.name, outcome });
   }
 
   private async failed(it: Item, err: unknown): Promise<void> {
     const count = it.m.info.deliveryCount;
     if (count >= this.maxDeliver && !isConnectionError(err)) {
-      await this.deadLetter(it.m, errorMessage(err), "handler_failed");
+      await this.deadLetter(it.m, errorMessage(err), "handler_failed", it);
       return;
     }
     const delay = this.backoffMs[Math.min(count - 1, this.backoffMs.length - 1)] ?? 1000;
-    it.m.nak(delay);
+    it.s.retry(delay);
     busMetrics.messages.inc({ consumer: this.name, outcome: "retried" });
     this.log.warn("message failed; will retry", { consumer: this.name, subject: it.m.subject, message_id: it.d.id, delivery: count, retry_in_ms: delay, error: errorMessage(err) });
   }
 
-  private async deadLetter(m: JsMsg, error: string, reason: string): Promise<void> {
+  /**
+   * Dead-letters a JetStream message, or with `entry`, one bus message it carries: a bundle's
+   * entry goes to the DLQ alone, and the bundle is acked or redelivered with its other entries.
+   */
+  private async deadLetter(m: JsMsg, error: string, reason: string, entry?: { s: Settlement; e: ReceivedEntry }): Promise<void> {
+    const ofBundle = entry !== undefined && entry.s.size > 1 ? entry : undefined;
+    const fields = { consumer: this.name, subject: m.subject, stream_seq: m.seq, message_id: entry?.e.id, delivery: m.info.deliveryCount };
     try {
-      await publishDeadLetter(this.opts.js, m, error, this.name, this.dlq);
-      m.term();
+      if (ofBundle) {
+        const { e, s } = ofBundle;
+        await publishDeadEntry(this.opts.js, { subject: m.subject, stream: m.info.stream, streamSeq: m.seq, deliveries: m.info.deliveryCount, id: e.id, headers: e.headers, data: e.payload }, error, this.name, this.dlq);
+        s.done();
+      } else {
+        await publishDeadLetter(this.opts.js, m, error, this.name, this.dlq);
+        m.term();
+      }
       busMetrics.deadLetters.inc({ consumer: this.name, reason });
       busMetrics.messages.inc({ consumer: this.name, outcome: "dead_lettered" });
-      this.log.error("message dead-lettered", { consumer: this.name, subject: m.subject, stream_seq: m.seq, delivery: m.info.deliveryCount, reason, error });
+      this.log.error("message dead-lettered", { ...fields, reason, error });
     } catch (err) {
       // Keep it: it comes back (server max_deliver has slack) and is dead-lettered then.
-      m.nak(this.backoffMs[this.backoffMs.length - 1]);
-      this.log.error("cannot publish dead letter; will retry", { consumer: this.name, subject: m.subject, stream_seq: m.seq, error: errorMessage(err) });
+      const delay = this.backoffMs[this.backoffMs.length - 1];
+      if (ofBundle) ofBundle.s.retry(delay);
+      else m.nak(delay);
+      this.log.error("cannot publish dead letter; will retry", { ...fields, error: errorMessage(err) });
     }
   }
 }

@@ -1,5 +1,5 @@
 import type { JetStreamClient, JetStreamManager, JsMsg, StoredMsg } from "@nats-io/jetstream";
-import { headers as natsHeaders } from "@nats-io/transport-node";
+import { headers as natsHeaders, type MsgHdrs } from "@nats-io/transport-node";
 import { DEFAULT_DLQ, DlqHeader, Header, type DlqConfig } from "./names.js";
 import { headersToRecord } from "./publish.js";
 
@@ -38,6 +38,23 @@ export function messageIdOf(h: { get(k: string): string } | undefined, stream: s
   return h?.get(Header.id) || h?.get(Header.msgId) || `${stream}:${seq}`;
 }
 
+/** A consumed message, or one entry of a consumed bundle, as the DLQ records it. */
+export interface Undeliverable {
+  subject: string;
+  stream: string;
+  streamSeq: number;
+  deliveries: number;
+  /** Logical message id (inbox key). */
+  id: string;
+  headers: MsgHdrs | undefined;
+  data: Uint8Array;
+}
+
+/** A consumed JetStream message as the DLQ records it. */
+export function undeliverable(m: JsMsg): Undeliverable {
+  return { subject: m.subject, stream: m.info.stream, streamSeq: m.seq, deliveries: m.info.deliveryCount, id: messageIdOf(m.headers, m.info.stream, m.seq), headers: m.headers, data: m.data };
+}
+
 /**
  * Publishes a consumed message to the DLQ (`<prefix>.<original subject>`), with its payload
  * unchanged and its original subject, headers, delivery count, error, consumer and time in
@@ -45,19 +62,31 @@ export function messageIdOf(h: { get(k: string): string } | undefined, stream: s
  * (and keeps two consumers that both fail one message from shadowing each other).
  */
 export async function publishDeadLetter(js: JetStreamClient, m: JsMsg, error: string, consumer: string, dlq: DlqConfig = DEFAULT_DLQ): Promise<void> {
+  await publishUndeliverable(js, undeliverable(m), error, consumer, dlq, `dlq:${consumer}:${m.info.stream}:${m.seq}`);
+}
+
+/**
+ * Publishes one entry of a consumed bundle to the DLQ, as `publishDeadLetter` a message:
+ * the entry alone, with its own headers, so it is listed and replayed as a message of its own.
+ */
+export async function publishDeadEntry(js: JetStreamClient, entry: Undeliverable, error: string, consumer: string, dlq: DlqConfig = DEFAULT_DLQ): Promise<void> {
+  await publishUndeliverable(js, entry, error, consumer, dlq, `dlq:${consumer}:${entry.stream}:${entry.streamSeq}:${entry.id}`);
+}
+
+async function publishUndeliverable(js: JetStreamClient, u: Undeliverable, error: string, consumer: string, dlq: DlqConfig, msgID: string): Promise<void> {
   const h = natsHeaders();
-  const type = m.headers?.get(Header.type) ?? "";
+  const type = u.headers?.get(Header.type) ?? "";
   if (type) h.set(Header.type, type);
-  h.set(Header.id, messageIdOf(m.headers, m.info.stream, m.seq));
-  h.set(DlqHeader.subject, m.subject);
-  h.set(DlqHeader.stream, m.info.stream);
-  h.set(DlqHeader.streamSeq, String(m.seq));
-  h.set(DlqHeader.deliveries, String(m.info.deliveryCount));
+  h.set(Header.id, u.id);
+  h.set(DlqHeader.subject, u.subject);
+  h.set(DlqHeader.stream, u.stream);
+  h.set(DlqHeader.streamSeq, String(u.streamSeq));
+  h.set(DlqHeader.deliveries, String(u.deliveries));
   h.set(DlqHeader.error, headerText(error) || "unknown error");
   h.set(DlqHeader.consumer, consumer);
   h.set(DlqHeader.time, new Date().toISOString());
-  h.set(DlqHeader.headers, JSON.stringify(headersToRecord(m.headers)));
-  await js.publish(`${dlq.subjectPrefix}.${m.subject}`, m.data, { msgID: `dlq:${consumer}:${m.info.stream}:${m.seq}`, headers: h });
+  h.set(DlqHeader.headers, JSON.stringify(headersToRecord(u.headers)));
+  await js.publish(`${dlq.subjectPrefix}.${u.subject}`, u.data, { msgID, headers: h });
 }
 
 function parseDeadLetter(sm: StoredMsg): DeadLetter {

@@ -32,6 +32,8 @@ export const Header = {
   id: "of-id",
   /** Partition key (e.g. the order id), used for ordering and logs. */
   key: "of-key",
+  /** On a bundle (of-type orderflow.bus.v1.Bundle): how many messages it carries. */
+  count: "of-count",
   /** W3C trace context. */
   traceparent: "traceparent",
   tracestate: "tracestate",

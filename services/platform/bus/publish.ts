@@ -40,20 +40,11 @@ export function busHeaders(fields: { type: string; id: string; key?: string | nu
  */
 export function publishMessages(publisher: StreamPublisher, messages: readonly OutgoingMessage[], registry: Registry = sagaRegistry): Promise<PubAck[]> {
   const trace = currentTraceHeaders();
-  return publishAsGiven(
-    publisher,
-    messages.map((m) => ({ ...m, headers: { ...m.headers, ...trace } })),
-    registry,
-  );
-}
-
-/** `publishMessages` with the headers each message carries and no others (e.g. the trace of the delivery that emitted it). */
-export async function publishAsGiven(publisher: StreamPublisher, messages: readonly OutgoingMessage[], registry: Registry = sagaRegistry): Promise<PubAck[]> {
   return Promise.all(
     messages.map((m) => {
       if (!m.id) throw new Error(`publishing a message to ${m.subject} directly needs an id`);
       const { type, payload } = encodeMessage(m.message, registry);
-      const headers = busHeaders({ type, id: m.id, key: m.key ?? null, ...(m.headers ? { extra: m.headers } : {}) });
+      const headers = busHeaders({ type, id: m.id, key: m.key ?? null, extra: { ...m.headers, ...trace } });
       return publisher.publish(m.subject, payload, { msgID: m.id, headers });
     }),
   );

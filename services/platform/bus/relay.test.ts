@@ -9,7 +9,8 @@ import { Header, outboxChannel } from "./names.js";
 import { enqueueOutbox, outboxInsert, outboxWritten, type WrittenRow } from "./outbox.js";
 import type { OutgoingMessage } from "./publish.js";
 import { OutboxRelay, type OutboxRelayOptions } from "./relay.js";
-import { busTestEnv, counted, readStream, type BusTestEnv, useTraceContext, waitFor } from "./testkit.js";
+import { BUNDLE_TYPE } from "./bundle.js";
+import { busTestEnv, counted, readBusMessages, readStream, type BusTestEnv, useTraceContext, waitFor } from "./testkit.js";
 
 process.env["LOG_LEVEL"] ??= "warn";
 useTraceContext();
@@ -53,8 +54,9 @@ async function unpublished(): Promise<number> {
   return r.rows[0]?.n ?? 0;
 }
 
+/** Bus messages in the stream (a bundle counts its entries). */
 async function streamCount(): Promise<number> {
-  return (await env.jsm.streams.info(env.stream("inventory"))).state.messages;
+  return (await readBusMessages(env.jsm, env.stream("inventory"))).length;
 }
 
 async function clear(): Promise<void> {
@@ -79,14 +81,14 @@ function duplicatesCounted(): Promise<number> {
 }
 
 describe("outbox + relay", () => {
-  it("publishes rows with msgID, type, key and traceparent; a second publish of the same rows is dropped by JetStream", async () => {
+  it("publishes rows one by one (bundleMax 1) with msgID, type, key and traceparent; a second publish of the same rows is dropped by JetStream", async () => {
     await clear();
     const traceId = "4bf92f3577b34da6a3ce929d0e0e4736";
     const ctx = trace.setSpanContext(context.active(), { traceId, spanId: "00f067aa0ba902b7", traceFlags: TraceFlags.SAMPLED });
     const ids = await context.with(ctx, () => inTx((c) => enqueueOutbox(c, env.schema, [reserve("o-1", 1), reserve("o-1", 2), reserve("o-2", 3)])));
     expect(ids).toHaveLength(3);
 
-    const relay = new OutboxRelay({ pool: env.pool, schema: env.schema, publisher: env.publisher, pollMs: 100 }).start();
+    const relay = new OutboxRelay({ pool: env.pool, schema: env.schema, publisher: env.publisher, pollMs: 100, bundleMax: 1 }).start();
     try {
       await waitFor(async () => (await unpublished()) === 0, 5000, "rows published");
       const msgs = await readStream(env.jsm, env.stream("inventory"));
@@ -134,9 +136,9 @@ describe("outbox + relay", () => {
       await writeRound(10);
       await waitFor(() => standby.isLeader, 3000, "failover");
       await waitFor(async () => (await unpublished()) === 0, 10000, "all rows published");
-      const msgs = await readStream(env.jsm, env.stream("inventory"));
+      const msgs = await readBusMessages(env.jsm, env.stream("inventory"));
       expect(msgs).toHaveLength(400);
-      expect(new Set(msgs.map((m) => m.header.get(Header.msgId))).size).toBe(400);
+      expect(new Set(msgs.map((m) => m.header.get(Header.id))).size).toBe(400);
       const lastByKey = new Map<string, number>();
       for (const m of msgs) {
         const rs = fromBinary(ReserveStockSchema, m.data);
@@ -147,6 +149,42 @@ describe("outbox + relay", () => {
     } finally {
       await Promise.all([a.stop(), b.stop()]);
     }
+  });
+
+  it("bundles the rows of a subject into one message, keeping each key's order; the same bundle published again is dropped by JetStream", async () => {
+    await clear();
+    const traceId = "0af7651916cd43dd8448eb211c80319c";
+    const ctx = trace.setSpanContext(context.active(), { traceId, spanId: "b7ad6b7169203331", traceFlags: TraceFlags.SAMPLED });
+    const release = (orderId: string, n: number): OutgoingMessage => ({ ...reserve(orderId, n), subject: `${env.domain("inventory")}.cmd.release` });
+    // o-2's release comes between its two reserves: its second reserve cannot join the first bundle.
+    const rows = [reserve("o-1", 1), reserve("o-2", 2), release("o-2", 3), reserve("o-1", 4), reserve("o-2", 5)];
+    const ids = await context.with(ctx, () => inTx((c) => enqueueOutbox(c, env.schema, rows)));
+    const publishAll = async (): Promise<void> => {
+      const relay = new OutboxRelay({ pool: env.pool, schema: env.schema, publisher: env.publisher, pollMs: 50, localWake: false }).start();
+      try {
+        await waitFor(async () => (await unpublished()) === 0, 5000, "rows published");
+      } finally {
+        await relay.stop();
+      }
+    };
+    await publishAll();
+    const stored = await readStream(env.jsm, env.stream("inventory"));
+    expect(stored.map((m) => [m.header.get(Header.type), m.header.get(Header.count)])).toEqual([
+      [BUNDLE_TYPE, "3"],
+      ["orderflow.inventory.v1.ReserveStock", ""],
+      ["orderflow.inventory.v1.ReserveStock", ""],
+    ]);
+    const messages = await readBusMessages(env.jsm, env.stream("inventory"));
+    expect(messages.map((m) => fromBinary(ReserveStockSchema, m.data).lines[0]?.sku)).toEqual(["1", "2", "4", "3", "5"]);
+    expect(messages.map((m) => m.header.get(Header.id))).toEqual([ids[0], ids[1], ids[3], ids[2], ids[4]]);
+    expect(messages.map((m) => m.header.get(Header.key))).toEqual(["o-1", "o-2", "o-1", "o-2", "o-2"]);
+    for (const m of messages) expect(m.header.get("traceparent")).toContain(traceId);
+
+    const duplicatesBefore = await duplicatesCounted();
+    await env.pool.query(`UPDATE "${env.schema}".outbox SET published_at = NULL`);
+    await publishAll();
+    expect(await readStream(env.jsm, env.stream("inventory"))).toHaveLength(3);
+    expect((await duplicatesCounted()) - duplicatesBefore).toBe(5);
   });
 
   it("does not skip a row whose transaction commits after later rows were published (NOTIFY wakes the relay)", async () => {

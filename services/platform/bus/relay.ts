@@ -6,7 +6,7 @@ import { busMetrics } from "./metrics.js";
 import { outboxChannel, quoteSchema } from "./names.js";
 import { type OutboxRecord, registerLocalRelay } from "./outbox.js";
 import type { StreamPublisher } from "./jetstream-publisher.js";
-import { busHeaders } from "./publish.js";
+import { bundleForWire, DEFAULT_BUNDLE_MAX } from "./bundle.js";
 
 export interface OutboxRelayOptions {
   pool: Pool;
@@ -16,6 +16,8 @@ export interface OutboxRelayOptions {
   publisher: StreamPublisher;
   /** Rows claimed and published (pipelined) per transaction (default 500). */
   batchSize?: number;
+  /** Most rows of one subject sent as one JetStream message (default 64; 1 sends each alone). */
+  bundleMax?: number;
   /** Polling backstop when no NOTIFY arrives (default 500 ms). */
   pollMs?: number;
   /** Poll interval for 1 s after a NOTIFY from another process (default 20 ms). */
@@ -43,12 +45,13 @@ export interface OutboxRelayOptions {
  * (other replicas stand by and retry), which keeps per-key order with several replicas.
  * The leader, on that same connection, LISTENs on `<schema>_outbox` and loops: it reads the
  * oldest unpublished rows (`ORDER BY id` — never `id > last_seen`, so a slow transaction's
- * row is picked up once it commits), publishes them with msgID = `msg_id` and, once every
+ * row is picked up once it commits), publishes them — the rows of one subject bundled into
+ * one JetStream message (`bundleForWire`), a row alone with msgID = `msg_id` — and, once every
  * ack is in, marks them published; the next batch is read and published meanwhile (the
  * rows in flight are excluded), so publishing is not held up by acks and marks. A crash
  * between publish and mark re-publishes the rows, which JetStream drops as duplicates
- * within its window. Messages go out in row order; only a failed publish (the rows are
- * read again after the relay reconnects) can put a message behind later ones, which the
+ * within its window. The messages of a key go out in row order; only a failed publish (the
+ * rows are read again after the relay reconnects) can put a message behind later ones, which the
  * saga tolerates (effects keyed by order, tombstones, replies matched to the current step:
  * docs/saga-contract.md).
  * Rows committed by its own process are handed to it (see `registerLocalRelay`) and published
@@ -94,7 +97,7 @@ export class OutboxRelay {
   private failure: unknown;
 
   constructor(opts: OutboxRelayOptions) {
-    this.opts = { batchSize: 500, pollMs: 500, busyPollMs: 20, localWake: true, markDelayMs: 100, leaderRetryMs: 1000, retentionMs: 60 * 60 * 1000, ...opts };
+    this.opts = { batchSize: 500, bundleMax: DEFAULT_BUNDLE_MAX, pollMs: 500, busyPollMs: 20, localWake: true, markDelayMs: 100, leaderRetryMs: 1000, retentionMs: 60 * 60 * 1000, ...opts };
     this.s = quoteSchema(opts.schema);
     this.log = opts.logger ?? createLogger("outbox-relay");
   }
@@ -307,20 +310,17 @@ export class OutboxRelay {
     if (rows.length === 0) return;
     const ids = rows.map((r) => r.id);
     for (const id of ids) this.inFlight.add(id);
-    const acks = Promise.all(
-      rows.map((r) =>
-        this.opts.publisher.publish(r.subject, r.payload, {
-          msgID: r.msgId,
-          headers: busHeaders({ type: r.type, id: r.msgId, key: r.key, extra: r.headers }),
-        }),
-      ),
+    const wire = bundleForWire(
+      rows.map((r) => ({ subject: r.subject, type: r.type, payload: r.payload, id: r.msgId, key: r.key, headers: r.headers })),
+      this.opts.bundleMax,
     );
+    const acks = Promise.all(wire.map((w) => this.opts.publisher.publish(w.subject, w.payload, { msgID: w.msgID, headers: w.headers }).then((ack) => (ack.duplicate ? w.size : 0))));
     // Awaited in turn below, maybe after it settles: handled now, so a failed publish
     // is not an unhandled rejection (which would end the process).
     acks.catch(() => undefined);
     this.marking = this.marking.then(async () => {
       try {
-        const duplicates = (await acks).filter((a) => a.duplicate).length;
+        const duplicates = (await acks).reduce((sum, n) => sum + n, 0);
         busMetrics.outboxPublished.inc({ schema: this.opts.schema }, rows.length - duplicates);
         if (duplicates > 0) busMetrics.outboxDuplicates.inc({ schema: this.opts.schema }, duplicates);
         for (const id of ids) {

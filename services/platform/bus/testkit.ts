@@ -6,7 +6,7 @@
 import { randomBytes } from "node:crypto";
 import { connect as connectTcp, createServer, type Server, type Socket } from "node:net";
 import { jetstream, jetstreamManager, type JetStreamClient, type JetStreamManager, type StoredMsg } from "@nats-io/jetstream";
-import { connect, type NatsConnection } from "@nats-io/transport-node";
+import { connect, headers as natsHeaders, type MsgHdrs, type NatsConnection } from "@nats-io/transport-node";
 import { context, propagation } from "@opentelemetry/api";
 import { AsyncLocalStorageContextManager } from "@opentelemetry/context-async-hooks";
 import { W3CTraceContextPropagator } from "@opentelemetry/core";
@@ -14,6 +14,7 @@ import pg from "pg";
 import { surviveDroppedConnections } from "../db.js";
 import type { Counter } from "prom-client";
 import { errorMessage } from "../errors.js";
+import { receivedEntries } from "./bundle.js";
 import { type DlqConfig, Header, streamName } from "./names.js";
 import { JetStreamPublisher, type StreamPublisher } from "./jetstream-publisher.js";
 import { ensureBusTables } from "./sql.js";
@@ -120,9 +121,28 @@ export function publisherInto(env: Pick<BusTestEnv, "publisher" | "domain">, nam
   };
 }
 
+/** A bus message read from a stream: a stored message, or one entry of a stored bundle. */
+export interface StoredBusMessage {
+  subject: string;
+  /** The stream sequence of the message that carries it. */
+  seq: number;
+  header: MsgHdrs;
+  data: Uint8Array;
+  /** How many bus messages its JetStream message carries (1: not bundled). */
+  carriedWith: number;
+}
+
+/** The bus messages in a stream, in stream order, bundles expanded into their entries. */
+export async function readBusMessages(jsm: JetStreamManager, stream: string): Promise<StoredBusMessage[]> {
+  return (await readStream(jsm, stream)).flatMap((m) => {
+    const entries = receivedEntries(m.header, m.data, `${stream}:${m.seq}`);
+    return entries.map((e) => ({ subject: m.subject, seq: m.seq, header: e.headers ?? natsHeaders(), data: e.payload, carriedWith: entries.length }));
+  });
+}
+
 /** The events (`<domain>.evt.…`) in a stream, in stream order: subject, key and trace id. */
 export async function eventsIn(jsm: JetStreamManager, stream: string): Promise<Array<{ subject: string; key: string; traceId: string }>> {
-  return (await readStream(jsm, stream))
+  return (await readBusMessages(jsm, stream))
     .filter((m) => m.subject.includes(".evt."))
     .map((m) => ({ subject: m.subject, key: m.header.get(Header.key), traceId: m.header.get("traceparent").split("-")[1] ?? "" }));
 }

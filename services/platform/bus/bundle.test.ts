@@ -1,0 +1,38 @@
+import { describe, expect, it } from "vitest";
+import { BUNDLE_TYPE, bundleForWire, receivedEntries, sizeOf, type WireEntry } from "./bundle.js";
+import { Header } from "./names.js";
+
+function entry(subject: string, id: string, key: string | null): WireEntry {
+  return { subject, type: "orderflow.test.v1.Thing", payload: new TextEncoder().encode(id), id, key, headers: { traceparent: `00-${id}` } };
+}
+
+describe("bundleForWire", () => {
+  it("sends a lone message as itself, under its own id", () => {
+    const [wire, ...rest] = bundleForWire([entry("a.cmd.x", "m1", "k1")]);
+    expect(rest).toHaveLength(0);
+    expect(wire?.msgID).toBe("m1");
+    expect(wire?.headers.get(Header.type)).toBe("orderflow.test.v1.Thing");
+    expect(wire?.headers.get(Header.key)).toBe("k1");
+    expect(sizeOf(wire?.headers)).toBe(1);
+  });
+
+  it("puts at most `max` entries in one message, and round-trips each entry's id, key, type, payload and headers", () => {
+    const entries = ["m1", "m2", "m3", "m4", "m5"].map((id, i) => entry("a.cmd.x", id, i === 4 ? null : `k${i}`));
+    const wire = bundleForWire(entries, 2);
+    expect(wire.map((w) => w.size)).toEqual([2, 2, 1]);
+    expect(wire[0]?.headers.get(Header.type)).toBe(BUNDLE_TYPE);
+    expect(sizeOf(wire[0]?.headers)).toBe(2);
+    const received = wire.flatMap((w) => receivedEntries(w.headers, w.payload));
+    expect(received.map((r) => [r.id, r.key, r.type, new TextDecoder().decode(r.payload), r.headers?.get("traceparent")])).toEqual(
+      entries.map((e) => [e.id, e.key ?? "", e.type, e.id, `00-${e.id}`]),
+    );
+  });
+
+  it("gives the same entries the same bundle id, and other entries another", () => {
+    const a = bundleForWire([entry("a.cmd.x", "m1", "k1"), entry("a.cmd.x", "m2", "k2")]);
+    const b = bundleForWire([entry("a.cmd.x", "m1", "k1"), entry("a.cmd.x", "m2", "k2")]);
+    const c = bundleForWire([entry("a.cmd.x", "m1", "k1"), entry("a.cmd.x", "m3", "k2")]);
+    expect(a[0]?.msgID).toBe(b[0]?.msgID);
+    expect(a[0]?.msgID).not.toBe(c[0]?.msgID);
+  });
+});
