@@ -4,7 +4,7 @@ import { Redis } from "ioredis";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { AssessFraudSchema, Decision, FraudAssessedSchema } from "../../gen/orderflow/fraud/v1/fraud_pb.js";
 import { encodeMessage, Header, type BusConsumer, busHeaders } from "../platform/bus/index.js";
-import { busTestEnv, readStream, waitFor, type BusTestEnv } from "../platform/bus/testkit.js";
+import { busTestEnv, readBusMessages, waitFor, type BusTestEnv } from "../platform/bus/testkit.js";
 import { createLogger } from "../platform/logger.js";
 import { money } from "../platform/money.js";
 import { FraudAssessor } from "./assessor.js";
@@ -144,12 +144,12 @@ describe("fraud saga over JetStream", () => {
     await sendCommand(approved, customerId, 100n, randomUUID());
     await sendCommand(declined, customerId, 900_000n, randomUUID());
 
-    const replies = async () => (await readStream(env.jsm, env.stream("fraud"))).filter((m) => m.subject === `${env.domain("fraud")}.evt.assessed`);
+    const replies = async () => (await readBusMessages(env.jsm, env.stream("fraud"))).filter((m) => m.subject === `${env.domain("fraud")}.evt.assessed`);
     await waitFor(async () => (await replies()).length >= 4, 10_000, "four replies");
     await new Promise((r) => setTimeout(r, 300));
     const got = await replies();
     expect(got).toHaveLength(4);
-    const parsed = got.map((m) => ({ key: m.header.get(Header.key), id: m.header.get(Header.msgId), reply: fromBinary(FraudAssessedSchema, m.data), type: m.header.get(Header.type) }));
+    const parsed = got.map((m) => ({ key: m.header.get(Header.key), id: m.header.get(Header.id), reply: fromBinary(FraudAssessedSchema, m.data), type: m.header.get(Header.type) }));
     const forApproved = parsed.filter((p) => p.key === approved);
     const forDeclined = parsed.filter((p) => p.key === declined);
     expect(forApproved).toHaveLength(2);

@@ -40,6 +40,9 @@ interface Committed {
 
 const tracer = trace.getTracer("orderflow-bus");
 
+/** What nats.js may buffer per message of a batch (saga messages take 200–400 bytes with their headers). */
+const BUFFERED_BYTES_PER_MESSAGE = 512;
+
 /** Short enough that what a crashed process held is back within seconds (see ackWaitMs). */
 const DEFAULT_ACK_WAIT_MS = 10_000;
 
@@ -83,6 +86,8 @@ class BatchConsumer implements BusConsumer {
   private readonly publishEmitted: StreamPublisher | undefined;
   private readonly call: (d: Delivery, tx: PoolClient | undefined, out: OutboxWriter) => Promise<void>;
   private readonly queue: JsMsg[] = [];
+  /** Bus messages in `queue` (a bundle counts its entries). */
+  private queuedDeliveries = 0;
   /** The batch being processed. */
   private processing: readonly JsMsg[] = [];
   private progress: ProgressSignals | null = null;
@@ -136,8 +141,10 @@ class BatchConsumer implements BusConsumer {
     const c = await js.consumers.get(stream, durable);
     // Iterator mode (not a callback): nats.js issues the next pull only when the iterator gets
     // past the previous messages, so with the pump waiting while a full batch is queued, at most
-    // ~3 batches are held locally and nothing waits long enough to hit ack_wait.
-    this.messages = await c.consume({ max_messages: this.batchSize * 2 });
+    // ~3 batches are held locally and nothing waits long enough to hit ack_wait. Bounded in
+    // bytes, not messages (nats.js takes one or the other): a bundle carries up to 64 of the
+    // messages a batch counts, each a few hundred bytes like a message sent alone.
+    this.messages = await c.consume({ max_bytes: this.batchSize * 2 * BUFFERED_BYTES_PER_MESSAGE });
     const messages = this.messages;
     void messages.closed().then((err) => {
       if (err && !this.stopping) this.log.error("consumer stopped unexpectedly", { consumer: this.name, error: errorMessage(err) });
@@ -184,6 +191,7 @@ class BatchConsumer implements BusConsumer {
     this.progress?.stop();
     // Hand back what was fetched but not processed, so another replica gets it now rather than after ack_wait.
     for (const m of this.queue.splice(0)) m.nak();
+    this.queuedDeliveries = 0;
   }
 
   /** Messages fetched and not yet acked, nak'd or dead-lettered (those nats.js still buffers aside). */
@@ -206,8 +214,9 @@ class BatchConsumer implements BusConsumer {
           continue;
         }
         this.queue.push(m);
+        this.queuedDeliveries += sizeOf(m.headers);
         this.wakeProcessor?.();
-        while (this.queue.length >= this.batchSize && !this.stopping) {
+        while (this.queuedDeliveries >= this.batchSize && !this.stopping) {
           await new Promise<void>((resolve) => {
             this.wakePump = resolve;
           });
@@ -256,6 +265,7 @@ class BatchConsumer implements BusConsumer {
       entries += size;
       n += 1;
     }
+    this.queuedDeliveries -= entries;
     return this.queue.splice(0, n);
   }
 
