@@ -6,6 +6,7 @@ import { ReserveStockSchema, StockReservedSchema } from "../../../gen/orderflow/
 import type { Delivery } from "./consumer-options.js";
 import { startConsumer } from "./consumer.js";
 import { listDeadLetters, replayAllDeadLetters, replayDeadLetter } from "./dlq.js";
+import { ensureDurableConsumer } from "./durable.js";
 import { busMetrics } from "./metrics.js";
 import { Header } from "./names.js";
 import { busHeaders, publishMessages, type OutgoingMessage } from "./publish.js";
@@ -257,6 +258,71 @@ describe("inbox consumer", () => {
       expect(dead[0]).toMatchObject({ messageId: "b-poison", type: "orderflow.inventory.v1.ReserveStock", subject: subj, deliveries: 3 });
       expect(dead[0]?.headers[Header.key]).toEqual(["b-poison"]);
       expect(dead[0]?.headers["traceparent"]?.[0]).toContain(traceId);
+    } finally {
+      await c.stop();
+    }
+  });
+
+  it("takes bundles far larger than its batch: 3 bundles of 64 entries of ~2 KB each, with batchSize 10", async () => {
+    const subj = subject("large");
+    const c = await startConsumer({
+      js: env.js,
+      pool: env.pool,
+      schema: env.schema,
+      stream: env.stream("inventory"),
+      durable: "large",
+      filterSubject: subj,
+      batchSize: 10,
+      inbox: false,
+      handle: recordEffect("large"),
+    });
+    try {
+      const lines = Array.from({ length: 60 }, (_, i) => ({ sku: `sku-with-a-long-name-${i}`, quantity: 1n }));
+      const messages = Array.from({ length: 192 }, (_, i): OutgoingMessage => ({ subject: subj, id: `large-${i}`, key: `large-${i}`, message: create(ReserveStockSchema, { orderId: `large-${i}`, lines }) }));
+      await publishBundled(env.publisher, messages);
+      await waitFor(async () => (await effects("large")).length === 192, 10_000, "every entry handled");
+      await waitFor(() => settled("large"), 5000, "every bundle acked");
+    } finally {
+      await c.stop();
+    }
+  });
+
+  it("dead-letters, one by one and without handling them, the entries of a bundle whose last delivery did not finish", async () => {
+    const subj = subject("crashed");
+    await ensureDurableConsumer(env.js, { stream: env.stream("inventory"), durable: "crashed", filterSubject: subj, ackWaitMs: 10_000, maxDeliver: 8, maxAckPending: 100 });
+    await publishBundled(env.publisher, [reserve(subj, "cr-1", "cr-order-1"), reserve(subj, "cr-2", "cr-order-2")]);
+    // Delivered twice to consumers that died before they finished (a nak stands in for the lost ack wait).
+    const raw = await env.js.consumers.get(env.stream("inventory"), "crashed");
+    for (let i = 0; i < 2; i++) {
+      const m = await raw.next({ expires: 2000 });
+      if (!m) throw new Error("the bundle was not delivered");
+      m.nak();
+    }
+    let handled = 0;
+    const c = await startConsumer({
+      js: env.js,
+      pool: env.pool,
+      schema: env.schema,
+      stream: env.stream("inventory"),
+      durable: "crashed",
+      filterSubject: subj,
+      maxDeliver: 2,
+      dlq: env.dlq,
+      handle: async () => {
+        handled += 1;
+      },
+    });
+    try {
+      await waitFor(async () => (await listDeadLetters(env.jsm, { dlq: env.dlq })).filter((dl) => dl.consumer === "crashed").length === 2, 5000, "both entries dead-lettered");
+      await waitFor(() => settled("crashed"), 5000, "the bundle settled");
+      const dead = (await listDeadLetters(env.jsm, { dlq: env.dlq })).filter((dl) => dl.consumer === "crashed");
+      expect(dead.map((dl) => [dl.messageId, dl.type, dl.deliveries])).toEqual([
+        ["cr-1", "orderflow.inventory.v1.ReserveStock", 3],
+        ["cr-2", "orderflow.inventory.v1.ReserveStock", 3],
+      ]);
+      expect(dead[0]?.error).toContain("did not finish");
+      expect(handled).toBe(0);
+      expect(await counted(busMetrics.deadLetters, { consumer: "crashed", reason: "max_deliveries" })).toBe(2);
     } finally {
       await c.stop();
     }

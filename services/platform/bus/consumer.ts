@@ -40,9 +40,6 @@ interface Committed {
 
 const tracer = trace.getTracer("orderflow-bus");
 
-/** What nats.js may buffer per message of a batch (saga messages take 200–400 bytes with their headers). */
-const BUFFERED_BYTES_PER_MESSAGE = 512;
-
 /** Short enough that what a crashed process held is back within seconds (see ackWaitMs). */
 const DEFAULT_ACK_WAIT_MS = 10_000;
 
@@ -141,10 +138,10 @@ class BatchConsumer implements BusConsumer {
     const c = await js.consumers.get(stream, durable);
     // Iterator mode (not a callback): nats.js issues the next pull only when the iterator gets
     // past the previous messages, so with the pump waiting while a full batch is queued, at most
-    // ~3 batches are held locally and nothing waits long enough to hit ack_wait. Bounded in
-    // bytes, not messages (nats.js takes one or the other): a bundle carries up to 64 of the
-    // messages a batch counts, each a few hundred bytes like a message sent alone.
-    this.messages = await c.consume({ max_bytes: this.batchSize * 2 * BUFFERED_BYTES_PER_MESSAGE });
+    // ~3 batches are held locally and nothing waits long enough to hit ack_wait. Bundles count
+    // as one message here (a byte bound would suit them better, but a message larger than it
+    // stops nats.js's pulls for good): 2 × batchSize bundles wait unsignalled at most.
+    this.messages = await c.consume({ max_messages: this.batchSize * 2 });
     const messages = this.messages;
     void messages.closed().then((err) => {
       if (err && !this.stopping) this.log.error("consumer stopped unexpectedly", { consumer: this.name, error: errorMessage(err) });
@@ -271,15 +268,10 @@ class BatchConsumer implements BusConsumer {
 
   private async processBatch(batch: JsMsg[]): Promise<void> {
     const end = busMetrics.batchSeconds.startTimer({ consumer: this.name });
-    busMetrics.batchSize.observe({ consumer: this.name }, batch.length);
     const items: Item[] = [];
     for (const m of batch) {
       const count = m.info.deliveryCount;
       if (count > 1) busMetrics.redeliveries.inc({ consumer: this.name });
-      if (count > this.maxDeliver) {
-        await this.deadLetter(m, `delivered ${count} times (limit ${this.maxDeliver}); the last attempt did not finish`, "max_deliveries");
-        continue;
-      }
       let entries: ReceivedEntry[];
       try {
         entries = receivedEntries(m.headers, m.data, `${m.info.stream}:${m.seq}`);
@@ -288,6 +280,12 @@ class BatchConsumer implements BusConsumer {
         continue;
       }
       const settlement = new Settlement(m, entries.length);
+      if (count > this.maxDeliver) {
+        // A bundle's entries go to the DLQ one by one, as the messages they are.
+        const error = `delivered ${count} times (limit ${this.maxDeliver}); the last attempt did not finish`;
+        for (const e of entries) await this.deadLetter(m, error, "max_deliveries", { s: settlement, e });
+        continue;
+      }
       for (const e of entries) {
         let message: Message;
         try {
@@ -304,6 +302,7 @@ class BatchConsumer implements BusConsumer {
         });
       }
     }
+    busMetrics.batchSize.observe({ consumer: this.name }, items.length);
     if (items.length > 0) {
       if (this.opts.pool) await this.processInTransaction(this.opts.pool, items);
       else await this.processDirect(items);
