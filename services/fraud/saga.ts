@@ -1,7 +1,7 @@
 import { create, isMessage } from "@bufbuild/protobuf";
 import type { JetStreamClient } from "@nats-io/jetstream";
 import { AssessFraudSchema, FraudAssessedSchema } from "../../gen/orderflow/fraud/v1/fraud_pb.js";
-import { BundlingPublisher, type BusConsumer, commandConsumerName, type Delivery, type DlqConfig, startConsumer, type StreamPublisher, streamName } from "../platform/bus/index.js";
+import { type BusConsumer, commandConsumerName, type Delivery, type DlqConfig, publishMessages, startConsumer, type StreamPublisher, streamName } from "../platform/bus/index.js";
 import type { Logger } from "../platform/logger.js";
 import type { FraudAssessor } from "./assessor.js";
 
@@ -30,11 +30,10 @@ export function replyId(orderId: string, commandId: string): string {
 
 /**
  * Handles one fraud.cmd.assess: assess (velocity recorded once per order, decision
- * stored for re-sends) and publish FraudAssessed directly to JetStream, keyed by order id
- * (bundled with the replies of the commands handled beside it). Throws on anything it cannot
- * handle; the consumer retries, then dead-letters.
+ * stored for re-sends) and publish FraudAssessed directly to JetStream, keyed by order id.
+ * Throws on anything it cannot handle; the consumer retries, then dead-letters.
  */
-async function handleAssessCommand(delivery: Delivery, replies: BundlingPublisher, options: Pick<FraudSagaOptions, "assessor" | "domain">): Promise<void> {
+export async function handleAssessCommand(delivery: Delivery, options: Pick<FraudSagaOptions, "publisher" | "assessor" | "domain">): Promise<void> {
   const domain = options.domain ?? "fraud";
   if (!isMessage(delivery.message, AssessFraudSchema)) throw new Error(`${delivery.subject}: expected ${AssessFraudSchema.typeName}, got ${delivery.type}`);
   const command = delivery.message;
@@ -44,7 +43,7 @@ async function handleAssessCommand(delivery: Delivery, replies: BundlingPublishe
     total: command.total ? { amountMinor: command.total.amountMinor, currency: command.total.currency } : undefined,
   });
   const reply = create(FraudAssessedSchema, { orderId: command.orderId, decision: assessment.decision, reasons: assessment.reasons.map((r) => r.message) });
-  await replies.publish({ subject: `${domain}.evt.assessed`, message: reply, key: command.orderId, id: replyId(command.orderId, delivery.id) });
+  await publishMessages(options.publisher, [{ subject: `${domain}.evt.assessed`, message: reply, key: command.orderId, id: replyId(command.orderId, delivery.id) }]);
 }
 
 /**
@@ -54,7 +53,6 @@ async function handleAssessCommand(delivery: Delivery, replies: BundlingPublishe
  */
 export function startFraudSaga(options: FraudSagaOptions): Promise<BusConsumer> {
   const domain = options.domain ?? "fraud";
-  const replies = new BundlingPublisher(options.publisher);
   return startConsumer({
     js: options.js,
     stream: streamName(domain),
@@ -64,6 +62,6 @@ export function startFraudSaga(options: FraudSagaOptions): Promise<BusConsumer> 
     logger: options.logger,
     ...(options.dlq ? { dlq: options.dlq } : {}),
     ...(options.batchSize === undefined ? {} : { batchSize: options.batchSize }),
-    handle: (delivery) => handleAssessCommand(delivery, replies, options),
+    handle: (delivery) => handleAssessCommand(delivery, options),
   });
 }

@@ -1,14 +1,11 @@
 import { createHash } from "node:crypto";
-import type DataLoader from "dataloader";
 import { create, fromBinary, toBinary, type Registry } from "@bufbuild/protobuf";
 import { headers as natsHeaders, type MsgHdrs } from "@nats-io/transport-node";
 import { BundleEntrySchema, BundleSchema } from "../../../gen/orderflow/bus/v1/bundle_pb.js";
-import { batchPerTurn } from "../batch-per-turn.js";
 import { DecodeError, encodeMessage, sagaRegistry } from "./codec.js";
 import type { StreamPublisher } from "./jetstream-publisher.js";
 import { Header } from "./names.js";
 import { busHeaders, type OutgoingMessage } from "./publish.js";
-import { currentTraceHeaders } from "./trace.js";
 
 /** `of-type` of a JetStream message that carries several bus messages (see bundle.proto). */
 export const BUNDLE_TYPE = BundleSchema.typeName;
@@ -140,26 +137,4 @@ export async function publishBundled(publisher: StreamPublisher, messages: reado
     return { subject: m.subject, type, payload, id: m.id, key: m.key ?? null, headers: m.headers ?? {} };
   });
   await Promise.all(bundleForWire(entries, max).map((w) => publisher.publish(w.subject, w.payload, { msgID: w.msgID, headers: w.headers })));
-}
-
-/**
- * Publishes messages handed to it one at a time, bundling those of one turn of the event
- * loop (`publishBundled`); each `publish` resolves once JetStream has stored its message.
- * For handlers that each send one message (fraud's replies), run side by side. A message
- * carries the trace context of the code that hands it over.
- */
-export class BundlingPublisher {
-  private readonly batches: DataLoader<OutgoingMessage, null>;
-
-  constructor(publisher: StreamPublisher, max = DEFAULT_BUNDLE_MAX) {
-    this.batches = batchPerTurn(async (messages) => {
-      await publishBundled(publisher, messages, max);
-      return messages.map(() => null);
-    }, max);
-  }
-
-  /** Sends `message` (which needs an `id`); resolves once it is stored. */
-  async publish(message: OutgoingMessage): Promise<void> {
-    await this.batches.load({ ...message, headers: { ...currentTraceHeaders(), ...message.headers } });
-  }
 }

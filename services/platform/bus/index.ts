@@ -1,6 +1,6 @@
 /** The JetStream bus every OrderFlow service uses. See README.md. */
 export { consumerBacklog, type ConsumerRef } from "./backlog.js";
-export { BUNDLE_TYPE, BundlingPublisher, publishBundled, receivedEntries } from "./bundle.js";
+export { BUNDLE_TYPE, publishBundled, receivedEntries } from "./bundle.js";
 export { decodeMessage, DecodeError, encodeMessage, sagaRegistry } from "./codec.js";
 export { startConsumer } from "./consumer.js";
 export type { BusConsumer, ConsumerCommonOptions, ConsumerOptions, Delivery, DirectConsumerOptions, InboxConsumerOptions, OutboxWriter } from "./consumer-options.js";
