@@ -2,10 +2,11 @@ import { createHash } from "node:crypto";
 import { create, fromBinary, toBinary, type Registry } from "@bufbuild/protobuf";
 import { headers as natsHeaders, type MsgHdrs } from "@nats-io/transport-node";
 import { BundleEntrySchema, BundleSchema } from "../../../gen/orderflow/bus/v1/bundle_pb.js";
-import { DecodeError, encodeMessage, sagaRegistry } from "./codec.js";
+import { DecodeError, sagaRegistry } from "./codec.js";
+import { messageIdOf } from "./dlq.js";
 import type { StreamPublisher } from "./jetstream-publisher.js";
 import { Header } from "./names.js";
-import { busHeaders, type OutgoingMessage } from "./publish.js";
+import { busHeaders, encodeOutgoing, type OutgoingMessage } from "./publish.js";
 
 /** `of-type` of a JetStream message that carries several bus messages (see bundle.proto). */
 export const BUNDLE_TYPE = BundleSchema.typeName;
@@ -98,7 +99,7 @@ export function sizeOf(headers: MsgHdrs | undefined): number {
  * The entries of a bundle's payload, each with headers as it would have had alone
  * (`of-type`, `of-id`, `of-key`, trace context). Throws DecodeError for bad bytes.
  */
-export function unbundle(payload: Uint8Array): ReceivedEntry[] {
+function unbundle(payload: Uint8Array): ReceivedEntry[] {
   let bundle;
   try {
     bundle = fromBinary(BundleSchema, payload);
@@ -116,14 +117,14 @@ export function unbundle(payload: Uint8Array): ReceivedEntry[] {
 }
 
 /**
- * The bus messages a JetStream message carries: its bundle's entries, or itself (with id
- * `of-id`, else Nats-Msg-Id, else `fallbackId`). Throws DecodeError for a bad bundle.
+ * The bus messages a JetStream message carries: its bundle's entries, or itself (its id as
+ * `messageIdOf` gives it, from the stream and sequence it was read at). Throws DecodeError
+ * for a bad bundle.
  */
-export function receivedEntries(headers: MsgHdrs | undefined, payload: Uint8Array, fallbackId = ""): ReceivedEntry[] {
+export function receivedEntries(headers: MsgHdrs | undefined, payload: Uint8Array, at: { stream: string; seq: number } = { stream: "", seq: 0 }): ReceivedEntry[] {
   const type = headers?.get(Header.type) ?? "";
   if (type === BUNDLE_TYPE) return unbundle(payload);
-  const id = headers?.get(Header.id) || headers?.get(Header.msgId) || fallbackId;
-  return [{ id, key: headers?.get(Header.key) ?? "", type, payload, headers }];
+  return [{ id: messageIdOf(headers, at.stream, at.seq), key: headers?.get(Header.key) ?? "", type, payload, headers }];
 }
 
 /**
@@ -131,10 +132,6 @@ export function receivedEntries(headers: MsgHdrs | undefined, payload: Uint8Arra
  * sent, then every ack awaited. For what a batch emits at once (a participant's replies).
  */
 export async function publishBundled(publisher: StreamPublisher, messages: readonly OutgoingMessage[], max = DEFAULT_BUNDLE_MAX, registry: Registry = sagaRegistry): Promise<void> {
-  const entries = messages.map((m): WireEntry => {
-    if (!m.id) throw new Error(`publishing a message to ${m.subject} directly needs an id`);
-    const { type, payload } = encodeMessage(m.message, registry);
-    return { subject: m.subject, type, payload, id: m.id, key: m.key ?? null, headers: m.headers ?? {} };
-  });
+  const entries = messages.map((m) => encodeOutgoing(m, registry));
   await Promise.all(bundleForWire(entries, max).map((w) => publisher.publish(w.subject, w.payload, { msgID: w.msgID, headers: w.headers })));
 }

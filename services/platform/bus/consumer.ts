@@ -271,7 +271,7 @@ class BatchConsumer implements BusConsumer {
       if (count > 1) busMetrics.redeliveries.inc({ consumer: this.name });
       let entries: ReceivedEntry[];
       try {
-        entries = receivedEntries(m.headers, m.data, `${m.info.stream}:${m.seq}`);
+        entries = receivedEntries(m.headers, m.data, { stream: m.info.stream, seq: m.seq });
       } catch (err) {
         await this.deadLetter(m, errorMessage(err), "undecodable");
         continue;

@@ -2,6 +2,7 @@ import type { Message, Registry } from "@bufbuild/protobuf";
 import type { PubAck } from "@nats-io/jetstream";
 import { headers as natsHeaders, type MsgHdrs } from "@nats-io/transport-node";
 import { encodeMessage, sagaRegistry } from "./codec.js";
+import type { WireEntry } from "./bundle.js";
 import type { StreamPublisher } from "./jetstream-publisher.js";
 import { Header } from "./names.js";
 import { currentTraceHeaders } from "./trace.js";
@@ -42,12 +43,17 @@ export function publishMessages(publisher: StreamPublisher, messages: readonly O
   const trace = currentTraceHeaders();
   return Promise.all(
     messages.map((m) => {
-      if (!m.id) throw new Error(`publishing a message to ${m.subject} directly needs an id`);
-      const { type, payload } = encodeMessage(m.message, registry);
-      const headers = busHeaders({ type, id: m.id, key: m.key ?? null, extra: { ...m.headers, ...trace } });
-      return publisher.publish(m.subject, payload, { msgID: m.id, headers });
+      const e = encodeOutgoing({ ...m, headers: { ...m.headers, ...trace } }, registry);
+      return publisher.publish(e.subject, e.payload, { msgID: e.id, headers: busHeaders({ type: e.type, id: e.id, key: e.key, extra: e.headers }) });
     }),
   );
+}
+
+/** A message to publish directly (it needs an `id`), encoded: what `bundleForWire` takes. */
+export function encodeOutgoing(m: OutgoingMessage, registry: Registry = sagaRegistry): WireEntry {
+  if (!m.id) throw new Error(`publishing a message to ${m.subject} directly needs an id`);
+  const { type, payload } = encodeMessage(m.message, registry);
+  return { subject: m.subject, type, payload, id: m.id, key: m.key ?? null, headers: m.headers ?? {} };
 }
 
 /** All headers of a message as a JSON-friendly object. */

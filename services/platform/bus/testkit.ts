@@ -128,15 +128,13 @@ export interface StoredBusMessage {
   seq: number;
   header: MsgHdrs;
   data: Uint8Array;
-  /** How many bus messages its JetStream message carries (1: not bundled). */
-  carriedWith: number;
 }
 
 /** The bus messages in a stream, in stream order, bundles expanded into their entries. */
 export async function readBusMessages(jsm: JetStreamManager, stream: string): Promise<StoredBusMessage[]> {
   return (await readStream(jsm, stream)).flatMap((m) => {
-    const entries = receivedEntries(m.header, m.data, `${stream}:${m.seq}`);
-    return entries.map((e) => ({ subject: m.subject, seq: m.seq, header: e.headers ?? natsHeaders(), data: e.payload, carriedWith: entries.length }));
+    const entries = receivedEntries(m.header, m.data, { stream, seq: m.seq });
+    return entries.map((e) => ({ subject: m.subject, seq: m.seq, header: e.headers ?? natsHeaders(), data: e.payload }));
   });
 }
 
