@@ -1,7 +1,7 @@
 // Where a saga step's work waits: the JetStream consumers' messages not yet acknowledged,
 // sampled while the step runs. The consumer with the deepest queue is the stage that fell
 // behind (its service, or what that service waits on).
-import type { JetStreamManager } from "@nats-io/jetstream";
+import { JetStreamApiCodes, JetStreamApiError, type JetStreamManager } from "@nats-io/jetstream";
 
 export interface ConsumerQueue {
   stream: string;
@@ -20,8 +20,13 @@ export async function sampleQueues(jsm: JetStreamManager): Promise<Map<string, n
   const queues = new Map<string, number>();
   for await (const stream of jsm.streams.list()) {
     if (ignoredStreams.test(stream.config.name)) continue;
-    for await (const consumer of jsm.consumers.list(stream.config.name)) {
-      queues.set(`${stream.config.name}/${consumer.name}`, consumer.num_pending + consumer.num_ack_pending);
+    try {
+      for await (const consumer of jsm.consumers.list(stream.config.name)) {
+        queues.set(`${stream.config.name}/${consumer.name}`, consumer.num_pending + consumer.num_ack_pending);
+      }
+    } catch (err) {
+      // Deleted since it was listed (tests tear their streams down beside the sampler): no queue left.
+      if (!(err instanceof JetStreamApiError && err.code === JetStreamApiCodes.StreamNotFound)) throw err;
     }
   }
   return queues;
