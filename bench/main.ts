@@ -28,6 +28,7 @@ import type { Job, JobRequest, JobResponse, JobResult, SagaStepResult, UnaryJob,
 import { findH2load, grpcFrame, type H2loadResult, runH2load } from "./h2load.js";
 import { renderSvg, renderTable } from "./report.js";
 import { findPids, ResourceMonitor } from "./resources.js";
+import { ANALYZE_CHECK_MS, AutovacuumStandIn } from "./autovacuum.js";
 import { QueueSampler } from "./queues.js";
 import { countWork, workBetween } from "./work.js";
 import { type BenchResult, checkResult, type MachineFacts, type Ratio, resultSchema } from "./results.js";
@@ -345,16 +346,6 @@ function autovacuumIsOn(databaseUrl: string): Promise<boolean> {
   return onDatabase(databaseUrl, async (pool) => (await pool.query<{ autovacuum: string }>("SHOW autovacuum")).rows[0]?.autovacuum === "on");
 }
 
-/**
- * Does what autovacuum would have done by now. Without it (as on the machine of the
- * README's figures) the run's tables grow with no statistics and no vacuuming, and
- * plans the services cached while the tables were tiny stay in use: a sequential scan
- * of every order for each batch of saga transitions.
- */
-async function vacuumAnalyze(databaseUrl: string): Promise<void> {
-  await onDatabase(databaseUrl, (pool) => pool.query("VACUUM (ANALYZE)"));
-}
-
 /** Waits until no order is still in flight (a saturated step leaves work behind); returns how many still are. */
 function waitForQuiet(databaseUrl: string, customerPrefix: string, timeoutMs: number): Promise<number> {
   const deadline = performance.now() + timeoutMs;
@@ -446,8 +437,11 @@ async function main(): Promise<void> {
       workload,
     });
     // Only on the database the bench created: a targeted system's database is not ours to vacuum.
-    const standInForAutovacuum = Object.keys(options.targets).length === 0 && !(await autovacuumIsOn(endpoints.databaseUrl));
-    if (standInForAutovacuum) notes.push("autovacuum is off on this Postgres: the bench ran VACUUM (ANALYZE) before each saga step and before the query runs, as autovacuum would have");
+    const autovacuum = Object.keys(options.targets).length === 0 && !(await autovacuumIsOn(endpoints.databaseUrl)) ? new AutovacuumStandIn(endpoints.databaseUrl) : undefined;
+    if (autovacuum) {
+      cleanups.push(() => autovacuum.close());
+      notes.push(`autovacuum is off on this Postgres: the bench stood in for it — VACUUM (ANALYZE) before each saga step and before the query runs, and during the steps ANALYZE of each table autovacuum's threshold picked (checked every ${ANALYZE_CHECK_MS / 1000} s)`);
+    }
     // h2load, where installed, loads the same calls from C on one core.
     const h2loadBinary = options.h2load ? findH2load() : undefined;
     const transportH2load: H2loadResult[] = [];
@@ -523,11 +517,12 @@ async function main(): Promise<void> {
     const jsm = await jetstreamManager(nats);
     for (const [index, rate] of options.rates.entries()) {
       log(`saga: ${rate}/s for ${options.stepMs / 1000}s…`);
-      if (standInForAutovacuum) await vacuumAnalyze(endpoints.databaseUrl);
+      await autovacuum?.vacuum();
       const workBefore = await onDatabase(endpoints.databaseUrl, (pool) => countWork(jsm, pool));
       const before = monitor.cpu();
       const t0 = performance.now();
       const queues = await new QueueSampler(jsm).start();
+      const stopAnalyzing = autovacuum?.analyzeWhileRunning();
       const step: SagaStepResult = await generator.run({
         kind: "saga-step",
         index,
@@ -537,6 +532,7 @@ async function main(): Promise<void> {
         maxInFlight: maxInFlightAt(rate),
         warmupMs: Math.min(1_000, options.stepMs / 4),
       });
+      await stopAnalyzing?.();
       // CPU and queues over the arrivals and the drain.
       const serviceCpuPercent = ResourceMonitor.cpuPercent(before, monitor.cpu(), performance.now() - t0);
       const stepQueues = await queues.stop();
@@ -562,7 +558,7 @@ async function main(): Promise<void> {
     log("waiting for the orders still in flight to conclude…");
     const stillOpen = await waitForQuiet(endpoints.databaseUrl, `bench-${runId}-`, quietTimeoutMs);
     if (stillOpen > 0) notes.push(`${stillOpen} orders were still in flight ${quietTimeoutMs / 1000}s after the last saga step: the query runs shared the machine with them`);
-    if (standInForAutovacuum) await vacuumAnalyze(endpoints.databaseUrl);
+    await autovacuum?.vacuum();
     const ids = await concludedOrderIds(endpoints.databaseUrl, `bench-${runId}-`, 200_000);
     const warmIds = ids.slice(0, Math.max(1, Math.min(100, Math.floor(ids.length / 4))));
     const coldIds = ids.slice(warmIds.length);

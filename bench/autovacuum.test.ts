@@ -1,0 +1,62 @@
+import pg from "pg";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { dropDatabase, ensureDatabase, withDatabase } from "../tools/infra.js";
+import { AutovacuumStandIn } from "./autovacuum.js";
+
+const SERVER_URL = process.env["DATABASE_URL"] ?? "postgres://postgres@127.0.0.1:5432/postgres";
+// A database of its own: the stand-in analyzes every stale table of the database it is given.
+const databaseUrl = withDatabase(SERVER_URL, `orderflow_autovacuum_test_${process.pid}`);
+const TABLE = "public.grows";
+
+let standIn: AutovacuumStandIn;
+
+/** Writes from a connection of its own, which reports its table statistics as it closes. */
+async function write(sql: string): Promise<void> {
+  const client = new pg.Client({ connectionString: databaseUrl });
+  await client.connect();
+  try {
+    await client.query(sql);
+  } finally {
+    await client.end();
+  }
+}
+
+/** analyzeStale until it names the table, or 5 s. */
+async function analyzedWithin5s(): Promise<boolean> {
+  const deadline = Date.now() + 5_000;
+  while (Date.now() < deadline) {
+    if ((await standIn.analyzeStale()).includes(TABLE)) return true;
+    await new Promise((resolve) => setTimeout(resolve, 200));
+  }
+  return false;
+}
+
+beforeAll(async () => {
+  await ensureDatabase(databaseUrl);
+  await write(`CREATE TABLE ${TABLE} (n int)`);
+  standIn = new AutovacuumStandIn(databaseUrl);
+});
+afterAll(async () => {
+  await standIn?.close();
+  await dropDatabase(databaseUrl);
+});
+
+describe("the autovacuum stand-in", () => {
+  it("analyzes a table once it has changed past autovacuum's threshold, and only then", async () => {
+    await write(`INSERT INTO ${TABLE} SELECT generate_series(1, 1000)`);
+    expect(await analyzedWithin5s()).toBe(true);
+    const planned = new pg.Client({ connectionString: databaseUrl });
+    await planned.connect();
+    try {
+      const { rows } = await planned.query<{ reltuples: number }>("SELECT reltuples FROM pg_class WHERE oid = $1::regclass", [TABLE]);
+      expect(rows[0]?.reltuples).toBe(1000);
+    } finally {
+      await planned.end();
+    }
+    // 60 more rows: below 50 + 10 % of 1,000, as autovacuum's defaults have it.
+    await write(`INSERT INTO ${TABLE} SELECT generate_series(1, 60)`);
+    expect(await standIn.analyzeStale()).not.toContain(TABLE);
+    await write(`INSERT INTO ${TABLE} SELECT generate_series(1, 200)`);
+    expect(await analyzedWithin5s()).toBe(true);
+  });
+});
