@@ -33,7 +33,7 @@ export function replyId(orderId: string, commandId: string): string {
  * stored for re-sends) and publish FraudAssessed directly to JetStream, keyed by order id.
  * Throws on anything it cannot handle; the consumer retries, then dead-letters.
  */
-export async function handleAssessCommand(delivery: Delivery, options: Pick<FraudSagaOptions, "publisher" | "assessor" | "domain">): Promise<void> {
+async function handleAssessCommand(delivery: Delivery, options: Pick<FraudSagaOptions, "publisher" | "assessor" | "domain">): Promise<void> {
   const domain = options.domain ?? "fraud";
   if (!isMessage(delivery.message, AssessFraudSchema)) throw new Error(`${delivery.subject}: expected ${AssessFraudSchema.typeName}, got ${delivery.type}`);
   const command = delivery.message;
