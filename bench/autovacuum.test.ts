@@ -10,12 +10,12 @@ const TABLE = "public.grows";
 
 let standIn: AutovacuumStandIn;
 
-/** Writes from a connection of its own, which reports its table statistics as it closes. */
-async function write(sql: string): Promise<void> {
+/** Runs `sql` on a connection of its own, which reports its table statistics as it closes. */
+async function onOwnConnection<R extends pg.QueryResultRow>(sql: string, values: unknown[] = []): Promise<R[]> {
   const client = new pg.Client({ connectionString: databaseUrl });
   await client.connect();
   try {
-    await client.query(sql);
+    return (await client.query<R>(sql, values)).rows;
   } finally {
     await client.end();
   }
@@ -33,7 +33,7 @@ async function analyzedWithin5s(): Promise<boolean> {
 
 beforeAll(async () => {
   await ensureDatabase(databaseUrl);
-  await write(`CREATE TABLE ${TABLE} (n int)`);
+  await onOwnConnection(`CREATE TABLE ${TABLE} (n int)`);
   standIn = new AutovacuumStandIn(databaseUrl);
 });
 afterAll(async () => {
@@ -43,20 +43,14 @@ afterAll(async () => {
 
 describe("the autovacuum stand-in", () => {
   it("analyzes a table once it has changed past autovacuum's threshold, and only then", async () => {
-    await write(`INSERT INTO ${TABLE} SELECT generate_series(1, 1000)`);
+    await onOwnConnection(`INSERT INTO ${TABLE} SELECT generate_series(1, 1000)`);
     expect(await analyzedWithin5s()).toBe(true);
-    const planned = new pg.Client({ connectionString: databaseUrl });
-    await planned.connect();
-    try {
-      const { rows } = await planned.query<{ reltuples: number }>("SELECT reltuples FROM pg_class WHERE oid = $1::regclass", [TABLE]);
-      expect(rows[0]?.reltuples).toBe(1000);
-    } finally {
-      await planned.end();
-    }
+    const [table] = await onOwnConnection<{ reltuples: number }>("SELECT reltuples FROM pg_class WHERE oid = $1::regclass", [TABLE]);
+    expect(table?.reltuples).toBe(1000);
     // 60 more rows: below 50 + 10 % of 1,000, as autovacuum's defaults have it.
-    await write(`INSERT INTO ${TABLE} SELECT generate_series(1, 60)`);
+    await onOwnConnection(`INSERT INTO ${TABLE} SELECT generate_series(1, 60)`);
     expect(await standIn.analyzeStale()).not.toContain(TABLE);
-    await write(`INSERT INTO ${TABLE} SELECT generate_series(1, 200)`);
+    await onOwnConnection(`INSERT INTO ${TABLE} SELECT generate_series(1, 200)`);
     expect(await analyzedWithin5s()).toBe(true);
   });
 });
