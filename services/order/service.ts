@@ -49,8 +49,10 @@ export async function start(context: ServiceContext): Promise<ServiceParts> {
         durable: replyConsumerName(domain),
         filterSubject: `${domain}.evt.>`,
         logger: context.logger,
-        // A batch's replies go to the applier together, which writes them as one statement.
+        // A batch's replies go to the applier together, which writes them as one statement;
+        // the next batch is taken while that statement runs.
         parallel: true,
+        batchesInFlight: 2,
         handle: async (delivery) => {
           await applier.apply(delivery.message);
         },

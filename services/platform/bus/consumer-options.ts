@@ -113,6 +113,13 @@ export interface DirectConsumerOptions extends ConsumerCommonOptions {
   schema?: undefined;
   /** Run the handlers of a batch concurrently (no order between them); default false. */
   parallel?: boolean;
+  /**
+   * With `parallel`: batches handled at once (default 1). With 2, the next batch starts while
+   * the previous one's handlers wait (e.g. on a statement that applies the whole batch), so a
+   * consumer whose batches are mostly waiting keeps up with more; messages of one key may
+   * then be handled at the same time, as those of one batch already are.
+   */
+  batchesInFlight?: number;
   handle: (delivery: Delivery) => Promise<void>;
 }
 

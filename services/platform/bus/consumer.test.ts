@@ -492,4 +492,47 @@ describe("direct consumer (no Postgres)", () => {
       await c.stop();
     }
   });
+
+  it("with batchesInFlight: 2 handles the next batch while the previous one waits; with the default, not before it ends", async () => {
+    for (const batchesInFlight of [2, 1]) {
+      const subj = subject(`inflight-${batchesInFlight}`);
+      const durable = `inflight-${batchesInFlight}`;
+      const started: string[] = [];
+      let release = (): void => undefined;
+      const held = new Promise<void>((resolve) => {
+        release = resolve;
+      });
+      const c = await startConsumer({
+        js: env.js,
+        stream: env.stream("inventory"),
+        durable,
+        filterSubject: subj,
+        batchSize: 1,
+        parallel: true,
+        batchesInFlight,
+        dlq: env.dlq,
+        handle: async (d) => {
+          started.push(d.id);
+          if (d.id.endsWith("-first")) await held;
+        },
+      });
+      try {
+        await publishMessages(env.js, [reserve(subj, `${durable}-first`, "y-1")]);
+        await waitFor(() => started.length === 1, 5000, "first batch started");
+        await publishMessages(env.js, [reserve(subj, `${durable}-second`, "y-2")]);
+        if (batchesInFlight === 2) {
+          await waitFor(() => started.length === 2, 5000, "second batch handled while the first waits");
+        } else {
+          await new Promise((resolve) => setTimeout(resolve, 300));
+          expect(started).toEqual([`${durable}-first`]);
+        }
+        release();
+        await waitFor(() => started.length === 2, 5000, "both handled");
+        await waitFor(() => settled(durable), 5000, "all acked");
+      } finally {
+        release();
+        await c.stop();
+      }
+    }
+  });
 });

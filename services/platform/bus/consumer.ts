@@ -83,8 +83,10 @@ class BatchConsumer implements BusConsumer {
   private readonly publishEmitted: StreamPublisher | undefined;
   private readonly call: (d: Delivery, tx: PoolClient | undefined, out: OutboxWriter) => Promise<void>;
   private readonly queue: JsMsg[] = [];
-  /** The batch being processed. */
-  private processing: readonly JsMsg[] = [];
+  /** Most batches processed at once (`batchesInFlight`). */
+  private readonly maxBatches: number;
+  /** The batches being processed. */
+  private readonly processing = new Set<readonly JsMsg[]>();
   private progress: ProgressSignals | null = null;
   private messages: ConsumerMessages | null = null;
   private stopping = false;
@@ -102,6 +104,7 @@ class BatchConsumer implements BusConsumer {
     this.backoffMs = opts.backoffMs && opts.backoffMs.length > 0 ? opts.backoffMs : [500, 2000, 8000, 30000];
     this.dlq = opts.dlq ?? DEFAULT_DLQ;
     this.registry = opts.registry ?? sagaRegistry;
+    this.maxBatches = opts.pool === undefined && opts.parallel ? Math.max(1, opts.batchesInFlight ?? 1) : 1;
     if (opts.pool !== undefined) {
       const handle = opts.handle;
       this.inboxTable = opts.inbox === false ? null : `${quoteSchema(opts.schema)}.inbox`;
@@ -193,7 +196,7 @@ class BatchConsumer implements BusConsumer {
   /** Messages fetched and not yet acked, nak'd or dead-lettered (those nats.js still buffers aside). */
   private *held(): Generator<JsMsg> {
     yield* this.queue;
-    yield* this.processing;
+    for (const batch of this.processing) yield* batch;
   }
 
   private wakeAll(): void {
@@ -223,30 +226,38 @@ class BatchConsumer implements BusConsumer {
     }
   }
 
-  /** Processes the queue batch by batch. */
+  /** Processes the queue batch by batch, up to `maxBatches` at once. */
   private async run(): Promise<void> {
     while (!this.stopping) {
-      if (this.queue.length === 0) {
+      const empty = this.queue.length === 0;
+      if (empty || this.processing.size >= this.maxBatches) {
         await new Promise<void>((resolve) => {
           this.wakeProcessor = resolve;
         });
         this.wakeProcessor = null;
         // Let the pump move whatever else has already arrived, to fill the batch.
-        await new Promise((resolve) => setImmediate(resolve));
+        if (empty) await new Promise((resolve) => setImmediate(resolve));
         continue;
       }
       const batch = this.takeBatch();
-      this.processing = batch;
+      this.processing.add(batch);
       this.wakePump?.();
-      try {
-        await this.processBatch(batch);
-      } catch (err) {
-        // processBatch handles its own failures; this is a bug guard.
-        this.log.error("batch processing failed", { consumer: this.name, error: errorMessage(err) });
-        for (const m of batch) m.nak(this.backoffMs[0]);
-      } finally {
-        this.processing = [];
-      }
+      const done = this.processBatch(batch)
+        .catch((err: unknown) => {
+          // processBatch handles its own failures; this is a bug guard.
+          this.log.error("batch processing failed", { consumer: this.name, error: errorMessage(err) });
+          for (const m of batch) m.nak(this.backoffMs[0]);
+        })
+        .finally(() => {
+          this.processing.delete(batch);
+          this.wakeProcessor?.();
+        });
+      if (this.maxBatches === 1) await done;
+    }
+    while (this.processing.size > 0) {
+      await new Promise<void>((resolve) => {
+        this.wakeProcessor = resolve;
+      });
     }
   }
 
