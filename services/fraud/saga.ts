@@ -1,7 +1,7 @@
 import { create, isMessage } from "@bufbuild/protobuf";
 import type { JetStreamClient } from "@nats-io/jetstream";
 import { AssessFraudSchema, FraudAssessedSchema } from "../../gen/orderflow/fraud/v1/fraud_pb.js";
-import { type BusConsumer, commandConsumerName, type Delivery, type DlqConfig, publishMessages, startConsumer, type StreamPublisher, streamName } from "../platform/bus/index.js";
+import { type BusConsumer, commandConsumerName, type Delivery, type DlqConfig, type OutboxWriter, startConsumer, type StreamPublisher, streamName } from "../platform/bus/index.js";
 import type { Logger } from "../platform/logger.js";
 import type { FraudAssessor } from "./assessor.js";
 
@@ -30,10 +30,11 @@ export function replyId(orderId: string, commandId: string): string {
 
 /**
  * Handles one fraud.cmd.assess: assess (velocity recorded once per order, decision
- * stored for re-sends) and publish FraudAssessed directly to JetStream, keyed by order id.
+ * stored for re-sends) and emit FraudAssessed, keyed by order id; the consumer publishes the
+ * batch's replies to JetStream before it acks the commands.
  * Throws on anything it cannot handle; the consumer retries, then dead-letters.
  */
-async function handleAssessCommand(delivery: Delivery, options: Pick<FraudSagaOptions, "publisher" | "assessor" | "domain">): Promise<void> {
+async function handleAssessCommand(delivery: Delivery, out: OutboxWriter, options: Pick<FraudSagaOptions, "assessor" | "domain">): Promise<void> {
   const domain = options.domain ?? "fraud";
   if (!isMessage(delivery.message, AssessFraudSchema)) throw new Error(`${delivery.subject}: expected ${AssessFraudSchema.typeName}, got ${delivery.type}`);
   const command = delivery.message;
@@ -43,7 +44,7 @@ async function handleAssessCommand(delivery: Delivery, options: Pick<FraudSagaOp
     total: command.total ? { amountMinor: command.total.amountMinor, currency: command.total.currency } : undefined,
   });
   const reply = create(FraudAssessedSchema, { orderId: command.orderId, decision: assessment.decision, reasons: assessment.reasons.map((r) => r.message) });
-  await publishMessages(options.publisher, [{ subject: `${domain}.evt.assessed`, message: reply, key: command.orderId, id: replyId(command.orderId, delivery.id) }]);
+  out.emit({ subject: `${domain}.evt.assessed`, message: reply, key: command.orderId, id: replyId(command.orderId, delivery.id) });
 }
 
 /**
@@ -62,6 +63,8 @@ export function startFraudSaga(options: FraudSagaOptions): Promise<BusConsumer> 
     logger: options.logger,
     ...(options.dlq ? { dlq: options.dlq } : {}),
     ...(options.batchSize === undefined ? {} : { batchSize: options.batchSize }),
-    handle: (delivery) => handleAssessCommand(delivery, options),
+    // The batch's replies are published together (bundled per subject) once all are decided.
+    publishEmitted: options.publisher,
+    handle: (delivery, out) => handleAssessCommand(delivery, out, options),
   });
 }

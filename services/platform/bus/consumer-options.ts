@@ -120,7 +120,14 @@ export interface DirectConsumerOptions extends ConsumerCommonOptions {
    * then be handled at the same time, as those of one batch already are.
    */
   batchesInFlight?: number;
-  handle: (delivery: Delivery) => Promise<void>;
+  /**
+   * Publish what the batch's handlers give `out.emit` once they have all run (bundled, as
+   * `publishBundled` does), then ack their messages; a handler that fails emits nothing. For
+   * handlers that emit the same messages, with ids derived from their delivery's, when a
+   * message is handled again: a crash before the publish then loses nothing.
+   */
+  publishEmitted?: StreamPublisher;
+  handle: (delivery: Delivery, out: OutboxWriter) => Promise<void>;
 }
 
 export type ConsumerOptions = InboxConsumerOptions | DirectConsumerOptions;

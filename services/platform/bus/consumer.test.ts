@@ -10,9 +10,9 @@ import { ensureDurableConsumer } from "./durable.js";
 import { busMetrics } from "./metrics.js";
 import { Header } from "./names.js";
 import { busHeaders, publishMessages, type OutgoingMessage } from "./publish.js";
-import { publishBundled } from "./bundle.js";
+import { publishBundled, receivedEntries } from "./bundle.js";
 import { currentTraceHeaders } from "./trace.js";
-import { busTestEnv, counted, type BusTestEnv, useTraceContext, waitFor } from "./testkit.js";
+import { busTestEnv, counted, type BusTestEnv, readStream, useTraceContext, waitFor } from "./testkit.js";
 
 process.env["LOG_LEVEL"] ??= "error";
 useTraceContext();
@@ -533,6 +533,36 @@ describe("direct consumer (no Postgres)", () => {
         release();
         await c.stop();
       }
+    }
+  });
+
+  it("with publishEmitted publishes what a batch's handlers emitted as one bundle before the acks; a failed handler emits nothing", async () => {
+    const subj = subject("direct-emit");
+    const replies = `${env.domain("inventory")}.evt.emitted`;
+    const c = await startConsumer({
+      js: env.js,
+      stream: env.stream("inventory"),
+      durable: "direct-emit",
+      filterSubject: subj,
+      maxDeliver: 1,
+      parallel: true,
+      publishEmitted: env.publisher,
+      dlq: env.dlq,
+      handle: async (d, out) => {
+        out.emit({ subject: replies, id: `${d.id}:reply`, key: d.key, message: create(StockReservedSchema, { orderId: d.key }) });
+        if (d.id === "emit-bad") throw new Error("fails after emitting");
+      },
+    });
+    try {
+      await publishBundled(env.js, [reserve(subj, "emit-1", "z-1"), reserve(subj, "emit-bad", "z-bad"), reserve(subj, "emit-2", "z-2")]);
+      await waitFor(() => settled("direct-emit"), 5000, "all settled");
+      const stored = (await readStream(env.jsm, env.stream("inventory"))).filter((m) => m.subject === replies);
+      expect(stored).toHaveLength(1);
+      const entries = receivedEntries(stored[0]!.header, stored[0]!.data, { stream: env.stream("inventory"), seq: stored[0]!.seq });
+      expect(entries.map((e) => e.id).sort()).toEqual(["emit-1:reply", "emit-2:reply"]);
+      expect((await listDeadLetters(env.jsm, { dlq: env.dlq })).some((dl) => dl.messageId === "emit-bad")).toBe(true);
+    } finally {
+      await c.stop();
     }
   });
 });

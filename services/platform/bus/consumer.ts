@@ -43,9 +43,19 @@ const tracer = trace.getTracer("orderflow-bus");
 /** Short enough that what a crashed process held is back within seconds (see ackWaitMs). */
 const DEFAULT_ACK_WAIT_MS = 10_000;
 
+/** An OutboxWriter that collects into `emitted`; a message continues the trace of the delivery whose handler emits it. */
+function collectInto(emitted: OutgoingMessage[]): OutboxWriter {
+  return {
+    emit: (...messages) => {
+      const trace = currentTraceHeaders();
+      for (const m of messages) emitted.push({ ...m, headers: { ...trace, ...m.headers } });
+    },
+  };
+}
+
 const NO_OUTBOX: OutboxWriter = {
   emit: () => {
-    throw new Error("no outbox without Postgres: publish with publishMessages");
+    throw new Error("this consumer has no outbox: give it publishEmitted, or publish with publishMessages");
   },
 };
 
@@ -118,8 +128,8 @@ class BatchConsumer implements BusConsumer {
       const handle = opts.handle;
       this.inboxTable = null;
       this.schema = null;
-      this.publishEmitted = undefined;
-      this.call = (d) => handle(d);
+      this.publishEmitted = opts.publishEmitted;
+      this.call = (d, _tx, out) => handle(d, out);
     }
   }
 
@@ -399,13 +409,7 @@ class BatchConsumer implements BusConsumer {
       if (newDeliveries.length > 0 && this.opts.pool !== undefined) await this.opts.beforeBatch?.(client, newDeliveries);
       const outcomes: Outcome[] = [];
       const emitted: OutgoingMessage[] = [];
-      // A message emitted by a handler continues the trace of the delivery it handles.
-      const out: OutboxWriter = {
-        emit: (...messages) => {
-          const trace = currentTraceHeaders();
-          for (const m of messages) emitted.push({ ...m, headers: { ...trace, ...m.headers } });
-        },
-      };
+      const out = collectInto(emitted);
       for (const it of items) {
         if (fresh.delete(it.d.id)) {
           await this.invoke(it.d, client, out);
@@ -430,18 +434,34 @@ class BatchConsumer implements BusConsumer {
     return new Set(r.rows.map((row) => row.message_id));
   }
 
-  /** A handler failing because the database is unreachable holds its message, as a transaction does. */
+  /**
+   * A handler failing because the database is unreachable holds its message, as a transaction does.
+   * With `publishEmitted`, what the batch's successful handlers emitted is published together
+   * (bundled) before their messages are acked.
+   */
   private async processDirect(items: Item[]): Promise<void> {
+    const publishing = this.publishEmitted !== undefined;
+    const handled: Item[] = [];
+    const emitted: OutgoingMessage[] = [];
     const run = async (it: Item): Promise<void> => {
+      let own: OutgoingMessage[] = [];
       try {
-        await this.retriedWhileUnavailable(() => this.invoke(it.d, undefined, NO_OUTBOX), () => false, 1);
-        this.acked(it, "processed");
+        const attempt = (): Promise<void> => {
+          own = [];
+          return this.invoke(it.d, undefined, publishing ? collectInto(own) : NO_OUTBOX);
+        };
+        await this.retriedWhileUnavailable(attempt, () => false, 1);
       } catch (err) {
         await this.failed(it, err);
+        return;
       }
+      if (!publishing) return this.acked(it, "processed");
+      handled.push(it);
+      emitted.push(...own);
     };
     if (this.opts.pool === undefined && this.opts.parallel) await Promise.all(items.map(run));
     else for (const it of items) await run(it);
+    if (handled.length > 0) await this.settle(handled, { outcomes: handled.map((): Outcome => "processed"), emitted });
   }
 
   /** Calls the handler in the message's trace context, inside a CONSUMER span. */
