@@ -139,6 +139,6 @@ export interface OutboxWriter {
 
 export interface BusConsumer {
   readonly name: string;
-  /** Stops fetching, finishes the batch in flight, returns unprocessed buffered messages (nak), then resolves. */
+  /** Stops fetching, finishes the batches in flight, returns unprocessed buffered messages (nak), then resolves. */
   stop(): Promise<void>;
 }
