@@ -7,7 +7,8 @@ import { createLogger } from "../../platform/logger.js";
 import { migrate } from "../../platform/migrate.js";
 import type { Step } from "./commands.js";
 import { DeadlineWatcher } from "./deadlines.js";
-import { ordersSchema } from "./state.js";
+import { InFlightOrders } from "./in-flight.js";
+import { ordersSchema, readSagaOrders } from "./state.js";
 
 // A database of its own: the sweep writes to the outbox of the "orders" schema by name.
 const databaseUrl = withDatabase(process.env["DATABASE_URL"] ?? "postgres://postgres@127.0.0.1:5432/postgres", `${testDatabasePrefix}${process.pid}_deadlines_${Date.now() % 100_000}`);
@@ -103,6 +104,19 @@ describe("the deadline sweep", () => {
     const other = await orderAwaitingFraud(-1);
     expect(await failing.sweep()).toBe(1);
     expect(await commandsFor(other)).toEqual(["fraud.cmd.assess"]);
+  });
+
+  it("gives a deferred order the reply applier remembers current the row version the deferral left; a stale copy stays as it was", async () => {
+    const [current, stale] = [await orderAwaitingFraud(-1), await orderAwaitingFraud(-1)];
+    const inFlight = new InFlightOrders();
+    for (const order of await readSagaOrders(database().primary, [current, stale])) inFlight.remember(order.orderId === stale ? { ...order, revision: "1" } : order);
+    const watcher = new DeadlineWatcher(database(), { stepTimeoutMs: 1_000, maxAttempts: 2, queued: async (steps) => steps, deferLimitMs: 60_000, inFlight }, logger);
+    const versionBefore = inFlight.get(current)?.revision;
+    expect(await watcher.sweep()).toBe(2);
+    const [now] = await readSagaOrders(database().primary, [current]);
+    expect(now?.revision).not.toBe(versionBefore);
+    expect(inFlight.get(current)).toEqual(now);
+    expect(inFlight.get(stale)?.revision).toBe("1");
   });
 
   it("handles a sweep's orders together, each re-sent with its own back-off or deferred", async () => {

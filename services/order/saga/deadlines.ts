@@ -6,6 +6,7 @@ import { errorMessage } from "../../platform/errors.js";
 import type { Worker } from "../../platform/host.js";
 import type { Logger } from "../../platform/logger.js";
 import { commandFor, type Step, stepDomain } from "./commands.js";
+import type { InFlightOrders } from "./in-flight.js";
 import { replyConsumerName } from "./replies.js";
 import { sagaMetrics } from "./metrics.js";
 import { advance, type Change, lockOverdue, ordersSchema, type SagaOrder, type SagaTiming } from "./state.js";
@@ -24,6 +25,13 @@ export interface DeadlineOptions extends SagaTiming {
    */
   queued?: (steps: ReadonlySet<Step>) => Promise<ReadonlySet<Step>>;
   deferLimitMs?: number;
+  /**
+   * The orders the reply applier decides on without a read. A deferral changes only the
+   * deadline, yet it gives the row a new version: a remembered order that was current takes
+   * that version, so that its reply, when it comes, does not fail the guard and get read and
+   * decided again.
+   */
+  inFlight?: InFlightOrders;
 }
 
 /**
@@ -82,7 +90,7 @@ export class DeadlineWatcher implements Worker {
 
   /** One pass over overdue orders; returns how many it handled. */
   async sweep(): Promise<number> {
-    return this.db.transaction(async (tx) => {
+    const { handled, deferredVersions } = await this.db.transaction(async (tx) => {
       const overdue = await lockOverdue(tx, this.options.batchSize ?? 200);
       const queued = await this.queuedSteps(overdue);
       const deferred: SagaOrder[] = [];
@@ -96,10 +104,22 @@ export class DeadlineWatcher implements Worker {
         if (failure) await this.fail(tx, order, failure);
         else resent.push(order);
       }
-      await this.defer(tx, deferred);
+      const deferredVersions = await this.defer(tx, deferred);
       await this.resend(tx, resent);
-      return overdue.length;
+      return { handled: overdue.length, deferredVersions };
     }, this.db.background);
+    this.keepRemembered(deferredVersions);
+    return handled;
+  }
+
+  /** After the commit: remembered orders that were current when deferred take the row version the deferral left. */
+  private keepRemembered(deferred: ReadonlyArray<{ order: SagaOrder; revision: string }>): void {
+    const inFlight = this.options.inFlight;
+    if (!inFlight) return;
+    for (const { order, revision } of deferred) {
+      const known = inFlight.get(order.orderId);
+      if (known?.revision === order.revision) inFlight.remember({ ...known, revision });
+    }
   }
 
   /** The overdue orders' steps whose messages are still queued (none when that cannot be told). */
@@ -119,11 +139,21 @@ export class DeadlineWatcher implements Worker {
     return order.awaiting.some((step) => queued.has(step)) && Date.now() - order.stepStartedAt.getTime() < deferLimitMs;
   }
 
-  /** Another step timeout for steps still queued: no re-send, no attempt (one statement for all). */
-  private async defer(tx: PoolClient, orders: readonly SagaOrder[]): Promise<void> {
-    if (orders.length === 0) return;
+  /** Another step timeout for steps still queued: no re-send, no attempt (one statement for all); returns each row's new version. */
+  private async defer(tx: PoolClient, orders: readonly SagaOrder[]): Promise<Array<{ order: SagaOrder; revision: string }>> {
+    if (orders.length === 0) return [];
     for (const order of orders) for (const step of order.awaiting) sagaMetrics.deferrals.inc({ step });
-    await tx.query(prepared("UPDATE orders SET step_deadline = now() + make_interval(secs => $2) WHERE order_id = ANY($1::uuid[])", [orders.map((o) => o.orderId), this.options.stepTimeoutMs / 1000]));
+    const { rows } = await tx.query<{ order_id: string; revision: string }>(
+      prepared("UPDATE orders SET step_deadline = now() + make_interval(secs => $2) WHERE order_id = ANY($1::uuid[]) RETURNING order_id::text, xmin::text AS revision", [
+        orders.map((o) => o.orderId),
+        this.options.stepTimeoutMs / 1000,
+      ]),
+    );
+    const versions = new Map(rows.map((row) => [row.order_id, row.revision]));
+    return orders.flatMap((order) => {
+      const revision = versions.get(order.orderId);
+      return revision === undefined ? [] : [{ order, revision }];
+    });
   }
 
   private async fail(tx: PoolClient, order: SagaOrder, failure: Change): Promise<void> {
