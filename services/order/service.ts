@@ -53,6 +53,8 @@ export async function start(context: ServiceContext): Promise<ServiceParts> {
         // the next batch is taken while that statement runs.
         parallel: true,
         batchesInFlight: 2,
+        // Replies come bundled: what nats.js holds ahead, unsignalled, stays a few bundles.
+        prefetch: 8,
         handle: async (delivery) => {
           await applier.apply(delivery.message);
         },

@@ -48,6 +48,12 @@ export interface ConsumerCommonOptions {
    * batch may take.
    */
   ackWaitMs?: number;
+  /**
+   * JetStream messages nats.js fetches ahead of the consumer's own queue (default 2 × batchSize).
+   * Those are not signalled in progress: keep it small for a consumer of bundles, whose every
+   * message may carry up to 64 entries, so that what it holds ahead is handled within `ackWaitMs`.
+   */
+  prefetch?: number;
   /** Unacknowledged messages allowed across all replicas of this consumer (default max(1000, 10 × batchSize)). */
   maxAckPending?: number;
   /** Types the consumer can decode (default the saga messages). */

@@ -361,6 +361,38 @@ describe("inbox consumer", () => {
     }
   });
 
+  it("with a small prefetch, bundles waiting behind slow batches are not redelivered within a 1 s ack wait", async () => {
+    const subj = subject("slow-bundles");
+    for (let b = 0; b < 6; b++) await publishBundled(env.js, Array.from({ length: 3 }, (_, i) => reserve(subj, `sb-${b}-${i}`, `sb-${b}-${i}`)));
+    const handled: string[] = [];
+    const c = await startConsumer({
+      js: env.js,
+      stream: env.stream("inventory"),
+      durable: "slow-bundles",
+      filterSubject: subj,
+      batchSize: 2,
+      prefetch: 1,
+      ackWaitMs: 1000,
+      parallel: true,
+      dlq: env.dlq,
+      handle: async (d) => {
+        await new Promise((resolve) => setTimeout(resolve, 500));
+        handled.push(d.id);
+      },
+    });
+    try {
+      // One bundle per batch, 0.5 s each: with 2 × batchSize fetched ahead (the default), the
+      // last bundles wait in nats.js, unsignalled, past the ack wait and come back (3 of them here).
+      await waitFor(() => handled.length >= 18, 10_000, "18 entries handled");
+      await waitFor(() => settled("slow-bundles"), 5000, "all acked");
+      await new Promise((resolve) => setTimeout(resolve, 1500));
+      expect(await counted(busMetrics.redeliveries, { consumer: "slow-bundles" })).toBe(0);
+      expect(handled).toHaveLength(18);
+    } finally {
+      await c.stop();
+    }
+  });
+
   it("stops gracefully: finishes the batch in flight, hands back the rest", async () => {
     const subj = subject("stop");
     await publishMessages(env.js, Array.from({ length: 6 }, (_, i) => reserve(subj, `stop-${i}`, `s-${i}`)));

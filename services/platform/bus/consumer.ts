@@ -153,8 +153,8 @@ class BatchConsumer implements BusConsumer {
     // as one message here, so a queue of bundles holds more work than that (measured: pausing on
     // the queue's entries instead starved the consumer between pulls, end-to-end p50 at 1,200/s
     // ~1.1 s against 0.2–0.5 s); a byte bound would suit them, but a message larger than it
-    // stops nats.js's pulls for good. 2 × batchSize bundles wait unsignalled at most.
-    this.messages = await c.consume({ max_messages: this.batchSize * 2 });
+    // stops nats.js's pulls for good. `prefetch` messages (2 × batchSize) wait unsignalled at most.
+    this.messages = await c.consume({ max_messages: Math.max(1, this.opts.prefetch ?? this.batchSize * 2) });
     const messages = this.messages;
     void messages.closed().then((err) => {
       if (err && !this.stopping) this.log.error("consumer stopped unexpectedly", { consumer: this.name, error: errorMessage(err) });
