@@ -90,7 +90,7 @@ export class DeadlineWatcher implements Worker {
 
   /** One pass over overdue orders; returns how many it handled. */
   async sweep(): Promise<number> {
-    const { handled, deferredVersions } = await this.db.transaction(async (tx) => {
+    const { overdue, deferred, versions } = await this.db.transaction(async (tx) => {
       const overdue = await lockOverdue(tx, this.options.batchSize ?? 200);
       const queued = await this.queuedSteps(overdue);
       const deferred: SagaOrder[] = [];
@@ -104,21 +104,22 @@ export class DeadlineWatcher implements Worker {
         if (failure) await this.fail(tx, order, failure);
         else resent.push(order);
       }
-      const deferredVersions = await this.defer(tx, deferred);
+      const versions = await this.defer(tx, deferred);
       await this.resend(tx, resent);
-      return { handled: overdue.length, deferredVersions };
+      return { overdue, deferred, versions };
     }, this.db.background);
-    this.keepRemembered(deferredVersions);
-    return handled;
+    this.keepRemembered(deferred, versions);
+    return overdue.length;
   }
 
   /** After the commit: remembered orders that were current when deferred take the row version the deferral left. */
-  private keepRemembered(deferred: ReadonlyArray<{ order: SagaOrder; revision: string }>): void {
+  private keepRemembered(deferred: readonly SagaOrder[], versions: ReadonlyMap<string, string>): void {
     const inFlight = this.options.inFlight;
     if (!inFlight) return;
-    for (const { order, revision } of deferred) {
+    for (const order of deferred) {
       const known = inFlight.get(order.orderId);
-      if (known?.revision === order.revision) inFlight.remember({ ...known, revision });
+      const revision = versions.get(order.orderId);
+      if (revision !== undefined && known?.revision === order.revision) inFlight.remember({ ...known, revision });
     }
   }
 
@@ -139,9 +140,9 @@ export class DeadlineWatcher implements Worker {
     return order.awaiting.some((step) => queued.has(step)) && Date.now() - order.stepStartedAt.getTime() < deferLimitMs;
   }
 
-  /** Another step timeout for steps still queued: no re-send, no attempt (one statement for all); returns each row's new version. */
-  private async defer(tx: PoolClient, orders: readonly SagaOrder[]): Promise<Array<{ order: SagaOrder; revision: string }>> {
-    if (orders.length === 0) return [];
+  /** Another step timeout for steps still queued: no re-send, no attempt (one statement for all); returns each row's new version by order id. */
+  private async defer(tx: PoolClient, orders: readonly SagaOrder[]): Promise<Map<string, string>> {
+    if (orders.length === 0) return new Map();
     for (const order of orders) for (const step of order.awaiting) sagaMetrics.deferrals.inc({ step });
     const { rows } = await tx.query<{ order_id: string; revision: string }>(
       prepared("UPDATE orders SET step_deadline = now() + make_interval(secs => $2) WHERE order_id = ANY($1::uuid[]) RETURNING order_id::text, xmin::text AS revision", [
@@ -149,11 +150,7 @@ export class DeadlineWatcher implements Worker {
         this.options.stepTimeoutMs / 1000,
       ]),
     );
-    const versions = new Map(rows.map((row) => [row.order_id, row.revision]));
-    return orders.flatMap((order) => {
-      const revision = versions.get(order.orderId);
-      return revision === undefined ? [] : [{ order, revision }];
-    });
+    return new Map(rows.map((row) => [row.order_id, row.revision]));
   }
 
   private async fail(tx: PoolClient, order: SagaOrder, failure: Change): Promise<void> {
