@@ -61,7 +61,7 @@ export async function start(context: ServiceContext): Promise<ServiceParts> {
       }),
     ),
   );
-  const deadlines = new DeadlineWatcher(db, { ...timing, maxAttempts: config.SAGA_STEP_MAX_ATTEMPTS, queued: queuedOnBus(bus.jsm), inFlight }, context.logger).start();
+  const deadlines = new DeadlineWatcher(db, { ...timing, maxAttempts: config.SAGA_STEP_MAX_ATTEMPTS, queued: queuedOnBus(bus.jsm) }, context.logger).start();
   const watch = new OrderWatch(db, bus.nc);
   const redis = connectRedis(config.REDIS_URL, context.logger, "GetOrder is served from Postgres and the per-customer rate limit is off");
   const cache = new OrderCache(redis);

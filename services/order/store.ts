@@ -8,6 +8,7 @@ import { money } from "../platform/money.js";
 import { timestamp } from "../platform/time.js";
 import type { PricedOrder } from "./domain/pricing.js";
 import { statusFromName, statusName } from "./domain/status.js";
+import { sagaRevision } from "./saga/revision.js";
 
 interface OrderRow {
   order_id: string;
@@ -53,7 +54,7 @@ export interface SagaStart {
   outboxSchema: string;
   /** The step's commands, written to the outbox with the order. */
   commands(order: Order): OutgoingMessage[];
-  /** Told of each order the statement created, with the row version it left (`xmin`). */
+  /** Told of each order the statement created, with its saga revision (see `sagaRevision`). */
   started?(order: Order, revision: string): void;
 }
 
@@ -130,7 +131,7 @@ const insertOrdersSql = `WITH input AS (
             $7::text[], CASE WHEN cardinality($7::text[]) > 0 THEN now() + make_interval(secs => $8) END
        FROM input ORDER BY n
      ON CONFLICT DO NOTHING
-     RETURNING ${orderColumns}, xmin::text AS revision),
+     RETURNING ${orderColumns}, ${sagaRevision()} AS revision),
    i AS (
      INSERT INTO order_items (order_id, line_no, sku, quantity, unit_price_minor)
      SELECT l.order_id, l.line_no, l.sku, l.qty, l.price

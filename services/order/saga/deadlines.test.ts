@@ -1,13 +1,17 @@
 import { randomUUID } from "node:crypto";
+import { create } from "@bufbuild/protobuf";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { Decision, FraudAssessedSchema } from "../../../gen/orderflow/fraud/v1/fraud_pb.js";
 import { testDatabasePrefix } from "../../../test/support/names.js";
 import { dropDatabase, ensureDatabase, withDatabase } from "../../../tools/infra.js";
+import { recordingStatements } from "../../platform/bus/testkit.js";
 import { Database } from "../../platform/db.js";
 import { createLogger } from "../../platform/logger.js";
 import { migrate } from "../../platform/migrate.js";
 import type { Step } from "./commands.js";
 import { DeadlineWatcher } from "./deadlines.js";
 import { InFlightOrders } from "./in-flight.js";
+import { ReplyApplier } from "./replies.js";
 import { ordersSchema, readSagaOrders } from "./state.js";
 
 // A database of its own: the sweep writes to the outbox of the "orders" schema by name.
@@ -106,17 +110,20 @@ describe("the deadline sweep", () => {
     expect(await commandsFor(other)).toEqual(["fraud.cmd.assess"]);
   });
 
-  it("gives a deferred order the reply applier remembers current the row version the deferral left; a stale copy stays as it was", async () => {
-    const [current, stale] = [await orderAwaitingFraud(-1), await orderAwaitingFraud(-1)];
+  it("leaves the orders the reply applier remembers current when it defers or re-sends their step: their replies are written without a read", async () => {
+    const [deferred, resent] = [await orderAwaitingFraud(-1), await orderAwaitingFraud(-1)];
+    await database().primary.query("UPDATE orders SET step_started_at = now() - interval '61 s' WHERE order_id = $1", [resent]);
     const inFlight = new InFlightOrders();
-    for (const order of await readSagaOrders(database().primary, [current, stale])) inFlight.remember(order.orderId === stale ? { ...order, revision: "1" } : order);
-    const watcher = new DeadlineWatcher(database(), { stepTimeoutMs: 1_000, maxAttempts: 2, queued: async (steps) => steps, deferLimitMs: 60_000, inFlight }, logger);
-    const versionBefore = inFlight.get(current)?.revision;
+    for (const order of await readSagaOrders(database().primary, [deferred, resent])) inFlight.remember(order);
+    const watcher = new DeadlineWatcher(database(), { stepTimeoutMs: 1_000, maxAttempts: 3, queued: async (steps) => steps, deferLimitMs: 60_000 }, logger);
     expect(await watcher.sweep()).toBe(2);
-    const [now] = await readSagaOrders(database().primary, [current]);
-    expect(now?.revision).not.toBe(versionBefore);
-    expect(inFlight.get(current)).toEqual(now);
-    expect(inFlight.get(stale)?.revision).toBe("1");
+    expect([await commandsFor(deferred), await commandsFor(resent)]).toEqual([[], ["fraud.cmd.assess"]]);
+
+    const { db: counting, statements } = recordingStatements(database().primary);
+    const applier = new ReplyApplier(counting, { stepTimeoutMs: 1_000 }, ordersSchema, inFlight);
+    await Promise.all([deferred, resent].map((orderId) => applier.apply(create(FraudAssessedSchema, { orderId, decision: Decision.APPROVE }))));
+    expect(statements).toHaveLength(1); // one guarded write for both, no read, nothing decided again
+    expect([await state(deferred), await state(resent)]).toMatchObject([{ status: "FRAUD_APPROVED", step_attempts: 1 }, { status: "FRAUD_APPROVED", step_attempts: 1 }]);
   });
 
   it("handles a sweep's orders together, each re-sent with its own back-off or deferred", async () => {

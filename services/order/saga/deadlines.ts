@@ -6,7 +6,6 @@ import { errorMessage } from "../../platform/errors.js";
 import type { Worker } from "../../platform/host.js";
 import type { Logger } from "../../platform/logger.js";
 import { commandFor, type Step, stepDomain } from "./commands.js";
-import type { InFlightOrders } from "./in-flight.js";
 import { replyConsumerName } from "./replies.js";
 import { sagaMetrics } from "./metrics.js";
 import { advance, type Change, lockOverdue, ordersSchema, type SagaOrder, type SagaTiming } from "./state.js";
@@ -25,13 +24,6 @@ export interface DeadlineOptions extends SagaTiming {
    */
   queued?: (steps: ReadonlySet<Step>) => Promise<ReadonlySet<Step>>;
   deferLimitMs?: number;
-  /**
-   * The orders the reply applier decides on without a read. A deferral changes only the
-   * deadline, yet it gives the row a new version: a remembered order that was current takes
-   * that version, so that its reply, when it comes, does not fail the guard and get read and
-   * decided again.
-   */
-  inFlight?: InFlightOrders;
 }
 
 /**
@@ -90,7 +82,7 @@ export class DeadlineWatcher implements Worker {
 
   /** One pass over overdue orders; returns how many it handled. */
   async sweep(): Promise<number> {
-    const { overdue, deferred, versions } = await this.db.transaction(async (tx) => {
+    return this.db.transaction(async (tx) => {
       const overdue = await lockOverdue(tx, this.options.batchSize ?? 200);
       const queued = await this.queuedSteps(overdue);
       const deferred: SagaOrder[] = [];
@@ -104,23 +96,10 @@ export class DeadlineWatcher implements Worker {
         if (failure) await this.fail(tx, order, failure);
         else resent.push(order);
       }
-      const versions = await this.defer(tx, deferred);
+      await this.defer(tx, deferred);
       await this.resend(tx, resent);
-      return { overdue, deferred, versions };
+      return overdue.length;
     }, this.db.background);
-    this.keepRemembered(deferred, versions);
-    return overdue.length;
-  }
-
-  /** After the commit: remembered orders that were current when deferred take the row version the deferral left. */
-  private keepRemembered(deferred: readonly SagaOrder[], versions: ReadonlyMap<string, string>): void {
-    const inFlight = this.options.inFlight;
-    if (!inFlight) return;
-    for (const order of deferred) {
-      const known = inFlight.get(order.orderId);
-      const revision = versions.get(order.orderId);
-      if (revision !== undefined && known?.revision === order.revision) inFlight.remember({ ...known, revision });
-    }
   }
 
   /** The overdue orders' steps whose messages are still queued (none when that cannot be told). */
@@ -140,17 +119,13 @@ export class DeadlineWatcher implements Worker {
     return order.awaiting.some((step) => queued.has(step)) && Date.now() - order.stepStartedAt.getTime() < deferLimitMs;
   }
 
-  /** Another step timeout for steps still queued: no re-send, no attempt (one statement for all); returns each row's new version by order id. */
-  private async defer(tx: PoolClient, orders: readonly SagaOrder[]): Promise<Map<string, string>> {
-    if (orders.length === 0) return new Map();
+  /** Another step timeout for steps still queued: no re-send, no attempt (one statement for all). */
+  private async defer(tx: PoolClient, orders: readonly SagaOrder[]): Promise<void> {
+    if (orders.length === 0) return;
     for (const order of orders) for (const step of order.awaiting) sagaMetrics.deferrals.inc({ step });
-    const { rows } = await tx.query<{ order_id: string; revision: string }>(
-      prepared("UPDATE orders SET step_deadline = now() + make_interval(secs => $2) WHERE order_id = ANY($1::uuid[]) RETURNING order_id::text, xmin::text AS revision", [
-        orders.map((o) => o.orderId),
-        this.options.stepTimeoutMs / 1000,
-      ]),
+    await tx.query(
+      prepared("UPDATE orders SET step_deadline = now() + make_interval(secs => $2) WHERE order_id = ANY($1::uuid[])", [orders.map((o) => o.orderId), this.options.stepTimeoutMs / 1000]),
     );
-    return new Map(rows.map((row) => [row.order_id, row.revision]));
   }
 
   private async fail(tx: PoolClient, order: SagaOrder, failure: Change): Promise<void> {

@@ -28,9 +28,9 @@ const MAX_ROUNDS = 5;
  * Applies participants' replies to their orders. The replies of one turn of the event loop
  * are one batch: one statement reads their orders (no lock, no transaction), the state
  * machine decides each reply in arrival order, and one statement writes every change —
- * rows, history, notices and outgoing messages — guarded by the row versions read. A reply
- * whose order changed in between (a cancellation, a deadline, another replica) is decided
- * again on the order as it now stands.
+ * rows, history, notices and outgoing messages — guarded by the saga revisions read. A reply
+ * whose order moved on in between (a cancellation, a timed-out step, another replica) is
+ * decided again on the order as it now stands.
  *
  * Replies need no inbox: a duplicate or late reply matches no awaited step and changes
  * nothing (see `decide`), so redelivery after a crash or a lost ack is harmless.

@@ -5,6 +5,7 @@ import { isTerminal, statusFromName, statusName } from "../domain/status.js";
 import { commandFor, concludedEvent, type Step } from "./commands.js";
 import { type ItemRow, itemsJson } from "../store.js";
 import { sagaMetrics } from "./metrics.js";
+import { sagaRevision } from "./revision.js";
 import { type Transition, writeTransitions } from "./transitions.js";
 
 export const ordersSchema = "orders";
@@ -25,7 +26,7 @@ export interface SagaOrder {
   stepStartedAt: Date;
   /** The order's lines, in order (what a reservation asks for). */
   lines: Array<{ sku: string; quantity: bigint }>;
-  /** The row version read (its `xmin`): a write guarded by it fails if the row changed since. */
+  /** The saga revision read (see `sagaRevision`): a write guarded by it fails if the saga moved on since. */
   revision: string;
 }
 
@@ -47,7 +48,7 @@ interface SagaRow {
 }
 
 // The lines come with the lock: one round trip less when the reservation step starts.
-const sagaColumns = `order_id, customer_id, status, version, total_minor, currency, awaiting, step_attempts, compensate_to, status_reason, created_at, step_started_at, ${itemsJson}, xmin::text AS revision`;
+const sagaColumns = `order_id, customer_id, status, version, total_minor, currency, awaiting, step_attempts, compensate_to, status_reason, created_at, step_started_at, ${itemsJson}, ${sagaRevision()} AS revision`;
 
 function toSagaOrder(row: SagaRow): SagaOrder {
   return {

@@ -1,6 +1,7 @@
 import { foldOutbox, type OutgoingMessage, outboxWritten, type WrittenRow } from "../../platform/bus/index.js";
 import { afterCommit, type PoolClient, prepared, type Queryable } from "../../platform/db.js";
 import { ordersChanged } from "./changes.js";
+import { sagaRevision } from "./revision.js";
 
 /** One change of a locked order's saga state, as `advance` decided it. */
 export interface Transition {
@@ -25,13 +26,13 @@ interface OrderUpdate {
 
 /**
  * The statement that writes a batch of transitions. Guarded, each order's update applies
- * only if the row is still the version its transitions were decided on (`xmin` as read,
- * `$14`); an order whose row changed since gets no update and no history, and the statement
- * returns the orders it updated.
+ * only if the order is still at the saga revision its transitions were decided on (`$14`,
+ * see `sagaRevision`); an order whose saga moved on since gets no update and no history, and
+ * the statement returns the orders it updated.
  */
 function writeSql(guarded: boolean): string {
   return `WITH t AS (
-   SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[], $6::int[], $7::bool[], $8::bool[]${guarded ? ", $14::xid[]" : ""})
+   SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[], $6::int[], $7::bool[], $8::bool[]${guarded ? ", $14::text[]" : ""})
      AS t(order_id, status, reason, awaiting, compensate_to, bump, started, concluded${guarded ? ", revision" : ""})
  ), updated AS (
    UPDATE orders o SET status = t.status, status_reason = t.reason, awaiting = string_to_array(t.awaiting, ','),
@@ -40,8 +41,8 @@ function writeSql(guarded: boolean): string {
      step_attempts = CASE WHEN t.started THEN 1 ELSE o.step_attempts END,
      step_deadline = CASE WHEN t.awaiting = '' THEN NULL WHEN t.started THEN now() + make_interval(secs => $9) ELSE o.step_deadline END,
      concluded_at = CASE WHEN t.concluded THEN now() ELSE o.concluded_at END
-   FROM t WHERE o.order_id = t.order_id${guarded ? " AND o.xmin = t.revision" : ""}
-   RETURNING o.order_id, o.xmin
+   FROM t WHERE o.order_id = t.order_id${guarded ? ` AND ${sagaRevision("o")} = t.revision` : ""}
+   RETURNING o.order_id, ${sagaRevision("o")} AS revision
  ), history AS (
    INSERT INTO order_history (order_id, from_status, to_status, reason)
    SELECT h.order_id, h.from_status, h.to_status, h.reason
@@ -99,7 +100,7 @@ export async function writeTransitions(tx: PoolClient, transitions: readonly Tra
   if (changed.length > 0) afterCommit(tx, () => ordersChanged(changed));
 }
 
-/** An order's transitions decided on the row version `revision`, with the messages they send. */
+/** Orders' transitions, each decided on the order at its saga revision in `revisions`, with the messages they send. */
 export interface GuardedWrite {
   /** The schema whose outbox takes the messages. */
   outboxSchema: string;
@@ -112,8 +113,8 @@ export interface GuardedWrite {
 /**
  * Writes transitions decided on orders read without a lock, as one statement (atomic
  * without BEGIN / COMMIT): like `writeTransitions`, plus the messages in the outbox, for
- * each order whose row has not changed since it was read. Returns the orders written, each
- * with the row version the write left; the others changed meanwhile and are to be decided
+ * each order whose saga has not moved on since it was read. Returns the orders written, each
+ * with the saga revision the write left; the others changed meanwhile and are to be decided
  * again on what they now are. Not for a client in a transaction: the watchers are told as
  * the statement returns.
  */
@@ -125,7 +126,7 @@ export async function writeTransitionsIfUnchanged(q: Queryable, write: GuardedWr
   const written = outbox ? "(SELECT json_agg(json_build_object('id', id::text, 'msg_id', msg_id)) FROM ob)" : "NULL::json";
   const { rows } = await q.query<{ updated: string[] | null; revisions: string[] | null; written: WrittenRow[] | null }>(
     prepared(
-      `${writeSql(true)}${outbox?.ctes ?? ""} SELECT (SELECT array_agg(order_id::text ORDER BY order_id) FROM updated) AS updated, (SELECT array_agg(xmin::text ORDER BY order_id) FROM updated) AS revisions, ${written} AS written${outbox?.columns ?? ""}`,
+      `${writeSql(true)}${outbox?.ctes ?? ""} SELECT (SELECT array_agg(order_id::text ORDER BY order_id) FROM updated) AS updated, (SELECT array_agg(revision ORDER BY order_id) FROM updated) AS revisions, ${written} AS written${outbox?.columns ?? ""}`,
       values,
     ),
   );
