@@ -38,7 +38,7 @@ export async function start(context: ServiceContext): Promise<ServiceParts> {
   const store = new OrderStore(db);
   const timing = { stepTimeoutMs: config.SAGA_STEP_TIMEOUT_MS };
   const bus = await connectBus({ url: config.NATS_URL, name: context.name, logger: context.logger });
-  const relay = new OutboxRelay({ pool: db.background, schema, publisher: bus.publisher, logger: context.logger }).start();
+  const relay = new OutboxRelay({ pool: db.background, schema, publisher: bus.publisher, retentionMs: config.OUTBOX_RETENTION_MS, logger: context.logger }).start();
   const inFlight = new InFlightOrders();
   const applier = new ReplyApplier(db.background, timing, schema, inFlight);
   const replies = await Promise.all(

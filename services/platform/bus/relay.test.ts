@@ -291,6 +291,23 @@ describe("outbox + relay", () => {
     });
   });
 
+  it("deletes the published rows past the retention, chunk after chunk until none is left, and keeps the others", async () => {
+    await clear();
+    const rows = outboxInsert(env.schema, Array.from({ length: 27 }, (_, i) => reserve(`old-${i}`, i)), 1);
+    await env.pool.query(rows.sql, rows.values);
+    await env.pool.query(`UPDATE "${env.schema}".outbox SET published_at = now() - CASE WHEN id % 9 = 0 THEN interval '10 minutes' ELSE interval '2 hours' END`);
+    const recent = Number((await env.pool.query<{ n: number }>(`SELECT count(*)::int AS n FROM "${env.schema}".outbox WHERE id % 9 = 0`)).rows[0]?.n);
+    const relay = new OutboxRelay({ pool: env.pool, schema: env.schema, publisher: env.publisher, retentionMs: 60 * 60 * 1000, cleanupChunk: 10 }).start();
+    const left = async (): Promise<number> => (await env.pool.query<{ n: number }>(`SELECT count(*)::int AS n FROM "${env.schema}".outbox`)).rows[0]?.n ?? -1;
+    try {
+      await waitFor(async () => (await left()) === recent, 3000, "expired rows deleted");
+    } finally {
+      await relay.stop();
+    }
+    expect(recent).toBe(3);
+    expect(await streamCount()).toBe(0);
+  });
+
   it("polls as a backstop when no NOTIFY is sent", async () => {
     await whileLeading({ pollMs: 100 }, async () => {
       await inTx((c) => enqueueOutbox(c, env.schema, [reserve("quiet", 1)], { notify: false }));

@@ -34,6 +34,8 @@ export interface OutboxRelayOptions {
   leaderRetryMs?: number;
   /** Published rows are kept this long, then deleted (default 1 h; 0 = delete at publish). */
   retentionMs?: number;
+  /** Rows one statement of the cleanup deletes; it repeats until fewer are left (default 5,000). */
+  cleanupChunk?: number;
   logger?: Logger;
 }
 
@@ -84,6 +86,8 @@ export class OutboxRelay {
   private loop: Promise<void> | null = null;
   private lastBacklogAt = 0;
   private lastCleanupAt = 0;
+  /** The cleanup under way, on a pool connection of its own (never rejects). */
+  private cleaning: Promise<void> | undefined;
   private lastRemoteNotificationAt = 0;
   private lastReadAt = 0;
   private unregisterLocal: () => void = () => undefined;
@@ -97,7 +101,7 @@ export class OutboxRelay {
   private failure: unknown;
 
   constructor(opts: OutboxRelayOptions) {
-    this.opts = { batchSize: 500, bundleMax: DEFAULT_BUNDLE_MAX, pollMs: 500, busyPollMs: 20, localWake: true, markDelayMs: 100, leaderRetryMs: 1000, retentionMs: 60 * 60 * 1000, ...opts };
+    this.opts = { batchSize: 500, bundleMax: DEFAULT_BUNDLE_MAX, pollMs: 500, busyPollMs: 20, localWake: true, markDelayMs: 100, leaderRetryMs: 1000, retentionMs: 60 * 60 * 1000, cleanupChunk: 5_000, ...opts };
     this.s = quoteSchema(opts.schema);
     this.log = opts.logger ?? createLogger("outbox-relay");
   }
@@ -117,6 +121,7 @@ export class OutboxRelay {
     this.stopping = true;
     this.wake?.();
     await this.loop;
+    await this.cleaning;
     this.loop = null;
   }
 
@@ -152,8 +157,8 @@ export class OutboxRelay {
           await this.mark(client);
         }
         await this.updateBacklog(client);
+        this.cleanup();
         if (fullBatch || this.dirty) continue;
-        await this.cleanup(client);
         if (!this.dirty && !this.markDue) await this.sleep(this.untilNextRead());
         // Acks that come in meanwhile join these marks (they do not cut the wait short).
         if (!this.dirty && this.markDue) await this.sleep(this.opts.markDelayMs);
@@ -349,16 +354,33 @@ export class OutboxRelay {
     busMetrics.outboxBacklog.set({ schema: this.opts.schema }, Math.max(0, (r.rows[0]?.n ?? 0) - this.acked.size));
   }
 
-  /** Deletes published rows past the retention (at most once a minute, bounded). */
-  private async cleanup(client: PoolClient): Promise<void> {
+  /**
+   * Starts deleting the published rows past the retention, once a minute, beside the loop on
+   * a connection of the pool: a chunk per statement (short locks, bounded WAL), chunk after
+   * chunk until none is left, so that the table keeps up with any publish rate.
+   */
+  private cleanup(): void {
     const now = Date.now();
-    if (this.opts.retentionMs === 0 || now - this.lastCleanupAt < 60_000) return;
+    if (this.opts.retentionMs === 0 || this.cleaning || now - this.lastCleanupAt < 60_000) return;
     this.lastCleanupAt = now;
-    await client.query(
-      `DELETE FROM ${this.s}.outbox WHERE id IN (
-         SELECT id FROM ${this.s}.outbox WHERE published_at < now() - make_interval(secs => $1) LIMIT 10000)`,
-      [this.opts.retentionMs / 1000],
-    );
+    this.cleaning = this.deleteExpired()
+      .catch((err: unknown) => void this.log.warn("outbox cleanup failed", { schema: this.opts.schema, error: errorMessage(err) }))
+      .finally(() => (this.cleaning = undefined));
+  }
+
+  private async deleteExpired(): Promise<void> {
+    let deleted: number;
+    do {
+      if (this.stopping) return;
+      const result = await this.opts.pool.query(
+        prepared(
+          `DELETE FROM ${this.s}.outbox WHERE id IN (
+             SELECT id FROM ${this.s}.outbox WHERE published_at < now() - make_interval(secs => $1) LIMIT $2)`,
+          [this.opts.retentionMs / 1000, this.opts.cleanupChunk],
+        ),
+      );
+      deleted = result.rowCount ?? 0;
+    } while (deleted >= this.opts.cleanupChunk);
   }
 
   private sleep(ms: number): Promise<void> {
