@@ -61,14 +61,19 @@ export function pidsOfCommand(command: string): number[] {
   return pidsWhere("comm", (comm) => comm.trim() === command);
 }
 
-/** Busy CPU time of the whole machine so far, in seconds summed over cores (/proc/stat). */
-export function readMachineBusySeconds(): number | undefined {
+/**
+ * CPU time of the whole machine so far, in seconds summed over cores (/proc/stat): busy (all
+ * but idle and I/O wait) and I/O wait (idle with a disk request outstanding — commits stalled
+ * on the disk show here, not as busy time).
+ */
+export function readMachineSeconds(): { busy: number; iowait: number } | undefined {
   try {
     const line = readFileSync("/proc/stat", "utf8").split("\n")[0] ?? "";
     const ticks = line.trim().split(/\s+/).slice(1).map(Number);
     // user nice system idle iowait irq softirq steal …: busy is everything but idle and iowait.
     const busy = ticks.reduce((sum, value, i) => (i === 3 || i === 4 || i > 7 ? sum : sum + value), 0);
-    return Number.isFinite(busy) ? busy / 100 : undefined;
+    const iowait = ticks[4] ?? Number.NaN;
+    return Number.isFinite(busy) && Number.isFinite(iowait) ? { busy: busy / 100, iowait: iowait / 100 } : undefined;
   } catch {
     return undefined;
   }
@@ -122,7 +127,8 @@ export class ResourceMonitor {
 
   /**
    * CPU seconds so far of every service, of Postgres, NATS and Redis (all their processes on
-   * this machine, summed) and of the whole machine (`machine`, all cores), for per-step figures.
+   * this machine, summed) and of the whole machine (`machine` busy, `iowait`; all cores), for
+   * per-step figures.
    */
   cpu(): Map<string, number> {
     const out = new Map<string, number>();
@@ -134,8 +140,11 @@ export class ResourceMonitor {
       const pids = pidsOfCommand(command);
       if (pids.length > 0) out.set(name, pids.reduce((sum, pid) => sum + (readCpuSeconds(pid) ?? 0), 0));
     }
-    const machine = readMachineBusySeconds();
-    if (machine !== undefined) out.set("machine", machine);
+    const machine = readMachineSeconds();
+    if (machine) {
+      out.set("machine", machine.busy);
+      out.set("iowait", machine.iowait);
+    }
     return out;
   }
 

@@ -58,7 +58,8 @@ beforeAll(async () => {
     name: "delivery",
     // Long step deadline: the dead-letter scenario keeps a charge failing for ~40 s
     // (5 deliveries with backoff 0.5/2/8/30 s) and the order must still be waiting for it.
-    serviceEnv: { order: { SAGA_STEP_TIMEOUT_MS: "120000" } },
+    // Published outbox rows are kept: one is published again below.
+    serviceEnv: { order: { SAGA_STEP_TIMEOUT_MS: "120000", OUTBOX_RETENTION_MS: "3600000" } },
   });
   await addProduct(sys, "E2E-DUP", 1_500n, 100n);
   await addProduct(sys, "E2E-DLQ", 2_000n, 100n);

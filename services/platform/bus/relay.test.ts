@@ -54,6 +54,11 @@ async function unpublished(): Promise<number> {
   return r.rows[0]?.n ?? 0;
 }
 
+async function outboxRows(): Promise<number> {
+  const r = await env.pool.query<{ n: number }>(`SELECT count(*)::int AS n FROM "${env.schema}".outbox`);
+  return r.rows[0]?.n ?? 0;
+}
+
 /** Bus messages in the stream (a bundle counts its entries). */
 async function streamCount(): Promise<number> {
   return (await readBusMessages(env.jsm, env.stream("inventory"))).length;
@@ -88,7 +93,7 @@ describe("outbox + relay", () => {
     const ids = await context.with(ctx, () => inTx((c) => enqueueOutbox(c, env.schema, [reserve("o-1", 1), reserve("o-1", 2), reserve("o-2", 3)])));
     expect(ids).toHaveLength(3);
 
-    const relay = new OutboxRelay({ pool: env.pool, schema: env.schema, publisher: env.publisher, pollMs: 100, bundleMax: 1 }).start();
+    const relay = new OutboxRelay({ pool: env.pool, schema: env.schema, publisher: env.publisher, pollMs: 100, bundleMax: 1, retentionMs: 60 * 60 * 1000 }).start();
     try {
       await waitFor(async () => (await unpublished()) === 0, 5000, "rows published");
       const msgs = await readStream(env.jsm, env.stream("inventory"));
@@ -160,7 +165,7 @@ describe("outbox + relay", () => {
     const rows = [reserve("o-1", 1), reserve("o-2", 2), release("o-2", 3), reserve("o-1", 4), reserve("o-2", 5)];
     const ids = await context.with(ctx, () => inTx((c) => enqueueOutbox(c, env.schema, rows)));
     const publishAll = async (): Promise<void> => {
-      const relay = new OutboxRelay({ pool: env.pool, schema: env.schema, publisher: env.publisher, pollMs: 50, localWake: false }).start();
+      const relay = new OutboxRelay({ pool: env.pool, schema: env.schema, publisher: env.publisher, pollMs: 50, localWake: false, retentionMs: 60 * 60 * 1000 }).start();
       try {
         await waitFor(async () => (await unpublished()) === 0, 5000, "rows published");
       } finally {
@@ -291,6 +296,13 @@ describe("outbox + relay", () => {
     });
   });
 
+  it("deletes each row once JetStream has it, by default (no retention)", async () => {
+    await whileLeading({}, async () => {
+      await inTx((c) => enqueueOutbox(c, env.schema, [reserve("a", 1), reserve("b", 2), reserve("c", 3)]));
+      await waitFor(async () => (await streamCount()) === 3 && (await outboxRows()) === 0, 3000, "rows published and deleted");
+    });
+  });
+
   it("deletes the published rows past the retention, chunk after chunk until none is left, and keeps the others", async () => {
     await clear();
     const rows = outboxInsert(env.schema, Array.from({ length: 27 }, (_, i) => reserve(`old-${i}`, i)), 1);
@@ -298,9 +310,8 @@ describe("outbox + relay", () => {
     await env.pool.query(`UPDATE "${env.schema}".outbox SET published_at = now() - CASE WHEN id % 9 = 0 THEN interval '10 minutes' ELSE interval '2 hours' END`);
     const recent = Number((await env.pool.query<{ n: number }>(`SELECT count(*)::int AS n FROM "${env.schema}".outbox WHERE id % 9 = 0`)).rows[0]?.n);
     const relay = new OutboxRelay({ pool: env.pool, schema: env.schema, publisher: env.publisher, retentionMs: 60 * 60 * 1000, cleanupChunk: 10 }).start();
-    const left = async (): Promise<number> => (await env.pool.query<{ n: number }>(`SELECT count(*)::int AS n FROM "${env.schema}".outbox`)).rows[0]?.n ?? -1;
     try {
-      await waitFor(async () => (await left()) === recent, 3000, "expired rows deleted");
+      await waitFor(async () => (await outboxRows()) === recent, 3000, "expired rows deleted");
     } finally {
       await relay.stop();
     }

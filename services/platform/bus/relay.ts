@@ -32,7 +32,10 @@ export interface OutboxRelayOptions {
   markDelayMs?: number;
   /** How often a stand-by replica tries to become the leader (default 1000 ms). */
   leaderRetryMs?: number;
-  /** Published rows are kept this long, then deleted (default 1 h; 0 = delete at publish). */
+  /**
+   * Published rows are kept this long, then deleted (default 0: deleted at publish — JetStream's
+   * stream keeps what was published; kept rows cost Postgres a second write and a cleanup each).
+   */
   retentionMs?: number;
   /** Rows one statement of the cleanup deletes; it repeats until fewer are left (default 5,000). */
   cleanupChunk?: number;
@@ -101,7 +104,7 @@ export class OutboxRelay {
   private failure: unknown;
 
   constructor(opts: OutboxRelayOptions) {
-    this.opts = { batchSize: 500, bundleMax: DEFAULT_BUNDLE_MAX, pollMs: 500, busyPollMs: 20, localWake: true, markDelayMs: 100, leaderRetryMs: 1000, retentionMs: 60 * 60 * 1000, cleanupChunk: 5_000, ...opts };
+    this.opts = { batchSize: 500, bundleMax: DEFAULT_BUNDLE_MAX, pollMs: 500, busyPollMs: 20, localWake: true, markDelayMs: 100, leaderRetryMs: 1000, retentionMs: 0, cleanupChunk: 5_000, ...opts };
     this.s = quoteSchema(opts.schema);
     this.log = opts.logger ?? createLogger("outbox-relay");
   }
