@@ -42,7 +42,7 @@ function writeSql(guarded: boolean): string {
      step_deadline = CASE WHEN t.awaiting = '' THEN NULL WHEN t.started THEN now() + make_interval(secs => $9) ELSE o.step_deadline END,
      concluded_at = CASE WHEN t.concluded THEN now() ELSE o.concluded_at END
    FROM t WHERE o.order_id = t.order_id${guarded ? ` AND ${sagaRevision("o")} = t.revision` : ""}
-   RETURNING o.order_id, ${sagaRevision("o")} AS revision
+   RETURNING o.order_id${guarded ? `, ${sagaRevision("o")} AS revision` : ""}
  ), history AS (
    INSERT INTO order_history (order_id, from_status, to_status, reason)
    SELECT h.order_id, h.from_status, h.to_status, h.reason
