@@ -19,6 +19,7 @@ import { ProgressSignals } from "./progress.js";
 import { pruneInbox } from "./sql.js";
 import type { OutgoingMessage } from "./publish.js";
 import { Settlement } from "./settlement.js";
+import { setRecordedAttributes } from "../span-attributes.js";
 import { currentTraceHeaders, extractTraceContext } from "./trace.js";
 
 interface Item {
@@ -469,8 +470,9 @@ class BatchConsumer implements BusConsumer {
     return context.with(extractTraceContext(d.headers), () =>
       tracer.startActiveSpan(
         `${d.subject} process`,
-        { kind: SpanKind.CONSUMER, attributes: { "messaging.system": "nats", "messaging.destination.name": d.subject, "messaging.message.id": d.id, "messaging.consumer.group.name": this.name } },
+        { kind: SpanKind.CONSUMER },
         async (span) => {
+          setRecordedAttributes(span, () => ({ "messaging.system": "nats", "messaging.destination.name": d.subject, "messaging.message.id": d.id, "messaging.consumer.group.name": this.name }));
           try {
             await this.call(d, tx, out);
           } catch (err) {

@@ -4,6 +4,7 @@ import { errorMessage } from "../errors.js";
 import type { Logger } from "../logger.js";
 import { isConnectionError } from "../pgerrors.js";
 import { counter, histogram, latencyBuckets } from "../metrics.js";
+import { setRecordedAttributes } from "../span-attributes.js";
 
 const headerGetter: TextMapGetter<Headers> = {
   keys: (carrier) => [...carrier.keys()],
@@ -17,7 +18,8 @@ const tracer = trace.getTracer("orderflow-rpc");
 export function serverTracing(): Interceptor {
   return (next) => async (req) => {
     const parent = propagation.extract(context.active(), req.header, headerGetter);
-    const span = tracer.startSpan(`${req.service.typeName}/${req.method.name}`, { kind: SpanKind.SERVER, attributes: { "rpc.system": "grpc", "rpc.service": req.service.typeName, "rpc.method": req.method.name } }, parent);
+    const span = tracer.startSpan(`${req.service.typeName}/${req.method.name}`, { kind: SpanKind.SERVER }, parent);
+    setRecordedAttributes(span, () => ({ "rpc.system": "grpc", "rpc.service": req.service.typeName, "rpc.method": req.method.name }));
     try {
       return await context.with(trace.setSpan(parent, span), () => next(req));
     } catch (error) {
