@@ -534,9 +534,12 @@ async function main(): Promise<void> {
       });
       await stopAnalyzing?.();
       // CPU and queues over the arrivals and the drain.
-      const serviceCpuPercent = ResourceMonitor.cpuPercent(before, monitor.cpu(), performance.now() - t0);
+      const cpuAfter = monitor.cpu();
+      const concluded = step.confirmed + step.rejected;
+      const serviceCpuPercent = ResourceMonitor.cpuPercent(before, cpuAfter, performance.now() - t0);
+      const cpuMsPerSaga = ResourceMonitor.cpuMsPer(before, cpuAfter, concluded);
       const stepQueues = await queues.stop();
-      const work = workBetween(workBefore, await onDatabase(endpoints.databaseUrl, (pool) => countWork(jsm, pool)), step.confirmed + step.rejected);
+      const work = workBetween(workBefore, await onDatabase(endpoints.databaseUrl, (pool) => countWork(jsm, pool)), concluded);
       if (!stepQueues) notes.push(`saga step ${rate}/s: the JetStream consumers could not be sampled (no queue figures)`);
       const reasons: string[] = [];
       const errors = Object.values(step.createErrors).reduce((a, b) => a + b, 0);
@@ -544,7 +547,7 @@ async function main(): Promise<void> {
       if (!step.drained) reasons.push(`${step.unfinished} orders still open ${Math.round(step.drainMs / 1000)}s after the step`);
       if (errors > 0.01 * step.scheduled) reasons.push(`${errors} CreateOrder errors`);
       if (step.dropped > 0) reasons.push(`${step.dropped} arrivals dropped at the in-flight cap`);
-      steps.push({ ...step, serviceCpuPercent, queues: stepQueues ?? [], work, saturated: reasons.length > 0, saturationReason: reasons.join("; ") });
+      steps.push({ ...step, serviceCpuPercent, cpuMsPerSaga, queues: stepQueues ?? [], work, saturated: reasons.length > 0, saturationReason: reasons.join("; ") });
       log(
         `  accepted ${step.acceptedPerSec}/s, completed ${step.completedPerSec}/s, backlog ${step.backlogAtEnd}, e2e p99 ${step.e2eLatency.p99} ms${reasons.length > 0 ? ` — saturated: ${reasons.join("; ")}` : ""}`,
       );

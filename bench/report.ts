@@ -61,6 +61,11 @@ export function renderTable(result: BenchResult): string {
     work?.perSaga ? [`    ${n(offeredPerSec)}/s: ${work.perSaga.jetstreamMessages} JetStream messages, ${work.perSaga.postgresWrites} Postgres write transactions`] : [],
   );
   if (workLines.length > 0) out.push("  work per concluded saga (messages stored in the saga's streams; transactions that wrote, relay and sweeps included):", ...workLines);
+  const cpuLines = result.saga.steps.flatMap(({ offeredPerSec, cpuMsPerSaga }) => {
+    const entries = Object.entries(cpuMsPerSaga ?? {});
+    return entries.length > 0 ? [`    ${n(offeredPerSec)}/s: ${entries.map(([name, ms]) => `${name} ${ms.toFixed(2)}`).join(" · ")}`] : [];
+  });
+  if (cpuLines.length > 0) out.push("  CPU per concluded saga (ms of one core, over the step and its drain):", ...cpuLines);
   out.push("");
   out.push("Queries and transports (closed loop; latencies in ms)");
   const unaryRows = (list: UnaryResult[]): (string | number)[][] =>

@@ -158,6 +158,20 @@ export class ResourceMonitor {
     return out;
   }
 
+  /**
+   * Milliseconds of CPU each process (and the machine) spent per unit of work — per saga
+   * concluded — between two cpu() readings; null when nothing was done.
+   */
+  static cpuMsPer(before: Map<string, number>, after: Map<string, number>, done: number): Record<string, number> | null {
+    if (done <= 0) return null;
+    const out: Record<string, number> = {};
+    for (const [name, end] of after) {
+      const start = before.get(name);
+      if (start !== undefined && name !== "iowait") out[name] = Math.round(((end - start) * 1_000_000) / done) / 1_000;
+    }
+    return out;
+  }
+
   stop(): ServiceFootprint[] {
     if (this.timer) clearInterval(this.timer);
     this.sample();

@@ -56,6 +56,8 @@ export interface BenchResult {
   saga: {
     steps: (SagaStepResult & {
       serviceCpuPercent: Record<string, number>;
+      /** Milliseconds of CPU per saga concluded in the step, per process and for the machine (null when none concluded). */
+      cpuMsPerSaga: Record<string, number> | null;
       /** JetStream consumers by the most messages they had not yet acknowledged during the step (deepest first). */
       queues: ConsumerQueue[];
       /** JetStream messages and Postgres write transactions over the step and its drain, and per saga concluded. */

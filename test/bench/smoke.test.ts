@@ -47,6 +47,8 @@ describe("npm run bench -- --smoke", () => {
       // The saga's messages and writes were counted.
       expect(step.work.jetstreamMessages).toBeGreaterThan(0);
       expect(step.work.postgresWrites).toBeGreaterThan(0);
+      expect(step.cpuMsPerSaga?.["machine"]).toBeGreaterThan(0);
+      expect(step.cpuMsPerSaga?.["order"]).toBeGreaterThan(0);
     }
     expect(result.ceilings.grpcJs.requests).toBeGreaterThan(0);
     expect(result.ceilings.postgres.transactions).toBeGreaterThan(0);
@@ -63,5 +65,6 @@ describe("npm run bench -- --smoke", () => {
     expect(readFileSync(join(outDir, "latency-vs-load.svg"), "utf8")).toMatch(/^<svg [^>]*xmlns="http:\/\/www.w3.org\/2000\/svg"[\s\S]*<\/svg>\n$/);
     expect(output).toContain("Saga (open loop");
     expect(output).toContain("Ceilings");
+    expect(output).toContain("CPU per concluded saga");
   });
 });

@@ -1,0 +1,14 @@
+import { describe, expect, it } from "vitest";
+import { ResourceMonitor } from "./resources.js";
+
+describe("CPU per saga", () => {
+  it("divides each process's CPU seconds by the sagas concluded, in milliseconds, leaving out I/O wait", () => {
+    const before = new Map([["order", 10], ["machine", 100], ["iowait", 1]]);
+    const after = new Map([["order", 10.5], ["machine", 102], ["iowait", 1.2], ["fraud", 3]]);
+    expect(ResourceMonitor.cpuMsPer(before, after, 1_000)).toEqual({ order: 0.5, machine: 2 });
+  });
+
+  it("gives nothing when no saga concluded", () => {
+    expect(ResourceMonitor.cpuMsPer(new Map([["order", 1]]), new Map([["order", 2]]), 0)).toBeNull();
+  });
+});
