@@ -151,10 +151,8 @@ export class ResourceMonitor {
   /** % of one core each process used between two cpu() readings `elapsedMs` apart. */
   static cpuPercent(before: Map<string, number>, after: Map<string, number>, elapsedMs: number): Record<string, number> {
     const out: Record<string, number> = {};
-    for (const [name, end] of after) {
-      const start = before.get(name);
-      if (start !== undefined && elapsedMs > 0) out[name] = Math.round(((end - start) / (elapsedMs / 1_000)) * 1_000) / 10;
-    }
+    if (elapsedMs <= 0) return out;
+    for (const [name, seconds] of cpuSecondsBetween(before, after)) out[name] = Math.round((seconds / (elapsedMs / 1_000)) * 1_000) / 10;
     return out;
   }
 
@@ -165,10 +163,7 @@ export class ResourceMonitor {
   static cpuMsPer(before: Map<string, number>, after: Map<string, number>, done: number): Record<string, number> | null {
     if (done <= 0) return null;
     const out: Record<string, number> = {};
-    for (const [name, end] of after) {
-      const start = before.get(name);
-      if (start !== undefined && name !== "iowait") out[name] = Math.round(((end - start) * 1_000_000) / done) / 1_000;
-    }
+    for (const [name, seconds] of cpuSecondsBetween(before, after)) if (name !== "iowait") out[name] = Math.round((seconds * 1_000_000) / done) / 1_000;
     return out;
   }
 
@@ -186,4 +181,14 @@ export class ResourceMonitor {
       };
     });
   }
+}
+
+/** CPU seconds each name in `after` spent since `before` (names missing from `before` left out). */
+function cpuSecondsBetween(before: Map<string, number>, after: Map<string, number>): Map<string, number> {
+  const out = new Map<string, number>();
+  for (const [name, end] of after) {
+    const start = before.get(name);
+    if (start !== undefined) out.set(name, end - start);
+  }
+  return out;
 }
