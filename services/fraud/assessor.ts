@@ -46,13 +46,16 @@ export class FraudAssessor {
   async assessForSaga(order: OrderToAssess): Promise<Assessment> {
     if (order.orderId === "") throw new Error("AssessFraud without order_id");
     let cacheUsable = true;
-    const cached = await this.tryRedis("decision_read", () => this.store.getDecision(order.orderId), () => (cacheUsable = false));
-    if (cached) {
+    const looked = await this.tryRedis(
+      "velocity",
+      () => this.store.decidedOrRecorded(order.customerId, order.orderId, this.now(), this.rules.velocityWindowSeconds),
+      () => (cacheUsable = false),
+    );
+    if (looked && "decided" in looked) {
       fraudMetrics.replayedDecisions.inc();
-      return cached;
+      return looked.decided;
     }
-    const velocity = await this.tryRedis("velocity", () => this.store.recordOrder(order.customerId, order.orderId, this.now(), this.rules.velocityWindowSeconds));
-    const fresh = assess(order, velocity, this.rules);
+    const fresh = assess(order, looked?.ordersInWindow, this.rules);
     // A concurrent delivery of the same command may have stored its decision first: that one holds.
     const held = cacheUsable ? ((await this.tryRedis("decision_write", () => this.store.saveDecision(order.orderId, fresh))) ?? fresh) : fresh;
     if (held === fresh) count(fresh, "saga");

@@ -54,6 +54,29 @@ describe("FraudAssessor with Redis", () => {
     expect(fourth.reasons.map((r) => r.code)).toEqual(["velocity"]);
   });
 
+  it("asks Redis twice per new order (stored decision or record, then store the decision) and once per re-send", async () => {
+    const assessor = new FraudAssessor(new FraudStore(redis, prefix), rules, logger);
+    const customerId = customer();
+    await assessor.assessForSaga({ orderId: randomUUID(), customerId, total: usd(1n) }); // loads the script
+    const sent: string[] = [];
+    const sendCommand = redis.sendCommand.bind(redis);
+    redis.sendCommand = (command, stream) => {
+      sent.push(command.name);
+      return sendCommand(command, stream);
+    };
+    try {
+      const orderId = randomUUID();
+      const first = await assessor.assessForSaga({ orderId, customerId, total: usd(1n) });
+      expect(sent).toEqual(["evalsha", "set"]);
+      sent.length = 0;
+      expect(await assessor.assessForSaga({ orderId, customerId, total: usd(1n) })).toEqual(first);
+      expect(sent).toEqual(["evalsha"]);
+    } finally {
+      redis.sendCommand = sendCommand;
+    }
+    expect(await redis.zcard(`${prefix}velocity:${customerId}`)).toBe(2);
+  });
+
   it("only counts orders inside the window", async () => {
     let now = 1_000_000;
     const assessor = new FraudAssessor(new FraudStore(redis, prefix), rules, logger, () => now);

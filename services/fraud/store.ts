@@ -7,16 +7,23 @@ import type { Assessment, Reason, ReasonCode } from "./rules.js";
 export const decisionTtlSeconds = 24 * 60 * 60;
 
 /**
- * Adds the order to the customer's window (NX: a redelivered or re-sent command keeps
- * its first time and counts once), drops what fell out of the window, and returns
- * how many orders remain. The key expires with the window, so idle customers cost nothing.
+ * The saga's first look at an order, in one round trip: the decision stored for it, if any;
+ * else the order added to its customer's window (NX: a redelivered or re-sent command keeps
+ * its first time and counts once), what fell out of the window dropped, and how many orders
+ * remain. The window's key expires with the window, so idle customers cost nothing. Two keys
+ * in one script: for a single Redis (as deployed), not Redis Cluster.
  */
-const recordScript = new RedisScript(`
+const decidedOrRecordScript = new RedisScript(`
+local decided = redis.call('GET', KEYS[2])
+if decided then return {1, decided} end
 redis.call('ZADD', KEYS[1], 'NX', ARGV[1], ARGV[3])
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[2])
 redis.call('PEXPIRE', KEYS[1], ARGV[4])
-return redis.call('ZCARD', KEYS[1])
+return {0, redis.call('ZCARD', KEYS[1])}
 `);
+
+/** The decision already stored for an order, or the count of its customer's orders in the window once it is recorded. */
+export type DecidedOrCounted = { decided: Assessment } | { ordersInWindow: number };
 
 /** fraud's state in Redis: per-customer velocity windows and the saga's decisions by order. */
 export class FraudStore {
@@ -33,26 +40,22 @@ export class FraudStore {
     return `${this.prefix}decision:${orderId}`;
   }
 
-  /** Records the order in its customer's window and returns the customer's orders in the window, this one included. */
-  async recordOrder(customerId: string, orderId: string, nowMs: number, windowSeconds: number): Promise<number> {
+  /** The order's stored decision; without one, records the order in its customer's window and counts the orders there, this one included. */
+  async decidedOrRecorded(customerId: string, orderId: string, nowMs: number, windowSeconds: number): Promise<DecidedOrCounted> {
     const windowMs = windowSeconds * 1000;
-    const count = await recordScript.run(this.redis, [this.velocityKey(customerId)], [nowMs, nowMs - windowMs, orderId, windowMs]);
-    if (typeof count !== "number") throw new Error(`unexpected reply from the velocity script: ${String(count)}`);
-    return count;
+    const reply = await decidedOrRecordScript.run(this.redis, [this.velocityKey(customerId), this.decisionKey(orderId)], [nowMs, nowMs - windowMs, orderId, windowMs]);
+    if (Array.isArray(reply) && reply[0] === 1 && typeof reply[1] === "string") return { decided: parseAssessment(reply[1]) };
+    if (Array.isArray(reply) && reply[0] === 0 && typeof reply[1] === "number") return { ordersInWindow: reply[1] };
+    throw new Error(`unexpected reply from the decision-or-record script: ${JSON.stringify(reply)}`);
   }
 
-  /** Dry run of recordOrder: the count it would return, without writing. */
+  /** Dry run of decidedOrRecorded's count: the count it would return, without writing. */
   async countOrders(customerId: string, orderId: string, nowMs: number, windowSeconds: number): Promise<number> {
     const key = this.velocityKey(customerId);
     const since = nowMs - windowSeconds * 1000;
     const [inWindow, score] = await Promise.all([this.redis.zcount(key, `(${since}`, "+inf"), orderId === "" ? Promise.resolve(null) : this.redis.zscore(key, orderId)]);
     const alreadyCounted = score !== null && Number(score) > since;
     return inWindow + (alreadyCounted ? 0 : 1);
-  }
-
-  async getDecision(orderId: string): Promise<Assessment | undefined> {
-    const raw = await this.redis.get(this.decisionKey(orderId));
-    return raw === null ? undefined : parseAssessment(raw);
   }
 
   /** Stores the decision unless one exists (SET NX, a day); returns the one that holds. */
