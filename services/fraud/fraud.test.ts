@@ -1,7 +1,7 @@
 import { randomBytes, randomUUID } from "node:crypto";
 import { create, fromBinary } from "@bufbuild/protobuf";
 import { Redis } from "ioredis";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
 import { AssessFraudSchema, Decision, FraudAssessedSchema } from "../../gen/orderflow/fraud/v1/fraud_pb.js";
 import { encodeMessage, Header, type BusConsumer, busHeaders } from "../platform/bus/index.js";
 import { busTestEnv, readBusMessages, waitFor, type BusTestEnv } from "../platform/bus/testkit.js";
@@ -58,21 +58,17 @@ describe("FraudAssessor with Redis", () => {
     const assessor = new FraudAssessor(new FraudStore(redis, prefix), rules, logger);
     const customerId = customer();
     await assessor.assessForSaga({ orderId: randomUUID(), customerId, total: usd(1n) }); // loads the script
-    const sent: string[] = [];
-    const sendCommand = redis.sendCommand.bind(redis);
-    redis.sendCommand = (command, stream) => {
-      sent.push(command.name);
-      return sendCommand(command, stream);
-    };
+    const sent = vi.spyOn(redis, "sendCommand");
+    const names = () => sent.mock.calls.map(([command]) => command.name);
     try {
       const orderId = randomUUID();
       const first = await assessor.assessForSaga({ orderId, customerId, total: usd(1n) });
-      expect(sent).toEqual(["evalsha", "set"]);
-      sent.length = 0;
+      expect(names()).toEqual(["evalsha", "set"]);
+      sent.mockClear();
       expect(await assessor.assessForSaga({ orderId, customerId, total: usd(1n) })).toEqual(first);
-      expect(sent).toEqual(["evalsha"]);
+      expect(names()).toEqual(["evalsha"]);
     } finally {
-      redis.sendCommand = sendCommand;
+      sent.mockRestore();
     }
     expect(await redis.zcard(`${prefix}velocity:${customerId}`)).toBe(2);
   });
