@@ -527,6 +527,28 @@ describe("direct consumer (no Postgres)", () => {
     }
   });
 
+  it("with prefetch 8, asks JetStream for more once three quarters of the last request have arrived (not for every other message)", async () => {
+    const subj = subject("refill");
+    const durable = "refill";
+    const seen: string[] = [];
+    const pullRequests = env.nc.subscribe(`$JS.API.CONSUMER.MSG.NEXT.${env.stream("inventory")}.${durable}`);
+    const c = await startConsumer({ js: env.js, stream: env.stream("inventory"), durable, filterSubject: subj, prefetch: 8, handle: async (d) => void seen.push(d.id) });
+    try {
+      for (let i = 0; i < 24; i++) {
+        await publishMessages(env.js, [reserve(subj, `refill-${i}`, `r-${i}`)]);
+        await waitFor(() => seen.length === i + 1, 5000, `message ${i} handled`);
+      }
+      await waitFor(() => settled(durable), 5000, "all acked");
+      await env.nc.flush();
+      // The first request and one per 6 messages (nats.js's default threshold: one per 2, 13 in all).
+      expect(pullRequests.getReceived()).toBeLessThanOrEqual(5);
+      expect(pullRequests.getReceived()).toBeGreaterThanOrEqual(4);
+    } finally {
+      pullRequests.unsubscribe();
+      await c.stop();
+    }
+  });
+
   it("with batchesInFlight: 2 handles the next batch while the previous one waits; with the default, not before it ends", async () => {
     for (const batchesInFlight of [2, 1]) {
       const subj = subject(`inflight-${batchesInFlight}`);
