@@ -110,6 +110,35 @@ describe("the deadline sweep", () => {
     expect(await commandsFor(other)).toEqual(["fraud.cmd.assess"]);
   });
 
+  it("asks whether steps are queued before it locks the overdue orders, so a slow answer holds no reply back", async () => {
+    const late = await orderAwaitingFraud(-1);
+    let answer!: () => void;
+    let asked!: () => void;
+    const probing = new Promise<void>((resolve) => (asked = resolve));
+    const slowProbe = async (steps: ReadonlySet<Step>): Promise<ReadonlySet<Step>> => {
+      asked();
+      await new Promise<void>((resolve) => (answer = resolve));
+      return steps;
+    };
+    const watcher = new DeadlineWatcher(database(), { stepTimeoutMs: 1_000, maxAttempts: 3, queued: slowProbe, deferLimitMs: 60_000 }, logger);
+    const sweeping = watcher.sweep();
+    await probing;
+    // What the reply applier does meanwhile: lock the order, here without waiting.
+    const client = await database().primary.connect();
+    try {
+      await client.query("BEGIN");
+      const { rowCount } = await client.query("SELECT 1 FROM orders WHERE order_id = $1 FOR UPDATE NOWAIT", [late]);
+      expect(rowCount).toBe(1);
+      await client.query("COMMIT");
+    } finally {
+      client.release();
+    }
+    answer();
+    expect(await sweeping).toBeGreaterThanOrEqual(1);
+    expect(await commandsFor(late)).toEqual([]);
+    expect(await state(late)).toMatchObject({ step_attempts: 1, in_flight: true });
+  });
+
   it("leaves the orders the reply applier remembers current when it defers or re-sends their step: their replies are written without a read", async () => {
     const [deferred, resent] = [await orderAwaitingFraud(-1), await orderAwaitingFraud(-1)];
     await database().primary.query("UPDATE orders SET step_started_at = now() - interval '61 s' WHERE order_id = $1", [resent]);

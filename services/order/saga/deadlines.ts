@@ -8,7 +8,7 @@ import type { Logger } from "../../platform/logger.js";
 import { commandFor, type Step, stepDomain } from "./commands.js";
 import { replyConsumerName } from "./replies.js";
 import { sagaMetrics } from "./metrics.js";
-import { advance, type Change, lockOverdue, ordersSchema, type SagaOrder, type SagaTiming } from "./state.js";
+import { advance, type Change, lockOverdue, ordersSchema, overdueSteps, type SagaOrder, type SagaTiming } from "./state.js";
 
 export interface DeadlineOptions extends SagaTiming {
   /** Sends of a forward step before the order is failed and compensated. */
@@ -80,11 +80,18 @@ export class DeadlineWatcher implements Worker {
     await this.running;
   }
 
-  /** One pass over overdue orders; returns how many it handled. */
+  /**
+   * One pass over overdue orders; returns how many it handled. JetStream is asked about their
+   * steps before the rows are locked, so a slow answer holds no reply back, and a pass that
+   * finds nothing overdue opens no transaction.
+   */
   async sweep(): Promise<number> {
+    const limit = this.options.batchSize ?? 200;
+    const steps = await overdueSteps(this.db.background, limit);
+    if (steps.size === 0) return 0;
+    const queued = await this.queuedSteps(steps);
     return this.db.transaction(async (tx) => {
-      const overdue = await lockOverdue(tx, this.options.batchSize ?? 200);
-      const queued = await this.queuedSteps(overdue);
+      const overdue = await lockOverdue(tx, limit);
       const deferred: SagaOrder[] = [];
       const resent: SagaOrder[] = [];
       for (const order of overdue) {
@@ -102,10 +109,12 @@ export class DeadlineWatcher implements Worker {
     }, this.db.background);
   }
 
-  /** The overdue orders' steps whose messages are still queued (none when that cannot be told). */
-  private async queuedSteps(overdue: readonly SagaOrder[]): Promise<ReadonlySet<Step>> {
-    const steps = new Set(overdue.flatMap((order) => order.awaiting));
-    if (!this.options.queued || steps.size === 0) return new Set();
+  /**
+   * Which of the overdue orders' steps have messages still queued (none when that cannot be
+   * told). A step an order came to await after this was asked counts as not queued.
+   */
+  private async queuedSteps(steps: ReadonlySet<Step>): Promise<ReadonlySet<Step>> {
+    if (!this.options.queued) return new Set();
     try {
       return await this.options.queued(steps);
     } catch (error) {

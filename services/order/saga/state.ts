@@ -85,9 +85,17 @@ export async function readSagaOrders(q: Queryable, orderIds: readonly string[]):
   return rows.map(toSagaOrder);
 }
 
+const overdueOrders = "FROM orders WHERE in_flight AND step_deadline < now() ORDER BY step_deadline LIMIT $1";
+
+/** The steps the first `limit` overdue orders await, read without locking them. */
+export async function overdueSteps(q: Queryable, limit: number): Promise<Set<Step>> {
+  const { rows } = await q.query<{ step: Step }>(prepared(`SELECT DISTINCT unnest(awaiting) AS step FROM (SELECT awaiting ${overdueOrders}) o`, [limit]));
+  return new Set(rows.map((r) => r.step));
+}
+
 /** Orders whose step deadline passed, locked, skipping those another replica holds. */
 export async function lockOverdue(tx: Queryable, limit: number): Promise<SagaOrder[]> {
-  const { rows } = await tx.query<SagaRow>(`SELECT ${sagaColumns} FROM orders WHERE in_flight AND step_deadline < now() ORDER BY step_deadline LIMIT $1 FOR UPDATE SKIP LOCKED`, [limit]);
+  const { rows } = await tx.query<SagaRow>(`SELECT ${sagaColumns} ${overdueOrders} FOR UPDATE SKIP LOCKED`, [limit]);
   return rows.map(toSagaOrder);
 }
 
