@@ -520,6 +520,7 @@ async function main(): Promise<void> {
       await autovacuum?.vacuum();
       const workBefore = await onDatabase(endpoints.databaseUrl, (pool) => countWork(jsm, pool));
       const before = monitor.cpu();
+      const wakeUpsBefore = monitor.wakeUps();
       const t0 = performance.now();
       const queues = await new QueueSampler(jsm).start();
       const stopAnalyzing = autovacuum?.analyzeWhileRunning();
@@ -538,6 +539,7 @@ async function main(): Promise<void> {
       const concluded = step.confirmed + step.rejected;
       const serviceCpuPercent = ResourceMonitor.cpuPercent(before, cpuAfter, performance.now() - t0);
       const cpuMsPerSaga = ResourceMonitor.cpuMsPer(before, cpuAfter, concluded);
+      const wakeUpsPerSaga = ResourceMonitor.wakeUpsPer(wakeUpsBefore, monitor.wakeUps(), concluded);
       const stepQueues = await queues.stop();
       const work = workBetween(workBefore, await onDatabase(endpoints.databaseUrl, (pool) => countWork(jsm, pool)), concluded);
       if (!stepQueues) notes.push(`saga step ${rate}/s: the JetStream consumers could not be sampled (no queue figures)`);
@@ -547,7 +549,7 @@ async function main(): Promise<void> {
       if (!step.drained) reasons.push(`${step.unfinished} orders still open ${Math.round(step.drainMs / 1000)}s after the step`);
       if (errors > 0.01 * step.scheduled) reasons.push(`${errors} CreateOrder errors`);
       if (step.dropped > 0) reasons.push(`${step.dropped} arrivals dropped at the in-flight cap`);
-      steps.push({ ...step, serviceCpuPercent, cpuMsPerSaga, queues: stepQueues ?? [], work, saturated: reasons.length > 0, saturationReason: reasons.join("; ") });
+      steps.push({ ...step, serviceCpuPercent, cpuMsPerSaga, wakeUpsPerSaga, queues: stepQueues ?? [], work, saturated: reasons.length > 0, saturationReason: reasons.join("; ") });
       log(
         `  accepted ${step.acceptedPerSec}/s, completed ${step.completedPerSec}/s, backlog ${step.backlogAtEnd}, e2e p99 ${step.e2eLatency.p99} ms${reasons.length > 0 ? ` — saturated: ${reasons.join("; ")}` : ""}`,
       );

@@ -61,11 +61,15 @@ export function renderTable(result: BenchResult): string {
     work?.perSaga ? [`    ${n(offeredPerSec)}/s: ${work.perSaga.jetstreamMessages} JetStream messages, ${work.perSaga.postgresWrites} Postgres write transactions`] : [],
   );
   if (workLines.length > 0) out.push("  work per concluded saga (messages stored in the saga's streams; transactions that wrote, relay and sweeps included):", ...workLines);
-  const cpuLines = result.saga.steps.flatMap(({ offeredPerSec, cpuMsPerSaga }) => {
-    const entries = Object.entries(cpuMsPerSaga ?? {});
-    return entries.length > 0 ? [`    ${n(offeredPerSec)}/s: ${entries.map(([name, ms]) => `${name} ${ms.toFixed(2)}`).join(" · ")}`] : [];
-  });
+  const perSagaLines = (figures: (step: (typeof result.saga.steps)[number]) => Record<string, number> | null, decimals: number): string[] =>
+    result.saga.steps.flatMap((step) => {
+      const entries = Object.entries(figures(step) ?? {});
+      return entries.length > 0 ? [`    ${n(step.offeredPerSec)}/s: ${entries.map(([name, value]) => `${name} ${value.toFixed(decimals)}`).join(" · ")}`] : [];
+    });
+  const cpuLines = perSagaLines((step) => step.cpuMsPerSaga, 2);
   if (cpuLines.length > 0) out.push("  CPU per concluded saga (ms of one core, over the step and its drain):", ...cpuLines);
+  const wakeUpLines = perSagaLines((step) => step.wakeUpsPerSaga, 1);
+  if (wakeUpLines.length > 0) out.push("  wake-ups per concluded saga (threads blocked and woken again; machine: all context switches):", ...wakeUpLines);
   out.push("");
   out.push("Queries and transports (closed loop; latencies in ms)");
   const unaryRows = (list: UnaryResult[]): (string | number)[][] =>

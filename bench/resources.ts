@@ -36,6 +36,38 @@ export function readCpuSeconds(pid: number): number | undefined {
   }
 }
 
+/**
+ * Times the threads of a process blocked and were woken again so far (voluntary context
+ * switches, summed over /proc/<pid>/task/*): each is a wake-up, which on a virtual machine
+ * costs tens of microseconds of CPU beside the work it wakes for.
+ */
+export function readWakeUps(pid: number): number | undefined {
+  try {
+    let total = 0;
+    for (const tid of readdirSync(`/proc/${pid}/task`)) {
+      try {
+        const status = readFileSync(`/proc/${pid}/task/${tid}/status`, "utf8");
+        total += Number(/^voluntary_ctxt_switches:\s+(\d+)/m.exec(status)?.[1] ?? 0);
+      } catch {
+        // The thread ended since the listing.
+      }
+    }
+    return total;
+  } catch {
+    return undefined;
+  }
+}
+
+/** Context switches of the whole machine so far (/proc/stat's ctxt: voluntary or not, every process). */
+export function readMachineContextSwitches(): number | undefined {
+  try {
+    const line = /^ctxt\s+(\d+)/m.exec(readFileSync("/proc/stat", "utf8"))?.[1];
+    return line === undefined ? undefined : Number(line);
+  } catch {
+    return undefined;
+  }
+}
+
 /** Pids of the processes whose /proc/<pid>/<file> (read as text) satisfies `matches`. */
 function pidsWhere(file: "comm" | "cmdline", matches: (content: string) => boolean): number[] {
   const found: number[] = [];
@@ -131,15 +163,7 @@ export class ResourceMonitor {
    * per-step figures.
    */
   cpu(): Map<string, number> {
-    const out = new Map<string, number>();
-    for (const [name, pid] of this.pids) {
-      const seconds = pid === undefined ? undefined : readCpuSeconds(pid);
-      if (seconds !== undefined) out.set(name, seconds);
-    }
-    for (const [name, command] of Object.entries(infrastructure)) {
-      const pids = pidsOfCommand(command);
-      if (pids.length > 0) out.set(name, pids.reduce((sum, pid) => sum + (readCpuSeconds(pid) ?? 0), 0));
-    }
+    const out = this.perProcess(readCpuSeconds);
     const machine = readMachineSeconds();
     if (machine) {
       out.set("machine", machine.busy);
@@ -148,11 +172,33 @@ export class ResourceMonitor {
     return out;
   }
 
+  /** Wake-ups so far (see readWakeUps) of the same processes, and the machine's context switches (`machine`). */
+  wakeUps(): Map<string, number> {
+    const out = this.perProcess(readWakeUps);
+    const machine = readMachineContextSwitches();
+    if (machine !== undefined) out.set("machine", machine);
+    return out;
+  }
+
+  /** `read` of every service, and of Postgres, NATS and Redis (all their processes on this machine, summed). */
+  private perProcess(read: (pid: number) => number | undefined): Map<string, number> {
+    const out = new Map<string, number>();
+    for (const [name, pid] of this.pids) {
+      const value = pid === undefined ? undefined : read(pid);
+      if (value !== undefined) out.set(name, value);
+    }
+    for (const [name, command] of Object.entries(infrastructure)) {
+      const pids = pidsOfCommand(command);
+      if (pids.length > 0) out.set(name, pids.reduce((sum, pid) => sum + (read(pid) ?? 0), 0));
+    }
+    return out;
+  }
+
   /** % of one core each process used between two cpu() readings `elapsedMs` apart. */
   static cpuPercent(before: Map<string, number>, after: Map<string, number>, elapsedMs: number): Record<string, number> {
     const out: Record<string, number> = {};
     if (elapsedMs <= 0) return out;
-    for (const [name, seconds] of cpuSecondsBetween(before, after)) out[name] = Math.round((seconds / (elapsedMs / 1_000)) * 1_000) / 10;
+    for (const [name, seconds] of differences(before, after)) out[name] = Math.round((seconds / (elapsedMs / 1_000)) * 1_000) / 10;
     return out;
   }
 
@@ -161,10 +207,13 @@ export class ResourceMonitor {
    * concluded — between two cpu() readings; null when nothing was done.
    */
   static cpuMsPer(before: Map<string, number>, after: Map<string, number>, done: number): Record<string, number> | null {
-    if (done <= 0) return null;
-    const out: Record<string, number> = {};
-    for (const [name, seconds] of cpuSecondsBetween(before, after)) if (name !== "iowait") out[name] = Math.round((seconds * 1_000_000) / done) / 1_000;
-    return out;
+    const ms = new Map([...differences(before, after)].filter(([name]) => name !== "iowait").map(([name, seconds]) => [name, seconds * 1_000]));
+    return perUnit(ms, done, 3);
+  }
+
+  /** Wake-ups of each process (context switches of the machine) per saga concluded between two wakeUps() readings. */
+  static wakeUpsPer(before: Map<string, number>, after: Map<string, number>, done: number): Record<string, number> | null {
+    return perUnit(differences(before, after), done, 1);
   }
 
   stop(): ServiceFootprint[] {
@@ -183,8 +232,15 @@ export class ResourceMonitor {
   }
 }
 
-/** CPU seconds each name in `after` spent since `before` (names missing from `before` left out). */
-function cpuSecondsBetween(before: Map<string, number>, after: Map<string, number>): Map<string, number> {
+/** Each amount divided by `done`, to `decimals` places; null when nothing was done. */
+function perUnit(amounts: Map<string, number>, done: number, decimals: number): Record<string, number> | null {
+  if (done <= 0) return null;
+  const scale = 10 ** decimals;
+  return Object.fromEntries([...amounts].map(([name, amount]) => [name, Math.round((amount * scale) / done) / scale]));
+}
+
+/** How much each counter in `after` grew since `before` (names missing from `before` left out). */
+function differences(before: Map<string, number>, after: Map<string, number>): Map<string, number> {
   const out = new Map<string, number>();
   for (const [name, end] of after) {
     const start = before.get(name);

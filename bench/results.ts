@@ -58,6 +58,11 @@ export interface BenchResult {
       serviceCpuPercent: Record<string, number>;
       /** Milliseconds of CPU per saga concluded in the step, per process and for the machine (null when none concluded). */
       cpuMsPerSaga: Record<string, number> | null;
+      /**
+       * Wake-ups per saga concluded in the step (voluntary context switches of each process's
+       * threads; `machine`: every context switch); null when none concluded.
+       */
+      wakeUpsPerSaga: Record<string, number> | null;
       /** JetStream consumers by the most messages they had not yet acknowledged during the step (deepest first). */
       queues: ConsumerQueue[];
       /** JetStream messages and Postgres write transactions over the step and its drain, and per saga concluded. */

@@ -49,6 +49,8 @@ describe("npm run bench -- --smoke", () => {
       expect(step.work.postgresWrites).toBeGreaterThan(0);
       expect(step.cpuMsPerSaga?.["machine"]).toBeGreaterThan(0);
       expect(step.cpuMsPerSaga?.["order"]).toBeGreaterThan(0);
+      expect(step.wakeUpsPerSaga?.["order"]).toBeGreaterThan(0);
+      expect(step.wakeUpsPerSaga?.["machine"]).toBeGreaterThan(0);
     }
     expect(result.ceilings.grpcJs.requests).toBeGreaterThan(0);
     expect(result.ceilings.postgres.transactions).toBeGreaterThan(0);
