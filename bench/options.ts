@@ -183,7 +183,7 @@ export function parseOptions(argv: readonly string[], root: string, env: NodeJS.
       case "--target":
         for (const part of value().split(",")) {
           const [service, address] = part.split("=");
-          if (!service || !address || !/^[^:]+:\d+$/.test(address)) throw new UsageError(`--target needs service=host:port pairs, e.g. order=127.0.0.1:50051 (got ${JSON.stringify(part)})`);
+          if (!service || !address || !/^[^:]+:\d+$/.test(address)) throw new UsageError(`--target needs service=host:port pairs, e.g. order=127.0.0.1:8080 (got ${JSON.stringify(part)})`);
           options.targets[service.trim()] = address.trim();
         }
         break;

@@ -3,7 +3,7 @@
 // commands. Ctrl-C (SIGINT) or SIGTERM stops the services, then what was started here.
 import { join } from "node:path";
 import { ensureInfra, InfraError, infraUrlsFromEnv, isReachable, type RunningInfra } from "./infra.js";
-import { builtServices, prefixedOutput, repoRoot, serviceTable, System } from "./system.js";
+import { builtServices, maxPortOffset, prefixedOutput, repoRoot, serviceTable, System } from "./system.js";
 
 const root = repoRoot();
 const useColor = process.stdout.isTTY === true && !process.env["NO_COLOR"];
@@ -48,7 +48,7 @@ function logLevel(): "error" | "warn" | "info" | "debug" {
 function portOverrides(): Record<string, { port: number; metricsPort: number }> {
   const raw = process.env["PORT_OFFSET"] ?? "0";
   const offset = Number(raw);
-  if (!Number.isInteger(offset) || offset < 0 || offset > 10_000) throw new InfraError(`PORT_OFFSET must be a whole number from 0 to 10000 (got ${JSON.stringify(raw)})`);
+  if (!Number.isInteger(offset) || offset < 0 || offset > maxPortOffset) throw new InfraError(`PORT_OFFSET must be a whole number from 0 to ${maxPortOffset} (got ${JSON.stringify(raw)})`);
   return Object.fromEntries(serviceTable.map((s) => [s.name, { port: s.port + offset, metricsPort: s.metricsPort + offset }]));
 }
 

@@ -27,15 +27,21 @@ export interface ServiceDefinition {
 
 /**
  * Every service of the system. Adding one is one line here; a service is only
- * started when dist/services/<name>/main.js exists.
+ * started when dist/services/<name>/main.js exists. The ports lie below the
+ * ephemeral range (Linux 32768–60999, elsewhere 49152+): there, any process's
+ * outgoing connection can hold a port as its local end, or leave it in TIME_WAIT
+ * for a minute, and the service would fail to bind it with EADDRINUSE.
  */
 export const serviceTable: readonly ServiceDefinition[] = [
-  { name: "order", port: 50051, metricsPort: 9461, env: (url) => ({ INVENTORY_URL: url("inventory") }) },
-  { name: "inventory", port: 50052, metricsPort: 9462, env: () => ({ SEED_DEMO_DATA: "true" }) },
-  { name: "fraud", port: 50053, metricsPort: 9463 },
-  { name: "payment", port: 50054, metricsPort: 9464, env: () => ({ SEED_DEMO_DATA: "true" }) },
-  { name: "notification", port: 50055, metricsPort: 9465 },
+  { name: "order", port: 8080, metricsPort: 9461, env: (url) => ({ INVENTORY_URL: url("inventory") }) },
+  { name: "inventory", port: 8081, metricsPort: 9462, env: () => ({ SEED_DEMO_DATA: "true" }) },
+  { name: "fraud", port: 8082, metricsPort: 9463 },
+  { name: "payment", port: 8083, metricsPort: 9464, env: () => ({ SEED_DEMO_DATA: "true" }) },
+  { name: "notification", port: 8084, metricsPort: 9465 },
 ];
+
+/** The largest PORT_OFFSET `npm start` accepts: it keeps every port below the ephemeral range. */
+export const maxPortOffset = 10_000;
 
 /** The repository root (this file is tools/system.ts or dist/tools/system.js). */
 export function repoRoot(): string {
@@ -94,7 +100,7 @@ export interface ServiceInfo {
   host: string;
   port: number;
   metricsPort: number;
-  /** Base URL for gRPC / Connect clients, e.g. http://127.0.0.1:50052 */
+  /** Base URL for gRPC / Connect clients, e.g. http://127.0.0.1:8081 */
   url: string;
   metricsUrl: string;
   pid: number | undefined;
@@ -252,7 +258,7 @@ export class System {
     };
   }
 
-  /** Base URL of a service, e.g. http://127.0.0.1:50052 */
+  /** Base URL of a service, e.g. http://127.0.0.1:8081 */
   url(name: string): string {
     return this.info(name).url;
   }
