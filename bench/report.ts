@@ -1,7 +1,7 @@
 // Turns a bench result into the terminal table and the latency-vs-load SVG.
 import type { UnaryResult } from "./protocol.js";
 import type { BenchResult } from "./results.js";
-import type { LatencySummary } from "./stats.js";
+import { figure, type LatencySummary } from "./stats.js";
 
 function table(headers: string[], rows: (string | number)[][], alignLeft = 1): string {
   const cells = [headers, ...rows.map((row) => row.map(String))];
@@ -11,7 +11,6 @@ function table(headers: string[], rows: (string | number)[][], alignLeft = 1): s
   return [line(headers), widths.map((w) => "-".repeat(w)).join("  "), ...cells.slice(1).map(line)].map((l) => `  ${l.trimEnd()}`).join("\n");
 }
 
-const n = (value: number): string => (Math.abs(value) >= 100 ? Math.round(value).toLocaleString("en-US") : String(Math.round(value * 10) / 10));
 const ms = (value: number): string => (value >= 100 ? String(Math.round(value)) : value >= 10 ? value.toFixed(1) : value.toFixed(2));
 const lat = (l: LatencySummary): string[] => [ms(l.p50), ms(l.p90), ms(l.p99), ms(l.max)];
 const errs = (counts: Record<string, number>): string =>
@@ -23,7 +22,7 @@ export function renderTable(result: BenchResult): string {
   const out: string[] = [];
   const m = result.machine;
   out.push(`OrderFlow bench (${result.mode}) — ${m.date}, commit ${m.gitCommit}${m.gitDirty ? "+dirty" : ""}`);
-  out.push(`${m.cores} × ${m.cpuModel}, ${n(m.totalMemoryMb)} MiB, Node ${m.node}, Postgres ${m.postgres}, NATS ${m.nats}; load average ${m.loadAverageAtStart.join(" ")} at start, ${m.loadAverageAtEnd.join(" ")} at end`);
+  out.push(`${m.cores} × ${m.cpuModel}, ${figure(m.totalMemoryMb)} MiB, Node ${m.node}, Postgres ${m.postgres}, NATS ${m.nats}; load average ${m.loadAverageAtStart.join(" ")} at start, ${m.loadAverageAtEnd.join(" ")} at end`);
   out.push(`${result.config.target ? `targets ${JSON.stringify(result.config.target)}` : "system started here (tools/system.ts)"}; LOG_LEVEL=${result.config.logLevel}; generator: ${result.config.generator}`);
   out.push("");
   out.push("Saga (open loop; latencies in ms; e2e = CreateOrder answered → CONFIRMED seen by the generator)");
@@ -31,15 +30,15 @@ export function renderTable(result: BenchResult): string {
     table(
       ["offered/s", "accepted/s", "completed/s", "backlog", "drain s", "errors", "create p50", "p90", "p99", "max", "e2e p50", "p90", "p99", "max", "gen cpu%", "cpu% per service"],
       result.saga.steps.map((s) => [
-        n(s.offeredPerSec),
-        n(s.acceptedPerSec),
-        `${n(s.completedPerSec)}${s.saturated ? " *" : ""}`,
-        n(s.backlogAtEnd),
+        figure(s.offeredPerSec),
+        figure(s.acceptedPerSec),
+        `${figure(s.completedPerSec)}${s.saturated ? " *" : ""}`,
+        figure(s.backlogAtEnd),
         `${(s.drainMs / 1000).toFixed(1)}${s.drained ? "" : "!"}`,
         errs(s.createErrors) + (s.dropped > 0 ? ` dropped:${s.dropped}` : ""),
         ...lat(s.createLatency),
         ...lat(s.e2eLatency),
-        n(s.generatorCpuPercent),
+        figure(s.generatorCpuPercent),
         Object.entries(s.serviceCpuPercent)
           .map(([name, cpu]) => `${name.slice(0, 5)} ${Math.round(cpu)}`)
           .join(", "),
@@ -49,22 +48,22 @@ export function renderTable(result: BenchResult): string {
   );
   const saturated = result.saga.steps.filter((s) => s.saturated);
   out.push(
-    `  max completed ${n(result.saga.maxCompletedPerSec)}/s; kept up with ${n(result.saga.sustainedPerSec)}/s offered` +
-      (saturated.length > 0 ? `; * saturated: ${saturated.map((s) => `${n(s.offeredPerSec)}/s (${s.saturationReason})`).join("; ")}` : "; did not saturate"),
+    `  max completed ${figure(result.saga.maxCompletedPerSec)}/s; kept up with ${figure(result.saga.sustainedPerSec)}/s offered` +
+      (saturated.length > 0 ? `; * saturated: ${saturated.map((s) => `${figure(s.offeredPerSec)}/s (${s.saturationReason})`).join("; ")}` : "; did not saturate"),
   );
   const queueLines = result.saga.steps
     .map((s) => [s, s.queues.filter((q) => q.peak > 0).slice(0, 3)] as const)
     .filter(([, deepest]) => deepest.length > 0)
-    .map(([s, deepest]) => `    ${n(s.offeredPerSec)}/s: ${deepest.map((q) => `${q.consumer} ${n(q.peak)}`).join(" · ")}`);
+    .map(([s, deepest]) => `    ${figure(s.offeredPerSec)}/s: ${deepest.map((q) => `${q.consumer} ${figure(q.peak)}`).join(" · ")}`);
   if (queueLines.length > 0) out.push("  deepest queues (JetStream messages a consumer had not yet acknowledged, peak during the step):", ...queueLines);
   const workLines = result.saga.steps.flatMap(({ offeredPerSec, work }) =>
-    work?.perSaga ? [`    ${n(offeredPerSec)}/s: ${work.perSaga.jetstreamMessages} JetStream messages, ${work.perSaga.postgresWrites} Postgres write transactions`] : [],
+    work?.perSaga ? [`    ${figure(offeredPerSec)}/s: ${work.perSaga.jetstreamMessages} JetStream messages, ${work.perSaga.postgresWrites} Postgres write transactions`] : [],
   );
   if (workLines.length > 0) out.push("  work per concluded saga (messages stored in the saga's streams; transactions that wrote, relay and sweeps included):", ...workLines);
   const perSagaLines = (figures: (step: (typeof result.saga.steps)[number]) => Record<string, number> | null, decimals: number): string[] =>
     result.saga.steps.flatMap((step) => {
       const entries = Object.entries(figures(step) ?? {});
-      return entries.length > 0 ? [`    ${n(step.offeredPerSec)}/s: ${entries.map(([name, value]) => `${name} ${value.toFixed(decimals)}`).join(" · ")}`] : [];
+      return entries.length > 0 ? [`    ${figure(step.offeredPerSec)}/s: ${entries.map(([name, value]) => `${name} ${value.toFixed(decimals)}`).join(" · ")}`] : [];
     });
   const cpuLines = perSagaLines((step) => step.cpuMsPerSaga, 2);
   if (cpuLines.length > 0) out.push("  CPU per concluded saga (ms of one core, over the step and its drain):", ...cpuLines);
@@ -73,7 +72,7 @@ export function renderTable(result: BenchResult): string {
   out.push("");
   out.push("Queries and transports (closed loop; latencies in ms)");
   const unaryRows = (list: UnaryResult[]): (string | number)[][] =>
-    list.map((q) => [q.name, q.protocol, q.concurrency, n(q.perSec), ...lat(q.latency), errs(q.errors) + (q.exhausted ? " (ids ran out)" : ""), n(q.generatorCpuPercent)]);
+    list.map((q) => [q.name, q.protocol, q.concurrency, figure(q.perSec), ...lat(q.latency), errs(q.errors) + (q.exhausted ? " (ids ran out)" : ""), figure(q.generatorCpuPercent)]);
   out.push(
     table(
       ["call", "protocol", "conc", "req/s", "p50", "p90", "p99", "max", "errors", "gen cpu%"],
@@ -87,7 +86,7 @@ export function renderTable(result: BenchResult): string {
     out.push(
       table(
         ["call", "protocol", "conc", "req/s", "mean", "max", "failed"],
-        result.transportH2load.map((t) => [t.name, t.protocol, t.concurrency, n(t.perSec), ms(t.latencyMeanMs), ms(t.latencyMaxMs), t.failed]),
+        result.transportH2load.map((t) => [t.name, t.protocol, t.concurrency, figure(t.perSec), ms(t.latencyMeanMs), ms(t.latencyMaxMs), t.failed]),
         2,
       ),
     );
@@ -95,12 +94,12 @@ export function renderTable(result: BenchResult): string {
   out.push("");
   const c = result.ceilings;
   out.push("Ceilings (same machine, same run)");
-  out.push(`  bare @grpc/grpc-js unary (Health/Check, grpc-js client): ${n(c.grpcJs.perSec)} req/s`);
-  out.push(`  JetStream publish→consume round trips: ${n(c.jetstream.roundTripMsgsPerSec)} msgs/s (publishes ${n(c.jetstream.publishMsgsPerSec)}/s; ${n(c.jetstream.messages)} × ${c.jetstream.payloadBytes} B, ${c.jetstream.window} in flight)`);
-  out.push(`  Postgres BEGIN; INSERT; COMMIT at ${c.postgres.connections} connections: ${n(c.postgres.txPerSec)} tx/s (p99 ${ms(c.postgres.latency.p99)} ms)`);
+  out.push(`  bare @grpc/grpc-js unary (Health/Check, grpc-js client): ${figure(c.grpcJs.perSec)} req/s`);
+  out.push(`  JetStream publish→consume round trips: ${figure(c.jetstream.roundTripMsgsPerSec)} msgs/s (publishes ${figure(c.jetstream.publishMsgsPerSec)}/s; ${figure(c.jetstream.messages)} × ${c.jetstream.payloadBytes} B, ${c.jetstream.window} in flight)`);
+  out.push(`  Postgres BEGIN; INSERT; COMMIT at ${c.postgres.connections} connections: ${figure(c.postgres.txPerSec)} tx/s (p99 ${ms(c.postgres.latency.p99)} ms)`);
   out.push("");
   out.push("Ratios (system ÷ ceiling)");
-  out.push(table(["figure", "system", "ceiling", "ratio", "note"], result.ratios.map((r) => [r.name, `${n(r.system)} ${r.unit}`, n(r.ceiling), r.ratio.toFixed(3), r.note]), 1));
+  out.push(table(["figure", "system", "ceiling", "ratio", "note"], result.ratios.map((r) => [r.name, `${figure(r.system)} ${r.unit}`, figure(r.ceiling), r.ratio.toFixed(3), r.note]), 1));
   out.push("");
   out.push("Resident memory per process (MiB)");
   out.push(table(["process", "pid", "idle", "peak sampled", "VmHWM"], result.resources.map((r) => [r.name, r.pid ?? "?", r.idleRssMb ?? "?", r.peakRssMb ?? "?", r.hwmMb ?? "?"]), 1));
