@@ -151,7 +151,8 @@ function machineFacts(): MachineFacts {
     kernel: release(),
     node: process.versions.node,
     gitCommit: git(["rev-parse", "--short", "HEAD"]) || "unknown",
-    gitDirty: git(["status", "--porcelain", "--untracked-files=no"]) !== "",
+    // The bench's own outputs (latest.json, the plot) do not make the code under test dirty.
+    gitDirty: git(["status", "--porcelain", "--untracked-files=no", "--", ".", ":(exclude)bench/results"]) !== "",
     date: new Date().toISOString(),
     postgres: "unknown",
     nats: "unknown",
