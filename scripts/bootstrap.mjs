@@ -1,13 +1,17 @@
 #!/usr/bin/env node
-// Entry point of `npm start` and `npm test` on any machine, fresh clone included.
+// Entry point of every npm script that runs the project (`npm start`, `npm test`,
+// `npm run bench`, …) on any machine, fresh clone included.
 // Plain JavaScript with no dependencies, so it runs on whatever Node >= 18 the
 // user has: it installs the project's dependencies when they are missing or out
 // of date, re-runs itself under the project's own Node (the node@24
 // devDependency), compiles the TypeScript and then runs the command.
 //
-//   node scripts/bootstrap.mjs start [args]   infra + all services (dist/tools/start.js)
-//   node scripts/bootstrap.mjs test [args]    vitest run [args]
-//   node scripts/bootstrap.mjs build          install + compile only
+//   node scripts/bootstrap.mjs start [args]       infra + all services (dist/tools/start.js)
+//   node scripts/bootstrap.mjs test [args]        vitest run [args]
+//   node scripts/bootstrap.mjs bench [args]       the benchmark (dist/bench/main.js)
+//   node scripts/bootstrap.mjs bench-runs [dir]   the table of kept full runs (dist/bench/full-runs-cli.js)
+//   node scripts/bootstrap.mjs dlq [args]         dead letters (dist/tools/dlq.js)
+//   node scripts/bootstrap.mjs build              install + compile only
 import { spawn, spawnSync } from "node:child_process";
 import { existsSync, readdirSync, statSync, utimesSync, writeFileSync } from "node:fs";
 import { delimiter, dirname, join, resolve } from "node:path";
@@ -18,7 +22,14 @@ const bin = join(root, "node_modules", ".bin");
 const projectNode = join(bin, "node");
 const minimumMajor = 22;
 const [command = "start", ...args] = process.argv.slice(2);
-const commands = new Set(["start", "test", "build"]);
+/** The compiled program each command runs (test runs vitest, build nothing). */
+const programs = {
+  start: { file: "dist/tools/start.js", nodeFlags: ["--enable-source-maps"] },
+  bench: { file: "dist/bench/main.js", nodeFlags: [] },
+  "bench-runs": { file: "dist/bench/full-runs-cli.js", nodeFlags: [] },
+  dlq: { file: "dist/tools/dlq.js", nodeFlags: [] },
+};
+const commands = new Set([...Object.keys(programs), "test", "build"]);
 
 function say(message) {
   process.stderr.write(`[bootstrap] ${message}\n`);
@@ -151,6 +162,7 @@ function main() {
 
   // 4. Run.
   if (command === "build") process.exit(0);
-  if (command === "start") handOver(process.execPath, ["--enable-source-maps", join(root, "dist", "tools", "start.js"), ...args], childEnv);
+  const program = programs[command];
+  if (program) handOver(process.execPath, [...program.nodeFlags, join(root, program.file), ...args], childEnv);
   if (command === "test") handOver(process.execPath, [join(root, "node_modules", "vitest", "vitest.mjs"), "run", ...args], childEnv);
 }
