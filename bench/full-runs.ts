@@ -1,8 +1,7 @@
 // The table of every full run kept in bench/results/ (docs/performance-history.md#full-runs).
 import { readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
-import type { LatencySummary } from "./stats.js";
-import { figure } from "./stats.js";
+import { figure, type LatencySummary } from "./stats.js";
 
 /** What the table reads of a result; files written by older versions of the bench may lack the optional parts. */
 export interface RunFigures {
