@@ -195,6 +195,9 @@ async function waitReachable(endpoint: Endpoint, timeoutMs: number, exited: () =
 /** Ports this process has handed out: a port picked but not yet bound looks free. */
 const handedOut = new Set<number>();
 
+/** The lowest port of Linux's ephemeral range (net.ipv4.ip_local_port_range; elsewhere it starts higher). */
+export const firstEphemeralPort = 32_768;
+
 /** The part of 20000–31999 this process picks from: its own per vitest worker, so parallel test files cannot pick the same port. */
 function portRange(): { from: number; size: number } {
   const worker = Number(process.env["VITEST_POOL_ID"] ?? 0);
