@@ -1,3 +1,4 @@
+import { warnIfAutovacuumOff } from "./autovacuum.js";
 import { Database } from "./db.js";
 import type { ServiceContext } from "./host.js";
 import { migrate } from "./migrate.js";
@@ -20,8 +21,10 @@ export function migrateServiceSchema(context: ServiceContext, settings: Database
   return migrate({ databaseUrl: settings.DATABASE_URL, service: context.name, schema, logger: context.logger, busTables: options.busTables ?? false });
 }
 
-/** Migrates the service's schema, then opens its primary and replica pools. */
+/** Migrates the service's schema, then opens its primary and replica pools; warns if the server runs without autovacuum. */
 export async function openServiceDatabase(context: ServiceContext, settings: DatabaseSettings, schema: string, options: SchemaOptions = {}): Promise<Database> {
   await migrateServiceSchema(context, settings, schema, options);
-  return new Database({ url: settings.DATABASE_URL, readUrl: settings.DATABASE_READ_URL, poolMax: settings.DATABASE_POOL_MAX, backgroundPoolMax: settings.DATABASE_BACKGROUND_POOL_MAX, schema, applicationName: context.name });
+  const db = new Database({ url: settings.DATABASE_URL, readUrl: settings.DATABASE_READ_URL, poolMax: settings.DATABASE_POOL_MAX, backgroundPoolMax: settings.DATABASE_BACKGROUND_POOL_MAX, schema, applicationName: context.name });
+  await warnIfAutovacuumOff(db.primary, context.logger);
+  return db;
 }
