@@ -184,7 +184,14 @@ function safely<T>(read: () => T): T | undefined {
   }
 }
 
-/** Backstop: asks Postgres about orders accepted more than 3 s ago whose event has not been seen. */
+/**
+ * How long after its commit a conclusion may still be on its way over the bus. Under saturation
+ * the relay publishes seconds behind the commits; a poll that claimed every committed conclusion
+ * took them before their events arrived and under-stated their latency.
+ */
+const busGraceSeconds = 2;
+
+/** Backstop: asks Postgres about orders accepted more than 3 s ago whose event has not been seen within busGraceSeconds of their commit. */
 let polling = false;
 async function pollConcluded(): Promise<void> {
   if (polling || !db) return;
@@ -198,8 +205,8 @@ async function pollConcluded(): Promise<void> {
     }
     if (ids.length === 0) return;
     const result = await db.query<{ order_id: string; status: string }>(
-      "SELECT order_id::text AS order_id, status FROM orders.orders WHERE order_id = ANY($1::uuid[]) AND concluded_at IS NOT NULL",
-      [ids],
+      "SELECT order_id::text AS order_id, status FROM orders.orders WHERE order_id = ANY($1::uuid[]) AND concluded_at < now() - make_interval(secs => $2)",
+      [ids, busGraceSeconds],
     );
     const at = performance.now();
     for (const row of result.rows) conclude(row.order_id, at, row.status === "CONFIRMED", true);
