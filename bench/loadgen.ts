@@ -29,21 +29,22 @@ import {
   OrderService,
   OrderStatus,
 } from "../gen/orderflow/order/v1/order_pb.js";
-import type {
-  InitJob,
-  InitResult,
-  Job,
-  JobRequest,
-  JobResponse,
-  JobResult,
-  JetStreamCeilingJob,
-  JetStreamCeilingResult,
-  PgCeilingJob,
-  PgCeilingResult,
-  SagaStepJob,
-  SagaStepResult,
-  UnaryJob,
-  UnaryResult,
+import {
+  busGraceSeconds,
+  type InitJob,
+  type InitResult,
+  type Job,
+  type JobRequest,
+  type JobResponse,
+  type JobResult,
+  type JetStreamCeilingJob,
+  type JetStreamCeilingResult,
+  type PgCeilingJob,
+  type PgCeilingResult,
+  type SagaStepJob,
+  type SagaStepResult,
+  type UnaryJob,
+  type UnaryResult,
 } from "./protocol.js";
 import { round, Samples } from "./stats.js";
 import { completedAfterWarmUp, completedWhileArriving } from "./throughput.js";
@@ -183,13 +184,6 @@ function safely<T>(read: () => T): T | undefined {
     return undefined;
   }
 }
-
-/**
- * How long after its commit a conclusion may still be on its way over the bus. Under saturation
- * the relay publishes seconds behind the commits; a poll that claimed every committed conclusion
- * took them before their events arrived and under-stated their latency.
- */
-const busGraceSeconds = 2;
 
 /** Backstop: asks Postgres about orders accepted more than 3 s ago whose event has not been seen within busGraceSeconds of their commit. */
 let polling = false;

@@ -24,7 +24,7 @@ import { PaymentService } from "../gen/orderflow/payment/v1/payment_pb.js";
 import { dropDatabase, ensureDatabase, ensureInfra, InfraError, infraUrlsFromEnv, type RunningInfra, startPrivate, withDatabase } from "../tools/infra.js";
 import { LogBuffer, repoRoot, serviceTable, System } from "../tools/system.js";
 import { type BenchOptions, parseOptions, usage, UsageError } from "./options.js";
-import type { Job, JobRequest, JobResponse, JobResult, SagaStepResult, UnaryJob, UnaryResult, UnaryWorkload } from "./protocol.js";
+import { busGraceSeconds, type Job, type JobRequest, type JobResponse, type JobResult, type SagaStepResult, type UnaryJob, type UnaryResult, type UnaryWorkload } from "./protocol.js";
 import { findH2load, grpcFrame, type H2loadResult, runH2load } from "./h2load.js";
 import { renderSvg, renderTable } from "./report.js";
 import { findPids, ResourceMonitor } from "./resources.js";
@@ -636,7 +636,7 @@ async function main(): Promise<void> {
     for (const q of [...queries, ...transport, grpcJs]) {
       if (q.generatorCpuPercent >= 90) notes.push(`${q.name} (${q.protocol}): the generator used ${q.generatorCpuPercent} % of a core — this figure may be the generator's limit, not the server's`);
     }
-    for (const s of steps) if (s.detectedByPoll > 0) notes.push(`saga step ${s.offeredPerSec}/s: ${s.detectedByPoll} conclusions found by the Postgres backstop, not seen on the bus within 2 s of their commit (their e2e latency is when the backstop found them)`);
+    for (const s of steps) if (s.detectedByPoll > 0) notes.push(`saga step ${s.offeredPerSec}/s: ${s.detectedByPoll} conclusions found by the Postgres backstop, not seen on the bus within ${busGraceSeconds} s of their commit (their e2e latency is when the backstop found them)`);
     machine.loadAverageAtEnd = loadavg().map((value) => round(value, 2));
     // The 1-minute average: the 5- and 15-minute ones remember work that has already stopped.
     const busy = machine.loadAverageAtStart[0] ?? 0;

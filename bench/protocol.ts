@@ -2,6 +2,14 @@
 // bench/loadgen.ts), and the shapes of the figures the generator returns.
 import type { LatencySummary } from "./stats.js";
 
+/**
+ * How long after its commit a saga's conclusion may still be on its way over the bus before the
+ * generator's Postgres backstop claims it. Under saturation the relay publishes seconds behind
+ * the commits; a backstop that claimed every committed conclusion took them before their events
+ * arrived and under-stated their latency.
+ */
+export const busGraceSeconds = 2;
+
 export type Protocol = "grpc" | "connect";
 
 export interface InitJob {
