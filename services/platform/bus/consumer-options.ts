@@ -114,9 +114,7 @@ export interface InboxConsumerOptions extends ConsumerCommonOptions {
   /**
    * Whether the handlers of a batch of these messages issue one statement in all (without the
    * inbox): the batch then runs it without BEGIN and COMMIT, in one round trip (see
-   * `singleStatement`). A second statement fails the batch. What the handlers do after their
-   * statement and throws finds it committed (no ROLLBACK): the batch is retried and must
-   * change nothing more, as `inbox: false` asks of them anyway.
+   * `singleStatement`). A second statement fails the batch.
    */
   singleStatement?: (deliveries: readonly Delivery[]) => boolean;
 }

@@ -73,8 +73,7 @@ const NO_OUTBOX: OutboxWriter = {
 /**
  * Starts a durable pull consumer (explicit ack) and processes its messages in batches.
  *
- * With `pool`, each batch is ONE transaction (or, with `singleStatement`, one statement without
- * BEGIN and COMMIT): insert the batch's ids into `<schema>.inbox`
+ * With `pool`, each batch is ONE transaction: insert the batch's ids into `<schema>.inbox`
  * (ON CONFLICT DO NOTHING; not with `inbox: false`), call `handle` for the new ones with the
  * transaction client, commit (then, with `publishEmitted`, publish what the handlers emitted),
  * then ack every message of the batch. If the batch transaction
