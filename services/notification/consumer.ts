@@ -71,7 +71,5 @@ export function startOrderEventsConsumer(options: OrderEventsConsumerOptions): P
     beforeBatch: async () => batch.clear(),
     handle: async (delivery) => batch.add(delivery),
     afterBatch: (tx) => batch.write(tx),
-    // A batch's outcomes are recorded by one statement (recordOutcomes): no BEGIN and COMMIT.
-    singleStatement: () => true,
   });
 }
