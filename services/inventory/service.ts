@@ -31,20 +31,8 @@ export async function start(context: ServiceContext): Promise<ServiceParts> {
     schema,
     domain: "inventory",
     logger: context.logger,
-    handlers: Object.fromEntries([
-      // A reservation alone is one statement (reserveStock); a batch of them reads, then writes.
-      onBatch(ReserveStockSchema, reserveAll, { singleStatement: (commands) => commands.length === 1 }),
-      onBatch(CommitStockSchema, commitStock, { singleStatement: () => true }),
-      on(ReleaseStockSchema, releaseStock),
-    ]),
-    events: [
-      {
-        domain: "order",
-        filterSubject: "order.evt.confirmed",
-        durable: "inventory-order-confirmed",
-        handlers: Object.fromEntries([onBatch(OrderConcludedSchema, commitConfirmed, { singleStatement: () => true })]),
-      },
-    ],
+    handlers: Object.fromEntries([onBatch(ReserveStockSchema, reserveAll), onBatch(CommitStockSchema, commitStock), on(ReleaseStockSchema, releaseStock)]),
+    events: [{ domain: "order", filterSubject: "order.evt.confirmed", durable: "inventory-order-confirmed", handlers: Object.fromEntries([onBatch(OrderConcludedSchema, commitConfirmed)]) }],
   });
   return {
     rpc: [bind(InventoryService, inventoryApi(store))],

@@ -102,33 +102,6 @@ export async function transaction<T>(pool: pg.Pool, fn: (client: pg.PoolClient) 
   }
 }
 
-/**
- * Runs `fn`, which issues at most one statement, on a connection of `pool` without BEGIN and
- * COMMIT: a single statement is atomic on its own, so the work takes one round trip instead of
- * a transaction's two. A second statement throws before it is sent (its author declared one).
- * The client's `afterCommit` callbacks run once the statement has succeeded.
- */
-export async function singleStatement<T>(pool: pg.Pool, fn: (client: pg.PoolClient) => Promise<T>): Promise<T> {
-  const client = await pool.connect();
-  let statements = 0;
-  const query = (...args: unknown[]): unknown => {
-    statements += 1;
-    if (statements > 1) throw new Error("a second statement in work declared as a single statement");
-    return (client.query as (...queryArgs: unknown[]) => unknown).apply(client, args);
-  };
-  const guarded = new Proxy(client, { get: (target, key) => (key === "query" ? query : Reflect.get(target, key, target)) });
-  try {
-    const result = await fn(guarded);
-    committed(guarded);
-    return result;
-  } catch (error) {
-    rolledBack(guarded);
-    throw error;
-  } finally {
-    client.release();
-  }
-}
-
 export interface DatabaseOptions {
   url: string;
   readUrl?: string | undefined;

@@ -116,48 +116,6 @@ describe("a participant's command consumer", () => {
     }
   });
 
-  it("runs a batch whose handler declares one statement without BEGIN and COMMIT, and other batches in a transaction", async () => {
-    const seen: Array<{ size: number; status: string }> = [];
-    const handlers: CommandHandlers = Object.fromEntries([
-      onBatch(
-        ReserveStockSchema,
-        async (tx, commands) => {
-          await record(
-            tx,
-            "single",
-            commands.map((c) => c.orderId),
-          );
-          seen.push({ size: commands.length, status: tx.getTransactionStatus() ?? "" });
-          return commands.map((c) => ({ subject: "inventory.evt.reserved", message: create(StockReservedSchema, { orderId: c.orderId }) }));
-        },
-        { singleStatement: (commands) => commands.length === 1 },
-      ),
-    ]);
-    await publishTraced(["s1", "s2", "s3", "s4"].map((o) => command("reserve", o)));
-    const consumer = await startCommandConsumer({
-      js: env.js,
-      pool: env.pool,
-      publisher: publisherInto(env, "inventory"),
-      schema: env.schema,
-      domain: env.domain("inventory"),
-      handlers,
-      consumer: { batchSize: 20 },
-    });
-    try {
-      const reservedS = async (): Promise<number> => (await replies()).filter((r) => r.key.startsWith("s")).length;
-      await waitFor(async () => (await reservedS()) === 4, 5000, "four replies");
-      await publishTraced([command("reserve", "s5")]);
-      await waitFor(async () => (await reservedS()) === 5, 5000, "the fifth reply");
-      expect(await appliedIn("single")).toEqual(expect.arrayContaining(["s1", "s2", "s3", "s4", "s5"]));
-      // "I": no transaction block open after the statement; "T": inside BEGIN ... COMMIT.
-      for (const { size, status } of seen) expect(status).toBe(size === 1 ? "I" : "T");
-      expect(seen.some((b) => b.size === 1)).toBe(true);
-      expect(seen.some((b) => b.size > 1)).toBe(true);
-    } finally {
-      await consumer.stop();
-    }
-  });
-
   it("acks a command only once JetStream has its reply: holds it while publishing fails, hands it back when stopped", async () => {
     const replyTo = publisherInto(env, "inventory");
     let refusals = 0;

@@ -1,7 +1,7 @@
 import { type DescMessage, isMessage, type Message, type MessageShape } from "@bufbuild/protobuf";
 import type { JetStreamClient } from "@nats-io/jetstream";
 import type { Pool } from "pg";
-import { type BusConsumer, commandConsumerName, type ConsumerCommonOptions, type Delivery, type OutboxWriter, startConsumer, type StreamPublisher, streamName } from "./bus/index.js";
+import { type BusConsumer, commandConsumerName, type ConsumerCommonOptions, type OutboxWriter, startConsumer, type StreamPublisher, streamName } from "./bus/index.js";
 import { currentTraceHeaders } from "./bus/trace.js";
 import type { BusConnection } from "./bus-runtime.js";
 import type { Database, PoolClient } from "./db.js";
@@ -27,8 +27,6 @@ interface EachHandler {
 interface BatchHandler {
   kind: "batch";
   apply: (tx: PoolClient, commands: Message[]) => Promise<Applied[]>;
-  /** Whether `apply` issues one statement for these commands (see `onBatch`). */
-  singleStatement: (commands: Message[]) => boolean;
 }
 
 type CommandHandler = EachHandler | BatchHandler;
@@ -54,26 +52,8 @@ export function on<D extends DescMessage>(schema: D, apply: (tx: PoolClient, com
  * other. Returns one reply (or undefined) per command, in their order; a batch of one must
  * be handled too (a failing batch transaction is retried message by message).
  */
-export function onBatch<D extends DescMessage>(
-  schema: D,
-  apply: (tx: PoolClient, commands: MessageShape<D>[]) => Promise<Applied[]>,
-  options: {
-    /**
-     * Whether `apply` issues exactly one statement for these commands: a batch of only such
-     * commands then runs it without BEGIN and COMMIT, in one round trip instead of two.
-     */
-    singleStatement?: (commands: MessageShape<D>[]) => boolean;
-  } = {},
-): [string, CommandHandler] {
-  const single = options.singleStatement;
-  return [
-    schema.typeName,
-    {
-      kind: "batch",
-      apply: (tx, commands) => apply(tx, commands.map((c) => checked(schema, c))),
-      singleStatement: (commands) => single?.(commands.map((c) => checked(schema, c))) ?? false,
-    },
-  ];
+export function onBatch<D extends DescMessage>(schema: D, apply: (tx: PoolClient, commands: MessageShape<D>[]) => Promise<Applied[]>): [string, CommandHandler] {
+  return [schema.typeName, { kind: "batch", apply: (tx, commands) => apply(tx, commands.map((c) => checked(schema, c))) }];
 }
 
 export interface CommandConsumerOptions {
@@ -146,14 +126,6 @@ class BatchApplication<T> {
 
   clear(): void {
     this.byType.clear();
-  }
-
-  /** Whether applying these commands as a batch takes one statement: all of one `onBatch` type whose handler says so. */
-  singleStatement(commands: readonly Message[]): boolean {
-    const first = commands[0];
-    if (!first || commands.some((c) => c.$typeName !== first.$typeName)) return false;
-    const handler = this.handlers[first.$typeName];
-    return handler?.kind === "batch" && handler.singleStatement([...commands]);
   }
 
   /** The next command of the batch. */
@@ -245,8 +217,6 @@ export function startCommandConsumer(options: CommandConsumerOptions): Promise<B
     // A reply continues the trace of its delivery, whose span is the active one while it is met.
     handle: (delivery, tx, out) => batch.meet(tx, delivery.message, { id: delivery.id, key: delivery.key, trace: currentTraceHeaders() }, emitTo(out)),
     afterBatch: (tx, out) => batch.finish(tx, emitTo(out)),
-    // What runs before the handlers may query too.
-    ...(options.beforeBatch ? {} : { singleStatement: (deliveries: readonly Delivery[]) => batch.singleStatement(deliveries.map((d) => d.message)) }),
   });
 }
 
@@ -271,7 +241,6 @@ export function startEventConsumer(options: EventConsumerOptions): Promise<BusCo
     beforeBatch: async () => batch.clear(),
     handle: (delivery, tx) => batch.meet(tx, delivery.message, null, noReply),
     afterBatch: (tx) => batch.finish(tx, noReply),
-    singleStatement: (deliveries) => batch.singleStatement(deliveries.map((d) => d.message)),
   });
 }
 

@@ -1,6 +1,6 @@
 import pg from "pg";
 import { afterAll, describe, expect, it } from "vitest";
-import { afterCommit, begin, Database, singleStatement, surviveDroppedConnections, transaction } from "./db.js";
+import { begin, Database, surviveDroppedConnections } from "./db.js";
 
 const DATABASE_URL = process.env["DATABASE_URL"] ?? "postgres://postgres@127.0.0.1:5432/postgres";
 
@@ -93,43 +93,6 @@ describe("surviveDroppedConnections", () => {
       expect((await pool.query<{ one: number }>("SELECT 1 AS one")).rows[0]).toEqual({ one: 1 });
     } finally {
       await pool.end();
-    }
-  });
-});
-
-describe("singleStatement", () => {
-  it("runs its statement outside a transaction block, commits it, then runs the afterCommit callbacks", async () => {
-    await db.primary.query("CREATE TABLE IF NOT EXISTS single_statement_test (n int)");
-    try {
-      const events: string[] = [];
-      // VACUUM cannot run inside a transaction block: it succeeds only without BEGIN.
-      await singleStatement(db.primary, async (client) => {
-        afterCommit(client, () => events.push("committed"));
-        await client.query("VACUUM single_statement_test");
-        events.push("statement");
-      });
-      await expect(transaction(db.primary, (client) => client.query("VACUUM single_statement_test"))).rejects.toThrow(/cannot run inside a transaction block/);
-      expect(events).toEqual(["statement", "committed"]);
-    } finally {
-      await db.primary.query("DROP TABLE single_statement_test");
-    }
-  });
-
-  it("refuses a second statement before sending it; the first has committed, no afterCommit callback runs", async () => {
-    await db.primary.query("CREATE TABLE IF NOT EXISTS single_statement_test2 (n int)");
-    try {
-      const events: string[] = [];
-      await expect(
-        singleStatement(db.primary, async (client) => {
-          afterCommit(client, () => events.push("committed"));
-          await client.query("INSERT INTO single_statement_test2 VALUES (1)");
-          await client.query("INSERT INTO single_statement_test2 VALUES (2)");
-        }),
-      ).rejects.toThrow("a second statement in work declared as a single statement");
-      expect((await db.primary.query("SELECT array_agg(n)::int[] AS ns FROM single_statement_test2")).rows[0]).toEqual({ ns: [1] });
-      expect(events).toEqual([]);
-    } finally {
-      await db.primary.query("DROP TABLE single_statement_test2");
     }
   });
 });

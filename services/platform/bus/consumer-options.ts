@@ -111,12 +111,6 @@ export interface InboxConsumerOptions extends ConsumerCommonOptions {
    * handlers collected (and emit what that decided).
    */
   afterBatch?: (tx: PoolClient, out: OutboxWriter) => Promise<void>;
-  /**
-   * Whether the handlers of a batch of these messages issue one statement in all (without the
-   * inbox): the batch then runs it without BEGIN and COMMIT, in one round trip (see
-   * `singleStatement`). A second statement fails the batch.
-   */
-  singleStatement?: (deliveries: readonly Delivery[]) => boolean;
 }
 
 /** Without Postgres (no inbox): the handler keeps its own idempotency (e.g. Redis + deterministic msgIDs). */

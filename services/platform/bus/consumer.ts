@@ -2,7 +2,7 @@ import type { Message, Registry } from "@bufbuild/protobuf";
 import type { ConsumerMessages, JsMsg } from "@nats-io/jetstream";
 import { context, SpanKind, SpanStatusCode, trace } from "@opentelemetry/api";
 import type { Pool, PoolClient } from "pg";
-import { prepared, singleStatement, transaction } from "../db.js";
+import { prepared, transaction } from "../db.js";
 import { errorMessage } from "../errors.js";
 import { createLogger, type Logger } from "../logger.js";
 import { decodeMessage, sagaRegistry } from "./codec.js";
@@ -413,14 +413,9 @@ class BatchConsumer implements BusConsumer {
     }
   }
 
-  /**
-   * One transaction: inbox rows for the items (if kept), handler for the new ones, outbox rows
-   * (unless published after it), commit. A batch whose handlers declare one statement in all
-   * runs it alone, without BEGIN and COMMIT.
-   */
+  /** One transaction: inbox rows for the items (if kept), handler for the new ones, outbox rows (unless published after it), commit. */
   private applyInTransaction(pool: Pool, items: Item[]): Promise<Committed> {
-    const single = this.inboxTable === null && this.opts.pool !== undefined && this.opts.singleStatement?.(items.map((it) => it.d)) === true;
-    return (single ? singleStatement : transaction)(pool, async (client) => {
+    return transaction(pool, async (client) => {
       const fresh = await this.freshIds(client, items);
       const newDeliveries = items.filter((it) => fresh.has(it.d.id)).map((it) => it.d);
       if (newDeliveries.length > 0 && this.opts.pool !== undefined) await this.opts.beforeBatch?.(client, newDeliveries);
