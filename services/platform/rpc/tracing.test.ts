@@ -5,7 +5,7 @@ import { NodeSDK } from "@opentelemetry/sdk-node";
 import { InMemorySpanExporter, SimpleSpanProcessor } from "@opentelemetry/sdk-trace";
 import { createClient } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
 import { OrderService } from "../../../gen/orderflow/order/v1/order_pb.js";
 import { createLogger } from "../logger.js";
 import { bind } from "./binding.js";
@@ -44,7 +44,12 @@ describe.each(transports)("tracing with transport %s", (transport) => {
     const client = createClient(OrderService, createGrpcTransport({ baseUrl: `http://127.0.0.1:${servers.get(transport)!.port}` }));
     await client.getOrder({ orderId: "00000000-0000-4000-8000-000000000001" }, { headers: { traceparent: `00-${traceId}-${parentSpanId}-01` } });
     expect(seenTraceIds.at(-1)).toBe(traceId);
-    const span = exporter.getFinishedSpans().find((s) => s.spanContext().traceId === traceId);
+    // The span reaches the exporter asynchronously (SimpleSpanProcessor), possibly after the client has read the answer.
+    const span = await vi.waitFor(() => {
+      const finished = exporter.getFinishedSpans().find((s) => s.spanContext().traceId === traceId);
+      if (!finished) throw new Error("the server span has not ended yet");
+      return finished;
+    }, 2_000);
     expect(span?.name).toBe("orderflow.order.v1.OrderService/GetOrder");
     expect(span?.kind).toBe(SpanKind.SERVER);
     expect(span?.parentSpanContext?.spanId).toBe(parentSpanId);
