@@ -179,7 +179,15 @@ async function insertOrders(q: Queryable, inserts: readonly Insert[], saga: Saga
     // The commands are built before the insert: they need only what the requests decided.
     const commands = inserts.flatMap(({ orderId, order, trace }) =>
       saga
-        .commands(create(OrderSchema, { orderId, customerId: order.customerId, status: Status.PENDING, total: money(order.priced.totalMinor, order.priced.currency) }))
+        .commands(
+          create(OrderSchema, {
+            orderId,
+            customerId: order.customerId,
+            status: Status.PENDING,
+            total: money(order.priced.totalMinor, order.priced.currency),
+            items: order.priced.lines.map(({ sku, quantity }) => ({ sku, quantity })),
+          }),
+        )
         .map((command) => ({ ...command, headers: { ...trace, ...command.headers } })),
     );
     outbox = foldOutbox(saga.outboxSchema, commands, values, "SELECT order_id::text FROM o");

@@ -1,7 +1,8 @@
 /**
  * The order saga end to end, every service its own process on its own NATS:
- * happy path (watched with WatchOrder), the three kinds of rejection, and the
- * cancel of a confirmed order with refund and restock.
+ * happy path (watched with WatchOrder), the three kinds of rejection, the
+ * reservation answering before the fraud check (then approved, or cancelled),
+ * and the cancel of a confirmed order with refund and restock.
  */
 import { createClient } from "@connectrpc/connect";
 import { createConnectTransport } from "@connectrpc/connect-node";
@@ -11,7 +12,7 @@ import { NotificationKind } from "../../gen/orderflow/notification/v1/notificati
 import { OrderService, OrderStatus } from "../../gen/orderflow/order/v1/order_pb.js";
 import { PaymentStatus } from "../../gen/orderflow/payment/v1/payment_pb.js";
 import { auditSaga, auditUntilClean, formatAudit, snapshotStock, type StockBaseline } from "../support/saga-audit.js";
-import { stopAndReportOnFailure, addProduct, eventually, isTerminalStatus, type SagaSystem, startSagaSystem, stockOf, waitTerminal, fundInto } from "../support/saga-system.js";
+import { stopAndReportOnFailure, addProduct, eventually, isTerminalStatus, type SagaSystem, startSagaSystem, stockOf, waitBusQuiet, waitTerminal, fundInto } from "../support/saga-system.js";
 
 let sys: SagaSystem;
 let baseline: StockBaseline;
@@ -42,6 +43,7 @@ beforeAll(async () => {
   await addProduct(sys, "E2E-SCARCE", 1_000n, 1n);
   await addProduct(sys, "E2E-FRAUD", 60_000n, 10n);
   await addProduct(sys, "E2E-CANCEL", 3_000n, 10n);
+  await addProduct(sys, "E2E-EARLY", 2_000n, 10n);
   baseline = await snapshotStock(sys.db);
 }, 120_000);
 
@@ -121,7 +123,8 @@ describe("order saga", () => {
     expect(await waitTerminal(sys, order.orderId)).toBe("REJECTED");
     const { order: final } = await sys.order.getOrder({ orderId: order.orderId });
     expect(final?.statusReason).toMatch(/out of stock: E2E-SCARCE/);
-    expect(final?.history.map((h) => OrderStatus[h.toStatus])).toEqual(["PENDING", "FRAUD_APPROVED", "REJECTED"]);
+    // The fraud check runs alongside the reservation: it may or may not have passed first.
+    expect([["PENDING", "REJECTED"], ["PENDING", "FRAUD_APPROVED", "REJECTED"]]).toContainEqual(final?.history.map((h) => OrderStatus[h.toStatus]));
     expect(await stockOf(sys, "E2E-SCARCE")).toEqual({ available: 1n, reserved: 0n, sold: 0n });
     expect(await reservationOf(order.orderId)).toBe("FAILED");
     const { payments } = await sys.payment.listPayments({ customerId: "carol" });
@@ -129,7 +132,7 @@ describe("order saga", () => {
     expect((await sys.payment.getWallet({ customerId: "carol" })).wallet?.balance?.amountMinor).toBe(100_000n);
   });
 
-  test("fraud declines (blocked customer, amount over the limit): REJECTED, nothing reserved or charged", async () => {
+  test("fraud declines (blocked customer, amount over the limit): REJECTED once the stock reserved alongside is released, nothing charged", async () => {
     await fund("mallory", 100_000n);
     await fund("dave", 1_000_000n);
     const blocked = (await sys.order.createOrder({ customerId: "mallory", items: [{ sku: "E2E-FRAUD", quantity: 1n }] })).order;
@@ -141,7 +144,8 @@ describe("order saga", () => {
       const { order: final } = await sys.order.getOrder({ orderId: o.orderId });
       expect(final?.statusReason).toMatch(/^fraud check declined: /);
       expect(final?.history.map((h) => OrderStatus[h.toStatus])).toEqual(["PENDING", "REJECTED"]);
-      expect(await reservationOf(o.orderId)).toBeUndefined();
+      // Released, or refused by the release's tombstone had it overtaken the reservation.
+      expect(await reservationOf(o.orderId)).toBe("RELEASED");
       expect(await ledgerOf(o.orderId)).toEqual([]);
     }
     expect((await sys.order.getOrder({ orderId: blocked.orderId })).order?.statusReason).toMatch(/block/i);
@@ -149,6 +153,67 @@ describe("order saga", () => {
     expect(await stockOf(sys, "E2E-FRAUD")).toEqual({ available: 10n, reserved: 0n, sold: 0n });
     expect((await sys.payment.listPayments({ customerId: "mallory" })).payments).toEqual([]);
     expect((await sys.payment.listPayments({ customerId: "dave" })).payments).toEqual([]);
+  });
+
+  /** An order of E2E-EARLY placed while fraud is stopped, once its stock is held and the order knows it. */
+  async function placeWithStockHeld(customerId: string, client: Pick<typeof sys.order, "createOrder"> = sys.order): Promise<string> {
+    await fund(customerId, 100_000n);
+    await sys.system.stopService("fraud");
+    const before = await stockOf(sys, "E2E-EARLY");
+    const { order } = await client.createOrder({ customerId, items: [{ sku: "E2E-EARLY", quantity: 2n }] });
+    if (!order) throw new Error("no order");
+    const saga = await eventually(
+      async () => {
+        const { rows } = await sys.db.query<{ status: string; awaiting: string[]; stock_reserved: boolean }>("SELECT status, awaiting, stock_reserved FROM orders.orders WHERE order_id = $1", [order.orderId]);
+        return rows[0]?.stock_reserved ? rows[0] : undefined;
+      },
+      10_000,
+      "the reservation to be applied while fraud is down",
+    );
+    expect(saga).toEqual({ status: "PENDING", awaiting: ["fraud"], stock_reserved: true });
+    expect(await reservationOf(order.orderId)).toBe("RESERVED");
+    expect(await stockOf(sys, "E2E-EARLY")).toEqual({ ...before, available: before.available - 2n, reserved: before.reserved + 2n });
+    return order.orderId;
+  }
+
+  test("stock reserved before the fraud check answers: PENDING holds it; the approval passes FRAUD_APPROVED to STOCK_RESERVED, then CONFIRMED", async () => {
+    let orderId: string;
+    try {
+      orderId = await placeWithStockHeld("frank");
+    } finally {
+      await sys.system.restart("fraud");
+    }
+    expect(await waitTerminal(sys, orderId)).toBe("CONFIRMED");
+    const { order: final } = await sys.order.getOrder({ orderId });
+    expect(final?.history.map((h) => [OrderStatus[h.toStatus], h.reason])).toEqual([
+      ["PENDING", "order placed"],
+      ["FRAUD_APPROVED", "fraud check passed"],
+      ["STOCK_RESERVED", "stock reserved"],
+      ["CONFIRMED", "payment charged"],
+    ]);
+    await eventually(async () => (await stockOf(sys, "E2E-EARLY")).sold === 2n, 10_000, "stock committed");
+    expect(await stockOf(sys, "E2E-EARLY")).toEqual({ available: 8n, reserved: 0n, sold: 2n });
+    expect(await ledgerOf(orderId)).toEqual(["CHARGE -4000"]);
+  });
+
+  test("cancel of a PENDING order with its stock held (over Connect): CANCELLING until released, then CANCELLED; the late fraud answer changes nothing", async () => {
+    const overConnect = createClient(OrderService, createConnectTransport({ baseUrl: sys.test.url("order"), httpVersion: "1.1" }));
+    let orderId: string;
+    try {
+      orderId = await placeWithStockHeld("grace", overConnect);
+      const { order: cancelling } = await overConnect.cancelOrder({ orderId, reason: "found it cheaper" });
+      expect(cancelling?.status).toBe(OrderStatus.CANCELLING);
+      expect(await waitTerminal(sys, orderId)).toBe("CANCELLED");
+    } finally {
+      await sys.system.restart("fraud");
+    }
+    // Fraud answers the command it missed; the order has moved on, so the answer is ignored.
+    await waitBusQuiet(sys, 20_000);
+    const { order: final } = await overConnect.getOrder({ orderId });
+    expect(final?.history.map((h) => OrderStatus[h.toStatus])).toEqual(["PENDING", "CANCELLING", "CANCELLED"]);
+    expect(await reservationOf(orderId)).toBe("RELEASED");
+    expect(await stockOf(sys, "E2E-EARLY")).toEqual({ available: 8n, reserved: 0n, sold: 2n });
+    expect((await sys.payment.listPayments({ customerId: "grace" })).payments).toEqual([]);
   });
 
   test("cancel of a CONFIRMED order: CANCELLED, refund in the ledger, stock back to available", async () => {
@@ -199,7 +264,7 @@ describe("order saga", () => {
     const report = await auditUntilClean(sys.db, { baseline, topUps }, 10_000);
     console.log(formatAudit("saga scenarios", report));
     expect(report.violations).toEqual([]);
-    expect(report.orders).toBe(6);
+    expect(report.orders).toBe(8);
   });
 
   test("the audit catches broken books (tampered inside a transaction that is rolled back)", async () => {

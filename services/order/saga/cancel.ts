@@ -4,15 +4,18 @@ import type { PoolClient } from "../../platform/db.js";
 import { advance, type Change, lockOrder, type SagaOrder, type SagaTiming } from "./state.js";
 
 /**
- * What cancelling does in each state: before anything is held the order is
- * simply CANCELLED; otherwise it is CANCELLING until stock is released and any
- * charge refunded. A refund or release may overtake the step it undoes: the
- * participants' tombstones make the late step a no-op.
+ * What cancelling does in each state: before anything is held or asked for the
+ * order is simply CANCELLED; otherwise it is CANCELLING until stock is released
+ * and any charge refunded. A refund or release may overtake the step it undoes:
+ * the participants' tombstones make the late step a no-op.
  */
 function cancellation(order: SagaOrder, reason: string): Change | "unchanged" {
   const why = reason || "cancelled by request";
   switch (order.status) {
     case OrderStatus.PENDING:
+      if (order.compensateTo !== undefined) throw new ConnectError(`order ${order.orderId} is already being rejected: ${order.reason}`, Code.FailedPrecondition);
+      if (order.stockReserved || order.awaiting.includes("reserve"))
+        return { status: OrderStatus.CANCELLING, reason: why, done: ["fraud", "reserve"], start: ["release"], compensateTo: OrderStatus.CANCELLED };
       return { status: OrderStatus.CANCELLED, reason: why, done: ["fraud"] };
     case OrderStatus.FRAUD_APPROVED:
       return { status: OrderStatus.CANCELLING, reason: why, done: ["reserve"], start: ["release"], compensateTo: OrderStatus.CANCELLED };

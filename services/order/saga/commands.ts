@@ -25,19 +25,13 @@ export function stepDomain(step: Step): "fraud" | "inventory" | "payment" {
   }
 }
 
-/** The first step's command, from what the order knows about itself. */
-export function assessFraud(order: Pick<SagaOrder, "orderId" | "customerId" | "totalMinor" | "currency">): Reply {
-  const { orderId, customerId } = order;
-  return { subject: "fraud.cmd.assess", message: create(AssessFraudSchema, { orderId, customerId, total: money(order.totalMinor, order.currency) }) };
-}
-
 /** The command that performs a step for the order. */
 export function commandFor(step: Step, order: SagaOrder): Reply {
   const { orderId, customerId } = order;
   const total = money(order.totalMinor, order.currency);
   switch (step) {
     case "fraud":
-      return assessFraud(order);
+      return { subject: "fraud.cmd.assess", message: create(AssessFraudSchema, { orderId, customerId, total }) };
     case "reserve":
       return { subject: "inventory.cmd.reserve", message: create(ReserveStockSchema, { orderId, lines: order.lines }) };
     case "charge":

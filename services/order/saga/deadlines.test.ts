@@ -2,6 +2,7 @@ import { randomUUID } from "node:crypto";
 import { create } from "@bufbuild/protobuf";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { Decision, FraudAssessedSchema } from "../../../gen/orderflow/fraud/v1/fraud_pb.js";
+import { OrderStatus } from "../../../gen/orderflow/order/v1/order_pb.js";
 import { testDatabasePrefix } from "../../../test/support/names.js";
 import { dropDatabase, ensureDatabase, withDatabase } from "../../../tools/infra.js";
 import { recordingStatements } from "../../platform/bus/testkit.js";
@@ -84,6 +85,24 @@ describe("the deadline sweep", () => {
     expect(await state(late)).toMatchObject({ status: "REJECTED", status_reason: "fraud check timed out", in_flight: false, due_in_s: null });
     expect(await commandsFor(late)).toEqual(["fraud.cmd.assess", "order.evt.rejected"]);
     expect(await watcher.sweep()).toBe(0);
+  });
+
+  it("re-sends both first steps together, and a fraud check that runs out of attempts releases the stock before the order is REJECTED", async () => {
+    const orderId = randomUUID();
+    await database().primary.query(
+      `INSERT INTO orders (order_id, customer_id, status, total_minor, currency, awaiting, step_deadline)
+       VALUES ($1, 'c1', 'PENDING', 500, 'USD', '{fraud,reserve}', now() - interval '1 s')`,
+      [orderId],
+    );
+    const watcher = new DeadlineWatcher(database(), { stepTimeoutMs: 1_000, maxAttempts: 2 }, logger);
+    expect(await watcher.sweep()).toBe(1);
+    expect(await commandsFor(orderId)).toEqual(["fraud.cmd.assess", "inventory.cmd.reserve"]);
+    await overdue(orderId);
+    expect(await watcher.sweep()).toBe(1);
+    expect(await state(orderId)).toMatchObject({ status: "PENDING", status_reason: "fraud check timed out", in_flight: true });
+    expect(await commandsFor(orderId)).toEqual(["fraud.cmd.assess", "inventory.cmd.reserve", "inventory.cmd.release"]);
+    const [order] = await readSagaOrders(database().primary, [orderId]);
+    expect(order).toMatchObject({ awaiting: ["release"], compensateTo: OrderStatus.REJECTED });
   });
 
   it("gives a step whose messages are still queued another step timeout, without a re-send or an attempt, until the defer limit", async () => {

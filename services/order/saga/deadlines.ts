@@ -6,6 +6,7 @@ import { errorMessage } from "../../platform/errors.js";
 import type { Worker } from "../../platform/host.js";
 import type { Logger } from "../../platform/logger.js";
 import { commandFor, type Step, stepDomain } from "./commands.js";
+import { failWhileChecking } from "./orchestrator.js";
 import { replyConsumerName } from "./replies.js";
 import { sagaMetrics } from "./metrics.js";
 import { advance, type Change, lockOverdue, ordersSchema, overdueSteps, type SagaOrder, type SagaTiming } from "./state.js";
@@ -32,7 +33,7 @@ export interface DeadlineOptions extends SagaTiming {
  * Compensations are never given up: they are re-sent until done.
  */
 function giveUp(order: SagaOrder): Change | undefined {
-  if (order.awaiting.includes("fraud")) return { status: OrderStatus.REJECTED, reason: "fraud check timed out", done: ["fraud"] };
+  if (order.awaiting.includes("fraud")) return failWhileChecking(order, "fraud check timed out");
   if (order.awaiting.includes("reserve")) return { reason: "stock reservation timed out", done: ["reserve"], start: ["release"], compensateTo: OrderStatus.REJECTED };
   if (order.awaiting.includes("charge")) return { reason: "payment timed out", done: ["charge"], start: ["refund", "release"], compensateTo: OrderStatus.REJECTED };
   return undefined;

@@ -31,19 +31,31 @@ export function readReply(message: Message): { orderId: string; reply: Reply } |
 /**
  * The state machine: what a reply does to an order in its current state.
  * Undefined means the reply is stale or a duplicate and changes nothing.
+ *
+ * A new order awaits the fraud check and the stock reservation together (see `sagaStart`);
+ * the charge starts once both passed. Its public status still moves forward one step at a
+ * time: a reservation that answers first is noted while the order stays PENDING, and the
+ * fraud approval that follows passes FRAUD_APPROVED on its way to STOCK_RESERVED. Stock held
+ * or still being reserved when the order fails is released before it is REJECTED.
  */
 export function decide(order: SagaOrder, reply: Reply): Change | undefined {
   const awaits = (step: SagaOrder["awaiting"][number]) => order.awaiting.includes(step);
+  const checking = order.status === OrderStatus.PENDING && awaits("fraud");
   switch (reply.kind) {
     case "fraud":
-      if (order.status !== OrderStatus.PENDING || !awaits("fraud")) return undefined;
-      return reply.approved
-        ? { status: OrderStatus.FRAUD_APPROVED, reason: "fraud check passed", done: ["fraud"], start: ["reserve"] }
-        : { status: OrderStatus.REJECTED, reason: `fraud check declined: ${reply.reason}`, done: ["fraud"] };
+      if (!checking) return undefined;
+      if (!reply.approved) return failWhileChecking(order, `fraud check declined: ${reply.reason}`);
+      if (order.stockReserved)
+        return { via: { status: OrderStatus.FRAUD_APPROVED, reason: "fraud check passed" }, status: OrderStatus.STOCK_RESERVED, reason: "stock reserved", done: ["fraud"], start: ["charge"] };
+      // An order placed before the steps ran side by side asks for its stock only now.
+      return { status: OrderStatus.FRAUD_APPROVED, reason: "fraud check passed", done: ["fraud"], ...(awaits("reserve") ? {} : { start: ["reserve"] }) };
     case "reserved":
+      if (checking && awaits("reserve")) return { done: ["reserve"], stockReserved: true };
       if (order.status !== OrderStatus.FRAUD_APPROVED || !awaits("reserve")) return undefined;
-      return { status: OrderStatus.STOCK_RESERVED, reason: "stock reserved", done: ["reserve"], start: ["charge"] };
+      return { status: OrderStatus.STOCK_RESERVED, reason: "stock reserved", done: ["reserve"], start: ["charge"], stockReserved: true };
     case "reservationFailed":
+      // A fraud answer still to come changes nothing once the order is rejected.
+      if (checking && awaits("reserve")) return { status: OrderStatus.REJECTED, reason: reply.reason, done: ["reserve", "fraud"] };
       if (order.status !== OrderStatus.FRAUD_APPROVED || !awaits("reserve")) return undefined;
       return { status: OrderStatus.REJECTED, reason: reply.reason, done: ["reserve"] };
     case "charged":
@@ -62,4 +74,15 @@ export function decide(order: SagaOrder, reply: Reply): Change | undefined {
     case "refunded":
       return awaits("refund") ? { done: ["refund"] } : undefined;
   }
+}
+
+/**
+ * How a PENDING order fails while its stock may be held or on its way: the release goes out
+ * at once (overtaking a reservation still in flight, which inventory's tombstone then refuses)
+ * and the order is REJECTED once it is confirmed. Shared by a fraud decline and a fraud check
+ * that timed out.
+ */
+export function failWhileChecking(order: SagaOrder, reason: string): Change {
+  if (!order.stockReserved && !order.awaiting.includes("reserve")) return { status: OrderStatus.REJECTED, reason, done: ["fraud"] };
+  return { reason, done: ["fraud", "reserve"], start: ["release"], compensateTo: OrderStatus.REJECTED };
 }

@@ -105,19 +105,19 @@ export class ReplyApplier {
       const advance = planAdvance(order, change);
       orders.set(order.orderId, advance.order);
       planned.push({ index, advance });
-      transitions.push(advance.transition);
+      transitions.push(...advance.transitions);
       // The commands a reply causes continue the reply's trace.
       messages.push(...advance.messages.map((m) => ({ ...m, headers: { ...incoming.trace, ...m.headers } })));
     }
     const written = await writeTransitionsIfUnchanged(this.q, { outboxSchema: this.outboxSchema, revisions, transitions, messages }, this.timing.stepTimeoutMs);
     const changedMeanwhile = new Set<number>();
     for (const { index, advance } of planned) {
-      if (written.has(advance.transition.orderId)) advance.record();
+      if (written.has(advance.order.orderId)) advance.record();
       else changedMeanwhile.add(index);
     }
     // Every reply to an order that changed is decided again, also those that changed nothing;
     // so is a reply ignored on a remembered order, which may have moved on elsewhere since.
-    const stale = new Set(planned.filter((p) => changedMeanwhile.has(p.index)).map((p) => p.advance.transition.orderId));
+    const stale = new Set(planned.filter((p) => changedMeanwhile.has(p.index)).map((p) => p.advance.order.orderId));
     const unsure = new Set(ignored.map((index) => replies[index]!.orderId).filter((orderId) => remembered.has(orderId) && !written.has(orderId)));
     for (const orderId of [...stale, ...unsure]) this.inFlight.forget(orderId);
     for (const [orderId, revision] of written) {

@@ -1,13 +1,14 @@
 import { timestampDate } from "@bufbuild/protobuf/wkt";
 import type { Order } from "../../../gen/orderflow/order/v1/order_pb.js";
 import type { SagaStart } from "../store.js";
-import { assessFraud, type Step } from "./commands.js";
+import { commandFor, type Step } from "./commands.js";
 import type { InFlightOrders } from "./in-flight.js";
 import { ordersSchema, type SagaOrder, type SagaTiming } from "./state.js";
 
-const firstStep: Step = "fraud";
+/** Neither needs the other's answer: the order awaits both, and the charge waits for both (see `decide`). */
+const firstSteps: Step[] = ["fraud", "reserve"];
 
-/** A new order as its saga starts: awaiting the first step. */
+/** A new order as its saga starts: awaiting the first steps. */
 function startedOrder(order: Order, revision: string): SagaOrder {
   const created = order.createdAt ? timestampDate(order.createdAt) : new Date();
   return {
@@ -17,29 +18,32 @@ function startedOrder(order: Order, revision: string): SagaOrder {
     version: order.version,
     totalMinor: order.total?.amountMinor ?? 0n,
     currency: order.total?.currency ?? "",
-    awaiting: [firstStep],
+    awaiting: firstSteps,
     attempts: 1,
     compensateTo: undefined,
     reason: order.statusReason,
     createdAt: created,
     stepStartedAt: created,
+    stockReserved: false,
     lines: order.items.map((i) => ({ sku: i.sku, quantity: i.quantity })),
     revision,
   };
 }
 
 /**
- * Every new order starts the saga by asking fraud, in the statement that creates it; the
- * orders created are remembered in `inFlight`, so their fraud replies need no read.
+ * Every new order starts the saga by asking fraud and inventory, in the statement that
+ * creates it; the orders created are remembered in `inFlight`, so their first replies
+ * need no read.
  */
 export function sagaStart(timing: SagaTiming, inFlight?: InFlightOrders): SagaStart {
   return {
-    awaiting: [firstStep],
+    awaiting: firstSteps,
     stepTimeoutMs: timing.stepTimeoutMs,
     outboxSchema: ordersSchema,
-    commands: (order) => [
-      { ...assessFraud({ orderId: order.orderId, customerId: order.customerId, totalMinor: order.total?.amountMinor ?? 0n, currency: order.total?.currency ?? "" }), key: order.orderId },
-    ],
+    commands: (order) => {
+      const started = startedOrder(order, "");
+      return firstSteps.map((step) => ({ ...commandFor(step, started), key: order.orderId }));
+    },
     ...(inFlight ? { started: (order: Order, revision: string) => inFlight.remember(startedOrder(order, revision)) } : {}),
   };
 }

@@ -24,6 +24,8 @@ export interface SagaOrder {
   reason: string;
   createdAt: Date;
   stepStartedAt: Date;
+  /** Whether inventory answered the reservation with the stock held (it may before the fraud check ends). */
+  stockReserved: boolean;
   /** The order's lines, in order (what a reservation asks for). */
   lines: Array<{ sku: string; quantity: bigint }>;
   /** The saga revision read (see `sagaRevision`): a write guarded by it fails if the saga moved on since. */
@@ -43,12 +45,13 @@ interface SagaRow {
   status_reason: string;
   created_at: Date;
   step_started_at: Date;
+  stock_reserved: boolean;
   items: ItemRow[];
   revision: string;
 }
 
 // The lines come with the lock: one round trip less when the reservation step starts.
-const sagaColumns = `order_id, customer_id, status, version, total_minor, currency, awaiting, step_attempts, compensate_to, status_reason, created_at, step_started_at, ${itemsJson}, ${sagaRevision()} AS revision`;
+const sagaColumns = `order_id, customer_id, status, version, total_minor, currency, awaiting, step_attempts, compensate_to, status_reason, created_at, step_started_at, stock_reserved, ${itemsJson}, ${sagaRevision()} AS revision`;
 
 function toSagaOrder(row: SagaRow): SagaOrder {
   return {
@@ -64,6 +67,7 @@ function toSagaOrder(row: SagaRow): SagaOrder {
     reason: row.status_reason,
     createdAt: row.created_at,
     stepStartedAt: row.step_started_at,
+    stockReserved: row.stock_reserved,
     lines: row.items.map((i) => ({ sku: i.sku, quantity: BigInt(i.quantity) })),
     revision: row.revision,
   };
@@ -109,6 +113,10 @@ export interface Change {
   done?: Step[];
   /** For a compensation: the terminal status once every awaited step is done. */
   compensateTo?: OrderStatus;
+  /** A status the order passes through on its way to `status`, with its own history entry. */
+  via?: { status: OrderStatus; reason: string };
+  /** Inventory holds the order's stock. */
+  stockReserved?: boolean;
 }
 
 export interface SagaTiming {
@@ -118,7 +126,8 @@ export interface SagaTiming {
 /** What a change does to an order: its new state, the row update, the messages it sends. */
 export interface Advance {
   order: SagaOrder;
-  transition: Transition;
+  /** The row's update, one per status passed (see `Change.via`). */
+  transitions: Transition[];
   messages: OutgoingMessage[];
   /** Counts the change in the saga metrics; call once it is written. */
   record(): void;
@@ -131,12 +140,26 @@ export function planAdvance(order: SagaOrder, change: Change): Advance {
   let status = change.status ?? order.status;
   const reason = change.reason ?? order.reason;
   if (awaiting.length === 0 && compensateTo !== undefined) status = compensateTo;
+  const stockReserved = change.stockReserved ?? order.stockReserved;
   const statusChanged = status !== order.status;
   const startedStep = (change.start?.length ?? 0) > 0;
   const concluded = statusChanged && isTerminal(status);
 
   const outgoing = (change.start ?? []).map((step) => commandFor(step, order));
   if (concluded) outgoing.push(concludedEvent(order, status, reason));
+  const transition: Transition = {
+    orderId: order.orderId,
+    fromStatus: statusName(change.via?.status ?? order.status),
+    status: statusName(status),
+    reason,
+    awaiting,
+    compensateTo: compensateTo === undefined || awaiting.length === 0 ? null : statusName(compensateTo),
+    stockReserved,
+    statusChanged,
+    startedStep,
+    concluded,
+  };
+  const passed: Transition[] = change.via ? [{ ...transition, fromStatus: statusName(order.status), status: statusName(change.via.status), reason: change.via.reason, concluded: false }] : [];
   return {
     order: {
       ...order,
@@ -144,21 +167,12 @@ export function planAdvance(order: SagaOrder, change: Change): Advance {
       reason,
       awaiting,
       compensateTo,
-      version: order.version + (statusChanged ? 1n : 0n),
+      stockReserved,
+      version: order.version + (statusChanged ? 1n : 0n) + (change.via ? 1n : 0n),
       attempts: startedStep ? 1 : order.attempts,
       stepStartedAt: startedStep ? new Date() : order.stepStartedAt,
     },
-    transition: {
-      orderId: order.orderId,
-      fromStatus: statusName(order.status),
-      status: statusName(status),
-      reason,
-      awaiting,
-      compensateTo: compensateTo === undefined || awaiting.length === 0 ? null : statusName(compensateTo),
-      statusChanged,
-      startedStep,
-      concluded,
-    },
+    transitions: [...passed, transition],
     messages: outgoing.map((o) => ({ ...o, key: order.orderId })),
     record: () => {
       if (concluded) {
@@ -178,7 +192,7 @@ export function planAdvance(order: SagaOrder, change: Change): Advance {
 export async function advance(tx: PoolClient, order: SagaOrder, change: Change, timing: SagaTiming): Promise<SagaOrder> {
   const planned = planAdvance(order, change);
   if (planned.messages.length > 0) await enqueueOutbox(tx, ordersSchema, planned.messages);
-  await writeTransitions(tx, [planned.transition], timing.stepTimeoutMs);
+  await writeTransitions(tx, planned.transitions, timing.stepTimeoutMs);
   planned.record();
   return planned.order;
 }

@@ -157,6 +157,7 @@ describe("a batch of saga replies", () => {
       reason: "",
       awaiting,
       compensateTo: null,
+      stockReserved: false,
       statusChanged: true,
       startedStep: awaiting.length > 0,
       concluded,
@@ -192,6 +193,7 @@ describe("a batch of saga replies", () => {
       reason: "",
       awaiting: ["reserve"],
       compensateTo: null,
+      stockReserved: false,
       statusChanged: true,
       startedStep: true,
       concluded: false,
@@ -221,27 +223,41 @@ describe("the orders a replica wrote last (InFlightOrders)", () => {
   const charged = (orderId: string): Message => create(PaymentChargedSchema, { orderId });
   const reserved = (orderId: string): Message => create(StockReservedSchema, { orderId });
 
-  it("decide the next reply without reading the order back, from CreateOrder on", async () => {
+  it("decide the next reply without reading the order back, from CreateOrder on, whichever of fraud and inventory answers first", async () => {
     const inFlight = new InFlightOrders();
     const store = new OrderStore(db);
-    const { order } = await store.create(
-      { customerId: "c1", priced: { lines: [{ sku: "SKU-1", quantity: 2n, unitPriceMinor: 100n }], totalMinor: 200n, currency: "USD" }, idempotencyKey: undefined, requestHash: undefined },
-      { ...sagaStart(timing, inFlight), outboxSchema: schema },
-    );
-    expect(inFlight.get(order.orderId)).toMatchObject({ status: OrderStatus.PENDING, awaiting: ["fraud"], lines: [{ sku: "SKU-1", quantity: 2n }] });
+    const place = async () =>
+      (
+        await store.create(
+          { customerId: "c1", priced: { lines: [{ sku: "SKU-1", quantity: 2n, unitPriceMinor: 100n }], totalMinor: 200n, currency: "USD" }, idempotencyKey: undefined, requestHash: undefined },
+          { ...sagaStart(timing, inFlight), outboxSchema: schema },
+        )
+      ).order.orderId;
+    const [fraudFirst, stockFirst] = [await place(), await place()];
+    expect(inFlight.get(fraudFirst)).toMatchObject({ status: OrderStatus.PENDING, awaiting: ["fraud", "reserve"], lines: [{ sku: "SKU-1", quantity: 2n }] });
+    // Both first commands leave with the order; the reservation asks for the order's lines.
+    const placed = await outbox([fraudFirst]);
+    expect(placed.map((m) => m.subject)).toEqual(["fraud.cmd.assess", "inventory.cmd.reserve"]);
+    expect(fromBinary(ReserveStockSchema, placed[1]!.payload).lines.map((l) => `${l.sku}×${l.quantity}`)).toEqual(["SKU-1×2"]);
+
     const { db: counting, statements } = recordingStatements(db.primary);
     const applier = new ReplyApplier(counting, timing, schema, inFlight);
-    await applier.apply(fraud(order.orderId, Decision.APPROVE));
-    await applier.apply(reserved(order.orderId));
-    await applier.apply(charged(order.orderId));
-    expect(statements).toHaveLength(3); // one write per reply, no read
-    expect((await orderRows([order.orderId])).get(order.orderId)).toMatchObject({ status: "CONFIRMED", version: "4", awaiting: [] });
-    expect(await historyOf(order.orderId)).toEqual(["UNSPECIFIED>PENDING", "PENDING>FRAUD_APPROVED", "FRAUD_APPROVED>STOCK_RESERVED", "STOCK_RESERVED>CONFIRMED"]);
-    // The reservation still asks for the order's lines.
-    const reserve = (await outbox([order.orderId])).find((m) => m.subject === "inventory.cmd.reserve");
-    expect(fromBinary(ReserveStockSchema, reserve!.payload).lines.map((l) => `${l.sku}×${l.quantity}`)).toEqual(["SKU-1×2"]);
-    // A concluded order is not kept.
-    expect(inFlight.get(order.orderId)).toBeUndefined();
+    await applier.apply(fraud(fraudFirst, Decision.APPROVE));
+    await applier.apply(reserved(fraudFirst));
+    await applier.apply(charged(fraudFirst));
+    await applier.apply(reserved(stockFirst));
+    expect((await orderRows([stockFirst])).get(stockFirst)).toMatchObject({ status: "PENDING", version: "1", awaiting: ["fraud"] });
+    await applier.apply(fraud(stockFirst, Decision.APPROVE));
+    await applier.apply(charged(stockFirst));
+    expect(statements).toHaveLength(6); // one write per reply, no read
+    // Either way the order passes every status, in order; no command is sent twice.
+    for (const orderId of [fraudFirst, stockFirst]) {
+      expect((await orderRows([orderId])).get(orderId)).toMatchObject({ status: "CONFIRMED", version: "4", awaiting: [] });
+      expect(await historyOf(orderId)).toEqual(["UNSPECIFIED>PENDING", "PENDING>FRAUD_APPROVED", "FRAUD_APPROVED>STOCK_RESERVED", "STOCK_RESERVED>CONFIRMED"]);
+      expect((await outbox([orderId])).map((m) => m.subject)).toEqual(["fraud.cmd.assess", "inventory.cmd.reserve", "payment.cmd.charge", "order.evt.confirmed"]);
+      // A concluded order is not kept.
+      expect(inFlight.get(orderId)).toBeUndefined();
+    }
   });
 
   it("never overwrite a change made elsewhere: the write fails and the reply is decided again on the order read", async () => {
@@ -273,7 +289,7 @@ describe("the orders a replica wrote last (InFlightOrders)", () => {
     const inFlight = new InFlightOrders(2);
     const order = (orderId: string, awaiting: SagaOrder["awaiting"]): SagaOrder => ({
       orderId, customerId: "c", status: OrderStatus.PENDING, version: 1n, totalMinor: 1n, currency: "USD", awaiting, attempts: 1,
-      compensateTo: undefined, reason: "", createdAt: new Date(), stepStartedAt: new Date(), lines: [], revision: "1",
+      compensateTo: undefined, reason: "", createdAt: new Date(), stepStartedAt: new Date(), stockReserved: false, lines: [], revision: "1",
     });
     inFlight.remember(order("a", ["fraud"]));
     inFlight.remember(order("b", ["fraud"]));

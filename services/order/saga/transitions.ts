@@ -11,6 +11,7 @@ export interface Transition {
   reason: string;
   awaiting: readonly string[];
   compensateTo: string | null;
+  stockReserved: boolean;
   statusChanged: boolean;
   startedStep: boolean;
   concluded: boolean;
@@ -26,17 +27,17 @@ interface OrderUpdate {
 
 /**
  * The statement that writes a batch of transitions. Guarded, each order's update applies
- * only if the order is still at the saga revision its transitions were decided on (`$14`,
+ * only if the order is still at the saga revision its transitions were decided on (`$15`,
  * see `sagaRevision`); an order whose saga moved on since gets no update and no history, and
  * the statement returns the orders it updated.
  */
 function writeSql(guarded: boolean): string {
   return `WITH t AS (
-   SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[], $6::int[], $7::bool[], $8::bool[]${guarded ? ", $14::text[]" : ""})
-     AS t(order_id, status, reason, awaiting, compensate_to, bump, started, concluded${guarded ? ", revision" : ""})
+   SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[], $6::int[], $7::bool[], $8::bool[], $14::bool[]${guarded ? ", $15::text[]" : ""})
+     AS t(order_id, status, reason, awaiting, compensate_to, bump, started, concluded, stock_reserved${guarded ? ", revision" : ""})
  ), updated AS (
    UPDATE orders o SET status = t.status, status_reason = t.reason, awaiting = string_to_array(t.awaiting, ','),
-     compensate_to = t.compensate_to, version = o.version + t.bump, updated_at = now(),
+     compensate_to = t.compensate_to, stock_reserved = t.stock_reserved, version = o.version + t.bump, updated_at = now(),
      step_started_at = CASE WHEN t.started THEN now() ELSE o.step_started_at END,
      step_attempts = CASE WHEN t.started THEN 1 ELSE o.step_attempts END,
      step_deadline = CASE WHEN t.awaiting = '' THEN NULL WHEN t.started THEN now() + make_interval(secs => $9) ELSE o.step_deadline END,
@@ -51,7 +52,7 @@ function writeSql(guarded: boolean): string {
  )`;
 }
 
-/** The parameters `writeSql` takes ($1–$13), from a batch's transitions. */
+/** The parameters `writeSql` takes ($1–$14), from a batch's transitions. */
 function writeValues(transitions: readonly Transition[], stepTimeoutMs: number): unknown[] {
   const byOrder = new Map<string, OrderUpdate>();
   for (const t of transitions) {
@@ -79,6 +80,7 @@ function writeValues(transitions: readonly Transition[], stepTimeoutMs: number):
     changes.map((t) => t.fromStatus),
     changes.map((t) => t.status),
     changes.map((t) => t.reason),
+    updates.map((u) => u.last.stockReserved),
   ];
 }
 

@@ -385,6 +385,8 @@ export const WatchOrderResponseSchema: GenMessage<WatchOrderResponse> = /*@__PUR
   messageDesc(file_orderflow_order_v1_order, 13);
 
 /**
+ * An order's status moves forward one step at a time; every change is in its history.
+ *
  * @generated from enum orderflow.order.v1.OrderStatus
  */
 export enum OrderStatus {
@@ -394,31 +396,44 @@ export enum OrderStatus {
   UNSPECIFIED = 0,
 
   /**
+   * Placed: the fraud check and the stock reservation are under way, side by side.
+   * Stock may already be held; if the order fails, it is released before REJECTED.
+   *
    * @generated from enum value: ORDER_STATUS_PENDING = 1;
    */
   PENDING = 1,
 
   /**
+   * The fraud check passed; the reservation has not yet answered.
+   *
    * @generated from enum value: ORDER_STATUS_FRAUD_APPROVED = 2;
    */
   FRAUD_APPROVED = 2,
 
   /**
+   * Fraud check passed and stock held: the wallet is being charged.
+   *
    * @generated from enum value: ORDER_STATUS_STOCK_RESERVED = 3;
    */
   STOCK_RESERVED = 3,
 
   /**
+   * Charged; inventory commits the stock. Terminal, unless cancelled.
+   *
    * @generated from enum value: ORDER_STATUS_CONFIRMED = 4;
    */
   CONFIRMED = 4,
 
   /**
+   * A step said no (or timed out); whatever was held has been released or refunded.
+   *
    * @generated from enum value: ORDER_STATUS_REJECTED = 5;
    */
   REJECTED = 5,
 
   /**
+   * Cancelled by request: stock is being released and any charge refunded.
+   *
    * @generated from enum value: ORDER_STATUS_CANCELLING = 6;
    */
   CANCELLING = 6,
