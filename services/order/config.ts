@@ -10,5 +10,9 @@ export const orderConfigShape = {
   ORDER_RATE_LIMIT_PER_MINUTE: z.coerce.number().int().min(0).default(600).describe("CreateOrder calls per customer and minute (0 = unlimited)"),
   CATALOGUE_CACHE_MS: z.coerce.number().int().min(0).default(5_000).describe("how long a product read from inventory prices new orders before it is read again (0 = read for every order)"),
   OUTBOX_RETENTION_MS: z.coerce.number().int().min(0).default(0).describe("how long published outbox rows are kept before they are deleted (0 = delete at publish)"),
+  SAGA_RESERVE_DURING_FRAUD_CHECK: z
+    .stringbool()
+    .default(true)
+    .describe("new orders ask for their stock while the fraud check runs (false: after it passes; for a rolling upgrade from a version that did not)"),
   SAGA_STEP_MAX_ATTEMPTS: z.coerce.number().int().min(1).default(4).describe("sends of a forward step before the order is rejected and compensated"),
 };

@@ -5,11 +5,18 @@ import { commandFor, type Step } from "./commands.js";
 import type { InFlightOrders } from "./in-flight.js";
 import { ordersSchema, type SagaOrder, type SagaTiming } from "./state.js";
 
-/** Neither needs the other's answer: the order awaits both, and the charge waits for both (see `decide`). */
-const firstSteps: Step[] = ["fraud", "reserve"];
+export interface SagaStartOptions extends SagaTiming {
+  /**
+   * Whether the reservation starts with the fraud check (default) or once it passed. Neither
+   * needs the other's answer, so by default the order awaits both and the charge waits for
+   * both (see `decide`). Off, new orders are placed as order services before this one placed
+   * them — what their replicas, still running during a rolling upgrade, can handle.
+   */
+  reserveDuringFraudCheck?: boolean;
+}
 
 /** A new order as its saga starts: awaiting the first steps. */
-function startedOrder(order: Order, revision: string): SagaOrder {
+function startedOrder(order: Order, revision: string, firstSteps: Step[]): SagaOrder {
   const created = order.createdAt ? timestampDate(order.createdAt) : new Date();
   return {
     orderId: order.orderId,
@@ -35,15 +42,16 @@ function startedOrder(order: Order, revision: string): SagaOrder {
  * creates it; the orders created are remembered in `inFlight`, so their first replies
  * need no read.
  */
-export function sagaStart(timing: SagaTiming, inFlight?: InFlightOrders): SagaStart {
+export function sagaStart(options: SagaStartOptions, inFlight?: InFlightOrders): SagaStart {
+  const firstSteps: Step[] = options.reserveDuringFraudCheck === false ? ["fraud"] : ["fraud", "reserve"];
   return {
     awaiting: firstSteps,
-    stepTimeoutMs: timing.stepTimeoutMs,
+    stepTimeoutMs: options.stepTimeoutMs,
     outboxSchema: ordersSchema,
     commands: (order) => {
-      const started = startedOrder(order, "");
+      const started = startedOrder(order, "", firstSteps);
       return firstSteps.map((step) => ({ ...commandFor(step, started), key: order.orderId }));
     },
-    ...(inFlight ? { started: (order: Order, revision: string) => inFlight.remember(startedOrder(order, revision)) } : {}),
+    ...(inFlight ? { started: (order: Order, revision: string) => inFlight.remember(startedOrder(order, revision, firstSteps)) } : {}),
   };
 }

@@ -260,6 +260,19 @@ describe("the orders a replica wrote last (InFlightOrders)", () => {
     }
   });
 
+  it("with the reservation after the fraud check (a rolling upgrade's setting), place orders as earlier versions did", async () => {
+    const inFlight = new InFlightOrders();
+    const { order } = await new OrderStore(db).create(
+      { customerId: "c1", priced: { lines: [{ sku: "SKU-1", quantity: 1n, unitPriceMinor: 100n }], totalMinor: 100n, currency: "USD" }, idempotencyKey: undefined, requestHash: undefined },
+      { ...sagaStart({ ...timing, reserveDuringFraudCheck: false }, inFlight), outboxSchema: schema },
+    );
+    expect(inFlight.get(order.orderId)).toMatchObject({ awaiting: ["fraud"] });
+    expect((await outbox([order.orderId])).map((m) => m.subject)).toEqual(["fraud.cmd.assess"]);
+    await new ReplyApplier(db.primary, timing, schema, inFlight).apply(fraud(order.orderId, Decision.APPROVE));
+    expect((await orderRows([order.orderId])).get(order.orderId)).toMatchObject({ status: "FRAUD_APPROVED", awaiting: ["reserve"] });
+    expect((await outbox([order.orderId])).map((m) => m.subject)).toEqual(["fraud.cmd.assess", "inventory.cmd.reserve"]);
+  });
+
   it("never overwrite a change made elsewhere: the write fails and the reply is decided again on the order read", async () => {
     const a = await pendingOrder();
     const inFlight = new InFlightOrders();
