@@ -1,6 +1,7 @@
 import { Code, ConnectError } from "@connectrpc/connect";
 import { OrderStatus } from "../../../gen/orderflow/order/v1/order_pb.js";
 import type { PoolClient } from "../../platform/db.js";
+import { stockMayBeHeld } from "./orchestrator.js";
 import { advance, type Change, lockOrder, type SagaOrder, type SagaTiming } from "./state.js";
 
 /**
@@ -14,7 +15,7 @@ function cancellation(order: SagaOrder, reason: string): Change | "unchanged" {
   switch (order.status) {
     case OrderStatus.PENDING:
       if (order.compensateTo !== undefined) throw new ConnectError(`order ${order.orderId} is already being rejected: ${order.reason}`, Code.FailedPrecondition);
-      if (order.stockReserved || order.awaiting.includes("reserve"))
+      if (stockMayBeHeld(order))
         return { status: OrderStatus.CANCELLING, reason: why, done: ["fraud", "reserve"], start: ["release"], compensateTo: OrderStatus.CANCELLED };
       return { status: OrderStatus.CANCELLED, reason: why, done: ["fraud"] };
     case OrderStatus.FRAUD_APPROVED:

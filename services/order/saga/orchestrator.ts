@@ -76,6 +76,11 @@ export function decide(order: SagaOrder, reply: Reply): Change | undefined {
   }
 }
 
+/** Whether a PENDING order's stock is held or being reserved (and so needs a release if it ends now). */
+export function stockMayBeHeld(order: SagaOrder): boolean {
+  return order.stockReserved || order.awaiting.includes("reserve");
+}
+
 /**
  * How a PENDING order fails while its stock may be held or on its way: the release goes out
  * at once (overtaking a reservation still in flight, which inventory's tombstone then refuses)
@@ -83,6 +88,6 @@ export function decide(order: SagaOrder, reply: Reply): Change | undefined {
  * that timed out.
  */
 export function failWhileChecking(order: SagaOrder, reason: string): Change {
-  if (!order.stockReserved && !order.awaiting.includes("reserve")) return { status: OrderStatus.REJECTED, reason, done: ["fraud"] };
+  if (!stockMayBeHeld(order)) return { status: OrderStatus.REJECTED, reason, done: ["fraud"] };
   return { reason, done: ["fraud", "reserve"], start: ["release"], compensateTo: OrderStatus.REJECTED };
 }
