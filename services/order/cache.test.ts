@@ -6,7 +6,7 @@ import { OrderSchema, OrderStatus } from "../../gen/orderflow/order/v1/order_pb.
 import { OrderCache } from "./cache.js";
 
 const redis = new Redis(process.env["REDIS_URL"] ?? "redis://127.0.0.1:6379", { maxRetriesPerRequest: 1 });
-const cache = new OrderCache(redis, 60_000);
+const cache = new OrderCache(redis, { ttlMs: 60_000 });
 afterAll(() => redis.quit());
 
 /** The cached copy, decoded. */

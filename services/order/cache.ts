@@ -4,6 +4,7 @@ import { type Order, OrderSchema } from "../../gen/orderflow/order/v1/order_pb.j
 import { counter } from "../platform/metrics.js";
 import { orFallback, RedisScript } from "../platform/redis.js";
 import { isTerminal } from "./domain/status.js";
+import type { LocalOrderCopies } from "./local-copies.js";
 
 const lookups = counter("orderflow_order_cache_lookups_total", "GetOrder cache lookups by result", ["result"]);
 
@@ -26,10 +27,20 @@ return 1
  * Redis cache of GetOrder for orders in a terminal status, which the saga no
  * longer changes. The one change a terminal order can still see, the cancel of
  * a CONFIRMED order, marks the key with the new version before anything else
- * can read it, so the old CONFIRMED copy cannot come back.
+ * can read it, so the old CONFIRMED copy cannot come back. With `local`, hot
+ * orders are also kept in the process (see LocalOrderCopies).
  */
 export class OrderCache {
-  constructor(private readonly redis: Redis, private readonly ttlMs = 10 * 60_000) {}
+  private readonly ttlMs: number;
+  private readonly local: LocalOrderCopies | undefined;
+
+  constructor(
+    private readonly redis: Redis,
+    options: { ttlMs?: number; local?: LocalOrderCopies } = {},
+  ) {
+    this.ttlMs = options.ttlMs ?? 10 * 60_000;
+    this.local = options.local;
+  }
 
   private key(orderId: string): string {
     return `order:${orderId}`;
@@ -37,6 +48,12 @@ export class OrderCache {
 
   /** The cached order's binary encoding (callers pass it on without decoding it). */
   async getEncoded(orderId: string): Promise<Uint8Array | undefined> {
+    const copy = this.local?.get(orderId);
+    if (copy) {
+      lookups.inc({ result: "local" });
+      return copy;
+    }
+    const mark = this.local?.mark();
     const raw = await orFallback(() => this.redis.getBuffer(this.key(orderId)), null);
     const sep = raw?.indexOf(0x3a) ?? -1;
     if (!raw || sep < 0 || sep === raw.length - 1) {
@@ -44,7 +61,9 @@ export class OrderCache {
       return undefined;
     }
     lookups.inc({ result: "hit" });
-    return raw.subarray(sep + 1);
+    const encoded = raw.subarray(sep + 1);
+    if (mark !== undefined) this.local?.keep(orderId, encoded, mark);
+    return encoded;
   }
 
   /** Caches the order if it is terminal; returns the encoding it cached (undefined for an order it does not cache). */
@@ -52,19 +71,25 @@ export class OrderCache {
     if (!isTerminal(order.status)) return undefined;
     const encoded = toBinary(OrderSchema, order);
     const payload = Buffer.from(encoded.buffer, encoded.byteOffset, encoded.byteLength);
-    await orFallback(() => storeIfNewer.run(this.redis, [this.key(order.orderId)], [order.version.toString(), payload, this.ttlMs]), 0);
+    const mark = this.local?.mark();
+    const stored = await orFallback(() => storeIfNewer.run(this.redis, [this.key(order.orderId)], [order.version.toString(), payload, this.ttlMs]), 0);
+    // Only a copy Redis took as the newest may be kept here: a refused one is older than a change.
+    if (stored === 1 && mark !== undefined) this.local?.keep(order.orderId, encoded, mark);
     return encoded;
   }
 
   /**
    * Marks the order as changing to `version`: older copies are refused from now
-   * on. Returns false if Redis could not be told, in which case the change must
-   * not happen (a cached copy would outlive it).
+   * on, then every replica's local copy is dropped. Returns false if Redis or NATS
+   * could not be told, in which case the change must not happen (a cached copy
+   * would outlive it).
    */
   async invalidate(orderId: string, version: bigint): Promise<boolean> {
-    return orFallback(async () => {
+    const marked = await orFallback(async () => {
       await storeIfNewer.run(this.redis, [this.key(orderId)], [version.toString(), "", this.ttlMs]);
       return true;
     }, false);
+    // After the mark: a replica that drops its copy can read the order again only as changing.
+    return marked && (this.local ? await this.local.evictEverywhere(orderId) : true);
   }
 }

@@ -9,6 +9,13 @@ export const orderConfigShape = {
   SAGA_STEP_TIMEOUT_MS: z.coerce.number().int().min(100).default(5_000).describe("time a saga step may take before its command is re-sent"),
   ORDER_RATE_LIMIT_PER_MINUTE: z.coerce.number().int().min(0).default(600).describe("CreateOrder calls per customer and minute (0 = unlimited)"),
   CATALOGUE_CACHE_MS: z.coerce.number().int().min(0).default(5_000).describe("how long a product read from inventory prices new orders before it is read again (0 = read for every order)"),
+  ORDER_LOCAL_CACHE_MS: z.coerce
+    .number()
+    .int()
+    .min(0)
+    .default(5_000)
+    .describe("how long a replica answers GetOrder of a finished order from its own memory before asking Redis again (0 = always ask Redis)"),
+  ORDER_LOCAL_CACHE_ENTRIES: z.coerce.number().int().min(1).default(10_000).describe("finished orders a replica keeps in its own memory, least recently read dropped first"),
   OUTBOX_RETENTION_MS: z.coerce.number().int().min(0).default(0).describe("how long published outbox rows are kept before they are deleted (0 = delete at publish)"),
   SAGA_RESERVE_DURING_FRAUD_CHECK: z
     .stringbool()

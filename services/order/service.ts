@@ -11,6 +11,7 @@ import { serviceClient } from "../platform/rpc/client.js";
 import { connectRedis } from "../platform/redis.js";
 import { orderApi } from "./api.js";
 import { OrderCache } from "./cache.js";
+import { LocalOrderCopies } from "./local-copies.js";
 import { Catalogue } from "./catalogue.js";
 import { CustomerRateLimit } from "./rate-limit.js";
 import { orderConfigShape } from "./config.js";
@@ -64,7 +65,9 @@ export async function start(context: ServiceContext): Promise<ServiceParts> {
   const deadlines = new DeadlineWatcher(db, { ...timing, maxAttempts: config.SAGA_STEP_MAX_ATTEMPTS, queued: queuedOnBus(bus.jsm) }, context.logger).start();
   const watch = new OrderWatch(db, bus.nc);
   const redis = connectRedis(config.REDIS_URL, context.logger, "GetOrder is served from Postgres and the per-customer rate limit is off");
-  const cache = new OrderCache(redis);
+  const localCopies = config.ORDER_LOCAL_CACHE_MS > 0 ? new LocalOrderCopies(bus.nc, { ttlMs: config.ORDER_LOCAL_CACHE_MS, maxEntries: config.ORDER_LOCAL_CACHE_ENTRIES }) : undefined;
+  await localCopies?.ready();
+  const cache = new OrderCache(redis, { local: localCopies });
   const api = orderApi({
     store,
     catalogue: new Catalogue(inventory, { cacheMs: config.CATALOGUE_CACHE_MS }),
@@ -75,14 +78,14 @@ export async function start(context: ServiceContext): Promise<ServiceParts> {
     cancel: (tx, orderId, reason) =>
       cancelOrder(tx, orderId, reason, timing, async (before) => {
         if (before.status === OrderStatus.CONFIRMED && !(await cache.invalidate(orderId, before.version + 1n))) {
-          throw new ConnectError("cannot cancel a confirmed order while its cache is unreachable; retry shortly", Code.Unavailable);
+          throw new ConnectError("cannot cancel a confirmed order while its cache (Redis, or NATS for the replicas' copies) is unreachable; retry shortly", Code.Unavailable);
         }
       }),
   });
   return {
     rpc: [bind(OrderService, api)],
     checks: [{ name: "postgres", check: () => db.ping() }, bus.check],
-    workers: [watch, ...replies, deadlines, relay],
+    workers: [watch, ...replies, deadlines, relay, ...(localCopies ? [localCopies] : [])],
     endStreams: () => watch.endStreams(),
     close: async () => {
       redis.disconnect();
