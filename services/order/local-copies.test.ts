@@ -92,6 +92,18 @@ describe("OrderCache with local copies (real Redis and NATS)", () => {
     expect(b.copies.get(id)).toBeUndefined();
   });
 
+  it("with a time to live of 0 keeps nothing, yet its invalidations drop the other replicas' copies", async () => {
+    const off = await replica(NATS_URL, 0);
+    opened.push(off);
+    const id = randomUUID();
+    await off.cache.offer(confirmed(id));
+    expect(await servedLocally(off, id)).toBeUndefined();
+    await a.cache.offer(confirmed(id));
+    expect(a.copies.get(id)).toBeDefined();
+    expect(await off.cache.invalidate(id, 5n)).toBe(true);
+    await waitFor(() => a.copies.get(id) === undefined, 2_000, "replica a to drop its copy");
+  });
+
   it("serves a copy no longer than its time to live", async () => {
     const short = await replica(NATS_URL, 50);
     opened.push(short);

@@ -10,7 +10,10 @@ const evictions = counter("orderflow_order_local_cache_evictions_total", "Local 
 export const orderEvictionSubject = "orderflow.order-cache.evict";
 
 export interface LocalCopiesOptions {
-  /** Longest a copy is served: bounds how stale a replica whose NATS connection died unnoticed can be. */
+  /**
+   * Longest a copy is served: bounds how stale a replica whose NATS connection died unnoticed
+   * can be. 0 keeps no copies (evictions are still announced, for the replicas that do).
+   */
   ttlMs: number;
   maxEntries: number;
   /** How long an eviction may take to reach the NATS server before the change is refused. */
@@ -35,6 +38,7 @@ export class LocalOrderCopies implements Worker {
     private readonly nc: NatsConnection,
     private readonly options: LocalCopiesOptions,
   ) {
+    // lru-cache reads a ttl of 0 as "no expiry": with 0 nothing is kept (see get and keep).
     this.copies = new LRUCache({ max: options.maxEntries, ttl: options.ttlMs, ttlAutopurge: false });
     this.subscription = nc.subscribe(orderEvictionSubject, {
       callback: (error, msg) => {
@@ -50,7 +54,7 @@ export class LocalOrderCopies implements Worker {
   }
 
   get(orderId: string): Uint8Array | undefined {
-    return this.copies.get(orderId);
+    return this.options.ttlMs > 0 ? this.copies.get(orderId) : undefined;
   }
 
   /** Taken before reading an order elsewhere; `keep` stores the copy only if no eviction was heard since. */
@@ -59,7 +63,7 @@ export class LocalOrderCopies implements Worker {
   }
 
   keep(orderId: string, encoded: Uint8Array, mark: number): void {
-    if (mark === this.generation) this.copies.set(orderId, encoded);
+    if (mark === this.generation && this.options.ttlMs > 0) this.copies.set(orderId, encoded);
   }
 
   /** Drops the order's copy here and in every replica; false if NATS did not confirm in time. */

@@ -65,8 +65,9 @@ export async function start(context: ServiceContext): Promise<ServiceParts> {
   const deadlines = new DeadlineWatcher(db, { ...timing, maxAttempts: config.SAGA_STEP_MAX_ATTEMPTS, queued: queuedOnBus(bus.jsm) }, context.logger).start();
   const watch = new OrderWatch(db, bus.nc);
   const redis = connectRedis(config.REDIS_URL, context.logger, "GetOrder is served from Postgres and the per-customer rate limit is off");
-  const localCopies = config.ORDER_LOCAL_CACHE_MS > 0 ? new LocalOrderCopies(bus.nc, { ttlMs: config.ORDER_LOCAL_CACHE_MS, maxEntries: config.ORDER_LOCAL_CACHE_ENTRIES }) : undefined;
-  await localCopies?.ready();
+  // Built even with ORDER_LOCAL_CACHE_MS=0: this replica's cancels still tell the others to drop their copies.
+  const localCopies = new LocalOrderCopies(bus.nc, { ttlMs: config.ORDER_LOCAL_CACHE_MS, maxEntries: config.ORDER_LOCAL_CACHE_ENTRIES });
+  await localCopies.ready();
   const cache = new OrderCache(redis, { local: localCopies });
   const api = orderApi({
     store,
@@ -85,7 +86,7 @@ export async function start(context: ServiceContext): Promise<ServiceParts> {
   return {
     rpc: [bind(OrderService, api)],
     checks: [{ name: "postgres", check: () => db.ping() }, bus.check],
-    workers: [watch, ...replies, deadlines, relay, ...(localCopies ? [localCopies] : [])],
+    workers: [watch, ...replies, deadlines, relay, localCopies],
     endStreams: () => watch.endStreams(),
     close: async () => {
       redis.disconnect();
