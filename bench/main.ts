@@ -24,7 +24,7 @@ import { PaymentService } from "../gen/orderflow/payment/v1/payment_pb.js";
 import { dropDatabase, ensureDatabase, ensureInfra, InfraError, infraUrlsFromEnv, type RunningInfra, startPrivate, withDatabase } from "../tools/infra.js";
 import { LogBuffer, repoRoot, serviceTable, System } from "../tools/system.js";
 import { type BenchOptions, parseOptions, usage, UsageError } from "./options.js";
-import { busGraceSeconds, type Job, type JobRequest, type JobResponse, type JobResult, type SagaStepResult, type UnaryJob, type UnaryResult, type UnaryWorkload } from "./protocol.js";
+import { busGraceSeconds, type Job, type JobRequest, type JobResponse, type JobResult, type SagaStepResult, type UnaryResult, type UnaryWorkload } from "./protocol.js";
 import { findH2load, grpcFrame, type H2loadResult, runH2load } from "./h2load.js";
 import { renderSvg, renderTable } from "./report.js";
 import { findPids, ResourceMonitor } from "./resources.js";

@@ -1,6 +1,6 @@
 import { randomUUID } from "node:crypto";
 import { create } from "@bufbuild/protobuf";
-import { type Order, OrderSchema, type OrderStatus, OrderStatus as Status } from "../../gen/orderflow/order/v1/order_pb.js";
+import { type Order, OrderSchema, type OrderStatus } from "../../gen/orderflow/order/v1/order_pb.js";
 import { currentTraceHeaders, type FoldedOutbox, foldOutbox, type OutgoingMessage, outboxWritten, type WrittenRow } from "../platform/bus/index.js";
 import { batchPerTurn } from "../platform/batch-per-turn.js";
 import { type Database, prepared, type Queryable } from "../platform/db.js";
@@ -52,8 +52,8 @@ export interface SagaStart {
   stepTimeoutMs: number;
   /** The schema whose outbox carries the commands. */
   outboxSchema: string;
-  /** The step's commands, written to the outbox with the order. */
-  commands(order: Order): OutgoingMessage[];
+  /** The step's commands for a new order, written to the outbox with it. */
+  commands(orderId: string, order: NewOrder): OutgoingMessage[];
   /** Told of each order the statement created, with its saga revision (see `sagaRevision`). */
   started?(order: Order, revision: string): void;
 }
@@ -178,17 +178,7 @@ async function insertOrders(q: Queryable, inserts: readonly Insert[], saga: Saga
   if (saga) {
     // The commands are built before the insert: they need only what the requests decided.
     const commands = inserts.flatMap(({ orderId, order, trace }) =>
-      saga
-        .commands(
-          create(OrderSchema, {
-            orderId,
-            customerId: order.customerId,
-            status: Status.PENDING,
-            total: money(order.priced.totalMinor, order.priced.currency),
-            items: order.priced.lines.map(({ sku, quantity }) => ({ sku, quantity })),
-          }),
-        )
-        .map((command) => ({ ...command, headers: { ...trace, ...command.headers } })),
+      saga.commands(orderId, order).map((command) => ({ ...command, headers: { ...trace, ...command.headers } })),
     );
     outbox = foldOutbox(saga.outboxSchema, commands, values, "SELECT order_id::text FROM o");
     text += outbox.ctes;

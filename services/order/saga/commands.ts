@@ -25,8 +25,11 @@ export function stepDomain(step: Step): "fraud" | "inventory" | "payment" {
   }
 }
 
+/** What a step's command says of its order. */
+export type CommandedOrder = Pick<SagaOrder, "orderId" | "customerId" | "totalMinor" | "currency" | "lines">;
+
 /** The command that performs a step for the order. */
-export function commandFor(step: Step, order: SagaOrder): Reply {
+export function commandFor(step: Step, order: CommandedOrder): Reply {
   const { orderId, customerId } = order;
   const total = money(order.totalMinor, order.currency);
   switch (step) {

@@ -48,9 +48,9 @@ export function sagaStart(options: SagaStartOptions, inFlight?: InFlightOrders):
     awaiting: firstSteps,
     stepTimeoutMs: options.stepTimeoutMs,
     outboxSchema: ordersSchema,
-    commands: (order) => {
-      const started = startedOrder(order, "", firstSteps);
-      return firstSteps.map((step) => ({ ...commandFor(step, started), key: order.orderId }));
+    commands: (orderId, { customerId, priced }) => {
+      const order = { orderId, customerId, totalMinor: priced.totalMinor, currency: priced.currency, lines: priced.lines.map(({ sku, quantity }) => ({ sku, quantity })) };
+      return firstSteps.map((step) => ({ ...commandFor(step, order), key: orderId }));
     },
     ...(inFlight ? { started: (order: Order, revision: string) => inFlight.remember(startedOrder(order, revision, firstSteps)) } : {}),
   };
