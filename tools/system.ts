@@ -276,7 +276,7 @@ export class System {
   private async startService(name: string): Promise<void> {
     const state = this.state(name);
     if (isRunning(state.child)) throw new Error(`${name} is already running`);
-    const child = spawn(this.node, ["--enable-source-maps", serviceEntry(this.root, name)], {
+    const child = spawn(this.node, ["--enable-source-maps", serviceEntry(this.root, state.definition.name)], {
       cwd: this.root,
       env: state.env,
       stdio: ["ignore", "pipe", "pipe"],
@@ -348,6 +348,20 @@ export class System {
   /** kill -9: the process dies at once, mid-whatever (crash tests). */
   kill(name: string): Promise<void> {
     return this.stopService(name, "SIGKILL");
+  }
+
+  /**
+   * Starts one more process of a service, as another replica: the same environment on ports
+   * of its own. Returns its name (`order#2`...), which `url`, `info` and `stopService` take.
+   */
+  async addReplica(name: string): Promise<string> {
+    const { definition, env } = this.state(name);
+    const replica = `${name}#${this.names.filter((n) => n === name || n.startsWith(`${name}#`)).length + 1}`;
+    const port = await freePort();
+    const metricsPort = await freePort();
+    this.states.set(replica, { definition, port, metricsPort, env: { ...env, PORT: String(port), METRICS_PORT: String(metricsPort) }, expectingExit: false });
+    await this.startService(replica);
+    return replica;
   }
 
   /** Starts a stopped or killed service again on the same ports and waits until SERVING. */

@@ -5,7 +5,7 @@
  * and the cancel of a confirmed order with refund and restock.
  */
 import { createClient } from "@connectrpc/connect";
-import { createConnectTransport } from "@connectrpc/connect-node";
+import { createConnectTransport, createGrpcTransport } from "@connectrpc/connect-node";
 import { Redis } from "ioredis";
 import { beforeAll, describe, expect, test } from "vitest";
 import { NotificationKind } from "../../gen/orderflow/notification/v1/notification_pb.js";
@@ -260,11 +260,36 @@ describe("order saga", () => {
     expect(kinds).toEqual(["ORDER_CANCELLED", "ORDER_CONFIRMED"]);
   });
 
+  test("two order replicas: a CONFIRMED order each serves from memory; a cancel through one, and the other no longer answers CONFIRMED", async () => {
+    const replica = await sys.test.system.addReplica("order");
+    try {
+      const second = createClient(OrderService, createGrpcTransport({ baseUrl: sys.test.system.url(replica) }));
+      const servedFromMemory = async () => {
+        const metrics = await (await fetch(sys.test.system.info(replica).metricsUrl)).text();
+        return Number(/^orderflow_order_cache_lookups_total\{result="local"\} (\d+)/m.exec(metrics)?.[1] ?? 0);
+      };
+      await fund("judy", 50_000n);
+      const { order } = await sys.order.createOrder({ customerId: "judy", items: [{ sku: "E2E-CANCEL", quantity: 1n }] });
+      if (!order) throw new Error("no order");
+      expect(await waitTerminal(sys, order.orderId)).toBe("CONFIRMED");
+      for (const client of [sys.order, second, sys.order, second]) expect((await client.getOrder({ orderId: order.orderId })).order?.status).toBe(OrderStatus.CONFIRMED);
+      expect(await servedFromMemory()).toBeGreaterThanOrEqual(1);
+
+      expect((await sys.order.cancelOrder({ orderId: order.orderId, reason: "changed my mind" })).order?.status).toBe(OrderStatus.CANCELLING);
+      // The second replica's copy, read just now, would live 5 s: it is dropped on the eviction instead.
+      await eventually(async () => (await second.getOrder({ orderId: order.orderId })).order?.status !== OrderStatus.CONFIRMED, 1_000, "the second replica to drop its copy");
+      expect(await waitTerminal(sys, order.orderId)).toBe("CANCELLED");
+      expect((await second.getOrder({ orderId: order.orderId })).order?.status).toBe(OrderStatus.CANCELLED);
+    } finally {
+      await sys.test.system.stopService(replica);
+    }
+  });
+
   test("audit after every scenario: each order terminal once, money and stock conserved", async () => {
     const report = await auditUntilClean(sys.db, { baseline, topUps }, 10_000);
     console.log(formatAudit("saga scenarios", report));
     expect(report.violations).toEqual([]);
-    expect(report.orders).toBe(8);
+    expect(report.orders).toBe(9);
   });
 
   test("the audit catches broken books (tampered inside a transaction that is rolled back)", async () => {
