@@ -30,6 +30,8 @@ export interface LocalCopiesOptions {
  */
 export class LocalOrderCopies implements Worker {
   private readonly copies: LRUCache<string, Uint8Array>;
+  /** lru-cache reads a ttl of 0 as "no expiry": with 0, nothing is kept. */
+  private readonly keeps: boolean;
   /** Counts evictions heard: a copy read before one is not kept (it may be the evicted version). */
   private generation = 0;
   private readonly subscription: Subscription;
@@ -38,7 +40,7 @@ export class LocalOrderCopies implements Worker {
     private readonly nc: NatsConnection,
     private readonly options: LocalCopiesOptions,
   ) {
-    // lru-cache reads a ttl of 0 as "no expiry": with 0 nothing is kept (see get and keep).
+    this.keeps = options.ttlMs > 0;
     this.copies = new LRUCache({ max: options.maxEntries, ttl: options.ttlMs, ttlAutopurge: false });
     this.subscription = nc.subscribe(orderEvictionSubject, {
       callback: (error, msg) => {
@@ -54,7 +56,7 @@ export class LocalOrderCopies implements Worker {
   }
 
   get(orderId: string): Uint8Array | undefined {
-    return this.options.ttlMs > 0 ? this.copies.get(orderId) : undefined;
+    return this.keeps ? this.copies.get(orderId) : undefined;
   }
 
   /** Taken before reading an order elsewhere; `keep` stores the copy only if no eviction was heard since. */
@@ -63,7 +65,7 @@ export class LocalOrderCopies implements Worker {
   }
 
   keep(orderId: string, encoded: Uint8Array, mark: number): void {
-    if (mark === this.generation && this.options.ttlMs > 0) this.copies.set(orderId, encoded);
+    if (this.keeps && mark === this.generation) this.copies.set(orderId, encoded);
   }
 
   /** Drops the order's copy here and in every replica; false if NATS did not confirm in time. */
@@ -71,8 +73,7 @@ export class LocalOrderCopies implements Worker {
     this.forget(orderId, "changed");
     try {
       this.nc.publish(orderEvictionSubject, orderId);
-      const confirmed = await Promise.race([this.nc.flush().then(() => true), sleep(this.options.evictTimeoutMs ?? 2_000, false, { ref: false })]);
-      return confirmed;
+      return await Promise.race([this.nc.flush().then(() => true), sleep(this.options.evictTimeoutMs ?? 2_000, false, { ref: false })]);
     } catch {
       return false;
     }
