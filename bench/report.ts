@@ -57,7 +57,7 @@ export function renderTable(result: BenchResult): string {
     .map(([s, deepest]) => `    ${figure(s.offeredPerSec)}/s: ${deepest.map((q) => `${q.consumer} ${figure(q.peak)}`).join(" · ")}`);
   if (queueLines.length > 0) out.push("  deepest queues (JetStream messages a consumer had not yet acknowledged, peak during the step):", ...queueLines);
   const workLines = result.saga.steps.flatMap(({ offeredPerSec, work }) =>
-    work?.perSaga ? [`    ${figure(offeredPerSec)}/s: ${work.perSaga.jetstreamMessages} JetStream messages, ${work.perSaga.postgresWrites} Postgres write transactions`] : [],
+    work?.perSaga ? [`    ${figure(offeredPerSec)}/s: ${work.perSaga.jetstreamMessages} JetStream messages, ${work.perSaga.postgresWrites} Postgres write transactions, ${figure(work.perSaga.postgresWalBytes)} bytes of Postgres WAL`] : [],
   );
   if (workLines.length > 0) out.push("  work per concluded saga (messages stored in the saga's streams; transactions that wrote, relay and sweeps included):", ...workLines);
   const perSagaLines = (figures: (step: (typeof result.saga.steps)[number]) => Record<string, number> | null, decimals: number): string[] =>

@@ -65,7 +65,7 @@ export interface BenchResult {
       wakeUpsPerSaga: Record<string, number> | null;
       /** JetStream consumers by the most messages they had not yet acknowledged during the step (deepest first). */
       queues: ConsumerQueue[];
-      /** JetStream messages and Postgres write transactions over the step and its drain, and per saga concluded. */
+      /** JetStream messages, Postgres write transactions and WAL bytes over the step and its drain, and per saga concluded. */
       work: SagaWork;
       saturated: boolean;
       saturationReason: string;

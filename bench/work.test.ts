@@ -9,6 +9,8 @@ const DATABASE_URL = process.env["DATABASE_URL"] ?? "postgres://postgres@127.0.0
 const stream = `WORK_TEST_${process.pid}`;
 const subject = `work-test.${process.pid}`;
 const ours = (name: string): boolean => name === stream;
+// A table of its own (not a temporary one: those write no WAL).
+const table = `work_test_${process.pid}`;
 
 let nc: NatsConnection;
 let jsm: JetStreamManager;
@@ -20,6 +22,7 @@ beforeAll(async () => {
 });
 afterAll(async () => {
   await jsm?.streams.delete(stream).catch(() => undefined);
+  await pool.query(`DROP TABLE IF EXISTS ${table}`);
   await nc?.close();
   await pool.end();
 });
@@ -29,26 +32,33 @@ describe("work counts", () => {
     const before = await countWork(jsm, pool, ours);
     const js = jetstream(nc);
     for (let i = 0; i < 3; i++) await js.publish(subject, "x");
-    await pool.query("CREATE TEMP TABLE IF NOT EXISTS work_test (n int)");
+    await pool.query(`CREATE TABLE IF NOT EXISTS ${table} (n int)`);
     const mid = await countWork(jsm, pool, ours);
     // Two transactions that write, then a read, which takes no transaction id.
-    await pool.query("INSERT INTO work_test VALUES (1)");
+    await pool.query(`INSERT INTO ${table} VALUES (1)`);
     await pool.query("BEGIN");
-    await pool.query("INSERT INTO work_test VALUES (2)");
-    await pool.query("INSERT INTO work_test VALUES (3)");
+    await pool.query(`INSERT INTO ${table} VALUES (2)`);
+    await pool.query(`INSERT INTO ${table} VALUES (3)`);
     await pool.query("COMMIT");
-    await pool.query("SELECT count(*) FROM work_test");
+    await pool.query(`SELECT count(*) FROM ${table}`);
     const after = await countWork(jsm, pool, ours);
 
     expect(after.jetstreamMessages - before.jetstreamMessages).toBe(3);
     // Other test files write in the same server meanwhile: at least ours.
     expect(after.postgresWrites - mid.postgresWrites).toBeGreaterThanOrEqual(2);
+    // Three rows and two commits: each at least a WAL record of a few dozen bytes.
+    expect(after.postgresWalBytes - mid.postgresWalBytes).toBeGreaterThanOrEqual(5 * 24);
   });
 
   it("divides the work by the sagas concluded, and gives no per-saga figure when none concluded", () => {
-    const before = { jetstreamMessages: 100, postgresWrites: 1_000 };
-    const after = { jetstreamMessages: 170, postgresWrites: 1_095 };
-    expect(workBetween(before, after, 10)).toEqual({ jetstreamMessages: 70, postgresWrites: 95, perSaga: { jetstreamMessages: 7, postgresWrites: 9.5 } });
+    const before = { jetstreamMessages: 100, postgresWrites: 1_000, postgresWalBytes: 50_000 };
+    const after = { jetstreamMessages: 170, postgresWrites: 1_095, postgresWalBytes: 123_456 };
+    expect(workBetween(before, after, 10)).toEqual({
+      jetstreamMessages: 70,
+      postgresWrites: 95,
+      postgresWalBytes: 73_456,
+      perSaga: { jetstreamMessages: 7, postgresWrites: 9.5, postgresWalBytes: 7_346 },
+    });
     expect(workBetween(before, after, 0).perSaga).toBeNull();
   });
 });

@@ -1,5 +1,5 @@
 // What a saga costs in messages and database writes, counted where they happen: the saga
-// streams' sequence numbers and Postgres's transaction ids. Unlike CPU
+// streams' sequence numbers, Postgres's transaction ids and its write-ahead log. Unlike CPU
 // and latency these do not move with the machine's speed, so a change in the saga's shape
 // (a message or a statement fewer) shows in them exactly.
 import type { JetStreamManager } from "@nats-io/jetstream";
@@ -15,14 +15,19 @@ export interface WorkCount {
    * immediate, unlike pg_stat_database's counters, which busy backends report up to a minute late.
    */
   postgresWrites: number;
+  /**
+   * Bytes of write-ahead log Postgres has written so far, server-wide (its current WAL
+   * position): every row, index entry and commit a write adds. Exact and immediate; pages
+   * written whole after a checkpoint (full-page images) add to it, so steps right after a
+   * checkpoint read somewhat higher. Needs the primary (a standby has no position of its own).
+   */
+  postgresWalBytes: number;
 }
 
-export interface SagaWork {
-  jetstreamMessages: number;
-  postgresWrites: number;
+export type SagaWork = WorkCount & {
   /** The same per saga concluded in the step (CONFIRMED, REJECTED or CANCELLED); null when none concluded. */
-  perSaga: { jetstreamMessages: number; postgresWrites: number } | null;
-}
+  perSaga: WorkCount | null;
+};
 
 const sagaStreams = (name: string): boolean => !ignoredStreams.test(name);
 
@@ -32,18 +37,22 @@ export async function countWork(jsm: JetStreamManager, db: Queryable, counted: (
   for await (const stream of jsm.streams.list()) {
     if (counted(stream.config.name)) jetstreamMessages += stream.state.last_seq;
   }
-  const { rows } = await db.query<{ next: string }>("SELECT pg_snapshot_xmax(pg_current_snapshot())::text AS next");
-  return { jetstreamMessages, postgresWrites: Number(rows[0]?.next ?? 0) };
+  const { rows } = await db.query<{ next: string; wal: string }>(
+    "SELECT pg_snapshot_xmax(pg_current_snapshot())::text AS next, pg_wal_lsn_diff(pg_current_wal_lsn(), '0/0')::text AS wal",
+  );
+  return { jetstreamMessages, postgresWrites: Number(rows[0]?.next ?? 0), postgresWalBytes: Number(rows[0]?.wal ?? 0) };
 }
 
 /** The work done between two counts, and per saga concluded in between. */
 export function workBetween(before: WorkCount, after: WorkCount, sagas: number): SagaWork {
   const jetstreamMessages = after.jetstreamMessages - before.jetstreamMessages;
   const postgresWrites = after.postgresWrites - before.postgresWrites;
-  const per = (n: number): number => Math.round((n / sagas) * 100) / 100;
+  const postgresWalBytes = after.postgresWalBytes - before.postgresWalBytes;
+  const per = (n: number, decimals = 2): number => Math.round((n / sagas) * 10 ** decimals) / 10 ** decimals;
   return {
     jetstreamMessages,
     postgresWrites,
-    perSaga: sagas > 0 ? { jetstreamMessages: per(jetstreamMessages), postgresWrites: per(postgresWrites) } : null,
+    postgresWalBytes,
+    perSaga: sagas > 0 ? { jetstreamMessages: per(jetstreamMessages), postgresWrites: per(postgresWrites), postgresWalBytes: per(postgresWalBytes, 0) } : null,
   };
 }
