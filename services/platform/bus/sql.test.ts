@@ -17,6 +17,24 @@ describe("bus tables", () => {
     expect(r.rows.map((x) => x.table_name)).toEqual(["inbox", "outbox"]);
   });
 
+  it("drops the primary key of an outbox made by an earlier version, and keeps its rows and the index of unpublished ones", async () => {
+    const schema = `${env.schema}_old`;
+    await env.pool.query(`CREATE SCHEMA "${schema}"`);
+    try {
+      await env.pool.query(`CREATE TABLE "${schema}".outbox (
+        id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, msg_id text NOT NULL DEFAULT gen_random_uuid()::text,
+        subject text NOT NULL, type text NOT NULL, payload bytea NOT NULL, headers jsonb NOT NULL DEFAULT '{}'::jsonb,
+        key text, created_at timestamptz NOT NULL DEFAULT now(), published_at timestamptz)`);
+      await env.pool.query(`INSERT INTO "${schema}".outbox (subject, type, payload) VALUES ('a.b', 't', '\\x00')`);
+      await Promise.all([ensureBusTables(env.pool, schema), ensureBusTables(env.pool, schema)]);
+      const indexes = await env.pool.query<{ indexname: string }>("SELECT indexname FROM pg_indexes WHERE schemaname = $1 AND tablename = 'outbox' ORDER BY 1", [schema]);
+      expect(indexes.rows.map((r) => r.indexname)).toEqual(["outbox_published_at_idx", "outbox_unpublished_idx"]);
+      expect((await env.pool.query(`SELECT subject FROM "${schema}".outbox`)).rows).toEqual([{ subject: "a.b" }]);
+    } finally {
+      await env.pool.query(`DROP SCHEMA "${schema}" CASCADE`);
+    }
+  });
+
   it("rejects schema names that are not plain identifiers", async () => {
     await expect(ensureBusTables(env.pool, 'x"; DROP TABLE y; --')).rejects.toThrow(/invalid schema name/);
   });

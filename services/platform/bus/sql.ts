@@ -7,7 +7,11 @@ import { quoteSchema } from "./names.js";
  * migrations, e.g. `pgm.sql(busTablesSql("inventory"))`, or call `ensureBusTables`.
  *
  * - `outbox`: rows written in the same transaction as the state change; `id` gives the
- *   publish order, `msg_id` is the Nats-Msg-Id / inbox key (globally unique).
+ *   publish order, `msg_id` is the Nats-Msg-Id / inbox key (globally unique). Its one index
+ *   on `id` holds the unpublished rows, which is all every statement of the relay looks up
+ *   (read in order, deleted or marked by id); `id` is unique by construction (an identity),
+ *   and an index of every row would cost each write an entry no one reads. Tables created
+ *   with one (before this DDL dropped it) lose it once, under the DDL's lock.
  * - `inbox`: one row per (consumer, message id) processed, written with the effect.
  */
 export function busTablesSql(schema: string): string {
@@ -15,7 +19,7 @@ export function busTablesSql(schema: string): string {
   return `
 CREATE SCHEMA IF NOT EXISTS ${s};
 CREATE TABLE IF NOT EXISTS ${s}.outbox (
-  id           bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+  id           bigint GENERATED ALWAYS AS IDENTITY,
   msg_id       text        NOT NULL DEFAULT gen_random_uuid()::text,
   subject      text        NOT NULL,
   type         text        NOT NULL,
@@ -26,6 +30,11 @@ CREATE TABLE IF NOT EXISTS ${s}.outbox (
   published_at timestamptz
 );
 CREATE INDEX IF NOT EXISTS outbox_unpublished_idx ON ${s}.outbox (id) WHERE published_at IS NULL;
+DO $$ BEGIN
+  IF EXISTS (SELECT 1 FROM pg_constraint WHERE conrelid = '${s}.outbox'::regclass AND contype = 'p') THEN
+    ALTER TABLE ${s}.outbox DROP CONSTRAINT outbox_pkey;
+  END IF;
+END $$;
 CREATE INDEX IF NOT EXISTS outbox_published_at_idx ON ${s}.outbox (published_at) WHERE published_at IS NOT NULL;
 CREATE TABLE IF NOT EXISTS ${s}.inbox (
   consumer     text        NOT NULL,
