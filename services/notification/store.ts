@@ -3,6 +3,7 @@ import { z } from "zod";
 import { type Notification, NotificationSchema } from "../../gen/orderflow/notification/v1/notification_pb.js";
 import type { OrderConcluded } from "../../gen/orderflow/order/v1/events_pb.js";
 import { afterCommit, type Database, type PoolClient, prepared } from "../platform/db.js";
+import { timeOrderedId } from "../platform/ids.js";
 import { timestamp } from "../platform/time.js";
 import { notificationsCreated } from "./announcements.js";
 import { isKindName, type KindName, kindNames, kindOf, outcomeMessage } from "./outcome.js";
@@ -60,15 +61,15 @@ export async function recordOutcomes(tx: PoolClient, events: readonly OrderConcl
   const { rows } = await tx.query<Record<string, unknown>>(
     prepared(
       `WITH inserted AS (
-         INSERT INTO notifications (customer_id, order_id, kind, message)
-         SELECT customer_id, order_id, kind, message
-           FROM unnest($1::text[], $2::text[], $3::text[], $4::text[]) WITH ORDINALITY AS e(customer_id, order_id, kind, message, n)
+         INSERT INTO notifications (notification_id, customer_id, order_id, kind, message)
+         SELECT notification_id, customer_id, order_id, kind, message
+           FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[]) WITH ORDINALITY AS e(notification_id, customer_id, order_id, kind, message, n)
           ORDER BY n
          ON CONFLICT (order_id, kind) DO NOTHING
          RETURNING ${columns}
        )
        SELECT ${columns} FROM inserted ORDER BY seq`,
-      [events.map((e) => e.customerId), events.map((e) => e.orderId), kinds, events.map((e, i) => outcomeMessage(e, kinds[i]!))],
+      [events.map(() => timeOrderedId()), events.map((e) => e.customerId), events.map((e) => e.orderId), kinds, events.map((e, i) => outcomeMessage(e, kinds[i]!))],
     ),
   );
   const created = rows.map((row) => notificationRow.parse(row));

@@ -1,9 +1,9 @@
-import { randomUUID } from "node:crypto";
 import { create } from "@bufbuild/protobuf";
 import { type Order, OrderSchema, type OrderStatus } from "../../gen/orderflow/order/v1/order_pb.js";
 import { currentTraceHeaders, type FoldedOutbox, foldOutbox, type OutgoingMessage, outboxWritten, type WrittenRow } from "../platform/bus/index.js";
 import { batchPerTurn } from "../platform/batch-per-turn.js";
 import { type Database, prepared, type Queryable } from "../platform/db.js";
+import { timeOrderedId } from "../platform/ids.js";
 import { money } from "../platform/money.js";
 import { timestamp } from "../platform/time.js";
 import type { PricedOrder } from "./domain/pricing.js";
@@ -239,7 +239,7 @@ export class OrderStore {
     // One statement per saga start (in practice there is one).
     for (const saga of new Set(requests.map((r) => r.saga))) {
       const group = requests.flatMap((request, index) => (request.saga === saga ? [{ request, index }] : []));
-      const inserts = group.map(({ request }) => ({ orderId: randomUUID(), order: request.order, trace: request.trace }));
+      const inserts = group.map(({ request }) => ({ orderId: timeOrderedId(), order: request.order, trace: request.trace }));
       let written: (Order | undefined)[] | Error;
       try {
         written = await insertOrders(this.db.primary, inserts, saga);

@@ -1,4 +1,3 @@
-import { randomUUID } from "node:crypto";
 import { create, isMessage, type Message } from "@bufbuild/protobuf";
 import {
   type ChargePayment,
@@ -11,6 +10,7 @@ import {
 } from "../../gen/orderflow/payment/v1/payment_pb.js";
 import type { OutgoingMessage } from "../platform/bus/publish.js";
 import { prepared, type Queryable } from "../platform/db.js";
+import { timeOrderedId } from "../platform/ids.js";
 import { money } from "../platform/money.js";
 import { type CommandHandlers, on, onBatch } from "../platform/saga-participant.js";
 import { paymentMetrics } from "./metrics.js";
@@ -90,7 +90,7 @@ export async function charge(tx: Queryable, command: ChargePayment): Promise<Out
   // before it re-reads the row, and would fail a charge the new balance covers.
   // A named (prepared) statement: planning this one costs more than running it.
   const { rows: inserted } = await tx.query<PaymentRow & { debited: string }>(
-    prepared(chargeSql, [randomUUID(), orderId, customerId, amount.toString(), currency, DeclineReason.noWallet, DeclineReason.currencyMismatch, DeclineReason.insufficientFunds]),
+    prepared(chargeSql, [timeOrderedId(), orderId, customerId, amount.toString(), currency, DeclineReason.noWallet, DeclineReason.currencyMismatch, DeclineReason.insufficientFunds]),
   );
   const payment = inserted[0];
   if (!payment) return chargeOutcome(await fillTombstone(tx, (await paymentOf(tx, orderId))!, command));
@@ -180,7 +180,7 @@ export async function chargeAll(tx: Queryable, commands: ChargePayment[]): Promi
           ? DeclineReason.insufficientFunds
           : "";
     if (wallet && reason === "") wallet.balance -= t.amount;
-    const record: ChargeRecord = { payment_id: randomUUID(), order_id: t.orderId, status: reason === "" ? "CHARGED" : "DECLINED", decline_reason: reason };
+    const record: ChargeRecord = { payment_id: timeOrderedId(), order_id: t.orderId, status: reason === "" ? "CHARGED" : "DECLINED", decline_reason: reason };
     return { record, customerId: t.customerId, amount: t.amount, currency: t.currency };
   });
   const fresh = decided.filter((d) => d !== undefined);
@@ -219,7 +219,7 @@ export async function refund(tx: Queryable, command: RefundPayment): Promise<Out
     const { rows } = await tx.query<PaymentRow>(
       `INSERT INTO payments (payment_id, order_id, amount_minor, status, decline_reason)
        VALUES ($1, $2, 0, 'DECLINED', $3) ON CONFLICT (order_id) DO NOTHING RETURNING ${paymentColumns}`,
-      [randomUUID(), orderId, DeclineReason.orderCancelled],
+      [timeOrderedId(), orderId, DeclineReason.orderCancelled],
     );
     if (rows[0]) {
       paymentMetrics.payments.inc({ outcome: "cancelled_before_charge", reason: "" });
