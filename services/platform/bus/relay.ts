@@ -192,8 +192,8 @@ export class OutboxRelay {
    * retention). `published_at IS NULL` lets it find them through the outbox's one index.
    */
   private markSql(param: number): string {
-    const rows = `id = ANY($${param}::bigint[]) AND published_at IS NULL`;
-    return this.opts.retentionMs === 0 ? `DELETE FROM ${this.s}.outbox WHERE ${rows}` : `UPDATE ${this.s}.outbox SET published_at = now() WHERE ${rows}`;
+    const acked = `id = ANY($${param}::bigint[]) AND published_at IS NULL`;
+    return this.opts.retentionMs === 0 ? `DELETE FROM ${this.s}.outbox WHERE ${acked}` : `UPDATE ${this.s}.outbox SET published_at = now() WHERE ${acked}`;
   }
 
   /** Marks the acknowledged rows. */
@@ -377,10 +377,11 @@ export class OutboxRelay {
     let deleted: number;
     do {
       if (this.stopping) return;
+      // By row address: published rows are in no index of id, so an id lookup would scan the table.
       const result = await this.opts.pool.query(
         prepared(
-          `DELETE FROM ${this.s}.outbox WHERE id IN (
-             SELECT id FROM ${this.s}.outbox WHERE published_at < now() - make_interval(secs => $1) LIMIT $2)`,
+          `DELETE FROM ${this.s}.outbox WHERE ctid = ANY (ARRAY(
+             SELECT ctid FROM ${this.s}.outbox WHERE published_at < now() - make_interval(secs => $1) LIMIT $2))`,
           [this.opts.retentionMs / 1000, this.opts.cleanupChunk],
         ),
       );
