@@ -226,8 +226,8 @@ export class OrderStore {
   /**
    * Inserts a PENDING order — with its items, first history entry and, in the
    * same statement, the saga's first step — or returns the order an earlier
-   * request with the same idempotency key created. The unique (customer, key)
-   * constraint decides: a new key (the common case) costs no lookup, a repeated
+   * request with the same idempotency key created. The unique index of (customer,
+   * key) decides: a new key (the common case) costs no lookup, a repeated
    * one is skipped by the insert, and the earlier order is read.
    */
   create(order: NewOrder, saga?: SagaStart): Promise<{ order: Order; created: boolean }> {
