@@ -189,7 +189,7 @@ export class OutboxRelay {
 
   /**
    * The statement that marks the rows of ids `$<param>` published (or deletes them, without
-   * retention). `published_at IS NULL` lets it find them through the outbox's one index.
+   * retention). `published_at IS NULL` lets it find them through the index of unpublished rows.
    */
   private markSql(param: number): string {
     const acked = `id = ANY($${param}::bigint[]) AND published_at IS NULL`;

@@ -7,7 +7,7 @@ import { quoteSchema } from "./names.js";
  * migrations, e.g. `pgm.sql(busTablesSql("inventory"))`, or call `ensureBusTables`.
  *
  * - `outbox`: rows written in the same transaction as the state change; `id` gives the
- *   publish order, `msg_id` is the Nats-Msg-Id / inbox key (globally unique). Its one index
+ *   publish order, `msg_id` is the Nats-Msg-Id / inbox key (globally unique). Its only index
  *   on `id` holds the unpublished rows, which is all every statement of the relay looks up
  *   (read in order, deleted or marked by id); `id` is unique by construction (an identity),
  *   and an index of every row would cost each write an entry no one reads. Tables created
