@@ -296,12 +296,14 @@ export class OutboxRelay {
     if (this.failure !== undefined) throw this.failure;
     if (this.inFlight.size >= this.opts.batchSize * 2) await this.marking;
     const marks = [...this.acked];
-    // The read sees the statement's snapshot, before the mark: rows being marked are excluded by id.
+    // The read sees the statement's snapshot, before the mark: rows being marked are excluded by
+    // id, through a hashed subplan (`NOT (id = ANY($2))` compares each row with every id: under a
+    // backlog, thousands of rows against thousands of ids).
     const { rows } = await client.query<OutboxRecord>(
       prepared(
         `WITH marked AS (${this.markSql(3)})
          SELECT id, msg_id AS "msgId", subject, type, payload, headers, key FROM ${this.s}.outbox
-          WHERE published_at IS NULL AND NOT (id = ANY($2::bigint[])) ORDER BY id LIMIT $1`,
+          WHERE published_at IS NULL AND id NOT IN (SELECT unnest($2::bigint[])) ORDER BY id LIMIT $1`,
         [this.opts.batchSize, [...this.inFlight, ...marks], marks],
       ),
     );
