@@ -11,7 +11,7 @@ import { performance } from "node:perf_hooks";
 import { create, fromBinary, toBinary, type DescMessage, type MessageInitShape } from "@bufbuild/protobuf";
 import { Code, ConnectError, createClient, type Client } from "@connectrpc/connect";
 import { createConnectTransport } from "@connectrpc/connect-node";
-import * as grpc from "@grpc/grpc-js";
+import { status as grpcStatus } from "@grpc/grpc-js";
 import { AckPolicy, jetstream, jetstreamManager, StorageType } from "@nats-io/jetstream";
 import { connect, type NatsConnection, type Subscription } from "@nats-io/transport-node";
 import pg from "pg";
@@ -46,33 +46,13 @@ import {
   type UnaryJob,
   type UnaryResult,
 } from "./protocol.js";
+import { GrpcWireClient } from "./grpc-wire.js";
 import { round, Samples } from "./stats.js";
 import { completedAfterWarmUp, completedWhileArriving } from "./throughput.js";
 
 // ---------------------------------------------------------------- clients
 
-/** One unary gRPC call through grpc-js with bytes in and out (messages are encoded by the caller). */
-function grpcCall(client: grpc.Client, path: string, body: Uint8Array, timeoutMs = 30_000): Promise<Buffer> {
-  return new Promise((resolve, reject) => {
-    client.makeUnaryRequest<Uint8Array, Buffer>(
-      path,
-      (value) => Buffer.from(value.buffer, value.byteOffset, value.byteLength),
-      (bytes) => bytes,
-      body,
-      new grpc.Metadata(),
-      { deadline: Date.now() + timeoutMs },
-      (error, response) => (error ? reject(error) : response ? resolve(response) : reject(new Error("empty response"))),
-    );
-  });
-}
-
-function grpcClient(address: string): grpc.Client {
-  return new grpc.Client(address, grpc.credentials.createInsecure(), {
-    "grpc.max_receive_message_length": 16 * 1024 * 1024,
-    "grpc-node.max_session_memory": 256,
-  });
-}
-
+/** A message's binary encoding (gRPC calls take and give bytes: see grpc-wire.ts). */
 function encode<D extends DescMessage>(schema: D, init: MessageInitShape<D>): Uint8Array {
   return toBinary(schema, create(schema, init));
 }
@@ -82,7 +62,7 @@ function errorName(error: unknown): string {
   if (error instanceof ConnectError) return Code[error.code] ?? String(error.code);
   if (typeof error === "object" && error !== null && typeof (error as { code?: unknown }).code === "number") {
     const code = (error as { code: number }).code;
-    return grpc.status[code] ?? String(code);
+    return grpcStatus[code] ?? String(code);
   }
   return error instanceof Error ? error.message.slice(0, 80) : String(error).slice(0, 80);
 }
@@ -116,7 +96,7 @@ interface StepCounters {
 }
 
 let init: InitJob | undefined;
-let orderGrpc: grpc.Client | undefined;
+let orderGrpc: GrpcWireClient | undefined;
 let nats: NatsConnection | undefined;
 let concludedSub: Subscription | undefined;
 let db: pg.Pool | undefined;
@@ -157,7 +137,7 @@ function conclude(orderId: string, at: number, confirmed: boolean, viaPoll: bool
 
 async function start(job: InitJob): Promise<InitResult> {
   init = job;
-  orderGrpc = grpcClient(job.orderAddress);
+  orderGrpc = new GrpcWireClient(job.orderAddress);
   db = surviveDroppedConnections(new pg.Pool({ connectionString: job.databaseUrl, max: 2, application_name: "orderflow-bench" }));
   nats = await connect({ servers: job.natsUrl, name: "orderflow-bench" });
   concludedSub = nats.subscribe("order.evt.>", {
@@ -253,7 +233,7 @@ async function sagaStep(job: SagaStepJob): Promise<SagaStepResult> {
     inFlight += 1;
     const lag = performance.now() - intended;
     if (lag > lagMax) lagMax = lag;
-    grpcCall(client, "/orderflow.order.v1.OrderService/CreateOrder", createOrderBody()).then(
+    client.call("/orderflow.order.v1.OrderService/CreateOrder", createOrderBody()).then(
       (bytes) => {
         const at = performance.now();
         inFlight -= 1;
@@ -351,28 +331,28 @@ function unaryCaller(job: UnaryJob, nextId: () => string | undefined): { call: C
   const customers = init?.customers ?? ["bench-0"];
   let listIndex = 0;
   if (job.protocol === "grpc") {
-    const client = grpcClient(job.address);
+    const client = new GrpcWireClient(job.address);
     const call = async (): Promise<void> => {
       switch (workload.call) {
         case "health": {
-          const bytes = await grpcCall(client, "/grpc.health.v1.Health/Check", encode(HealthCheckRequestSchema, { service: workload.service }));
+          const bytes = await client.call("/grpc.health.v1.Health/Check", encode(HealthCheckRequestSchema, { service: workload.service }));
           fromBinary(HealthCheckResponseSchema, bytes);
           return;
         }
         case "getOrder": {
           const orderId = nextId();
           if (orderId === undefined) throw new Exhausted();
-          fromBinary(GetOrderResponseSchema, await grpcCall(client, "/orderflow.order.v1.OrderService/GetOrder", encode(GetOrderRequestSchema, { orderId })));
+          fromBinary(GetOrderResponseSchema, await client.call("/orderflow.order.v1.OrderService/GetOrder", encode(GetOrderRequestSchema, { orderId })));
           return;
         }
         case "listOrders": {
           const customerId = customers[listIndex++ % customers.length] ?? "bench-0";
           const body = encode(ListOrdersRequestSchema, { customerId, pageSize: workload.pageSize });
-          fromBinary(ListOrdersResponseSchema, await grpcCall(client, "/orderflow.order.v1.OrderService/ListOrders", body));
+          fromBinary(ListOrdersResponseSchema, await client.call("/orderflow.order.v1.OrderService/ListOrders", body));
           return;
         }
         case "createOrder":
-          fromBinary(CreateOrderResponseSchema, await grpcCall(client, "/orderflow.order.v1.OrderService/CreateOrder", createOrderBody()));
+          fromBinary(CreateOrderResponseSchema, await client.call("/orderflow.order.v1.OrderService/CreateOrder", createOrderBody()));
           return;
       }
     };

@@ -662,7 +662,7 @@ async function main(): Promise<void> {
         target: Object.keys(options.targets).length > 0 ? options.targets : null,
         logLevel: options.logLevel,
         serviceEnv: Object.keys(options.targets).length > 0 ? {} : effectiveServiceEnv(options),
-        generator: "Node child process: @grpc/grpc-js client (gRPC), connect-node client over HTTP/1.1 JSON (Connect)",
+        generator: "Node child process: gRPC over node:http2 (bench/grpc-wire.ts), connect-node client over HTTP/1.1 JSON (Connect)",
       },
       seed: { customers: seeded.customers.length, products: seeded.skus.length, ms: seeded.ms },
       saga: { steps, maxCompletedPerSec, sustainedPerSec, saturated: steps.some((s) => s.saturated) },

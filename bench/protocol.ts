@@ -50,7 +50,7 @@ export interface UnaryJob {
   kind: "unary";
   name: string;
   protocol: Protocol;
-  /** host:port for gRPC (grpc-js client), base URL for Connect (HTTP/1.1, JSON). */
+  /** host:port for gRPC (bench/grpc-wire.ts), base URL for Connect (HTTP/1.1, JSON). */
   address: string;
   url: string;
   concurrency: number;

@@ -94,7 +94,7 @@ export function renderTable(result: BenchResult): string {
   out.push("");
   const c = result.ceilings;
   out.push("Ceilings (same machine, same run)");
-  out.push(`  bare @grpc/grpc-js unary (Health/Check, grpc-js client): ${figure(c.grpcJs.perSec)} req/s`);
+  out.push(`  bare @grpc/grpc-js unary (Health/Check, Node generator): ${figure(c.grpcJs.perSec)} req/s`);
   out.push(`  JetStream publish→consume round trips: ${figure(c.jetstream.roundTripMsgsPerSec)} msgs/s (publishes ${figure(c.jetstream.publishMsgsPerSec)}/s; ${figure(c.jetstream.messages)} × ${c.jetstream.payloadBytes} B, ${c.jetstream.window} in flight)`);
   out.push(`  Postgres BEGIN; INSERT; COMMIT at ${c.postgres.connections} connections: ${figure(c.postgres.txPerSec)} tx/s (p99 ${ms(c.postgres.latency.p99)} ms)`);
   out.push("");

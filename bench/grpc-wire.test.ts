@@ -1,0 +1,75 @@
+import * as grpc from "@grpc/grpc-js";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { GrpcCallError, GrpcWireClient } from "./grpc-wire.js";
+
+const bytes = (b: Buffer): Buffer => b;
+const method = (path: string): grpc.MethodDefinition<Buffer, Buffer> => ({
+  path,
+  requestStream: false,
+  responseStream: false,
+  requestSerialize: bytes,
+  requestDeserialize: bytes,
+  responseSerialize: bytes,
+  responseDeserialize: bytes,
+});
+
+describe("GrpcWireClient against a grpc-js server", () => {
+  const server = new grpc.Server();
+  let address = "";
+
+  beforeAll(async () => {
+    server.addService(
+      { Echo: method("/test.Wire/Echo"), Fail: method("/test.Wire/Fail"), Slow: method("/test.Wire/Slow") },
+      {
+        Echo: (call: grpc.ServerUnaryCall<Buffer, Buffer>, callback: grpc.sendUnaryData<Buffer>) => callback(null, Buffer.concat([call.request, call.request])),
+        Fail: (_call: grpc.ServerUnaryCall<Buffer, Buffer>, callback: grpc.sendUnaryData<Buffer>) => callback({ code: grpc.status.FAILED_PRECONDITION, details: "not now: 100% busy" }),
+        Slow: (call: grpc.ServerUnaryCall<Buffer, Buffer>, callback: grpc.sendUnaryData<Buffer>) => void setTimeout(() => callback(null, call.request), 1_000),
+      },
+    );
+    const port = await new Promise<number>((resolve, reject) => server.bindAsync("127.0.0.1:0", grpc.ServerCredentials.createInsecure(), (error, p) => (error ? reject(error) : resolve(p))));
+    address = `127.0.0.1:${port}`;
+  });
+
+  afterAll(() => server.forceShutdown());
+
+  it("answers with the response message's bytes, many calls over one connection", async () => {
+    const client = new GrpcWireClient(address);
+    try {
+      const answers = await Promise.all(Array.from({ length: 50 }, (_, i) => client.call("/test.Wire/Echo", Buffer.from(`m${i}`))));
+      expect(answers.map((a) => a.toString())).toEqual(Array.from({ length: 50 }, (_, i) => `m${i}m${i}`));
+      expect((await client.call("/test.Wire/Echo", new Uint8Array(0))).byteLength).toBe(0);
+    } finally {
+      client.close();
+    }
+  });
+
+  it("rejects with the call's gRPC status code and message", async () => {
+    const client = new GrpcWireClient(address);
+    try {
+      const failure = client.call("/test.Wire/Fail", Buffer.from("x"));
+      await expect(failure).rejects.toBeInstanceOf(GrpcCallError);
+      await expect(failure).rejects.toMatchObject({ code: grpc.status.FAILED_PRECONDITION, message: "not now: 100% busy" });
+      await expect(client.call("/test.Wire/Missing", Buffer.from("x"))).rejects.toMatchObject({ code: grpc.status.UNIMPLEMENTED });
+    } finally {
+      client.close();
+    }
+  });
+
+  it("gives up at the deadline with DEADLINE_EXCEEDED", async () => {
+    const client = new GrpcWireClient(address);
+    try {
+      await expect(client.call("/test.Wire/Slow", Buffer.from("x"), 200)).rejects.toMatchObject({ code: grpc.status.DEADLINE_EXCEEDED });
+    } finally {
+      client.close();
+    }
+  });
+
+  it("fails calls to an address nobody listens on with UNAVAILABLE", async () => {
+    const client = new GrpcWireClient("127.0.0.1:1");
+    try {
+      await expect(client.call("/test.Wire/Echo", Buffer.from("x"), 2_000)).rejects.toMatchObject({ code: grpc.status.UNAVAILABLE });
+    } finally {
+      client.close();
+    }
+  });
+});
