@@ -5,10 +5,10 @@ import { afterAll, beforeAll, describe, expect, it, inject } from "vitest";
 import { ReserveStockSchema } from "../../../gen/orderflow/inventory/v1/saga_pb.js";
 import { committed, rolledBack } from "../db.js";
 import { busMetrics } from "./metrics.js";
-import { Header, outboxChannel } from "./names.js";
+import { Header, outboxChannel, quoteSchema } from "./names.js";
 import { enqueueOutbox, outboxInsert, outboxWritten, type WrittenRow } from "./outbox.js";
 import type { OutgoingMessage } from "./publish.js";
-import { OutboxRelay, type OutboxRelayOptions } from "./relay.js";
+import { markOutboxSql, OutboxRelay, type OutboxRelayOptions, readOutboxSql } from "./relay.js";
 import { BUNDLE_TYPE } from "./bundle.js";
 import { busTestEnv, counted, readBusMessages, readStream, type BusTestEnv, useTraceContext, waitFor } from "./testkit.js";
 
@@ -324,5 +324,24 @@ describe("outbox + relay", () => {
       await inTx((c) => enqueueOutbox(c, env.schema, [reserve("quiet", 1)], { notify: false }));
       await waitFor(async () => (await streamCount()) === 1, 3000, "row published by polling");
     });
+  });
+});
+
+describe("the relay's read of the outbox", () => {
+  it("skips the rows in flight through a hashed lookup, also in the generic plan of the prepared statement", async () => {
+    const schemaSql = quoteSchema(env.schema);
+    const c = await env.pool.connect();
+    try {
+      await c.query("SET plan_cache_mode = force_generic_plan");
+      await c.query(`PREPARE relay_read_plan(int, bigint[], bigint[]) AS ${readOutboxSql(schemaSql, markOutboxSql(schemaSql, 0, 3))}`);
+      const { rows } = await c.query<{ "QUERY PLAN": string }>("EXPLAIN EXECUTE relay_read_plan(500, '{1,2,3}', '{4}')");
+      const plan = rows.map((r) => r["QUERY PLAN"]).join("\n");
+      // `NOT (id = ANY($2))` shows as a filter `id <> ALL ($2)`: each row compared with every id.
+      expect(plan).toMatch(/hashed SubPlan/);
+      expect(plan).not.toMatch(/<> ALL/);
+    } finally {
+      await c.query("DEALLOCATE ALL; RESET plan_cache_mode");
+      c.release();
+    }
   });
 });

@@ -44,6 +44,27 @@ export interface OutboxRelayOptions {
 
 
 /**
+ * The statement that marks the rows of ids `$<param>` published (or deletes them, without
+ * retention). `published_at IS NULL` lets it find them through the index of unpublished rows.
+ */
+export function markOutboxSql(schemaSql: string, retentionMs: number, param: number): string {
+  const acked = `id = ANY($${param}::bigint[]) AND published_at IS NULL`;
+  return retentionMs === 0 ? `DELETE FROM ${schemaSql}.outbox WHERE ${acked}` : `UPDATE ${schemaSql}.outbox SET published_at = now() WHERE ${acked}`;
+}
+
+/**
+ * Marks rows with `mark` (ids `$3`) and reads the oldest `$1` unpublished rows but those of ids
+ * `$2`, in one statement. The read sees the statement's snapshot, before the mark, so rows being
+ * marked are among those excluded. The exclusion is a hashed subplan: `NOT (id = ANY($2))`
+ * would compare each row walked with every id, and under a backlog both run to thousands.
+ */
+export function readOutboxSql(schemaSql: string, mark: string): string {
+  return `WITH marked AS (${mark})
+   SELECT id, msg_id AS "msgId", subject, type, payload, headers, key FROM ${schemaSql}.outbox
+    WHERE published_at IS NULL AND id NOT IN (SELECT unnest($2::bigint[])) ORDER BY id LIMIT $1`;
+}
+
+/**
  * Publishes `<schema>.outbox` rows to JetStream.
  *
  * One leader per schema: the relay holds `pg_try_advisory_lock` on a dedicated connection
@@ -187,13 +208,8 @@ export class OutboxRelay {
     this.failure = undefined;
   }
 
-  /**
-   * The statement that marks the rows of ids `$<param>` published (or deletes them, without
-   * retention). `published_at IS NULL` lets it find them through the index of unpublished rows.
-   */
   private markSql(param: number): string {
-    const acked = `id = ANY($${param}::bigint[]) AND published_at IS NULL`;
-    return this.opts.retentionMs === 0 ? `DELETE FROM ${this.s}.outbox WHERE ${acked}` : `UPDATE ${this.s}.outbox SET published_at = now() WHERE ${acked}`;
+    return markOutboxSql(this.s, this.opts.retentionMs, param);
   }
 
   /** Marks the acknowledged rows. */
@@ -296,17 +312,7 @@ export class OutboxRelay {
     if (this.failure !== undefined) throw this.failure;
     if (this.inFlight.size >= this.opts.batchSize * 2) await this.marking;
     const marks = [...this.acked];
-    // The read sees the statement's snapshot, before the mark: rows being marked are excluded by
-    // id, through a hashed subplan (`NOT (id = ANY($2))` compares each row with every id: under a
-    // backlog, thousands of rows against thousands of ids).
-    const { rows } = await client.query<OutboxRecord>(
-      prepared(
-        `WITH marked AS (${this.markSql(3)})
-         SELECT id, msg_id AS "msgId", subject, type, payload, headers, key FROM ${this.s}.outbox
-          WHERE published_at IS NULL AND id NOT IN (SELECT unnest($2::bigint[])) ORDER BY id LIMIT $1`,
-        [this.opts.batchSize, [...this.inFlight, ...marks], marks],
-      ),
-    );
+    const { rows } = await client.query<OutboxRecord>(prepared(readOutboxSql(this.s, this.markSql(3)), [this.opts.batchSize, [...this.inFlight, ...marks], marks]));
     for (const id of marks) this.acked.delete(id);
     this.publish(rows);
     return rows.length;
