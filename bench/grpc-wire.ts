@@ -23,7 +23,6 @@ const INTERNAL = 13;
 const UNAVAILABLE = 14;
 
 interface Call {
-  stream: ClientHttp2Stream;
   deadline: number;
   fail(error: GrpcCallError): void;
 }
@@ -55,11 +54,7 @@ export class GrpcWireClient {
       const chunks: Buffer[] = [];
       let status: IncomingHttpHeaders | undefined;
       let settled = false;
-      const call: Call = {
-        stream,
-        deadline: Date.now() + timeoutMs,
-        fail: (error) => finish(error),
-      };
+      const call: Call = { deadline: Date.now() + timeoutMs, fail: (error) => finish(error) };
       const finish = (error?: GrpcCallError): void => {
         if (settled) return;
         settled = true;
