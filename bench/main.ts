@@ -33,6 +33,7 @@ import { QueueSampler } from "./queues.js";
 import { countWork, workBetween } from "./work.js";
 import { type BenchResult, checkResult, type MachineFacts, type Ratio, resultSchema } from "./results.js";
 import { round } from "./stats.js";
+import { rejectionNote } from "./throughput.js";
 
 const root = repoRoot();
 const began = performance.now();
@@ -544,6 +545,8 @@ async function main(): Promise<void> {
       const stepQueues = await queues.stop();
       const work = workBetween(workBefore, await onDatabase(endpoints.databaseUrl, (pool) => countWork(jsm, pool)), concluded);
       if (!stepQueues) notes.push(`saga step ${rate}/s: the JetStream consumers could not be sampled (no queue figures)`);
+      const rejections = rejectionNote(rate, step.confirmed, step.rejected);
+      if (rejections) notes.push(rejections);
       const reasons: string[] = [];
       const errors = Object.values(step.createErrors).reduce((a, b) => a + b, 0);
       if (step.completedPerSec < 0.85 * rate) reasons.push(`completed ${Math.round(step.completedPerSec)}/s < 85 % of offered`);

@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 import { Samples } from "./stats.js";
-import { completedWhileArriving } from "./throughput.js";
+import { completedWhileArriving, rejectionNote } from "./throughput.js";
 
 /** Confirmation times at `perSec` from `from` to `to` (ms). */
 function confirmations(samples: Samples, perSec: number, from: number, to: number): void {
@@ -29,5 +29,19 @@ describe("completedWhileArriving", () => {
     confirmations(confirmed, 900, 10_000, 30_000);
     // From 1 s to 10 s: 8 s of 300/s in 9 s.
     expect(completedWhileArriving(confirmed, { start: 0, warmupMs: 1_000, arrivalsEnd: 10_000, medianLatencyMs: 9_500 })).toBeCloseTo((300 * 8) / 9, 0);
+  });
+});
+
+describe("rejectionNote", () => {
+  it("says nothing when (almost) every concluded order was confirmed", () => {
+    expect(rejectionNote(800, 8_000, 0)).toBeUndefined();
+    expect(rejectionNote(800, 8_000, 80)).toBeUndefined();
+    expect(rejectionNote(800, 0, 0)).toBeUndefined();
+  });
+
+  it("names the step, the rejections and the limit that most often causes them", () => {
+    const note = rejectionNote(800, 5_000, 3_000);
+    expect(note).toContain("saga step 800/s: 3000 of 8000 concluded orders were rejected");
+    expect(note).toContain("FRAUD_VELOCITY_MAX_ORDERS");
   });
 });

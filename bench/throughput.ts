@@ -37,3 +37,15 @@ export function completedAfterWarmUp(confirmed: Samples, step: Omit<StepWindow, 
 function perSecond(confirmed: Samples, from: number, to: number): number {
   return to > from ? confirmed.countWithin(from, to) / ((to - from) / 1_000) : 0;
 }
+
+/**
+ * A note for a step whose orders were rejected (1 % or more of those concluded): the bench's
+ * customers are funded and its products stocked, so a rejection is the system declining the
+ * load — against a system started with `npm start`'s defaults, fraud's per-customer velocity
+ * limit. Completed/s counts confirmations only, so without the note it reads as saturation.
+ */
+export function rejectionNote(offeredPerSec: number, confirmed: number, rejected: number): string | undefined {
+  const concluded = confirmed + rejected;
+  if (concluded === 0 || rejected < 0.01 * concluded) return undefined;
+  return `saga step ${offeredPerSec}/s: ${rejected} of ${concluded} concluded orders were rejected, and completed/s counts confirmations only — a targeted system started with npm start's defaults declines a customer's orders past FRAUD_VELOCITY_MAX_ORDERS a minute (bench/README.md)`;
+}
