@@ -1,4 +1,5 @@
 import { context, propagation, SpanKind, SpanStatusCode, trace, type TextMapGetter, type TextMapSetter } from "@opentelemetry/api";
+import type { DescMethod } from "@bufbuild/protobuf";
 import { Code, ConnectError, type Interceptor } from "@connectrpc/connect";
 import { errorMessage } from "../errors.js";
 import type { Logger } from "../logger.js";
@@ -14,11 +15,30 @@ const headerSetter: TextMapSetter<Headers> = { set: (carrier, key, value) => car
 
 const tracer = trace.getTracer("orderflow-rpc");
 
+/** A method's name and metric labels, made once per method rather than on every call. */
+interface MethodLabels {
+  readonly name: string;
+  readonly method: Readonly<{ method: string }>;
+  readonly ok: Readonly<{ method: string; code: string }>;
+}
+
+const labelsOfMethod = new WeakMap<DescMethod, MethodLabels>();
+
+function methodLabels(method: DescMethod): MethodLabels {
+  let labels = labelsOfMethod.get(method);
+  if (!labels) {
+    const name = `${method.parent.typeName}/${method.name}`;
+    labels = { name, method: Object.freeze({ method: name }), ok: Object.freeze({ method: name, code: "ok" }) };
+    labelsOfMethod.set(method, labels);
+  }
+  return labels;
+}
+
 /** Continues the caller's trace (traceparent header) in a SERVER span per call. */
 export function serverTracing(): Interceptor {
   return (next) => async (req) => {
     const parent = propagation.extract(context.active(), req.header, headerGetter);
-    const span = tracer.startSpan(`${req.service.typeName}/${req.method.name}`, { kind: SpanKind.SERVER }, parent);
+    const span = tracer.startSpan(methodLabels(req.method).name, { kind: SpanKind.SERVER }, parent);
     setRecordedAttributes(span, () => ({ "rpc.system": "grpc", "rpc.service": req.service.typeName, "rpc.method": req.method.name }));
     try {
       return await context.with(trace.setSpan(parent, span), () => next(req));
@@ -51,17 +71,17 @@ export function codeName(code: Code | undefined): string {
 /** Counts calls by method and status code and records their latency. */
 export function serverMetrics(): Interceptor {
   return (next) => async (req) => {
-    const method = `${req.service.typeName}/${req.method.name}`;
-    const stop = duration.startTimer({ method });
+    const labels = methodLabels(req.method);
+    const started = performance.now();
     try {
       const res = await next(req);
-      requests.inc({ method, code: "ok" });
+      requests.inc(labels.ok);
       return res;
     } catch (error) {
-      requests.inc({ method, code: codeName(ConnectError.from(error).code) });
+      requests.inc({ method: labels.name, code: codeName(ConnectError.from(error).code) });
       throw error;
     } finally {
-      stop();
+      duration.observe(labels.method, (performance.now() - started) / 1_000);
     }
   };
 }
@@ -76,7 +96,7 @@ export function serverErrors(logger: Logger): Interceptor {
     try {
       return await next(req);
     } catch (error) {
-      const method = `${req.service.typeName}/${req.method.name}`;
+      const method = methodLabels(req.method).name;
       if (error instanceof ConnectError) {
         if (error.code === Code.Internal || error.code === Code.Unknown) logger.error("rpc failed", { method, error: error.message, stack: error.stack });
         throw error;

@@ -2,7 +2,7 @@ import type { DescMethod } from "@bufbuild/protobuf";
 import { Code, ConnectError, createContextValues, type HandlerContext } from "@connectrpc/connect";
 import type { ServerSurfaceCall } from "@grpc/grpc-js/build/src/server-call.js";
 import { writesKnownEncoding } from "../known-encoding.js";
-import { headersFromMetadata } from "./metadata.js";
+import { MetadataHeaders } from "./metadata-headers.js";
 
 /** A call's HandlerContext, and what its transport keeps of it: `abort` fires its signal once the call is over. */
 export interface CallContext extends HandlerContext {
@@ -13,7 +13,7 @@ export interface CallContext extends HandlerContext {
 
 /**
  * The HandlerContext of a grpc-js call, with what connect-node gives a gRPC call: request
- * metadata as headers, the deadline (grpc-timeout) as timeoutMs, and a signal that fires
+ * metadata as headers (a view of it), the deadline (grpc-timeout) as timeoutMs, and a signal that fires
  * when the client cancels, the deadline passes or the call ends. Responses with a known
  * encoding are written as they are (see known-encoding.ts).
  *
@@ -39,7 +39,7 @@ export function callContext(method: DescMethod, call: ServerSurfaceCall & { getP
     url: `http://${call.getHost()}${call.getPath()}`,
     timeoutMs: Number.isFinite(at) ? () => at - Date.now() : () => undefined,
     signal: controller.signal,
-    requestHeader: headersFromMetadata(call.metadata),
+    requestHeader: new MetadataHeaders(call.metadata),
     responseHeader: new Headers(),
     responseTrailer: new Headers(),
     values: createContextValues().set(writesKnownEncoding, true),

@@ -1,18 +1,6 @@
 import { Metadata } from "@grpc/grpc-js";
 
 /**
- * grpc-js request metadata as the headers of a HandlerContext (every value of a repeated
- * key; binary values base64, as on the wire).
- */
-export function headersFromMetadata(metadata: Metadata): Headers {
-  const headers = new Headers();
-  for (const [key, values] of Object.entries(metadata.toJSON())) {
-    for (const value of values) headers.append(key, typeof value === "string" ? value : value.toString("base64"));
-  }
-  return headers;
-}
-
-/**
  * Response headers or trailers as grpc-js Metadata (undefined when there are none). Protocol headers (content-type,
  * grpc-status...) are grpc-js's to write; `-bin` values are decoded from base64.
  */
