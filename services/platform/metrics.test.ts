@@ -1,6 +1,7 @@
 import type { AddressInfo } from "node:net";
 import { afterAll, describe, expect, it } from "vitest";
-import { collectProcessMetrics, startMetricsServer } from "./metrics.js";
+import { register } from "prom-client";
+import { collectProcessMetrics, deferredCounter, startMetricsServer } from "./metrics.js";
 
 const server = await startMetricsServer(0, "127.0.0.1");
 const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
@@ -32,5 +33,35 @@ describe("process metrics", () => {
 
   it("answers 404 anywhere but /metrics", async () => {
     expect((await fetch(`${url}/`)).status).toBe(404);
+  });
+});
+
+describe("deferredCounter", () => {
+  async function values(name: string): Promise<Record<string, number>> {
+    const metric = register.getSingleMetric(name);
+    if (!metric) throw new Error(`${name} is not registered`);
+    return Object.fromEntries((await metric.get()).values.map((v) => [Object.values(v.labels).join("/"), v.value]));
+  }
+
+  it("sums increments per label set and hands them to the registry when it is read", async () => {
+    const calls = deferredCounter("test_deferred_calls_total", "test", ["method", "code"]);
+    const ok = { method: "Get", code: "ok" };
+    const notFound = { method: "Get", code: "not_found" };
+    for (let i = 0; i < 5; i++) calls.inc(ok);
+    calls.inc(notFound, 2);
+    expect(await values("test_deferred_calls_total")).toEqual({ "Get/ok": 5, "Get/not_found": 2 });
+    calls.inc(ok);
+    const body = await (await fetch(`${url}/metrics`)).text();
+    expect(body).toContain('test_deferred_calls_total{method="Get",code="ok"} 6');
+  });
+
+  it("hands the sums over at once past maxPending label sets, and a second counter of a name counts at once", async () => {
+    const calls = deferredCounter("test_deferred_many_total", "test", ["key"], 2);
+    for (const key of ["a", "b", "c"]) calls.inc({ key });
+    const metric = register.getSingleMetric("test_deferred_many_total");
+    const hashMap = (metric as unknown as { hashMap: Record<string, { value: number }> }).hashMap;
+    expect(Object.values(hashMap).map((v) => v.value)).toEqual([1, 1, 1]);
+    deferredCounter("test_deferred_many_total", "test", ["key"]).inc({ key: "a" });
+    expect(hashMap["key:a,"]?.value).toBe(2);
   });
 });

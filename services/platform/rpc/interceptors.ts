@@ -4,7 +4,7 @@ import { Code, ConnectError, type Interceptor } from "@connectrpc/connect";
 import { errorMessage } from "../errors.js";
 import type { Logger } from "../logger.js";
 import { isConnectionError } from "../pgerrors.js";
-import { counter, histogram, latencyBuckets } from "../metrics.js";
+import { deferredCounter, histogram, latencyBuckets } from "../metrics.js";
 import { setRecordedAttributes } from "../span-attributes.js";
 
 const headerGetter: TextMapGetter<Headers> = {
@@ -15,22 +15,27 @@ const headerSetter: TextMapSetter<Headers> = { set: (carrier, key, value) => car
 
 const tracer = trace.getTracer("orderflow-rpc");
 
-/** A method's name and metric labels, made once per method rather than on every call. */
-interface MethodLabels {
-  readonly name: string;
+/** A method's name and metric label sets, made once per method (and status code) rather than on every call. */
+class MethodLabels {
   readonly method: Readonly<{ method: string }>;
-  readonly ok: Readonly<{ method: string; code: string }>;
+  private readonly byCode = new Map<string, Readonly<{ method: string; code: string }>>();
+
+  constructor(readonly name: string) {
+    this.method = Object.freeze({ method: name });
+  }
+
+  withCode(code: string): Readonly<{ method: string; code: string }> {
+    let labels = this.byCode.get(code);
+    if (!labels) this.byCode.set(code, (labels = Object.freeze({ method: this.name, code })));
+    return labels;
+  }
 }
 
 const labelsOfMethod = new WeakMap<DescMethod, MethodLabels>();
 
 function methodLabels(method: DescMethod): MethodLabels {
   let labels = labelsOfMethod.get(method);
-  if (!labels) {
-    const name = `${method.parent.typeName}/${method.name}`;
-    labels = { name, method: Object.freeze({ method: name }), ok: Object.freeze({ method: name, code: "ok" }) };
-    labelsOfMethod.set(method, labels);
-  }
+  if (!labels) labelsOfMethod.set(method, (labels = new MethodLabels(`${method.parent.typeName}/${method.name}`)));
   return labels;
 }
 
@@ -61,7 +66,7 @@ export function clientTracing(): Interceptor {
   };
 }
 
-const requests = counter("rpc_server_requests_total", "RPCs handled, by method and status code", ["method", "code"]);
+const requests = deferredCounter("rpc_server_requests_total", "RPCs handled, by method and status code", ["method", "code"]);
 const duration = histogram("rpc_server_duration_seconds", "RPC handling time until the response (or stream) starts", ["method"], latencyBuckets);
 
 export function codeName(code: Code | undefined): string {
@@ -75,10 +80,10 @@ export function serverMetrics(): Interceptor {
     const started = performance.now();
     try {
       const res = await next(req);
-      requests.inc(labels.ok);
+      requests.inc(labels.withCode("ok"));
       return res;
     } catch (error) {
-      requests.inc({ method: labels.name, code: codeName(ConnectError.from(error).code) });
+      requests.inc(labels.withCode(codeName(ConnectError.from(error).code)));
       throw error;
     } finally {
       duration.observe(labels.method, (performance.now() - started) / 1_000);
