@@ -1,12 +1,13 @@
 import { toBinary } from "@bufbuild/protobuf";
 import type { Redis } from "ioredis";
 import { type Order, OrderSchema } from "../../gen/orderflow/order/v1/order_pb.js";
-import { counter } from "../platform/metrics.js";
+import { deferredCounter } from "../platform/metrics.js";
 import { orFallback, RedisScript } from "../platform/redis.js";
 import { isTerminal } from "./domain/status.js";
 import type { LocalOrderCopies } from "./local-copies.js";
 
-const lookups = counter("orderflow_order_cache_lookups_total", "GetOrder cache lookups by result", ["result"]);
+const lookups = deferredCounter("orderflow_order_cache_lookups_total", "GetOrder cache lookups by result", ["result"]);
+const lookupResult = { local: { result: "local" }, hit: { result: "hit" }, miss: { result: "miss" } } as const;
 
 /**
  * Stores `<version>:<payload>` unless the key holds a version at least as new, so
@@ -50,17 +51,17 @@ export class OrderCache {
   async getEncoded(orderId: string): Promise<Uint8Array | undefined> {
     const copy = this.local?.get(orderId);
     if (copy) {
-      lookups.inc({ result: "local" });
+      lookups.inc(lookupResult.local);
       return copy;
     }
     const mark = this.local?.mark();
     const raw = await orFallback(() => this.redis.getBuffer(this.key(orderId)), null);
     const sep = raw?.indexOf(0x3a) ?? -1;
     if (!raw || sep < 0 || sep === raw.length - 1) {
-      lookups.inc({ result: "miss" });
+      lookups.inc(lookupResult.miss);
       return undefined;
     }
-    lookups.inc({ result: "hit" });
+    lookups.inc(lookupResult.hit);
     const encoded = raw.subarray(sep + 1);
     if (mark !== undefined) this.local?.keep(orderId, encoded, mark);
     return encoded;

@@ -2,12 +2,13 @@ import { Code, ConnectError, type Client } from "@connectrpc/connect";
 import type DataLoader from "dataloader";
 import type { InventoryService, Product } from "../../gen/orderflow/inventory/v1/inventory_pb.js";
 import { batchPerTurn } from "../platform/batch-per-turn.js";
-import { counter } from "../platform/metrics.js";
+import { deferredCounter } from "../platform/metrics.js";
 
 /** BatchGetProducts takes at most this many SKUs (inventory.proto). */
 const MAX_SKUS_PER_CALL = 100;
 
-const lookups = counter("orderflow_order_catalogue_lookups_total", "Products CreateOrder priced, by where the product came from", ["result"]);
+const lookups = deferredCounter("orderflow_order_catalogue_lookups_total", "Products CreateOrder priced, by where the product came from", ["result"]);
+const lookupResult = { cached: { result: "cached" }, inventory: { result: "inventory" } } as const;
 
 export interface CatalogueOptions {
   /** How long a product read from inventory prices orders without asking again; 0 = ask every time. */
@@ -53,9 +54,9 @@ export class Catalogue {
       if (entry && entry.until > now) products.push(entry.product);
       else asked.push(sku);
     }
-    lookups.inc({ result: "cached" }, products.length);
+    lookups.inc(lookupResult.cached, products.length);
     if (asked.length === 0) return products;
-    lookups.inc({ result: "inventory" }, asked.length);
+    lookups.inc(lookupResult.inventory, asked.length);
     const found = await this.loader.loadMany(asked);
     for (const entry of found) {
       if (entry instanceof Error) {

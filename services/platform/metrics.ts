@@ -48,6 +48,16 @@ export function deferredCounter<L extends string>(name: string, help: string, la
   };
 }
 
+/** One frozen label set per key, made on first use: what a deferredCounter's sums are keyed by. */
+export function labelSets<K, L extends string>(make: (key: K) => Record<L, string>): (key: K) => Readonly<Record<L, string>> {
+  const made = new Map<K, Readonly<Record<L, string>>>();
+  return (key) => {
+    let labels = made.get(key);
+    if (!labels) made.set(key, (labels = Object.freeze(make(key))));
+    return labels;
+  };
+}
+
 export function histogram<L extends string>(name: string, help: string, labelNames: readonly L[], buckets: number[]): Histogram<L> {
   return (register.getSingleMetric(name) as Histogram<L> | undefined) ?? new Histogram({ name, help, labelNames, buckets });
 }

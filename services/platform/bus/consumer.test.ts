@@ -58,7 +58,7 @@ async function settled(durable: string): Promise<boolean> {
   return info.num_ack_pending === 0 && info.num_pending === 0;
 }
 
-const metric = (consumer: string, outcome: string): Promise<number> => counted(busMetrics.messages, { consumer, outcome });
+const metric = (consumer: string, outcome: string): Promise<number> => counted("orderflow_bus_messages_total", { consumer, outcome });
 
 describe("inbox consumer", () => {
   it("applies a batch in one transaction: inbox rows + effects commit together, then all are acked", async () => {

@@ -5,6 +5,7 @@ import type { Pool, PoolClient } from "pg";
 import { prepared, transaction } from "../db.js";
 import { errorMessage } from "../errors.js";
 import { createLogger, type Logger } from "../logger.js";
+import { labelSets } from "../metrics.js";
 import { decodeMessage, sagaRegistry } from "./codec.js";
 import type { BusConsumer, ConsumerOptions, Delivery, OutboxWriter } from "./consumer-options.js";
 import { publishBundled, receivedEntries, sizeOf, type ReceivedEntry } from "./bundle.js";
@@ -104,6 +105,7 @@ class BatchConsumer implements BusConsumer {
   private readonly publishEmitted: StreamPublisher | undefined;
   private readonly call: (d: Delivery, tx: PoolClient | undefined, out: OutboxWriter) => Promise<void>;
   private readonly queue: JsMsg[] = [];
+  private readonly messageLabels = labelSets((outcome: Outcome | "retried" | "dead_lettered") => ({ consumer: this.name, outcome }));
   /** Most batches processed at once (`batchesInFlight`). */
   private readonly maxBatches: number;
   /** The batches being processed. */
@@ -500,7 +502,7 @@ class BatchConsumer implements BusConsumer {
 
   private acked(it: Item, outcome: Outcome): void {
     it.s.done();
-    busMetrics.messages.inc({ consumer: this.name, outcome });
+    busMetrics.messages.inc(this.messageLabels(outcome));
   }
 
   private async failed(it: Item, err: unknown): Promise<void> {
@@ -511,7 +513,7 @@ class BatchConsumer implements BusConsumer {
     }
     const delay = this.backoffMs[Math.min(count - 1, this.backoffMs.length - 1)] ?? 1000;
     it.s.retry(delay);
-    busMetrics.messages.inc({ consumer: this.name, outcome: "retried" });
+    busMetrics.messages.inc(this.messageLabels("retried"));
     this.log.warn("message failed; will retry", { consumer: this.name, subject: it.m.subject, message_id: it.d.id, delivery: count, retry_in_ms: delay, error: errorMessage(err) });
   }
 
@@ -532,7 +534,7 @@ class BatchConsumer implements BusConsumer {
         m.term();
       }
       busMetrics.deadLetters.inc({ consumer: this.name, reason });
-      busMetrics.messages.inc({ consumer: this.name, outcome: "dead_lettered" });
+      busMetrics.messages.inc(this.messageLabels("dead_lettered"));
       this.log.error("message dead-lettered", { ...fields, reason, error });
     } catch (err) {
       // Keep it: it comes back (server max_deliver has slack) and is dead-lettered then.

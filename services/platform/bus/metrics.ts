@@ -1,4 +1,5 @@
 import { Counter, Gauge, Histogram, register } from "prom-client";
+import { deferredCounter } from "../metrics.js";
 
 /** Bus metrics, registered once in prom-client's default registry. */
 
@@ -22,7 +23,7 @@ export const busMetrics = {
   outboxPublished: counter("orderflow_outbox_published_total", "Outbox rows published to JetStream", ["schema"]),
   outboxDuplicates: counter("orderflow_outbox_publish_duplicates_total", "Outbox publishes JetStream reported as duplicates (re-publish after a crash)", ["schema"]),
   /** outcome: processed | duplicate | retried | dead_lettered */
-  messages: counter("orderflow_bus_messages_total", "Messages handled by bus consumers, by outcome", ["consumer", "outcome"]),
+  messages: deferredCounter("orderflow_bus_messages_total", "Messages handled by bus consumers, by outcome", ["consumer", "outcome"]),
   redeliveries: counter("orderflow_bus_redeliveries_total", "Messages received with a delivery count above 1", ["consumer"]),
   progressSignals: counter("orderflow_bus_progress_signals_total", "Ack waits restarted (working) for messages a consumer held longer than a quarter of it", ["consumer"]),
   deadLetters: counter("orderflow_bus_dead_letters_total", "Messages sent to the dead-letter stream", ["consumer", "reason"]),

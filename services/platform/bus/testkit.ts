@@ -12,7 +12,7 @@ import { AsyncLocalStorageContextManager } from "@opentelemetry/context-async-ho
 import { W3CTraceContextPropagator } from "@opentelemetry/core";
 import pg from "pg";
 import { surviveDroppedConnections } from "../db.js";
-import type { Counter } from "prom-client";
+import { type Counter, register } from "prom-client";
 import { errorMessage } from "../errors.js";
 import { receivedEntries } from "./bundle.js";
 import { type DlqConfig, Header, streamName } from "./names.js";
@@ -145,9 +145,11 @@ export async function eventsIn(jsm: JetStreamManager, stream: string): Promise<A
     .map((m) => ({ subject: m.subject, key: m.header.get(Header.key), traceId: m.header.get("traceparent").split("-")[1] ?? "" }));
 }
 
-/** A counter's value for these labels (0 while never incremented). */
-export async function counted(counter: Counter<string>, labels: Record<string, string>): Promise<number> {
-  const { values } = await counter.get();
+/** A counter's value for these labels (0 while never incremented); a deferred counter is named, as the registry reads it. */
+export async function counted(counter: Counter<string> | string, labels: Record<string, string>): Promise<number> {
+  const metric = typeof counter === "string" ? register.getSingleMetric(counter) : counter;
+  if (!metric) return 0;
+  const { values } = await metric.get();
   return values.find((v) => Object.entries(labels).every(([name, value]) => v.labels[name] === value))?.value ?? 0;
 }
 

@@ -4,7 +4,7 @@ import { Code, ConnectError, type Interceptor } from "@connectrpc/connect";
 import { errorMessage } from "../errors.js";
 import type { Logger } from "../logger.js";
 import { isConnectionError } from "../pgerrors.js";
-import { deferredCounter, histogram, latencyBuckets } from "../metrics.js";
+import { deferredCounter, histogram, labelSets, latencyBuckets } from "../metrics.js";
 import { setRecordedAttributes } from "../span-attributes.js";
 
 const headerGetter: TextMapGetter<Headers> = {
@@ -18,16 +18,10 @@ const tracer = trace.getTracer("orderflow-rpc");
 /** A method's name and metric label sets, made once per method (and status code) rather than on every call. */
 class MethodLabels {
   readonly method: Readonly<{ method: string }>;
-  private readonly byCode = new Map<string, Readonly<{ method: string; code: string }>>();
+  readonly withCode = labelSets((code: string) => ({ method: this.name, code }));
 
   constructor(readonly name: string) {
     this.method = Object.freeze({ method: name });
-  }
-
-  withCode(code: string): Readonly<{ method: string; code: string }> {
-    let labels = this.byCode.get(code);
-    if (!labels) this.byCode.set(code, (labels = Object.freeze({ method: this.name, code })));
-    return labels;
   }
 }
 
