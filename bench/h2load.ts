@@ -10,6 +10,7 @@ import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { findBinary } from "../tools/infra.js";
+import { readCpuSeconds } from "./resources.js";
 import { round } from "./stats.js";
 
 export interface H2loadResult {
@@ -26,6 +27,13 @@ export interface H2loadResult {
   /** h2load reports min/mean/max per request, not percentiles. */
   latencyMeanMs: number;
   latencyMaxMs: number;
+  /**
+   * CPU time (user + system, from /proc) the server process spent per succeeded call over
+   * the measured run, in µs; null when its pid is unknown (a targeted system on another
+   * machine) or it used under 0.1 s (too few clock ticks to divide). Unlike req/s it does
+   * not move with what else the machine runs at the time, so ratios of it are steadier.
+   */
+  serverCpuUsPerCall: number | null;
 }
 
 export function findH2load(): string | undefined {
@@ -49,8 +57,10 @@ export interface H2loadRun {
   body: Uint8Array;
   concurrency: number;
   durationMs: number;
-  /** Unmeasured time at the start (connections, JIT). */
+  /** Unmeasured time at the start (connections, JIT), as a separate h2load run before the measured one. */
   warmupSeconds: number;
+  /** The server's process, for its CPU per call. */
+  serverPid?: number;
 }
 
 function toMs(value: string | undefined, unit: string | undefined): number {
@@ -77,6 +87,12 @@ export function parseH2load(output: string): { perSec: number; requests: number;
   };
 }
 
+/** µs of CPU per call between two readings of a process's CPU seconds; null when unknown or under 0.1 s. */
+export function cpuPerCall(before: number | undefined, after: number | undefined, calls: number): number | null {
+  if (before === undefined || after === undefined || calls <= 0 || after - before < 0.1) return null;
+  return round(((after - before) * 1e6) / calls, 1);
+}
+
 function h2loadOutput(binary: string, args: string[]): Promise<string> {
   return new Promise<string>((resolve, reject) => {
     const child = spawn(binary, args, { stdio: ["ignore", "pipe", "pipe"] });
@@ -99,11 +115,11 @@ export async function runH2load(run: H2loadRun): Promise<H2loadResult> {
     const bodyFile = join(dir, "body");
     writeFileSync(bodyFile, run.body);
     const seconds = Math.max(1, Math.round(run.durationMs / 1_000));
-    const common = ["-t", "1", "-D", String(seconds), ...(run.warmupSeconds > 0 ? ["--warm-up-time", String(run.warmupSeconds)] : []), "-d", bodyFile];
-    const args =
+    const load =
       run.protocol === "grpc"
-        ? [...common, "-c", "4", "-m", String(Math.max(1, Math.ceil(run.concurrency / 4))), "-H", "content-type: application/grpc", "-H", "te: trailers", run.url]
-        : [...common, "--h1", "-c", String(run.concurrency), "-m", "1", "-H", "content-type: application/json", run.url];
+        ? ["-c", "4", "-m", String(Math.max(1, Math.ceil(run.concurrency / 4))), "-H", "content-type: application/grpc", "-H", "te: trailers", run.url]
+        : ["--h1", "-c", String(run.concurrency), "-m", "1", "-H", "content-type: application/json", run.url];
+    const args = (duration: number) => ["-t", "1", "-D", String(duration), "-d", bodyFile, ...load];
     // One verbose call first: a failing gRPC call answers HTTP 200 with grpc-status in its
     // headers (trailers-only), which h2load would count as a success.
     const probe = await h2loadOutput(run.binary, ["-v", "-n", "1", "-c", "1", "-d", bodyFile, ...(run.protocol === "grpc" ? ["-H", "content-type: application/grpc", "-H", "te: trailers"] : ["--h1", "-H", "content-type: application/json"]), run.url]);
@@ -112,7 +128,10 @@ export async function runH2load(run: H2loadRun): Promise<H2loadResult> {
     if ((grpcStatus !== undefined && grpcStatus !== "0") || (httpStatus !== undefined && !httpStatus.startsWith("2"))) {
       throw new Error(`the request h2load would repeat fails (HTTP ${httpStatus ?? "?"}${grpcStatus ? `, grpc-status ${grpcStatus}` : ""})`);
     }
-    const parsed = parseH2load(await h2loadOutput(run.binary, args));
+    if (run.warmupSeconds > 0) await h2loadOutput(run.binary, args(run.warmupSeconds));
+    const cpuBefore = run.serverPid === undefined ? undefined : readCpuSeconds(run.serverPid);
+    const parsed = parseH2load(await h2loadOutput(run.binary, args(seconds)));
+    const cpuAfter = run.serverPid === undefined ? undefined : readCpuSeconds(run.serverPid);
     return {
       name: run.name,
       protocol: run.protocol,
@@ -124,6 +143,7 @@ export async function runH2load(run: H2loadRun): Promise<H2loadResult> {
       perSec: round(parsed.perSec, 1),
       latencyMeanMs: parsed.meanMs,
       latencyMaxMs: parsed.maxMs,
+      serverCpuUsPerCall: cpuPerCall(cpuBefore, cpuAfter, parsed.requests),
     };
   } finally {
     rmSync(dir, { recursive: true, force: true });

@@ -454,7 +454,7 @@ async function main(): Promise<void> {
       notes.push(line);
     }
     const healthBody = toBinary(HealthCheckRequestSchema, create(HealthCheckRequestSchema, { service: healthServiceName }));
-    const withH2load = async (name: string, protocol: "grpc" | "connect", address: string, path: string, grpcBody: Uint8Array, json: unknown): Promise<void> => {
+    const withH2load = async (name: string, protocol: "grpc" | "connect", address: string, path: string, grpcBody: Uint8Array, json: unknown, serverPid: number | undefined): Promise<void> => {
       if (!h2loadBinary) return;
       // A smoke run checks that h2load works once, not every transport.
       if (options.mode === "smoke" && transportH2load.length > 0) return;
@@ -469,6 +469,7 @@ async function main(): Promise<void> {
             concurrency: options.concurrency,
             durationMs: options.runMs,
             warmupSeconds: options.mode === "smoke" ? 0 : 1,
+            ...(serverPid === undefined ? {} : { serverPid }),
           }),
         );
       } catch (error) {
@@ -482,7 +483,7 @@ async function main(): Promise<void> {
     let grpcJs: UnaryResult;
     try {
       grpcJs = await generator.run(unaryJob("Health/Check bare grpc-js", "grpc", `127.0.0.1:${grpcJsServer.grpcPort}`, health));
-      await withH2load("Health/Check bare grpc-js", "grpc", `127.0.0.1:${grpcJsServer.grpcPort}`, healthPath, healthBody, healthJson);
+      await withH2load("Health/Check bare grpc-js", "grpc", `127.0.0.1:${grpcJsServer.grpcPort}`, healthPath, healthBody, healthJson, grpcJsServer.pid);
     } finally {
       await grpcJsServer.stop();
     }
@@ -492,16 +493,16 @@ async function main(): Promise<void> {
     try {
       transport.push(await generator.run(unaryJob("Health/Check bare connect-node", "grpc", `127.0.0.1:${connectServer.grpcPort}`, health)));
       transport.push(await generator.run(unaryJob("Health/Check bare connect-node", "connect", `127.0.0.1:${connectServer.connectPort ?? 0}`, health)));
-      await withH2load("Health/Check bare connect-node", "grpc", `127.0.0.1:${connectServer.grpcPort}`, healthPath, healthBody, healthJson);
-      await withH2load("Health/Check bare connect-node", "connect", `127.0.0.1:${connectServer.connectPort ?? 0}`, healthPath, healthBody, healthJson);
+      await withH2load("Health/Check bare connect-node", "grpc", `127.0.0.1:${connectServer.grpcPort}`, healthPath, healthBody, healthJson, connectServer.pid);
+      await withH2load("Health/Check bare connect-node", "connect", `127.0.0.1:${connectServer.connectPort ?? 0}`, healthPath, healthBody, healthJson, connectServer.pid);
     } finally {
       await connectServer.stop();
     }
     log("transport: order service's Health/Check (gRPC, Connect)…");
     transport.push(await generator.run(unaryJob("Health/Check order service", "grpc", endpoints.address("order"), health)));
     transport.push(await generator.run(unaryJob("Health/Check order service", "connect", endpoints.address("order"), health)));
-    await withH2load("Health/Check order service", "grpc", endpoints.address("order"), healthPath, healthBody, healthJson);
-    await withH2load("Health/Check order service", "connect", endpoints.address("order"), healthPath, healthBody, healthJson);
+    await withH2load("Health/Check order service", "grpc", endpoints.address("order"), healthPath, healthBody, healthJson, endpoints.pids.get("order"));
+    await withH2load("Health/Check order service", "connect", endpoints.address("order"), healthPath, healthBody, healthJson, endpoints.pids.get("order"));
 
     // Saga steps, open loop, after a warm-up at the first rate: the saga's first orders
     // open connections and run cold code, which is not the steady state a step measures.
@@ -586,7 +587,7 @@ async function main(): Promise<void> {
     if (warmId !== undefined && ids.length > 0) {
       const getOrderBody = toBinary(GetOrderRequestSchema, create(GetOrderRequestSchema, { orderId: warmId }));
       for (const protocol of ["grpc", "connect"] as const) {
-        await withH2load("GetOrder warm (one id)", protocol, order, "/orderflow.order.v1.OrderService/GetOrder", getOrderBody, { orderId: warmId });
+        await withH2load("GetOrder warm (one id)", protocol, order, "/orderflow.order.v1.OrderService/GetOrder", getOrderBody, { orderId: warmId }, endpoints.pids.get("order"));
       }
     }
     log("CreateOrder closed loop over gRPC…");
@@ -634,6 +635,13 @@ async function main(): Promise<void> {
         if (t === h2GrpcJs) continue;
         const note = t.name.startsWith("GetOrder") ? "h2load; goal ≥ 0.8" : t.name.includes("bare") ? "h2load; transport alone" : "h2load; transport + platform server stack";
         ratios.push(ratio(`h2load: ${t.name} ${t.protocol === "grpc" ? "gRPC" : "Connect"} vs bare grpc-js`, t.perSec, h2GrpcJs.perSec, "req/s", note));
+      }
+      // The same calls as calls per second of the server's CPU: steadier than req/s on a shared machine.
+      const bareCpu = h2GrpcJs.serverCpuUsPerCall;
+      for (const t of transportH2load) {
+        if (t === h2GrpcJs || bareCpu === null || t.serverCpuUsPerCall === null) continue;
+        const note = t.name.startsWith("GetOrder") ? "server CPU per call; goal ≥ 0.8" : "server CPU per call";
+        ratios.push(ratio(`h2load CPU: ${t.name} ${t.protocol === "grpc" ? "gRPC" : "Connect"} vs bare grpc-js`, round(1e6 / t.serverCpuUsPerCall, 1), round(1e6 / bareCpu, 1), "calls/CPU-s", note));
       }
     }
     for (const q of [...queries, ...transport, grpcJs]) {

@@ -85,8 +85,8 @@ export function renderTable(result: BenchResult): string {
     out.push("Transports under h2load (C generator, one thread; gRPC over h2c, Connect over HTTP/1.1 JSON; latencies in ms)");
     out.push(
       table(
-        ["call", "protocol", "conc", "req/s", "mean", "max", "failed"],
-        result.transportH2load.map((t) => [t.name, t.protocol, t.concurrency, figure(t.perSec), ms(t.latencyMeanMs), ms(t.latencyMaxMs), t.failed]),
+        ["call", "protocol", "conc", "req/s", "mean", "max", "failed", "server CPU µs/call"],
+        result.transportH2load.map((t) => [t.name, t.protocol, t.concurrency, figure(t.perSec), ms(t.latencyMeanMs), ms(t.latencyMaxMs), t.failed, t.serverCpuUsPerCall === null ? "–" : figure(t.serverCpuUsPerCall)]),
         2,
       ),
     );
