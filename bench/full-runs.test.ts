@@ -26,15 +26,15 @@ describe("the full runs table", () => {
         { offeredPerSec: 50, completedPerSec: 50, completedInWindowPerSec: 50, e2eLatency: latency(40.42, 113.51) },
         { offeredPerSec: 1200, completedPerSec: 706.2, completedInWindowPerSec: 716.4, e2eLatency: latency(3119.7, 4299.5) },
       ], [
-        { name: "Health/Check bare grpc-js", protocol: "grpc", perSec: 16666.4 },
-        { name: "GetOrder warm (one id)", protocol: "grpc", perSec: 8252.8 },
+        { name: "Health/Check bare grpc-js", protocol: "grpc", perSec: 16666.4, serverCpuUsPerCall: 56.1 },
+        { name: "GetOrder warm (one id)", protocol: "grpc", perSec: 8252.8, serverCpuUsPerCall: 80.2 },
         { name: "GetOrder warm (one id)", protocol: "connect", perSec: 4251.4 },
       ]),
       run("2026-12-02T15:41:00.000Z", "916c7de", [{ offeredPerSec: 1700, completedPerSec: 1118, completedInWindowPerSec: 695, e2eLatency: latency(5852, 6697) }]),
     ]).split("\n");
     expect(rows).toHaveLength(4);
-    expect(rows[2]).toBe("| [2026-12-03 18:21 8ccb2cb](../bench/results/2026-12-03-8ccb2cb.json) | 0.5 | 5,000 · 16,666 | 4,000 | 20,000 | 706 at 1,200 | 40.4 / 114 | — | — | 0.50 |");
-    expect(rows[3]).toBe("| [2026-12-02 15:41 916c7de](../bench/results/2026-12-02-916c7de.json) | 0.5 | 5,000 · — | 4,000 | 20,000 | 1,118 (695\\*) at 1,700 | — | — | — | — |");
+    expect(rows[2]).toBe("| [2026-12-03 18:21 8ccb2cb](../bench/results/2026-12-03-8ccb2cb.json) | 0.5 | 5,000 · 16,666 | 4,000 | 20,000 | 706 at 1,200 | 40.4 / 114 | — | — | 0.50 | 0.70 |");
+    expect(rows[3]).toBe("| [2026-12-02 15:41 916c7de](../bench/results/2026-12-02-916c7de.json) | 0.5 | 5,000 · — | 4,000 | 20,000 | 1,118 (695\\*) at 1,700 | — | — | — | — | — |");
   });
 
   it("reads every full run kept in bench/results, oldest first, and no other", () => {

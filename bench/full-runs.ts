@@ -9,7 +9,7 @@ export interface RunFigures {
   machine: { date: string; gitCommit: string; loadAverageAtStart?: number[] };
   saga: { steps: { offeredPerSec: number; completedPerSec: number; completedInWindowPerSec?: number; e2eLatency: LatencySummary }[] };
   ceilings: { grpcJs: { perSec: number }; postgres: { txPerSec: number }; jetstream: { roundTripMsgsPerSec: number } };
-  transportH2load?: { name: string; protocol: string; perSec: number }[];
+  transportH2load?: { name: string; protocol: string; perSec: number; serverCpuUsPerCall?: number | null }[];
 }
 
 export interface KeptRun {
@@ -38,6 +38,7 @@ const header = [
   "at 400/s",
   "at 800/s",
   "cached GetOrder ÷ bare grpc-js (h2load)",
+  "the same by server CPU per call",
 ];
 
 /** One Markdown row per run; links are relative to docs/. */
@@ -50,9 +51,11 @@ export function fullRunsTable(runs: readonly KeptRun[]): string {
       return step ? `${figure(step.e2eLatency.p50)} / ${figure(step.e2eLatency.p99)}` : "—";
     };
     const last = steps.at(-1);
-    const h2load = (name: string) => result.transportH2load?.find((t) => t.name.startsWith(name) && t.protocol === "grpc")?.perSec;
-    const bareH2load = h2load("Health/Check bare grpc-js");
-    const getOrderH2load = h2load("GetOrder warm");
+    const h2loadRun = (name: string) => result.transportH2load?.find((t) => t.name.startsWith(name) && t.protocol === "grpc");
+    const bare = h2loadRun("Health/Check bare grpc-js");
+    const getOrder = h2loadRun("GetOrder warm");
+    const bareH2load = bare?.perSec;
+    const getOrderH2load = getOrder?.perSec;
     return [
       `[${machine.date.slice(0, 16).replace("T", " ")} ${machine.gitCommit}](../bench/results/${file})`,
       machine.loadAverageAtStart?.[0]?.toString() ?? "—",
@@ -64,6 +67,7 @@ export function fullRunsTable(runs: readonly KeptRun[]): string {
       endToEnd(400),
       endToEnd(800),
       getOrderH2load !== undefined && bareH2load ? (getOrderH2load / bareH2load).toFixed(2) : "—",
+      bare?.serverCpuUsPerCall && getOrder?.serverCpuUsPerCall ? (bare.serverCpuUsPerCall / getOrder.serverCpuUsPerCall).toFixed(2) : "—",
     ];
   });
   return [header, header.map(() => "---"), ...rows].map((cells) => `| ${cells.join(" | ")} |`).join("\n");
