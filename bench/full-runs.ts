@@ -54,19 +54,17 @@ export function fullRunsTable(runs: readonly KeptRun[]): string {
     const h2loadRun = (name: string) => result.transportH2load?.find((t) => t.name.startsWith(name) && t.protocol === "grpc");
     const bare = h2loadRun("Health/Check bare grpc-js");
     const getOrder = h2loadRun("GetOrder warm");
-    const bareH2load = bare?.perSec;
-    const getOrderH2load = getOrder?.perSec;
     return [
       `[${machine.date.slice(0, 16).replace("T", " ")} ${machine.gitCommit}](../bench/results/${file})`,
       machine.loadAverageAtStart?.[0]?.toString() ?? "—",
-      `${figure(ceilings.grpcJs.perSec)} · ${bareH2load === undefined ? "—" : figure(bareH2load)}`,
+      `${figure(ceilings.grpcJs.perSec)} · ${bare === undefined ? "—" : figure(bare.perSec)}`,
       figure(ceilings.postgres.txPerSec),
       figure(ceilings.jetstream.roundTripMsgsPerSec),
       last ? `${completed(last)} at ${figure(last.offeredPerSec)}` : "—",
       endToEnd(50),
       endToEnd(400),
       endToEnd(800),
-      getOrderH2load !== undefined && bareH2load ? (getOrderH2load / bareH2load).toFixed(2) : "—",
+      getOrder && bare?.perSec ? (getOrder.perSec / bare.perSec).toFixed(2) : "—",
       bare?.serverCpuUsPerCall && getOrder?.serverCpuUsPerCall ? (bare.serverCpuUsPerCall / getOrder.serverCpuUsPerCall).toFixed(2) : "—",
     ];
   });

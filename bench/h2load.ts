@@ -115,14 +115,12 @@ export async function runH2load(run: H2loadRun): Promise<H2loadResult> {
     const bodyFile = join(dir, "body");
     writeFileSync(bodyFile, run.body);
     const seconds = Math.max(1, Math.round(run.durationMs / 1_000));
-    const load =
-      run.protocol === "grpc"
-        ? ["-c", "4", "-m", String(Math.max(1, Math.ceil(run.concurrency / 4))), "-H", "content-type: application/grpc", "-H", "te: trailers", run.url]
-        : ["--h1", "-c", String(run.concurrency), "-m", "1", "-H", "content-type: application/json", run.url];
-    const args = (duration: number) => ["-t", "1", "-D", String(duration), "-d", bodyFile, ...load];
+    const request = run.protocol === "grpc" ? ["-H", "content-type: application/grpc", "-H", "te: trailers"] : ["--h1", "-H", "content-type: application/json"];
+    const connections = run.protocol === "grpc" ? ["-c", "4", "-m", String(Math.max(1, Math.ceil(run.concurrency / 4)))] : ["-c", String(run.concurrency), "-m", "1"];
+    const args = (duration: number) => ["-t", "1", "-D", String(duration), "-d", bodyFile, ...connections, ...request, run.url];
     // One verbose call first: a failing gRPC call answers HTTP 200 with grpc-status in its
     // headers (trailers-only), which h2load would count as a success.
-    const probe = await h2loadOutput(run.binary, ["-v", "-n", "1", "-c", "1", "-d", bodyFile, ...(run.protocol === "grpc" ? ["-H", "content-type: application/grpc", "-H", "te: trailers"] : ["--h1", "-H", "content-type: application/json"]), run.url]);
+    const probe = await h2loadOutput(run.binary, ["-v", "-n", "1", "-c", "1", "-d", bodyFile, ...request, run.url]);
     const grpcStatus = /grpc-status: (\d+)/.exec(probe)?.[1];
     const httpStatus = /:status: (\d+)/.exec(probe)?.[1] ?? /HTTP\/1\.1 (\d+)/.exec(probe)?.[1];
     if ((grpcStatus !== undefined && grpcStatus !== "0") || (httpStatus !== undefined && !httpStatus.startsWith("2"))) {

@@ -634,14 +634,13 @@ async function main(): Promise<void> {
       for (const t of transportH2load) {
         if (t === h2GrpcJs) continue;
         const note = t.name.startsWith("GetOrder") ? "h2load; goal ≥ 0.8" : t.name.includes("bare") ? "h2load; transport alone" : "h2load; transport + platform server stack";
-        ratios.push(ratio(`h2load: ${t.name} ${t.protocol === "grpc" ? "gRPC" : "Connect"} vs bare grpc-js`, t.perSec, h2GrpcJs.perSec, "req/s", note));
-      }
-      // The same calls as calls per second of the server's CPU: steadier than req/s on a shared machine.
-      const bareCpu = h2GrpcJs.serverCpuUsPerCall;
-      for (const t of transportH2load) {
-        if (t === h2GrpcJs || bareCpu === null || t.serverCpuUsPerCall === null) continue;
-        const note = t.name.startsWith("GetOrder") ? "server CPU per call; goal ≥ 0.8" : "server CPU per call";
-        ratios.push(ratio(`h2load CPU: ${t.name} ${t.protocol === "grpc" ? "gRPC" : "Connect"} vs bare grpc-js`, round(1e6 / t.serverCpuUsPerCall, 1), round(1e6 / bareCpu, 1), "calls/CPU-s", note));
+        const call = `${t.name} ${t.protocol === "grpc" ? "gRPC" : "Connect"} vs bare grpc-js`;
+        ratios.push(ratio(`h2load: ${call}`, t.perSec, h2GrpcJs.perSec, "req/s", note));
+        // The same call as calls per second of the server's CPU: steadier than req/s on a shared machine.
+        const bareCpu = h2GrpcJs.serverCpuUsPerCall;
+        if (bareCpu !== null && t.serverCpuUsPerCall !== null) {
+          ratios.push(ratio(`h2load CPU: ${call}`, round(1e6 / t.serverCpuUsPerCall, 1), round(1e6 / bareCpu, 1), "calls/CPU-s", t.name.startsWith("GetOrder") ? "server CPU per call; goal ≥ 0.8" : "server CPU per call"));
+        }
       }
     }
     for (const q of [...queries, ...transport, grpcJs]) {

@@ -1,21 +1,11 @@
-import { Counter, Gauge, Histogram, register } from "prom-client";
-import { deferredCounter } from "../metrics.js";
+import { Gauge, register } from "prom-client";
+import { counter, deferredCounter, histogram } from "../metrics.js";
 
 /** Bus metrics, registered once in prom-client's default registry. */
-
-function counter(name: string, help: string, labelNames: readonly string[]): Counter<string> {
-  const existing = register.getSingleMetric(name);
-  return existing instanceof Counter ? existing : new Counter({ name, help, labelNames });
-}
 
 function gauge(name: string, help: string, labelNames: readonly string[]): Gauge<string> {
   const existing = register.getSingleMetric(name);
   return existing instanceof Gauge ? existing : new Gauge({ name, help, labelNames });
-}
-
-function histogram(name: string, help: string, labelNames: readonly string[], buckets: number[]): Histogram<string> {
-  const existing = register.getSingleMetric(name);
-  return existing instanceof Histogram ? existing : new Histogram({ name, help, labelNames, buckets });
 }
 
 export const busMetrics = {
