@@ -60,6 +60,8 @@ describe("MetadataHeaders", () => {
     expect(m.get("x-trace")).toEqual(["def"]);
     expect(m.get("x-multi")).toEqual(["a", "b", "c"]);
     expect(m.get("x-new-bin")).toEqual([Buffer.from([9, 8])]);
+    view.set("x-new-bin", [Buffer.from([1]), Buffer.from([2, 3])].map((b) => b.toString("base64")).join(", "));
+    expect(m.get("x-new-bin")).toEqual([Buffer.from([1]), Buffer.from([2, 3])]);
     expect(view.has("user-agent")).toBe(false);
     expect(view.get("x-multi")).toBe("a, b, c");
   });

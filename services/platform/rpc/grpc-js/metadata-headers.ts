@@ -1,4 +1,5 @@
 import type { Metadata, MetadataValue } from "@grpc/grpc-js";
+import { metadataValues } from "./metadata.js";
 
 /**
  * A grpc-js call's request metadata as the `Headers` of its HandlerContext: a view, not a
@@ -27,11 +28,12 @@ export class MetadataHeaders implements Headers {
   }
 
   set(name: string, value: string): void {
-    this.metadata.set(name, asValue(name, value));
+    this.metadata.remove(name);
+    this.append(name, value);
   }
 
   append(name: string, value: string): void {
-    this.metadata.add(name, asValue(name, value));
+    for (const part of metadataValues(name, value)) this.metadata.add(name, part);
   }
 
   delete(name: string): void {
@@ -65,8 +67,4 @@ export class MetadataHeaders implements Headers {
 
 function asText(value: MetadataValue): string {
   return typeof value === "string" ? value : value.toString("base64");
-}
-
-function asValue(name: string, value: string): MetadataValue {
-  return name.toLowerCase().endsWith("-bin") ? Buffer.from(value, "base64") : value;
 }

@@ -1,4 +1,12 @@
-import { Metadata } from "@grpc/grpc-js";
+import { Metadata, type MetadataValue } from "@grpc/grpc-js";
+
+/**
+ * A header value as grpc-js metadata values: `-bin` values are base64 on the wire and binary in
+ * metadata, and a `Headers` value of a binary name may join several with ", ".
+ */
+export function metadataValues(name: string, value: string): MetadataValue[] {
+  return name.toLowerCase().endsWith("-bin") ? value.split(/,\s*/).map((part) => Buffer.from(part, "base64")) : [value];
+}
 
 /**
  * Response headers or trailers as grpc-js Metadata (undefined when there are none). Protocol headers (content-type,
@@ -9,8 +17,7 @@ export function metadataFromHeaders(headers: Headers, skip: ReadonlySet<string> 
   headers.forEach((value, key) => {
     if (skip.has(key)) return;
     metadata ??= new Metadata();
-    if (key.endsWith("-bin")) for (const part of value.split(/,\s*/)) metadata.add(key, Buffer.from(part, "base64"));
-    else metadata.add(key, value);
+    for (const part of metadataValues(key, value)) metadata.add(key, part);
   });
   return metadata;
 }
