@@ -1,11 +1,9 @@
 import { Code, ConnectError, type ServiceImpl } from "@connectrpc/connect";
 import { z } from "zod";
-import { GetOrderResponseSchema, OrderService } from "../../gen/orderflow/order/v1/order_pb.js";
+import { OrderService } from "../../gen/orderflow/order/v1/order_pb.js";
 import { decodePageToken, pageSize, paginate } from "../platform/paging.js";
-import { encodedResponse } from "../platform/rpc/known-encoding.js";
 import { requestHash } from "./domain/idempotency.js";
 import { priceOrder, rejectRepeatedSkus } from "./domain/pricing.js";
-import { getOrderResponseAround } from "./response-encoding.js";
 import type { PoolClient } from "../platform/db.js";
 import type { OrderCache } from "./cache.js";
 import type { Catalogue } from "./catalogue.js";
@@ -52,13 +50,13 @@ export function orderApi({ store, catalogue, sagaStart, cancel, watch, cache, ra
     },
 
     async getOrder({ orderId }, context) {
-      const cached = await cache.getEncoded(orderId);
-      if (cached) return encodedResponse(GetOrderResponseSchema, getOrderResponseAround(cached), context);
+      const cached = await cache.getAnswer(orderId);
+      if (cached) return cached.answer(context);
       const order = await store.get(orderId);
       if (!order) throw new ConnectError(`order ${orderId} not found`, Code.NotFound);
       // A terminal order read from Postgres is encoded once, for the cache and the answer.
-      const encoded = await cache.offer(order);
-      return encoded ? encodedResponse(GetOrderResponseSchema, () => getOrderResponseAround(encoded), context, { order }) : { order };
+      const offered = await cache.offer(order);
+      return offered ? offered.answer(context, { order }) : { order };
     },
 
     async listOrders(request) {

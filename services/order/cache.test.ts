@@ -2,7 +2,7 @@ import { randomUUID } from "node:crypto";
 import { create, fromBinary } from "@bufbuild/protobuf";
 import { Redis } from "ioredis";
 import { afterAll, describe, expect, it } from "vitest";
-import { OrderSchema, OrderStatus } from "../../gen/orderflow/order/v1/order_pb.js";
+import { GetOrderResponseSchema, OrderSchema, OrderStatus } from "../../gen/orderflow/order/v1/order_pb.js";
 import { OrderCache } from "./cache.js";
 
 const redis = new Redis(process.env["REDIS_URL"] ?? "redis://127.0.0.1:6379", { maxRetriesPerRequest: 1 });
@@ -11,8 +11,8 @@ afterAll(() => redis.quit());
 
 /** The cached copy, decoded. */
 async function cached(orderId: string) {
-  const bytes = await cache.getEncoded(orderId);
-  return bytes && fromBinary(OrderSchema, bytes);
+  const answer = await cache.getAnswer(orderId);
+  return answer && fromBinary(GetOrderResponseSchema, answer.bytes).order;
 }
 
 const order = (orderId: string, status: OrderStatus, version: bigint) => create(OrderSchema, { orderId, status, version, customerId: "c\u00e9\u0000binary" });
@@ -22,8 +22,8 @@ describe("OrderCache (real Redis)", () => {
     const id = randomUUID();
     expect(await cache.offer(order(id, OrderStatus.PENDING, 1n))).toBeUndefined();
     expect(await cached(id)).toBeUndefined();
-    const encoded = await cache.offer(order(id, OrderStatus.CONFIRMED, 4n));
-    expect(encoded && fromBinary(OrderSchema, encoded)).toEqual(order(id, OrderStatus.CONFIRMED, 4n));
+    const answer = await cache.offer(order(id, OrderStatus.CONFIRMED, 4n));
+    expect(answer && fromBinary(GetOrderResponseSchema, answer.bytes).order).toEqual(order(id, OrderStatus.CONFIRMED, 4n));
     expect(await cached(id)).toEqual(order(id, OrderStatus.CONFIRMED, 4n));
   });
 
@@ -41,7 +41,7 @@ describe("OrderCache (real Redis)", () => {
   it("reports an invalidation it could not make", async () => {
     const down = new Redis("redis://127.0.0.1:1", { lazyConnect: true, enableOfflineQueue: false, maxRetriesPerRequest: 0, retryStrategy: () => null });
     expect(await new OrderCache(down).invalidate(randomUUID(), 2n)).toBe(false);
-    expect(await new OrderCache(down).getEncoded(randomUUID())).toBeUndefined();
+    expect(await new OrderCache(down).getAnswer(randomUUID())).toBeUndefined();
     down.disconnect();
   });
 });

@@ -5,6 +5,7 @@ import { deferredCounter } from "../platform/metrics.js";
 import { orFallback, RedisScript } from "../platform/redis.js";
 import { isTerminal } from "./domain/status.js";
 import type { LocalOrderCopies } from "./local-copies.js";
+import { type GetOrderAnswer, getOrderAnswer } from "./response-encoding.js";
 
 const lookups = deferredCounter("orderflow_order_cache_lookups_total", "GetOrder cache lookups by result", ["result"]);
 const lookupResult = { local: { result: "local" }, hit: { result: "hit" }, miss: { result: "miss" } } as const;
@@ -47,8 +48,8 @@ export class OrderCache {
     return `order:${orderId}`;
   }
 
-  /** The cached order's binary encoding (callers pass it on without decoding it). */
-  async getEncoded(orderId: string): Promise<Uint8Array | undefined> {
+  /** The GetOrder answer of the cached order, held encoded (callers pass it on without decoding it). */
+  async getAnswer(orderId: string): Promise<GetOrderAnswer | undefined> {
     const copy = this.local?.get(orderId);
     if (copy) {
       lookups.inc(lookupResult.local);
@@ -62,21 +63,22 @@ export class OrderCache {
       return undefined;
     }
     lookups.inc(lookupResult.hit);
-    const encoded = raw.subarray(sep + 1);
-    if (mark !== undefined) this.local?.keep(orderId, encoded, mark);
-    return encoded;
+    const answer = getOrderAnswer(raw.subarray(sep + 1));
+    if (mark !== undefined) this.local?.keep(orderId, answer, mark);
+    return answer;
   }
 
-  /** Caches the order if it is terminal; returns the encoding it cached (undefined for an order it does not cache). */
-  async offer(order: Order): Promise<Uint8Array | undefined> {
+  /** Caches the order if it is terminal; returns the answer it cached (undefined for an order it does not cache). */
+  async offer(order: Order): Promise<GetOrderAnswer | undefined> {
     if (!isTerminal(order.status)) return undefined;
     const encoded = toBinary(OrderSchema, order);
     const payload = Buffer.from(encoded.buffer, encoded.byteOffset, encoded.byteLength);
     const mark = this.local?.mark();
     const stored = await orFallback(() => storeIfNewer.run(this.redis, [this.key(order.orderId)], [order.version.toString(), payload, this.ttlMs]), 0);
     // Only a copy Redis took as the newest may be kept here: a refused one is older than a change.
-    if (stored === 1 && mark !== undefined) this.local?.keep(order.orderId, encoded, mark);
-    return encoded;
+    const answer = getOrderAnswer(encoded);
+    if (stored === 1 && mark !== undefined) this.local?.keep(order.orderId, answer, mark);
+    return answer;
   }
 
   /**

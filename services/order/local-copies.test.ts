@@ -3,7 +3,7 @@ import { create, fromBinary } from "@bufbuild/protobuf";
 import { connect, type NatsConnection } from "@nats-io/transport-node";
 import { Redis } from "ioredis";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { OrderSchema, OrderStatus } from "../../gen/orderflow/order/v1/order_pb.js";
+import { GetOrderResponseSchema, OrderSchema, OrderStatus } from "../../gen/orderflow/order/v1/order_pb.js";
 import { NATS_URL, natsLink, type NatsLink, waitFor } from "../platform/bus/testkit.js";
 import { OrderCache } from "./cache.js";
 import { LocalOrderCopies } from "./local-copies.js";
@@ -29,8 +29,8 @@ async function replica(natsUrl = NATS_URL, ttlMs = 60_000): Promise<Replica> {
 /** What the replica answers from its own memory alone (Redis's copy deleted first). */
 async function servedLocally(r: Replica, orderId: string) {
   await redis.del(key(orderId));
-  const bytes = await r.cache.getEncoded(orderId);
-  return bytes && fromBinary(OrderSchema, bytes);
+  const answer = await r.cache.getAnswer(orderId);
+  return answer && fromBinary(GetOrderResponseSchema, answer.bytes).order;
 }
 
 let a: Replica;
@@ -61,19 +61,19 @@ describe("OrderCache with local copies (real Redis and NATS)", () => {
 
     const read = randomUUID();
     await a.cache.offer(confirmed(read));
-    expect(await b.cache.getEncoded(read)).toBeDefined();
+    expect(await b.cache.getAnswer(read)).toBeDefined();
     expect(await servedLocally(b, read)).toEqual(confirmed(read));
   });
 
   it("drops every replica's copy when one replica invalidates the order", async () => {
     const id = randomUUID();
     await a.cache.offer(confirmed(id));
-    await b.cache.getEncoded(id);
+    await b.cache.getAnswer(id);
     expect(b.copies.get(id)).toBeDefined();
     expect(await a.cache.invalidate(id, 5n)).toBe(true);
     expect(a.copies.get(id)).toBeUndefined();
     await waitFor(() => b.copies.get(id) === undefined, 2_000, "replica b to drop its copy");
-    expect(await b.cache.getEncoded(id)).toBeUndefined();
+    expect(await b.cache.getAnswer(id)).toBeUndefined();
   });
 
   it("keeps no copy Redis refused as older than a change", async () => {
@@ -86,7 +86,7 @@ describe("OrderCache with local copies (real Redis and NATS)", () => {
   it("keeps no copy read while an eviction was heard", async () => {
     const id = randomUUID();
     await a.cache.offer(confirmed(id));
-    const reading = b.cache.getEncoded(id);
+    const reading = b.cache.getAnswer(id);
     await b.copies.evictEverywhere(randomUUID());
     expect(await reading).toBeDefined();
     expect(b.copies.get(id)).toBeUndefined();

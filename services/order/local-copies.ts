@@ -3,6 +3,7 @@ import type { NatsConnection, Subscription } from "@nats-io/transport-node";
 import { LRUCache } from "lru-cache";
 import { counter } from "../platform/metrics.js";
 import type { Worker } from "../platform/host.js";
+import type { GetOrderAnswer } from "./response-encoding.js";
 
 const evictions = counter("orderflow_order_local_cache_evictions_total", "Local order copies dropped, by cause", ["cause"]);
 
@@ -21,7 +22,7 @@ export interface LocalCopiesOptions {
 }
 
 /**
- * This process's copies of cached orders' encodings, so a GetOrder of a hot order needs no
+ * This process's copies of cached orders' GetOrder answers, encoded, so a GetOrder of a hot order needs no
  * Redis round trip. Only terminal orders are cached, and the one change such an order still
  * sees (the cancel of a CONFIRMED order) first calls `evictEverywhere`, which drops the copy
  * here and has NATS confirm it took the eviction for every other replica. Core NATS delivers
@@ -29,7 +30,7 @@ export interface LocalCopiesOptions {
  * and none is served longer than `ttlMs`.
  */
 export class LocalOrderCopies implements Worker {
-  private readonly copies: LRUCache<string, Uint8Array>;
+  private readonly copies: LRUCache<string, GetOrderAnswer>;
   /** lru-cache reads a ttl of 0 as "no expiry": with 0, nothing is kept. */
   private readonly keeps: boolean;
   /** Counts evictions heard: a copy read before one is not kept (it may be the evicted version). */
@@ -55,7 +56,7 @@ export class LocalOrderCopies implements Worker {
     return this.nc.flush();
   }
 
-  get(orderId: string): Uint8Array | undefined {
+  get(orderId: string): GetOrderAnswer | undefined {
     return this.keeps ? this.copies.get(orderId) : undefined;
   }
 
@@ -64,8 +65,8 @@ export class LocalOrderCopies implements Worker {
     return this.generation;
   }
 
-  keep(orderId: string, encoded: Uint8Array, mark: number): void {
-    if (this.keeps && mark === this.generation) this.copies.set(orderId, encoded);
+  keep(orderId: string, answer: GetOrderAnswer, mark: number): void {
+    if (this.keeps && mark === this.generation) this.copies.set(orderId, answer);
   }
 
   /** Drops the order's copy here and in every replica; false if NATS did not confirm in time. */

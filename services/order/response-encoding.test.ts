@@ -12,6 +12,6 @@ describe("getOrderResponseAround", () => {
     });
     const orderBytes = itemCount === 0 ? new Uint8Array() : toBinary(OrderSchema, order);
     const expected = toBinary(GetOrderResponseSchema, create(GetOrderResponseSchema, { order: itemCount === 0 ? create(OrderSchema) : order }));
-    expect(getOrderResponseAround(orderBytes)).toEqual(expected);
+    expect(getOrderResponseAround(orderBytes)).toEqual(Buffer.from(expected));
   });
 });

@@ -14,7 +14,7 @@ import { GetOrderRequestSchema, GetOrderResponseSchema, OrderService, type Creat
 import { createLogger } from "../logger.js";
 import { bind } from "./binding.js";
 import { HealthState } from "./health.js";
-import { encodedResponse, knownEncoding } from "./known-encoding.js";
+import { EncodedResponse, knownEncoding } from "./known-encoding.js";
 import { RpcServer, type RpcTransport } from "./server.js";
 
 const slowOrderId = "00000000-0000-4000-8000-000000000001";
@@ -43,7 +43,7 @@ function testService(seen: Seen) {
       if (request.orderId === failingOrderId) throw new Error("relation orders does not exist (a secret)");
       if (request.orderId === encodedOrderId) {
         const bytes = toBinary(GetOrderResponseSchema, create(GetOrderResponseSchema, { order: { orderId: request.orderId, customerId: "from bytes" } }));
-        const response = encodedResponse(GetOrderResponseSchema, bytes, context);
+        const response = new EncodedResponse(GetOrderResponseSchema, bytes).answer(context);
         seen.undecoded = knownEncoding(response) !== undefined;
         return response;
       }

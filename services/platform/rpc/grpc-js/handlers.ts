@@ -1,11 +1,12 @@
 import type { DescMessage, DescMethod, Message } from "@bufbuild/protobuf";
 import { Code, ConnectError, type Interceptor, type MethodImplSpec } from "@connectrpc/connect";
-import { createAsyncIterable, createMethodSerializationLookup, invokeUnaryImplementation, transformInvokeImplementation, validateUniversalHandlerOptions } from "@connectrpc/connect/protocol";
+import { createAsyncIterable, createMethodSerializationLookup, transformInvokeImplementation, validateUniversalHandlerOptions } from "@connectrpc/connect/protocol";
 import type { Metadata, ServerDuplexStream, ServerReadableStream, ServerUnaryCall, ServerWritableStream, sendUnaryData, UntypedHandleCall } from "@grpc/grpc-js";
 import { callContext, type CallContext } from "./context.js";
 import { knownEncoding } from "../known-encoding.js";
 import { metadataFromHeaders } from "./metadata.js";
 import { errorStatus } from "./status.js";
+import { unaryInvoker } from "./unary.js";
 
 type Bytes = Buffer;
 type Call = ServerUnaryCall<Bytes, Bytes> | ServerReadableStream<Bytes, Bytes> | ServerWritableStream<Bytes, Bytes> | ServerDuplexStream<Bytes, Bytes>;
@@ -24,8 +25,9 @@ const callEnded = new ConnectError("the call has ended", Code.Canceled);
 
 /**
  * A grpc-js handler that runs the connect implementation of one method through
- * connect's own invocation code — the same interceptor chain, request parsing
- * and error encoding as connect-node — with grpc-js doing the HTTP/2 framing.
+ * connect's own invocation code (for unary calls, its equivalent in unary.ts) — the
+ * same interceptor chain, request parsing and error encoding as connect-node — with
+ * grpc-js doing the HTTP/2 framing.
  * grpc-js passes the raw message bytes (identity (de)serializers): parse errors
  * are connect's, not grpc-js's.
  */
@@ -50,12 +52,13 @@ export function grpcJsHandler(spec: MethodImplSpec, interceptors: Interceptor[],
   };
 
   switch (spec.kind) {
-    case "unary":
+    case "unary": {
+      const invoke = unaryInvoker(spec, interceptors);
       return (async (call: ServerUnaryCall<Bytes, Bytes>, callback: sendUnaryData<Bytes>) => {
         const done = track();
         const context = callContext(spec.method, call);
         try {
-          const message = await invokeUnaryImplementation(spec, context, parse(call.request), interceptors);
+          const message = await invoke(context, parse(call.request));
           sendHeader(call, context);
           callback(null, serialize(message), metadataFromHeaders(context.responseTrailer));
         } catch (error) {
@@ -66,6 +69,7 @@ export function grpcJsHandler(spec: MethodImplSpec, interceptors: Interceptor[],
           done();
         }
       }) as UntypedHandleCall;
+    }
     case "server_streaming":
       return ((call: ServerWritableStream<Bytes, Bytes>) =>
         void run(call, () => createAsyncIterable([parse(call.request)]), (context, messages) => writeAll(call, context, messages, serialize), (context, error) => failStream(call, context, error))) as UntypedHandleCall;
@@ -93,7 +97,7 @@ export function grpcJsHandler(spec: MethodImplSpec, interceptors: Interceptor[],
 
 /** The bytes as a Buffer, without copying them. */
 function asBuffer(bytes: Uint8Array): Bytes {
-  return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  return Buffer.isBuffer(bytes) ? bytes : Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
 }
 
 async function* parseAll(call: ServerReadableStream<Bytes, Bytes> | ServerDuplexStream<Bytes, Bytes>, parse: (bytes: Bytes) => Message): AsyncIterable<Message> {
