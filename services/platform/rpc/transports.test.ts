@@ -4,7 +4,7 @@
 // must be the same whichever transport serves the call.
 import { create, toBinary } from "@bufbuild/protobuf";
 import { ViolationsSchema } from "@bufbuild/protovalidate/gen/buf/validate/validate_pb.js";
-import { Code, ConnectError, createClient, type HandlerContext } from "@connectrpc/connect";
+import { Code, ConnectError, createClient, type HandlerContext, type Interceptor } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
 import { credentials, Metadata, makeGenericClientConstructor, type ServiceError } from "@grpc/grpc-js";
 import { connect as http2Connect } from "node:http2";
@@ -20,6 +20,8 @@ import { RpcServer, type RpcTransport } from "./server.js";
 const slowOrderId = "00000000-0000-4000-8000-000000000001";
 const failingOrderId = "00000000-0000-4000-8000-000000000002";
 const encodedOrderId = "00000000-0000-4000-8000-000000000003";
+/** Keeps its context past the end of the call. */
+const keptContextOrderId = "00000000-0000-4000-8000-000000000004";
 
 interface Seen {
   timeoutMs?: number | undefined;
@@ -28,6 +30,7 @@ interface Seen {
   /** Whether the last response given as bytes went out without being decoded. */
   undecoded?: boolean;
   createCalls: number;
+  keptContext?: HandlerContext;
 }
 
 /** A pure in-memory OrderService: no store, just what the transports must carry. */
@@ -41,6 +44,10 @@ function testService(seen: Seen) {
         throw ConnectError.from(context.signal.reason);
       }
       if (request.orderId === failingOrderId) throw new Error("relation orders does not exist (a secret)");
+      if (request.orderId === keptContextOrderId) {
+        seen.keptContext = context;
+        return { order: { orderId: request.orderId } };
+      }
       if (request.orderId === encodedOrderId) {
         const bytes = toBinary(GetOrderResponseSchema, create(GetOrderResponseSchema, { order: { orderId: request.orderId, customerId: "from bytes" } }));
         const response = new EncodedResponse(GetOrderResponseSchema, bytes).answer(context);
@@ -51,6 +58,8 @@ function testService(seen: Seen) {
       context.responseHeader.set("x-multi", context.requestHeader.get("x-multi") ?? "");
       context.responseHeader.set("x-bin-bin", context.requestHeader.get("x-bin-bin") ?? "");
       context.responseTrailer.set("x-trailer", "t1");
+      context.responseTrailer.set("x-copied-request", context.requestHeader.get("x-copied-request") ?? "");
+      context.responseTrailer.set("x-signal-aborted", String(context.signal.aborted));
       return { order: { orderId: request.orderId, customerId: context.requestHeader.get("x-customer") ?? "" } };
     },
     createOrder(_request: CreateOrderRequest) {
@@ -120,6 +129,14 @@ function callWithoutClientTimer(port: number, path: string, request: Uint8Array,
   });
 }
 
+/** An interceptor that passes on a copy of the request with a header of its own, as interceptors may. */
+const requestCopier: Interceptor = (next) => (req) => {
+  if (req.stream || req.header.get("x-copy-request") === null) return next(req);
+  const header = new Headers(req.header);
+  header.set("x-copied-request", "yes");
+  return next({ ...req, header });
+};
+
 const transports: RpcTransport[] = ["grpc-js", "connect"];
 const servers = new Map<RpcTransport, { server: RpcServer; port: number; seen: Seen }>();
 
@@ -128,7 +145,7 @@ beforeAll(async () => {
     const seen: Seen = { createCalls: 0 };
     const health = new HealthState([OrderService.typeName], []);
     await health.start(60_000);
-    const server = new RpcServer({ services: [testService(seen)], health, logger: createLogger("test", "error"), port: 0, host: "127.0.0.1", transport });
+    const server = new RpcServer({ services: [testService(seen)], health, logger: createLogger("test", "error"), port: 0, host: "127.0.0.1", transport, interceptors: [requestCopier] });
     servers.set(transport, { server, port: await server.listen(), seen });
   }
 });
@@ -180,6 +197,23 @@ describe.each(transports)("RpcServer over gRPC with transport %s", (transport) =
     expect(header?.get("x-multi")).toBe("a, b");
     expect(Buffer.from(header?.get("x-bin-bin") ?? "", "base64")).toEqual(Buffer.from([0, 1, 2, 250]));
     expect(trailer?.get("x-trailer")).toBe("t1");
+  });
+
+  it("gives the handler the request an interceptor passed on as a copy, with the call's signal", async () => {
+    let trailer: Headers | undefined;
+    await client().getOrder({ orderId: "00000000-0000-4000-8000-00000000000a" }, { headers: [["x-copy-request", "1"]], onTrailer: (t) => (trailer = t) });
+    expect(trailer?.get("x-copied-request")).toBe("yes");
+    expect(trailer?.get("x-signal-aborted")).toBe("false");
+  });
+
+  it("aborts the signal of a context kept past the end of its call, whenever it is first asked for", async () => {
+    get().seen.keptContext = undefined;
+    await client().getOrder({ orderId: keptContextOrderId });
+    const kept = get().seen.keptContext;
+    await until(() => kept?.signal.aborted === true);
+    // The call ended; the client cancelled nothing.
+    expect(ConnectError.from(kept?.signal.reason).code).toBe(Code.Canceled);
+    expect(ConnectError.from(kept?.signal.reason).message).not.toMatch(/client cancelled/);
   });
 
   it("rejects an invalid request with INVALID_ARGUMENT and buf.validate.Violations details, before the handler", async () => {
