@@ -37,6 +37,18 @@ describe("the full runs table", () => {
     expect(rows[3]).toBe("| [2026-12-02 15:41 916c7de](../bench/results/2026-12-02-916c7de.json) | 0.5 | 5,000 · — | 4,000 | 20,000 | 1,118 (695\\*) at 1,700 | — | — | — | — | — |");
   });
 
+  it("divides a GetOrder measured in alternated rounds by the bare grpc-js server it alternated with", () => {
+    const alternated = { with: "the other", serverCpuUsPerCallByRound: [] };
+    const [, , row] = fullRunsTable([
+      run("2026-12-05T10:00:00.000Z", "abcdef0", [{ offeredPerSec: 50, completedPerSec: 50, completedInWindowPerSec: 50, e2eLatency: latency(10, 20) }], [
+        { name: "Health/Check bare grpc-js", protocol: "grpc", perSec: 20000, serverCpuUsPerCall: 50 },
+        { name: "Health/Check bare grpc-js, alternated with GetOrder", protocol: "grpc", perSec: 40000, serverCpuUsPerCall: 30, alternated },
+        { name: "GetOrder warm (one id)", protocol: "grpc", perSec: 30000, serverCpuUsPerCall: 40, alternated },
+      ]),
+    ]).split("\n");
+    expect(row).toBe("| [2026-12-05 10:00 abcdef0](../bench/results/2026-12-05-abcdef0.json) | 0.5 | 5,000 · 20,000 | 4,000 | 20,000 | 50 at 50 | 10 / 20 | — | — | 0.75 | 0.75 |");
+  });
+
   it("reads every full run kept in bench/results, oldest first, and no other", () => {
     const dir = join(repoRoot(), "bench", "results");
     const full = readdirSync(dir).filter((f) => /^\d{4}-.+\.json$/.test(f) && (JSON.parse(readFileSync(join(dir, f), "utf8")) as { mode: string }).mode === "full");

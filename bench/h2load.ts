@@ -34,6 +34,8 @@ export interface H2loadResult {
    * not move with what else the machine runs at the time, so ratios of it are steadier.
    */
   serverCpuUsPerCall: number | null;
+  /** Set when measured in rounds alternated with another server: each round's CPU per call, the figures above being the median round's. */
+  alternated?: { with: string; serverCpuUsPerCallByRound: (number | null)[] };
 }
 
 export function findH2load(): string | undefined {
@@ -146,4 +148,28 @@ export async function runH2load(run: H2loadRun): Promise<H2loadResult> {
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
+}
+
+/**
+ * Runs h2load against several servers in alternated rounds (a, b, a, b, …; the first round
+ * warms up and is not kept), so that a ratio between them does not also measure how busy
+ * the machine was at two different minutes. Each server's result is its median round by
+ * CPU per call (by req/s where the CPU is unknown), with every round's CPU per call beside it.
+ */
+export async function runH2loadAlternated(runs: readonly H2loadRun[], rounds: number): Promise<H2loadResult[]> {
+  const kept = runs.map((): H2loadResult[] => []);
+  for (let round = 0; round <= rounds; round++) {
+    for (const [i, run] of runs.entries()) {
+      const result = await runH2load({ ...run, warmupSeconds: 0, durationMs: round === 0 ? 1_000 : run.durationMs });
+      if (round > 0) kept[i]?.push(result);
+    }
+  }
+  return runs.map((run, i) => {
+    const results = kept[i] ?? [];
+    const key = (r: H2loadResult) => (r.serverCpuUsPerCall === null ? -r.perSec : r.serverCpuUsPerCall);
+    const median = [...results].sort((a, b) => key(a) - key(b))[Math.floor((results.length - 1) / 2)];
+    if (!median) throw new Error(`no h2load round of ${run.name}`);
+    const others = runs.filter((other) => other !== run).map((other) => other.name);
+    return { ...median, alternated: { with: others.join(", "), serverCpuUsPerCallByRound: results.map((r) => r.serverCpuUsPerCall) } };
+  });
 }
