@@ -54,7 +54,7 @@ export function fullRunsTable(runs: readonly KeptRun[]): string {
     const h2loadRun = (name: string) => result.transportH2load?.find((t) => t.name.startsWith(name) && t.protocol === "grpc");
     const bare = h2loadRun("Health/Check bare grpc-js");
     const getOrder = h2loadRun("GetOrder warm");
-    // From 8a9507d on, GetOrder is measured in rounds alternated with a bare grpc-js server of its own.
+    // From 74a10e1 on, GetOrder is measured in rounds alternated with a bare grpc-js server of its own.
     const alternatedBare = getOrder?.alternated ? result.transportH2load?.find((t) => t.alternated && t.name.startsWith("Health/Check bare grpc-js")) : undefined;
     const beside = alternatedBare ?? bare;
     return [
