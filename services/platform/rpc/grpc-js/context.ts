@@ -1,5 +1,5 @@
 import type { DescMethod, DescService } from "@bufbuild/protobuf";
-import { Code, ConnectError, createContextValues, type HandlerContext, type UnaryRequest } from "@connectrpc/connect";
+import { Code, ConnectError, createContextValues, type HandlerContext } from "@connectrpc/connect";
 import type { ServerSurfaceCall } from "@grpc/grpc-js/build/src/server-call.js";
 import { writesKnownEncoding } from "../known-encoding.js";
 import { MetadataHeaders } from "./metadata-headers.js";
@@ -10,8 +10,6 @@ export interface CallContext extends HandlerContext {
   abort(reason: unknown): void;
   /** Whether the response headers have gone out (they go once, before the first message or the status). */
   headerSent: boolean;
-  /** A unary call's request as it entered the interceptors (see unaryInvoker). */
-  request?: UnaryRequest;
 }
 
 /**
@@ -49,7 +47,6 @@ class GrpcJsCallContext implements CallContext {
   readonly responseTrailer = new Headers();
   readonly values = createContextValues().set(writesKnownEncoding, true);
   headerSent = false;
-  request?: UnaryRequest;
   private readonly deadline: number;
   private controller: AbortController | undefined;
   private endedWith: unknown;

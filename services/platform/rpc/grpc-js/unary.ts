@@ -27,9 +27,7 @@ export function unaryInvoker(spec: UnaryMethodSpec, interceptors: readonly Inter
   };
   const chain = interceptors.reduceRight<Next>((next, interceptor) => interceptor(next), implementation);
   return async (context, input) => {
-    const request = new UnaryCallRequest(method, input, context);
-    context.request = request;
-    const res = await chain(request);
+    const res = await chain(new UnaryCallRequest(method, input, context));
     if (res.stream) throw new Error("an interceptor answered a unary call with a stream");
     copyHeaders(res.header, context.responseHeader);
     copyHeaders(res.trailer, context.responseTrailer);
@@ -37,9 +35,12 @@ export function unaryInvoker(spec: UnaryMethodSpec, interceptors: readonly Inter
   };
 }
 
-/** The context the implementation sees: the call's own, unless an interceptor replaced the request. */
+/**
+ * The context the implementation sees: the call's own for the request the invoker made (its
+ * fields are the call's), else one merged from the request an interceptor passed on instead.
+ */
 function handlerContext(call: CallContext, req: UnaryRequest | StreamRequest): HandlerContext {
-  if (req === call.request) return call;
+  if (req instanceof UnaryCallRequest) return call;
   // A copy of the request made with spread syntax has no signal (see UnaryCallRequest): the call's is meant.
   return { ...call, service: req.service, requestHeader: req.header, signal: (req.signal as AbortSignal | undefined) ?? call.signal, values: req.contextValues };
 }
