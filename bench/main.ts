@@ -15,7 +15,7 @@ import { createClient } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
 import pg from "pg";
 import { surviveDroppedConnections } from "../services/platform/db.js";
-import { jetstreamManager } from "@nats-io/jetstream";
+import { jetstream as jetstreamClient, jetstreamManager } from "@nats-io/jetstream";
 import { connect as connectNats } from "@nats-io/transport-node";
 import { create, toBinary } from "@bufbuild/protobuf";
 import { HealthCheckRequestSchema } from "../gen/grpc/health/v1/health_pb.js";
@@ -30,6 +30,7 @@ import { renderSvg, renderTable } from "./report.js";
 import { findPids, ResourceMonitor } from "./resources.js";
 import { ANALYZE_CHECK_MS, AutovacuumStandIn } from "./autovacuum.js";
 import { QueueSampler } from "./queues.js";
+import { confirmedOrderTimes, stageLatencies, storedTimes } from "./stages.js";
 import { countWork, workBetween } from "./work.js";
 import { type BenchResult, checkResult, type MachineFacts, type Ratio, resultSchema } from "./results.js";
 import { round } from "./stats.js";
@@ -337,6 +338,12 @@ async function seed(options: BenchOptions, endpoints: Endpoints, runId: string):
 }
 
 /** Runs `use` on a one-connection pool to the run's database, closed afterwards. */
+/** Postgres's clock now (ISO): the clock of the orders' and history's times. */
+async function databaseNow(pool: pg.Pool): Promise<string> {
+  const { rows } = await pool.query<{ now: string }>("SELECT to_json(clock_timestamp()) #>> '{}' AS now");
+  return rows[0]?.now ?? new Date().toISOString();
+}
+
 async function onDatabase<T>(databaseUrl: string, use: (pool: pg.Pool) => Promise<T>): Promise<T> {
   const pool = surviveDroppedConnections(new pg.Pool({ connectionString: databaseUrl, max: 1, application_name: "orderflow-bench" }));
   try {
@@ -544,6 +551,8 @@ async function main(): Promise<void> {
       notes.push(`the saga steps followed ${sagaWarmupMs / 1000} s of unrecorded load at ${firstRate}/s`);
     }
     const steps: BenchResult["saga"]["steps"] = [];
+    /** Each step's orders were created between these (Postgres's clock). */
+    const stepWindows: Array<{ from: string; to: string }> = [];
     const nats = await connectNats({ servers: endpoints.natsUrl, name: "orderflow-bench-queues" });
     cleanups.push(() => nats.close());
     const jsm = await jetstreamManager(nats);
@@ -553,6 +562,7 @@ async function main(): Promise<void> {
       const workBefore = await onDatabase(endpoints.databaseUrl, (pool) => countWork(jsm, pool));
       const before = monitor.cpu();
       const wakeUpsBefore = monitor.wakeUps();
+      const createdFrom = await onDatabase(endpoints.databaseUrl, databaseNow);
       const t0 = performance.now();
       const queues = await new QueueSampler(jsm).start();
       const stopAnalyzing = autovacuum?.analyzeWhileRunning();
@@ -566,6 +576,7 @@ async function main(): Promise<void> {
         warmupMs: Math.min(1_000, options.stepMs / 4),
       });
       await stopAnalyzing?.();
+      stepWindows.push({ from: createdFrom, to: await onDatabase(endpoints.databaseUrl, databaseNow) });
       // CPU and queues over the arrivals and the drain.
       const cpuAfter = monitor.cpu();
       const concluded = step.confirmed + step.rejected;
@@ -583,7 +594,7 @@ async function main(): Promise<void> {
       if (!step.drained) reasons.push(`${step.unfinished} orders still open ${Math.round(step.drainMs / 1000)}s after the step`);
       if (errors > 0.01 * step.scheduled) reasons.push(`${errors} CreateOrder errors`);
       if (step.dropped > 0) reasons.push(`${step.dropped} arrivals dropped at the in-flight cap`);
-      steps.push({ ...step, serviceCpuPercent, cpuMsPerSaga, wakeUpsPerSaga, queues: stepQueues ?? [], work, saturated: reasons.length > 0, saturationReason: reasons.join("; ") });
+      steps.push({ ...step, serviceCpuPercent, cpuMsPerSaga, wakeUpsPerSaga, queues: stepQueues ?? [], work, stages: [], saturated: reasons.length > 0, saturationReason: reasons.join("; ") });
       log(
         `  accepted ${step.acceptedPerSec}/s, completed ${step.completedPerSec}/s, backlog ${step.backlogAtEnd}, e2e p99 ${step.e2eLatency.p99} ms${reasons.length > 0 ? ` — saturated: ${reasons.join("; ")}` : ""}`,
       );
@@ -597,6 +608,19 @@ async function main(): Promise<void> {
     log("waiting for the orders still in flight to conclude…");
     const stillOpen = await waitForQuiet(endpoints.databaseUrl, `bench-${runId}-`, quietTimeoutMs);
     if (stillOpen > 0) notes.push(`${stillOpen} orders were still in flight ${quietTimeoutMs / 1000}s after the last saga step: the query runs shared the machine with them`);
+    log("saga stages: when each step's commands and replies were stored…");
+    await onDatabase(endpoints.databaseUrl, async (pool) => {
+      const js = jetstreamClient(nats);
+      for (const [index, step] of steps.entries()) {
+        const window = stepWindows[index];
+        if (!window) continue;
+        const orders = await confirmedOrderTimes(pool, `bench-${runId}-`, window.from, window.to);
+        if (orders.length === 0) continue;
+        // The last conclusion events are published after the last CONFIRMED write began.
+        const lastWriteMs = Math.max(...orders.map((o) => o.confirmedMs));
+        step.stages = stageLatencies(orders, await storedTimes(js, Date.parse(window.from) - 1_000, lastWriteMs + 10_000));
+      }
+    });
     await autovacuum?.vacuum();
     const ids = await concludedOrderIds(endpoints.databaseUrl, `bench-${runId}-`, 200_000);
     const warmIds = ids.slice(0, Math.max(1, Math.min(100, Math.floor(ids.length / 4))));

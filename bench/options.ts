@@ -68,7 +68,7 @@ const profiles: Record<Mode, Omit<BenchOptions, "targets" | "databaseUrl" | "nat
 
 export const usage = `npm run bench [-- flags]
 
-  --quick                 about a minute: shorter steps and runs
+  --quick                 about a minute and a half: shorter steps and runs
   --smoke                 a few seconds of tiny load (npm test uses it)
   --duration <seconds>    length of each saga step and query run
   --rates <r1,r2,...>     saga arrival rates per second, stepped up in order

@@ -69,6 +69,19 @@ export function renderTable(result: BenchResult): string {
   if (cpuLines.length > 0) out.push("  CPU per concluded saga (ms of one core, over the step and its drain):", ...cpuLines);
   const wakeUpLines = perSagaLines((step) => step.wakeUpsPerSaga, 1);
   if (wakeUpLines.length > 0) out.push("  wake-ups per concluded saga (threads blocked and woken again; machine: all context switches):", ...wakeUpLines);
+  const timed = result.saga.steps.filter((s) => (s.stages ?? []).some((stage) => stage.count > 0));
+  const first = timed[0]?.stages;
+  if (first) {
+    out.push("");
+    out.push("Saga stages (confirmed orders; p50 / p99 ms; when JetStream stored each command and reply, when the order service began each write)");
+    out.push(
+      table(
+        ["service", "stage", ...timed.map((s) => `${figure(s.offeredPerSec)}/s`)],
+        first.map((stage, index) => [stage.service, stage.stage, ...timed.map((s) => (s.stages[index] ? `${ms(s.stages[index].p50)} / ${ms(s.stages[index].p99)}` : ""))]),
+        2,
+      ),
+    );
+  }
   out.push("");
   out.push("Queries and transports (closed loop; latencies in ms)");
   const unaryRows = (list: UnaryResult[]): (string | number)[][] =>

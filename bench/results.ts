@@ -1,6 +1,7 @@
 // The shape of a bench result (bench/results/*.json) and a checker for it.
 import type { JetStreamCeilingResult, PgCeilingResult, SagaStepResult, UnaryResult } from "./protocol.js";
 import type { ConsumerQueue } from "./queues.js";
+import type { SagaStage } from "./stages.js";
 import type { SagaWork } from "./work.js";
 import type { H2loadResult } from "./h2load.js";
 import type { ServiceFootprint } from "./resources.js";
@@ -67,6 +68,11 @@ export interface BenchResult {
       queues: ConsumerQueue[];
       /** JetStream messages, Postgres write transactions and WAL bytes over the step and its drain, and per saga concluded. */
       work: SagaWork;
+      /**
+       * Where the step's confirmed orders spent their time between services, stage by stage
+       * (bench/stages.ts); empty when none was confirmed.
+       */
+      stages: SagaStage[];
       saturated: boolean;
       saturationReason: string;
     })[];
@@ -110,6 +116,8 @@ export function checkResult(value: unknown): string[] {
   for (const [index, step] of (result.saga?.steps ?? []).entries()) {
     if (!Array.isArray(step.queues)) problems.push(`saga step ${index} has no queues`);
     if (!step.work) problems.push(`saga step ${index} has no work counts`);
+    if (!Array.isArray(step.stages)) problems.push(`saga step ${index} has no stages`);
+    else if (step.confirmed > 0 && !step.stages.some((s) => s.count > 0)) problems.push(`saga step ${index} confirmed orders but timed no stage of them`);
   }
   if (result.queries) {
     for (const name of ["GetOrder warm", "GetOrder cold", "ListOrders", "CreateOrder"]) {

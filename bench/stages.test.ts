@@ -1,0 +1,123 @@
+import { randomBytes, randomUUID } from "node:crypto";
+import { create, type Message } from "@bufbuild/protobuf";
+import { jetstream, jetstreamManager, type JetStreamManager } from "@nats-io/jetstream";
+import { connect, type NatsConnection } from "@nats-io/transport-node";
+import pg from "pg";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { AssessFraudSchema, FraudAssessedSchema } from "../gen/orderflow/fraud/v1/fraud_pb.js";
+import { ReserveStockSchema, StockReservedSchema } from "../gen/orderflow/inventory/v1/saga_pb.js";
+import { OrderConcludedSchema } from "../gen/orderflow/order/v1/events_pb.js";
+import { ChargePaymentSchema, PaymentChargedSchema } from "../gen/orderflow/payment/v1/payment_pb.js";
+import { encodeMessage } from "../services/platform/bus/index.js";
+import { bundleForWire } from "../services/platform/bus/bundle.js";
+import { createLogger } from "../services/platform/logger.js";
+import { migrate } from "../services/platform/migrate.js";
+import { confirmedOrderTimes, type OrderTimes, stageLatencies, storedTimes } from "./stages.js";
+
+const NATS_URL = process.env["NATS_URL"] ?? "nats://127.0.0.1:4222";
+const DATABASE_URL = process.env["DATABASE_URL"] ?? "postgres://postgres@127.0.0.1:5432/postgres";
+const suffix = `${process.pid}_${randomBytes(3).toString("hex")}`;
+const streams = [`STAGES_A_${suffix}`, `STAGES_B_${suffix}`];
+const subjectOf = (stream: string): string => `stages-test.${stream.toLowerCase()}`;
+const schema = `stages_${suffix}`;
+
+let nc: NatsConnection;
+let jsm: JetStreamManager;
+const pool = new pg.Pool({ connectionString: DATABASE_URL, max: 2 });
+
+beforeAll(async () => {
+  nc = await connect({ servers: NATS_URL });
+  jsm = await jetstreamManager(nc);
+  for (const stream of streams) await jsm.streams.add({ name: stream, subjects: [subjectOf(stream)] });
+  await migrate({ databaseUrl: DATABASE_URL, service: "order", schema, logger: createLogger("stages-test", "warn"), busTables: true });
+});
+afterAll(async () => {
+  for (const stream of streams) await jsm?.streams.delete(stream).catch(() => undefined);
+  await pool.query(`DROP SCHEMA IF EXISTS "${schema}" CASCADE`).catch(() => undefined);
+  await nc?.close();
+  await pool.end();
+});
+
+/** When the seven messages of a confirmed order were stored: `gap` ms apart after `start`. */
+function confirmedSaga(start: number, gap: number): Map<string, number> {
+  const types = [AssessFraudSchema, ReserveStockSchema, FraudAssessedSchema, StockReservedSchema, ChargePaymentSchema, PaymentChargedSchema, OrderConcludedSchema];
+  return new Map(types.map((schema, index) => [schema.typeName, start + gap * (index + 1)]));
+}
+
+describe("saga stages", () => {
+  it("splits each confirmed order's time into stages and leaves out orders with a moment missing", () => {
+    // Created at 0; messages at 10, 20, … 70; STOCK_RESERVED write began at 45, CONFIRMED at 65.
+    const orders: OrderTimes[] = ["a", "b", "c"].map((orderId) => ({ orderId, createdMs: 0, stockReservedMs: 45, confirmedMs: 65 }));
+    const incomplete = confirmedSaga(0, 10);
+    incomplete.delete(PaymentChargedSchema.typeName);
+    const stages = stageLatencies(orders, new Map([["a", confirmedSaga(0, 10)], ["b", confirmedSaga(0, 10)], ["c", incomplete]]));
+
+    const byStage = Object.fromEntries(stages.map((s) => [`${s.service}: ${s.stage}`, [s.count, s.p50]]));
+    expect(byStage).toEqual({
+      "order: accepted → fraud and reserve commands stored": [2, 20],
+      "fraud: assess command → decision stored": [2, 20],
+      "inventory: reserve command → reply stored": [2, 20],
+      "order: last of the two replies → write began": [2, 5],
+      "order: write began → charge command stored": [2, 5],
+      "payment: charge command → reply stored": [2, 10],
+      "order: reply → CONFIRMED write began": [2, 5],
+      "order: write began → conclusion event stored": [2, 5],
+      "all: whole: accepted → conclusion event stored": [2, 70],
+    });
+  });
+
+  it("reads when JetStream stored each entry of bundles and single messages, by order and type, within the window", async () => {
+    const [first, second, late] = [randomUUID(), randomUUID(), randomUUID()];
+    const js = jetstream(nc);
+    const publish = async (stream: string, messages: Message[]): Promise<void> => {
+      const entries = messages.map((message) => ({ ...encodeMessage(message), subject: subjectOf(stream), id: randomUUID(), key: null, headers: {} }));
+      for (const wire of bundleForWire(entries)) await js.publish(wire.subject, wire.payload, { msgID: wire.msgID, headers: wire.headers });
+    };
+    const from = Date.now();
+    // Two orders' commands as one bundle, a reply alone in the other stream.
+    await publish(streams[0]!, [create(AssessFraudSchema, { orderId: first }), create(AssessFraudSchema, { orderId: second })]);
+    await publish(streams[1]!, [create(FraudAssessedSchema, { orderId: first })]);
+    // A re-sent command keeps the time of its first copy.
+    await new Promise((resolve) => setTimeout(resolve, 20));
+    await publish(streams[0]!, [create(AssessFraudSchema, { orderId: first })]);
+    const until = Date.now();
+    await new Promise((resolve) => setTimeout(resolve, 20));
+    await publish(streams[0]!, [create(AssessFraudSchema, { orderId: late })]);
+
+    const stored = await storedTimes(js, from - 1_000, until, streams);
+
+    expect([...stored.keys()].sort()).toEqual([first, second].sort());
+    const assessed = stored.get(first)?.get(FraudAssessedSchema.typeName);
+    const assessFirst = stored.get(first)?.get(AssessFraudSchema.typeName);
+    expect(assessFirst).toBe(stored.get(second)?.get(AssessFraudSchema.typeName));
+    expect(assessed).toBeGreaterThanOrEqual(assessFirst ?? Infinity);
+    expect(assessFirst).toBeGreaterThanOrEqual(from - 1);
+    expect(until - (assessFirst ?? 0)).toBeGreaterThanOrEqual(20);
+  });
+
+  it("reads the confirmed orders of a window with the start of their STOCK_RESERVED and CONFIRMED writes", async () => {
+    const s = `"${schema}"`;
+    const [confirmed, rejected, otherCustomer] = [randomUUID(), randomUUID(), randomUUID()];
+    const { rows } = await pool.query<{ now: string }>("SELECT to_json(clock_timestamp()) #>> '{}' AS now");
+    const from = rows[0]!.now;
+    const order = async (orderId: string, customerId: string, statuses: string[]): Promise<void> => {
+      await pool.query(`INSERT INTO ${s}.orders (order_id, customer_id, status, total_minor, currency) VALUES ($1, $2, $3, 100, 'USD')`, [orderId, customerId, statuses.at(-1)]);
+      let previous = "";
+      for (const status of statuses) {
+        await pool.query(`INSERT INTO ${s}.order_history (order_id, from_status, to_status) VALUES ($1, $2, $3)`, [orderId, previous, status]);
+        previous = status;
+      }
+    };
+    await order(confirmed, "bench-x-1", ["PENDING", "FRAUD_APPROVED", "STOCK_RESERVED", "CONFIRMED"]);
+    await order(rejected, "bench-x-2", ["PENDING", "REJECTED"]);
+    await order(otherCustomer, "someone", ["PENDING", "FRAUD_APPROVED", "STOCK_RESERVED", "CONFIRMED"]);
+    const to = new Date(Date.now() + 60_000).toISOString();
+
+    const times = await confirmedOrderTimes(pool, "bench-x-", from, to, schema);
+
+    expect(times.map((t) => t.orderId)).toEqual([confirmed]);
+    const [t] = times;
+    expect(t!.stockReservedMs).toBeGreaterThanOrEqual(t!.createdMs);
+    expect(t!.confirmedMs).toBeGreaterThanOrEqual(t!.stockReservedMs);
+  });
+});

@@ -1,0 +1,144 @@
+// Where a saga step's end-to-end time goes, stage by stage: for each order the step confirmed,
+// when JetStream stored each of its commands and replies (the streams' own timestamps) and when
+// the order service began each of its writes (the order history's times). A stage that grows
+// with the load is where the orders queue.
+import type { Message } from "@bufbuild/protobuf";
+import { DeliverPolicy, type JetStreamClient } from "@nats-io/jetstream";
+import { AssessFraudSchema, FraudAssessedSchema } from "../gen/orderflow/fraud/v1/fraud_pb.js";
+import { ReserveStockSchema, StockReservedSchema } from "../gen/orderflow/inventory/v1/saga_pb.js";
+import { OrderConcludedSchema } from "../gen/orderflow/order/v1/events_pb.js";
+import { ChargePaymentSchema, PaymentChargedSchema } from "../gen/orderflow/payment/v1/payment_pb.js";
+import { decodeMessage, receivedEntries, streamName } from "../services/platform/bus/index.js";
+import { quoteSchema } from "../services/platform/bus/names.js";
+import type { Queryable } from "../services/platform/db.js";
+import { summarize } from "./stats.js";
+
+/** One stage's latency over the step's confirmed orders, in ms. */
+export interface SagaStage {
+  stage: string;
+  /** The process the time is spent in or waiting for. */
+  service: string;
+  count: number;
+  p50: number;
+  p90: number;
+  p99: number;
+}
+
+/** When an order was accepted and when the order service began writing each of its steps (ms since the epoch, Postgres's clock). */
+export interface OrderTimes {
+  orderId: string;
+  createdMs: number;
+  stockReservedMs: number;
+  confirmedMs: number;
+}
+
+/** When JetStream stored each of an order's messages, by message type (ms since the epoch, NATS's clock). */
+export type StoredTimes = ReadonlyMap<string, ReadonlyMap<string, number>>;
+
+const t = {
+  assess: AssessFraudSchema.typeName,
+  assessed: FraudAssessedSchema.typeName,
+  reserve: ReserveStockSchema.typeName,
+  reserved: StockReservedSchema.typeName,
+  charge: ChargePaymentSchema.typeName,
+  charged: PaymentChargedSchema.typeName,
+  concluded: OrderConcludedSchema.typeName,
+} as const;
+
+type Times = Record<keyof typeof t | "created" | "stockReserved" | "confirmed", number>;
+
+/** The stages of a confirmed order, in saga order: each the time between two of its moments. */
+const stageDefinitions: ReadonlyArray<{ stage: string; service: string; span: (o: Times) => number }> = [
+  { stage: "accepted → fraud and reserve commands stored", service: "order", span: (o) => Math.max(o.assess, o.reserve) - o.created },
+  { stage: "assess command → decision stored", service: "fraud", span: (o) => o.assessed - o.assess },
+  { stage: "reserve command → reply stored", service: "inventory", span: (o) => o.reserved - o.reserve },
+  { stage: "last of the two replies → write began", service: "order", span: (o) => o.stockReserved - Math.max(o.assessed, o.reserved) },
+  { stage: "write began → charge command stored", service: "order", span: (o) => o.charge - o.stockReserved },
+  { stage: "charge command → reply stored", service: "payment", span: (o) => o.charged - o.charge },
+  { stage: "reply → CONFIRMED write began", service: "order", span: (o) => o.confirmed - o.charged },
+  { stage: "write began → conclusion event stored", service: "order", span: (o) => o.concluded - o.confirmed },
+  { stage: "whole: accepted → conclusion event stored", service: "all", span: (o) => o.concluded - o.created },
+];
+
+/** Each stage's percentiles over the orders whose every moment is known (others are left out). */
+export function stageLatencies(orders: readonly OrderTimes[], stored: StoredTimes): SagaStage[] {
+  const spans = stageDefinitions.map(() => [] as number[]);
+  for (const order of orders) {
+    const messages = stored.get(order.orderId);
+    if (!messages) continue;
+    const times: Partial<Times> = { created: order.createdMs, stockReserved: order.stockReservedMs, confirmed: order.confirmedMs };
+    for (const [key, typeName] of Object.entries(t) as Array<[keyof typeof t, string]>) times[key] = messages.get(typeName);
+    if (!isComplete(times)) continue;
+    stageDefinitions.forEach((definition, index) => spans[index]?.push(definition.span(times)));
+  }
+  return stageDefinitions.map(({ stage, service }, index) => {
+    const { count, p50, p90, p99 } = summarize(spans[index] ?? []);
+    return { stage, service, count, p50, p90, p99 };
+  });
+}
+
+function isComplete(times: Partial<Times>): times is Times {
+  return Object.values(times).every((value) => value !== undefined && Number.isFinite(value));
+}
+
+/**
+ * The step's confirmed orders (customers `customerPrefix`…) created between `from` and `to`
+ * (Postgres's clock, ISO), from the order service's schema `schema`.
+ */
+export async function confirmedOrderTimes(db: Queryable, customerPrefix: string, from: string, to: string, schema = "orders"): Promise<OrderTimes[]> {
+  const s = quoteSchema(schema);
+  const { rows } = await db.query<{ id: string; created: number; reserved: number | null; confirmed: number | null }>(
+    `SELECT o.order_id::text AS id, extract(epoch FROM o.created_at) * 1000 AS created,
+            extract(epoch FROM min(h.at) FILTER (WHERE h.to_status = 'STOCK_RESERVED')) * 1000 AS reserved,
+            extract(epoch FROM min(h.at) FILTER (WHERE h.to_status = 'CONFIRMED')) * 1000 AS confirmed
+       FROM ${s}.orders o JOIN ${s}.order_history h USING (order_id)
+      WHERE o.status = 'CONFIRMED' AND starts_with(o.customer_id, $1) AND o.created_at >= $2 AND o.created_at < $3
+      GROUP BY o.order_id, o.created_at`,
+    [customerPrefix, from, to],
+  );
+  return rows.flatMap((r) =>
+    r.reserved === null || r.confirmed === null ? [] : [{ orderId: r.id, createdMs: Number(r.created), stockReservedMs: Number(r.reserved), confirmedMs: Number(r.confirmed) }],
+  );
+}
+
+/** The streams that carry the saga's commands and replies, and the conclusion event. */
+export const sagaStreams: readonly string[] = ["fraud", "inventory", "payment", "order"].map(streamName);
+
+/**
+ * When JetStream stored each message of `streams` (bundles unpacked, by order id and type; the
+ * first copy of a re-sent one) from `fromMs` until a message stored after `untilMs` or the end
+ * of the stream.
+ */
+export async function storedTimes(js: JetStreamClient, fromMs: number, untilMs: number, streams = sagaStreams): Promise<Map<string, Map<string, number>>> {
+  const stored = new Map<string, Map<string, number>>();
+  for (const stream of streams) {
+    const consumer = await js.consumers.get(stream, { deliver_policy: DeliverPolicy.StartTime, opt_start_time: new Date(fromMs).toISOString() });
+    if ((await consumer.info()).num_pending === 0) continue;
+    const messages = await consumer.consume({ max_messages: 1_000 });
+    for await (const m of messages) {
+      const storedMs = m.info.timestampNanos / 1e6;
+      if (storedMs > untilMs) break;
+      for (const entry of receivedEntries(m.headers, m.data, { stream, seq: m.seq })) {
+        const orderId = orderIdOf(entry.type, entry.payload);
+        if (orderId === undefined) continue;
+        const byType = stored.get(orderId) ?? new Map<string, number>();
+        if (!byType.has(entry.type)) byType.set(entry.type, storedMs);
+        stored.set(orderId, byType);
+      }
+      if (m.info.pending === 0) break;
+    }
+    messages.stop();
+  }
+  return stored;
+}
+
+function orderIdOf(type: string, payload: Uint8Array): string | undefined {
+  let message: Message;
+  try {
+    message = decodeMessage(type, payload);
+  } catch {
+    return undefined;
+  }
+  const orderId: unknown = Reflect.get(message, "orderId");
+  return typeof orderId === "string" && orderId !== "" ? orderId : undefined;
+}
