@@ -337,13 +337,13 @@ async function seed(options: BenchOptions, endpoints: Endpoints, runId: string):
   return { customers, skus, ms: Math.round(performance.now() - started) };
 }
 
-/** Runs `use` on a one-connection pool to the run's database, closed afterwards. */
 /** Postgres's clock now (ISO): the clock of the orders' and history's times. */
 async function databaseNow(pool: pg.Pool): Promise<string> {
   const { rows } = await pool.query<{ now: string }>("SELECT to_json(clock_timestamp()) #>> '{}' AS now");
   return rows[0]?.now ?? new Date().toISOString();
 }
 
+/** Runs `use` on a one-connection pool to the run's database, closed afterwards. */
 async function onDatabase<T>(databaseUrl: string, use: (pool: pg.Pool) => Promise<T>): Promise<T> {
   const pool = surviveDroppedConnections(new pg.Pool({ connectionString: databaseUrl, max: 1, application_name: "orderflow-bench" }));
   try {
@@ -559,10 +559,10 @@ async function main(): Promise<void> {
     for (const [index, rate] of options.rates.entries()) {
       log(`saga: ${rate}/s for ${options.stepMs / 1000}s…`);
       await autovacuum?.vacuum();
+      const createdFrom = await onDatabase(endpoints.databaseUrl, databaseNow);
       const workBefore = await onDatabase(endpoints.databaseUrl, (pool) => countWork(jsm, pool));
       const before = monitor.cpu();
       const wakeUpsBefore = monitor.wakeUps();
-      const createdFrom = await onDatabase(endpoints.databaseUrl, databaseNow);
       const t0 = performance.now();
       const queues = await new QueueSampler(jsm).start();
       const stopAnalyzing = autovacuum?.analyzeWhileRunning();
@@ -576,7 +576,6 @@ async function main(): Promise<void> {
         warmupMs: Math.min(1_000, options.stepMs / 4),
       });
       await stopAnalyzing?.();
-      stepWindows.push({ from: createdFrom, to: await onDatabase(endpoints.databaseUrl, databaseNow) });
       // CPU and queues over the arrivals and the drain.
       const cpuAfter = monitor.cpu();
       const concluded = step.confirmed + step.rejected;
@@ -585,6 +584,7 @@ async function main(): Promise<void> {
       const wakeUpsPerSaga = ResourceMonitor.wakeUpsPer(wakeUpsBefore, monitor.wakeUps(), concluded);
       const stepQueues = await queues.stop();
       const work = workBetween(workBefore, await onDatabase(endpoints.databaseUrl, (pool) => countWork(jsm, pool)), concluded);
+      stepWindows.push({ from: createdFrom, to: await onDatabase(endpoints.databaseUrl, databaseNow) });
       if (!stepQueues) notes.push(`saga step ${rate}/s: the JetStream consumers could not be sampled (no queue figures)`);
       const rejections = rejectionNote(rate, step.confirmed, step.rejected);
       if (rejections) notes.push(rejections);

@@ -69,7 +69,7 @@ export function renderTable(result: BenchResult): string {
   if (cpuLines.length > 0) out.push("  CPU per concluded saga (ms of one core, over the step and its drain):", ...cpuLines);
   const wakeUpLines = perSagaLines((step) => step.wakeUpsPerSaga, 1);
   if (wakeUpLines.length > 0) out.push("  wake-ups per concluded saga (threads blocked and woken again; machine: all context switches):", ...wakeUpLines);
-  const timed = result.saga.steps.filter((s) => (s.stages ?? []).some((stage) => stage.count > 0));
+  const timed = result.saga.steps.filter((s) => s.stages.some((stage) => stage.count > 0));
   const first = timed[0]?.stages;
   if (first) {
     out.push("");
