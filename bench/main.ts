@@ -563,6 +563,7 @@ async function main(): Promise<void> {
       const workBefore = await onDatabase(endpoints.databaseUrl, (pool) => countWork(jsm, pool));
       const before = monitor.cpu();
       const wakeUpsBefore = monitor.wakeUps();
+      const waitsBefore = monitor.runQueueWaits();
       const t0 = performance.now();
       const queues = await new QueueSampler(jsm).start();
       const stopAnalyzing = autovacuum?.analyzeWhileRunning();
@@ -579,7 +580,9 @@ async function main(): Promise<void> {
       // CPU and queues over the arrivals and the drain.
       const cpuAfter = monitor.cpu();
       const concluded = step.confirmed + step.rejected;
-      const serviceCpuPercent = ResourceMonitor.cpuPercent(before, cpuAfter, performance.now() - t0);
+      const elapsedMs = performance.now() - t0;
+      const serviceCpuPercent = ResourceMonitor.percentOfElapsed(before, cpuAfter, elapsedMs);
+      const runQueueWaitPercent = ResourceMonitor.percentOfElapsed(waitsBefore, monitor.runQueueWaits(), elapsedMs);
       const cpuMsPerSaga = ResourceMonitor.cpuMsPer(before, cpuAfter, concluded);
       const wakeUpsPerSaga = ResourceMonitor.wakeUpsPer(wakeUpsBefore, monitor.wakeUps(), concluded);
       const stepQueues = await queues.stop();
@@ -594,7 +597,7 @@ async function main(): Promise<void> {
       if (!step.drained) reasons.push(`${step.unfinished} orders still open ${Math.round(step.drainMs / 1000)}s after the step`);
       if (errors > 0.01 * step.scheduled) reasons.push(`${errors} CreateOrder errors`);
       if (step.dropped > 0) reasons.push(`${step.dropped} arrivals dropped at the in-flight cap`);
-      steps.push({ ...step, serviceCpuPercent, cpuMsPerSaga, wakeUpsPerSaga, queues: stepQueues ?? [], work, stages: [], saturated: reasons.length > 0, saturationReason: reasons.join("; ") });
+      steps.push({ ...step, serviceCpuPercent, runQueueWaitPercent, cpuMsPerSaga, wakeUpsPerSaga, queues: stepQueues ?? [], work, stages: [], saturated: reasons.length > 0, saturationReason: reasons.join("; ") });
       log(
         `  accepted ${step.acceptedPerSec}/s, completed ${step.completedPerSec}/s, backlog ${step.backlogAtEnd}, e2e p99 ${step.e2eLatency.p99} ms${reasons.length > 0 ? ` — saturated: ${reasons.join("; ")}` : ""}`,
       );

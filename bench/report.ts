@@ -60,15 +60,17 @@ export function renderTable(result: BenchResult): string {
     work?.perSaga ? [`    ${figure(offeredPerSec)}/s: ${work.perSaga.jetstreamMessages} JetStream messages, ${work.perSaga.postgresWrites} Postgres write transactions, ${figure(work.perSaga.postgresWalBytes)} bytes of Postgres WAL`] : [],
   );
   if (workLines.length > 0) out.push("  work per concluded saga (messages stored in the saga's streams; transactions that wrote, relay and sweeps included):", ...workLines);
-  const perSagaLines = (figures: (step: (typeof result.saga.steps)[number]) => Record<string, number> | null, decimals: number): string[] =>
+  const perStepLines = (figures: (step: (typeof result.saga.steps)[number]) => Record<string, number> | null, decimals: number): string[] =>
     result.saga.steps.flatMap((step) => {
       const entries = Object.entries(figures(step) ?? {});
       return entries.length > 0 ? [`    ${figure(step.offeredPerSec)}/s: ${entries.map(([name, value]) => `${name} ${value.toFixed(decimals)}`).join(" · ")}`] : [];
     });
-  const cpuLines = perSagaLines((step) => step.cpuMsPerSaga, 2);
+  const cpuLines = perStepLines((step) => step.cpuMsPerSaga, 2);
   if (cpuLines.length > 0) out.push("  CPU per concluded saga (ms of one core, over the step and its drain):", ...cpuLines);
-  const wakeUpLines = perSagaLines((step) => step.wakeUpsPerSaga, 1);
+  const wakeUpLines = perStepLines((step) => step.wakeUpsPerSaga, 1);
   if (wakeUpLines.length > 0) out.push("  wake-ups per concluded saga (threads blocked and woken again; machine: all context switches):", ...wakeUpLines);
+  const waitLines = perStepLines((step) => step.runQueueWaitPercent, 0);
+  if (waitLines.length > 0) out.push("  waiting for a core (% of the step's time its threads were runnable but not running; 100 = one thread all along):", ...waitLines);
   const timed = result.saga.steps.filter((s) => s.stages.some((stage) => stage.count > 0));
   const first = timed[0]?.stages;
   if (first) {

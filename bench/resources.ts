@@ -42,12 +42,30 @@ export function readCpuSeconds(pid: number): number | undefined {
  * costs tens of microseconds of CPU beside the work it wakes for.
  */
 export function readWakeUps(pid: number): number | undefined {
+  return sumOverThreads(pid, "status", (status) => Number(/^voluntary_ctxt_switches:\s+(\d+)/m.exec(status)?.[1] ?? 0));
+}
+
+/**
+ * Seconds the threads of a process have spent so far runnable but waiting for a core (the run
+ * queue's delay, /proc/<pid>/task/*\/schedstat's second field, in ns): the time its work waited
+ * for the CPU rather than for I/O or a peer. A thread that has ended takes its share with it.
+ */
+export function readRunQueueWaitSeconds(pid: number): number | undefined {
+  return sumOverThreads(pid, "schedstat", runQueueWaitOf);
+}
+
+/** The run-queue delay in a thread's schedstat ("<on-CPU ns> <waiting ns> <timeslices>"), in seconds. */
+export function runQueueWaitOf(schedstat: string): number {
+  return Number(schedstat.trim().split(" ")[1] ?? 0) / 1e9;
+}
+
+/** `read` of each thread's /proc/<pid>/task/<tid>/<file>, summed; undefined when the process is gone. */
+function sumOverThreads(pid: number, file: "status" | "schedstat", read: (content: string) => number): number | undefined {
   try {
     let total = 0;
     for (const tid of readdirSync(`/proc/${pid}/task`)) {
       try {
-        const status = readFileSync(`/proc/${pid}/task/${tid}/status`, "utf8");
-        total += Number(/^voluntary_ctxt_switches:\s+(\d+)/m.exec(status)?.[1] ?? 0);
+        total += read(readFileSync(`/proc/${pid}/task/${tid}/${file}`, "utf8"));
       } catch {
         // The thread ended since the listing.
       }
@@ -180,6 +198,11 @@ export class ResourceMonitor {
     return out;
   }
 
+  /** Seconds so far the threads of the same processes waited for a core. */
+  runQueueWaits(): Map<string, number> {
+    return this.perProcess(readRunQueueWaitSeconds);
+  }
+
   /** `read` of every service, and of Postgres, NATS and Redis (all their processes on this machine, summed). */
   private perProcess(read: (pid: number) => number | undefined): Map<string, number> {
     const out = new Map<string, number>();
@@ -194,8 +217,12 @@ export class ResourceMonitor {
     return out;
   }
 
-  /** % of one core each process used between two cpu() readings `elapsedMs` apart. */
-  static cpuPercent(before: Map<string, number>, after: Map<string, number>, elapsedMs: number): Record<string, number> {
+  /**
+   * How much each seconds counter grew between two readings `elapsedMs` apart, in % of that
+   * time: of cpu() readings, the % of one core each process used; of runQueueWaits(), the %
+   * of the time one of its threads spent waiting for a core (100 = one thread all the time).
+   */
+  static percentOfElapsed(before: Map<string, number>, after: Map<string, number>, elapsedMs: number): Record<string, number> {
     const out: Record<string, number> = {};
     if (elapsedMs <= 0) return out;
     for (const [name, seconds] of differences(before, after)) out[name] = Math.round((seconds / (elapsedMs / 1_000)) * 1_000) / 10;

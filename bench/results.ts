@@ -57,6 +57,11 @@ export interface BenchResult {
   saga: {
     steps: (SagaStepResult & {
       serviceCpuPercent: Record<string, number>;
+      /**
+       * Time each process's threads spent runnable but waiting for a core over the step and its
+       * drain, in % of the step's time (100 = one thread waiting all along).
+       */
+      runQueueWaitPercent: Record<string, number>;
       /** Milliseconds of CPU per saga concluded in the step, per process and for the machine (null when none concluded). */
       cpuMsPerSaga: Record<string, number> | null;
       /**
