@@ -15,6 +15,7 @@ import { createClient } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
 import pg from "pg";
 import { surviveDroppedConnections } from "../services/platform/db.js";
+import { errorMessage } from "../services/platform/errors.js";
 import { jetstream as jetstreamClient, jetstreamManager } from "@nats-io/jetstream";
 import { connect as connectNats } from "@nats-io/transport-node";
 import { create, toBinary } from "@bufbuild/protobuf";
@@ -483,7 +484,7 @@ async function main(): Promise<void> {
           }),
         );
       } catch (error) {
-        notes.push(`h2load ${name} (${protocol}): ${error instanceof Error ? error.message : String(error)}`);
+        notes.push(`h2load ${name} (${protocol}): ${errorMessage(error)}`);
       }
     };
     const healthPath = "/grpc.health.v1.Health/Check";
@@ -509,7 +510,7 @@ async function main(): Promise<void> {
           )),
         );
       } catch (error) {
-        notes.push(`h2load GetOrder beside bare grpc-js: ${error instanceof Error ? error.message : String(error)}`);
+        notes.push(`h2load GetOrder beside bare grpc-js: ${errorMessage(error)}`);
       } finally {
         await bare.stop();
       }
@@ -623,7 +624,7 @@ async function main(): Promise<void> {
         const lastWriteMs = Math.max(...orders.map((o) => o.confirmedMs));
         step.stages = stageLatencies(orders, await storedTimes(js, Date.parse(window.from) - 1_000, lastWriteMs + 10_000));
       }
-    });
+    }).catch((err: unknown) => notes.push(`the saga's stages could not be read back (a targeted system's NATS may refuse the bench a consumer of its streams): ${errorMessage(err)}`));
     await autovacuum?.vacuum();
     const ids = await concludedOrderIds(endpoints.databaseUrl, `bench-${runId}-`, 200_000);
     const warmIds = ids.slice(0, Math.max(1, Math.min(100, Math.floor(ids.length / 4))));
