@@ -621,7 +621,7 @@ async function main(): Promise<void> {
         const orders = await confirmedOrderTimes(pool, `bench-${runId}-`, window.from, window.to);
         if (orders.length === 0) continue;
         // The last conclusion events are published after the last CONFIRMED write began.
-        const lastWriteMs = Math.max(...orders.map((o) => o.confirmedMs));
+        const lastWriteMs = orders.reduce((last, o) => Math.max(last, o.confirmedMs), 0);
         step.stages = stageLatencies(orders, await storedTimes(js, Date.parse(window.from) - 1_000, lastWriteMs + 10_000));
       }
     }).catch((err: unknown) => notes.push(`the saga's stages could not be read back (a targeted system's NATS may refuse the bench a consumer of its streams): ${errorMessage(err)}`));

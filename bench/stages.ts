@@ -47,6 +47,9 @@ const t = {
 
 type Times = Record<keyof typeof t | "created" | "stockReserved" | "confirmed", number>;
 
+/** The message types the stages are timed by: the only ones worth decoding. */
+const stageTypes: ReadonlySet<string> = new Set(Object.values(t));
+
 /** The stages of a confirmed order, in saga order: each the time between two of its moments. */
 const stageDefinitions: ReadonlyArray<{ stage: string; service: string; span: (o: Times) => number }> = [
   { stage: "accepted → fraud and reserve commands stored", service: "order", span: (o) => Math.max(o.assess, o.reserve) - o.created },
@@ -105,9 +108,9 @@ export async function confirmedOrderTimes(db: Queryable, customerPrefix: string,
 export const sagaStreams: readonly string[] = ["fraud", "inventory", "payment", "order"].map(streamName);
 
 /**
- * When JetStream stored each message of `streams` (bundles unpacked, by order id and type; the
- * first copy of a re-sent one) from `fromMs` until a message stored after `untilMs` or the end
- * of the stream.
+ * When JetStream stored each message of `streams` that a stage is timed by (bundles unpacked, by
+ * order id and type; the first copy of a re-sent one) from `fromMs` until a message stored after
+ * `untilMs` or the end of the stream.
  */
 export async function storedTimes(js: JetStreamClient, fromMs: number, untilMs: number, streams = sagaStreams): Promise<Map<string, Map<string, number>>> {
   const stored = new Map<string, Map<string, number>>();
@@ -119,6 +122,7 @@ export async function storedTimes(js: JetStreamClient, fromMs: number, untilMs: 
       const storedMs = m.info.timestampNanos / 1e6;
       if (storedMs > untilMs) break;
       for (const entry of receivedEntries(m.headers, m.data, { stream, seq: m.seq })) {
+        if (!stageTypes.has(entry.type)) continue;
         const orderId = orderIdOf(entry.type, entry.payload);
         if (orderId === undefined) continue;
         const byType = stored.get(orderId) ?? new Map<string, number>();
