@@ -60,7 +60,7 @@ export interface H2loadRun {
   concurrency: number;
   durationMs: number;
   /** Unmeasured time at the start (connections, JIT), as a separate h2load run before the measured one. */
-  warmupSeconds: number;
+  warmupMs: number;
   /** The server's process, for its CPU per call. */
   serverPid?: number;
 }
@@ -116,10 +116,10 @@ export async function runH2load(run: H2loadRun): Promise<H2loadResult> {
   try {
     const bodyFile = join(dir, "body");
     writeFileSync(bodyFile, run.body);
-    const seconds = Math.max(1, Math.round(run.durationMs / 1_000));
+    const durationMs = Math.max(500, Math.round(run.durationMs));
     const request = run.protocol === "grpc" ? ["-H", "content-type: application/grpc", "-H", "te: trailers"] : ["--h1", "-H", "content-type: application/json"];
     const connections = run.protocol === "grpc" ? ["-c", "4", "-m", String(Math.max(1, Math.ceil(run.concurrency / 4)))] : ["-c", String(run.concurrency), "-m", "1"];
-    const args = (duration: number) => ["-t", "1", "-D", String(duration), "-d", bodyFile, ...connections, ...request, run.url];
+    const args = (ms: number) => ["-t", "1", "-D", `${ms}ms`, "-d", bodyFile, ...connections, ...request, run.url];
     // One verbose call first: a failing gRPC call answers HTTP 200 with grpc-status in its
     // headers (trailers-only), which h2load would count as a success.
     const probe = await h2loadOutput(run.binary, ["-v", "-n", "1", "-c", "1", "-d", bodyFile, ...request, run.url]);
@@ -128,16 +128,16 @@ export async function runH2load(run: H2loadRun): Promise<H2loadResult> {
     if ((grpcStatus !== undefined && grpcStatus !== "0") || (httpStatus !== undefined && !httpStatus.startsWith("2"))) {
       throw new Error(`the request h2load would repeat fails (HTTP ${httpStatus ?? "?"}${grpcStatus ? `, grpc-status ${grpcStatus}` : ""})`);
     }
-    if (run.warmupSeconds > 0) await h2loadOutput(run.binary, args(run.warmupSeconds));
+    if (run.warmupMs > 0) await h2loadOutput(run.binary, args(run.warmupMs));
     const cpuBefore = run.serverPid === undefined ? undefined : readCpuSeconds(run.serverPid);
-    const parsed = parseH2load(await h2loadOutput(run.binary, args(seconds)));
+    const parsed = parseH2load(await h2loadOutput(run.binary, args(durationMs)));
     const cpuAfter = run.serverPid === undefined ? undefined : readCpuSeconds(run.serverPid);
     return {
       name: run.name,
       protocol: run.protocol,
       http: run.protocol === "grpc" ? "h2" : "h1",
       concurrency: run.protocol === "grpc" ? 4 * Math.max(1, Math.ceil(run.concurrency / 4)) : run.concurrency,
-      durationMs: seconds * 1_000,
+      durationMs,
       requests: parsed.requests,
       failed: parsed.failed,
       perSec: round(parsed.perSec, 1),
@@ -160,7 +160,7 @@ export async function runH2loadAlternated(runs: readonly H2loadRun[], rounds: nu
   const kept = runs.map((): H2loadResult[] => []);
   for (let round = 0; round <= rounds; round++) {
     for (const [i, run] of runs.entries()) {
-      const result = await runH2load({ ...run, warmupSeconds: 0, durationMs: round === 0 ? 1_000 : run.durationMs });
+      const result = await runH2load({ ...run, warmupMs: 0, durationMs: round === 0 ? 1_000 : run.durationMs });
       if (round > 0) kept[i]?.push(result);
     }
   }

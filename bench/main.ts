@@ -479,7 +479,7 @@ async function main(): Promise<void> {
             body: protocol === "grpc" ? grpcFrame(grpcBody) : Buffer.from(JSON.stringify(json)),
             concurrency: options.concurrency,
             durationMs: options.runMs,
-            warmupSeconds: options.mode === "smoke" ? 0 : 1,
+            warmupMs: options.mode === "smoke" ? 0 : Math.min(1_000, options.runMs / 3),
             ...(serverPid === undefined ? {} : { serverPid }),
           }),
         );
@@ -498,7 +498,7 @@ async function main(): Promise<void> {
       }
       const bare = await startEchoServer("grpc-js");
       try {
-        const common = { binary: h2loadBinary, protocol: "grpc" as const, concurrency: options.concurrency, durationMs: Math.max(1_000, options.runMs / 2), warmupSeconds: 0 };
+        const common = { binary: h2loadBinary, protocol: "grpc" as const, concurrency: options.concurrency, durationMs: Math.max(750, options.runMs / 2), warmupMs: 0 };
         const orderPid = endpoints.pids.get("order");
         transportH2load.push(
           ...(await runH2loadAlternated(
@@ -614,15 +614,19 @@ async function main(): Promise<void> {
     if (stillOpen > 0) notes.push(`${stillOpen} orders were still in flight ${quietTimeoutMs / 1000}s after the last saga step: the query runs shared the machine with them`);
     log("saga stages: when each step's commands and replies were stored…");
     await onDatabase(endpoints.databaseUrl, async (pool) => {
-      const js = jetstreamClient(nats);
-      for (const [index, step] of steps.entries()) {
+      const ordersByStep = await Promise.all(steps.map((_, index) => {
         const window = stepWindows[index];
-        if (!window) continue;
-        const orders = await confirmedOrderTimes(pool, `bench-${runId}-`, window.from, window.to);
-        if (orders.length === 0) continue;
-        // The last conclusion events are published after the last CONFIRMED write began.
-        const lastWriteMs = orders.reduce((last, o) => Math.max(last, o.confirmedMs), 0);
-        step.stages = stageLatencies(orders, await storedTimes(js, Date.parse(window.from) - 1_000, lastWriteMs + 10_000));
+        return window ? confirmedOrderTimes(pool, `bench-${runId}-`, window.from, window.to) : Promise.resolve([]);
+      }));
+      const firstFromMs = stepWindows.reduce((first, w) => Math.min(first, Date.parse(w.from)), Infinity);
+      // The last conclusion events are published after the last CONFIRMED write began.
+      const lastWriteMs = ordersByStep.flat().reduce((last, o) => Math.max(last, o.confirmedMs), 0);
+      if (lastWriteMs === 0) return;
+      // One read of the streams over every step: the steps' windows follow each other.
+      const stored = await storedTimes(jetstreamClient(nats), firstFromMs - 1_000, lastWriteMs + 10_000);
+      for (const [index, step] of steps.entries()) {
+        const orders = ordersByStep[index] ?? [];
+        if (orders.length > 0) step.stages = stageLatencies(orders, stored);
       }
     }).catch((err: unknown) => notes.push(`the saga's stages could not be read back (a targeted system's NATS may refuse the bench a consumer of its streams): ${errorMessage(err)}`));
     await autovacuum?.vacuum();
