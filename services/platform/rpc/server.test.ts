@@ -1,7 +1,9 @@
 import { connect } from "node:http2";
 import { request } from "node:http";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { Health, HealthCheckResponse_ServingStatus as Status } from "../../../gen/grpc/health/v1/health_pb.js";
 import { createLogger } from "../logger.js";
+import { serviceClient } from "./client.js";
 import { HealthState } from "./health.js";
 import { RpcServer, type RpcTransport } from "./server.js";
 
@@ -70,5 +72,26 @@ describe.each<RpcTransport>(["grpc-js", "connect"])("RpcServer with transport %s
     const age = Date.now() - started;
     expect(age).toBeGreaterThanOrEqual(250);
     session.destroy();
+  });
+
+  it("keeps a service client's calls answered across the connections' age-outs, without an uncaught error", async () => {
+    const uncaught: unknown[] = [];
+    const onUncaught = (error: unknown): void => void uncaught.push(error);
+    process.on("uncaughtException", onUncaught);
+    try {
+      const client = serviceClient(Health, `http://127.0.0.1:${port}`);
+      const statuses: Status[] = [];
+      // Calls one at a time with short pauses, so that some GOAWAYs find the connection idle.
+      for (const until = Date.now() + 1_500; Date.now() < until; ) {
+        statuses.push((await client.check({})).status);
+        await new Promise((resolve) => setTimeout(resolve, 1));
+      }
+      await new Promise((resolve) => setTimeout(resolve, 50));
+      expect(statuses.length).toBeGreaterThan(100);
+      expect(statuses.every((status) => status === Status.SERVING)).toBe(true);
+      expect(uncaught).toEqual([]);
+    } finally {
+      process.off("uncaughtException", onUncaught);
+    }
   });
 });
