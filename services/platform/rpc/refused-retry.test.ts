@@ -30,6 +30,10 @@ describe("retryRefusedStreams", () => {
   it("does not send again a call the server may have run, nor one the caller gave up", async () => {
     const unavailable = new ConnectError("busy", Code.Unavailable);
     expect(await call([unavailable])).toEqual({ attempts: 1, result: unavailable });
+    // A server's own answer that only quotes a refused stream: the server ran the call.
+    const answered = new ConnectError("upstream: stream closed with error code REFUSED_STREAM", Code.Unavailable);
+    answered.isWireError = true;
+    expect(await call([answered])).toEqual({ attempts: 1, result: answered });
     const aborted = new AbortController();
     aborted.abort();
     expect((await call([refused()], aborted.signal)).attempts).toBe(1);

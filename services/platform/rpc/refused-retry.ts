@@ -1,10 +1,15 @@
-import type { Interceptor } from "@connectrpc/connect";
+import { ConnectError, type Interceptor } from "@connectrpc/connect";
 
 const maxAttempts = 3;
 
-/** Whether a call failed because the server refused its HTTP/2 stream (REFUSED_STREAM), which means it never ran it. */
+/**
+ * Whether a call failed because the server refused its HTTP/2 stream (REFUSED_STREAM), which
+ * means it never ran it. An error the server answered with (a wire error) never counts, whatever
+ * its message says.
+ */
 export function wasRefused(error: unknown): boolean {
   for (let cause: unknown = error; cause instanceof Error; cause = cause.cause) {
+    if (cause instanceof ConnectError && cause.isWireError) return false;
     if (cause.message.includes("REFUSED_STREAM")) return true;
   }
   return false;
