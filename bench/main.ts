@@ -614,10 +614,7 @@ async function main(): Promise<void> {
     if (stillOpen > 0) notes.push(`${stillOpen} orders were still in flight ${quietTimeoutMs / 1000}s after the last saga step: the query runs shared the machine with them`);
     log("saga stages: when each step's commands and replies were stored…");
     await onDatabase(endpoints.databaseUrl, async (pool) => {
-      const ordersByStep = await Promise.all(steps.map((_, index) => {
-        const window = stepWindows[index];
-        return window ? confirmedOrderTimes(pool, `bench-${runId}-`, window.from, window.to) : Promise.resolve([]);
-      }));
+      const ordersByStep = await Promise.all(stepWindows.map((window) => confirmedOrderTimes(pool, `bench-${runId}-`, window.from, window.to)));
       const firstFromMs = stepWindows.reduce((first, w) => Math.min(first, Date.parse(w.from)), Infinity);
       // The last conclusion events are published after the last CONFIRMED write began.
       const lastWriteMs = ordersByStep.flat().reduce((last, o) => Math.max(last, o.confirmedMs), 0);

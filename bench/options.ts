@@ -47,8 +47,8 @@ const profiles: Record<Mode, Omit<BenchOptions, "targets" | "databaseUrl" | "nat
   quick: {
     stepMs: 4_000,
     runMs: 1_500,
-    // Steps of 4 s rather than fewer rates: the first second of a step near saturation is a
-    // ramp (3 s steps read 1,700/s ~10 % lower in alternated pairs).
+    // One rate fewer rather than shorter steps: the first second of a step near saturation
+    // is a ramp, and 3 s steps read 1,700/s ~10 % lower in alternated pairs of runs.
     rates: [50, 200, 400, 800, 1_200, 1_700, 2_400],
     concurrency: 32,
     customers: 500,
