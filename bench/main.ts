@@ -615,12 +615,12 @@ async function main(): Promise<void> {
     log("saga stages: when each step's commands and replies were stored…");
     await onDatabase(endpoints.databaseUrl, async (pool) => {
       const ordersByStep = await Promise.all(stepWindows.map((window) => confirmedOrderTimes(pool, `bench-${runId}-`, window.from, window.to)));
-      const firstFromMs = stepWindows.reduce((first, w) => Math.min(first, Date.parse(w.from)), Infinity);
       // The last conclusion events are published after the last CONFIRMED write began.
       const lastWriteMs = ordersByStep.flat().reduce((last, o) => Math.max(last, o.confirmedMs), 0);
-      if (lastWriteMs === 0) return;
+      const first = stepWindows[0];
+      if (!first || lastWriteMs === 0) return;
       // One read of the streams over every step: the steps' windows follow each other.
-      const stored = await storedTimes(jetstreamClient(nats), firstFromMs - 1_000, lastWriteMs + 10_000);
+      const stored = await storedTimes(jetstreamClient(nats), Date.parse(first.from) - 1_000, lastWriteMs + 10_000);
       for (const [index, step] of steps.entries()) {
         const orders = ordersByStep[index] ?? [];
         if (orders.length > 0) step.stages = stageLatencies(orders, stored);

@@ -2,6 +2,7 @@ import { connect } from "node:http2";
 import { request } from "node:http";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { Health, HealthCheckResponse_ServingStatus as Status } from "../../../gen/grpc/health/v1/health_pb.js";
+import { uncaughtDuring } from "../../../test/support/uncaught.js";
 import { createLogger } from "../logger.js";
 import { serviceClient } from "./client.js";
 import { HealthState } from "./health.js";
@@ -75,23 +76,17 @@ describe.each<RpcTransport>(["grpc-js", "connect"])("RpcServer with transport %s
   });
 
   it("keeps a service client's calls answered across the connections' age-outs, without an uncaught error", async () => {
-    const uncaught: unknown[] = [];
-    const onUncaught = (error: unknown): void => void uncaught.push(error);
-    process.on("uncaughtException", onUncaught);
-    try {
-      const client = serviceClient(Health, `http://127.0.0.1:${port}`);
-      const statuses: Status[] = [];
+    const client = serviceClient(Health, `http://127.0.0.1:${port}`);
+    const statuses: Status[] = [];
+    const uncaught = await uncaughtDuring(async () => {
       // Calls one at a time with short pauses, so that some GOAWAYs find the connection idle.
       for (const until = Date.now() + 1_500; Date.now() < until; ) {
         statuses.push((await client.check({})).status);
         await new Promise((resolve) => setTimeout(resolve, 1));
       }
-      await new Promise((resolve) => setTimeout(resolve, 50));
-      expect(statuses.length).toBeGreaterThan(100);
-      expect(statuses.every((status) => status === Status.SERVING)).toBe(true);
-      expect(uncaught).toEqual([]);
-    } finally {
-      process.off("uncaughtException", onUncaught);
-    }
+    }, 50);
+    expect(statuses.length).toBeGreaterThan(100);
+    expect(statuses.every((status) => status === Status.SERVING)).toBe(true);
+    expect(uncaught).toEqual([]);
   });
 });

@@ -1,8 +1,9 @@
 import { Http2SessionManager } from "@connectrpc/connect-node";
 import { once } from "node:events";
-import { constants, createServer, type Http2Server, type ServerHttp2Session } from "node:http2";
+import { constants, createServer, type Http2Server, type Http2Session, type ServerHttp2Session } from "node:http2";
 import type { AddressInfo } from "node:net";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
+import { uncaughtDuring } from "../../../test/support/uncaught.js";
 import { GuardedSessionManager } from "./session-guard.js";
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
@@ -11,13 +12,9 @@ describe("GuardedSessionManager", () => {
   let server: Http2Server;
   let url: string;
   const serverSessions: ServerHttp2Session[] = [];
-  const uncaught: unknown[] = [];
-  const onUncaught = (error: unknown): void => void uncaught.push(error);
 
   beforeEach(async () => {
     serverSessions.length = 0;
-    uncaught.length = 0;
-    process.on("uncaughtException", onUncaught);
     server = createServer();
     server.on("session", (session) => serverSessions.push(session));
     server.on("stream", (stream) => {
@@ -30,7 +27,6 @@ describe("GuardedSessionManager", () => {
   });
 
   afterEach(async () => {
-    process.off("uncaughtException", onUncaught);
     for (const session of serverSessions) session.destroy();
     await new Promise((resolve) => server.close(resolve));
   });
@@ -44,19 +40,23 @@ describe("GuardedSessionManager", () => {
     await once(first, "close");
     await sleep(10);
 
-    // The manager destroys the idle session on this GOAWAY; Node raises the error it was
-    // destroyed with only after the socket closes, and the next request leaves it first.
-    serverSessions[0]?.goaway(constants.NGHTTP2_NO_ERROR);
-    await once(session, "goaway");
-    expect(session.destroyed).toBe(true);
-    const second = await manager.request("POST", "/", {}, {});
-    const secondSession = second.session;
-    const [headers] = (await once(second, "response")) as [Record<string, unknown>];
-    second.resume();
-    await once(second, "close");
-    await sleep(20);
+    let status: unknown;
+    let secondSession: Http2Session | undefined;
+    const uncaught = await uncaughtDuring(async () => {
+      // The manager destroys the idle session on this GOAWAY; Node raises the error it was
+      // destroyed with only after the socket closes, and the next request leaves it first.
+      serverSessions[0]?.goaway(constants.NGHTTP2_NO_ERROR);
+      await once(session, "goaway");
+      expect(session.destroyed).toBe(true);
+      const second = await manager.request("POST", "/", {}, {});
+      secondSession = second.session;
+      const [headers] = (await once(second, "response")) as [Record<string, unknown>];
+      status = headers[":status"];
+      second.resume();
+      await once(second, "close");
+    });
 
-    expect(headers[":status"]).toBe(200);
+    expect(status).toBe(200);
     expect(secondSession === session).toBe(false);
     expect(uncaught).toEqual([]);
     secondSession?.close();
