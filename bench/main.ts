@@ -525,19 +525,27 @@ async function main(): Promise<void> {
       await grpcJsServer.stop();
     }
     const transport: UnaryResult[] = [];
-    log("transport: bare connect-node server (gRPC, Connect)…");
-    const connectServer = await startEchoServer("connect");
-    try {
-      transport.push(await generator.run(unaryJob("Health/Check bare connect-node", "grpc", `127.0.0.1:${connectServer.grpcPort}`, health)));
-      transport.push(await generator.run(unaryJob("Health/Check bare connect-node", "connect", `127.0.0.1:${connectServer.connectPort ?? 0}`, health)));
-      await withH2load("Health/Check bare connect-node", "grpc", `127.0.0.1:${connectServer.grpcPort}`, healthPath, healthBody, healthJson, connectServer.pid);
-      await withH2load("Health/Check bare connect-node", "connect", `127.0.0.1:${connectServer.connectPort ?? 0}`, healthPath, healthBody, healthJson, connectServer.pid);
-    } finally {
-      await connectServer.stop();
+    // Without h2load the Node generator's runs are the only transport figures.
+    const nodeTransportRuns = options.wholeTransportComparison || !h2loadBinary;
+    if (options.wholeTransportComparison) {
+      log("transport: bare connect-node server (gRPC, Connect)…");
+      const connectServer = await startEchoServer("connect");
+      try {
+        transport.push(await generator.run(unaryJob("Health/Check bare connect-node", "grpc", `127.0.0.1:${connectServer.grpcPort}`, health)));
+        transport.push(await generator.run(unaryJob("Health/Check bare connect-node", "connect", `127.0.0.1:${connectServer.connectPort ?? 0}`, health)));
+        await withH2load("Health/Check bare connect-node", "grpc", `127.0.0.1:${connectServer.grpcPort}`, healthPath, healthBody, healthJson, connectServer.pid);
+        await withH2load("Health/Check bare connect-node", "connect", `127.0.0.1:${connectServer.connectPort ?? 0}`, healthPath, healthBody, healthJson, connectServer.pid);
+      } finally {
+        await connectServer.stop();
+      }
+    } else {
+      notes.push(`quick run: no bare connect-node server, and the transports measured by ${nodeTransportRuns ? "the Node generator" : "h2load"} only (a full run measures both)`);
     }
     log("transport: order service's Health/Check (gRPC, Connect)…");
-    transport.push(await generator.run(unaryJob("Health/Check order service", "grpc", endpoints.address("order"), health)));
-    transport.push(await generator.run(unaryJob("Health/Check order service", "connect", endpoints.address("order"), health)));
+    if (nodeTransportRuns) {
+      transport.push(await generator.run(unaryJob("Health/Check order service", "grpc", endpoints.address("order"), health)));
+      transport.push(await generator.run(unaryJob("Health/Check order service", "connect", endpoints.address("order"), health)));
+    }
     await withH2load("Health/Check order service", "grpc", endpoints.address("order"), healthPath, healthBody, healthJson, endpoints.pids.get("order"));
     await withH2load("Health/Check order service", "connect", endpoints.address("order"), healthPath, healthBody, healthJson, endpoints.pids.get("order"));
 

@@ -30,6 +30,11 @@ export interface BenchOptions {
   h2load: boolean;
   /** Keep stepping up the rates after the system saturated. */
   pastSaturation: boolean;
+  /**
+   * Also measure the bare connect-node server, and the transports with the Node generator
+   * where h2load measures them too. Quick runs keep only what the goal's ratios need.
+   */
+  wholeTransportComparison: boolean;
   help: boolean;
 }
 
@@ -43,18 +48,20 @@ const profiles: Record<Mode, Omit<BenchOptions, "targets" | "databaseUrl" | "nat
     products: 500,
     jetStreamMessages: 100_000,
     pastSaturation: false,
+    wholeTransportComparison: true,
   },
   quick: {
     stepMs: 4_000,
     runMs: 1_500,
-    // One rate fewer rather than shorter steps: the first second of a step near saturation
+    // Fewer rates rather than shorter steps: the first second of a step near saturation
     // is a ramp, and 3 s steps read 1,700/s ~10 % lower in alternated pairs of runs.
-    rates: [50, 200, 400, 800, 1_200, 1_700, 2_400],
+    rates: [50, 400, 800, 1_200, 1_700, 2_400],
     concurrency: 32,
     customers: 500,
     products: 200,
     jetStreamMessages: 30_000,
     pastSaturation: false,
+    wholeTransportComparison: false,
   },
   smoke: {
     stepMs: 700,
@@ -65,12 +72,15 @@ const profiles: Record<Mode, Omit<BenchOptions, "targets" | "databaseUrl" | "nat
     products: 4,
     jetStreamMessages: 500,
     pastSaturation: true,
+    wholeTransportComparison: true,
   },
 };
 
 export const usage = `npm run bench [-- flags]
 
-  --quick                 about 80 seconds: 4 s steps, 1.5 s query runs
+  --quick                 about a minute: 4 s steps at six rates, 1.5 s query
+                          runs, transports by h2load only (where installed)
+                          and without the bare connect-node server
   --smoke                 a few seconds of tiny load (npm test uses it)
   --duration <seconds>    length of each saga step and query run
   --rates <r1,r2,...>     saga arrival rates per second, stepped up in order
