@@ -1,8 +1,10 @@
 // `npm start`: Postgres, Redis and NATS (used where running, started where not),
 // every built service as its own process, then a summary with ready-to-paste
-// commands. Ctrl-C (SIGINT) or SIGTERM stops the services, then what was started here.
+// commands. A service that crashes is started again (tools/restart-policy.ts).
+// Ctrl-C (SIGINT) or SIGTERM stops the services, then what was started here.
 import { join } from "node:path";
 import { ensureInfra, InfraError, infraUrlsFromEnv, isReachable, type RunningInfra } from "./infra.js";
+import { npmStartRestarts } from "./restart-policy.js";
 import { builtServices, maxPortOffset, prefixedOutput, repoRoot, serviceTable, System } from "./system.js";
 
 const root = repoRoot();
@@ -78,11 +80,17 @@ async function main(): Promise<void> {
     logLevel: logLevel(),
     detached: true,
     output: prefixedOutput(),
-    onUnexpectedExit: (service, code, signal) => {
+    restart: npmStartRestarts,
+    onUnexpectedExit: (service, code, signal, restartInMs) => {
       if (stopping) return;
-      const others = system?.services.filter((s) => s.running).map((s) => s.name) ?? [];
-      if (others.length === 0) return void shutdown(`${service} exited unexpectedly (${signal ?? `code ${code}`}) and no service is left`, 1);
-      note(`${service} exited unexpectedly (${signal ?? `code ${code}`}); ${others.join(", ")} keep running — Ctrl-C to stop`);
+      const how = `${service} exited unexpectedly (${signal ?? `code ${code}`})`;
+      if (restartInMs !== undefined) return note(`${how}; starting it again in ${restartInMs / 1000} s`);
+      // Before every service was up: the start fails as a whole.
+      note(how);
+    },
+    onRestarted: (service, error) => {
+      if (stopping) return;
+      note(error ? `${service} was started again but is not serving: ${error.message}` : `${service} is serving again`);
     },
   });
   await system.up();

@@ -11,6 +11,7 @@ import { createClient } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
 import { Health, HealthCheckResponse_ServingStatus as ServingStatus } from "../gen/grpc/health/v1/health_pb.js";
 import { freePort, type InfraUrls } from "./infra.js";
+import { CrashLoop, type RestartPolicy } from "./restart-policy.js";
 
 /** Addresses of the other services, for a service's environment. */
 export type ServiceUrls = (service: string) => string;
@@ -91,8 +92,15 @@ export interface SystemOptions {
   /** How long a SIGTERMed service may take before SIGKILL. */
   stopTimeoutMs?: number;
   root?: string;
-  /** Called when a service exits without being asked to. */
-  onUnexpectedExit?: (service: string, code: number | null, signal: NodeJS.Signals | null) => void;
+  /**
+   * Start a service again when it exits without being asked to, once the system is up
+   * (default: leave it stopped — tests kill and restart services themselves).
+   */
+  restart?: RestartPolicy;
+  /** Called when a service exits without being asked to; `restartInMs` when it will be started again. */
+  onUnexpectedExit?: (service: string, code: number | null, signal: NodeJS.Signals | null, restartInMs: number | undefined) => void;
+  /** Called when a restarted service is SERVING again, or with why it is not. */
+  onRestarted?: (service: string, error: Error | undefined) => void;
 }
 
 export interface ServiceInfo {
@@ -117,6 +125,9 @@ interface ServiceState {
   child?: ChildProcess;
   exited?: Promise<void>;
   expectingExit: boolean;
+  startedAt?: number;
+  crashLoop?: CrashLoop;
+  pendingRestart?: NodeJS.Timeout;
 }
 
 const host = "127.0.0.1";
@@ -160,6 +171,8 @@ export class System {
   private readonly root: string;
   private readonly output: LogSink;
   private readonly node: string;
+  /** Crashed services are restarted only between a finished up() and stop(). */
+  private supervising = false;
 
   constructor(private readonly options: SystemOptions) {
     this.root = options.root ?? repoRoot();
@@ -184,6 +197,7 @@ export class System {
       await this.stop();
       throw error;
     }
+    this.supervising = this.options.restart !== undefined;
     return this;
   }
 
@@ -284,6 +298,7 @@ export class System {
     });
     state.child = child;
     state.expectingExit = false;
+    state.startedAt = Date.now();
     for (const stream of ["stdout", "stderr"] as const) {
       createInterface({ input: child[stream], crlfDelay: Infinity }).on("line", (line) => this.output(name, line, stream));
     }
@@ -295,11 +310,30 @@ export class System {
       });
       child.once("exit", (code, signal) => {
         exitInfo = signal ? `killed by ${signal}` : `exited with code ${code}`;
-        if (!state.expectingExit) this.options.onUnexpectedExit?.(name, code, signal);
+        if (!state.expectingExit) this.options.onUnexpectedExit?.(name, code, signal, this.scheduleRestart(name, state));
         resolveExit();
       });
     });
     await this.waitServing(name, () => exitInfo);
+  }
+
+  /** Starts a crashed service again after its crash loop's wait; returns the wait, or undefined when not supervising. */
+  private scheduleRestart(name: string, state: ServiceState): number | undefined {
+    const policy = this.options.restart;
+    if (!this.supervising || policy === undefined) return undefined;
+    state.crashLoop ??= new CrashLoop(policy);
+    const delayMs = state.crashLoop.crashed(Date.now() - (state.startedAt ?? Date.now()));
+    state.pendingRestart = setTimeout(() => {
+      state.pendingRestart = undefined;
+      this.startService(name).then(
+        () => this.options.onRestarted?.(name, undefined),
+        // A process that died again has already been reported, and its next restart is set.
+        (error: unknown) => {
+          if (isRunning(state.child)) this.options.onRestarted?.(name, error instanceof Error ? error : new Error(String(error)));
+        },
+      );
+    }, delayMs);
+    return delayMs;
   }
 
   /** Polls Health/Check until SERVING; fails when the process exits or the time is up. */
@@ -334,6 +368,8 @@ export class System {
   /** SIGTERM, then SIGKILL after the stop timeout; resolves when the process is gone. */
   async stopService(name: string, signal: NodeJS.Signals = "SIGTERM"): Promise<void> {
     const state = this.state(name);
+    clearTimeout(state.pendingRestart);
+    state.pendingRestart = undefined;
     const child = state.child;
     if (!child || !isRunning(child)) return;
     state.expectingExit = true;
@@ -372,12 +408,15 @@ export class System {
 
   /** Stops every service (in parallel); safe to call more than once. */
   async stop(): Promise<void> {
+    this.supervising = false;
     await Promise.all(this.names.map((name) => this.stopService(name)));
   }
 
   /** Last-resort synchronous kill of everything still running (process exit handlers). */
   killAllNow(): void {
+    this.supervising = false;
     for (const state of this.states.values()) {
+      clearTimeout(state.pendingRestart);
       if (isRunning(state.child)) {
         state.expectingExit = true;
         state.child?.kill("SIGKILL");

@@ -26,6 +26,8 @@ export interface TestSystemOptions {
   /** A private Postgres on a free port, for tests that restart it (default false; needs initdb and pg_ctl). */
   privatePostgres?: boolean;
   logLevel?: SystemOptions["logLevel"];
+  /** Restart crashed services, and hear of crashes and restarts (as npm start does). */
+  supervision?: Pick<SystemOptions, "restart" | "onUnexpectedExit" | "onRestarted">;
 }
 
 export interface TestSystem {
@@ -112,6 +114,7 @@ export async function startTestSystem(options: TestSystemOptions = {}): Promise<
       env: { SHUTDOWN_GRACE_MS: "2000", ...options.env },
       ...(options.services ? { services: options.services } : {}),
       ...(options.serviceEnv ? { serviceEnv: options.serviceEnv } : {}),
+      ...options.supervision,
     });
     const killOnExit = () => system.killAllNow();
     process.once("exit", killOnExit);

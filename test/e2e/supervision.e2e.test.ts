@@ -1,0 +1,75 @@
+/**
+ * npm start's supervision (tools/system.ts with a restart policy): a service
+ * killed from outside comes back on its ports and answers SERVING, each crash
+ * in a row waits twice as long, and a system being stopped starts nothing again.
+ */
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { startTestSystem, type TestSystem } from "../support/system.js";
+
+const policy = { initialDelayMs: 200, maxDelayMs: 1_000, resetAfterMs: 60_000 };
+const crashes: Array<{ service: string; signal: string | null; restartInMs: number | undefined }> = [];
+const restarts: Array<{ service: string; error: Error | undefined }> = [];
+let sys: TestSystem;
+
+beforeAll(async () => {
+  sys = await startTestSystem({
+    services: ["fraud"],
+    supervision: {
+      restart: policy,
+      onUnexpectedExit: (service, _code, signal, restartInMs) => crashes.push({ service, signal, restartInMs }),
+      onRestarted: (service, error) => restarts.push({ service, error }),
+    },
+  });
+}, 120_000);
+
+afterAll(() => sys?.stop());
+
+async function until<T>(what: string, probe: () => T | undefined, timeoutMs = 30_000): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const value = probe();
+    if (value !== undefined) return value;
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+}
+
+function killFromOutside(): number {
+  const { pid } = sys.system.info("fraud");
+  if (pid === undefined) throw new Error("fraud has no process");
+  process.kill(pid, "SIGKILL");
+  return pid;
+}
+
+describe("a supervised system", () => {
+  it("starts a killed service again on the same port, and it serves", async () => {
+    const port = sys.system.info("fraud").port;
+    const killed = killFromOutside();
+    await until("fraud's restart", () => restarts[0]);
+    expect(crashes).toEqual([{ service: "fraud", signal: "SIGKILL", restartInMs: 200 }]);
+    expect(restarts).toEqual([{ service: "fraud", error: undefined }]);
+    const now = sys.system.info("fraud");
+    expect(now.running).toBe(true);
+    expect(now.pid).not.toBe(killed);
+    expect(now.port).toBe(port);
+    await sys.system.waitHealthy("fraud");
+  }, 60_000);
+
+  it("waits twice as long after a second crash in a row", async () => {
+    killFromOutside();
+    await until("fraud's second restart", () => restarts[1]);
+    expect(crashes[1]).toEqual({ service: "fraud", signal: "SIGKILL", restartInMs: 400 });
+    expect(restarts[1]?.error).toBeUndefined();
+  }, 60_000);
+
+  it("starts nothing again once it is being stopped", async () => {
+    const killed = killFromOutside();
+    await until("the crash report", () => crashes[2]);
+    await sys.system.stop();
+    await new Promise((resolve) => setTimeout(resolve, policy.initialDelayMs * 4 * 2));
+    const after = sys.system.info("fraud");
+    expect(after.running).toBe(false);
+    expect(after.pid).toBe(killed);
+    expect(restarts).toHaveLength(2);
+  }, 60_000);
+});
