@@ -30,10 +30,7 @@ export interface BenchOptions {
   h2load: boolean;
   /** Keep stepping up the rates after the system saturated. */
   pastSaturation: boolean;
-  /**
-   * Also measure the bare connect-node server, and the transports with the Node generator
-   * where h2load measures them too. Quick runs keep only what the goal's ratios need.
-   */
+  /** Compare the transports (a bare connect-node server, the order service's Health/Check); quick runs leave it to full ones. */
   wholeTransportComparison: boolean;
   help: boolean;
 }
@@ -79,8 +76,8 @@ const profiles: Record<Mode, Omit<BenchOptions, "targets" | "databaseUrl" | "nat
 export const usage = `npm run bench [-- flags]
 
   --quick                 about a minute: 4 s steps at six rates, 1.5 s query
-                          runs, transports by h2load only (where installed)
-                          and without the bare connect-node server
+                          runs, no transport comparison (the goal's GetOrder
+                          and CreateOrder figures are kept)
   --smoke                 a few seconds of tiny load (npm test uses it)
   --duration <seconds>    length of each saga step and query run
   --rates <r1,r2,...>     saga arrival rates per second, stepped up in order
