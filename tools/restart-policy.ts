@@ -26,9 +26,4 @@ export class CrashLoop {
     this.crashesInARow = uptimeMs >= this.policy.resetAfterMs ? 1 : this.crashesInARow + 1;
     return Math.min(this.policy.maxDelayMs, this.policy.initialDelayMs * 2 ** (this.crashesInARow - 1));
   }
-
-  /** Crashes in a row so far, counting the last one. */
-  get count(): number {
-    return this.crashesInARow;
-  }
 }
