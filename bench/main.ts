@@ -23,7 +23,7 @@ import { HealthCheckRequestSchema } from "../gen/grpc/health/v1/health_pb.js";
 import { GetOrderRequestSchema } from "../gen/orderflow/order/v1/order_pb.js";
 import { PaymentService } from "../gen/orderflow/payment/v1/payment_pb.js";
 import { dropDatabase, ensureDatabase, ensureInfra, InfraError, infraUrlsFromEnv, type RunningInfra, startPrivate, withDatabase } from "../tools/infra.js";
-import { LogBuffer, repoRoot, serviceTable, System } from "../tools/system.js";
+import { describeExit, LogBuffer, repoRoot, serviceTable, System } from "../tools/system.js";
 import { type BenchOptions, parseOptions, usage, UsageError } from "./options.js";
 import { busGraceSeconds, type Job, type JobRequest, type JobResponse, type JobResult, type SagaStepResult, type UnaryResult, type UnaryWorkload } from "./protocol.js";
 import { findH2load, grpcFrame, type H2loadResult, runH2load, runH2loadAlternated } from "./h2load.js";
@@ -250,7 +250,7 @@ async function bringUp(options: BenchOptions, cleanups: (() => Promise<void>)[])
     serviceEnv: perService,
     readyTimeoutMs: 60_000,
     stopTimeoutMs: 10_000,
-    onUnexpectedExit: (service, code, signal) => log(`${service} exited unexpectedly (${signal ?? `code ${code}`})`),
+    onUnexpectedExit: (service, code, signal) => log(`${service} stopped unexpectedly (${describeExit({ code, signal })})`),
   });
   // The services' last lines, for looking into errors the bench reports.
   const logFile = join(tmpdir(), `orderflow-bench-${process.pid}-services.log`);

@@ -5,7 +5,7 @@
 import { join } from "node:path";
 import { ensureInfra, InfraError, infraUrlsFromEnv, isReachable, type RunningInfra } from "./infra.js";
 import { npmStartRestarts } from "./restart-policy.js";
-import { builtServices, maxPortOffset, prefixedOutput, repoRoot, serviceTable, System } from "./system.js";
+import { builtServices, describeExit, maxPortOffset, prefixedOutput, repoRoot, serviceTable, System } from "./system.js";
 
 const root = repoRoot();
 const useColor = process.stdout.isTTY === true && !process.env["NO_COLOR"];
@@ -83,7 +83,7 @@ async function main(): Promise<void> {
     restart: npmStartRestarts,
     onUnexpectedExit: (service, code, signal, restartInMs) => {
       if (stopping) return;
-      const how = `${service} exited unexpectedly (${signal ?? `code ${code}`})`;
+      const how = `${service} stopped unexpectedly (${describeExit({ code, signal })})`;
       if (restartInMs !== undefined) return note(`${how}; starting it again in ${restartInMs / 1000} s`);
       // Before every service was up: the start fails as a whole.
       note(how);

@@ -173,6 +173,7 @@ export class System {
   private readonly node: string;
   /** Crashed services are restarted only between a finished up() and stop(). */
   private supervising = false;
+  private stopped = false;
 
   constructor(private readonly options: SystemOptions) {
     this.root = options.root ?? repoRoot();
@@ -193,11 +194,14 @@ export class System {
     await this.plan();
     try {
       await Promise.all(this.names.map((name) => this.startService(name)));
+      // One that was up and exited while others were still starting fails the start as a whole.
+      const gone = this.services.filter((service) => !service.running);
+      if (gone.length > 0) throw new Error(`${gone.map((service) => `${service.name} ${describeExit(service.exit)}`).join(", ")} while the others were starting`);
     } catch (error) {
       await this.stop();
       throw error;
     }
-    this.supervising = this.options.restart !== undefined;
+    this.supervising = this.options.restart !== undefined && !this.stopped;
     return this;
   }
 
@@ -304,15 +308,20 @@ export class System {
     }
     let exitInfo: string | undefined;
     state.exited = new Promise<void>((resolveExit) => {
-      child.once("error", (error) => {
-        exitInfo = `could not start: ${error.message}`;
+      const ended = (info: string, code: number | null, signal: NodeJS.Signals | null): void => {
+        if (exitInfo !== undefined) return;
+        exitInfo = info;
+        if (!state.expectingExit) {
+          const restartInMs = this.scheduleRestart(name, state);
+          this.options.onUnexpectedExit?.(name, code, signal, restartInMs);
+        }
         resolveExit();
+      };
+      // Without a pid the process never ran, and Node may send no "exit" after the error.
+      child.on("error", (error) => {
+        if (child.pid === undefined) ended(`could not start: ${error.message}`, null, null);
       });
-      child.once("exit", (code, signal) => {
-        exitInfo = signal ? `killed by ${signal}` : `exited with code ${code}`;
-        if (!state.expectingExit) this.options.onUnexpectedExit?.(name, code, signal, this.scheduleRestart(name, state));
-        resolveExit();
-      });
+      child.once("exit", (code, signal) => ended(describeExit({ code, signal }), code, signal));
     });
     await this.waitServing(name, () => exitInfo);
   }
@@ -325,11 +334,14 @@ export class System {
     const delayMs = state.crashLoop.crashed(Date.now() - (state.startedAt ?? Date.now()));
     state.pendingRestart = setTimeout(() => {
       state.pendingRestart = undefined;
-      this.startService(name).then(
+      const starting = this.startService(name);
+      const child = state.child;
+      starting.then(
         () => this.options.onRestarted?.(name, undefined),
-        // A process that died again has already been reported, and its next restart is set.
+        // One that exited has been reported by its exit, with its next restart set; one
+        // stopped and replaced meanwhile (restart()) is not what failed.
         (error: unknown) => {
-          if (isRunning(state.child)) this.options.onRestarted?.(name, error instanceof Error ? error : new Error(String(error)));
+          if (state.child === child && isRunning(child)) this.options.onRestarted?.(name, error instanceof Error ? error : new Error(String(error)));
         },
       );
     }, delayMs);
@@ -408,12 +420,14 @@ export class System {
 
   /** Stops every service (in parallel); safe to call more than once. */
   async stop(): Promise<void> {
+    this.stopped = true;
     this.supervising = false;
     await Promise.all(this.names.map((name) => this.stopService(name)));
   }
 
   /** Last-resort synchronous kill of everything still running (process exit handlers). */
   killAllNow(): void {
+    this.stopped = true;
     this.supervising = false;
     for (const state of this.states.values()) {
       clearTimeout(state.pendingRestart);
@@ -423,6 +437,13 @@ export class System {
       }
     }
   }
+}
+
+/** "exited with code 1", "killed by SIGKILL". */
+export function describeExit(exit: ServiceInfo["exit"]): string {
+  if (exit === undefined) return "is running";
+  if (exit.code === null && exit.signal === null) return "could not start";
+  return exit.signal ? `killed by ${exit.signal}` : `exited with code ${exit.code}`;
 }
 
 function exitOf(child: ChildProcess | undefined): ServiceInfo["exit"] {

@@ -1,7 +1,8 @@
 /**
- * npm start's supervision (tools/system.ts with a restart policy): a service
- * killed from outside comes back on its ports and answers SERVING, each crash
- * in a row waits twice as long, and a system being stopped starts nothing again.
+ * npm start's supervision (tools/system.ts with a restart policy) with a real
+ * service: killed from outside, it comes back and answers SERVING, each crash in
+ * a row waits twice as long, and a system being stopped starts nothing again.
+ * The orderings real services show only sometimes: tools/supervision.test.ts.
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { startTestSystem, type TestSystem } from "../support/system.js";
@@ -42,8 +43,7 @@ function killFromOutside(): number {
 }
 
 describe("a supervised system", () => {
-  it("starts a killed service again on the same port, and it serves", async () => {
-    const port = sys.system.info("fraud").port;
+  it("starts a killed service again, and it serves", async () => {
     const killed = killFromOutside();
     await until("fraud's restart", () => restarts[0]);
     expect(crashes).toEqual([{ service: "fraud", signal: "SIGKILL", restartInMs: 200 }]);
@@ -51,7 +51,6 @@ describe("a supervised system", () => {
     const now = sys.system.info("fraud");
     expect(now.running).toBe(true);
     expect(now.pid).not.toBe(killed);
-    expect(now.port).toBe(port);
     await sys.system.waitHealthy("fraud");
   }, 60_000);
 

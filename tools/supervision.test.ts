@@ -1,0 +1,175 @@
+/**
+ * System's supervision against stand-in services whose every start follows a
+ * plan (serve; crash once asked for health; never get ready; get ready only
+ * once another has exited), so the orderings a real service only sometimes
+ * shows happen every time. The real services under supervision:
+ * test/e2e/supervision.e2e.test.ts.
+ */
+import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterEach, beforeEach, describe, expect, it } from "vitest";
+import { System, type SystemOptions } from "./system.js";
+
+// A grpc.health.v1 server on PORT answering Check over HTTP/2 by hand. Each start takes the
+// next step of FAKE_PLAN_<NAME> (its starts are counted in a file) and, when it exits,
+// leaves <name>.exited behind for FAKE_READY_AFTER_EXIT_OF.
+const fakeService = `
+import { appendFileSync, existsSync, readFileSync } from "node:fs";
+import { createServer } from "node:http2";
+import { join } from "node:path";
+const name = process.env.FAKE_NAME;
+const dir = process.env.FAKE_DIR;
+const starts = join(dir, name + ".starts");
+appendFileSync(starts, "x");
+const plan = (process.env["FAKE_PLAN_" + name.toUpperCase()] ?? "serve").split(",");
+const step = plan[Math.min(readFileSync(starts, "utf8").length, plan.length) - 1];
+const awaited = process.env.FAKE_READY_AFTER_EXIT_OF;
+const serving = () => step === "serve" || step === "crash-when-asked" || (step === "after-exit" && existsSync(join(dir, awaited + ".exited")));
+const exit = () => { appendFileSync(join(dir, name + ".exited"), "x"); process.exit(3); };
+createServer((request, response) => {
+  response.writeHead(200, { "content-type": "application/grpc" });
+  // HealthCheckResponse { status: SERVING (1) or NOT_SERVING (2) }, as one gRPC frame.
+  response.write(Buffer.from([0, 0, 0, 0, 2, 8, serving() ? 1 : 2]));
+  response.addTrailers({ "grpc-status": "0" });
+  response.end();
+  if (step === "crash-when-asked") setTimeout(exit, 100);
+}).listen(Number(process.env.PORT), "127.0.0.1");
+`;
+
+let root: string;
+
+beforeEach(() => {
+  root = mkdtempSync(join(tmpdir(), "orderflow-supervision-"));
+  for (const name of ["fraud", "payment"]) {
+    mkdirSync(join(root, "dist", "services", name), { recursive: true });
+    writeFileSync(join(root, "dist", "services", name, "main.js"), fakeService);
+  }
+});
+
+afterEach(() => rmSync(root, { recursive: true, force: true }));
+
+function system(services: string[], plans: Record<string, string>, options: Partial<SystemOptions> = {}): System {
+  return new System({
+    root,
+    services,
+    infra: { databaseUrl: "postgres://unused", natsUrl: "nats://unused", redisUrl: "redis://unused" },
+    ports: "free",
+    inheritEnv: false,
+    output: () => undefined,
+    readyTimeoutMs: 20_000,
+    stopTimeoutMs: 2_000,
+    env: { FAKE_DIR: root, ...Object.fromEntries(Object.entries(plans).map(([name, plan]) => [`FAKE_PLAN_${name.toUpperCase()}`, plan])) },
+    serviceEnv: Object.fromEntries(services.map((name) => [name, { FAKE_NAME: name }])),
+    ...options,
+  });
+}
+
+function startsOf(name: string): number {
+  return existsSync(join(root, `${name}.starts`)) ? readFileSync(join(root, `${name}.starts`), "utf8").length : 0;
+}
+
+async function until<T>(what: string, probe: () => T | undefined, timeoutMs = 15_000): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const value = probe();
+    if (value !== undefined) return value;
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 25));
+  }
+}
+
+describe("System's supervision", () => {
+  it("fails the start when a service that was up exits while another is still starting, and restarts nothing", async () => {
+    const restartsAsked: Array<number | undefined> = [];
+    const sys = system(
+      ["fraud", "payment"],
+      { fraud: "crash-when-asked", payment: "after-exit" },
+      {
+        restart: { initialDelayMs: 50, maxDelayMs: 50, resetAfterMs: 60_000 },
+        onUnexpectedExit: (_service, _code, _signal, restartInMs) => restartsAsked.push(restartInMs),
+        serviceEnv: { fraud: { FAKE_NAME: "fraud" }, payment: { FAKE_NAME: "payment", FAKE_READY_AFTER_EXIT_OF: "fraud" } },
+      },
+    );
+    await expect(sys.up()).rejects.toThrow("fraud exited with code 3 while the others were starting");
+    expect(restartsAsked).toEqual([undefined]);
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    expect(sys.services.map((s) => s.running)).toEqual([false, false]);
+  }, 30_000);
+
+  it("does not blame a restart on a process stopped and replaced while it was getting ready", async () => {
+    const restarted: Array<Error | undefined> = [];
+    const sys = system(["fraud"], { fraud: "crash-when-asked,never-ready,serve" }, { restart: { initialDelayMs: 50, maxDelayMs: 50, resetAfterMs: 60_000 }, onRestarted: (_service, error) => restarted.push(error) });
+    try {
+      await sys.up();
+      const first = sys.info("fraud").pid;
+      // The supervised restart's process, which never gets ready, once it has counted its start.
+      await until("the supervised restart", () => {
+        const { pid, running } = sys.info("fraud");
+        return running && pid !== first && startsOf("fraud") === 2 ? pid : undefined;
+      });
+      await sys.restart("fraud");
+      // Long enough for the replaced process's readiness check to have given up (1 s timeout, 150 ms apart).
+      await new Promise((resolve) => setTimeout(resolve, 1_500));
+      expect(restarted).toEqual([]);
+      expect(sys.info("fraud").running).toBe(true);
+    } finally {
+      await sys.stop();
+    }
+  }, 30_000);
+
+  it("tries again when a restart's process cannot even be spawned", async () => {
+    // The project's own node (node_modules/.bin/node) is what System runs; made unrunnable for a while.
+    const node = join(root, "node_modules", ".bin", "node");
+    mkdirSync(join(root, "node_modules", ".bin"), { recursive: true });
+    writeFileSync(node, `#!/bin/sh\nexec "${process.execPath}" "$@"\n`);
+    chmodSync(node, 0o755);
+    const exits: Array<{ code: number | null; signal: string | null; restartInMs: number | undefined }> = [];
+    const restarted: Array<Error | undefined> = [];
+    const sys = system(
+      ["fraud"],
+      { fraud: "serve" },
+      { restart: { initialDelayMs: 100, maxDelayMs: 100, resetAfterMs: 60_000 }, onUnexpectedExit: (_s, code, signal, restartInMs) => exits.push({ code, signal, restartInMs }), onRestarted: (_s, error) => restarted.push(error) },
+    );
+    try {
+      await sys.up();
+      chmodSync(node, 0o644);
+      const { pid } = sys.info("fraud");
+      if (pid === undefined) throw new Error("fraud has no pid");
+      process.kill(pid, "SIGKILL");
+      await until("a failed spawn", () => (exits.length >= 2 ? true : undefined));
+      chmodSync(node, 0o755);
+      await until("the restart", () => (restarted.length > 0 ? true : undefined));
+      expect(exits.slice(0, 2)).toEqual([
+        { code: null, signal: "SIGKILL", restartInMs: 100 },
+        { code: null, signal: null, restartInMs: 100 },
+      ]);
+      expect(restarted).toEqual([undefined]);
+      expect(sys.info("fraud").running).toBe(true);
+    } finally {
+      await sys.stop();
+    }
+  }, 30_000);
+
+  it("restarts a service that crashes again and again, each time after the policy's wait", async () => {
+    const waits: Array<number | undefined> = [];
+    const restarted: Array<Error | undefined> = [];
+    const sys = system(
+      ["fraud"],
+      { fraud: "serve,crash-when-asked,crash-when-asked,serve" },
+      { restart: { initialDelayMs: 50, maxDelayMs: 150, resetAfterMs: 60_000 }, onUnexpectedExit: (_s, _c, _sig, restartInMs) => waits.push(restartInMs), onRestarted: (_service, error) => restarted.push(error) },
+    );
+    try {
+      await sys.up();
+      const { pid } = sys.info("fraud");
+      if (pid === undefined) throw new Error("fraud has no pid");
+      process.kill(pid, "SIGKILL");
+      await until("three restarts", () => (restarted.length >= 3 ? true : undefined));
+      expect(waits).toEqual([50, 100, 150]);
+      expect(restarted).toEqual([undefined, undefined, undefined]);
+      await sys.waitHealthy("fraud");
+    } finally {
+      await sys.stop();
+    }
+  }, 30_000);
+});
