@@ -1,6 +1,10 @@
+import { randomBytes, randomUUID } from "node:crypto";
+import type { EventEmitter } from "node:events";
 import { connect } from "@nats-io/transport-node";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { Database } from "../../platform/db.js";
+import { createLogger } from "../../platform/logger.js";
+import { migrate } from "../../platform/migrate.js";
 import { ordersChanged } from "./changes.js";
 import { OrderWatch } from "./watch.js";
 
@@ -43,6 +47,39 @@ describe("order change notices", () => {
       expect(() => ordersChanged(["o-closed"])).not.toThrow();
     } finally {
       await watch.stop();
+    }
+  });
+});
+
+describe("OrderWatch.watch", () => {
+  const schema = `order_watch_${process.pid}_${randomBytes(3).toString("hex")}`;
+  let orders: Database;
+  beforeAll(async () => {
+    await migrate({ databaseUrl: DATABASE_URL, service: "order", schema, logger: createLogger("order-watch-test", "warn"), busTables: true });
+    orders = new Database({ url: DATABASE_URL, poolMax: 2, schema, applicationName: "order-watch-test" });
+  });
+  afterAll(async () => {
+    await orders?.primary.query(`DROP SCHEMA IF EXISTS "${schema}" CASCADE`).catch(() => undefined);
+    await orders?.close();
+  });
+
+  it("leaves no listener behind when the stream ends before any change: a missing order, a finished one", async () => {
+    const nc = await connect({ servers: NATS_URL });
+    const watch = new OrderWatch(orders, nc);
+    const changes = (watch as unknown as { changes: EventEmitter }).changes;
+    try {
+      const finished = randomUUID();
+      await orders.primary.query("INSERT INTO orders (order_id, customer_id, status, total_minor, currency) VALUES ($1, 'c1', 'CONFIRMED', 100, 'USD')", [finished]);
+      const missing = randomUUID();
+      const seen: string[] = [];
+      for await (const order of watch.watch(finished, new AbortController().signal)) seen.push(order.orderId);
+      for await (const order of watch.watch(missing, new AbortController().signal)) seen.push(order.orderId);
+      expect(seen).toEqual([finished]);
+      expect(changes.listenerCount(finished)).toBe(0);
+      expect(changes.listenerCount(missing)).toBe(0);
+    } finally {
+      await watch.stop();
+      await nc.close();
     }
   });
 });

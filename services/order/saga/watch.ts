@@ -81,6 +81,8 @@ export class OrderWatch implements Worker {
     } catch (error) {
       if (!stop.signal.aborted) throw error;
     } finally {
+      // Takes the order's listener off `changes` also when the stream ended before iterating it.
+      stop.abort();
       this.subscriptions.release(orderId);
       signal.removeEventListener("abort", onAbort);
       this.changes.off("stop", onAbort);
