@@ -12,16 +12,19 @@ import { advance, type Change, lockOrder, type SagaOrder, type SagaTiming } from
  */
 function cancellation(order: SagaOrder, reason: string): Change | "unchanged" {
   const why = reason || "cancelled by request";
+  const beingRejected = () => new ConnectError(`order ${order.orderId} is already being rejected: ${order.reason}`, Code.FailedPrecondition);
   switch (order.status) {
     case OrderStatus.PENDING:
-      if (order.compensateTo !== undefined) throw new ConnectError(`order ${order.orderId} is already being rejected: ${order.reason}`, Code.FailedPrecondition);
+      if (order.compensateTo !== undefined) throw beingRejected();
       if (stockMayBeHeld(order))
         return { status: OrderStatus.CANCELLING, reason: why, done: ["fraud", "reserve"], start: ["release"], compensateTo: OrderStatus.CANCELLED };
       return { status: OrderStatus.CANCELLED, reason: why, done: ["fraud"] };
     case OrderStatus.FRAUD_APPROVED:
+      // A reservation that ran out of attempts: its release is under way, to REJECTED.
+      if (order.compensateTo !== undefined) throw beingRejected();
       return { status: OrderStatus.CANCELLING, reason: why, done: ["reserve"], start: ["release"], compensateTo: OrderStatus.CANCELLED };
     case OrderStatus.STOCK_RESERVED:
-      if (!order.awaiting.includes("charge")) throw new ConnectError(`order ${order.orderId} is already being rejected: ${order.reason}`, Code.FailedPrecondition);
+      if (!order.awaiting.includes("charge")) throw beingRejected();
       return { status: OrderStatus.CANCELLING, reason: why, done: ["charge"], start: ["refund", "release"], compensateTo: OrderStatus.CANCELLED };
     case OrderStatus.CONFIRMED:
       return { status: OrderStatus.CANCELLING, reason: why, start: ["refund", "release"], compensateTo: OrderStatus.CANCELLED };

@@ -1,5 +1,6 @@
 import { randomUUID } from "node:crypto";
 import { create } from "@bufbuild/protobuf";
+import { Code } from "@connectrpc/connect";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { Decision, FraudAssessedSchema } from "../../../gen/orderflow/fraud/v1/fraud_pb.js";
 import { OrderStatus } from "../../../gen/orderflow/order/v1/order_pb.js";
@@ -10,6 +11,7 @@ import { Database } from "../../platform/db.js";
 import { createLogger } from "../../platform/logger.js";
 import { migrate } from "../../platform/migrate.js";
 import type { Step } from "./commands.js";
+import { cancelOrder } from "./cancel.js";
 import { DeadlineWatcher } from "./deadlines.js";
 import { InFlightOrders } from "./in-flight.js";
 import { ReplyApplier } from "./replies.js";
@@ -103,6 +105,23 @@ describe("the deadline sweep", () => {
     expect(await commandsFor(orderId)).toEqual(["fraud.cmd.assess", "inventory.cmd.reserve", "inventory.cmd.release"]);
     const [order] = await readSagaOrders(database().primary, [orderId]);
     expect(order).toMatchObject({ awaiting: ["release"], compensateTo: OrderStatus.REJECTED });
+  });
+
+  it("leaves a fraud-approved order whose reservation ran out of attempts being rejected: cancelling it is refused", async () => {
+    const orderId = randomUUID();
+    await database().primary.query(
+      `INSERT INTO orders (order_id, customer_id, status, total_minor, currency, awaiting, step_attempts, step_deadline)
+       VALUES ($1, 'c1', 'FRAUD_APPROVED', 500, 'USD', '{reserve}', 2, now() - interval '1 s')`,
+      [orderId],
+    );
+    const watcher = new DeadlineWatcher(database(), { stepTimeoutMs: 1_000, maxAttempts: 2 }, logger);
+    expect(await watcher.sweep()).toBe(1);
+    expect(await state(orderId)).toMatchObject({ status: "FRAUD_APPROVED", status_reason: "stock reservation timed out" });
+    const cancelling = database().transaction((tx) => cancelOrder(tx, orderId, "changed my mind", { stepTimeoutMs: 1_000 }));
+    await expect(cancelling).rejects.toMatchObject({ code: Code.FailedPrecondition });
+    const [order] = await readSagaOrders(database().primary, [orderId]);
+    expect(order).toMatchObject({ status: OrderStatus.FRAUD_APPROVED, awaiting: ["release"], compensateTo: OrderStatus.REJECTED, reason: "stock reservation timed out" });
+    expect(await commandsFor(orderId)).toEqual(["inventory.cmd.release"]);
   });
 
   it("gives a step whose messages are still queued another step timeout, without a re-send or an attempt, until the defer limit", async () => {
