@@ -101,3 +101,36 @@ describe("OrderStore.list", () => {
     }
   });
 });
+
+describe("OrderStore.create", () => {
+  const newOrder = (customerId: string) => ({ customerId, priced: { lines: [{ sku: "SKU-1", quantity: 1n, unitPriceMinor: 100n }], totalMinor: 100n, currency: "USD" }, idempotencyKey: undefined, requestHash: undefined });
+  const ordersOf = async (customerId: string) => Number((await db.primary.query<{ n: string }>("SELECT count(*) AS n FROM orders WHERE customer_id = $1", [customerId])).rows[0]?.n);
+
+  it("does not insert a batch's orders again one by one when the batch's answer was lost with its connection: it may have committed", async () => {
+    const customer = `c-${randomUUID()}`;
+    const pool = db.primary;
+    const query = pool.query;
+    // The batch's statement runs and commits in Postgres; its answer then never arrives.
+    pool.query = function (this: typeof pool, ...args: unknown[]) {
+      pool.query = query;
+      return (query as (...a: unknown[]) => Promise<unknown>).apply(this, args).then(() => {
+        throw new Error("Connection terminated unexpectedly");
+      });
+    } as typeof pool.query;
+    try {
+      const created = await Promise.allSettled([store.create(newOrder(customer)), store.create(newOrder(customer))]);
+      expect(created.map((c) => c.status)).toEqual(["rejected", "rejected"]);
+      expect(await ordersOf(customer)).toBe(2);
+    } finally {
+      pool.query = query;
+    }
+  });
+
+  it("still inserts the others of a batch one by one when Postgres refused the batch for one of them", async () => {
+    const customer = `c-${randomUUID()}`;
+    const tooLong = { ...newOrder(customer), priced: { ...newOrder(customer).priced, currency: "DOLLARS" } };
+    const created = await Promise.allSettled([store.create(newOrder(customer)), store.create(tooLong), store.create(newOrder(customer))]);
+    expect(created.map((c) => c.status)).toEqual(["fulfilled", "rejected", "fulfilled"]);
+    expect(await ordersOf(customer)).toBe(2);
+  });
+});

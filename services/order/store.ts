@@ -5,6 +5,7 @@ import { batchPerTurn } from "../platform/batch-per-turn.js";
 import { type Database, prepared, type Queryable } from "../platform/db.js";
 import { timeOrderedId } from "../platform/ids.js";
 import { money } from "../platform/money.js";
+import { isConnectionError } from "../platform/pgerrors.js";
 import { timestamp } from "../platform/time.js";
 import type { PricedOrder } from "./domain/pricing.js";
 import { statusFromName, statusName } from "./domain/status.js";
@@ -246,8 +247,10 @@ export class OrderStore {
       } catch (error) {
         written = error instanceof Error ? error : new Error(String(error));
       }
-      if (written instanceof Error && group.length > 1) {
-        // One bad order must not fail the others: each on its own.
+      // One bad order must not fail the others: each on its own. Not when the answer was lost
+      // with the connection: the statement may have committed, and a second insert would
+      // create each order twice.
+      if (written instanceof Error && group.length > 1 && !isConnectionError(written)) {
         for (const { request, index } of group) results[index] = await this.createMany([request]).then((r) => r[0]!);
         continue;
       }
