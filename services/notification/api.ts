@@ -1,17 +1,15 @@
 import type { ServiceImpl } from "@connectrpc/connect";
-import { z } from "zod";
 import type { NotificationService } from "../../gen/orderflow/notification/v1/notification_pb.js";
-import { decodePageToken, pageSize, paginate } from "../platform/paging.js";
+import { beforeSequence, decodePageToken, pageSize, paginate } from "../platform/paging.js";
 import type { NotificationHub } from "./hub.js";
 import { type NotificationStore, toNotification } from "./store.js";
 
-const pagePosition = z.object({ before: z.string().regex(/^\d+$/) });
 
 export function notificationApi({ store, hub }: { store: NotificationStore; hub: NotificationHub }): Partial<ServiceImpl<typeof NotificationService>> {
   return {
     async listNotifications(request) {
       const size = pageSize(request.pageSize);
-      const before = decodePageToken(request.pageToken, pagePosition)?.before;
+      const before = decodePageToken(request.pageToken, beforeSequence)?.before;
       const rows = await store.list(request.customerId, size + 1, before);
       const page = paginate(rows, size, (last) => ({ before: last.seq }));
       return { notifications: page.items.map(toNotification), nextPageToken: page.nextPageToken };

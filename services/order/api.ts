@@ -1,7 +1,6 @@
 import { Code, ConnectError, type ServiceImpl } from "@connectrpc/connect";
-import { z } from "zod";
 import { OrderService } from "../../gen/orderflow/order/v1/order_pb.js";
-import { decodePageToken, pageSize, paginate } from "../platform/paging.js";
+import { beforeSequence, decodePageToken, pageSize, paginate } from "../platform/paging.js";
 import { requestHash } from "./domain/idempotency.js";
 import { priceOrder, rejectRepeatedSkus } from "./domain/pricing.js";
 import type { PoolClient } from "../platform/db.js";
@@ -11,7 +10,9 @@ import type { CustomerRateLimit } from "./rate-limit.js";
 import type { OrderWatch } from "./saga/watch.js";
 import { IdempotencyConflict, type SagaStart, type OrderStore, readOrder } from "./store.js";
 
-const pagePosition = z.object({ before: z.string().regex(/^\d+$/) });
+
+/** Order ids as Postgres writes them: a UUID may arrive in upper case, and the cache and the reads key by the stored form. */
+const canonical = (orderId: string): string => orderId.toLowerCase();
 
 export interface OrderApiDependencies {
   store: OrderStore;
@@ -49,7 +50,8 @@ export function orderApi({ store, catalogue, sagaStart, cancel, watch, cache, ra
       }
     },
 
-    async getOrder({ orderId }, context) {
+    async getOrder(request, context) {
+      const orderId = canonical(request.orderId);
       const cached = await cache.getAnswer(orderId);
       if (cached) return cached.answer(context);
       const order = await store.get(orderId);
@@ -61,13 +63,15 @@ export function orderApi({ store, catalogue, sagaStart, cancel, watch, cache, ra
 
     async listOrders(request) {
       const size = pageSize(request.pageSize);
-      const before = decodePageToken(request.pageToken, pagePosition)?.before;
+      const before = decodePageToken(request.pageToken, beforeSequence)?.before;
       const rows = await store.list(request.customerId, request.statuses, size + 1, before);
       const page = paginate(rows, size, (last) => ({ before: last.seq }));
       return { orders: page.items.map((r) => r.order), nextPageToken: page.nextPageToken };
     },
 
-    async cancelOrder({ orderId, reason }) {
+    async cancelOrder(request) {
+      const orderId = canonical(request.orderId);
+      const reason = request.reason;
       const order = await store.db.transaction(async (tx) => {
         await cancel(tx, orderId, reason);
         return readOrder(tx, orderId);
@@ -75,7 +79,8 @@ export function orderApi({ store, catalogue, sagaStart, cancel, watch, cache, ra
       return { order };
     },
 
-    async *watchOrder({ orderId }, context) {
+    async *watchOrder(request, context) {
+      const orderId = canonical(request.orderId);
       let found = false;
       for await (const order of watch.watch(orderId, context.signal)) {
         found = true;

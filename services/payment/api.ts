@@ -1,11 +1,9 @@
 import { Code, ConnectError, type ServiceImpl } from "@connectrpc/connect";
-import { z } from "zod";
 import { PaymentService } from "../../gen/orderflow/payment/v1/payment_pb.js";
-import { decodePageToken, pageSize, paginate } from "../platform/paging.js";
+import { beforeSequence, decodePageToken, pageSize, paginate } from "../platform/paging.js";
 import { fieldError } from "../platform/rpc/violations.js";
 import { BalanceOverflow, CurrencyMismatch, type PaymentStore, TopUpConflict } from "./store.js";
 
-const pagePosition = z.object({ before: z.string().regex(/^\d+$/) });
 
 // Field numbers in TopUpWalletRequest / Money, for violations.
 const amountField = 2;
@@ -44,7 +42,7 @@ export function paymentApi(store: PaymentStore): ServiceImpl<typeof PaymentServi
 
     async listPayments(request) {
       const size = pageSize(request.pageSize);
-      const before = decodePageToken(request.pageToken, pagePosition)?.before;
+      const before = decodePageToken(request.pageToken, beforeSequence)?.before;
       const page = paginate(await store.list(request.customerId, size + 1, before), size, (last) => ({ before: last.seq }));
       return { payments: page.items.map((r) => r.payment), nextPageToken: page.nextPageToken };
     },

@@ -7,6 +7,15 @@ export function pageSize(requested: number): number {
   return requested > 0 ? requested : defaultPageSize;
 }
 
+const maxBigint = 2n ** 63n - 1n;
+
+/**
+ * The position of pages read newest first by a bigint sequence: the last row's sequence.
+ * One a bigint cannot hold is refused here, not by Postgres — which would fail the whole
+ * batched statement the request shares with others.
+ */
+export const beforeSequence = z.object({ before: z.string().regex(/^\d{1,19}$/).refine((value) => BigInt(value) <= maxBigint) });
+
 /** Opaque page tokens: the position after the last item, as base64url JSON. */
 export function encodePageToken(position: Record<string, string | number>): string {
   return Buffer.from(JSON.stringify(position)).toString("base64url");

@@ -224,14 +224,16 @@ describe("order saga", () => {
     await eventually(async () => (await stockOf(sys, "E2E-CANCEL")).sold === 4n, 10_000, "stock committed");
     expect((await sys.payment.getWallet({ customerId: "erin" })).wallet?.balance?.amountMinor).toBe(50_000n - 12_000n);
 
-    // GetOrder of a terminal order is cached (Redis): the cancel must not leave the CONFIRMED copy behind.
+    // GetOrder of a terminal order is cached (Redis): the cancel must not leave the CONFIRMED copy behind,
+    // also when the calls spell the id in upper case (a UUID is the same in either).
+    const upper = order.orderId.toUpperCase();
     expect((await sys.order.getOrder({ orderId: order.orderId })).order?.status).toBe(OrderStatus.CONFIRMED);
-    expect((await sys.order.getOrder({ orderId: order.orderId })).order?.status).toBe(OrderStatus.CONFIRMED);
-    const { order: cancelling } = await sys.order.cancelOrder({ orderId: order.orderId, reason: "changed my mind" });
+    expect((await sys.order.getOrder({ orderId: upper })).order).toMatchObject({ orderId: order.orderId, status: OrderStatus.CONFIRMED });
+    const { order: cancelling } = await sys.order.cancelOrder({ orderId: upper, reason: "changed my mind" });
     expect(cancelling?.status).toBe(OrderStatus.CANCELLING);
     expect((await sys.order.getOrder({ orderId: order.orderId })).order?.status).not.toBe(OrderStatus.CONFIRMED);
     const seen: OrderStatus[] = [];
-    for await (const { order: o } of sys.order.watchOrder({ orderId: order.orderId }, { timeoutMs: 20_000 })) if (o) seen.push(o.status);
+    for await (const { order: o } of sys.order.watchOrder({ orderId: upper }, { timeoutMs: 20_000 })) if (o) seen.push(o.status);
     expect(seen.at(-1)).toBe(OrderStatus.CANCELLED);
     // Cancelling twice is harmless.
     expect((await sys.order.cancelOrder({ orderId: order.orderId, reason: "again" })).order?.status).toBe(OrderStatus.CANCELLED);
