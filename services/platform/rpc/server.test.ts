@@ -1,5 +1,6 @@
 import { connect } from "node:http2";
 import { request } from "node:http";
+import { createConnection } from "node:net";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { Health, HealthCheckResponse_ServingStatus as Status } from "../../../gen/grpc/health/v1/health_pb.js";
 import { uncaughtDuring } from "../../../test/support/uncaught.js";
@@ -64,6 +65,22 @@ describe.each<RpcTransport>(["grpc-js", "connect"])("RpcServer with transport %s
   it.runIf(transport === "connect")("serves Connect over h2c too", async () => {
     const body = await h2cRequest(port, "/grpc.health.v1.Health/Check", "application/json", "{}");
     expect(body.body).toBe('{"status":"SERVING"}');
+  });
+
+  it("outlives clients that reset their connection before sending a byte (probes, scanners)", async () => {
+    const uncaught = await uncaughtDuring(async () => {
+      for (let i = 0; i < 5; i++) {
+        await new Promise<void>((resolve, reject) => {
+          const socket = createConnection({ host: "127.0.0.1", port }, () => {
+            socket.resetAndDestroy();
+            resolve();
+          });
+          socket.once("error", reject);
+        });
+      }
+    }, 100);
+    expect(uncaught).toEqual([]);
+    expect((await http1Json(port, "/grpc.health.v1.Health/Check", "{}")).body).toBe('{"status":"SERVING"}');
   });
 
   it("closes HTTP/2 connections gracefully once they reach the maximum age", async () => {

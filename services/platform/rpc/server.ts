@@ -92,7 +92,12 @@ export class RpcServer {
   private route(socket: Socket): void {
     this.sockets.add(socket);
     socket.once("close", () => this.sockets.delete(socket));
+    // Until a server takes the socket, its errors are ours: a client that resets the connection
+    // before its first byte (a TCP probe, a scanner) would otherwise end the process.
+    const beforeFirstByte = (): void => void socket.destroy();
+    socket.on("error", beforeFirstByte);
     socket.once("data", (first: Buffer) => {
+      socket.off("error", beforeFirstByte);
       socket.pause();
       socket.unshift(first);
       const isHttp2 = first.subarray(0, http2Preface.length).equals(http2Preface.subarray(0, Math.min(first.length, http2Preface.length)));
