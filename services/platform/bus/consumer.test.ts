@@ -456,6 +456,40 @@ describe("database outage", () => {
     }
   });
 
+  it("hands its held messages back when stopped during an outage, without trying each against the database; all applied once Postgres is back", async () => {
+    const subj = subject("outage-stop");
+    let refusing = true;
+    let attempts = 0;
+    class RefusingPool extends pg.Pool {
+      override connect(): Promise<pg.PoolClient>;
+      override connect(callback: (err: Error | undefined, client: pg.PoolClient | undefined, done: (release?: unknown) => void) => void): void;
+      override connect(callback?: (err: Error | undefined, client: pg.PoolClient | undefined, done: (release?: unknown) => void) => void): Promise<pg.PoolClient> | void {
+        if (callback) return super.connect(callback);
+        attempts++;
+        if (refusing) return Promise.reject(Object.assign(new Error("connect ECONNREFUSED 127.0.0.1:5432"), { code: "ECONNREFUSED" }));
+        return super.connect();
+      }
+    }
+    const pool = new RefusingPool({ connectionString: env.databaseUrl, max: 4 });
+    const options = { js: env.js, pool, schema: env.schema, stream: env.stream("inventory"), durable: "outage-stop", filterSubject: subj, maxDeliver: 5, ackWaitMs: 1000, dlq: env.dlq, handle: recordEffect("outage-stop") };
+    const c = await startConsumer(options);
+    await publishMessages(env.js, [reserve(subj, "outage-stop-1", "u-1"), reserve(subj, "outage-stop-2", "u-2"), reserve(subj, "outage-stop-3", "u-3")]);
+    await waitFor(async () => attempts >= 3, 10_000, "held through refusals");
+    const atStop = attempts;
+    await c.stop();
+    // At most the retry the stop interrupted: not one transaction per message against a database that may not answer.
+    expect(attempts - atStop).toBeLessThanOrEqual(1);
+    expect((await listDeadLetters(env.jsm, { dlq: env.dlq })).filter((dl) => dl.consumer === "outage-stop")).toEqual([]);
+    refusing = false;
+    const again = await startConsumer(options);
+    try {
+      await waitFor(async () => (await effects("outage-stop")).length === 3, 15_000, "applied after the restart");
+    } finally {
+      await again.stop();
+      await pool.end();
+    }
+  });
+
   it("holds a direct consumer's message while its handler finds the database unreachable", async () => {
     const subj = subject("direct-outage");
     let refusals = 7;

@@ -345,17 +345,24 @@ class BatchConsumer implements BusConsumer {
   private async processInTransaction(pool: Pool, items: Item[]): Promise<void> {
     if (items.length > 1) {
       const done = await this.transactionHeld(pool, items, false).catch((err: unknown) => {
-        this.log.warn("batch transaction failed; retrying its messages one by one", { consumer: this.name, size: items.length, error: errorMessage(err) });
+        if (!this.stopping) this.log.warn("batch transaction failed; retrying its messages one by one", { consumer: this.name, size: items.length, error: errorMessage(err) });
         return undefined;
       });
       if (done) return this.settle(items, done);
     }
     for (const it of items) {
+      // Stopping (an outage's retries end there): what is not applied goes back as it came, not
+      // one transaction at a time against a database that may not answer, nor to the DLQ.
+      if (this.stopping) {
+        it.s.retry();
+        continue;
+      }
       let done: Committed;
       try {
         done = await this.transactionHeld(pool, [it], true);
       } catch (err) {
-        await this.failed(it, err);
+        if (this.stopping && isConnectionError(err)) it.s.retry();
+        else await this.failed(it, err);
         continue;
       }
       await this.settle([it], done);
