@@ -23,6 +23,14 @@ describe("startTelemetry", () => {
     span.end();
   });
 
+  it("takes OTEL_TRACES_EXPORTER=none as no exporter: trace ids still carried onward", () => {
+    telemetry = startTelemetry("telemetry-test", { OTEL_TRACES_EXPORTER: "none" });
+    const span = trace.getTracer("test").startSpan("work");
+    expect(span.isRecording()).toBe(false);
+    expect(trace.isSpanContextValid(span.spanContext())).toBe(true);
+    span.end();
+  });
+
   it("records spans when OTEL_TRACES_SAMPLER asks for it, even without an exporter", () => {
     telemetry = startTelemetry("telemetry-test", { OTEL_TRACES_SAMPLER: "always_on" });
     const span = trace.getTracer("test").startSpan("work");

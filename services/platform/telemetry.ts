@@ -13,6 +13,14 @@ function exporterConfigured(env: NodeJS.ProcessEnv): boolean {
 }
 
 /**
+ * OTEL_TRACES_EXPORTER=none means what no exporter means here. Left set, the SDK would make
+ * no tracer at all, and spans would carry no trace id to logs and message headers.
+ */
+function withoutNoneExporter(env: NodeJS.ProcessEnv): void {
+  if (env["OTEL_TRACES_EXPORTER"]?.trim() === "none") delete env["OTEL_TRACES_EXPORTER"];
+}
+
+/**
  * Starts the OpenTelemetry SDK. Call it before importing anything it instruments
  * (pg, ioredis): entry points import their service module dynamically afterwards.
  * The exporter follows the standard OTEL_* variables; with none set, RPC and
@@ -24,6 +32,7 @@ export function startTelemetry(serviceName: string, env: NodeJS.ProcessEnv = pro
   env["OTEL_SERVICE_NAME"] ??= serviceName;
   env["OTEL_METRICS_EXPORTER"] ??= "none";
   env["OTEL_LOGS_EXPORTER"] ??= "none";
+  withoutNoneExporter(env);
   const exporting = exporterConfigured(env);
   // Client spans of every pg and ioredis call cost CPU on the hot path; they are
   // only worth it when spans go somewhere.
