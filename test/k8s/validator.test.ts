@@ -140,6 +140,8 @@ describe("invariant checks catch mistakes", () => {
   it("flags a missing probe", () => {
     const objs = withChange("Deployment", "orderflow-order", (d) => delete firstContainer(d).livenessProbe);
     expect(checkInvariants(objs, exp).join("\n")).toMatch(/liveness probes required/);
+    const overall = withChange("Deployment", "orderflow-order", (d) => delete obj(at(firstContainer(d), "livenessProbe", "grpc"), "gRPC probe").service);
+    expect(checkInvariants(overall, exp).join("\n")).toMatch(/must ask the "liveness" health entry/);
   });
   it("flags a writable root filesystem", () => {
     const objs = withChange("Deployment", "orderflow-fraud", (d) => (obj(firstContainer(d).securityContext, "securityContext").readOnlyRootFilesystem = false));

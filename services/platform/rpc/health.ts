@@ -12,9 +12,16 @@ export interface DependencyCheck {
 }
 
 /**
+ * The health entry for liveness probes: SERVING as long as the process answers at all. A
+ * dependency's outage takes a pod out of rotation (readiness), and restarting it would not
+ * bring Postgres or NATS back — the process reconnects by itself.
+ */
+export const livenessService = "liveness";
+
+/**
  * grpc.health.v1 state. The overall status ("") and each served service's status
- * follow the dependency probes; shutdown turns everything NOT_SERVING so load
- * balancers drain the pod before it stops.
+ * follow the dependency probes; shutdown turns them NOT_SERVING so load
+ * balancers drain the pod before it stops. `livenessService` stays SERVING.
  */
 export class HealthState {
   private readonly statuses = new Map<string, Status>();
@@ -26,6 +33,7 @@ export class HealthState {
 
   constructor(private readonly serviceNames: string[], private readonly checks: DependencyCheck[]) {
     this.changes.setMaxListeners(0);
+    this.statuses.set(livenessService, Status.SERVING);
     this.setAll(Status.NOT_SERVING);
   }
 

@@ -111,6 +111,8 @@ export function checkInvariants(objs: K8sObject[], exp: Expectations): string[] 
       if (!at(c, "resources", "requests", "cpu") || !at(c, "resources", "requests", "memory") || !at(c, "resources", "limits", "memory")) errs.push(`${where}: resources.requests.cpu/memory and limits.memory required`);
       if (owner.kind === "Deployment" && !isInit(c)) {
         if (!c.readinessProbe || !c.livenessProbe) errs.push(`${where}: readiness and liveness probes required`);
+        // services/platform/rpc/health.ts: the overall status follows Postgres and NATS, "liveness" only the process.
+        if (at(c, "livenessProbe", "grpc") !== undefined && at(c, "livenessProbe", "grpc", "service") !== "liveness") errs.push(`${where}: gRPC liveness probe must ask the "liveness" health entry, or an outage of a dependency restarts the pod`);
       }
       // Volumes mounted exist.
       for (const m of objArrOr(c.volumeMounts, `${where} volumeMounts`)) if (!volumes.some((v) => v.name === m.name)) errs.push(`${where}: volumeMount ${m.name} has no volume`);
