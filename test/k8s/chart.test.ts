@@ -386,6 +386,25 @@ describe("values.schema.json rejects wrong values", () => {
     expect(r.stderr).toMatch(/max_connections \(100\) is below what the database services may open at full scale/);
   });
 
+  it("counts a rolling update's surge in the connections a full scale may open (25 %, rounded up, per service)", () => {
+    // Defaults: order, inventory and payment up to 10 pods (+3 during a rollout), notification up to 6 (+2).
+    const below = renderChart({ values: { postgres: { cnpg: { parameters: { max_connections: "855" } } } } });
+    expect(below.ok).toBe(false);
+    expect(below.stderr).toMatch(/\(856 = 47 pods, a rolling update's surge included/);
+    expect(renderChart({ values: { postgres: { cnpg: { parameters: { max_connections: "856" } } } } }).ok).toBe(true);
+  });
+
+  it("scales on CPU, and on memory too only where a memory target is set", () => {
+    const r = renderChart({ values: { services: { order: { autoscaling: { targetMemoryUtilizationPercentage: 85 } } } } });
+    expect(r.ok).toBe(true);
+    const targets = (name: string) => {
+      const hpa = parseManifest(r.manifest).find((o) => o.kind === "HorizontalPodAutoscaler" && o.metadata.name === name);
+      return objArr(at(hpa, "spec", "metrics"), `${name} metrics`).map((m) => [at(m, "resource", "name"), at(m, "resource", "target", "averageUtilization")]);
+    };
+    expect(targets("orderflow-order")).toEqual([["cpu", 70], ["memory", 85]]);
+    expect(targets("orderflow-payment")).toEqual([["cpu", 70]]);
+  });
+
   it("refuses a cluster older than Chart.yaml's kubeVersion (native gRPC probes are GA in 1.27)", () => {
     const r = renderChart({ kubeVersion: "v1.26.5" });
     expect(r.ok).toBe(false);
