@@ -1,4 +1,4 @@
-import { context, propagation, SpanKind, SpanStatusCode, trace, type TextMapGetter, type TextMapSetter } from "@opentelemetry/api";
+import { context, propagation, type Span, SpanKind, SpanStatusCode, trace, type TextMapGetter, type TextMapSetter } from "@opentelemetry/api";
 import type { DescMethod } from "@bufbuild/protobuf";
 import { Code, ConnectError, type Interceptor } from "@connectrpc/connect";
 import { errorMessage } from "../errors.js";
@@ -14,6 +14,29 @@ const headerGetter: TextMapGetter<Headers> = {
 const headerSetter: TextMapSetter<Headers> = { set: (carrier, key, value) => carrier.set(key, value) };
 
 const tracer = trace.getTracer("orderflow-rpc");
+
+/**
+ * A server stream's messages, with `ended` told how the stream ended (undefined: it completed
+ * or the caller went away) and its error thrown as `mapError` makes it. A handler's generator
+ * runs only as the stream is read, after the interceptors' `next` has returned: without this,
+ * its errors would pass them by.
+ */
+async function* observedStream<T>(messages: AsyncIterable<T>, ended: (error: unknown) => void, mapError: (error: unknown) => unknown = (error) => error): AsyncGenerator<T> {
+  let failure: unknown;
+  try {
+    yield* messages;
+  } catch (error) {
+    failure = mapError(error);
+    throw failure;
+  } finally {
+    ended(failure);
+  }
+}
+
+function recordError(span: Span, error: unknown): void {
+  span.setAttribute("rpc.grpc.status_code", ConnectError.from(error).code);
+  span.setStatus({ code: SpanStatusCode.ERROR, message: errorMessage(error) });
+}
 
 /** A method's name and metric label sets, made once per method (and status code) rather than on every call. */
 class MethodLabels {
@@ -39,16 +62,26 @@ export function serverTracing(): Interceptor {
     const parent = propagation.extract(context.active(), req.header, headerGetter);
     const span = tracer.startSpan(methodLabels(req.method).name, { kind: SpanKind.SERVER }, parent);
     setRecordedAttributes(span, () => ({ "rpc.system": "grpc", "rpc.service": req.service.typeName, "rpc.method": req.method.name }));
+    let res;
     try {
-      return await context.with(trace.setSpan(parent, span), () => next(req));
+      res = await context.with(trace.setSpan(parent, span), () => next(req));
     } catch (error) {
-      const code = ConnectError.from(error).code;
-      span.setAttribute("rpc.grpc.status_code", code);
-      span.setStatus({ code: SpanStatusCode.ERROR, message: errorMessage(error) });
-      throw error;
-    } finally {
+      recordError(span, error);
       span.end();
+      throw error;
     }
+    if (!res.stream) {
+      span.end();
+      return res;
+    }
+    // A stream's span lasts as long as the stream.
+    return {
+      ...res,
+      message: observedStream(res.message, (error) => {
+        if (error !== undefined) recordError(span, error);
+        span.end();
+      }),
+    };
   };
 }
 
@@ -63,6 +96,10 @@ export function clientTracing(): Interceptor {
 const requests = deferredCounter("rpc_server_requests_total", "RPCs handled, by method and status code", ["method", "code"]);
 const duration = histogram("rpc_server_duration_seconds", "RPC handling time until the response (or stream) starts", ["method"], latencyBuckets);
 
+function countCall(labels: MethodLabels, error: unknown): void {
+  requests.inc(labels.withCode(error === undefined ? "ok" : codeName(ConnectError.from(error).code)));
+}
+
 export function codeName(code: Code | undefined): string {
   return code === undefined ? "ok" : Code[code].replace(/[A-Z]/g, (c, i: number) => (i ? "_" : "") + c.toLowerCase());
 }
@@ -74,10 +111,14 @@ export function serverMetrics(): Interceptor {
     const started = performance.now();
     try {
       const res = await next(req);
-      requests.inc(labels.withCode("ok"));
-      return res;
+      if (!res.stream) {
+        countCall(labels, undefined);
+        return res;
+      }
+      // A stream is counted by how it ends.
+      return { ...res, message: observedStream(res.message, (error) => countCall(labels, error)) };
     } catch (error) {
-      requests.inc(labels.withCode(codeName(ConnectError.from(error).code)));
+      countCall(labels, error);
       throw error;
     } finally {
       duration.observe(labels.method, (performance.now() - started) / 1_000);
@@ -92,18 +133,25 @@ export function serverMetrics(): Interceptor {
  */
 export function serverErrors(logger: Logger): Interceptor {
   return (next) => async (req) => {
+    let res;
     try {
-      return await next(req);
+      res = await next(req);
     } catch (error) {
-      const method = methodLabels(req.method).name;
-      if (error instanceof ConnectError) {
-        if (error.code === Code.Internal || error.code === Code.Unknown) logger.error("rpc failed", { method, error: error.message, stack: error.stack });
-        throw error;
-      }
-      logger.error("rpc failed", { method, error: errorMessage(error), stack: error instanceof Error ? error.stack : undefined });
-      // Postgres going away (a restart, a failover) or a dependency not answering: retryable.
-      const unavailable = isConnectionError(error) || /ECONNREFUSED|ECONNRESET|timeout|Connection terminated/i.test(errorMessage(error));
-      throw new ConnectError(unavailable ? "a dependency is unavailable, retry later" : "internal error", unavailable ? Code.Unavailable : Code.Internal);
+      throw forCaller(logger, req.method, error);
     }
+    return res.stream ? { ...res, message: observedStream(res.message, () => undefined, (error) => forCaller(logger, req.method, error)) } : res;
   };
+}
+
+/** What the caller is told of a failure, logged when it is a fault. */
+function forCaller(logger: Logger, desc: DescMethod, error: unknown): ConnectError {
+  const method = methodLabels(desc).name;
+  if (error instanceof ConnectError) {
+    if (error.code === Code.Internal || error.code === Code.Unknown) logger.error("rpc failed", { method, error: error.message, stack: error.stack });
+    return error;
+  }
+  logger.error("rpc failed", { method, error: errorMessage(error), stack: error instanceof Error ? error.stack : undefined });
+  // Postgres going away (a restart, a failover) or a dependency not answering: retryable.
+  const unavailable = isConnectionError(error) || /ECONNREFUSED|ECONNRESET|timeout|Connection terminated/i.test(errorMessage(error));
+  return new ConnectError(unavailable ? "a dependency is unavailable, retry later" : "internal error", unavailable ? Code.Unavailable : Code.Internal);
 }

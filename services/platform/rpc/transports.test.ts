@@ -22,6 +22,8 @@ const failingOrderId = "00000000-0000-4000-8000-000000000002";
 const encodedOrderId = "00000000-0000-4000-8000-000000000003";
 /** Keeps its context past the end of the call. */
 const keptContextOrderId = "00000000-0000-4000-8000-000000000004";
+/** A watch whose second read finds the database gone. */
+const databaseGoneOrderId = "00000000-0000-4000-8000-000000000005";
 
 interface Seen {
   timeoutMs?: number | undefined;
@@ -68,6 +70,7 @@ function testService(seen: Seen) {
     },
     async *watchOrder(request, context) {
       yield { order: { orderId: request.orderId } };
+      if (request.orderId === databaseGoneOrderId) throw Object.assign(new Error("Connection terminated unexpectedly"), { code: "ECONNRESET" });
       try {
         await new Promise<void>((resolve) => context.signal.addEventListener("abort", () => resolve(), { once: true }));
       } finally {
@@ -242,6 +245,20 @@ describe.each(transports)("RpcServer over gRPC with transport %s", (transport) =
     const res = await client().getOrder({ orderId: encodedOrderId });
     expect(res.order).toMatchObject({ orderId: encodedOrderId, customerId: "from bytes" });
     expect(get().seen.undecoded).toBe(transport === "grpc-js");
+  });
+
+  it("maps a server stream's error as a unary call's: a connection failure is UNAVAILABLE, and counted", async () => {
+    const method = "orderflow.order.v1.OrderService/WatchOrder";
+    const before = await countOf(method, "unavailable");
+    const seen: string[] = [];
+    const error = await (async () => {
+      for await (const { order } of client().watchOrder({ orderId: databaseGoneOrderId })) seen.push(order?.orderId ?? "");
+    })().catch((e: unknown) => ConnectError.from(e));
+    expect(seen).toEqual([databaseGoneOrderId]);
+    expect(error).toBeInstanceOf(ConnectError);
+    expect((error as ConnectError).code).toBe(Code.Unavailable);
+    expect((error as ConnectError).rawMessage).toBe("a dependency is unavailable, retry later");
+    expect(await countOf(method, "unavailable")).toBe(before + 1);
   });
 
   it("ends a server stream's handler when the client cancels", async () => {
