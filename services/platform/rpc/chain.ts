@@ -5,12 +5,13 @@ import type { Logger } from "../logger.js";
 import { bind, type ServiceBinding } from "./binding.js";
 import type { HealthState } from "./health.js";
 import { serverErrors, serverMetrics, serverTracing } from "./interceptors.js";
+import { rejectNulCharacters } from "./nul-guard.js";
 import { reflectionServices } from "./reflection.js";
 
 /**
  * What both transports serve: the service bindings plus Health and reflection,
  * and the one interceptor chain (tracing, metrics, error mapping, extras,
- * validation) that runs around every handler call on either transport.
+ * validation, strings Postgres cannot hold) that runs around every handler call on either transport.
  */
 export interface ServedApi {
   bindings: ServiceBinding[];
@@ -20,5 +21,5 @@ export interface ServedApi {
 export function servedApi(services: ServiceBinding[], health: HealthState, logger: Logger, extra: Interceptor[] = []): ServedApi {
   const withHealth: ServiceBinding[] = [...services, bind(Health, health.impl())];
   const bindings = [...withHealth, ...reflectionServices(withHealth.map((b) => b.service))];
-  return { bindings, interceptors: [serverTracing(), serverMetrics(), serverErrors(logger), ...extra, createValidateInterceptor()] };
+  return { bindings, interceptors: [serverTracing(), serverMetrics(), serverErrors(logger), ...extra, createValidateInterceptor(), rejectNulCharacters()] };
 }

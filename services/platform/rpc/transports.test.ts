@@ -230,6 +230,21 @@ describe.each(transports)("RpcServer over gRPC with transport %s", (transport) =
     expect(get().seen.createCalls).toBe(before);
   });
 
+  it("rejects a request with U+0000 in a string as INVALID_ARGUMENT with the field's path, before the handler", async () => {
+    const calls = get().seen.createCalls;
+    const error = await client()
+      .createOrder({ customerId: "c1", items: [{ sku: "KB-001", quantity: 1n }, { sku: "KB\u0000", quantity: 1n }], idempotencyKey: "k\u0000" })
+      .catch((e: unknown) => ConnectError.from(e));
+    expect((error as ConnectError).code).toBe(Code.InvalidArgument);
+    const violations = (error as ConnectError).findDetails(ViolationsSchema)[0]?.violations ?? [];
+    expect(violations.map((v) => [v.ruleId, v.field?.elements.map((e) => e.fieldName).join(".")])).toEqual([
+      ["string.no_nul", "items.sku"],
+      ["string.no_nul", "idempotency_key"],
+    ]);
+    expect(violations[0]?.field?.elements[0]?.subscript).toEqual({ case: "index", value: 1n });
+    expect(get().seen.createCalls).toBe(calls);
+  });
+
   it("maps errors that are not ConnectErrors to INTERNAL without internals, and counts them", async () => {
     const method = "orderflow.order.v1.OrderService/GetOrder";
     const before = await countOf(method, "internal");
