@@ -30,19 +30,20 @@ export function orderApi({ store, catalogue, sagaStart, cancel, watch, cache, ra
   return {
     async createOrder(request) {
       rejectRepeatedSkus(request.items);
-      await rateLimit.check(request.customerId);
-      const products = await catalogue.products(request.items.map((i) => i.sku));
-      const priced = priceOrder(request.items, products);
+      const idempotencyKey = request.idempotencyKey || undefined;
+      const hash = idempotencyKey ? requestHash(request) : undefined;
       try {
-        const { order } = await store.create(
-          {
-            customerId: request.customerId,
-            priced,
-            idempotencyKey: request.idempotencyKey || undefined,
-            requestHash: request.idempotencyKey ? requestHash(request) : undefined,
-          },
-          sagaStart,
-        );
+        try {
+          await rateLimit.check(request.customerId);
+        } catch (limited) {
+          // A retry of a request that already made its order gets that order, limit or not.
+          const earlier = idempotencyKey && limited instanceof ConnectError && limited.code === Code.ResourceExhausted ? await store.earlier(request.customerId, idempotencyKey, hash) : undefined;
+          if (!earlier) throw limited;
+          return { order: earlier };
+        }
+        const products = await catalogue.products(request.items.map((i) => i.sku));
+        const priced = priceOrder(request.items, products);
+        const { order } = await store.create({ customerId: request.customerId, priced, idempotencyKey, requestHash: hash }, sagaStart);
         return { order };
       } catch (error) {
         if (error instanceof IdempotencyConflict) throw new ConnectError(error.message, Code.AlreadyExists);

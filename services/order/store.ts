@@ -272,6 +272,11 @@ export class OrderStore {
     }
   }
 
+  /** The order an earlier request with this idempotency key created (IdempotencyConflict if it was another request). */
+  earlier(customerId: string, key: string, hash: Buffer | undefined): Promise<Order | undefined> {
+    return this.findByKey(this.db.primary, customerId, key, hash);
+  }
+
   private async findByKey(q: Queryable, customerId: string, key: string, hash: Buffer | undefined): Promise<Order | undefined> {
     const { rows } = await q.query<Pick<OrderRow, "order_id" | "request_hash">>("SELECT order_id, request_hash FROM orders WHERE customer_id = $1 AND idempotency_key = $2", [customerId, key]);
     const row = rows[0];

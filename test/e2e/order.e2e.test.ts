@@ -246,3 +246,23 @@ describe.each(transports)("order end to end (RPC_TRANSPORT=%s)", (transport) => 
     expect(await bufCurlGrpc(system().url("order"), "grpc.health.v1.Health/Check", { service: "orderflow.order.v1.OrderService" })).toEqual({ status: "SERVING" });
   });
 });
+
+describe("order end to end with the per-customer limit at 2 a minute", () => {
+  const system = useSystem({ services: ["inventory", "order"], env: { ORDER_RATE_LIMIT_PER_MINUTE: "2" } });
+
+  it("refuses a third order in the minute, but answers a retry of an earlier one with its order", async () => {
+    const create = (key: string, quantity = 1) => postJson(system().url("order"), method("CreateOrder"), { customerId: "e2e-limited", items: [{ sku: "KB-001", quantity }], idempotencyKey: key });
+    const first = (await create("limited-1")).json as { order: JsonOrder };
+    expect((await create("limited-2")).status).toBe(200);
+    const third = await create("limited-3");
+    expect((third.json as JsonError).code).toBe("resource_exhausted");
+    // The client lost the first answer and retries: the order it made, not a refusal.
+    const retried = await create("limited-1");
+    expect(retried.status).toBe(200);
+    expect((retried.json as { order: JsonOrder }).order.orderId).toBe(first.order.orderId);
+    // The same key for another order is still a conflict.
+    expect(((await create("limited-1", 2)).json as JsonError).code).toBe("already_exists");
+    const listed = await postJson(system().url("order"), method("ListOrders"), { customerId: "e2e-limited" });
+    expect((listed.json as { orders: JsonOrder[] }).orders).toHaveLength(2);
+  });
+});
