@@ -48,6 +48,15 @@ export async function runService(name: string, load: () => Promise<ServiceModule
   const config = loadConfig(baseConfigShape);
   const logger = createLogger(name, config.LOG_LEVEL);
   const context: ServiceContext = { name, logger };
+  // Until it serves there is nothing to drain: a signal stops it at once. As a container's
+  // PID 1 no signal has a default action, so without this a pod stuck connecting or migrating
+  // would wait out its whole grace period.
+  const beforeUp = (signal: NodeJS.Signals): void => {
+    logger.info("stopped before it was up", { signal });
+    void telemetry.shutdown().finally(() => process.exit(0));
+  };
+  process.once("SIGTERM", beforeUp);
+  process.once("SIGINT", beforeUp);
   try {
     const service = await load();
     if (process.argv[2] === "migrate") {
@@ -63,6 +72,8 @@ export async function runService(name: string, load: () => Promise<ServiceModule
     const server = new RpcServer({ services: parts.rpc, health, logger, port: config.PORT, maxConnectionAgeMs: config.MAX_CONNECTION_AGE_MS, transport: config.RPC_TRANSPORT });
     const port = await server.listen();
     logger.info("service started", { port, rpc_transport: config.RPC_TRANSPORT, metrics_port: config.METRICS_PORT, failing_dependencies: health.failingDependencies });
+    process.off("SIGTERM", beforeUp);
+    process.off("SIGINT", beforeUp);
     onSignal(logger, async () => {
       health.shutdown();
       parts.endStreams?.();

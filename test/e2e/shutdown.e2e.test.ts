@@ -1,11 +1,13 @@
 // Graceful shutdown: on SIGTERM a service turns NOT_SERVING, ends open watch
 // streams, lets in-flight calls finish, closes its pools and exits 0 — well
 // within SHUTDOWN_GRACE_MS, so a rolling update never waits for the kill.
+import { createServer, type AddressInfo } from "node:net";
 import { describe, expect, it } from "vitest";
 import { Health, HealthCheckResponse_ServingStatus as ServingStatus } from "../../gen/grpc/health/v1/health_pb.js";
 import { OrderService } from "../../gen/orderflow/order/v1/order_pb.js";
 import { connectClient } from "../support/clients.js";
-import { useSystem } from "../support/system.js";
+import { sharedInfra, useSystem } from "../support/system.js";
+import { System } from "../../tools/system.js";
 
 const graceMs = 20_000;
 const system = useSystem({ services: ["inventory", "order"], env: { SHUTDOWN_GRACE_MS: String(graceMs) } });
@@ -42,5 +44,27 @@ describe("graceful shutdown", () => {
     expect(healthStatuses[0]).toBe(ServingStatus.SERVING);
     expect(healthStatuses.at(-1)).toBe(ServingStatus.NOT_SERVING);
     expect(watched[0]).toBe(order!.orderId);
+  });
+});
+
+describe("a signal before the service is up", () => {
+  it("stops a service still connecting to its database at once, and cleanly (a container's PID 1 has no default action)", async () => {
+    // A "database" that takes the connection and never answers: the service waits in its start.
+    const blackHole = createServer(() => undefined);
+    const connected = new Promise<void>((resolve) => blackHole.once("connection", () => resolve()));
+    await new Promise<void>((resolve) => blackHole.listen(0, "127.0.0.1", resolve));
+    const { port } = blackHole.address() as AddressInfo;
+    const { natsUrl, redisUrl } = sharedInfra();
+    const waiting = new System({ infra: { databaseUrl: `postgres://nobody@127.0.0.1:${port}/nothing`, natsUrl, redisUrl }, services: ["inventory"], ports: "free", inheritEnv: false, output: () => undefined, readyTimeoutMs: 60_000 });
+    const up = waiting.up().catch((error: unknown) => error);
+    try {
+      await connected;
+      await waiting.stopService("inventory", "SIGTERM");
+      expect(waiting.info("inventory").exit).toEqual({ code: 0, signal: null });
+      expect(String(await up)).toContain("before it was ready");
+    } finally {
+      await waiting.stop();
+      blackHole.close();
+    }
   });
 });
