@@ -25,7 +25,7 @@ export async function start(context: ServiceContext): Promise<ServiceParts> {
   // Redis down at start is fine: the client reconnects in the background and fraud fails open meanwhile.
   const redis = connectRedis(config.REDIS_URL, context.logger, "velocity checks are skipped and decisions not cached");
   const assessor = new FraudAssessor(new FraudStore(redis, config.FRAUD_REDIS_PREFIX), rules, context.logger);
-  const bus = await connectBus({ url: config.NATS_URL, name: context.name, logger: context.logger });
+  const bus = await connectBus({ url: config.NATS_URL, name: context.name, logger: context.logger, streamReplicas: config.NATS_STREAM_REPLICAS });
   const consumer = await startFraudSaga({ js: bus.js, publisher: bus.publisher, assessor, logger: context.logger });
   context.logger.info("fraud rules", { ...rules, maxOrderAmountMinor: rules.maxOrderAmountMinor.toString(), blockedCustomers: rules.blockedCustomers.size });
   return {

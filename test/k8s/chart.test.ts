@@ -241,6 +241,10 @@ function checkComboSpecifics(combo: Combo, objs: K8sObject[], release: string): 
     expect(at(order.DATABASE_URL, "valueFrom", "secretKeyRef", "name")).toBe("orderflow-postgres");
   }
   if (combo.nats === "bundled") expect(order.NATS_URL?.value).toBe(`nats://${release.includes("nats") ? release : `${release}-nats`}.${NS}.svc:4222`);
+  // Every service ensures the streams: they must all ask for the same copies (3 on the bundled NATS's cluster).
+  const streamReplicas = new Set(SERVICES.map((s) => envOf(objs, release, s).NATS_STREAM_REPLICAS?.value));
+  expect(streamReplicas.size).toBe(1);
+  if (combo.name.startsWith("defaults")) expect([...streamReplicas][0]).toBe("3");
 
   // Migrations: initContainer by default; hook Jobs when configured.
   const jobs = objs.filter((o) => o.kind === "Job");
@@ -392,6 +396,17 @@ describe("values.schema.json rejects wrong values", () => {
     expect(below.ok).toBe(false);
     expect(below.stderr).toMatch(/\(856 = 47 pods, a rolling update's surge included/);
     expect(renderChart({ values: { postgres: { cnpg: { parameters: { max_connections: "856" } } } } }).ok).toBe(true);
+  });
+
+  it("keeps one copy of each saga stream on a NATS without a cluster, as many as asked for on an external one", () => {
+    const replicasOf = (values: unknown) => {
+      const r = renderChart({ values });
+      expect(r.ok, r.stderr).toBe(true);
+      return envOf(parseManifest(r.manifest), "orderflow", "order").NATS_STREAM_REPLICAS?.value;
+    };
+    expect(replicasOf({ nats: { config: { cluster: { enabled: false } } } })).toBe("1");
+    expect(replicasOf({ nats: { enabled: false }, externalNats: { url: "nats://nats.example:4222", streamReplicas: 3 } })).toBe("3");
+    expect(replicasOf({ nats: { enabled: false }, externalNats: { url: "nats://nats.example:4222" } })).toBe("1");
   });
 
   it("scales on CPU, and on memory too only where a memory target is set", () => {

@@ -77,6 +77,16 @@ app.kubernetes.io/component: {{ .name }}
 {{- end -}}
 {{- end -}}
 
+{{/* Copies of each saga stream: up to 3 on the bundled NATS's cluster (1 without one), as set for an external NATS. */}}
+{{- define "orderflow.natsStreamReplicas" -}}
+{{- if .Values.nats.enabled -}}
+{{- $cluster := (.Values.nats.config | default dict).cluster | default dict -}}
+{{- if $cluster.enabled -}}{{- min 3 (int ($cluster.replicas | default 3)) -}}{{- else -}}1{{- end -}}
+{{- else -}}
+{{- .Values.externalNats.streamReplicas | default 1 -}}
+{{- end -}}
+{{- end -}}
+
 {{- define "orderflow.natsUrl" -}}
 {{- if .Values.nats.enabled -}}
 {{- printf "nats://%s.%s.svc:4222" (include "orderflow.natsFullname" .) .Release.Namespace -}}
@@ -265,6 +275,8 @@ DATABASE_READ_URL is built from the same secret's credentials with host -ro.
   value: none
 - name: NATS_URL
   value: {{ include "orderflow.natsUrl" $root | quote }}
+- name: NATS_STREAM_REPLICAS
+  value: {{ include "orderflow.natsStreamReplicas" $root | quote }}
 {{- if $svc.database }}
 {{ include "orderflow.databaseEnv" . }}
 {{- end }}
