@@ -82,4 +82,20 @@ describe("OrderWatch.watch", () => {
       await nc.close();
     }
   });
+
+  it("once its streams were ended for shutdown, answers a new watch with the order as it is and ends it", async () => {
+    const nc = await connect({ servers: NATS_URL });
+    const watch = new OrderWatch(orders, nc);
+    try {
+      const pending = randomUUID();
+      await orders.primary.query("INSERT INTO orders (order_id, customer_id, status, total_minor, currency) VALUES ($1, 'c1', 'PENDING', 100, 'USD')", [pending]);
+      watch.endStreams();
+      const seen: string[] = [];
+      for await (const order of watch.watch(pending, new AbortController().signal)) seen.push(order.orderId);
+      expect(seen).toEqual([pending]);
+    } finally {
+      await watch.stop();
+      await nc.close();
+    }
+  });
 });

@@ -24,6 +24,8 @@ export class OrderWatch implements Worker {
   private readonly subscriptions: SharedSubscriptions;
   private readonly unregister: () => void;
   private readonly recheck: NodeJS.Timeout;
+  /** Shutting down: streams opened from now on end at once. */
+  private closed = false;
 
   constructor(
     private readonly db: Database,
@@ -48,6 +50,7 @@ export class OrderWatch implements Worker {
 
   /** Ends every open watch stream (shutdown). */
   endStreams(): void {
+    this.closed = true;
     this.changes.emit("stop");
   }
 
@@ -59,6 +62,13 @@ export class OrderWatch implements Worker {
 
   /** The order now, then each new version until it is terminal or the caller goes away. */
   async *watch(orderId: string, signal: AbortSignal): AsyncGenerator<Order> {
+    // Opened after shutdown began (a connection the drain has not closed yet): the order as it
+    // is, and no waiting that would hold the drain.
+    if (this.closed) {
+      const now = await readOrder(this.db.primary, orderId);
+      if (now) yield now;
+      return;
+    }
     const stop = new AbortController();
     const onAbort = () => stop.abort();
     signal.addEventListener("abort", onAbort, { once: true });
