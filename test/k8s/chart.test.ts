@@ -63,7 +63,7 @@ const COMBOS: Combo[] = [
     nats: "bundled",
     autoscaling: true,
     expect: natsBundled(),
-    counts: { Server: 10, HTTPRoute: 10, Job: 4 },
+    counts: { Server: 15, HTTPRoute: 20, Job: 4 },
   },
   {
     name: "linkerd upgrade (migration hook Jobs as pre-upgrade)",
