@@ -8,6 +8,7 @@
 import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { eventually } from "../test/support/saga-system.js";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { System, type SystemOptions } from "./system.js";
 
@@ -69,15 +70,6 @@ function startsOf(name: string): number {
   return existsSync(join(root, `${name}.starts`)) ? readFileSync(join(root, `${name}.starts`), "utf8").length : 0;
 }
 
-async function until<T>(what: string, probe: () => T | undefined, timeoutMs = 15_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const value = probe();
-    if (value !== undefined) return value;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 25));
-  }
-}
 
 describe("System's supervision", () => {
   it("fails the start when a service that was up exits while another is still starting, and restarts nothing", async () => {
@@ -104,10 +96,10 @@ describe("System's supervision", () => {
       await sys.up();
       const first = sys.info("fraud").pid;
       // The supervised restart's process, which never gets ready, once it has counted its start.
-      await until("the supervised restart", () => {
+      await eventually(async () => {
         const { pid, running } = sys.info("fraud");
         return running && pid !== first && startsOf("fraud") === 2 ? pid : undefined;
-      });
+      }, 15_000, "the supervised restart", 25);
       await sys.restart("fraud");
       // Long enough for the replaced process's readiness check to have given up (1 s timeout, 150 ms apart).
       await new Promise((resolve) => setTimeout(resolve, 1_500));
@@ -137,9 +129,9 @@ describe("System's supervision", () => {
       const { pid } = sys.info("fraud");
       if (pid === undefined) throw new Error("fraud has no pid");
       process.kill(pid, "SIGKILL");
-      await until("a failed spawn", () => (exits.length >= 2 ? true : undefined));
+      await eventually(async () => (exits.length >= 2 ? true : undefined), 15_000, "a failed spawn", 25);
       chmodSync(node, 0o755);
-      await until("the restart", () => (restarted.length > 0 ? true : undefined));
+      await eventually(async () => (restarted.length > 0 ? true : undefined), 15_000, "the restart", 25);
       expect(exits.slice(0, 2)).toEqual([
         { code: null, signal: "SIGKILL", restartInMs: 100 },
         { code: null, signal: null, restartInMs: 100 },
@@ -164,7 +156,7 @@ describe("System's supervision", () => {
       const { pid } = sys.info("fraud");
       if (pid === undefined) throw new Error("fraud has no pid");
       process.kill(pid, "SIGKILL");
-      await until("three restarts", () => (restarted.length >= 3 ? true : undefined));
+      await eventually(async () => (restarted.length >= 3 ? true : undefined), 15_000, "three restarts", 25);
       expect(waits).toEqual([50, 100, 150]);
       expect(restarted).toEqual([undefined, undefined, undefined]);
       await sys.waitHealthy("fraud");

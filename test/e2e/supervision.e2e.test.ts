@@ -4,6 +4,7 @@
  * a row waits twice as long, and a system being stopped starts nothing again.
  * The orderings real services show only sometimes: tools/supervision.test.ts.
  */
+import { eventually } from "../support/saga-system.js";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { startTestSystem, type TestSystem } from "../support/system.js";
 
@@ -25,15 +26,6 @@ beforeAll(async () => {
 
 afterAll(() => sys?.stop());
 
-async function until<T>(what: string, probe: () => T | undefined, timeoutMs = 30_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const value = probe();
-    if (value !== undefined) return value;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 50));
-  }
-}
 
 function killFromOutside(): number {
   const { pid } = sys.system.info("fraud");
@@ -45,7 +37,7 @@ function killFromOutside(): number {
 describe("a supervised system", () => {
   it("starts a killed service again, and it serves", async () => {
     const killed = killFromOutside();
-    await until("fraud's restart", () => restarts[0]);
+    await eventually(async () => restarts[0], 30_000, "fraud's restart", 50);
     expect(crashes).toEqual([{ service: "fraud", signal: "SIGKILL", restartInMs: 200 }]);
     expect(restarts).toEqual([{ service: "fraud", error: undefined }]);
     const now = sys.system.info("fraud");
@@ -56,14 +48,14 @@ describe("a supervised system", () => {
 
   it("waits twice as long after a second crash in a row", async () => {
     killFromOutside();
-    await until("fraud's second restart", () => restarts[1]);
+    await eventually(async () => restarts[1], 30_000, "fraud's second restart", 50);
     expect(crashes[1]).toEqual({ service: "fraud", signal: "SIGKILL", restartInMs: 400 });
     expect(restarts[1]?.error).toBeUndefined();
   }, 60_000);
 
   it("starts nothing again once it is being stopped", async () => {
     const killed = killFromOutside();
-    await until("the crash report", () => crashes[2]);
+    await eventually(async () => crashes[2], 30_000, "the crash report", 50);
     await sys.system.stop();
     await new Promise((resolve) => setTimeout(resolve, policy.initialDelayMs * 4 * 2));
     const after = sys.system.info("fraud");
