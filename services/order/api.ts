@@ -10,7 +10,6 @@ import type { CustomerRateLimit } from "./rate-limit.js";
 import type { OrderWatch } from "./saga/watch.js";
 import { IdempotencyConflict, type SagaStart, type OrderStore, readOrder } from "./store.js";
 
-
 /** Order ids as Postgres writes them: a UUID may arrive in upper case, and the cache and the reads key by the stored form. */
 const canonical = (orderId: string): string => orderId.toLowerCase();
 

@@ -12,51 +12,42 @@ const NUL = "\u0000";
  */
 export function rejectNulCharacters(): Interceptor {
   return (next) => (req) => {
-    // The common case, no NUL anywhere, allocates nothing.
-    if (!req.stream && containsNul(req.method.input, req.message)) {
-      const problems = nulStrings(req.method.input, req.message, []);
-      throw fieldError(Code.InvalidArgument, `${problems.map((p) => p.path.map(([name, , index]) => (index === undefined ? name : `${name}[${index}]`)).join(".")).join(", ")}: ${problems[0]?.message}`, problems);
+    if (!req.stream) {
+      const problems = nulStrings(req.method.input, req.message, noPath, []);
+      if (problems.length > 0) throw fieldError(Code.InvalidArgument, `${problems.map((p) => describe(p.path)).join(", ")}: must not contain the NUL character (U+0000)`, problems);
     }
     return next(req);
   };
 }
 
-function containsNul(desc: DescMessage, message: Message): boolean {
-  const fields = message as unknown as Record<string, unknown>;
-  for (const field of desc.fields) {
-    const value = field.oneof ? oneofValue(fields[field.oneof.localName], field.localName) : fields[field.localName];
-    if (value === undefined) continue;
-    if (field.fieldKind === "scalar") {
-      if (typeof value === "string" && value.includes(NUL)) return true;
-    } else if (field.fieldKind === "message") {
-      if (containsNul(field.message, value as Message)) return true;
-    } else if (field.fieldKind === "list" && Array.isArray(value)) {
-      for (const item of value) if (field.listKind === "message" ? containsNul(field.message, item as Message) : typeof item === "string" && item.includes(NUL)) return true;
-    }
-  }
-  return false;
-}
+const noPath: FieldProblem["path"] = [];
 
-function nulStrings(desc: DescMessage, message: Message, at: FieldProblem["path"]): FieldProblem[] {
-  const problems: FieldProblem[] = [];
-  const found = (path: FieldProblem["path"]): void => void problems.push({ path, ruleId: "string.no_nul", message: "must not contain the NUL character (U+0000)" });
+/** Adds to `problems` every string under `message` that holds a NUL; paths are only built below message fields. */
+function nulStrings(desc: DescMessage, message: Message, at: FieldProblem["path"], problems: FieldProblem[]): FieldProblem[] {
   const fields = message as unknown as Record<string, unknown>;
   for (const field of desc.fields) {
     const value = field.oneof ? oneofValue(fields[field.oneof.localName], field.localName) : fields[field.localName];
     if (value === undefined) continue;
     if (field.fieldKind === "scalar") {
-      if (typeof value === "string" && value.includes(NUL)) found([...at, [field.name, field.number]]);
+      if (typeof value === "string" && value.includes(NUL)) problems.push(nulAt([...at, [field.name, field.number]]));
     } else if (field.fieldKind === "message") {
-      problems.push(...nulStrings(field.message, value as Message, [...at, [field.name, field.number]]));
+      nulStrings(field.message, value as Message, [...at, [field.name, field.number]], problems);
     } else if (field.fieldKind === "list" && Array.isArray(value)) {
       for (const [index, item] of value.entries()) {
-        const path: FieldProblem["path"] = [...at, [field.name, field.number, index]];
-        if (field.listKind === "message") problems.push(...nulStrings(field.message, item as Message, path));
-        else if (typeof item === "string" && item.includes(NUL)) found(path);
+        if (field.listKind === "message") nulStrings(field.message, item as Message, [...at, [field.name, field.number, index]], problems);
+        else if (typeof item === "string" && item.includes(NUL)) problems.push(nulAt([...at, [field.name, field.number, index]]));
       }
     }
   }
   return problems;
+}
+
+function nulAt(path: FieldProblem["path"]): FieldProblem {
+  return { path, ruleId: "string.no_nul", message: "must not contain the NUL character (U+0000)" };
+}
+
+function describe(path: FieldProblem["path"]): string {
+  return path.map(([name, , index]) => (index === undefined ? name : `${name}[${index}]`)).join(".");
 }
 
 function oneofValue(oneof: unknown, localName: string): unknown {
