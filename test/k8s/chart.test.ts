@@ -232,7 +232,7 @@ function checkComboSpecifics(combo: Combo, objs: K8sObject[], release: string): 
     if (combo.name.startsWith("defaults")) expect(instances).toBe(3);
     expect(at(order.DATABASE_URL, "valueFrom", "secretKeyRef")).toEqual({ name: `${cluster.metadata.name}-app`, key: "uri" });
     if (instances > 1) {
-      expect(order.DATABASE_READ_URL?.value).toBe(`postgresql://$(DB_USERNAME):$(DB_PASSWORD)@${cluster.metadata.name}-ro.${NS}.svc:5432/$(DB_NAME)`);
+      expect(order.DATABASE_READ_URL?.value).toBe(`postgresql://$(DB_USERNAME):$(DB_PASSWORD)@${cluster.metadata.name}-r.${NS}.svc:5432/$(DB_NAME)`);
     } else {
       expect(order.DATABASE_READ_URL, "no read URL without replicas").toBeUndefined();
     }

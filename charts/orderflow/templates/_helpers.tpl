@@ -161,7 +161,9 @@ seccompProfile:
 {{/*
 Database environment of a service. Context: dict "root" $ "name" <service>.
 CloudNativePG: DATABASE_URL is the -app secret's uri (the -rw service);
-DATABASE_READ_URL is built from the same secret's credentials with host -ro.
+DATABASE_READ_URL is built from the same secret's credentials with host -r (every
+instance: -ro has no endpoints while the only replica is drained or not yet joined,
+and reads would fail although the primary could answer them).
 */}}
 {{- define "orderflow.databaseEnv" -}}
 {{- $root := .root -}}
@@ -190,7 +192,7 @@ DATABASE_READ_URL is built from the same secret's credentials with host -ro.
       name: {{ $cluster }}-app
       key: dbname
 - name: DATABASE_READ_URL
-  value: {{ printf "postgresql://$(DB_USERNAME):$(DB_PASSWORD)@%s-ro.%s.svc:5432/$(DB_NAME)" $cluster $root.Release.Namespace | quote }}
+  value: {{ printf "postgresql://$(DB_USERNAME):$(DB_PASSWORD)@%s-r.%s.svc:5432/$(DB_NAME)" $cluster $root.Release.Namespace | quote }}
 {{- end }}
 {{- else }}
 - name: DATABASE_URL

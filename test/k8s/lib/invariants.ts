@@ -148,9 +148,9 @@ export function checkInvariants(objs: K8sObject[], exp: Expectations): string[] 
         if (!k.endsWith("_URL") || k.startsWith("OTEL_") || typeof value !== "string") continue;
         if (exp.externalUrls.includes(value)) continue;
         if (/\$\(/.test(value)) {
-          // DATABASE_READ_URL built from the CNPG secret: host must be <cluster>-ro.
+          // DATABASE_READ_URL built from the CNPG secret: host must be <cluster>-r (every instance).
           const host = /@([^:/]+)/.exec(value)?.[1]?.split(".")[0] ?? "";
-          if (!cnpgServices.has(host) || !host.endsWith("-ro")) errs.push(`${id(owner)}: ${k} host ${host} is not a CNPG -ro service of this release`);
+          if (!cnpgServices.has(host) || !host.endsWith("-r")) errs.push(`${id(owner)}: ${k} host ${host} is not the CNPG -r service of this release`);
           continue;
         }
         const { host, port } = hostOf(value);
