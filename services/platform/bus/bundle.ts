@@ -132,6 +132,15 @@ export function receivedEntries(headers: MsgHdrs | undefined, payload: Uint8Arra
  * sent, then every ack awaited. For what a batch emits at once (a participant's replies).
  */
 export async function publishBundled(publisher: StreamPublisher, messages: readonly OutgoingMessage[], max = DEFAULT_BUNDLE_MAX, registry: Registry = sagaRegistry): Promise<void> {
-  const entries = messages.map((m) => encodeOutgoing(m, registry));
-  await Promise.all(bundleForWire(entries, max).map((w) => publisher.publish(w.subject, w.payload, { msgID: w.msgID, headers: w.headers })));
+  await publishWire(publisher, wireMessages(messages, max, registry));
+}
+
+/** The JetStream messages that carry `messages`, bundled per subject. Throws for one that cannot be encoded (an unregistered type, no id). */
+export function wireMessages(messages: readonly OutgoingMessage[], max = DEFAULT_BUNDLE_MAX, registry: Registry = sagaRegistry): WireMessage[] {
+  return bundleForWire(messages.map((m) => encodeOutgoing(m, registry)), max);
+}
+
+/** Publishes encoded messages, pipelined: every publish is sent, then every ack awaited. */
+export async function publishWire(publisher: StreamPublisher, wire: readonly WireMessage[]): Promise<void> {
+  await Promise.all(wire.map((w) => publisher.publish(w.subject, w.payload, { msgID: w.msgID, headers: w.headers })));
 }

@@ -2,6 +2,7 @@ import { create, isMessage } from "@bufbuild/protobuf";
 import { context, trace, TraceFlags } from "@opentelemetry/api";
 import pg from "pg";
 import { afterAll, beforeAll, describe, expect, it, inject } from "vitest";
+import { HealthCheckResponseSchema } from "../../../gen/grpc/health/v1/health_pb.js";
 import { ReserveStockSchema, StockReservedSchema } from "../../../gen/orderflow/inventory/v1/saga_pb.js";
 import type { Delivery } from "./consumer-options.js";
 import { startConsumer } from "./consumer.js";
@@ -651,6 +652,27 @@ describe("direct consumer (no Postgres)", () => {
       const entries = receivedEntries(stored[0]!.header, stored[0]!.data, { stream: env.stream("inventory"), seq: stored[0]!.seq });
       expect(entries.map((e) => e.id).sort()).toEqual(["emit-1:reply", "emit-2:reply"]);
       expect((await listDeadLetters(env.jsm, { dlq: env.dlq })).some((dl) => dl.messageId === "emit-bad")).toBe(true);
+    } finally {
+      await c.stop();
+    }
+  });
+
+  it("dead-letters a message whose handler emitted what cannot be encoded, instead of retrying its publication for ever", async () => {
+    const subj = subject("emit-unencodable");
+    const c = await startConsumer({
+      js: env.js,
+      stream: env.stream("inventory"),
+      durable: "emit-unencodable",
+      filterSubject: subj,
+      maxDeliver: 1,
+      publishEmitted: env.publisher,
+      dlq: env.dlq,
+      // A type the saga's registry does not know: no bus is ever going to take it.
+      handle: async (d, out) => out.emit({ subject: `${env.domain("inventory")}.evt.odd`, id: `${d.id}:reply`, key: d.key, message: create(HealthCheckResponseSchema, {}) }),
+    });
+    try {
+      await publishBundled(env.js, [reserve(subj, "emit-odd", "z-odd")]);
+      await waitFor(async () => (await listDeadLetters(env.jsm, { dlq: env.dlq })).some((dl) => dl.messageId === "emit-odd"), 10_000, "dead-lettered");
     } finally {
       await c.stop();
     }

@@ -8,7 +8,7 @@ import { createLogger, type Logger } from "../logger.js";
 import { labelSets } from "../metrics.js";
 import { decodeMessage, sagaRegistry } from "./codec.js";
 import type { BusConsumer, ConsumerOptions, Delivery, OutboxWriter } from "./consumer-options.js";
-import { publishBundled, receivedEntries, sizeOf, type ReceivedEntry } from "./bundle.js";
+import { publishWire, receivedEntries, sizeOf, type ReceivedEntry, type WireMessage, wireMessages } from "./bundle.js";
 import { publishDeadEntry, publishDeadLetter } from "./dlq.js";
 import { ensureDurableConsumer } from "./durable.js";
 import type { StreamPublisher } from "./jetstream-publisher.js";
@@ -377,8 +377,17 @@ class BatchConsumer implements BusConsumer {
   private async settle(items: Item[], { outcomes, emitted }: Committed): Promise<void> {
     const publisher = this.publishEmitted;
     if (publisher && emitted.length > 0) {
+      let wire: WireMessage[];
       try {
-        await this.retriedWhileUnavailable(() => publishBundled(publisher, emitted), () => true, items.length, "cannot publish what a committed batch emitted");
+        wire = wireMessages(emitted);
+      } catch (err) {
+        // What was emitted cannot be sent at all (a bug), however long the bus is waited for:
+        // the messages go the way of a failed handler, in the end to the DLQ.
+        for (const it of items) await this.failed(it, err);
+        return;
+      }
+      try {
+        await this.retriedWhileUnavailable(() => publishWire(publisher, wire), () => true, items.length, "cannot publish what a committed batch emitted");
       } catch {
         for (const it of items) it.s.retry();
         return;
