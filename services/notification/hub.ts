@@ -12,12 +12,17 @@ import { type NotificationRow, toNotification } from "./store.js";
 export interface NotificationHubOptions {
   nc: NatsConnection;
   logger: Logger;
-  /** Rows of these customers created since a time, to catch up after the NATS connection comes back. */
+  /** Rows of these customers created since a time: what announcements may have missed. */
   createdSince?: (customerIds: string[], since: Date) => Promise<NotificationRow[]>;
+  /** How often the watched customers' recent notifications are read again (default 5 s). */
+  recheckMs?: number;
 }
 
-/** Catch-up looks this far before the disconnect (created_at is taken at insert, not at commit). */
-const catchUpSlackMs = 10_000;
+/**
+ * Reads look this far further back than the last read that succeeded: created_at is taken at
+ * insert, not at commit, and on Postgres's clock, not this process's.
+ */
+const readSlackMs = 10_000;
 
 /**
  * Publishes the notifications this process commits, each on its customer's subject, for the
@@ -82,21 +87,26 @@ class Stream {
  * Fans new notifications out to WatchNotifications streams. Each replica announces what it
  * records on core NATS, one subject per customer (`announceOverNats`); a hub subscribes to a
  * customer's subject while it has streams of that customer, so a watcher on any replica sees
- * notifications recorded by any other. Core NATS does not keep what is published while a
- * subscriber is disconnected: when the connection comes back, the hub reads what its
- * watchers' customers got meanwhile (by created_at) and delivers what is new.
+ * notifications recorded by any other. Core NATS delivers at most once, so the hub also reads
+ * its watchers' customers' recent notifications every few seconds, and as soon as its
+ * connection comes back, and delivers what is new.
  */
 export class NotificationHub {
   /** The open streams of each customer watched. */
   private readonly customers = new Map<string, Set<Stream>>();
   private readonly subscriptions: SharedSubscriptions;
   private closed = false;
-  private disconnectedAt: Date | undefined;
   private received = 0;
+  /** When the last read of recent notifications that succeeded began: the next one reads from there. */
+  private readFrom = Date.now();
+  private reading = false;
+  private readonly recheck: NodeJS.Timeout;
 
   constructor(private readonly options: NotificationHubOptions) {
     this.subscriptions = new SharedSubscriptions(options.nc, createdSubject, (customerId, data) => this.dispatch(customerId, data));
     this.followConnection().catch((error: unknown) => options.logger.warn("notification hub stopped following its NATS connection", { error: errorMessage(error) }));
+    this.recheck = setInterval(() => void this.readRecent(), options.recheckMs ?? 5_000);
+    this.recheck.unref();
   }
 
   /** Announcements received by this hub so far (all customers). */
@@ -146,6 +156,7 @@ export class NotificationHub {
   }
 
   close(): void {
+    clearInterval(this.recheck);
     this.endStreams();
     this.subscriptions.releaseAll();
     this.customers.clear();
@@ -163,30 +174,41 @@ export class NotificationHub {
     for (const stream of this.customers.get(customerId) ?? []) stream.push(notification);
   }
 
-  /** Notes when the connection drops, and catches up when it is back (nats.js subscribes again by itself). */
+  /** Catches up as soon as the connection is back (nats.js subscribes again by itself). */
   private async followConnection(): Promise<void> {
     for await (const status of this.options.nc.status()) {
-      if (status.type === "disconnect") this.disconnectedAt ??= new Date();
-      else if (status.type === "reconnect") void this.catchUp();
+      if (status.type !== "reconnect") continue;
+      notificationMetrics.catchUps.inc();
+      void this.readRecent();
     }
   }
 
-  private async catchUp(): Promise<void> {
-    const since = this.disconnectedAt;
-    this.disconnectedAt = undefined;
-    const customers = [...this.customers.keys()];
-    if (!since || customers.length === 0 || !this.options.createdSince) return;
-    notificationMetrics.catchUps.inc();
+  /**
+   * Reads what the watched customers got since the last read that succeeded, and delivers what
+   * the streams have not seen. Announcements go over core NATS, at most once: one published
+   * while the announcing replica's connection was down, or by a replica that died before it
+   * could, or while this hub's connection was away unnoticed, is found here. A read that fails
+   * is made good by the next one.
+   */
+  private async readRecent(): Promise<void> {
+    if (this.reading || !this.options.createdSince) return;
+    this.reading = true;
+    const started = Date.now();
     try {
-      const rows = await this.options.createdSince(customers, new Date(since.getTime() - catchUpSlackMs));
-      for (const row of rows) {
-        const notification = toNotification(row);
-        for (const stream of this.customers.get(row.customer_id) ?? []) {
-          if (row.created_at.getTime() >= stream.since - catchUpSlackMs) stream.push(notification);
+      const customers = [...this.customers.keys()];
+      if (customers.length > 0) {
+        const rows = await this.options.createdSince(customers, new Date(this.readFrom - readSlackMs));
+        for (const row of rows) {
+          const notification = toNotification(row);
+          // Only what was created after the stream began, as its announcements would have been.
+          for (const stream of this.customers.get(row.customer_id) ?? []) if (row.created_at.getTime() >= stream.since) stream.push(notification);
         }
       }
+      this.readFrom = started;
     } catch (error) {
-      this.options.logger.warn("notification catch-up after a NATS reconnect failed", { error: errorMessage(error) });
+      this.options.logger.warn("reading recent notifications failed; the next read covers them", { error: errorMessage(error) });
+    } finally {
+      this.reading = false;
     }
   }
 }

@@ -155,7 +155,7 @@ describe("NotificationService over RPC", () => {
     void (async () => {
       for await (const status of listener.status()) statuses.push(status.type);
     })();
-    hub = new NotificationHub({ nc: listener, logger, createdSince: (c, s) => store.createdSince(c, s) });
+    hub = new NotificationHub({ nc: listener, logger, createdSince: (c, s) => store.createdSince(c, s), recheckMs: 300 });
     server = new RpcServer({ services: [bind(NotificationService, notificationApi({ store, hub }))], health: new HealthState([NotificationService.typeName], []), logger, port: 0, host: "127.0.0.1" });
     const port = await server.listen();
     client = serviceClient(NotificationService, `http://127.0.0.1:${port}`);
@@ -236,7 +236,44 @@ describe("NotificationService over RPC", () => {
     await watching;
     expect(received).toEqual([before.orderId, during.orderId]);
     expect(hub.announcements).toBe(heard);
-    expect((await counted(notificationMetrics.catchUps, {})) - catchUpsBefore).toBe(1);
+    // The periodic read may have delivered it before the connection was back; the catch-up follows the reconnect.
+    await waitFor(async () => (await counted(notificationMetrics.catchUps, {})) - catchUpsBefore === 1, 5_000, "the catch-up on reconnect");
+  });
+
+  it("opens a watch while its NATS connection is away, and delivers what is recorded meanwhile", async () => {
+    const customer = `c-${randomUUID()}`;
+    const disconnects = statuses.filter((s) => s === "disconnect").length;
+    await link.cut();
+    await waitFor(() => statuses.filter((s) => s === "disconnect").length > disconnects, 5_000, "the hub's connection to drop");
+    const received: string[] = [];
+    const watching = watchUntil(client, customer, 1, received);
+    try {
+      await waitFor(() => hub.subscriberCount(customer) === 1, 5_000, "the watch to be open");
+      const meanwhile = concluded(customer);
+      await db.transaction((tx) => recordOutcome(tx, meanwhile));
+      await watching;
+      expect(received).toEqual([meanwhile.orderId]);
+    } finally {
+      await link.restore();
+    }
+  });
+
+  it("delivers a notification whose announcement never went out (the recording process's NATS connection was down)", async () => {
+    const customer = `c-${randomUUID()}`;
+    const received: string[] = [];
+    const watching = watchUntil(client, customer, 1, received);
+    await waitFor(() => hub.subscriberCount(customer) === 1, 5_000, "the watch to subscribe");
+    const heard = hub.announcements;
+    stopAnnouncing();
+    try {
+      const unannounced = concluded(customer);
+      await db.transaction((tx) => recordOutcome(tx, unannounced));
+      await watching;
+      expect(received).toEqual([unannounced.orderId]);
+      expect(hub.announcements).toBe(heard);
+    } finally {
+      stopAnnouncing = announceOverNats(announcer);
+    }
   });
 
   it("ends open watch streams cleanly when the server shuts down", async () => {

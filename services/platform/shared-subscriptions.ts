@@ -14,7 +14,12 @@ export class SharedSubscriptions {
     private readonly onMessage: (key: string, data: Uint8Array) => void,
   ) {}
 
-  /** Holds the key's subscription; resolves once NATS has it, so no message published after that is missed. */
+  /**
+   * Holds the key's subscription; resolves once NATS has it, so no message published after
+   * that is missed — or, while the connection is down, at once: the client subscribes again
+   * when it is back, and what was published meanwhile is for the holder's own re-reads to
+   * find (a watch must not fail because NATS is reconnecting).
+   */
   acquire(key: string): Promise<void> {
     const existing = this.entries.get(key);
     if (existing) {
@@ -26,7 +31,7 @@ export class SharedSubscriptions {
         if (!error) this.onMessage(key, msg.data);
       },
     });
-    const ready = this.nc.flush();
+    const ready = this.nc.flush().catch(() => undefined);
     this.entries.set(key, { subscription, holders: 1, ready });
     return ready;
   }
