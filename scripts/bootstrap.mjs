@@ -13,7 +13,7 @@
 //   node scripts/bootstrap.mjs dlq [args]         dead letters (dist/tools/dlq.js)
 //   node scripts/bootstrap.mjs build              install + compile only
 import { spawn, spawnSync } from "node:child_process";
-import { existsSync, readdirSync, statSync, utimesSync, writeFileSync } from "node:fs";
+import { existsSync, readdirSync, realpathSync, statSync, utimesSync, writeFileSync } from "node:fs";
 import { delimiter, dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 
@@ -109,11 +109,14 @@ if (installedAt === undefined || installedAt < (mtime(lockFile) ?? 0) || !exists
   say(`dependencies installed in ${seconds(started)}`);
 }
 
-// 2. Node: the project runs on Node >= 22 (it ships Node 24 as a devDependency).
+// 2. Node: the project's own (Node 24, a devDependency) whatever Node started npm — on a
+// fresh clone npm's PATH had no node_modules/.bin yet. Without it, Node >= 22 will do.
 const major = Number(process.versions.node.split(".")[0]);
-if (major < minimumMajor) {
-  if (!existsSync(projectNode)) fail(`Node ${process.versions.node} is too old and ${projectNode} is missing: run npm ci, or install Node.js >= ${minimumMajor}`);
+const onProjectNode = existsSync(projectNode) && realpathSync(projectNode) === realpathSync(process.execPath);
+if (existsSync(projectNode) && !onProjectNode) {
   handOver(projectNode, [fileURLToPath(import.meta.url), command, ...args], env);
+} else if (major < minimumMajor) {
+  fail(`Node ${process.versions.node} is too old and ${projectNode} is missing: run npm ci, or install Node.js >= ${minimumMajor}`);
 } else {
   main();
 }

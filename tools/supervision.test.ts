@@ -83,10 +83,14 @@ describe("System's supervision", () => {
         serviceEnv: { fraud: { FAKE_NAME: "fraud" }, payment: { FAKE_NAME: "payment", FAKE_READY_AFTER_EXIT_OF: "fraud" } },
       },
     );
-    await expect(sys.up()).rejects.toThrow("fraud exited with code 3 while the others were starting");
-    expect(restartsAsked).toEqual([undefined]);
-    await new Promise((resolve) => setTimeout(resolve, 300));
-    expect(sys.services.map((s) => s.running)).toEqual([false, false]);
+    try {
+      await expect(sys.up()).rejects.toThrow("fraud exited with code 3 while the others were starting");
+      expect(restartsAsked).toEqual([undefined]);
+      await new Promise((resolve) => setTimeout(resolve, 300));
+      expect(sys.services.map((s) => s.running)).toEqual([false, false]);
+    } finally {
+      await sys.stop();
+    }
   }, 30_000);
 
   it("does not blame a restart on a process stopped and replaced while it was getting ready", async () => {
