@@ -1,9 +1,9 @@
-import { chmodSync, mkdtempSync, rmSync } from "node:fs";
+import { chmodSync, existsSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import pg from "pg";
 import { afterAll, describe, expect, it } from "vitest";
-import { databaseName, ensureInfra, findBinary, findPostgresBin, freePort, InfraError, isReachable, startPrivate, withDatabase } from "./infra.js";
+import { databaseName, ensureInfra, findBinary, findPostgresBin, freePort, InfraError, isReachable, serverDataDir, startPrivate, withDatabase } from "./infra.js";
 
 const dataDir = mkdtempSync(join(tmpdir(), "orderflow-infra-test-"));
 // Run as root, Postgres runs as the postgres account, which must reach the folder.
@@ -20,6 +20,12 @@ async function unusedUrls() {
 }
 
 describe("database URLs", () => {
+  it("keep each server's data in .data/<name> on its default port, .data/<name>-<port> on another", () => {
+    expect(serverDataDir(".data", "nats", 4222)).toBe(join(".data", "nats"));
+    expect(serverDataDir(".data", "postgres", 5432)).toBe(join(".data", "postgres"));
+    expect(serverDataDir(".data", "redis", 6679)).toBe(join(".data", "redis-6679"));
+  });
+
   it("swap and read the database name", () => {
     const url = withDatabase("postgres://u:p@db.example:6543/orderflow?sslmode=disable", "orderflow_test_1");
     expect(url).toBe("postgres://u:p@db.example:6543/orderflow_test_1?sslmode=disable");
@@ -61,6 +67,11 @@ describe("ensureInfra", () => {
         const { rows } = await client.query<{ db: string }>("SELECT current_database() AS db");
         await client.end();
         expect(rows[0]?.db).toBe("orderflow_infra_test");
+        // Off their default ports each keeps a folder of its own: a second copy shares no data.
+        const port = (url: string) => Number(new URL(url).port);
+        expect(existsSync(join(dataDir, `postgres-${port(urls.databaseUrl)}`, "PG_VERSION"))).toBe(true);
+        expect(existsSync(join(dataDir, `nats-${port(urls.natsUrl)}`, "jetstream"))).toBe(true);
+        expect(existsSync(join(dataDir, `redis-${port(urls.redisUrl)}`))).toBe(true);
       } finally {
         await infra.stop();
       }

@@ -6,7 +6,7 @@ import { createHash } from "node:crypto";
 import { accessSync, constants, existsSync, mkdirSync, openSync, readdirSync, realpathSync, closeSync } from "node:fs";
 import { connect, createServer, type AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
-import { delimiter, dirname, join } from "node:path";
+import { basename, delimiter, dirname, join } from "node:path";
 import pg from "pg";
 
 export interface InfraUrls {
@@ -36,6 +36,16 @@ export class InfraError extends Error {
 }
 
 export type InfraName = "postgres" | "redis" | "nats";
+
+const defaultPorts: Record<InfraName, number> = { postgres: 5432, redis: 6379, nats: 4222 };
+
+/**
+ * A server's data folder: .data/<name> on its default port, .data/<name>-<port> on another, so
+ * that a second copy (PORT_OFFSET and URLs of its own, as README says) keeps its own data.
+ */
+export function serverDataDir(dataDir: string, name: InfraName, port: number): string {
+  return join(dataDir, port === defaultPorts[name] ? name : `${name}-${port}`);
+}
 
 export interface InfraOptions {
   urls: InfraUrls;
@@ -88,24 +98,24 @@ export async function ensureInfra(options: InfraOptions): Promise<RunningInfra> 
       label: "Postgres",
       variable: "DATABASE_URL",
       url: options.urls.databaseUrl,
-      endpoint: endpointOf(options.urls.databaseUrl, 5432),
-      start: () => startPostgres(endpointOf(options.urls.databaseUrl, 5432), options.dataDir, timeout, options.searchPath),
+      endpoint: endpointOf(options.urls.databaseUrl, defaultPorts.postgres),
+      start: () => startPostgres(endpointOf(options.urls.databaseUrl, defaultPorts.postgres), options.dataDir, timeout, options.searchPath),
     },
     {
       name: "redis",
       label: "Redis",
       variable: "REDIS_URL",
       url: options.urls.redisUrl,
-      endpoint: endpointOf(options.urls.redisUrl, 6379),
-      start: () => startRedis(endpointOf(options.urls.redisUrl, 6379), options.dataDir, timeout, options.searchPath),
+      endpoint: endpointOf(options.urls.redisUrl, defaultPorts.redis),
+      start: () => startRedis(endpointOf(options.urls.redisUrl, defaultPorts.redis), options.dataDir, timeout, options.searchPath),
     },
     {
       name: "nats",
       label: "NATS",
       variable: "NATS_URL",
       url: options.urls.natsUrl,
-      endpoint: endpointOf(options.urls.natsUrl, 4222),
-      start: () => startNats(endpointOf(options.urls.natsUrl, 4222), options.dataDir, timeout, options.searchPath),
+      endpoint: endpointOf(options.urls.natsUrl, defaultPorts.nats),
+      start: () => startNats(endpointOf(options.urls.natsUrl, defaultPorts.nats), options.dataDir, timeout, options.searchPath),
     },
   ];
 
@@ -417,15 +427,15 @@ function canWrite(dir: string, account: Account | undefined): boolean {
   return spawnSync("test", ["-w", dir, "-a", "-x", dir], { uid: account.uid, gid: account.gid }).status === 0;
 }
 
-/** Postgres data folder: .data/postgres, or a folder under /tmp when the service account cannot reach .data. */
-function postgresDataDir(dataDir: string, account: Account | undefined): string {
+/** Postgres data folder: .data/postgres[-<port>], or a folder under /tmp when the service account cannot reach .data. */
+function postgresDataDir(dataDir: string, port: number, account: Account | undefined): string {
   mkdirSync(dataDir, { recursive: true });
-  const preferred = join(dataDir, "postgres");
+  const preferred = serverDataDir(dataDir, "postgres", port);
   if (!account) return preferred;
   mkdirSync(preferred, { recursive: true, mode: 0o700 });
   spawnSync("chown", ["-R", `${account.uid}:${account.gid}`, preferred]);
   if (canWrite(preferred, account)) return preferred;
-  const fallback = join(tmpdir(), `orderflow-${createHash("sha256").update(dataDir).digest("hex").slice(0, 10)}`, "postgres");
+  const fallback = join(tmpdir(), `orderflow-${createHash("sha256").update(dataDir).digest("hex").slice(0, 10)}`, basename(preferred));
   mkdirSync(fallback, { recursive: true, mode: 0o700 });
   spawnSync("chown", ["-R", `${account.uid}:${account.gid}`, dirname(fallback)]);
   return fallback;
@@ -439,7 +449,7 @@ async function startPostgres(endpoint: Endpoint, dataDir: string, timeoutMs: num
     );
   }
   const account = postgresAccount();
-  const dir = postgresDataDir(dataDir, account);
+  const dir = postgresDataDir(dataDir, endpoint.port, account);
   const ids = account ? { uid: account.uid, gid: account.gid } : {};
   if (!existsSync(join(dir, "PG_VERSION"))) {
     await runTool(join(bin, "initdb"), ["-D", dir, "-U", "postgres", "--auth=trust", "--encoding=UTF8", "--no-locale", "--no-sync"], { ...ids, what: "initdb" });
@@ -537,7 +547,7 @@ async function startRedis(endpoint: Endpoint, dataDir: string, timeoutMs: number
       `Redis is not reachable at ${endpoint.host}:${endpoint.port} and no redis-server binary was found: install Redis ≥ 6 (Debian: apt-get install redis-server)`,
     );
   }
-  const dir = join(dataDir, "redis");
+  const dir = serverDataDir(dataDir, "redis", endpoint.port);
   mkdirSync(dir, { recursive: true });
   const bind = endpoint.host === "localhost" ? "127.0.0.1" : endpoint.host;
   const args = ["--port", String(endpoint.port), "--bind", bind, "--save", "", "--appendonly", "no", "--dir", dir, "--daemonize", "no"];
@@ -551,7 +561,7 @@ async function startNats(endpoint: Endpoint, dataDir: string, timeoutMs: number,
       `NATS is not reachable at ${endpoint.host}:${endpoint.port} and no nats-server binary was found: install nats-server ≥ 2.9 (Debian: apt-get install nats-server)`,
     );
   }
-  const dir = join(dataDir, "nats");
+  const dir = serverDataDir(dataDir, "nats", endpoint.port);
   mkdirSync(dir, { recursive: true });
   const bind = endpoint.host === "localhost" ? "127.0.0.1" : endpoint.host;
   const args = ["-js", "-sd", dir, "-a", bind, "-p", String(endpoint.port)];
