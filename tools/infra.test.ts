@@ -3,7 +3,8 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import pg from "pg";
 import { afterAll, describe, expect, it } from "vitest";
-import { databaseName, ensureInfra, findBinary, findPostgresBin, freePort, InfraError, isReachable, serverDataDir, startPrivate, withDatabase } from "./infra.js";
+import { sharedInfra } from "../test/support/system.js";
+import { databaseName, ensureDatabase, ensureInfra, findBinary, findPostgresBin, freePort, InfraError, isReachable, serverDataDir, startPrivate, withDatabase } from "./infra.js";
 
 const dataDir = mkdtempSync(join(tmpdir(), "orderflow-infra-test-"));
 // Run as root, Postgres runs as the postgres account, which must reach the folder.
@@ -42,6 +43,16 @@ describe("ensureInfra", () => {
     expect((error as Error).message.split("; ")[0]).toBe(
       `Postgres is not reachable at 127.0.0.1:${port} and no postgres binaries were found: install PostgreSQL ≥ 14 (Debian: apt-get install postgresql)`,
     );
+    expect((error as Error).message).not.toContain("\n");
+  });
+
+  it("says in one line which user Postgres refused and what to set, instead of the driver's message alone", async () => {
+    const { databaseUrl } = sharedInfra();
+    const url = new URL(databaseUrl);
+    url.username = "orderflow_no_such_role";
+    const error = await ensureDatabase(url.toString()).catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(InfraError);
+    expect((error as Error).message).toMatch(/^Postgres at [^ ]+ refused user orderflow_no_such_role \(.*\): set DATABASE_URL=postgres:\/\/USER:PASSWORD@/);
     expect((error as Error).message).not.toContain("\n");
   });
 

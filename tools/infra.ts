@@ -288,7 +288,14 @@ async function withAdminClient<T>(databaseUrl: string, use: (client: pg.Client) 
         await sleep(500);
         continue;
       }
-      throw new InfraError(`cannot connect to Postgres at ${databaseUrl.replace(/:[^:@/]*@/, ":***@")}: ${error instanceof Error ? error.message : String(error)}`);
+      const where = databaseUrl.replace(/:[^:@/]*@/, ":***@");
+      if (isAuthFailure(error)) {
+        const url = new URL(databaseUrl);
+        throw new InfraError(
+          `Postgres at ${url.host} refused user ${decodeURIComponent(url.username) || "(none)"} (${error instanceof Error ? error.message : String(error)}): set DATABASE_URL=postgres://USER:PASSWORD@${url.host}/orderflow with a role that may create databases (a packaged Postgres asks for a password over TCP)`,
+        );
+      }
+      throw new InfraError(`cannot connect to Postgres at ${where}: ${error instanceof Error ? error.message : String(error)}`);
     }
   }
   try {
@@ -327,6 +334,12 @@ export async function listDatabases(databaseUrl: string, prefix: string): Promis
     const result = await client.query<{ datname: string }>("SELECT datname FROM pg_database WHERE starts_with(datname, $1) ORDER BY 1", [prefix]);
     return result.rows.map((row) => row.datname);
   });
+}
+
+/** The server refused who we said we are: a wrong or missing password, a role that does not exist. */
+function isAuthFailure(error: unknown): boolean {
+  if (isPgError(error) && (error.code === "28P01" || error.code === "28000")) return true;
+  return error instanceof Error && /SASL|password authentication failed|client password must be a string/i.test(error.message);
 }
 
 function isPgError(error: unknown): error is Error & { code: string } {
