@@ -241,6 +241,8 @@ export class System {
         PORT: String(port),
         METRICS_PORT: String(metricsPort),
         LOG_LEVEL: this.options.logLevel ?? "info",
+        // The service stops by itself when this process dies without stopping it (services/platform/host.ts).
+        ORDERFLOW_PARENT_PID: String(process.pid),
         OTEL_SERVICE_NAME: `orderflow-${definition.name}`,
         ...definition.env?.(url),
         ...this.options.env,

@@ -57,6 +57,7 @@ export async function runService(name: string, load: () => Promise<ServiceModule
   };
   process.once("SIGTERM", beforeUp);
   process.once("SIGINT", beforeUp);
+  stopWhenParentDies();
   try {
     const service = await load();
     if (process.argv[2] === "migrate") {
@@ -88,6 +89,22 @@ export async function runService(name: string, load: () => Promise<ServiceModule
     await telemetry.shutdown().catch(() => undefined);
     process.exit(1);
   }
+}
+
+/**
+ * Run by `npm start` or the tests (ORDERFLOW_PARENT_PID), a service stops as on SIGTERM once
+ * that process has died — killed with SIGKILL, it could not stop its services itself, and
+ * they would keep the ports the next `npm start` needs.
+ */
+function stopWhenParentDies(): void {
+  const parent = Number(process.env["ORDERFLOW_PARENT_PID"]);
+  if (!Number.isInteger(parent) || parent <= 0) return;
+  const timer = setInterval(() => {
+    if (process.ppid === parent) return;
+    clearInterval(timer);
+    process.kill(process.pid, "SIGTERM");
+  }, 1_000);
+  timer.unref();
 }
 
 function closeServer(server: Server | undefined): Promise<void> {

@@ -4,9 +4,17 @@
  * a row waits twice as long, and a system being stopped starts nothing again.
  * The orderings real services show only sometimes: tools/supervision.test.ts.
  */
+import { spawn } from "node:child_process";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { createInterface } from "node:readline";
+import { pathToFileURL } from "node:url";
+import { startPrivate } from "../../tools/infra.js";
+import { repoRoot } from "../../tools/system.js";
 import { eventually } from "../support/saga-system.js";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { startTestSystem, type TestSystem } from "../support/system.js";
+import { sharedInfra, startTestSystem, type TestSystem } from "../support/system.js";
 
 const policy = { initialDelayMs: 200, maxDelayMs: 1_000, resetAfterMs: 60_000 };
 const crashes: Array<{ service: string; signal: string | null; restartInMs: number | undefined }> = [];
@@ -62,5 +70,50 @@ describe("a supervised system", () => {
     expect(after.running).toBe(false);
     expect(after.pid).toBe(killed);
     expect(restarts).toHaveLength(2);
+  }, 60_000);
+});
+
+describe("services of a process that died without stopping them", () => {
+  it("stop by themselves (npm start killed with SIGKILL leaves no service holding its ports)", async () => {
+    // A NATS and Redis of its own: fraud's consumers must not take a running system's commands.
+    const dir = mkdtempSync(join(tmpdir(), "orderflow-orphan-"));
+    const [nats, redis] = await Promise.all([startPrivate("nats", dir), startPrivate("redis", dir)]);
+    if (!nats || !redis) throw new Error("this test needs nats-server and redis-server installed");
+    const { databaseUrl } = sharedInfra();
+    const [natsUrl, redisUrl] = [nats.url, redis.url];
+    // A stand-in for npm start: starts fraud through tools/system.ts and says its pid.
+    const script = join(dir, "parent.mjs");
+    writeFileSync(
+      script,
+      `import { System } from ${JSON.stringify(pathToFileURL(join(repoRoot(), "dist", "tools", "system.js")).href)};
+const system = new System({ infra: ${JSON.stringify({ databaseUrl, natsUrl, redisUrl })}, services: ["fraud"], ports: "free", inheritEnv: false, detached: true, output: () => undefined });
+await system.up();
+process.stdout.write(String(system.info("fraud").pid) + "\\n");
+setInterval(() => undefined, 60_000);
+`,
+    );
+    const parent = spawn(process.execPath, [script], { stdio: ["ignore", "pipe", "inherit"] });
+    try {
+      const line = await new Promise<string>((resolve, reject) => {
+        createInterface({ input: parent.stdout }).once("line", resolve);
+        parent.once("exit", (code) => reject(new Error(`the stand-in exited (${code}) before it started fraud`)));
+      });
+      const fraudPid = Number(line);
+      const alive = (pid: number) => {
+        try {
+          process.kill(pid, 0);
+          return true;
+        } catch {
+          return false;
+        }
+      };
+      expect(alive(fraudPid)).toBe(true);
+      parent.kill("SIGKILL");
+      await eventually(async () => !alive(fraudPid), 15_000, "the orphaned service to stop", 100);
+    } finally {
+      parent.kill("SIGKILL");
+      await Promise.all([nats.stop(), redis.stop()]);
+      rmSync(dir, { recursive: true, force: true });
+    }
   }, 60_000);
 });
