@@ -426,21 +426,33 @@ describe("inbox consumer", () => {
   });
 });
 
+/** A pool whose connections are refused (ECONNREFUSED) while `refusing` says so; it counts the attempts. */
+class RefusingPool extends pg.Pool {
+  attempts = 0;
+
+  constructor(
+    config: pg.PoolConfig,
+    private readonly refusing: () => boolean,
+  ) {
+    super(config);
+  }
+
+  override connect(): Promise<pg.PoolClient>;
+  override connect(callback: (err: Error | undefined, client: pg.PoolClient | undefined, done: (release?: unknown) => void) => void): void;
+  override connect(callback?: (err: Error | undefined, client: pg.PoolClient | undefined, done: (release?: unknown) => void) => void): Promise<pg.PoolClient> | void {
+    if (callback) return super.connect(callback);
+    this.attempts++;
+    if (this.refusing()) return Promise.reject(Object.assign(new Error("connect ECONNREFUSED 127.0.0.1:5432"), { code: "ECONNREFUSED" }));
+    return super.connect();
+  }
+}
+
 describe("database outage", () => {
   it("holds messages while Postgres is unreachable instead of spending deliveries or dead-lettering them", async () => {
     const subj = subject("outage");
     // ~2–3 s of refusals (backoff 50 ms doubling), longer than the 1 s ack wait below.
     let refusals = 7;
-    class FlakyPool extends pg.Pool {
-      override connect(): Promise<pg.PoolClient>;
-      override connect(callback: (err: Error | undefined, client: pg.PoolClient | undefined, done: (release?: unknown) => void) => void): void;
-      override connect(callback?: (err: Error | undefined, client: pg.PoolClient | undefined, done: (release?: unknown) => void) => void): Promise<pg.PoolClient> | void {
-        if (callback) return super.connect(callback);
-        if (refusals-- > 0) return Promise.reject(Object.assign(new Error("connect ECONNREFUSED 127.0.0.1:5432"), { code: "ECONNREFUSED" }));
-        return super.connect();
-      }
-    }
-    const pool = new FlakyPool({ connectionString: env.databaseUrl, max: 4 });
+    const pool = new RefusingPool({ connectionString: env.databaseUrl, max: 4 }, () => refusals-- > 0);
     const c = await startConsumer({ js: env.js, pool, schema: env.schema, stream: env.stream("inventory"), durable: "outage", filterSubject: subj, maxDeliver: 1, ackWaitMs: 1000, dlq: env.dlq, handle: recordEffect("outage") });
     try {
       await publishMessages(env.js, [reserve(subj, "outage-1", "u-1"), reserve(subj, "outage-2", "u-2")]);
@@ -460,26 +472,15 @@ describe("database outage", () => {
   it("hands its held messages back when stopped during an outage, without trying each against the database; all applied once Postgres is back", async () => {
     const subj = subject("outage-stop");
     let refusing = true;
-    let attempts = 0;
-    class RefusingPool extends pg.Pool {
-      override connect(): Promise<pg.PoolClient>;
-      override connect(callback: (err: Error | undefined, client: pg.PoolClient | undefined, done: (release?: unknown) => void) => void): void;
-      override connect(callback?: (err: Error | undefined, client: pg.PoolClient | undefined, done: (release?: unknown) => void) => void): Promise<pg.PoolClient> | void {
-        if (callback) return super.connect(callback);
-        attempts++;
-        if (refusing) return Promise.reject(Object.assign(new Error("connect ECONNREFUSED 127.0.0.1:5432"), { code: "ECONNREFUSED" }));
-        return super.connect();
-      }
-    }
-    const pool = new RefusingPool({ connectionString: env.databaseUrl, max: 4 });
+    const pool = new RefusingPool({ connectionString: env.databaseUrl, max: 4 }, () => refusing);
     const options = { js: env.js, pool, schema: env.schema, stream: env.stream("inventory"), durable: "outage-stop", filterSubject: subj, maxDeliver: 5, ackWaitMs: 1000, dlq: env.dlq, handle: recordEffect("outage-stop") };
     const c = await startConsumer(options);
     await publishMessages(env.js, [reserve(subj, "outage-stop-1", "u-1"), reserve(subj, "outage-stop-2", "u-2"), reserve(subj, "outage-stop-3", "u-3")]);
-    await waitFor(async () => attempts >= 3, 10_000, "held through refusals");
-    const atStop = attempts;
+    await waitFor(async () => pool.attempts >= 3, 10_000, "held through refusals");
+    const atStop = pool.attempts;
     await c.stop();
     // At most the retry the stop interrupted: not one transaction per message against a database that may not answer.
-    expect(attempts - atStop).toBeLessThanOrEqual(1);
+    expect(pool.attempts - atStop).toBeLessThanOrEqual(1);
     expect((await listDeadLetters(env.jsm, { dlq: env.dlq })).filter((dl) => dl.consumer === "outage-stop")).toEqual([]);
     refusing = false;
     const again = await startConsumer(options);
