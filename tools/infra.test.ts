@@ -1,9 +1,13 @@
-import { chmodSync, existsSync, mkdtempSync, rmSync } from "node:fs";
+import { spawn } from "node:child_process";
+import { chmodSync, existsSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { createInterface } from "node:readline";
+import { pathToFileURL } from "node:url";
 import pg from "pg";
 import { afterAll, describe, expect, it } from "vitest";
 import { sharedInfra } from "../test/support/system.js";
+import { repoRoot } from "./system.js";
 import { databaseName, ensureDatabase, ensureInfra, findBinary, findPostgresBin, freePort, InfraError, isReachable, serverDataDir, startPrivate, withDatabase } from "./infra.js";
 
 const dataDir = mkdtempSync(join(tmpdir(), "orderflow-infra-test-"));
@@ -92,6 +96,30 @@ describe("ensureInfra", () => {
     },
     90_000,
   );
+
+  it.skipIf(!findBinary("nats-server"))("starts a private NATS in its starter's process group: a Ctrl-C of the starter's group stops it too", async () => {
+    // The starter stands in for a test run or a bench: its own process group, as a terminal's foreground job.
+    const script = join(dataDir, "starter.mjs");
+    writeFileSync(
+      script,
+      `import { startPrivate } from ${JSON.stringify(pathToFileURL(join(repoRoot(), "dist", "tools", "infra.js")).href)};
+const nats = await startPrivate("nats", ${JSON.stringify(dataDir)});
+process.stdout.write(nats.url + "\\n");
+setInterval(() => undefined, 60_000);
+`,
+    );
+    const starter = spawn(process.execPath, [script], { detached: true, stdio: ["ignore", "pipe", "inherit"] });
+    const url = await new Promise<string>((resolve, reject) => {
+      createInterface({ input: starter.stdout }).once("line", resolve);
+      starter.once("exit", (code) => reject(new Error(`the starter exited (${code}) before NATS was up`)));
+    });
+    const port = Number(new URL(url).port);
+    expect(await isReachable({ host: "127.0.0.1", port })).toBe(true);
+    process.kill(-(starter.pid ?? 0), "SIGINT");
+    const deadline = Date.now() + 10_000;
+    while ((await isReachable({ host: "127.0.0.1", port })) && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 100));
+    expect(await isReachable({ host: "127.0.0.1", port })).toBe(false);
+  });
 
   it.skipIf(!findBinary("nats-server"))("starts a private NATS on a free port and stops it", async () => {
     const nats = await startPrivate("nats", dataDir);

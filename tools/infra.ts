@@ -55,6 +55,13 @@ export interface InfraOptions {
   /** How long a started server may take to accept connections. */
   startTimeoutMs?: number;
   /**
+   * Start Redis and NATS in a process group of their own (default): a terminal's Ctrl-C then
+   * reaches only `npm start`, which stops the services before the servers. The tests start
+   * theirs in the test run's group, so that a Ctrl-C of the run stops them with it. (pg_ctl
+   * always gives Postgres a session of its own.)
+   */
+  ownProcessGroup?: boolean;
+  /**
    * Folders to look for server binaries in. Default: PATH, the usual sbin
    * folders and /usr/lib/postgresql/<version>/bin.
    */
@@ -92,6 +99,7 @@ const noop = (): void => undefined;
 export async function ensureInfra(options: InfraOptions): Promise<RunningInfra> {
   const log = options.log ?? noop;
   const timeout = options.startTimeoutMs ?? 60_000;
+  const ownGroup = options.ownProcessGroup ?? true;
   const plans: { name: InfraName; label: string; variable: string; url: string; endpoint: Endpoint; start: () => Promise<Started> }[] = [
     {
       name: "postgres",
@@ -107,7 +115,7 @@ export async function ensureInfra(options: InfraOptions): Promise<RunningInfra> 
       variable: "REDIS_URL",
       url: options.urls.redisUrl,
       endpoint: endpointOf(options.urls.redisUrl, defaultPorts.redis),
-      start: () => startRedis(endpointOf(options.urls.redisUrl, defaultPorts.redis), options.dataDir, timeout, options.searchPath),
+      start: () => startRedis(endpointOf(options.urls.redisUrl, defaultPorts.redis), options.dataDir, timeout, options.searchPath, ownGroup),
     },
     {
       name: "nats",
@@ -115,7 +123,7 @@ export async function ensureInfra(options: InfraOptions): Promise<RunningInfra> 
       variable: "NATS_URL",
       url: options.urls.natsUrl,
       endpoint: endpointOf(options.urls.natsUrl, defaultPorts.nats),
-      start: () => startNats(endpointOf(options.urls.natsUrl, defaultPorts.nats), options.dataDir, timeout, options.searchPath),
+      start: () => startNats(endpointOf(options.urls.natsUrl, defaultPorts.nats), options.dataDir, timeout, options.searchPath, ownGroup),
     },
   ];
 
@@ -508,7 +516,7 @@ async function startPostgres(endpoint: Endpoint, dataDir: string, timeoutMs: num
 
 // ---------------------------------------------------------------- redis and nats
 
-/** Starts a server as our child in its own process group, logging to a file. */
+/** Starts a server as our child (in its own process group unless told otherwise), logging to a file. */
 async function startDaemon(
   name: InfraName,
   program: string,
@@ -516,9 +524,10 @@ async function startDaemon(
   endpoint: Endpoint,
   logFile: string,
   timeoutMs: number,
+  ownGroup: boolean,
 ): Promise<Started> {
   const fd = openSync(logFile, "a");
-  const child: ChildProcess = spawn(program, args, { detached: true, stdio: ["ignore", fd, fd] });
+  const child: ChildProcess = spawn(program, args, { detached: ownGroup, stdio: ["ignore", fd, fd] });
   closeSync(fd);
   let exitReason: string | undefined;
   const exited = new Promise<void>((resolve) => {
@@ -553,7 +562,7 @@ async function startDaemon(
   };
 }
 
-async function startRedis(endpoint: Endpoint, dataDir: string, timeoutMs: number, search?: string[]): Promise<Started> {
+async function startRedis(endpoint: Endpoint, dataDir: string, timeoutMs: number, search?: string[], ownGroup = true): Promise<Started> {
   const program = findBinary("redis-server", search);
   if (!program) {
     throw new InfraError(
@@ -564,10 +573,10 @@ async function startRedis(endpoint: Endpoint, dataDir: string, timeoutMs: number
   mkdirSync(dir, { recursive: true });
   const bind = endpoint.host === "localhost" ? "127.0.0.1" : endpoint.host;
   const args = ["--port", String(endpoint.port), "--bind", bind, "--save", "", "--appendonly", "no", "--dir", dir, "--daemonize", "no"];
-  return startDaemon("redis", program, args, endpoint, join(dataDir, `redis-${endpoint.port}.log`), timeoutMs);
+  return startDaemon("redis", program, args, endpoint, join(dataDir, `redis-${endpoint.port}.log`), timeoutMs, ownGroup);
 }
 
-async function startNats(endpoint: Endpoint, dataDir: string, timeoutMs: number, search?: string[]): Promise<Started> {
+async function startNats(endpoint: Endpoint, dataDir: string, timeoutMs: number, search?: string[], ownGroup = true): Promise<Started> {
   const program = findBinary("nats-server", search);
   if (!program) {
     throw new InfraError(
@@ -578,7 +587,7 @@ async function startNats(endpoint: Endpoint, dataDir: string, timeoutMs: number,
   mkdirSync(dir, { recursive: true });
   const bind = endpoint.host === "localhost" ? "127.0.0.1" : endpoint.host;
   const args = ["-js", "-sd", dir, "-a", bind, "-p", String(endpoint.port)];
-  return startDaemon("nats", program, args, endpoint, join(dataDir, `nats-${endpoint.port}.log`), timeoutMs);
+  return startDaemon("nats", program, args, endpoint, join(dataDir, `nats-${endpoint.port}.log`), timeoutMs, ownGroup);
 }
 
 /**
@@ -595,8 +604,9 @@ export interface PrivateServer {
 
 /** How to run each server privately: whether it is installed, how to start it, its URL. */
 const privateServers: Record<InfraName, { installed: () => boolean; start: (endpoint: Endpoint, dir: string) => Promise<Started>; url: (port: number) => string }> = {
-  redis: { installed: () => findBinary("redis-server") !== undefined, start: (endpoint, dir) => startRedis(endpoint, dir, 20_000), url: (port) => `redis://127.0.0.1:${port}` },
-  nats: { installed: () => findBinary("nats-server") !== undefined, start: (endpoint, dir) => startNats(endpoint, dir, 20_000), url: (port) => `nats://127.0.0.1:${port}` },
+  // Redis and NATS in the caller's process group: a Ctrl-C of the tests or the bench stops them with it.
+  redis: { installed: () => findBinary("redis-server") !== undefined, start: (endpoint, dir) => startRedis(endpoint, dir, 20_000, undefined, false), url: (port) => `redis://127.0.0.1:${port}` },
+  nats: { installed: () => findBinary("nats-server") !== undefined, start: (endpoint, dir) => startNats(endpoint, dir, 20_000, undefined, false), url: (port) => `nats://127.0.0.1:${port}` },
   postgres: { installed: () => findPostgresBin() !== undefined, start: (endpoint, dir) => startPostgres(endpoint, dir, 30_000), url: (port) => `postgres://postgres@127.0.0.1:${port}/postgres` },
 };
 

@@ -29,7 +29,7 @@ export default async function setup(project: TestProject): Promise<() => Promise
   const urls = infraUrlsFromEnv();
   let infra: RunningInfra;
   try {
-    infra = await ensureInfra({ urls, dataDir: join(root, ".data"), log: (message) => process.stderr.write(`[infra] ${message}\n`) });
+    infra = await ensureInfra({ urls, dataDir: join(root, ".data"), ownProcessGroup: false, log: (message) => process.stderr.write(`[infra] ${message}\n`) });
   } catch (error) {
     if (!(error instanceof InfraError)) throw error;
     // Unit tests still run; every test that needs the system fails with this one line.
