@@ -117,6 +117,32 @@ describe("a batch of saga replies", () => {
     expect((await outbox([a])).map((m) => m.subject)).toEqual(["inventory.cmd.reserve"]);
   });
 
+  it("locks a batch's orders in one order whatever the order of its replies, so two writes over the same orders cannot deadlock", async () => {
+    const [first, second] = [await pendingOrder(), await pendingOrder()].sort();
+    const applier = new ReplyApplier(db.primary, timing, schema);
+    const other = await db.primary.connect();
+    try {
+      // Another writer that locks in the same order: the first order now, the second later.
+      await other.query("BEGIN");
+      await other.query("UPDATE orders SET updated_at = now() WHERE order_id = $1", [first]);
+      // One batch whose replies name the second order first: it must wait for the first order
+      // without holding the second, or the other writer's next lock closes a cycle.
+      const applying = Promise.allSettled([applier.apply(fraud(second!, Decision.APPROVE)), applier.apply(fraud(first!, Decision.APPROVE))]);
+      await new Promise((resolve) => setTimeout(resolve, 200));
+      const otherWrite = await other.query("UPDATE orders SET updated_at = now() WHERE order_id = $1", [second]).then(
+        () => "ok",
+        (error: unknown) => String(error),
+      );
+      await other.query(otherWrite === "ok" ? "COMMIT" : "ROLLBACK");
+      expect(otherWrite).toBe("ok");
+      expect((await applying).map((r) => (r.status === "fulfilled" ? "ok" : String(r.reason)))).toEqual(["ok", "ok"]);
+    } finally {
+      other.release();
+    }
+    const rows = await orderRows([first!, second!]);
+    expect([rows.get(first!)?.status, rows.get(second!)?.status]).toEqual(["FRAUD_APPROVED", "FRAUD_APPROVED"]);
+  });
+
   it("decides a reply again when its order changed after it was read: a cancellation in between is not overwritten", async () => {
     const a = await pendingOrder();
     const applier = new ReplyApplier(db.primary, timing, schema);

@@ -64,7 +64,9 @@ function writeValues(transitions: readonly Transition[], stepTimeoutMs: number):
       concluded: (seen?.concluded ?? false) || t.concluded,
     });
   }
-  const updates = [...byOrder.values()];
+  // In order of id: the UPDATE locks rows as it meets them, and two writes that met the same
+  // orders in different orders could each hold one the other waits for (a deadlock, a second of waiting).
+  const updates = [...byOrder.values()].sort((a, b) => (a.last.orderId < b.last.orderId ? -1 : a.last.orderId > b.last.orderId ? 1 : 0));
   const changes = transitions.filter((t) => t.statusChanged);
   return [
     updates.map((u) => u.last.orderId),
