@@ -1,4 +1,5 @@
 import { spawn } from "node:child_process";
+import { createHash } from "node:crypto";
 import { chmodSync, existsSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -120,6 +121,24 @@ setInterval(() => undefined, 60_000);
     while ((await isReachable({ host: "127.0.0.1", port })) && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 100));
     expect(await isReachable({ host: "127.0.0.1", port })).toBe(false);
   });
+
+  const asRoot = typeof process.getuid === "function" && process.getuid() === 0;
+  it.skipIf(!findPostgresBin() || !asRoot)("leaves no data of a private Postgres behind, also when it had to keep it under /tmp", async () => {
+    // mkdtemp's folder is the caller's alone (0700): run as root, Postgres runs as its own
+    // account, cannot enter it, and keeps its data in a folder of /tmp named after it.
+    const own = mkdtempSync(join(tmpdir(), "orderflow-private-pg-"));
+    try {
+      const postgres = await startPrivate("postgres", own);
+      if (!postgres) throw new Error("no postgres");
+      const port = new URL(postgres.url).port;
+      const elsewhere = join(tmpdir(), `orderflow-${createHash("sha256").update(join(own, `postgres-${port}`)).digest("hex").slice(0, 10)}`);
+      expect(existsSync(elsewhere)).toBe(true);
+      await postgres.stop();
+      expect(existsSync(elsewhere)).toBe(false);
+    } finally {
+      rmSync(own, { recursive: true, force: true });
+    }
+  }, 60_000);
 
   it.skipIf(!findBinary("nats-server"))("starts a private NATS on a free port and stops it", async () => {
     const nats = await startPrivate("nats", dataDir);

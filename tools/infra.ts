@@ -3,7 +3,7 @@
 // folder) where they don't, or stop with one line saying what to install.
 import { type ChildProcess, spawn, spawnSync } from "node:child_process";
 import { createHash } from "node:crypto";
-import { accessSync, constants, existsSync, mkdirSync, openSync, readdirSync, realpathSync, closeSync } from "node:fs";
+import { accessSync, closeSync, constants, existsSync, mkdirSync, openSync, readdirSync, realpathSync, rmSync } from "node:fs";
 import { connect, createServer, type AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
 import { basename, delimiter, dirname, join } from "node:path";
@@ -83,6 +83,8 @@ interface Endpoint {
 
 interface Started {
   name: InfraName;
+  /** Where its data went, when that is not where it was asked for (a Postgres under /tmp). */
+  movedDataDir?: string;
   stop(): Promise<void>;
   /** Last-resort synchronous stop for process exit. */
   kill(): void;
@@ -503,6 +505,7 @@ async function startPostgres(endpoint: Endpoint, dataDir: string, timeoutMs: num
   const stop = (mode: "fast" | "immediate") => spawnSync(pgCtl, ["stop", "-D", dir, "-m", mode, "-w", "-t", "30"], { ...ids, stdio: "ignore" });
   return {
     name: "postgres",
+    ...(dir.startsWith(dataDir) ? {} : { movedDataDir: dirname(dir) }),
     stop: async () => {
       await new Promise<void>((resolve) => {
         const child = spawn(pgCtl, ["stop", "-D", dir, "-m", "fast", "-w", "-t", "30"], { ...ids, stdio: "ignore" });
@@ -626,6 +629,8 @@ export async function startPrivate(name: InfraName, dataDir: string): Promise<Pr
     stop: async () => {
       await started.stop();
       process.removeListener("exit", onExit);
+      // Throw-away data is the caller's folder to remove, except what had to go elsewhere.
+      if (started.movedDataDir) rmSync(started.movedDataDir, { recursive: true, force: true });
     },
     restart: async (downMs = 1_000) => {
       await started.stop();
