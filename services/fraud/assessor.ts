@@ -28,12 +28,11 @@ export class FraudAssessor {
     private readonly store: FraudStore,
     private readonly rules: FraudRules,
     private readonly logger: Logger,
-    private readonly now: () => number = Date.now,
   ) {}
 
   /** AssessOrder: evaluates without recording (reads velocity as if the order were added). */
   async dryRun(order: OrderToAssess): Promise<Assessment> {
-    const velocity = await this.tryRedis("velocity", () => this.store.countOrders(order.customerId, order.orderId, this.now(), this.rules.velocityWindowSeconds));
+    const velocity = await this.tryRedis("velocity", () => this.store.countOrders(order.customerId, order.orderId, this.rules.velocityWindowSeconds));
     const assessment = assess(order, velocity, this.rules);
     count(assessment, "dry_run");
     return assessment;
@@ -48,7 +47,7 @@ export class FraudAssessor {
     let cacheUsable = true;
     const looked = await this.tryRedis(
       "velocity",
-      () => this.store.decidedOrRecorded(order.customerId, order.orderId, this.now(), this.rules.velocityWindowSeconds),
+      () => this.store.decidedOrRecorded(order.customerId, order.orderId, this.rules.velocityWindowSeconds),
       () => (cacheUsable = false),
     );
     if (looked && "decided" in looked) {

@@ -73,14 +73,29 @@ describe("FraudAssessor with Redis", () => {
     expect(await redis.zcard(`${prefix}velocity:${customerId}`)).toBe(2);
   });
 
-  it("only counts orders inside the window", async () => {
-    let now = 1_000_000;
-    const assessor = new FraudAssessor(new FraudStore(redis, prefix), rules, logger, () => now);
+  it("only counts orders inside the window, on Redis's clock", async () => {
+    // A one-second window: the wait below is the window passing on Redis's clock, which every replica shares.
+    const assessor = new FraudAssessor(new FraudStore(redis, prefix), { ...rules, velocityWindowSeconds: 1 }, logger);
     const customerId = customer();
     for (let i = 0; i < 3; i++) await assessor.assessForSaga({ orderId: randomUUID(), customerId, total: usd(1n) });
-    now += 61_000;
+    expect((await assessor.dryRun({ orderId: randomUUID(), customerId, total: usd(1n) })).decision).toBe(Decision.DECLINE);
+    await new Promise((resolve) => setTimeout(resolve, 1_100));
+    expect((await assessor.dryRun({ orderId: randomUUID(), customerId, total: usd(1n) })).decision).toBe(Decision.APPROVE);
     expect((await assessor.assessForSaga({ orderId: randomUUID(), customerId, total: usd(1n) })).decision).toBe(Decision.APPROVE);
     expect(await redis.zcard(`${prefix}velocity:${customerId}`)).toBe(1);
+    // The window's entries are Redis times (ms): within a second of Redis's own clock, whatever this process's says.
+    const [seconds] = await redis.time();
+    const [, score] = await redis.zrange(`${prefix}velocity:${customerId}`, "0", "0", "WITHSCORES");
+    expect(Math.abs(Number(score) - Number(seconds) * 1000)).toBeLessThan(2_000);
+  });
+
+  it("counts a re-sent order again once its first time has left the window (its decision was never stored)", async () => {
+    const store = new FraudStore(redis, prefix);
+    const customerId = customer();
+    const orderId = randomUUID();
+    expect(await store.decidedOrRecorded(customerId, orderId, 1)).toEqual({ ordersInWindow: 1 });
+    await new Promise((resolve) => setTimeout(resolve, 1_100));
+    expect(await store.decidedOrRecorded(customerId, orderId, 1)).toEqual({ ordersInWindow: 1 });
   });
 
   it("returns the same decision when a command is re-sent, even after the rules would say otherwise", async () => {
