@@ -3,6 +3,7 @@
 // commands. A service that crashes is started again (tools/restart-policy.ts).
 // Ctrl-C (SIGINT) or SIGTERM stops the services, then what was started here.
 import { join } from "node:path";
+import { whenParentDies } from "../services/platform/parent.js";
 import { ensureInfra, InfraError, infraUrlsFromEnv, isReachable, type RunningInfra } from "./infra.js";
 import { npmStartRestarts } from "./restart-policy.js";
 import { builtServices, describeExit, maxPortOffset, prefixedOutput, repoRoot, serviceTable, System } from "./system.js";
@@ -36,10 +37,7 @@ function shutdown(reason: string, code: number): Promise<void> {
 for (const signal of ["SIGINT", "SIGTERM", "SIGHUP"] as const) process.on(signal, () => void shutdown(signal, 0));
 process.on("exit", () => system?.killAllNow());
 // Whoever started us (npm, the bootstrap) is gone: stop as on SIGTERM rather than run on unseen.
-const parentPid = process.ppid;
-setInterval(() => {
-  if (process.ppid !== parentPid) void shutdown("parent process exited", 0);
-}, 500).unref();
+whenParentDies(process.ppid, () => void shutdown("parent process exited", 0), 500);
 
 function logLevel(): "error" | "warn" | "info" | "debug" {
   const level = process.env["LOG_LEVEL"];

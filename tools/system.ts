@@ -172,7 +172,7 @@ export class System {
   private readonly output: LogSink;
   private readonly node: string;
   /** Crashed services are restarted only between a finished up() and stop(). */
-  private supervising = false;
+  private upFinished = false;
   private stopped = false;
 
   constructor(private readonly options: SystemOptions) {
@@ -201,7 +201,7 @@ export class System {
       await this.stop();
       throw error;
     }
-    this.supervising = this.options.restart !== undefined && !this.stopped;
+    this.upFinished = true;
     return this;
   }
 
@@ -331,7 +331,7 @@ export class System {
   /** Starts a crashed service again after its crash loop's wait; returns the wait, or undefined when not supervising. */
   private scheduleRestart(name: string, state: ServiceState): number | undefined {
     const policy = this.options.restart;
-    if (!this.supervising || policy === undefined) return undefined;
+    if (policy === undefined || !this.upFinished || this.stopped) return undefined;
     state.crashLoop ??= new CrashLoop(policy);
     const delayMs = state.crashLoop.crashed(Date.now() - (state.startedAt ?? Date.now()));
     state.pendingRestart = setTimeout(() => {
@@ -423,14 +423,12 @@ export class System {
   /** Stops every service (in parallel); safe to call more than once. */
   async stop(): Promise<void> {
     this.stopped = true;
-    this.supervising = false;
     await Promise.all(this.names.map((name) => this.stopService(name)));
   }
 
   /** Last-resort synchronous kill of everything still running (process exit handlers). */
   killAllNow(): void {
     this.stopped = true;
-    this.supervising = false;
     for (const state of this.states.values()) {
       clearTimeout(state.pendingRestart);
       if (isRunning(state.child)) {

@@ -5,6 +5,7 @@ import { createLogger, type Logger } from "./logger.js";
 import { collectProcessMetrics, startMetricsServer } from "./metrics.js";
 import type { ServiceBinding } from "./rpc/binding.js";
 import { type DependencyCheck, HealthState } from "./rpc/health.js";
+import { whenParentDies } from "./parent.js";
 import { RpcServer } from "./rpc/server.js";
 import { startTelemetry } from "./telemetry.js";
 
@@ -98,13 +99,7 @@ export async function runService(name: string, load: () => Promise<ServiceModule
  */
 function stopWhenParentDies(): void {
   const parent = Number(process.env["ORDERFLOW_PARENT_PID"]);
-  if (!Number.isInteger(parent) || parent <= 0) return;
-  const timer = setInterval(() => {
-    if (process.ppid === parent) return;
-    clearInterval(timer);
-    process.kill(process.pid, "SIGTERM");
-  }, 1_000);
-  timer.unref();
+  if (Number.isInteger(parent) && parent > 0) whenParentDies(parent, () => process.kill(process.pid, "SIGTERM"));
 }
 
 function closeServer(server: Server | undefined): Promise<void> {
