@@ -1,5 +1,5 @@
 import { randomBytes, randomUUID } from "node:crypto";
-import { create, type Message } from "@bufbuild/protobuf";
+import { create, type DescMessage, type Message } from "@bufbuild/protobuf";
 import { jetstream, jetstreamManager, type JetStreamManager } from "@nats-io/jetstream";
 import { connect, type NatsConnection } from "@nats-io/transport-node";
 import pg from "pg";
@@ -38,19 +38,38 @@ afterAll(async () => {
   await pool.end();
 });
 
-/** When the seven messages of a confirmed order were stored: `gap` ms apart after `start`. */
-function confirmedSaga(start: number, gap: number): Map<string, number> {
-  const types = [AssessFraudSchema, ReserveStockSchema, FraudAssessedSchema, StockReservedSchema, ChargePaymentSchema, PaymentChargedSchema, OrderConcludedSchema];
+/** When the seven messages of a confirmed order were stored, in the order of `types`: `gap` ms apart after `start`. */
+function confirmedSaga(start: number, gap: number, types: readonly DescMessage[]): Map<string, number> {
   return new Map(types.map((schema, index) => [schema.typeName, start + gap * (index + 1)]));
 }
 
+const chargedAfter = [AssessFraudSchema, ReserveStockSchema, FraudAssessedSchema, StockReservedSchema, ChargePaymentSchema, PaymentChargedSchema, OrderConcludedSchema];
+const chargedAlongside = [AssessFraudSchema, ReserveStockSchema, ChargePaymentSchema, FraudAssessedSchema, StockReservedSchema, PaymentChargedSchema, OrderConcludedSchema];
+
 describe("saga stages", () => {
   it("splits each confirmed order's time into stages and leaves out orders with a moment missing", () => {
-    // Created at 0; messages at 10, 20, … 70; STOCK_RESERVED write began at 45, CONFIRMED at 65.
-    const orders: OrderTimes[] = ["a", "b", "c"].map((orderId) => ({ orderId, createdMs: 0, stockReservedMs: 45, confirmedMs: 65 }));
-    const incomplete = confirmedSaga(0, 10);
+    // Created at 0; messages at 10, 20, … 70; STOCK_RESERVED and CONFIRMED written in one write that began at 65.
+    const orders: OrderTimes[] = ["a", "b", "c"].map((orderId) => ({ orderId, createdMs: 0, stockReservedMs: 65, confirmedMs: 65 }));
+    const incomplete = confirmedSaga(0, 10, chargedAlongside);
     incomplete.delete(PaymentChargedSchema.typeName);
-    const stages = stageLatencies(orders, new Map([["a", confirmedSaga(0, 10)], ["b", confirmedSaga(0, 10)], ["c", incomplete]]));
+    const stages = stageLatencies(orders, new Map([["a", confirmedSaga(0, 10, chargedAlongside)], ["b", confirmedSaga(0, 10, chargedAlongside)], ["c", incomplete]]));
+
+    const byStage = Object.fromEntries(stages.map((s) => [`${s.service}: ${s.stage}`, [s.count, s.p50]]));
+    expect(byStage).toEqual({
+      "order: accepted → the three commands stored": [2, 30],
+      "fraud: assess command → decision stored": [2, 30],
+      "inventory: reserve command → reply stored": [2, 30],
+      "payment: charge command → reply stored": [2, 30],
+      "order: last of the three replies → CONFIRMED write began": [2, 5],
+      "order: write began → conclusion event stored": [2, 5],
+      "all: whole: accepted → conclusion event stored": [2, 70],
+    });
+  });
+
+  it("orders charged once their stock was held get that layout's stages", () => {
+    // Created at 0; messages at 10, 20, … 70; STOCK_RESERVED write began at 45, CONFIRMED at 65.
+    const orders: OrderTimes[] = ["a", "b"].map((orderId) => ({ orderId, createdMs: 0, stockReservedMs: 45, confirmedMs: 65 }));
+    const stages = stageLatencies(orders, new Map([["a", confirmedSaga(0, 10, chargedAfter)], ["b", confirmedSaga(0, 10, chargedAfter)]]));
 
     const byStage = Object.fromEntries(stages.map((s) => [`${s.service}: ${s.stage}`, [s.count, s.p50]]));
     expect(byStage).toEqual({

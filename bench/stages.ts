@@ -50,8 +50,21 @@ type Times = Record<keyof typeof t | "created" | "stockReserved" | "confirmed", 
 /** The message types the stages are timed by: the only ones worth decoding. */
 const stageTypes: ReadonlySet<string> = new Set(Object.values(t));
 
-/** The stages of a confirmed order, in saga order: each the time between two of its moments. */
-const stageDefinitions: ReadonlyArray<{ stage: string; service: string; span: (o: Times) => number }> = [
+type StageDefinition = { stage: string; service: string; span: (o: Times) => number };
+
+/** The stages of an order charged alongside the fraud check and the reservation (the default), in saga order. */
+const chargedAlongside: readonly StageDefinition[] = [
+  { stage: "accepted → the three commands stored", service: "order", span: (o) => Math.max(o.assess, o.reserve, o.charge) - o.created },
+  { stage: "assess command → decision stored", service: "fraud", span: (o) => o.assessed - o.assess },
+  { stage: "reserve command → reply stored", service: "inventory", span: (o) => o.reserved - o.reserve },
+  { stage: "charge command → reply stored", service: "payment", span: (o) => o.charged - o.charge },
+  { stage: "last of the three replies → CONFIRMED write began", service: "order", span: (o) => o.confirmed - Math.max(o.assessed, o.reserved, o.charged) },
+  { stage: "write began → conclusion event stored", service: "order", span: (o) => o.concluded - o.confirmed },
+  { stage: "whole: accepted → conclusion event stored", service: "all", span: (o) => o.concluded - o.created },
+];
+
+/** The stages of an order charged once its stock was held (`SAGA_CHARGE_DURING_CHECKS=false`), in saga order. */
+const chargedAfter: readonly StageDefinition[] = [
   { stage: "accepted → fraud and reserve commands stored", service: "order", span: (o) => Math.max(o.assess, o.reserve) - o.created },
   { stage: "assess command → decision stored", service: "fraud", span: (o) => o.assessed - o.assess },
   { stage: "reserve command → reply stored", service: "inventory", span: (o) => o.reserved - o.reserve },
@@ -63,19 +76,24 @@ const stageDefinitions: ReadonlyArray<{ stage: string; service: string; span: (o
   { stage: "whole: accepted → conclusion event stored", service: "all", span: (o) => o.concluded - o.created },
 ];
 
-/** Each stage's percentiles over the orders whose every moment is known (others are left out). */
+/**
+ * Each stage's percentiles over the orders whose every moment is known (others are left out),
+ * in the layout most of them were placed with: charged alongside the other steps (its command
+ * stored before the STOCK_RESERVED write began) or after them.
+ */
 export function stageLatencies(orders: readonly OrderTimes[], stored: StoredTimes): SagaStage[] {
-  const spans = stageDefinitions.map(() => [] as number[]);
+  const complete: Times[] = [];
   for (const order of orders) {
     const messages = stored.get(order.orderId);
     if (!messages) continue;
     const times: Partial<Times> = { created: order.createdMs, stockReserved: order.stockReservedMs, confirmed: order.confirmedMs };
     for (const [key, typeName] of Object.entries(t) as Array<[keyof typeof t, string]>) times[key] = messages.get(typeName);
-    if (!isComplete(times)) continue;
-    stageDefinitions.forEach((definition, index) => spans[index]?.push(definition.span(times)));
+    if (isComplete(times)) complete.push(times);
   }
-  return stageDefinitions.map(({ stage, service }, index) => {
-    const { count, p50, p90, p99 } = summarize(spans[index] ?? []);
+  const alongside = complete.filter((o) => o.charge < o.stockReserved);
+  const [definitions, measured] = alongside.length * 2 >= complete.length ? [chargedAlongside, alongside] : [chargedAfter, complete.filter((o) => o.charge >= o.stockReserved)];
+  return definitions.map(({ stage, service, span }) => {
+    const { count, p50, p90, p99 } = summarize(measured.map(span));
     return { stage, service, count, p50, p90, p99 };
   });
 }

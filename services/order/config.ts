@@ -21,5 +21,9 @@ export const orderConfigShape = {
     .stringbool()
     .default(true)
     .describe("new orders ask for their stock while the fraud check runs (false: after it passes; for a rolling upgrade from a version that did not)"),
+  SAGA_CHARGE_DURING_CHECKS: z
+    .stringbool()
+    .default(true)
+    .describe("new orders are charged while the fraud check and the reservation run, and refunded if either fails (false: charged once both passed; for a rolling upgrade from a version that did not)"),
   SAGA_STEP_MAX_ATTEMPTS: z.coerce.number().int().min(1).default(4).describe("sends of a forward step before the order is rejected and compensated"),
 };

@@ -73,7 +73,7 @@ export async function start(context: ServiceContext): Promise<ServiceParts> {
     store,
     catalogue: new Catalogue(inventory, { cacheMs: config.CATALOGUE_CACHE_MS }),
     watch,
-    sagaStart: sagaStart({ ...timing, reserveDuringFraudCheck: config.SAGA_RESERVE_DURING_FRAUD_CHECK }, inFlight),
+    sagaStart: sagaStart({ ...timing, reserveDuringFraudCheck: config.SAGA_RESERVE_DURING_FRAUD_CHECK, chargeDuringChecks: config.SAGA_CHARGE_DURING_CHECKS }, inFlight),
     cache,
     rateLimit: new CustomerRateLimit(redis, config.ORDER_RATE_LIMIT_PER_MINUTE),
     cancel: (tx, orderId, reason) =>

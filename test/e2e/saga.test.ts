@@ -1,8 +1,9 @@
 /**
  * The order saga end to end, every service its own process on its own NATS:
- * happy path (watched with WatchOrder), the three kinds of rejection, the
- * reservation answering before the fraud check (then approved, or cancelled),
- * and the cancel of a confirmed order with refund and restock.
+ * happy path (watched with WatchOrder), the three kinds of rejection (each giving back
+ * what the steps alongside took), the reservation and the charge answering before the
+ * fraud check (then approved, or cancelled), and the cancel of a confirmed order with
+ * refund and restock.
  */
 import { createClient } from "@connectrpc/connect";
 import { createConnectTransport, createGrpcTransport } from "@connectrpc/connect-node";
@@ -23,6 +24,16 @@ const fund = fundInto(() => sys, topUps);
 async function ledgerOf(orderId: string): Promise<string[]> {
   const { rows } = await sys.db.query<{ kind: string; amount_minor: string }>("SELECT kind, amount_minor FROM payment.ledger_entries WHERE order_id = $1 ORDER BY id", [orderId]);
   return rows.map((r) => `${r.kind} ${r.amount_minor}`);
+}
+
+/** An order's payment as payment recorded it: charged then refunded, or refused by the refund that overtook it. */
+async function givenBack(orderId: string): Promise<string> {
+  const { rows } = await sys.db.query<{ status: string; decline_reason: string }>("SELECT status, decline_reason FROM payment.payments WHERE order_id = $1", [orderId]);
+  const ledger = await ledgerOf(orderId);
+  const payment = rows.map((r) => `${r.status}${r.decline_reason ? ` (${r.decline_reason})` : ""}`).join();
+  if (payment === "REFUNDED" && ledger.length === 2 && ledger[0] === `CHARGE ${ledger[1]!.replace("REFUND ", "-")}`) return "refunded";
+  if (payment === "DECLINED (order cancelled)" && ledger.length === 0) return "refused";
+  return `${payment || "no payment"}; ledger ${ledger.join(", ") || "empty"}`;
 }
 
 async function reservationOf(orderId: string): Promise<string | undefined> {
@@ -98,15 +109,19 @@ describe("order saga", () => {
     expect(notes.map((n) => [n.orderId, NotificationKind[n.kind]])).toEqual([[order.orderId, "ORDER_CONFIRMED"]]);
   });
 
-  test("insufficient funds: REJECTED after the stock was reserved, stock released, nothing charged", async () => {
+  test("insufficient funds: REJECTED once the stock reserved alongside is released, nothing charged", async () => {
     await fund("bob", 5_000n);
     const { order } = await sys.order.createOrder({ customerId: "bob", items: [{ sku: "E2E-FUNDS", quantity: 2n }] });
     if (!order) throw new Error("no order");
     expect(await waitTerminal(sys, order.orderId)).toBe("REJECTED");
     const { order: final } = await sys.order.getOrder({ orderId: order.orderId });
     expect(final?.statusReason).toMatch(/insufficient funds/);
-    expect(final?.history.map((h) => OrderStatus[h.toStatus])).toEqual(["PENDING", "FRAUD_APPROVED", "STOCK_RESERVED", "REJECTED"]);
-    // REJECTED comes only after the release was confirmed by inventory.
+    // The charge runs alongside the fraud check and the reservation: either may have passed first.
+    expect([["PENDING", "REJECTED"], ["PENDING", "FRAUD_APPROVED", "REJECTED"], ["PENDING", "FRAUD_APPROVED", "STOCK_RESERVED", "REJECTED"]]).toContainEqual(
+      final?.history.map((h) => OrderStatus[h.toStatus]),
+    );
+    // REJECTED comes only after the release was confirmed by inventory (released, or refused
+    // by the release's tombstone had it overtaken the reservation).
     expect(await stockOf(sys, "E2E-FUNDS")).toEqual({ available: 10n, reserved: 0n, sold: 0n });
     expect(await reservationOf(order.orderId)).toBe("RELEASED");
     const { wallet } = await sys.payment.getWallet({ customerId: "bob" });
@@ -116,7 +131,7 @@ describe("order saga", () => {
     expect(await ledgerOf(order.orderId)).toEqual([]);
   });
 
-  test("out of stock: REJECTED, no payment attempted", async () => {
+  test("out of stock: REJECTED once the charge taken alongside is refunded", async () => {
     await fund("carol", 100_000n);
     const { order } = await sys.order.createOrder({ customerId: "carol", items: [{ sku: "E2E-SCARCE", quantity: 2n }, { sku: "CB-005", quantity: 1n }] });
     if (!order) throw new Error("no order");
@@ -127,12 +142,11 @@ describe("order saga", () => {
     expect([["PENDING", "REJECTED"], ["PENDING", "FRAUD_APPROVED", "REJECTED"]]).toContainEqual(final?.history.map((h) => OrderStatus[h.toStatus]));
     expect(await stockOf(sys, "E2E-SCARCE")).toEqual({ available: 1n, reserved: 0n, sold: 0n });
     expect(await reservationOf(order.orderId)).toBe("FAILED");
-    const { payments } = await sys.payment.listPayments({ customerId: "carol" });
-    expect(payments).toEqual([]);
+    expect(await givenBack(order.orderId)).toMatch(/^(refunded|refused)$/);
     expect((await sys.payment.getWallet({ customerId: "carol" })).wallet?.balance?.amountMinor).toBe(100_000n);
   });
 
-  test("fraud declines (blocked customer, amount over the limit): REJECTED once the stock reserved alongside is released, nothing charged", async () => {
+  test("fraud declines (blocked customer, amount over the limit): REJECTED once the stock and money taken alongside are given back", async () => {
     await fund("mallory", 100_000n);
     await fund("dave", 1_000_000n);
     const blocked = (await sys.order.createOrder({ customerId: "mallory", items: [{ sku: "E2E-FRAUD", quantity: 1n }] })).order;
@@ -146,16 +160,16 @@ describe("order saga", () => {
       expect(final?.history.map((h) => OrderStatus[h.toStatus])).toEqual(["PENDING", "REJECTED"]);
       // Released, or refused by the release's tombstone had it overtaken the reservation.
       expect(await reservationOf(o.orderId)).toBe("RELEASED");
-      expect(await ledgerOf(o.orderId)).toEqual([]);
+      expect(await givenBack(o.orderId)).toMatch(/^(refunded|refused)$/);
     }
     expect((await sys.order.getOrder({ orderId: blocked.orderId })).order?.statusReason).toMatch(/block/i);
     expect((await sys.order.getOrder({ orderId: tooBig.orderId })).order?.statusReason).toMatch(/amount|limit/i);
     expect(await stockOf(sys, "E2E-FRAUD")).toEqual({ available: 10n, reserved: 0n, sold: 0n });
-    expect((await sys.payment.listPayments({ customerId: "mallory" })).payments).toEqual([]);
-    expect((await sys.payment.listPayments({ customerId: "dave" })).payments).toEqual([]);
+    expect((await sys.payment.getWallet({ customerId: "mallory" })).wallet?.balance?.amountMinor).toBe(100_000n);
+    expect((await sys.payment.getWallet({ customerId: "dave" })).wallet?.balance?.amountMinor).toBe(1_000_000n);
   });
 
-  /** An order of E2E-EARLY placed while fraud is stopped, once its stock is held and the order knows it. */
+  /** An order of E2E-EARLY placed while fraud is stopped, once its stock is held, its money taken, and the order knows both. */
   async function placeWithStockHeld(customerId: string, client: Pick<typeof sys.order, "createOrder"> = sys.order): Promise<string> {
     await fund(customerId, 100_000n);
     await sys.system.stopService("fraud");
@@ -164,19 +178,22 @@ describe("order saga", () => {
     if (!order) throw new Error("no order");
     const saga = await eventually(
       async () => {
-        const { rows } = await sys.db.query<{ status: string; awaiting: string[]; stock_reserved: boolean }>("SELECT status, awaiting, stock_reserved FROM orders.orders WHERE order_id = $1", [order.orderId]);
-        return rows[0]?.stock_reserved ? rows[0] : undefined;
+        const { rows } = await sys.db.query<{ status: string; awaiting: string[]; stock_reserved: boolean; charged: boolean }>(
+          "SELECT status, awaiting, stock_reserved, charged FROM orders.orders WHERE order_id = $1",
+          [order.orderId],
+        );
+        return rows[0]?.stock_reserved && rows[0].charged ? rows[0] : undefined;
       },
       10_000,
-      "the reservation to be applied while fraud is down",
+      "the reservation and the charge to be applied while fraud is down",
     );
-    expect(saga).toEqual({ status: "PENDING", awaiting: ["fraud"], stock_reserved: true });
+    expect(saga).toEqual({ status: "PENDING", awaiting: ["fraud"], stock_reserved: true, charged: true });
     expect(await reservationOf(order.orderId)).toBe("RESERVED");
     expect(await stockOf(sys, "E2E-EARLY")).toEqual({ ...before, available: before.available - 2n, reserved: before.reserved + 2n });
     return order.orderId;
   }
 
-  test("stock reserved before the fraud check answers: PENDING holds it; the approval passes FRAUD_APPROVED to STOCK_RESERVED, then CONFIRMED", async () => {
+  test("stock reserved and money taken before the fraud check answers: PENDING holds them; the approval passes FRAUD_APPROVED and STOCK_RESERVED to CONFIRMED", async () => {
     let orderId: string;
     try {
       orderId = await placeWithStockHeld("frank");
@@ -196,7 +213,7 @@ describe("order saga", () => {
     expect(await ledgerOf(orderId)).toEqual(["CHARGE -4000"]);
   });
 
-  test("cancel of a PENDING order with its stock held (over Connect): CANCELLING until released, then CANCELLED; the late fraud answer changes nothing", async () => {
+  test("cancel of a PENDING order with its stock held and money taken (over Connect): CANCELLING until released and refunded, then CANCELLED; the late fraud answer changes nothing", async () => {
     const overConnect = createClient(OrderService, createConnectTransport({ baseUrl: sys.test.url("order"), httpVersion: "1.1" }));
     let orderId: string;
     try {
@@ -213,7 +230,8 @@ describe("order saga", () => {
     expect(final?.history.map((h) => OrderStatus[h.toStatus])).toEqual(["PENDING", "CANCELLING", "CANCELLED"]);
     expect(await reservationOf(orderId)).toBe("RELEASED");
     expect(await stockOf(sys, "E2E-EARLY")).toEqual({ available: 8n, reserved: 0n, sold: 2n });
-    expect((await sys.payment.listPayments({ customerId: "grace" })).payments).toEqual([]);
+    expect(await givenBack(orderId)).toBe("refunded");
+    expect((await sys.payment.getWallet({ customerId: "grace" })).wallet?.balance?.amountMinor).toBe(100_000n);
   });
 
   test("cancel of a CONFIRMED order: CANCELLED, refund in the ledger, stock back to available", async () => {

@@ -1,7 +1,7 @@
 import { Code, ConnectError } from "@connectrpc/connect";
 import { OrderStatus } from "../../../gen/orderflow/order/v1/order_pb.js";
 import type { PoolClient } from "../../platform/db.js";
-import { stockMayBeHeld } from "./orchestrator.js";
+import { abandon } from "./orchestrator.js";
 import { advance, type Change, lockOrder, type SagaOrder, type SagaTiming } from "./state.js";
 
 /**
@@ -15,17 +15,11 @@ function cancellation(order: SagaOrder, reason: string): Change | "unchanged" {
   const beingRejected = () => new ConnectError(`order ${order.orderId} is already being rejected: ${order.reason}`, Code.FailedPrecondition);
   switch (order.status) {
     case OrderStatus.PENDING:
-      if (order.compensateTo !== undefined) throw beingRejected();
-      if (stockMayBeHeld(order))
-        return { status: OrderStatus.CANCELLING, reason: why, done: ["fraud", "reserve"], start: ["release"], compensateTo: OrderStatus.CANCELLED };
-      return { status: OrderStatus.CANCELLED, reason: why, done: ["fraud"] };
     case OrderStatus.FRAUD_APPROVED:
-      // A reservation that ran out of attempts: its release is under way, to REJECTED.
-      if (order.compensateTo !== undefined) throw beingRejected();
-      return { status: OrderStatus.CANCELLING, reason: why, done: ["reserve"], start: ["release"], compensateTo: OrderStatus.CANCELLED };
     case OrderStatus.STOCK_RESERVED:
-      if (!order.awaiting.includes("charge")) throw beingRejected();
-      return { status: OrderStatus.CANCELLING, reason: why, done: ["charge"], start: ["refund", "release"], compensateTo: OrderStatus.CANCELLED };
+      // Already failing (a step said no or ran out of time): what it holds is being given back, to REJECTED.
+      if (order.compensateTo !== undefined) throw beingRejected();
+      return abandon(order, { reason: why, compensateTo: OrderStatus.CANCELLED, status: OrderStatus.CANCELLING });
     case OrderStatus.CONFIRMED:
       return { status: OrderStatus.CANCELLING, reason: why, start: ["refund", "release"], compensateTo: OrderStatus.CANCELLED };
     case OrderStatus.CANCELLING:

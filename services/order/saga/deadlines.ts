@@ -1,4 +1,3 @@
-import { OrderStatus } from "../../../gen/orderflow/order/v1/order_pb.js";
 import type { JetStreamManager } from "@nats-io/jetstream";
 import { commandConsumerName, consumerBacklog, enqueueOutbox, streamName } from "../../platform/bus/index.js";
 import { type Database, type PoolClient, prepared } from "../../platform/db.js";
@@ -6,7 +5,7 @@ import { errorMessage } from "../../platform/errors.js";
 import type { Worker } from "../../platform/host.js";
 import type { Logger } from "../../platform/logger.js";
 import { commandFor, type Step, stepDomain } from "./commands.js";
-import { failWhileChecking } from "./orchestrator.js";
+import { failForward } from "./orchestrator.js";
 import { replyConsumerName } from "./replies.js";
 import { sagaMetrics } from "./metrics.js";
 import { advance, type Change, lockOverdue, ordersSchema, overdueSteps, type SagaOrder, type SagaTiming } from "./state.js";
@@ -33,11 +32,16 @@ export interface DeadlineOptions extends SagaTiming {
  * Compensations are never given up: they are re-sent until done.
  */
 function giveUp(order: SagaOrder): Change | undefined {
-  if (order.awaiting.includes("fraud")) return failWhileChecking(order, "fraud check timed out");
-  if (order.awaiting.includes("reserve")) return { reason: "stock reservation timed out", done: ["reserve"], start: ["release"], compensateTo: OrderStatus.REJECTED };
-  if (order.awaiting.includes("charge")) return { reason: "payment timed out", done: ["charge"], start: ["refund", "release"], compensateTo: OrderStatus.REJECTED };
-  return undefined;
+  const timedOut = timeoutReasons.find(([step]) => order.awaiting.includes(step));
+  return timedOut && failForward(order, timedOut[1]);
 }
+
+/** Why an order failed when its steps ran out of attempts, by the first forward step it awaited. */
+const timeoutReasons: ReadonlyArray<[Step, string]> = [
+  ["fraud", "fraud check timed out"],
+  ["reserve", "stock reservation timed out"],
+  ["charge", "payment timed out"],
+];
 
 /**
  * `DeadlineOptions.queued` from JetStream: a step's messages are queued while its

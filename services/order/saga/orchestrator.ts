@@ -3,6 +3,7 @@ import { Decision, FraudAssessedSchema } from "../../../gen/orderflow/fraud/v1/f
 import { StockCommittedSchema, StockReleasedSchema, StockReservationFailedSchema, StockReservedSchema } from "../../../gen/orderflow/inventory/v1/saga_pb.js";
 import { PaymentChargedSchema, PaymentDeclinedSchema, PaymentRefundedSchema } from "../../../gen/orderflow/payment/v1/payment_pb.js";
 import { OrderStatus } from "../../../gen/orderflow/order/v1/order_pb.js";
+import type { Step } from "./commands.js";
 import type { Change, SagaOrder } from "./state.js";
 
 /** A participant's reply, reduced to what the state machine needs. */
@@ -32,62 +33,128 @@ export function readReply(message: Message): { orderId: string; reply: Reply } |
  * The state machine: what a reply does to an order in its current state.
  * Undefined means the reply is stale or a duplicate and changes nothing.
  *
- * A new order awaits the fraud check and the stock reservation together (see `sagaStart`);
- * the charge starts once both passed. Its public status still moves forward one step at a
- * time: a reservation that answers first is noted while the order stays PENDING, and the
- * fraud approval that follows passes FRAUD_APPROVED on its way to STOCK_RESERVED. Stock held
- * or still being reserved when the order fails is released before it is REJECTED.
+ * A new order awaits the fraud check, the stock reservation and the charge together (see
+ * `sagaStart`): none needs another's answer. Its public status still moves forward one step
+ * at a time — FRAUD_APPROVED once the check passed, STOCK_RESERVED once the stock is held
+ * too, CONFIRMED once the money is taken too — so an answer that comes early is noted
+ * (`stockReserved`, `charged`) and the answer that completes a status passes every status
+ * it completes. Anything held or still being taken when the order fails is given back —
+ * stock released, a charge refunded — before it is REJECTED.
+ *
+ * Orders placed with fewer steps side by side (see `SagaStartOptions`) start each remaining
+ * step once the steps before it passed, as they always did.
  */
 export function decide(order: SagaOrder, reply: Reply): Change | undefined {
-  const awaits = (step: SagaOrder["awaiting"][number]) => order.awaiting.includes(step);
-  const checking = order.status === OrderStatus.PENDING && awaits("fraud");
+  const forward = order.compensateTo === undefined;
+  const awaits = (step: Step) => forward && order.awaiting.includes(step);
   switch (reply.kind) {
     case "fraud":
-      if (!checking) return undefined;
-      if (!reply.approved) return failWhileChecking(order, `fraud check declined: ${reply.reason}`);
-      if (order.stockReserved)
-        return { via: { status: OrderStatus.FRAUD_APPROVED, reason: "fraud check passed" }, status: OrderStatus.STOCK_RESERVED, reason: "stock reserved", done: ["fraud"], start: ["charge"] };
-      // An order placed before the steps ran side by side asks for its stock only now.
-      return { status: OrderStatus.FRAUD_APPROVED, reason: "fraud check passed", done: ["fraud"], ...(awaits("reserve") ? {} : { start: ["reserve"] }) };
+      if (order.status !== OrderStatus.PENDING || !awaits("fraud")) return undefined;
+      if (!reply.approved) return failForward(order, `fraud check declined: ${reply.reason}`);
+      return progress(order, { done: ["fraud"] }, { fraudApproved: true });
     case "reserved":
-      if (checking && awaits("reserve")) return { done: ["reserve"], stockReserved: true };
-      if (order.status !== OrderStatus.FRAUD_APPROVED || !awaits("reserve")) return undefined;
-      return { status: OrderStatus.STOCK_RESERVED, reason: "stock reserved", done: ["reserve"], start: ["charge"], stockReserved: true };
+      if (!awaits("reserve")) return undefined;
+      return progress(order, { done: ["reserve"], stockReserved: true }, { stockReserved: true });
     case "reservationFailed":
-      // A fraud answer still to come changes nothing once the order is rejected.
-      if (checking && awaits("reserve")) return { status: OrderStatus.REJECTED, reason: reply.reason, done: ["reserve", "fraud"] };
-      if (order.status !== OrderStatus.FRAUD_APPROVED || !awaits("reserve")) return undefined;
-      return { status: OrderStatus.REJECTED, reason: reply.reason, done: ["reserve"] };
+      if (!awaits("reserve")) return undefined;
+      return failForward(order, reply.reason, "reserve");
     case "charged":
-      if (order.status !== OrderStatus.STOCK_RESERVED || !awaits("charge")) return undefined;
-      // Inventory commits the stock on the order.evt.confirmed this sends: no command, no reply.
-      return { status: OrderStatus.CONFIRMED, reason: "payment charged", done: ["charge"] };
+      if (!awaits("charge")) return undefined;
+      return progress(order, { done: ["charge"], charged: true }, { charged: true });
     case "declined":
-      if (order.status !== OrderStatus.STOCK_RESERVED || !awaits("charge")) return undefined;
-      return { reason: `payment declined: ${reply.reason}`, done: ["charge"], start: ["release"], compensateTo: OrderStatus.REJECTED };
+      if (!awaits("charge")) return undefined;
+      return failForward(order, `payment declined: ${reply.reason}`, "charge");
     case "committed":
       // Sent by inventory before commits went unanswered; an order awaiting one was
       // moved on by migration 1700000000003.
       return undefined;
     case "released":
-      return awaits("release") ? { done: ["release"] } : undefined;
+      return order.awaiting.includes("release") ? { done: ["release"] } : undefined;
     case "refunded":
-      return awaits("refund") ? { done: ["refund"] } : undefined;
+      return order.awaiting.includes("refund") ? { done: ["refund"] } : undefined;
   }
 }
 
-/** Whether a PENDING order's stock is held or being reserved (and so needs a release if it ends now). */
+/** What an order has passed, with what a reply just added. */
+interface Passed {
+  fraudApproved: boolean;
+  stockReserved: boolean;
+  charged: boolean;
+}
+
+const forwardStatuses: ReadonlyArray<{ status: OrderStatus; reason: string; passed: (p: Passed) => boolean }> = [
+  { status: OrderStatus.FRAUD_APPROVED, reason: "fraud check passed", passed: (p) => p.fraudApproved },
+  { status: OrderStatus.STOCK_RESERVED, reason: "stock reserved", passed: (p) => p.fraudApproved && p.stockReserved },
+  { status: OrderStatus.CONFIRMED, reason: "payment charged", passed: (p) => p.fraudApproved && p.stockReserved && p.charged },
+];
+
+/**
+ * A forward step passed: the statuses it completes (the last one the order's, those before it
+ * passed on the way), and for an order placed with fewer steps side by side, the next step.
+ */
+function progress(order: SagaOrder, change: Change, added: Partial<Passed>): Change {
+  const passed: Passed = {
+    fraudApproved: order.status !== OrderStatus.PENDING,
+    stockReserved: order.stockReserved || order.status === OrderStatus.STOCK_RESERVED,
+    charged: order.charged,
+    ...added,
+  };
+  const rank = forwardStatuses.findIndex((s) => s.status === order.status);
+  const reached = forwardStatuses.filter((s, index) => index > rank && s.passed(passed));
+  const last = reached.at(-1);
+  const awaiting = order.awaiting.filter((s) => !change.done?.includes(s));
+  const next = last || passed.fraudApproved ? nextStep(passed, awaiting) : undefined;
+  return {
+    ...change,
+    ...(last ? { status: last.status, reason: last.reason } : {}),
+    ...(reached.length > 1 ? { via: reached.slice(0, -1).map(({ status, reason }) => ({ status, reason })) } : {}),
+    ...(next ? { start: [next] } : {}),
+  };
+}
+
+/** The step an order placed with fewer steps side by side starts now, once those before it passed. */
+function nextStep(passed: Passed, awaiting: readonly Step[]): Step | undefined {
+  if (awaiting.length > 0) return undefined;
+  if (!passed.stockReserved) return "reserve";
+  if (!passed.charged) return "charge";
+  return undefined;
+}
+
+/** Whether the order's stock is held or being reserved (and so needs a release if it ends now). */
 export function stockMayBeHeld(order: SagaOrder): boolean {
-  return order.stockReserved || order.awaiting.includes("reserve");
+  return order.stockReserved || order.status === OrderStatus.STOCK_RESERVED || order.awaiting.includes("reserve");
+}
+
+/** Whether the order's money is taken or being taken (and so needs a refund if it ends now). */
+export function chargeMayBeTaken(order: SagaOrder): boolean {
+  return order.charged || order.awaiting.includes("charge");
+}
+
+/** What gives back what an order that ends now may hold: a release, a refund, or both. */
+export function undoSteps(order: SagaOrder): Step[] {
+  return [...(stockMayBeHeld(order) ? (["release"] as const) : []), ...(chargeMayBeTaken(order) ? (["refund"] as const) : [])];
 }
 
 /**
- * How a PENDING order fails while its stock may be held or on its way: the release goes out
- * at once (overtaking a reservation still in flight, which inventory's tombstone then refuses)
- * and the order is REJECTED once it is confirmed. Shared by a fraud decline and a fraud check
- * that timed out.
+ * How an order fails while going forward (`failed` said no, or its steps ran out of time):
+ * every forward step still awaited is abandoned, anything held or on its way is given back at
+ * once (overtaking a step still in flight, which the participant's tombstone then refuses),
+ * and the order is REJECTED once that is confirmed — at once if nothing is to be given back.
  */
-export function failWhileChecking(order: SagaOrder, reason: string): Change {
-  if (!stockMayBeHeld(order)) return { status: OrderStatus.REJECTED, reason, done: ["fraud"] };
-  return { reason, done: ["fraud", "reserve"], start: ["release"], compensateTo: OrderStatus.REJECTED };
+export function failForward(order: SagaOrder, reason: string, failed?: Step): Change {
+  return abandon(order, { reason, compensateTo: OrderStatus.REJECTED }, failed);
 }
+
+/**
+ * Abandons an order's forward steps for `end.compensateTo`: what it may hold is given back
+ * first, or the order ends at once if nothing is. `failed` is a step that answered no and so
+ * holds nothing.
+ */
+export function abandon(order: SagaOrder, end: { reason: string; compensateTo: OrderStatus; status?: OrderStatus }, failed?: Step): Change {
+  const done = order.awaiting.filter((s) => forwardSteps.has(s));
+  const undo = undoSteps(failed ? { ...order, awaiting: order.awaiting.filter((s) => s !== failed) } : order);
+  if (undo.length === 0) return { status: end.compensateTo, reason: end.reason, done };
+  return { ...(end.status === undefined ? {} : { status: end.status }), reason: end.reason, done, start: undo, compensateTo: end.compensateTo };
+}
+
+const forwardSteps: ReadonlySet<Step> = new Set(["fraud", "reserve", "charge"]);

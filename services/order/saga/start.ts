@@ -8,15 +8,26 @@ import { ordersSchema, type SagaOrder, type SagaTiming } from "./state.js";
 export interface SagaStartOptions extends SagaTiming {
   /**
    * Whether the reservation starts with the fraud check (default) or once it passed. Neither
-   * needs the other's answer, so by default the order awaits both and the charge waits for
-   * both (see `decide`). Off, new orders are placed as order services before this one placed
-   * them — what their replicas, still running during a rolling upgrade, can handle.
+   * needs the other's answer, so by default the order awaits both (see `decide`). Off, new
+   * orders are placed as order services before 2731651 placed them — what their replicas,
+   * still running during a rolling upgrade, can handle.
    */
   reserveDuringFraudCheck?: boolean;
+  /**
+   * Whether the charge starts with the fraud check (default) or once the stock is held. Off,
+   * new orders are placed as order services before this option placed them: their replicas
+   * would not refund a charge taken for an order that fails.
+   */
+  chargeDuringChecks?: boolean;
+}
+
+/** The steps a new order starts with. */
+export function firstSteps(options: SagaStartOptions): Step[] {
+  return ["fraud", ...(options.reserveDuringFraudCheck === false ? [] : (["reserve"] as const)), ...(options.chargeDuringChecks === false ? [] : (["charge"] as const))];
 }
 
 /** A new order as its saga starts: awaiting the first steps. */
-function startedOrder(order: Order, revision: string, firstSteps: Step[]): SagaOrder {
+function startedOrder(order: Order, revision: string, steps: Step[]): SagaOrder {
   const created = order.createdAt ? timestampDate(order.createdAt) : new Date();
   return {
     orderId: order.orderId,
@@ -25,33 +36,34 @@ function startedOrder(order: Order, revision: string, firstSteps: Step[]): SagaO
     version: order.version,
     totalMinor: order.total?.amountMinor ?? 0n,
     currency: order.total?.currency ?? "",
-    awaiting: firstSteps,
+    awaiting: steps,
     attempts: 1,
     compensateTo: undefined,
     reason: order.statusReason,
     createdAt: created,
     stepStartedAt: created,
     stockReserved: false,
+    charged: false,
     lines: order.items.map((i) => ({ sku: i.sku, quantity: i.quantity })),
     revision,
   };
 }
 
 /**
- * Every new order starts the saga by asking fraud and inventory, in the statement that
- * creates it; the orders created are remembered in `inFlight`, so their first replies
+ * Every new order starts the saga by sending its first steps' commands (by default fraud,
+ * inventory and payment at once), in the statement that creates it; the orders created are remembered in `inFlight`, so their first replies
  * need no read.
  */
 export function sagaStart(options: SagaStartOptions, inFlight?: InFlightOrders): SagaStart {
-  const firstSteps: Step[] = options.reserveDuringFraudCheck === false ? ["fraud"] : ["fraud", "reserve"];
+  const steps = firstSteps(options);
   return {
-    awaiting: firstSteps,
+    awaiting: steps,
     stepTimeoutMs: options.stepTimeoutMs,
     outboxSchema: ordersSchema,
     commands: (orderId, { customerId, priced }) => {
       const order = { orderId, customerId, totalMinor: priced.totalMinor, currency: priced.currency, lines: priced.lines.map(({ sku, quantity }) => ({ sku, quantity })) };
-      return firstSteps.map((step) => ({ ...commandFor(step, order), key: orderId }));
+      return steps.map((step) => ({ ...commandFor(step, order), key: orderId }));
     },
-    ...(inFlight ? { started: (order: Order, revision: string) => inFlight.remember(startedOrder(order, revision, firstSteps)) } : {}),
+    ...(inFlight ? { started: (order: Order, revision: string) => inFlight.remember(startedOrder(order, revision, steps)) } : {}),
   };
 }

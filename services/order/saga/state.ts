@@ -26,6 +26,8 @@ export interface SagaOrder {
   stepStartedAt: Date;
   /** Whether inventory answered the reservation with the stock held (it may before the fraud check ends). */
   stockReserved: boolean;
+  /** Whether payment answered the charge with the money taken (it may before the other steps end). */
+  charged: boolean;
   /** The order's lines, in order (what a reservation asks for). */
   lines: Array<{ sku: string; quantity: bigint }>;
   /** The saga revision read (see `sagaRevision`): a write guarded by it fails if the saga moved on since. */
@@ -46,13 +48,14 @@ interface SagaRow {
   created_at: Date;
   step_started_at: Date;
   stock_reserved: boolean;
+  charged: boolean;
   items: ItemRow[];
   revision: string;
 }
 
 // The lines come with the lock: one round trip less when the reservation step starts. The steps
 // awaited come as JSON: JSON.parse reads them in under half the time node-postgres's array parser takes.
-const sagaColumns = `order_id, customer_id, status, version, total_minor, currency, array_to_json(awaiting) AS awaiting, step_attempts, compensate_to, status_reason, created_at, step_started_at, stock_reserved, ${itemsJson}, ${sagaRevision()} AS revision`;
+const sagaColumns = `order_id, customer_id, status, version, total_minor, currency, array_to_json(awaiting) AS awaiting, step_attempts, compensate_to, status_reason, created_at, step_started_at, stock_reserved, charged, ${itemsJson}, ${sagaRevision()} AS revision`;
 
 function toSagaOrder(row: SagaRow): SagaOrder {
   return {
@@ -69,6 +72,7 @@ function toSagaOrder(row: SagaRow): SagaOrder {
     createdAt: row.created_at,
     stepStartedAt: row.step_started_at,
     stockReserved: row.stock_reserved,
+    charged: row.charged,
     lines: row.items.map((i) => ({ sku: i.sku, quantity: BigInt(i.quantity) })),
     revision: row.revision,
   };
@@ -114,10 +118,12 @@ export interface Change {
   done?: Step[];
   /** For a compensation: the terminal status once every awaited step is done. */
   compensateTo?: OrderStatus;
-  /** A status the order passes through on its way to `status`, with its own history entry. */
-  via?: { status: OrderStatus; reason: string };
+  /** Statuses the order passes through on its way to `status`, in order, each with its own history entry. */
+  via?: ReadonlyArray<{ status: OrderStatus; reason: string }>;
   /** Inventory holds the order's stock. */
   stockReserved?: boolean;
+  /** Payment took the order's money. */
+  charged?: boolean;
 }
 
 export interface SagaTiming {
@@ -142,6 +148,8 @@ export function planAdvance(order: SagaOrder, change: Change): Advance {
   const reason = change.reason ?? order.reason;
   if (awaiting.length === 0 && compensateTo !== undefined) status = compensateTo;
   const stockReserved = change.stockReserved ?? order.stockReserved;
+  const charged = change.charged ?? order.charged;
+  const via = change.via ?? [];
   const statusChanged = status !== order.status;
   const startedStep = (change.start?.length ?? 0) > 0;
   const concluded = statusChanged && isTerminal(status);
@@ -150,17 +158,24 @@ export function planAdvance(order: SagaOrder, change: Change): Advance {
   if (concluded) outgoing.push(concludedEvent(order, status, reason));
   const transition: Transition = {
     orderId: order.orderId,
-    fromStatus: statusName(change.via?.status ?? order.status),
+    fromStatus: statusName(via.at(-1)?.status ?? order.status),
     status: statusName(status),
     reason,
     awaiting,
     compensateTo: compensateTo === undefined || awaiting.length === 0 ? null : statusName(compensateTo),
     stockReserved,
+    charged,
     statusChanged,
     startedStep,
     concluded,
   };
-  const passed: Transition[] = change.via ? [{ ...transition, fromStatus: statusName(order.status), status: statusName(change.via.status), reason: change.via.reason, concluded: false }] : [];
+  const passed: Transition[] = via.map((v, index) => ({
+    ...transition,
+    fromStatus: statusName(index === 0 ? order.status : via[index - 1]!.status),
+    status: statusName(v.status),
+    reason: v.reason,
+    concluded: false,
+  }));
   return {
     order: {
       ...order,
@@ -169,7 +184,8 @@ export function planAdvance(order: SagaOrder, change: Change): Advance {
       awaiting,
       compensateTo,
       stockReserved,
-      version: order.version + (statusChanged ? 1n : 0n) + (change.via ? 1n : 0n),
+      charged,
+      version: order.version + (statusChanged ? 1n : 0n) + BigInt(via.length),
       attempts: startedStep ? 1 : order.attempts,
       stepStartedAt: startedStep ? new Date() : order.stepStartedAt,
     },

@@ -62,8 +62,8 @@ async function outbox(orderIds: string[]): Promise<OutboxRow[]> {
 }
 
 async function orderRows(orderIds: string[]) {
-  const { rows } = await db.primary.query<{ order_id: string; status: string; version: string; awaiting: string[]; deadline_set: boolean; concluded: boolean; status_reason: string }>(
-    `SELECT order_id, status, version, awaiting, step_deadline IS NOT NULL AS deadline_set, concluded_at IS NOT NULL AS concluded, status_reason FROM orders WHERE order_id = ANY($1::uuid[])`,
+  const { rows } = await db.primary.query<{ order_id: string; status: string; version: string; awaiting: string[]; deadline_set: boolean; concluded: boolean; status_reason: string; stock_reserved: boolean; charged: boolean }>(
+    `SELECT order_id, status, version, awaiting, step_deadline IS NOT NULL AS deadline_set, concluded_at IS NOT NULL AS concluded, status_reason, stock_reserved, charged FROM orders WHERE order_id = ANY($1::uuid[])`,
     [orderIds],
   );
   return new Map(rows.map((r) => [r.order_id, r]));
@@ -183,7 +183,7 @@ describe("a batch of saga replies", () => {
       reason: "",
       awaiting,
       compensateTo: null,
-      stockReserved: false,
+      stockReserved: false, charged: false,
       statusChanged: true,
       startedStep: awaiting.length > 0,
       concluded,
@@ -219,7 +219,7 @@ describe("a batch of saga replies", () => {
       reason: "",
       awaiting: ["reserve"],
       compensateTo: null,
-      stockReserved: false,
+      stockReserved: false, charged: false,
       statusChanged: true,
       startedStep: true,
       concluded: false,
@@ -249,7 +249,7 @@ describe("the orders a replica wrote last (InFlightOrders)", () => {
   const charged = (orderId: string): Message => create(PaymentChargedSchema, { orderId });
   const reserved = (orderId: string): Message => create(StockReservedSchema, { orderId });
 
-  it("decide the next reply without reading the order back, from CreateOrder on, whichever of fraud and inventory answers first", async () => {
+  it("decide the next reply without reading the order back, from CreateOrder on, whichever of fraud, inventory and payment answers first", async () => {
     const inFlight = new InFlightOrders();
     const store = new OrderStore(db);
     const place = async () =>
@@ -259,11 +259,11 @@ describe("the orders a replica wrote last (InFlightOrders)", () => {
           { ...sagaStart(timing, inFlight), outboxSchema: schema },
         )
       ).order.orderId;
-    const [fraudFirst, stockFirst] = [await place(), await place()];
-    expect(inFlight.get(fraudFirst)).toMatchObject({ status: OrderStatus.PENDING, awaiting: ["fraud", "reserve"], lines: [{ sku: "SKU-1", quantity: 2n }] });
-    // Both first commands leave with the order; the reservation asks for the order's lines.
+    const [fraudFirst, stockFirst, chargeFirst] = [await place(), await place(), await place()];
+    expect(inFlight.get(fraudFirst)).toMatchObject({ status: OrderStatus.PENDING, awaiting: ["fraud", "reserve", "charge"], lines: [{ sku: "SKU-1", quantity: 2n }] });
+    // The three commands leave with the order; the reservation asks for the order's lines.
     const placed = await outbox([fraudFirst]);
-    expect(placed.map((m) => m.subject)).toEqual(["fraud.cmd.assess", "inventory.cmd.reserve"]);
+    expect(placed.map((m) => m.subject)).toEqual(["fraud.cmd.assess", "inventory.cmd.reserve", "payment.cmd.charge"]);
     expect(fromBinary(ReserveStockSchema, placed[1]!.payload).lines.map((l) => `${l.sku}×${l.quantity}`)).toEqual(["SKU-1×2"]);
 
     const { db: counting, statements } = recordingStatements(db.primary);
@@ -272,12 +272,16 @@ describe("the orders a replica wrote last (InFlightOrders)", () => {
     await applier.apply(reserved(fraudFirst));
     await applier.apply(charged(fraudFirst));
     await applier.apply(reserved(stockFirst));
-    expect((await orderRows([stockFirst])).get(stockFirst)).toMatchObject({ status: "PENDING", version: "1", awaiting: ["fraud"] });
+    expect((await orderRows([stockFirst])).get(stockFirst)).toMatchObject({ status: "PENDING", version: "1", awaiting: ["fraud", "charge"] });
     await applier.apply(fraud(stockFirst, Decision.APPROVE));
     await applier.apply(charged(stockFirst));
-    expect(statements).toHaveLength(6); // one write per reply, no read
-    // Either way the order passes every status, in order; no command is sent twice.
-    for (const orderId of [fraudFirst, stockFirst]) {
+    await applier.apply(charged(chargeFirst));
+    await applier.apply(reserved(chargeFirst));
+    expect((await orderRows([chargeFirst])).get(chargeFirst)).toMatchObject({ status: "PENDING", version: "1", awaiting: ["fraud"], stock_reserved: true, charged: true });
+    await applier.apply(fraud(chargeFirst, Decision.APPROVE));
+    expect(statements).toHaveLength(9); // one write per reply, no read
+    // Whichever answers first, the order passes every status, in order; no command is sent twice.
+    for (const orderId of [fraudFirst, stockFirst, chargeFirst]) {
       expect((await orderRows([orderId])).get(orderId)).toMatchObject({ status: "CONFIRMED", version: "4", awaiting: [] });
       expect(await historyOf(orderId)).toEqual(["UNSPECIFIED>PENDING", "PENDING>FRAUD_APPROVED", "FRAUD_APPROVED>STOCK_RESERVED", "STOCK_RESERVED>CONFIRMED"]);
       expect((await outbox([orderId])).map((m) => m.subject)).toEqual(["fraud.cmd.assess", "inventory.cmd.reserve", "payment.cmd.charge", "order.evt.confirmed"]);
@@ -290,7 +294,7 @@ describe("the orders a replica wrote last (InFlightOrders)", () => {
     const inFlight = new InFlightOrders();
     const { order } = await new OrderStore(db).create(
       { customerId: "c1", priced: { lines: [{ sku: "SKU-1", quantity: 1n, unitPriceMinor: 100n }], totalMinor: 100n, currency: "USD" }, idempotencyKey: undefined, requestHash: undefined },
-      { ...sagaStart({ ...timing, reserveDuringFraudCheck: false }, inFlight), outboxSchema: schema },
+      { ...sagaStart({ ...timing, reserveDuringFraudCheck: false, chargeDuringChecks: false }, inFlight), outboxSchema: schema },
     );
     expect(inFlight.get(order.orderId)).toMatchObject({ awaiting: ["fraud"] });
     expect((await outbox([order.orderId])).map((m) => m.subject)).toEqual(["fraud.cmd.assess"]);
@@ -328,7 +332,7 @@ describe("the orders a replica wrote last (InFlightOrders)", () => {
     const inFlight = new InFlightOrders(2);
     const order = (orderId: string, awaiting: SagaOrder["awaiting"]): SagaOrder => ({
       orderId, customerId: "c", status: OrderStatus.PENDING, version: 1n, totalMinor: 1n, currency: "USD", awaiting, attempts: 1,
-      compensateTo: undefined, reason: "", createdAt: new Date(), stepStartedAt: new Date(), stockReserved: false, lines: [], revision: "1",
+      compensateTo: undefined, reason: "", createdAt: new Date(), stepStartedAt: new Date(), stockReserved: false, charged: false, lines: [], revision: "1",
     });
     inFlight.remember(order("a", ["fraud"]));
     inFlight.remember(order("b", ["fraud"]));

@@ -12,6 +12,7 @@ export interface Transition {
   awaiting: readonly string[];
   compensateTo: string | null;
   stockReserved: boolean;
+  charged: boolean;
   statusChanged: boolean;
   startedStep: boolean;
   concluded: boolean;
@@ -27,22 +28,26 @@ interface OrderUpdate {
 
 /**
  * The statement that writes a batch of transitions. Guarded, each order's update applies
- * only if the order is still at the saga revision its transitions were decided on (`$15`,
+ * only if the order is still at the saga revision its transitions were decided on (`$16`,
  * see `sagaRevision`); an order whose saga moved on since gets no update and no history, and
- * the statement returns the orders it updated.
+ * the statement returns the orders it updated. The rows are locked in order of id first, so
+ * two writes meeting the same orders cannot deadlock, whatever join the planner picks for
+ * the update (a hash join over a small table locks in the table's physical order).
  */
 function writeSql(guarded: boolean): string {
   return `WITH t AS (
-   SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[], $6::int[], $7::bool[], $8::bool[], $14::bool[]${guarded ? ", $15::text[]" : ""})
-     AS t(order_id, status, reason, awaiting, compensate_to, bump, started, concluded, stock_reserved${guarded ? ", revision" : ""})
+   SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[], $6::int[], $7::bool[], $8::bool[], $14::bool[], $15::bool[]${guarded ? ", $16::text[]" : ""})
+     AS t(order_id, status, reason, awaiting, compensate_to, bump, started, concluded, stock_reserved, charged${guarded ? ", revision" : ""})
+ ), locked AS MATERIALIZED (
+   SELECT order_id FROM orders WHERE order_id IN (SELECT order_id FROM t) ORDER BY order_id FOR UPDATE
  ), updated AS (
    UPDATE orders o SET status = t.status, status_reason = t.reason, awaiting = string_to_array(t.awaiting, ','),
-     compensate_to = t.compensate_to, stock_reserved = t.stock_reserved, version = o.version + t.bump, updated_at = now(),
+     compensate_to = t.compensate_to, stock_reserved = t.stock_reserved, charged = t.charged, version = o.version + t.bump, updated_at = now(),
      step_started_at = CASE WHEN t.started THEN now() ELSE o.step_started_at END,
      step_attempts = CASE WHEN t.started THEN 1 ELSE o.step_attempts END,
      step_deadline = CASE WHEN t.awaiting = '' THEN NULL WHEN t.started THEN now() + make_interval(secs => $9) ELSE o.step_deadline END,
      concluded_at = CASE WHEN t.concluded THEN now() ELSE o.concluded_at END
-   FROM t WHERE o.order_id = t.order_id${guarded ? ` AND ${sagaRevision("o")} = t.revision` : ""}
+   FROM t JOIN locked USING (order_id) WHERE o.order_id = t.order_id${guarded ? ` AND ${sagaRevision("o")} = t.revision` : ""}
    RETURNING o.order_id${guarded ? `, ${sagaRevision("o")} AS revision` : ""}
  ), history AS (
    INSERT INTO order_history (order_id, from_status, to_status, reason)
@@ -52,7 +57,7 @@ function writeSql(guarded: boolean): string {
  )`;
 }
 
-/** The parameters `writeSql` takes ($1–$14), from a batch's transitions. */
+/** The parameters `writeSql` takes ($1–$15), from a batch's transitions. */
 function writeValues(transitions: readonly Transition[], stepTimeoutMs: number): unknown[] {
   const byOrder = new Map<string, OrderUpdate>();
   for (const t of transitions) {
@@ -64,8 +69,7 @@ function writeValues(transitions: readonly Transition[], stepTimeoutMs: number):
       concluded: (seen?.concluded ?? false) || t.concluded,
     });
   }
-  // In order of id: the UPDATE locks rows as it meets them, and two writes that met the same
-  // orders in different orders could each hold one the other waits for (a deadlock, a second of waiting).
+  // In order of id, as the rows are locked (see `writeSql`).
   const updates = [...byOrder.values()].sort((a, b) => (a.last.orderId < b.last.orderId ? -1 : a.last.orderId > b.last.orderId ? 1 : 0));
   const changes = transitions.filter((t) => t.statusChanged);
   return [
@@ -83,6 +87,7 @@ function writeValues(transitions: readonly Transition[], stepTimeoutMs: number):
     changes.map((t) => t.status),
     changes.map((t) => t.reason),
     updates.map((u) => u.last.stockReserved),
+    updates.map((u) => u.last.charged),
   ];
 }
 
