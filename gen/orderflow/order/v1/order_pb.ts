@@ -396,8 +396,9 @@ export enum OrderStatus {
   UNSPECIFIED = 0,
 
   /**
-   * Placed: the fraud check and the stock reservation are under way, side by side.
-   * Stock may already be held; if the order fails, it is released before REJECTED.
+   * Placed: the fraud check, the stock reservation and the charge are under way, side by
+   * side. Stock may already be held and money taken; if the order fails, they are given
+   * back (released, refunded) before REJECTED.
    *
    * @generated from enum value: ORDER_STATUS_PENDING = 1;
    */
@@ -411,7 +412,7 @@ export enum OrderStatus {
   FRAUD_APPROVED = 2,
 
   /**
-   * Fraud check passed and stock held: the wallet is being charged.
+   * Fraud check passed and stock held; the charge has not yet answered.
    *
    * @generated from enum value: ORDER_STATUS_STOCK_RESERVED = 3;
    */
