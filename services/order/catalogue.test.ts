@@ -5,13 +5,13 @@ import { InventoryService, type Product, ProductSchema } from "../../gen/orderfl
 import { Catalogue } from "./catalogue.js";
 
 /** An in-memory inventory (Connect's router transport) that records every BatchGetProducts call. */
-function inventory(prices: Map<string, bigint>, fail = { now: false }) {
+function inventory(prices: Map<string, bigint>, fail: { now: boolean; code?: Code } = { now: false }) {
   const calls: string[][] = [];
   const transport = createRouterTransport(({ service }) => {
     service(InventoryService, {
       batchGetProducts(request) {
         calls.push(request.skus);
-        if (fail.now) throw new ConnectError("down", Code.Unavailable);
+        if (fail.now) throw new ConnectError("down", fail.code ?? Code.Unavailable);
         const products = request.skus.flatMap((sku) => {
           const amountMinor = prices.get(sku);
           return amountMinor === undefined ? [] : [create(ProductSchema, { sku, price: { amountMinor, currency: "USD" } })];
@@ -84,5 +84,21 @@ describe("Catalogue", () => {
     fail.now = false;
     expect(priceOf(await catalogue.products(["A"]), "A")).toBe(1n);
     expect(calls).toHaveLength(2);
+  });
+
+  it("answers what a retry can cure as UNAVAILABLE, and any other failure of inventory as INTERNAL", async () => {
+    for (const [code, answered] of [
+      [Code.DeadlineExceeded, Code.Unavailable],
+      [Code.ResourceExhausted, Code.Unavailable],
+      [Code.Aborted, Code.Unavailable],
+      [Code.InvalidArgument, Code.Internal],
+      [Code.PermissionDenied, Code.Internal],
+      [Code.Unimplemented, Code.Internal],
+    ] as const) {
+      const { client } = inventory(new Map([["A", 1n]]), { now: true, code });
+      const failure = await new Catalogue(client, { cacheMs: 0 }).products(["A"]).catch((error: unknown) => ConnectError.from(error));
+      expect(failure).toMatchObject({ code: answered });
+      expect((failure as ConnectError).rawMessage).toContain(Code[code]);
+    }
   });
 });

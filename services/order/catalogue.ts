@@ -44,7 +44,7 @@ export class Catalogue {
     }, MAX_SKUS_PER_CALL);
   }
 
-  /** The products of `skus` that exist; UNAVAILABLE when inventory cannot answer. */
+  /** The products of `skus` that exist; UNAVAILABLE when inventory cannot answer now, INTERNAL when it fails otherwise. */
   async products(skus: readonly string[]): Promise<Product[]> {
     const now = this.now();
     const products: Product[] = [];
@@ -59,9 +59,7 @@ export class Catalogue {
     lookups.inc(lookupResult.inventory, asked.length);
     const found = await this.loader.loadMany(asked);
     for (const entry of found) {
-      if (entry instanceof Error) {
-        throw new ConnectError(`inventory is unavailable: ${ConnectError.from(entry).rawMessage}`, Code.Unavailable);
-      }
+      if (entry instanceof Error) throw lookupFailure(ConnectError.from(entry));
       if (entry) {
         products.push(entry);
         this.keep(entry, now);
@@ -76,4 +74,16 @@ export class Catalogue {
     this.kept.set(product.sku, { product, until: now + this.cacheMs });
     if (this.kept.size > this.maxProducts) this.kept.delete(this.kept.keys().next().value ?? "");
   }
+}
+
+/** Inventory's answers a retry of CreateOrder may cure. */
+const transientCodes: ReadonlySet<Code> = new Set([Code.Unavailable, Code.DeadlineExceeded, Code.ResourceExhausted, Code.Aborted]);
+
+/**
+ * What CreateOrder answers when inventory failed to read its products: UNAVAILABLE (retry) for
+ * what passes, INTERNAL for anything else — a retry would meet the same failure.
+ */
+function lookupFailure(cause: ConnectError): ConnectError {
+  if (transientCodes.has(cause.code)) return new ConnectError(`inventory is unavailable (${Code[cause.code]}): ${cause.rawMessage}`, Code.Unavailable);
+  return new ConnectError(`inventory failed the product lookup (${Code[cause.code]}): ${cause.rawMessage}`, Code.Internal);
 }
