@@ -24,6 +24,6 @@ export const orderConfigShape = {
   SAGA_CHARGE_DURING_CHECKS: z
     .stringbool()
     .default(true)
-    .describe("new orders are charged while the fraud check and the reservation run, and refunded if either fails (false: charged once both passed; for a rolling upgrade from a version that did not)"),
+    .describe("new orders are charged while the fraud check and the reservation run, and refunded if either fails (false: charged once both passed; for a rolling upgrade from a version that did not, or so that money held for a failing order never declines the customer's other orders)"),
   SAGA_STEP_MAX_ATTEMPTS: z.coerce.number().int().min(1).default(4).describe("sends of a forward step before the order is rejected and compensated"),
 };

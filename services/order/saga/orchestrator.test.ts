@@ -158,6 +158,13 @@ describe("saga state machine", () => {
       expect(decide(order(OrderStatus.FRAUD_APPROVED, ["reserve"]), outOfStock)).toEqual({ status: OrderStatus.REJECTED, reason: "out of stock: A", done: ["reserve"] });
     });
 
+    it("charge alongside, reservation after the fraud check: the reservation starts once the check passed, whether or not the charge answered", () => {
+      expect(decide(order(OrderStatus.PENDING, ["fraud", "charge"]), approved)).toEqual({ status: OrderStatus.FRAUD_APPROVED, reason: "fraud check passed", done: ["fraud"], start: ["reserve"] });
+      expect(decide(order(OrderStatus.PENDING, ["fraud"], { charged: true }), approved)).toEqual({ status: OrderStatus.FRAUD_APPROVED, reason: "fraud check passed", done: ["fraud"], start: ["reserve"] });
+      expect(decide(order(OrderStatus.FRAUD_APPROVED, ["reserve", "charge"]), reserved)).toEqual({ status: OrderStatus.STOCK_RESERVED, reason: "stock reserved", done: ["reserve"], stockReserved: true });
+      expect(decide(order(OrderStatus.FRAUD_APPROVED, ["reserve"], { charged: true }), reserved)).toMatchObject({ status: OrderStatus.CONFIRMED });
+    });
+
     it("a declined charge releases the stock before rejecting", () => {
       expect(decide(order(OrderStatus.STOCK_RESERVED, ["charge"]), noFunds)).toEqual({
         reason: "payment declined: insufficient funds",
@@ -174,5 +181,9 @@ describe("saga state machine", () => {
     expect(decide(order(OrderStatus.CONFIRMED, []), { kind: "committed" })).toBeUndefined();
     expect(decide(order(OrderStatus.CANCELLED, []), reserved)).toBeUndefined();
     expect(decide(order(OrderStatus.CANCELLING, ["refund"]), { kind: "released" })).toBeUndefined();
+    // An order service before the charge ran alongside rejected an out-of-stock order with the charge still listed.
+    expect(decide(order(OrderStatus.REJECTED, ["charge"]), charged)).toBeUndefined();
+    expect(decide(order(OrderStatus.REJECTED, ["charge"]), noFunds)).toBeUndefined();
+    expect(decide(order(OrderStatus.CONFIRMED, ["reserve"]), reserved)).toBeUndefined();
   });
 });

@@ -45,7 +45,9 @@ export function readReply(message: Message): { orderId: string; reply: Reply } |
  * step once the steps before it passed, as they always did.
  */
 export function decide(order: SagaOrder, reply: Reply): Change | undefined {
-  const forward = order.compensateTo === undefined;
+  // A finished order (or one an order service before this one finished with a step still
+  // listed as awaited) takes no forward answer: it would be moved on again.
+  const forward = order.compensateTo === undefined && goingForward.has(order.status);
   const awaits = (step: Step) => forward && order.awaiting.includes(step);
   switch (reply.kind) {
     case "fraud":
@@ -74,6 +76,8 @@ export function decide(order: SagaOrder, reply: Reply): Change | undefined {
       return order.awaiting.includes("refund") ? { done: ["refund"] } : undefined;
   }
 }
+
+const goingForward: ReadonlySet<OrderStatus> = new Set([OrderStatus.PENDING, OrderStatus.FRAUD_APPROVED, OrderStatus.STOCK_RESERVED]);
 
 /** What an order has passed, with what a reply just added. */
 interface Passed {
@@ -112,11 +116,13 @@ function progress(order: SagaOrder, change: Change, added: Partial<Passed>): Cha
   };
 }
 
-/** The step an order placed with fewer steps side by side starts now, once those before it passed. */
+/**
+ * The step an order placed with fewer steps side by side starts now that the fraud check
+ * passed: the reservation if it was not asked for, the charge once the stock is held.
+ */
 function nextStep(passed: Passed, awaiting: readonly Step[]): Step | undefined {
-  if (awaiting.length > 0) return undefined;
-  if (!passed.stockReserved) return "reserve";
-  if (!passed.charged) return "charge";
+  if (!passed.stockReserved) return awaiting.includes("reserve") ? undefined : "reserve";
+  if (!passed.charged) return awaiting.includes("charge") ? undefined : "charge";
   return undefined;
 }
 

@@ -1,7 +1,7 @@
 /**
  * An order's saga revision as SQL (of the row, or of `alias`'s row): what a reply's decision
  * depends on besides the order's fixed contents — status, version, the steps awaited and the
- * compensation's target (`stock_reserved` changes only with the steps awaited). Every
+ * compensation's target (`stock_reserved` and `charged` change only with the steps awaited). Every
  * transition changes it. The step clock (deadline, attempts) is not part of it: a deadline
  * deferral or a re-send leaves a decision made on the order valid, so the reply applier's
  * guarded write does not fail on them.

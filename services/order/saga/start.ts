@@ -14,9 +14,10 @@ export interface SagaStartOptions extends SagaTiming {
    */
   reserveDuringFraudCheck?: boolean;
   /**
-   * Whether the charge starts with the fraud check (default) or once the stock is held. Off,
-   * new orders are placed as order services before this option placed them: their replicas
-   * would not refund a charge taken for an order that fails.
+   * Whether the charge starts with the fraud check (default) or once the fraud check passed and
+   * the stock is held. Off, new orders are placed as order services before this option placed
+   * them (their replicas would not refund a charge taken for an order that fails), and no money
+   * is held for an order that then fails.
    */
   chargeDuringChecks?: boolean;
 }
