@@ -55,6 +55,15 @@ function refillBelow(prefetch: number): number {
   return Math.max(1, Math.floor(prefetch / 4));
 }
 
+/**
+ * How long a pull request waits for messages, and the server's heartbeat while it waits. When
+ * JetStream refuses a pull (409: a limit exceeded, a leadership change), nats.js issues no other
+ * until two heartbeats are missed; with its defaults (30 s, 15 s) that left a consumer idle for
+ * 30 s and more with its stream backed up. These bound it to about 4 s.
+ */
+const PULL_EXPIRES_MS = 10_000;
+const PULL_HEARTBEAT_MS = 2_000;
+
 /** An OutboxWriter that collects into `emitted`; a message continues the trace of the delivery whose handler emits it. */
 function collectInto(emitted: OutgoingMessage[]): OutboxWriter {
   return {
@@ -168,16 +177,26 @@ class BatchConsumer implements BusConsumer {
     // ~1.1 s against 0.2–0.5 s); a byte bound would suit them, but a message larger than it
     // stops nats.js's pulls for good. `prefetch` messages (2 × batchSize) wait unsignalled at most.
     const prefetch = Math.max(1, this.opts.prefetch ?? this.batchSize * 2);
-    this.messages = await c.consume({ max_messages: prefetch, threshold_messages: refillBelow(prefetch) });
+    this.messages = await c.consume({ max_messages: prefetch, threshold_messages: refillBelow(prefetch), expires: PULL_EXPIRES_MS, idle_heartbeat: PULL_HEARTBEAT_MS });
     const messages = this.messages;
     void messages.closed().then((err) => {
       if (err && !this.stopping) this.log.error("consumer stopped unexpectedly", { consumer: this.name, error: errorMessage(err) });
     });
+    void this.reportPullTrouble(messages);
     this.pump = this.runPump(messages);
     this.loop = this.run();
     this.progress = new ProgressSignals(() => this.held(), Math.max(50, ackWaitMs / 4), (n) => busMetrics.progressSignals.inc({ consumer: this.name }, n));
     this.progress.start();
     this.startPruning();
+  }
+
+  /** Logs what leaves the consumer without messages for a while: refused pulls and missed heartbeats. */
+  private async reportPullTrouble(messages: ConsumerMessages): Promise<void> {
+    for await (const note of messages.status()) {
+      if (this.stopping) return;
+      if (note.type === "exceeded_limits") this.log.warn("JetStream refused a pull; pulling again after missed heartbeats", { consumer: this.name, code: note.code, reason: note.description });
+      else if (note.type === "heartbeats_missed") this.log.warn("pull heartbeats missed; pulling again", { consumer: this.name, missed: note.count });
+    }
   }
 
   private startPruning(): void {
