@@ -107,7 +107,7 @@ function progress(order: SagaOrder, change: Change, added: Partial<Passed>): Cha
   const reached = forwardStatuses.filter((s, index) => index > rank && s.passed(passed));
   const last = reached.at(-1);
   const awaiting = order.awaiting.filter((s) => !change.done?.includes(s));
-  const next = last || passed.fraudApproved ? nextStep(passed, awaiting) : undefined;
+  const next = passed.fraudApproved ? nextStep(passed, awaiting) : undefined;
   return {
     ...change,
     ...(last ? { status: last.status, reason: last.reason } : {}),
@@ -127,17 +127,17 @@ function nextStep(passed: Passed, awaiting: readonly Step[]): Step | undefined {
 }
 
 /** Whether the order's stock is held or being reserved (and so needs a release if it ends now). */
-export function stockMayBeHeld(order: SagaOrder): boolean {
+function stockMayBeHeld(order: SagaOrder): boolean {
   return order.stockReserved || order.status === OrderStatus.STOCK_RESERVED || order.awaiting.includes("reserve");
 }
 
 /** Whether the order's money is taken or being taken (and so needs a refund if it ends now). */
-export function chargeMayBeTaken(order: SagaOrder): boolean {
+function chargeMayBeTaken(order: SagaOrder): boolean {
   return order.charged || order.awaiting.includes("charge");
 }
 
 /** What gives back what an order that ends now may hold: a release, a refund, or both. */
-export function undoSteps(order: SagaOrder): Step[] {
+function undoSteps(order: SagaOrder): Step[] {
   return [...(stockMayBeHeld(order) ? (["release"] as const) : []), ...(chargeMayBeTaken(order) ? (["refund"] as const) : [])];
 }
 

@@ -23,7 +23,7 @@ export interface SagaStartOptions extends SagaTiming {
 }
 
 /** The steps a new order starts with. */
-export function firstSteps(options: SagaStartOptions): Step[] {
+function firstSteps(options: SagaStartOptions): Step[] {
   return ["fraud", ...(options.reserveDuringFraudCheck === false ? [] : (["reserve"] as const)), ...(options.chargeDuringChecks === false ? [] : (["charge"] as const))];
 }
 
@@ -52,8 +52,8 @@ function startedOrder(order: Order, revision: string, steps: Step[]): SagaOrder 
 
 /**
  * Every new order starts the saga by sending its first steps' commands (by default fraud,
- * inventory and payment at once), in the statement that creates it; the orders created are remembered in `inFlight`, so their first replies
- * need no read.
+ * inventory and payment at once), in the statement that creates it; the orders created are
+ * remembered in `inFlight`, so their first replies need no read.
  */
 export function sagaStart(options: SagaStartOptions, inFlight?: InFlightOrders): SagaStart {
   const steps = firstSteps(options);
