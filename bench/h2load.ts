@@ -113,6 +113,9 @@ function h2loadOutput(binary: string, args: string[]): Promise<string> {
  */
 export async function runH2load(run: H2loadRun): Promise<H2loadResult> {
   const dir = mkdtempSync(join(tmpdir(), "orderflow-h2load-"));
+  // Also when the bench is stopped mid-run: its signal handler exits before this run's finally.
+  const removeDir = (): void => rmSync(dir, { recursive: true, force: true });
+  process.once("exit", removeDir);
   try {
     const bodyFile = join(dir, "body");
     writeFileSync(bodyFile, run.body);
@@ -146,7 +149,8 @@ export async function runH2load(run: H2loadRun): Promise<H2loadResult> {
       serverCpuUsPerCall: cpuPerCall(cpuBefore, cpuAfter, parsed.requests),
     };
   } finally {
-    rmSync(dir, { recursive: true, force: true });
+    process.removeListener("exit", removeDir);
+    removeDir();
   }
 }
 

@@ -393,14 +393,16 @@ async function main(): Promise<void> {
   const machine = machineFacts();
   const runId = Date.now().toString(36);
   const cleanups: (() => Promise<void>)[] = [];
-  let stopping = false;
-  const cleanup = async (): Promise<void> => {
-    for (const step of cleanups.splice(0).reverse()) await step().catch((error: unknown) => log(`cleanup: ${String(error)}`));
-  };
+  // One cleanup, awaited by whoever asks: a signal's, and the run's own as it fails for the lack of what the signal stopped.
+  let cleaning: Promise<void> | undefined;
+  const cleanup = (): Promise<void> =>
+    (cleaning ??= (async () => {
+      for (const step of cleanups.splice(0).reverse()) await step().catch((error: unknown) => log(`cleanup: ${String(error)}`));
+    })());
   for (const signal of ["SIGINT", "SIGTERM"] as const) {
     process.once(signal, () => {
-      if (stopping) return;
-      stopping = true;
+      if (stoppedBy) return;
+      stoppedBy = signal;
       log(`${signal}: stopping…`);
       void cleanup().then(() => process.exit(130));
     });
@@ -766,9 +768,13 @@ async function main(): Promise<void> {
   }
 }
 
+/** The signal that stopped the run, if one did: what fails after it is its doing, not an error to report. */
+let stoppedBy: NodeJS.Signals | undefined;
+
 main().then(
   () => process.exit(0),
   (error: unknown) => {
+    if (stoppedBy) process.exit(130);
     const message = error instanceof UsageError || error instanceof InfraError ? error.message : error instanceof Error ? (error.stack ?? error.message) : String(error);
     process.stderr.write(`npm run bench: ${message}\n`);
     process.exit(error instanceof UsageError ? 2 : 1);
