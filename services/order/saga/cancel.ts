@@ -10,7 +10,7 @@ import { advance, type Change, lockOrder, type SagaOrder, type SagaTiming } from
  * and any charge refunded. A refund or release may overtake the step it undoes:
  * the participants' tombstones make the late step a no-op.
  */
-function cancellation(order: SagaOrder, reason: string): Change | "unchanged" {
+export function cancellation(order: SagaOrder, reason: string): Change | "unchanged" {
   const why = reason || "cancelled by request";
   const beingRejected = () => new ConnectError(`order ${order.orderId} is already being rejected: ${order.reason}`, Code.FailedPrecondition);
   switch (order.status) {

@@ -31,7 +31,7 @@ export interface DeadlineOptions extends SagaTiming {
  * what may have happened (the participants' tombstones refuse a late command).
  * Compensations are never given up: they are re-sent until done.
  */
-function giveUp(order: SagaOrder): Change | undefined {
+export function giveUp(order: SagaOrder): Change | undefined {
   const timedOut = timeoutReasons.find(([step]) => order.awaiting.includes(step));
   return timedOut && failForward(order, timedOut[1]);
 }

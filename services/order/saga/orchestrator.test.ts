@@ -2,27 +2,10 @@ import { describe, expect, it } from "vitest";
 import { OrderStatus } from "../../../gen/orderflow/order/v1/order_pb.js";
 import { decide, type Reply } from "./orchestrator.js";
 import { planAdvance, type SagaOrder } from "./state.js";
+import { sagaOrder } from "../../../test/support/saga-order.js";
 
 function order(status: OrderStatus, awaiting: SagaOrder["awaiting"], held: Partial<Pick<SagaOrder, "stockReserved" | "charged" | "compensateTo">> = {}): SagaOrder {
-  return {
-    orderId: "o",
-    customerId: "c",
-    status,
-    version: 1n,
-    totalMinor: 100n,
-    currency: "USD",
-    awaiting,
-    attempts: 1,
-    compensateTo: undefined,
-    reason: "",
-    createdAt: new Date(),
-    stepStartedAt: new Date(),
-    stockReserved: false,
-    charged: false,
-    lines: [],
-    revision: "1",
-    ...held,
-  };
+  return sagaOrder({ status, awaiting, ...held });
 }
 
 const approved = { kind: "fraud", approved: true, reason: "" } as const;

@@ -17,6 +17,7 @@ import { InFlightOrders } from "./in-flight.js";
 import { ReplyApplier } from "./replies.js";
 import { sagaStart } from "./start.js";
 import type { SagaOrder } from "./state.js";
+import { sagaOrder } from "../../../test/support/saga-order.js";
 import { type Transition, writeTransitions } from "./transitions.js";
 
 const DATABASE_URL = process.env["DATABASE_URL"] ?? "postgres://postgres@127.0.0.1:5432/postgres";
@@ -330,10 +331,7 @@ describe("the orders a replica wrote last (InFlightOrders)", () => {
 
   it("keep only orders that await a reply, the newest ones beyond their capacity", () => {
     const inFlight = new InFlightOrders(2);
-    const order = (orderId: string, awaiting: SagaOrder["awaiting"]): SagaOrder => ({
-      orderId, customerId: "c", status: OrderStatus.PENDING, version: 1n, totalMinor: 1n, currency: "USD", awaiting, attempts: 1,
-      compensateTo: undefined, reason: "", createdAt: new Date(), stepStartedAt: new Date(), stockReserved: false, charged: false, lines: [], revision: "1",
-    });
+    const order = (orderId: string, awaiting: SagaOrder["awaiting"]): SagaOrder => sagaOrder({ orderId, awaiting });
     inFlight.remember(order("a", ["fraud"]));
     inFlight.remember(order("b", ["fraud"]));
     inFlight.remember(order("a", ["reserve"])); // written again: now the newest
