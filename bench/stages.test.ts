@@ -12,7 +12,7 @@ import { encodeMessage } from "../services/platform/bus/index.js";
 import { bundleForWire } from "../services/platform/bus/bundle.js";
 import { createLogger } from "../services/platform/logger.js";
 import { migrate } from "../services/platform/migrate.js";
-import { confirmedOrderTimes, type OrderTimes, stageLatencies, storedTimes } from "./stages.js";
+import { confirmedOrderTimes, type OrderTimes, stageLatencies, type StoredTimes, storedTimes } from "./stages.js";
 
 const NATS_URL = process.env["NATS_URL"] ?? "nats://127.0.0.1:4222";
 const DATABASE_URL = process.env["DATABASE_URL"] ?? "postgres://postgres@127.0.0.1:5432/postgres";
@@ -46,16 +46,18 @@ function confirmedSaga(start: number, gap: number, types: readonly DescMessage[]
 const chargedAfter = [AssessFraudSchema, ReserveStockSchema, FraudAssessedSchema, StockReservedSchema, ChargePaymentSchema, PaymentChargedSchema, OrderConcludedSchema];
 const chargedAlongside = [AssessFraudSchema, ReserveStockSchema, ChargePaymentSchema, FraudAssessedSchema, StockReservedSchema, PaymentChargedSchema, OrderConcludedSchema];
 
+/** Each stage's orders counted and median, keyed "service: stage". */
+function countAndMedianByStage(orders: readonly OrderTimes[], stored: StoredTimes): Record<string, [number, number]> {
+  return Object.fromEntries(stageLatencies(orders, stored).map((s) => [`${s.service}: ${s.stage}`, [s.count, s.p50]]));
+}
+
 describe("saga stages", () => {
   it("splits each confirmed order's time into stages and leaves out orders with a moment missing", () => {
     // Created at 0; messages at 10, 20, … 70; STOCK_RESERVED and CONFIRMED written in one write that began at 65.
     const orders: OrderTimes[] = ["a", "b", "c"].map((orderId) => ({ orderId, createdMs: 0, stockReservedMs: 65, confirmedMs: 65 }));
     const incomplete = confirmedSaga(0, 10, chargedAlongside);
     incomplete.delete(PaymentChargedSchema.typeName);
-    const stages = stageLatencies(orders, new Map([["a", confirmedSaga(0, 10, chargedAlongside)], ["b", confirmedSaga(0, 10, chargedAlongside)], ["c", incomplete]]));
-
-    const byStage = Object.fromEntries(stages.map((s) => [`${s.service}: ${s.stage}`, [s.count, s.p50]]));
-    expect(byStage).toEqual({
+    expect(countAndMedianByStage(orders, new Map([["a", confirmedSaga(0, 10, chargedAlongside)], ["b", confirmedSaga(0, 10, chargedAlongside)], ["c", incomplete]]))).toEqual({
       "order: accepted → the three commands stored": [2, 30],
       "fraud: assess command → decision stored": [2, 30],
       "inventory: reserve command → reply stored": [2, 30],
@@ -69,10 +71,7 @@ describe("saga stages", () => {
   it("orders charged once their stock was held get that layout's stages", () => {
     // Created at 0; messages at 10, 20, … 70; STOCK_RESERVED write began at 45, CONFIRMED at 65.
     const orders: OrderTimes[] = ["a", "b"].map((orderId) => ({ orderId, createdMs: 0, stockReservedMs: 45, confirmedMs: 65 }));
-    const stages = stageLatencies(orders, new Map([["a", confirmedSaga(0, 10, chargedAfter)], ["b", confirmedSaga(0, 10, chargedAfter)]]));
-
-    const byStage = Object.fromEntries(stages.map((s) => [`${s.service}: ${s.stage}`, [s.count, s.p50]]));
-    expect(byStage).toEqual({
+    expect(countAndMedianByStage(orders, new Map([["a", confirmedSaga(0, 10, chargedAfter)], ["b", confirmedSaga(0, 10, chargedAfter)]]))).toEqual({
       "order: accepted → fraud and reserve commands stored": [2, 20],
       "fraud: assess command → decision stored": [2, 20],
       "inventory: reserve command → reply stored": [2, 20],

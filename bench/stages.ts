@@ -52,28 +52,35 @@ const stageTypes: ReadonlySet<string> = new Set(Object.values(t));
 
 type StageDefinition = { stage: string; service: string; span: (o: Times) => number };
 
+/** The stages every layout has: each participant's own, the conclusion, the whole. */
+const fraudStage: StageDefinition = { stage: "assess command → decision stored", service: "fraud", span: (o) => o.assessed - o.assess };
+const inventoryStage: StageDefinition = { stage: "reserve command → reply stored", service: "inventory", span: (o) => o.reserved - o.reserve };
+const paymentStage: StageDefinition = { stage: "charge command → reply stored", service: "payment", span: (o) => o.charged - o.charge };
+const conclusionStage: StageDefinition = { stage: "write began → conclusion event stored", service: "order", span: (o) => o.concluded - o.confirmed };
+const wholeStage: StageDefinition = { stage: "whole: accepted → conclusion event stored", service: "all", span: (o) => o.concluded - o.created };
+
 /** The stages of an order charged alongside the fraud check and the reservation (the default), in saga order. */
 const chargedAlongside: readonly StageDefinition[] = [
   { stage: "accepted → the three commands stored", service: "order", span: (o) => Math.max(o.assess, o.reserve, o.charge) - o.created },
-  { stage: "assess command → decision stored", service: "fraud", span: (o) => o.assessed - o.assess },
-  { stage: "reserve command → reply stored", service: "inventory", span: (o) => o.reserved - o.reserve },
-  { stage: "charge command → reply stored", service: "payment", span: (o) => o.charged - o.charge },
+  fraudStage,
+  inventoryStage,
+  paymentStage,
   { stage: "last of the three replies → CONFIRMED write began", service: "order", span: (o) => o.confirmed - Math.max(o.assessed, o.reserved, o.charged) },
-  { stage: "write began → conclusion event stored", service: "order", span: (o) => o.concluded - o.confirmed },
-  { stage: "whole: accepted → conclusion event stored", service: "all", span: (o) => o.concluded - o.created },
+  conclusionStage,
+  wholeStage,
 ];
 
 /** The stages of an order charged once its stock was held (`SAGA_CHARGE_DURING_CHECKS=false`), in saga order. */
 const chargedAfter: readonly StageDefinition[] = [
   { stage: "accepted → fraud and reserve commands stored", service: "order", span: (o) => Math.max(o.assess, o.reserve) - o.created },
-  { stage: "assess command → decision stored", service: "fraud", span: (o) => o.assessed - o.assess },
-  { stage: "reserve command → reply stored", service: "inventory", span: (o) => o.reserved - o.reserve },
+  fraudStage,
+  inventoryStage,
   { stage: "last of the two replies → write began", service: "order", span: (o) => o.stockReserved - Math.max(o.assessed, o.reserved) },
   { stage: "write began → charge command stored", service: "order", span: (o) => o.charge - o.stockReserved },
-  { stage: "charge command → reply stored", service: "payment", span: (o) => o.charged - o.charge },
+  paymentStage,
   { stage: "reply → CONFIRMED write began", service: "order", span: (o) => o.confirmed - o.charged },
-  { stage: "write began → conclusion event stored", service: "order", span: (o) => o.concluded - o.confirmed },
-  { stage: "whole: accepted → conclusion event stored", service: "all", span: (o) => o.concluded - o.created },
+  conclusionStage,
+  wholeStage,
 ];
 
 /**
