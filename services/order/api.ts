@@ -7,6 +7,7 @@ import type { PoolClient } from "../platform/db.js";
 import type { OrderCache } from "./cache.js";
 import type { Catalogue } from "./catalogue.js";
 import type { CustomerRateLimit } from "./rate-limit.js";
+import type { SagaAdmission } from "./saga/admission.js";
 import type { OrderWatch } from "./saga/watch.js";
 import { IdempotencyConflict, type SagaStart, type OrderStore, readOrder } from "./store.js";
 
@@ -22,10 +23,12 @@ export interface OrderApiDependencies {
   cancel: (tx: PoolClient, orderId: string, reason: string) => Promise<void>;
   watch: OrderWatch;
   cache: OrderCache;
+  /** Refuses new orders while the sagas in progress are at their bound. */
+  admission: Pick<SagaAdmission, "admit">;
   rateLimit: CustomerRateLimit;
 }
 
-export function orderApi({ store, catalogue, sagaStart, cancel, watch, cache, rateLimit }: OrderApiDependencies): ServiceImpl<typeof OrderService> {
+export function orderApi({ store, catalogue, sagaStart, cancel, watch, cache, admission, rateLimit }: OrderApiDependencies): ServiceImpl<typeof OrderService> {
   return {
     async createOrder(request) {
       rejectRepeatedSkus(request.items);
@@ -33,17 +36,20 @@ export function orderApi({ store, catalogue, sagaStart, cancel, watch, cache, ra
       const hash = idempotencyKey ? requestHash(request) : undefined;
       try {
         try {
-          await rateLimit.check(request.customerId);
-        } catch (limited) {
-          // A retry of a request that already made its order gets that order, limit or not.
-          const earlier = idempotencyKey && limited instanceof ConnectError && limited.code === Code.ResourceExhausted ? await store.earlier(request.customerId, idempotencyKey, hash) : undefined;
-          if (!earlier) throw limited;
-          return { order: earlier };
+          return await admission.admit(async () => {
+            await rateLimit.check(request.customerId);
+            const products = await catalogue.products(request.items.map((i) => i.sku));
+            const priced = priceOrder(request.items, products);
+            const { order } = await store.create({ customerId: request.customerId, priced, idempotencyKey, requestHash: hash }, sagaStart);
+            return { order };
+          });
+        } catch (error) {
+          // A retry of a request that already made its order gets that order, whatever the limits say now.
+          const refused = error instanceof ConnectError && error.code === Code.ResourceExhausted;
+          const earlier = refused && idempotencyKey ? await store.earlier(request.customerId, idempotencyKey, hash) : undefined;
+          if (earlier) return { order: earlier };
+          throw error;
         }
-        const products = await catalogue.products(request.items.map((i) => i.sku));
-        const priced = priceOrder(request.items, products);
-        const { order } = await store.create({ customerId: request.customerId, priced, idempotencyKey, requestHash: hash }, sagaStart);
-        return { order };
       } catch (error) {
         if (error instanceof IdempotencyConflict) throw new ConnectError(error.message, Code.AlreadyExists);
         throw error;

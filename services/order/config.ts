@@ -25,5 +25,11 @@ export const orderConfigShape = {
     .stringbool()
     .default(true)
     .describe("new orders are charged while the fraud check and the reservation run, and refunded if either fails (false: charged once both passed; for a rolling upgrade from a version that did not, or so that money held for a failing order never declines the customer's other orders)"),
+  SAGA_MAX_ORDERS_IN_PROGRESS: z.coerce
+    .number()
+    .int()
+    .min(0)
+    .default(2_000)
+    .describe("orders whose saga has not concluded, across all replicas, beyond which CreateOrder answers RESOURCE_EXHAUSTED (0 = no bound)"),
   SAGA_STEP_MAX_ATTEMPTS: z.coerce.number().int().min(1).default(4).describe("sends of a forward step before the order is rejected and compensated"),
 };

@@ -15,6 +15,7 @@ import { LocalOrderCopies } from "./local-copies.js";
 import { Catalogue } from "./catalogue.js";
 import { CustomerRateLimit } from "./rate-limit.js";
 import { orderConfigShape } from "./config.js";
+import { SagaAdmission } from "./saga/admission.js";
 import { cancelOrder } from "./saga/cancel.js";
 import { DeadlineWatcher, queuedOnBus } from "./saga/deadlines.js";
 import { InFlightOrders } from "./saga/in-flight.js";
@@ -62,6 +63,7 @@ export async function start(context: ServiceContext): Promise<ServiceParts> {
       }),
     ),
   );
+  const admission = await new SagaAdmission(db, { maxInProgress: config.SAGA_MAX_ORDERS_IN_PROGRESS }, context.logger).start();
   const deadlines = new DeadlineWatcher(db, { ...timing, maxAttempts: config.SAGA_STEP_MAX_ATTEMPTS, queued: queuedOnBus(bus.jsm) }, context.logger).start();
   const watch = new OrderWatch(db, bus.nc);
   const redis = connectRedis(config.REDIS_URL, context.logger, "GetOrder is served from Postgres and the per-customer rate limit is off");
@@ -75,6 +77,7 @@ export async function start(context: ServiceContext): Promise<ServiceParts> {
     watch,
     sagaStart: sagaStart({ ...timing, reserveDuringFraudCheck: config.SAGA_RESERVE_DURING_FRAUD_CHECK, chargeDuringChecks: config.SAGA_CHARGE_DURING_CHECKS }, inFlight),
     cache,
+    admission,
     rateLimit: new CustomerRateLimit(redis, config.ORDER_RATE_LIMIT_PER_MINUTE),
     cancel: (tx, orderId, reason) =>
       cancelOrder(tx, orderId, reason, timing, async (before) => {
@@ -86,7 +89,7 @@ export async function start(context: ServiceContext): Promise<ServiceParts> {
   return {
     rpc: [bind(OrderService, api)],
     checks: [{ name: "postgres", check: () => db.ping() }, bus.check],
-    workers: [watch, ...replies, deadlines, relay, localCopies],
+    workers: [watch, ...replies, deadlines, admission, relay, localCopies],
     endStreams: () => watch.endStreams(),
     close: async () => {
       redis.disconnect();

@@ -1,26 +1,17 @@
-import { randomBytes, randomUUID } from "node:crypto";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { randomUUID } from "node:crypto";
+import { beforeAll, describe, expect, it } from "vitest";
 import { OrderStatus } from "../../gen/orderflow/order/v1/order_pb.js";
-import { Database } from "../platform/db.js";
-import { createLogger } from "../platform/logger.js";
-import { migrate } from "../platform/migrate.js";
+import type { Database } from "../platform/db.js";
+import { useOrderSchema } from "../../test/support/order-schema.js";
 import { OrderStore } from "./store.js";
 
-const DATABASE_URL = process.env["DATABASE_URL"] ?? "postgres://postgres@127.0.0.1:5432/postgres";
-const schema = `order_store_${process.pid}_${randomBytes(3).toString("hex")}`;
+const orders = useOrderSchema("store");
 let db: Database;
 let store: OrderStore;
 
-beforeAll(async () => {
-  await migrate({ databaseUrl: DATABASE_URL, service: "order", schema, logger: createLogger("order-test", "warn"), busTables: true });
-  db = new Database({ url: DATABASE_URL, poolMax: 4, schema, applicationName: "order-store-test" });
+beforeAll(() => {
+  db = orders.db();
   store = new OrderStore(db);
-});
-
-afterAll(async () => {
-  if (!db) return;
-  await db.primary.query(`DROP SCHEMA IF EXISTS "${schema}" CASCADE`).catch(() => undefined);
-  await db.close();
 });
 
 async function confirmedOrder(items: number, customerId = "c1", status = "CONFIRMED"): Promise<string> {

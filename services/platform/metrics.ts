@@ -1,5 +1,5 @@
 import { createServer, type Server } from "node:http";
-import { collectDefaultMetrics, Counter, Histogram, register } from "prom-client";
+import { collectDefaultMetrics, Counter, Gauge, Histogram, register } from "prom-client";
 
 let defaultsCollected = false;
 
@@ -17,6 +17,12 @@ export function collectProcessMetrics(eventLoopResolutionMs: number): void {
 /** Reuses a metric already registered under the name (tests start several servers in one process). */
 export function counter<L extends string>(name: string, help: string, labelNames: readonly L[]): Counter<L> {
   return (register.getSingleMetric(name) as Counter<L> | undefined) ?? new Counter({ name, help, labelNames });
+}
+
+/** Reuses a gauge already registered under the name, like `counter`. */
+export function gauge<L extends string>(name: string, help: string, labelNames: readonly L[]): Gauge<L> {
+  const existing = register.getSingleMetric(name);
+  return existing instanceof Gauge ? (existing as Gauge<L>) : new Gauge({ name, help, labelNames });
 }
 
 /** Increments of a counter, summed in plain numbers and handed to prom-client on a scrape. */

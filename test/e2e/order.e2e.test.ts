@@ -266,3 +266,34 @@ describe("order end to end with the per-customer limit at 2 a minute", () => {
     expect((listed.json as { orders: JsonOrder[] }).orders).toHaveLength(2);
   });
 });
+
+describe("order end to end with at most 2 orders in progress (no fraud service: orders stay in progress)", () => {
+  const system = useSystem({ services: ["inventory", "order"], env: { SAGA_MAX_ORDERS_IN_PROGRESS: "2" } });
+
+  it("refuses a third order with RESOURCE_EXHAUSTED (HTTP 429, and over gRPC), still answers a retry with its order, and still says what is wrong with a bad one", async () => {
+    const create = (key: string, quantity = 1) => postJson(system().url("order"), method("CreateOrder"), { customerId: "e2e-busy", items: [{ sku: "KB-001", quantity }], idempotencyKey: key });
+    const first = (await create("busy-1")).json as { order: JsonOrder };
+    expect(first.order.status).toBe("ORDER_STATUS_PENDING");
+    expect((await create("busy-2")).status).toBe(200);
+
+    const third = await create("busy-3");
+    expect(third.status).toBe(429);
+    expect(third.json).toMatchObject({ code: "resource_exhausted", message: expect.stringContaining("the most this system takes at once (2)") });
+    const grpc = grpcJsClient(OrderService, system().address("order"));
+    const overGrpc = await grpc
+      .unary(OrderService.method.createOrder, { customerId: "e2e-busy", items: [{ sku: "KB-001", quantity: 1n }] })
+      .catch((e: ServiceError) => e)
+      .finally(() => grpc.close());
+    expect((overGrpc as ServiceError).code).toBe(GrpcStatus.RESOURCE_EXHAUSTED);
+
+    // The client lost the first answer and retries: the order it made, not a refusal.
+    const retried = await create("busy-1");
+    expect(retried.status).toBe(200);
+    expect((retried.json as { order: JsonOrder }).order.orderId).toBe(first.order.orderId);
+    // Bad input is still told apart from a full system.
+    expect(((await create("busy-4", 0)).json as JsonError).code).toBe("invalid_argument");
+
+    const listed = await postJson(system().url("order"), method("ListOrders"), { customerId: "e2e-busy" });
+    expect((listed.json as { orders: JsonOrder[] }).orders).toHaveLength(2);
+  });
+});

@@ -1,40 +1,32 @@
-import { randomBytes, randomUUID } from "node:crypto";
+import { randomUUID } from "node:crypto";
 import { create, fromBinary, type Message } from "@bufbuild/protobuf";
 import { context, trace, TraceFlags } from "@opentelemetry/api";
 import pg from "pg";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { beforeAll, describe, expect, it } from "vitest";
 import { Decision, FraudAssessedSchema } from "../../../gen/orderflow/fraud/v1/fraud_pb.js";
 import { ReserveStockSchema, StockReservedSchema } from "../../../gen/orderflow/inventory/v1/saga_pb.js";
 import { OrderStatus } from "../../../gen/orderflow/order/v1/order_pb.js";
 import { PaymentChargedSchema } from "../../../gen/orderflow/payment/v1/payment_pb.js";
 import { recordingStatements, useTraceContext } from "../../platform/bus/testkit.js";
-import { Database } from "../../platform/db.js";
-import { createLogger } from "../../platform/logger.js";
-import { migrate } from "../../platform/migrate.js";
+import type { Database } from "../../platform/db.js";
 import { OrderStore } from "../store.js";
 import { onOrdersChanged } from "./changes.js";
 import { InFlightOrders } from "./in-flight.js";
 import { ReplyApplier } from "./replies.js";
 import { sagaStart } from "./start.js";
 import type { SagaOrder } from "./state.js";
+import { useOrderSchema } from "../../../test/support/order-schema.js";
 import { sagaOrder } from "../../../test/support/saga-order.js";
 import { type Transition, writeTransitions } from "./transitions.js";
 
-const DATABASE_URL = process.env["DATABASE_URL"] ?? "postgres://postgres@127.0.0.1:5432/postgres";
-const schema = `order_transitions_${process.pid}_${randomBytes(3).toString("hex")}`;
+const orderSchema = useOrderSchema("transitions");
+const schema = orderSchema.schema;
 const timing = { stepTimeoutMs: 30_000 };
 useTraceContext();
 let db: Database;
 
-beforeAll(async () => {
-  await migrate({ databaseUrl: DATABASE_URL, service: "order", schema, logger: createLogger("order-test", "warn"), busTables: true });
-  db = new Database({ url: DATABASE_URL, poolMax: 4, schema, applicationName: "order-transitions-test" });
-});
-
-afterAll(async () => {
-  if (!db) return;
-  await db.primary.query(`DROP SCHEMA IF EXISTS "${schema}" CASCADE`).catch(() => undefined);
-  await db.close();
+beforeAll(() => {
+  db = orderSchema.db();
 });
 
 async function pendingOrder(): Promise<string> {

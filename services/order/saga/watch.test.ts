@@ -1,15 +1,13 @@
-import { randomBytes, randomUUID } from "node:crypto";
+import { randomUUID } from "node:crypto";
 import type { EventEmitter } from "node:events";
 import { connect } from "@nats-io/transport-node";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { Database } from "../../platform/db.js";
-import { createLogger } from "../../platform/logger.js";
-import { migrate } from "../../platform/migrate.js";
 import { ordersChanged } from "./changes.js";
 import { OrderWatch } from "./watch.js";
+import { DATABASE_URL, useOrderSchema } from "../../../test/support/order-schema.js";
 
 const NATS_URL = process.env["NATS_URL"] ?? "nats://127.0.0.1:4222";
-const DATABASE_URL = process.env["DATABASE_URL"] ?? "postgres://postgres@127.0.0.1:5432/postgres";
 
 let db: Database;
 beforeAll(() => {
@@ -52,15 +50,10 @@ describe("order change notices", () => {
 });
 
 describe("OrderWatch.watch", () => {
-  const schema = `order_watch_${process.pid}_${randomBytes(3).toString("hex")}`;
+  const orderSchema = useOrderSchema("watch", { poolMax: 2 });
   let orders: Database;
-  beforeAll(async () => {
-    await migrate({ databaseUrl: DATABASE_URL, service: "order", schema, logger: createLogger("order-watch-test", "warn"), busTables: true });
-    orders = new Database({ url: DATABASE_URL, poolMax: 2, schema, applicationName: "order-watch-test" });
-  });
-  afterAll(async () => {
-    await orders?.primary.query(`DROP SCHEMA IF EXISTS "${schema}" CASCADE`).catch(() => undefined);
-    await orders?.close();
+  beforeAll(() => {
+    orders = orderSchema.db();
   });
 
   it("leaves no listener behind when the stream ends before any change: a missing order, a finished one", async () => {

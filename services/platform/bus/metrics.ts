@@ -1,12 +1,6 @@
-import { Gauge, register } from "prom-client";
-import { counter, deferredCounter, histogram } from "../metrics.js";
+import { counter, deferredCounter, gauge, histogram } from "../metrics.js";
 
 /** Bus metrics, registered once in prom-client's default registry. */
-
-function gauge(name: string, help: string, labelNames: readonly string[]): Gauge<string> {
-  const existing = register.getSingleMetric(name);
-  return existing instanceof Gauge ? existing : new Gauge({ name, help, labelNames });
-}
 
 export const busMetrics = {
   outboxBacklog: gauge("orderflow_outbox_backlog", "Unpublished outbox rows", ["schema"]),

@@ -1,0 +1,101 @@
+import { Code, ConnectError } from "@connectrpc/connect";
+import { type Database, prepared } from "../../platform/db.js";
+import { errorMessage } from "../../platform/errors.js";
+import type { Worker } from "../../platform/host.js";
+import type { Logger } from "../../platform/logger.js";
+import { counter, gauge } from "../../platform/metrics.js";
+
+const inProgressGauge = gauge(
+  "orderflow_saga_orders_in_progress",
+  "Orders whose saga has not concluded, across all replicas, as this replica last counted them",
+  [],
+);
+const shed = counter("orderflow_order_admission_refused_total", "CreateOrder calls refused because the sagas in progress reached SAGA_MAX_ORDERS_IN_PROGRESS", []);
+
+export interface AdmissionOptions {
+  /** Orders in progress beyond which new ones are refused; 0 admits every order. */
+  maxInProgress: number;
+  /** How often the orders in progress are counted in Postgres. */
+  countIntervalMs?: number;
+}
+
+/**
+ * Bounds the sagas in progress. Past the bound the system is behind: an order admitted
+ * then only waits longer, and accepting it takes CPU from the orders already accepted,
+ * so fewer of them finish each second. A refusal costs the caller nothing, changes
+ * nothing, and tells a client to come back.
+ *
+ * The count covers every replica: Postgres's orders awaiting a step, read every
+ * `countIntervalMs`. To the last count this replica adds the orders it is writing and
+ * those it wrote since that count began, so that it cannot overshoot between counts;
+ * several replicas can, each by what it admits in one interval.
+ */
+export class SagaAdmission implements Worker {
+  private counted = 0;
+  private writing = 0;
+  private writtenSinceCount = 0;
+  private timer: NodeJS.Timeout | undefined;
+  private counting: Promise<void> | undefined;
+  private countFailing = false;
+
+  constructor(private readonly db: Database, private readonly options: AdmissionOptions, private readonly logger: Logger) {}
+
+  async start(): Promise<this> {
+    if (this.options.maxInProgress <= 0) return this;
+    await this.count();
+    this.timer = setInterval(() => {
+      this.counting ??= this.count().finally(() => (this.counting = undefined));
+    }, this.options.countIntervalMs ?? 250);
+    this.timer.unref();
+    return this;
+  }
+
+  async stop(): Promise<void> {
+    clearInterval(this.timer);
+    await this.counting;
+  }
+
+  /**
+   * Runs `write` (which places one order) if the sagas in progress are below the bound;
+   * throws RESOURCE_EXHAUSTED, without running it, if they are not.
+   */
+  async admit<T>(write: () => Promise<T>): Promise<T> {
+    const limit = this.options.maxInProgress;
+    if (limit <= 0) return write();
+    const inProgress = this.inProgress;
+    if (inProgress >= limit) {
+      shed.inc();
+      throw new ConnectError(`${inProgress} orders are in progress, the most this system takes at once (${limit}); retry in a second`, Code.ResourceExhausted);
+    }
+    this.writing += 1;
+    try {
+      return await write();
+    } finally {
+      this.writing -= 1;
+      // Counted as written even when the write failed: the next count corrects it.
+      this.writtenSinceCount += 1;
+    }
+  }
+
+  /** The orders in progress as last counted, plus those this replica is writing or wrote since. */
+  get inProgress(): number {
+    return this.counted + this.writing + this.writtenSinceCount;
+  }
+
+  /** Counts the orders in progress; until a count succeeds again, the last one stands. */
+  async count(): Promise<void> {
+    // Orders written before the count began are in it; those written while it runs may be, and stay added.
+    const writtenBefore = this.writtenSinceCount;
+    try {
+      const { rows } = await this.db.background.query<{ n: number }>(prepared("SELECT count(*)::int AS n FROM orders WHERE in_flight", []));
+      this.counted = rows[0]?.n ?? 0;
+      this.writtenSinceCount -= writtenBefore;
+      inProgressGauge.set(this.counted);
+      if (this.countFailing) this.logger.info("counting the orders in progress again", { inProgress: this.counted });
+      this.countFailing = false;
+    } catch (error) {
+      if (!this.countFailing) this.logger.warn("cannot count the orders in progress; admitting against the last count", { error: errorMessage(error) });
+      this.countFailing = true;
+    }
+  }
+}
