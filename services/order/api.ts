@@ -34,26 +34,27 @@ export function orderApi({ store, catalogue, sagaStart, cancel, watch, cache, ad
       rejectRepeatedSkus(request.items);
       const idempotencyKey = request.idempotencyKey || undefined;
       const hash = idempotencyKey ? requestHash(request) : undefined;
-      try {
+      // Refused at the bound of orders in progress, a call costs nothing more: not even a retry's
+      // lookup of the order it made, which comes once the system has room again.
+      return admission.admit(async () => {
         try {
-          return await admission.admit(async () => {
+          try {
             await rateLimit.check(request.customerId);
-            const products = await catalogue.products(request.items.map((i) => i.sku));
-            const priced = priceOrder(request.items, products);
-            const { order } = await store.create({ customerId: request.customerId, priced, idempotencyKey, requestHash: hash }, sagaStart);
-            return { order };
-          });
+          } catch (limited) {
+            // A retry of a request that already made its order gets that order, limit or not.
+            const earlier = idempotencyKey && limited instanceof ConnectError && limited.code === Code.ResourceExhausted ? await store.earlier(request.customerId, idempotencyKey, hash) : undefined;
+            if (!earlier) throw limited;
+            return { order: earlier };
+          }
+          const products = await catalogue.products(request.items.map((i) => i.sku));
+          const priced = priceOrder(request.items, products);
+          const { order } = await store.create({ customerId: request.customerId, priced, idempotencyKey, requestHash: hash }, sagaStart);
+          return { order };
         } catch (error) {
-          // A retry of a request that already made its order gets that order, whatever the limits say now.
-          const refused = error instanceof ConnectError && error.code === Code.ResourceExhausted;
-          const earlier = refused && idempotencyKey ? await store.earlier(request.customerId, idempotencyKey, hash) : undefined;
-          if (earlier) return { order: earlier };
+          if (error instanceof IdempotencyConflict) throw new ConnectError(error.message, Code.AlreadyExists);
           throw error;
         }
-      } catch (error) {
-        if (error instanceof IdempotencyConflict) throw new ConnectError(error.message, Code.AlreadyExists);
-        throw error;
-      }
+      });
     },
 
     async getOrder(request, context) {

@@ -267,11 +267,13 @@ describe("order end to end with the per-customer limit at 2 a minute", () => {
   });
 });
 
-describe("order end to end with at most 2 orders in progress (no fraud service: orders stay in progress)", () => {
-  const system = useSystem({ services: ["inventory", "order"], env: { SAGA_MAX_ORDERS_IN_PROGRESS: "2" } });
+describe("order end to end with at most 2 orders in progress", () => {
+  const system = useSystem({ services: ["inventory", "order", "fraud", "payment"], env: { SAGA_MAX_ORDERS_IN_PROGRESS: "2" } });
 
-  it("refuses a third order with RESOURCE_EXHAUSTED (HTTP 429, and over gRPC), still answers a retry with its order, and still says what is wrong with a bad one", async () => {
-    const create = (key: string, quantity = 1) => postJson(system().url("order"), method("CreateOrder"), { customerId: "e2e-busy", items: [{ sku: "KB-001", quantity }], idempotencyKey: key });
+  it("refuses a third order with RESOURCE_EXHAUSTED (HTTP 429, and over gRPC), writing nothing, even a retry's lookup; bad input is still INVALID_ARGUMENT; orders that conclude make room", async () => {
+    // Without fraud's answers alice's orders (stock reserved, money charged) stay in progress.
+    await system().system.stopService("fraud");
+    const create = (key: string, quantity = 1) => postJson(system().url("order"), method("CreateOrder"), { customerId: "alice", items: [{ sku: "KB-001", quantity }], idempotencyKey: key });
     const first = (await create("busy-1")).json as { order: JsonOrder };
     expect(first.order.status).toBe("ORDER_STATUS_PENDING");
     expect((await create("busy-2")).status).toBe(200);
@@ -281,19 +283,23 @@ describe("order end to end with at most 2 orders in progress (no fraud service: 
     expect(third.json).toMatchObject({ code: "resource_exhausted", message: expect.stringContaining("the most this system takes at once (2)") });
     const grpc = grpcJsClient(OrderService, system().address("order"));
     const overGrpc = await grpc
-      .unary(OrderService.method.createOrder, { customerId: "e2e-busy", items: [{ sku: "KB-001", quantity: 1n }] })
+      .unary(OrderService.method.createOrder, { customerId: "alice", items: [{ sku: "KB-001", quantity: 1n }] })
       .catch((e: ServiceError) => e)
       .finally(() => grpc.close());
     expect((overGrpc as ServiceError).code).toBe(GrpcStatus.RESOURCE_EXHAUSTED);
-
-    // The client lost the first answer and retries: the order it made, not a refusal.
-    const retried = await create("busy-1");
-    expect(retried.status).toBe(200);
-    expect((retried.json as { order: JsonOrder }).order.orderId).toBe(first.order.orderId);
+    // A retry of the first is refused too, and makes nothing.
+    expect((await create("busy-1")).status).toBe(429);
     // Bad input is still told apart from a full system.
     expect(((await create("busy-4", 0)).json as JsonError).code).toBe("invalid_argument");
+    const listOrders = async () => ((await postJson(system().url("order"), method("ListOrders"), { customerId: "alice" })).json as { orders: JsonOrder[] }).orders;
+    expect(await listOrders()).toHaveLength(2);
 
-    const listed = await postJson(system().url("order"), method("ListOrders"), { customerId: "e2e-busy" });
-    expect((listed.json as { orders: JsonOrder[] }).orders).toHaveLength(2);
+    // Fraud answers, the two orders conclude, and the next count (every 250 ms) makes room.
+    await system().system.restart("fraud");
+    await expect.poll(async () => (await listOrders()).map((o) => o.status), { timeout: 20_000 }).toEqual(["ORDER_STATUS_CONFIRMED", "ORDER_STATUS_CONFIRMED"]);
+    await expect.poll(async () => (await create("busy-3")).status, { timeout: 5_000 }).toBe(200);
+    const retried = await create("busy-1");
+    expect((retried.json as { order: JsonOrder }).order.orderId).toBe(first.order.orderId);
+    expect(await listOrders()).toHaveLength(3);
   });
 });
