@@ -599,9 +599,11 @@ async function main(): Promise<void> {
       const rejections = rejectionNote(rate, step.confirmed, step.rejected);
       if (rejections) notes.push(rejections);
       const reasons: string[] = [];
-      const errors = Object.values(step.createErrors).reduce((a, b) => a + b, 0);
+      const refused = step.createErrors["RESOURCE_EXHAUSTED"] ?? 0;
+      const errors = Object.values(step.createErrors).reduce((a, b) => a + b, 0) - refused;
       if (step.completedPerSec < 0.85 * rate) reasons.push(`completed ${Math.round(step.completedPerSec)}/s < 85 % of offered`);
       if (!step.drained) reasons.push(`${step.unfinished} orders still open ${Math.round(step.drainMs / 1000)}s after the step`);
+      if (refused > 0.01 * step.scheduled) reasons.push(`${refused} CreateOrders refused at the bound of orders in progress`);
       if (errors > 0.01 * step.scheduled) reasons.push(`${errors} CreateOrder errors`);
       if (step.dropped > 0) reasons.push(`${step.dropped} arrivals dropped at the in-flight cap`);
       steps.push({ ...step, serviceCpuPercent, runQueueWaitPercent, cpuMsPerSaga, wakeUpsPerSaga, queues: stepQueues ?? [], work, stages: [], saturated: reasons.length > 0, saturationReason: reasons.join("; ") });
