@@ -2,6 +2,7 @@ import { randomUUID } from "node:crypto";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { Redis } from "ioredis";
 import { afterAll, describe, expect, it } from "vitest";
+import { RetryInfoSchema } from "../../gen/google/rpc/error_details_pb.js";
 import { CustomerRateLimit } from "./rate-limit.js";
 
 const redis = new Redis(process.env["REDIS_URL"] ?? "redis://127.0.0.1:6379", { maxRetriesPerRequest: 1 });
@@ -24,6 +25,12 @@ describe("CustomerRateLimit (real Redis)", () => {
     const refused = await refusal(limit.check(customer));
     expect(refused?.code).toBe(Code.ResourceExhausted);
     expect(refused?.rawMessage).toContain(`customer ${customer} placed more than 3 orders this minute`);
+    // google.rpc.RetryInfo: come back when the minute is over.
+    const delay = refused?.findDetails(RetryInfoSchema)[0]?.retryDelay;
+    expect(delay).toBeDefined();
+    const delayMs = Number(delay?.seconds ?? 0n) * 1_000 + (delay?.nanos ?? 0) / 1e6;
+    expect(delayMs).toBeGreaterThan(0);
+    expect(delayMs).toBeLessThanOrEqual(60_000);
     // Other customers keep their own count.
     expect(await refusal(limit.check(`rl-${randomUUID()}`))).toBeUndefined();
   });

@@ -1,7 +1,7 @@
-import { Code, ConnectError } from "@connectrpc/connect";
 import type { Redis } from "ioredis";
 import { counter } from "../platform/metrics.js";
 import { orFallback, RedisScript } from "../platform/redis.js";
+import { retryLater } from "../platform/rpc/retry-later.js";
 
 const limited = counter("orderflow_order_rate_limited_total", "CreateOrder calls refused by the per-customer rate limit", []);
 
@@ -21,12 +21,13 @@ export class CustomerRateLimit {
 
   async check(customerId: string): Promise<void> {
     if (this.perMinute <= 0) return;
-    const minute = Math.floor(Date.now() / 60_000);
+    const now = Date.now();
+    const minute = Math.floor(now / 60_000);
     const key = `ratelimit:create-order:${customerId}:${minute}`;
     const count = Number(await orFallback(() => countCall.run(this.redis, [key], [120_000]), 0));
     if (count > this.perMinute) {
       limited.inc();
-      throw new ConnectError(`customer ${customerId} placed more than ${this.perMinute} orders this minute; retry later`, Code.ResourceExhausted);
+      throw retryLater(`customer ${customerId} placed more than ${this.perMinute} orders this minute; retry later`, (minute + 1) * 60_000 - now);
     }
   }
 }

@@ -5,6 +5,7 @@ import { fromBinary } from "@bufbuild/protobuf";
 import { status as GrpcStatus, type ServiceError } from "@grpc/grpc-js";
 import { ViolationsSchema } from "@bufbuild/protovalidate/gen/buf/validate/validate_pb.js";
 import { describe, expect, it } from "vitest";
+import { RetryInfoSchema } from "../../gen/google/rpc/error_details_pb.js";
 import { OrderService, OrderStatus } from "../../gen/orderflow/order/v1/order_pb.js";
 import { bufCurl, bufCurlGrpc, grpcJsClient, postJson } from "../support/clients.js";
 import { useSystem } from "../support/system.js";
@@ -25,7 +26,7 @@ interface JsonOrder {
 interface JsonError {
   code: string;
   message: string;
-  details?: Array<{ type: string; debug?: { violations: Array<{ ruleId: string; field: { elements: Array<{ fieldName: string; index?: string }> } }> } }>;
+  details?: Array<{ type: string; value?: string; debug?: { violations: Array<{ ruleId: string; field: { elements: Array<{ fieldName: string; index?: string }> } }> } }>;
 }
 
 /** Violated fields of a grpc-js error, decoded from grpc-status-details-bin. */
@@ -281,12 +282,16 @@ describe("order end to end with at most 2 orders in progress", () => {
     const third = await create("busy-3");
     expect(third.status).toBe(429);
     expect(third.json).toMatchObject({ code: "resource_exhausted", message: expect.stringContaining("the most this system takes at once (2)") });
+    const retryInfo = (third.json as JsonError).details?.find((d) => d.type === "google.rpc.RetryInfo");
+    expect(fromBinary(RetryInfoSchema, Buffer.from(retryInfo?.value ?? "", "base64")).retryDelay?.seconds).toBe(1n);
     const grpc = grpcJsClient(OrderService, system().address("order"));
     const overGrpc = await grpc
       .unary(OrderService.method.createOrder, { customerId: "alice", items: [{ sku: "KB-001", quantity: 1n }] })
       .catch((e: ServiceError) => e)
       .finally(() => grpc.close());
     expect((overGrpc as ServiceError).code).toBe(GrpcStatus.RESOURCE_EXHAUSTED);
+    const grpcDetails = decodeStatusDetails((overGrpc as ServiceError).metadata.get("grpc-status-details-bin")[0] as Buffer);
+    expect(grpcDetails.map((bytes) => fromBinary(RetryInfoSchema, bytes).retryDelay?.seconds)).toEqual([1n]);
     // A retry of the first is refused too, and makes nothing.
     expect((await create("busy-1")).status).toBe(429);
     // Bad input is still told apart from a full system.

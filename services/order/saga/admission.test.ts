@@ -1,6 +1,7 @@
 import { randomUUID } from "node:crypto";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { describe, expect, it } from "vitest";
+import { RetryInfoSchema } from "../../../gen/google/rpc/error_details_pb.js";
 import { DATABASE_URL, useOrderSchema } from "../../../test/support/order-schema.js";
 import { Database } from "../../platform/db.js";
 import { createLogger } from "../../platform/logger.js";
@@ -59,6 +60,7 @@ describe("SagaAdmission (real Postgres)", () => {
       expect(written).toBe(false);
       expect(refused?.code).toBe(Code.ResourceExhausted);
       expect(refused?.rawMessage).toContain("5 orders are in progress, the most this system takes at once (5)");
+      expect(refused?.findDetails(RetryInfoSchema)[0]?.retryDelay).toMatchObject({ seconds: 1n, nanos: 0 });
 
       // The count sees the written orders and keeps none of them twice.
       await admission.count();

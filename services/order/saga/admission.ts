@@ -1,9 +1,9 @@
-import { Code, ConnectError } from "@connectrpc/connect";
 import { type Database, prepared } from "../../platform/db.js";
 import { errorMessage } from "../../platform/errors.js";
 import type { Worker } from "../../platform/host.js";
 import type { Logger } from "../../platform/logger.js";
 import { counter, gauge } from "../../platform/metrics.js";
+import { retryLater } from "../../platform/rpc/retry-later.js";
 
 const inProgressGauge = gauge(
   "orderflow_saga_orders_in_progress",
@@ -57,7 +57,7 @@ export class SagaAdmission implements Worker {
 
   /**
    * Runs `write` (which places one order) if the sagas in progress are below the bound;
-   * throws RESOURCE_EXHAUSTED, without running it, if they are not.
+   * throws RESOURCE_EXHAUSTED (retry after 1 s), without running it, if they are not.
    */
   async admit<T>(write: () => Promise<T>): Promise<T> {
     const limit = this.options.maxInProgress;
@@ -65,7 +65,7 @@ export class SagaAdmission implements Worker {
     const inProgress = this.inProgress;
     if (inProgress >= limit) {
       shed.inc();
-      throw new ConnectError(`${inProgress} orders are in progress, the most this system takes at once (${limit}); retry in a second`, Code.ResourceExhausted);
+      throw retryLater(`${inProgress} orders are in progress, the most this system takes at once (${limit}); retry in a second`, 1_000);
     }
     this.writing += 1;
     try {
