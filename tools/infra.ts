@@ -8,6 +8,7 @@ import { connect, createServer, type AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
 import { basename, delimiter, dirname, join } from "node:path";
 import pg from "pg";
+import { stopWithParent } from "./stop-with-parent.js";
 
 export interface InfraUrls {
   databaseUrl: string;
@@ -503,17 +504,23 @@ async function startPostgres(endpoint: Endpoint, dataDir: string, timeoutMs: num
   }
   await waitReachable(endpoint, timeoutMs, () => undefined);
   const stop = (mode: "fast" | "immediate") => spawnSync(pgCtl, ["stop", "-D", dir, "-m", mode, "-w", "-t", "30"], { ...ids, stdio: "ignore" });
+  // pg_ctl started it in a session of its own: it would outlive a SIGKILL of this process.
+  const cancelWatch = stopWithParent([pgCtl, "stop", "-D", dir, "-m", "fast"], ids);
   return {
     name: "postgres",
     ...(dir.startsWith(dataDir) ? {} : { movedDataDir: dirname(dir) }),
     stop: async () => {
+      cancelWatch();
       await new Promise<void>((resolve) => {
         const child = spawn(pgCtl, ["stop", "-D", dir, "-m", "fast", "-w", "-t", "30"], { ...ids, stdio: "ignore" });
         child.once("error", () => resolve());
         child.once("exit", () => resolve());
       });
     },
-    kill: () => void stop("immediate"),
+    kill: () => {
+      cancelWatch();
+      stop("immediate");
+    },
   };
 }
 
@@ -550,9 +557,14 @@ async function startDaemon(
     throw error;
   }
   const running = () => child.exitCode === null && child.signalCode === null;
+  // Our child, but not killed with us: a SIGKILL of this process would leave it running.
+  const cancelWatch = stopWithParent(["kill", String(child.pid)]);
+  // Once it has exited its pid may be reused: nothing to stop any more.
+  child.once("exit", () => cancelWatch());
   return {
     name,
     stop: async () => {
+      cancelWatch();
       if (!running()) return;
       child.kill("SIGTERM");
       const timer = setTimeout(() => child.kill("SIGKILL"), 10_000);
@@ -560,6 +572,7 @@ async function startDaemon(
       clearTimeout(timer);
     },
     kill: () => {
+      cancelWatch();
       if (running()) child.kill("SIGKILL");
     },
   };
