@@ -78,7 +78,7 @@ describe("SagaAdmission (real Postgres)", () => {
   });
 
   it("counts again on its interval", async () => {
-    const admission = new SagaAdmission(orderSchema.db(), { maxInProgress: 1_000, countIntervalMs: 20 }, logger);
+    const admission = new SagaAdmission(orderSchema.db(), { maxInProgress: 1_000, countIntervalMs: 20, quietCountIntervalMs: 20 }, logger);
     await admission.start();
     try {
       const before = admission.inProgress;
@@ -86,6 +86,25 @@ describe("SagaAdmission (real Postgres)", () => {
       await expect.poll(() => admission.inProgress, { timeout: 5_000 }).toBe(before + 4);
       await finish(ids);
       await expect.poll(() => admission.inProgress, { timeout: 5_000 }).toBe(before);
+    } finally {
+      await admission.stop();
+    }
+  });
+
+  it("counts seldom while far below the bound, and at once when an admission reaches half of it", async () => {
+    const base = (await orderSchema.db().primary.query<{ n: number }>("SELECT count(*)::int AS n FROM orders WHERE in_flight")).rows[0]?.n ?? 0;
+    const admission = new SagaAdmission(orderSchema.db(), { maxInProgress: base + 20, countIntervalMs: 20, quietCountIntervalMs: 60_000 }, logger);
+    await admission.start();
+    try {
+      // Written behind its back, below half the bound: not counted for a minute.
+      const unseen = await insertOrders(base < 8 ? 8 - base : 0, true);
+      await new Promise((resolve) => setTimeout(resolve, 300));
+      expect(admission.inProgress).toBe(base);
+      // Its own admissions take the figure to half the bound: it counts at once, and sees those rows.
+      const toHalf = Math.ceil((base + 20) / 2) - base;
+      for (let i = 0; i < toHalf; i++) expect(await refusal(admission, async () => undefined)).toBeUndefined();
+      await expect.poll(() => admission.inProgress, { timeout: 2_000 }).toBe(Math.max(base, 8));
+      await finish(unseen);
     } finally {
       await admission.stop();
     }

@@ -15,8 +15,10 @@ const shed = counter("orderflow_order_admission_refused_total", "CreateOrder cal
 export interface AdmissionOptions {
   /** Orders in progress beyond which new ones are refused; 0 admits every order. */
   maxInProgress: number;
-  /** How often the orders in progress are counted in Postgres. */
+  /** How often the orders in progress are counted in Postgres once they may be half the bound or more. */
   countIntervalMs?: number;
+  /** How often they are counted below that (an idle replica need not ask four times a second). */
+  quietCountIntervalMs?: number;
 }
 
 /**
@@ -25,10 +27,13 @@ export interface AdmissionOptions {
  * so fewer of them finish each second. A refusal costs the caller nothing, changes
  * nothing, and tells a client to come back.
  *
- * The count covers every replica: Postgres's orders awaiting a step, read every
- * `countIntervalMs`. To the last count this replica adds the orders it is writing and
- * those it wrote since that count began, so that it cannot overshoot between counts;
- * several replicas can, each by what it admits in one interval.
+ * The count covers every replica: Postgres's orders awaiting a step. To the last count
+ * this replica adds the orders it is writing and those it wrote since that count began,
+ * so its figure never falls below the truth between counts (concluded orders leave it
+ * only at a count) and it cannot overshoot; several replicas can, each by what it admits
+ * in one interval. It counts every `countIntervalMs` while its figure is half the bound
+ * or more, every `quietCountIntervalMs` below that, and at once when an admission
+ * crosses the half.
  */
 export class SagaAdmission implements Worker {
   private counted = 0;
@@ -37,22 +42,40 @@ export class SagaAdmission implements Worker {
   private timer: NodeJS.Timeout | undefined;
   private counting: Promise<void> | undefined;
   private countFailing = false;
+  private stopped = false;
+  private quiet = true;
 
   constructor(private readonly db: Database, private readonly options: AdmissionOptions, private readonly logger: Logger) {}
 
   async start(): Promise<this> {
     if (this.options.maxInProgress <= 0) return this;
     await this.count();
-    this.timer = setInterval(() => {
-      this.counting ??= this.count().finally(() => (this.counting = undefined));
-    }, this.options.countIntervalMs ?? 250);
-    this.timer.unref();
+    this.scheduleCount();
     return this;
   }
 
   async stop(): Promise<void> {
-    clearInterval(this.timer);
+    this.stopped = true;
+    clearTimeout(this.timer);
     await this.counting;
+  }
+
+  private get nearBound(): boolean {
+    return this.inProgress * 2 >= this.options.maxInProgress;
+  }
+
+  private scheduleCount(delayMs?: number): void {
+    if (this.stopped) return;
+    clearTimeout(this.timer);
+    this.quiet = !this.nearBound;
+    const delay = delayMs ?? (this.quiet ? (this.options.quietCountIntervalMs ?? 5_000) : (this.options.countIntervalMs ?? 250));
+    this.timer = setTimeout(() => {
+      this.counting ??= this.count().finally(() => {
+        this.counting = undefined;
+        this.scheduleCount();
+      });
+    }, delay);
+    this.timer.unref();
   }
 
   /**
@@ -68,6 +91,7 @@ export class SagaAdmission implements Worker {
       throw retryLater(`${inProgress} orders are in progress, the most this system takes at once (${limit}); retry in a second`, 1_000);
     }
     this.writing += 1;
+    if (this.quiet && this.nearBound && this.counting === undefined) this.scheduleCount(0);
     try {
       return await write();
     } finally {
