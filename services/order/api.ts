@@ -34,10 +34,10 @@ export function orderApi({ store, catalogue, sagaStart, cancel, watch, cache, ad
       rejectRepeatedSkus(request.items);
       const idempotencyKey = request.idempotencyKey || undefined;
       const hash = idempotencyKey ? requestHash(request) : undefined;
-      // Refused at the bound of orders in progress, a call costs nothing more: not even a retry's
-      // lookup of the order it made, which comes once the system has room again.
-      return admission.admit(async () => {
-        try {
+      try {
+        // Refused at the bound of orders in progress, a call costs nothing more: not even a retry's
+        // lookup of the order it made, which it gets once the system has room again.
+        return await admission.admit(async () => {
           try {
             await rateLimit.check(request.customerId);
           } catch (limited) {
@@ -50,11 +50,11 @@ export function orderApi({ store, catalogue, sagaStart, cancel, watch, cache, ad
           const priced = priceOrder(request.items, products);
           const { order } = await store.create({ customerId: request.customerId, priced, idempotencyKey, requestHash: hash }, sagaStart);
           return { order };
-        } catch (error) {
-          if (error instanceof IdempotencyConflict) throw new ConnectError(error.message, Code.AlreadyExists);
-          throw error;
-        }
-      });
+        });
+      } catch (error) {
+        if (error instanceof IdempotencyConflict) throw new ConnectError(error.message, Code.AlreadyExists);
+        throw error;
+      }
     },
 
     async getOrder(request, context) {

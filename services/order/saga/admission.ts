@@ -29,11 +29,11 @@ export interface AdmissionOptions {
  *
  * The count covers every replica: Postgres's orders awaiting a step. To the last count
  * this replica adds the orders it is writing and those it wrote since that count began,
- * so its figure never falls below the truth between counts (concluded orders leave it
- * only at a count) and it cannot overshoot; several replicas can, each by what it admits
- * in one interval. It counts every `countIntervalMs` while its figure is half the bound
- * or more, every `quietCountIntervalMs` below that, and at once when an admission
- * crosses the half.
+ * so it cannot overshoot the bound between counts; concluded orders, and those other
+ * replicas place, reach its figure at the next count (so replicas together can overshoot,
+ * each by what it admits in one interval). It counts every `countIntervalMs` while its
+ * figure is half the bound or more, every `quietCountIntervalMs` below that, and at once
+ * when an admission crosses the half.
  */
 export class SagaAdmission implements Worker {
   private counted = 0;
