@@ -46,14 +46,14 @@ const COMBOS: Combo[] = [
     counts: { Deployment: 6, HorizontalPodAutoscaler: 5, PodDisruptionBudget: 5, NetworkPolicy: 8, Cluster: 1, Service: 11 },
   },
   {
-    name: "istio (CNPG, NATS bundled, autoscaling on, ServiceMonitor)",
+    name: "istio (CNPG, NATS bundled, autoscaling on, ServiceMonitor, PrometheusRule)",
     files: [ci("istio-values.yaml")],
     mesh: "istio",
     postgres: "cnpg",
     nats: "bundled",
     autoscaling: true,
     expect: natsBundled(),
-    counts: { PeerAuthentication: 5, AuthorizationPolicy: 5, DestinationRule: 5, ServiceMonitor: 5 },
+    counts: { PeerAuthentication: 5, AuthorizationPolicy: 5, DestinationRule: 5, ServiceMonitor: 5, PrometheusRule: 1 },
   },
   {
     name: "linkerd (CNPG, NATS bundled, autoscaling on, migration hook Jobs)",
@@ -343,6 +343,88 @@ describe("the NATS dependency", () => {
     for (const c of COMBOS) for (const f of c.files) walk(obj(parse(readFileSync(f, "utf8")), f).nats, natsValues, "nats");
     expect(problems).toEqual([]);
     expect(at(ours, "config", "jetstream", "enabled"), "JetStream on").toBe(true);
+  });
+});
+
+describe("the PrometheusRule (prometheusRule.enabled)", () => {
+  // Each alert and the metric it reads (README, Observability); gauges are reported alike by
+  // every replica (the orders in progress across all of them, the outbox rows of a schema), so
+  // they are aggregated with max, never summed.
+  const ALERTS: Record<string, { metric: string; type: "counter" | "gauge" }> = {
+    OrderFlowAdmissionRefused: { metric: "orderflow_order_admission_refused_total", type: "counter" },
+    OrderFlowOrdersInProgressHigh: { metric: "orderflow_saga_orders_in_progress", type: "gauge" },
+    OrderFlowSagaStepTimeouts: { metric: "orderflow_saga_step_timeouts_total", type: "counter" },
+    OrderFlowDeadLetters: { metric: "orderflow_bus_dead_letters_total", type: "counter" },
+    OrderFlowOutboxBacklog: { metric: "orderflow_outbox_backlog", type: "gauge" },
+  };
+  const rulesOf = (values: unknown, namespace = NS): { objs: K8sObject[]; rules: JsonObject[] } => {
+    const r = renderChart({ values, namespace });
+    expect(r.ok, r.stderr).toBe(true);
+    const objs = parseManifest(r.manifest).filter((o) => o.kind === "PrometheusRule");
+    const rules = objs.flatMap((o) => objArr(at(o.spec, "groups"), "groups").flatMap((g) => objArr(g.rules, `group ${String(g.name)} rules`)));
+    return { objs, rules };
+  };
+
+  it("renders nothing with the default values", () => {
+    expect(rulesOf(undefined).objs).toEqual([]);
+  });
+
+  it("renders one rule named after the release, with the configured labels, that the CRD accepts", async () => {
+    const { objs } = rulesOf({ prometheusRule: { enabled: true, labels: { release: "kube-prometheus-stack" } } });
+    expect(objs).toHaveLength(1);
+    const rule = objs[0]!;
+    expect(rule.metadata.name).toBe("orderflow");
+    expect(rule.metadata.namespace).toBe(NS);
+    expect(rule.metadata.labels?.release).toBe("kube-prometheus-stack");
+    const v = await validateObject(rule);
+    expect(v.source).toBe("crd");
+    expect([...v.errors, ...nameErrors(rule)]).toEqual([]);
+  });
+
+  it("has the five alerts, each reading its metric in the release's namespace, with for, severity, summary and description", () => {
+    const ns = "shop";
+    const { rules } = rulesOf({ prometheusRule: { enabled: true } }, ns);
+    expect(rules.map((r) => r.alert).sort()).toEqual(Object.keys(ALERTS).sort());
+    for (const rule of rules) {
+      const name = str(rule.alert, "alert");
+      const { metric, type } = ALERTS[name]!;
+      const expr = str(rule.expr, `${name} expr`);
+      // Every selector names the alert's metric and only the release's namespace.
+      const selectors = [...expr.matchAll(/([A-Za-z_:][A-Za-z0-9_:]*)\{([^}]*)\}/g)].map((m) => [m[1], m[2]]);
+      expect(selectors.length, `${name}: selectors in ${expr}`).toBeGreaterThan(0);
+      for (const [m, matchers] of selectors) {
+        expect(m, `${name} reads`).toBe(metric);
+        expect(matchers, `${name} matchers`).toBe(`namespace="${ns}"`);
+      }
+      // Brackets balance (a mangled template shows here first).
+      let depth = 0;
+      for (const ch of expr) {
+        depth += "([{".includes(ch) ? 1 : ")]}".includes(ch) ? -1 : 0;
+        expect(depth, `${name}: brackets in ${expr}`).toBeGreaterThanOrEqual(0);
+      }
+      expect(depth, `${name}: brackets in ${expr}`).toBe(0);
+      if (type === "counter") {
+        expect(expr, `${name}: a counter is read through increase()`).toContain(`increase(${metric}{`);
+        expect(expr).toMatch(/^sum by \(namespace[,)]/);
+      } else {
+        expect(expr, `${name}: a gauge every replica reports is aggregated with max`).toMatch(new RegExp(`^max by \\(namespace[^)]*\\) \\(${metric}\\{[^}]*\\}\\) > \\d+$`));
+      }
+      expect(expr).toMatch(/> \d+$/);
+      expect(str(rule.for, `${name} for`)).toMatch(/^\d+m$/);
+      expect(["warning", "critical"]).toContain(at(rule, "labels", "severity"));
+      expect(str(at(rule, "annotations", "summary"), `${name} summary`).length).toBeGreaterThan(20);
+      const description = str(at(rule, "annotations", "description"), `${name} description`);
+      // Prometheus's own template reaches it (Helm must not expand it).
+      expect(description, `${name} description`).toContain("{{ $value | humanize }}");
+      expect(description).toContain("{{ $labels.namespace }}");
+    }
+  });
+
+  it("takes the two thresholds from the values", () => {
+    const { rules } = rulesOf({ prometheusRule: { enabled: true, ordersInProgressThreshold: 1800, outboxBacklogThreshold: 250 } });
+    const expr = (alert: string) => str(rules.find((r) => r.alert === alert)?.expr, `${alert} expr`);
+    expect(expr("OrderFlowOrdersInProgressHigh")).toMatch(/\) > 1800$/);
+    expect(expr("OrderFlowOutboxBacklog")).toMatch(/\) > 250$/);
   });
 });
 

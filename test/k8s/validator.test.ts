@@ -25,7 +25,11 @@ const firstContainer = (o: K8sObject): JsonObject => obj(at(o.spec, "template", 
 
 describe("schema validation catches mistakes", () => {
   const base = render();
-  const istio = render({ mesh: "istio", serviceMonitor: { enabled: true } });
+  const istio = render({ mesh: "istio", serviceMonitor: { enabled: true }, prometheusRule: { enabled: true } });
+  /** The first group of the PrometheusRule, to mutate in place. */
+  const firstRuleGroup = (o: K8sObject): JsonObject => obj(at(o.spec, "groups", 0), "first rule group");
+  /** The first alerting rule of the PrometheusRule, to mutate in place. */
+  const firstRule = (o: K8sObject): JsonObject => obj(at(o.spec, "groups", 0, "rules", 0), "first rule");
   const linkerd = render({ mesh: "linkerd" });
 
   const mutations: { name: string; obj: () => K8sObject; error: RegExp }[] = [
@@ -90,6 +94,21 @@ describe("schema validation catches mistakes", () => {
       error: /additional properties|portName/,
     },
     {
+      name: "PrometheusRule alert with an unknown field (summary outside annotations)",
+      obj: () => { const r = find(istio, "PrometheusRule"); firstRule(r).summary = "x"; return r; },
+      error: /additional properties|summary/,
+    },
+    {
+      name: "PrometheusRule alert with a malformed for",
+      obj: () => { const r = find(istio, "PrometheusRule"); firstRule(r).for = "5 minutes"; return r; },
+      error: /\/for: must match pattern/,
+    },
+    {
+      name: "PrometheusRule group with a partial_response_strategy outside abort|warn (a Go (?i) pattern)",
+      obj: () => { const r = find(istio, "PrometheusRule"); firstRuleGroup(r).partial_response_strategy = "ignore"; return r; },
+      error: /partial_response_strategy: must match pattern/,
+    },
+    {
       name: "bad metadata on a custom resource",
       obj: () => { const c = find(base, "Cluster"); obj(c.metadata, "metadata").labelz = {}; return c; },
       error: /unknown field "labelz"/,
@@ -104,6 +123,12 @@ describe("schema validation catches mistakes", () => {
 
   it("accepts the unmodified objects", async () => {
     for (const o of [...base, ...istio, ...linkerd]) expect((await validateObject(o)).errors).toEqual([]);
+  });
+
+  it("reads a Go (?i) CRD pattern as case-insensitive, as the API server does", async () => {
+    const r = find(istio, "PrometheusRule");
+    firstRuleGroup(r).partial_response_strategy = "ABORT";
+    expect((await validateObject(r)).errors).toEqual([]);
   });
 
   it("reads YAML as helm/kubectl do (1.1 booleans, duplicate keys are errors)", async () => {

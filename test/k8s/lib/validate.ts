@@ -9,7 +9,8 @@
 //   validator never looked at is not in the schema.
 // - Istio kinds: the same, from `@kubernetes-models/istio` (generated from
 //   Istio's CRDs).
-// - Other custom resources (CloudNativePG, Linkerd policy, ServiceMonitor):
+// - Other custom resources (CloudNativePG, Linkerd policy, ServiceMonitor,
+//   PrometheusRule):
 //   the CRDs' openAPIV3Schema, vendored in test/k8s/schemas/crds, compiled with
 //   ajv the way the API server applies a structural schema (unknown fields
 //   are errors unless x-kubernetes-preserve-unknown-fields).
@@ -137,7 +138,21 @@ function runModelValidator(validate: CompiledValidator, obj: unknown): string[] 
 
 // ---- CRDs ---------------------------------------------------------------
 
-const ajv = new Ajv({ strict: false, allErrors: true, validateFormats: false });
+/**
+ * CRD patterns are Go (RE2) regular expressions. One thing the vendored CRDs use
+ * that JavaScript lacks: a leading inline flag, `(?i)` (PrometheusRule's
+ * partial_response_strategy); it applies to the whole pattern, so it becomes the
+ * RegExp's `i` flag. Any other Go-only syntax still fails to compile, loudly.
+ */
+const goRegExp = Object.assign(
+  (pattern: string, flags: string): RegExp => {
+    const m = /^(\^?)\(\?i\)/.exec(pattern);
+    return m ? new RegExp(m[1] + pattern.slice(m[0].length), `${flags}i`) : new RegExp(pattern, flags);
+  },
+  { code: "goRegExp" },
+);
+
+const ajv = new Ajv({ strict: false, allErrors: true, validateFormats: false, code: { regExp: goRegExp } });
 const crdValidators = new Map<string, ValidateFunction>();
 let crdsLoaded = false;
 
