@@ -478,7 +478,10 @@ export const OrderService: GenService<{
     output: typeof GetOrderResponseSchema;
   },
   /**
-   * A customer's orders, newest first, optionally filtered by status.
+   * A customer's orders, newest first, optionally filtered by status. A page
+   * token continues after the last order of its page: orders placed after the
+   * first page was read (and any whose placing had not yet committed then) are
+   * not in later pages; the first page, read again, has them.
    *
    * @generated from rpc orderflow.order.v1.OrderService.ListOrders
    */
