@@ -503,23 +503,23 @@ async function startPostgres(endpoint: Endpoint, dataDir: string, timeoutMs: num
     throw new InfraError(`pg_ctl start failed (exit ${result.code}): ${result.output.trim().split("\n").slice(-3).join(" | ")}; see ${logFile}`);
   }
   await waitReachable(endpoint, timeoutMs, () => undefined);
-  const stop = (mode: "fast" | "immediate") => spawnSync(pgCtl, ["stop", "-D", dir, "-m", mode, "-w", "-t", "30"], { ...ids, stdio: "ignore" });
+  const stopArgs = (mode: "fast" | "immediate") => ["stop", "-D", dir, "-m", mode, "-w", "-t", "30"];
   // pg_ctl started it in a session of its own: it would outlive a SIGKILL of this process.
-  const cancelWatch = stopWithParent([pgCtl, "stop", "-D", dir, "-m", "fast"], ids);
+  const cancelWatch = stopWithParent([pgCtl, ...stopArgs("fast")], ids);
   return {
     name: "postgres",
     ...(dir.startsWith(dataDir) ? {} : { movedDataDir: dirname(dir) }),
     stop: async () => {
       cancelWatch();
       await new Promise<void>((resolve) => {
-        const child = spawn(pgCtl, ["stop", "-D", dir, "-m", "fast", "-w", "-t", "30"], { ...ids, stdio: "ignore" });
+        const child = spawn(pgCtl, stopArgs("fast"), { ...ids, stdio: "ignore" });
         child.once("error", () => resolve());
         child.once("exit", () => resolve());
       });
     },
     kill: () => {
       cancelWatch();
-      stop("immediate");
+      spawnSync(pgCtl, stopArgs("immediate"), { ...ids, stdio: "ignore" });
     },
   };
 }
