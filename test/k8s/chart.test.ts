@@ -368,9 +368,9 @@ describe("the PrometheusRule (prometheusRule.enabled)", () => {
   // Each alert and the metric it reads (README, Observability); gauges are reported alike by
   // every replica (the orders in progress across all of them, the outbox rows of a schema), so
   // they are aggregated with max, never summed.
-  const ALERTS: Record<string, { metric: string; type: "counter" | "gauge" }> = {
+  const ALERTS: Record<string, { metric: string; type: "counter" | "gauge" | "share of a limit" }> = {
     OrderFlowAdmissionRefused: { metric: "orderflow_order_admission_refused_total", type: "counter" },
-    OrderFlowOrdersInProgressHigh: { metric: "orderflow_saga_orders_in_progress", type: "gauge" },
+    OrderFlowOrdersInProgressHigh: { metric: "orderflow_saga_orders_in_progress", type: "share of a limit" },
     OrderFlowSagaStepTimeouts: { metric: "orderflow_saga_step_timeouts_total", type: "counter" },
     OrderFlowDeadLetters: { metric: "orderflow_bus_dead_letters_total", type: "counter" },
     OrderFlowOutboxBacklog: { metric: "orderflow_outbox_backlog", type: "gauge" },
@@ -411,7 +411,7 @@ describe("the PrometheusRule (prometheusRule.enabled)", () => {
       const selectors = [...expr.matchAll(/([A-Za-z_:][A-Za-z0-9_:]*)\{([^}]*)\}/g)].map((m) => [m[1], m[2]]);
       expect(selectors.length, `${name}: selectors in ${expr}`).toBeGreaterThan(0);
       for (const [m, matchers] of selectors) {
-        expect(m, `${name} reads`).toBe(metric);
+        expect(type === "share of a limit" ? [metric, `${metric}_limit`] : [metric], `${name} reads`).toContain(m);
         expect(matchers, `${name} matchers`).toBe(`namespace="${ns}"`);
       }
       // Prometheus's own grammar (the parser its web UI uses) finds no syntax error.
@@ -419,10 +419,15 @@ describe("the PrometheusRule (prometheusRule.enabled)", () => {
       if (type === "counter") {
         expect(expr, `${name}: a counter is read through increase()`).toContain(`increase(${metric}{`);
         expect(expr).toMatch(/^sum by \(namespace[,)]/);
-      } else {
+        expect(expr).toMatch(/> \d+$/);
+      } else if (type === "gauge") {
         expect(expr, `${name}: a gauge every replica reports is aggregated with max`).toMatch(new RegExp(`^max by \\(namespace[^)]*\\) \\(${metric}\\{[^}]*\\}\\) > \\d+$`));
+      } else {
+        // The gauge against a share of the limit the replicas report, silent while the limit is 0.
+        expect(expr.replace(/\s+/g, " "), `${name}: both gauges aggregated with max, the limit only where set`).toMatch(
+          new RegExp(`^max by \\(namespace\\) \\(${metric}\\{[^}]*\\}\\) > [0-9.]+ \\* max by \\(namespace\\) \\(${metric}_limit\\{[^}]*\\} > 0\\)$`),
+        );
       }
-      expect(expr).toMatch(/> \d+$/);
       expect(str(rule.for, `${name} for`)).toMatch(/^\d+m$/);
       expect(["warning", "critical"]).toContain(at(rule, "labels", "severity"));
       expect(str(at(rule, "annotations", "summary"), `${name} summary`).length).toBeGreaterThan(20);
@@ -434,10 +439,16 @@ describe("the PrometheusRule (prometheusRule.enabled)", () => {
   });
 
   it("takes the two thresholds from the values", () => {
-    const { rules } = rulesOf({ prometheusRule: { enabled: true, ordersInProgressThreshold: 1800, outboxBacklogThreshold: 250 } });
-    const expr = (alert: string) => str(rules.find((r) => r.alert === alert)?.expr, `${alert} expr`);
-    expect(expr("OrderFlowOrdersInProgressHigh")).toMatch(/\) > 1800$/);
-    expect(expr("OrderFlowOutboxBacklog")).toMatch(/\) > 250$/);
+    const { rules } = rulesOf({ prometheusRule: { enabled: true, ordersInProgressRatio: 0.9, outboxBacklogThreshold: 250 } });
+    const rule = (alert: string) => rules.find((r) => r.alert === alert);
+    expect(str(rule("OrderFlowOrdersInProgressHigh")?.expr, "expr")).toMatch(/> 0\.9 \* max by/);
+    expect(str(at(rule("OrderFlowOrdersInProgressHigh"), "annotations", "description"), "description")).toContain("more than 90 % of SAGA_MAX_ORDERS_IN_PROGRESS");
+    expect(str(rule("OrderFlowOutboxBacklog")?.expr, "expr")).toMatch(/\) > 250$/);
+  });
+
+  it("refuses a share of the bound outside (0, 1]", () => {
+    for (const ratio of [0, 1.5, "most"]) expect(renderChart({ values: { prometheusRule: { enabled: true, ordersInProgressRatio: ratio } } }).ok, String(ratio)).toBe(false);
+    expect(rulesOf({ prometheusRule: { enabled: true } }).rules.find((r) => r.alert === "OrderFlowOrdersInProgressHigh")?.expr).toMatch(/> 0\.75 \* max by/);
   });
 });
 

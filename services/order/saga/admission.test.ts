@@ -1,5 +1,6 @@
 import { randomUUID } from "node:crypto";
 import { Code, ConnectError } from "@connectrpc/connect";
+import { register } from "prom-client";
 import { describe, expect, it } from "vitest";
 import { RetryInfoSchema } from "../../../gen/google/rpc/error_details_pb.js";
 import { DATABASE_URL, useOrderSchema } from "../../../test/support/order-schema.js";
@@ -24,6 +25,11 @@ async function insertOrders(count: number, inProgress: boolean): Promise<string[
 const finish = (ids: readonly string[]) =>
   orderSchema.db().primary.query("UPDATE orders SET status = 'CONFIRMED', awaiting = '{}', step_deadline = NULL WHERE order_id = ANY($1::uuid[])", [ids]);
 
+/** What a gauge without labels reads now. */
+async function gaugeValue(name: string): Promise<number | undefined> {
+  return (await register.getSingleMetric(name)?.get())?.values[0]?.value;
+}
+
 /** Places orders through `admission` (written as in progress); the refusal, if it refused. */
 async function refusal(admission: SagaAdmission, write: () => Promise<unknown> = () => insertOrders(1, true)): Promise<ConnectError | undefined> {
   try {
@@ -42,6 +48,9 @@ describe("SagaAdmission (real Postgres)", () => {
     await admission.start();
     try {
       expect(admission.inProgress).toBe(3);
+      // What alerts compare the gauge with (the chart's OrderFlowOrdersInProgressHigh).
+      expect(await gaugeValue("orderflow_saga_orders_in_progress_limit")).toBe(5);
+      expect(await gaugeValue("orderflow_saga_orders_in_progress")).toBe(3);
       expect(await refusal(admission)).toBeUndefined();
       // An order being written counts, and a count that runs before its write commits does not lose it.
       expect(
@@ -114,6 +123,7 @@ describe("SagaAdmission (real Postgres)", () => {
     await insertOrders(3, true);
     const admission = new SagaAdmission(orderSchema.db(), { maxInProgress: 0 }, logger);
     await admission.start();
+    expect(await gaugeValue("orderflow_saga_orders_in_progress_limit")).toBe(0);
     for (let i = 0; i < 20; i++) expect(await refusal(admission, async () => undefined)).toBeUndefined();
     expect(admission.inProgress).toBe(0);
     await admission.stop();

@@ -10,6 +10,11 @@ const inProgressGauge = gauge(
   "Orders whose saga has not concluded, across all replicas, as this replica last counted them",
   [],
 );
+const limitGauge = gauge(
+  "orderflow_saga_orders_in_progress_limit",
+  "SAGA_MAX_ORDERS_IN_PROGRESS: orders in progress at which CreateOrder refuses new ones (0: no bound)",
+  [],
+);
 const shed = counter("orderflow_order_admission_refused_total", "CreateOrder calls refused because the sagas in progress reached SAGA_MAX_ORDERS_IN_PROGRESS", []);
 
 export interface AdmissionOptions {
@@ -48,6 +53,7 @@ export class SagaAdmission implements Worker {
   constructor(private readonly db: Database, private readonly options: AdmissionOptions, private readonly logger: Logger) {}
 
   async start(): Promise<this> {
+    limitGauge.set(Math.max(0, this.options.maxInProgress));
     if (this.options.maxInProgress <= 0) return this;
     await this.count();
     this.scheduleCount();
