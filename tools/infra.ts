@@ -452,6 +452,14 @@ function canWrite(dir: string, account: Account | undefined): boolean {
 }
 
 /** Postgres data folder: .data/postgres[-<port>], or a folder under /tmp when the service account cannot reach .data. */
+/**
+ * Where a Postgres whose account cannot write under `dataDir` keeps its data instead (a
+ * private folder made by mkdtemp is its creator's alone): one folder per `dataDir`.
+ */
+export function movedPostgresParent(dataDir: string): string {
+  return join(tmpdir(), `orderflow-${createHash("sha256").update(dataDir).digest("hex").slice(0, 10)}`);
+}
+
 function postgresDataDir(dataDir: string, port: number, account: Account | undefined): string {
   mkdirSync(dataDir, { recursive: true });
   const preferred = serverDataDir(dataDir, "postgres", port);
@@ -459,7 +467,7 @@ function postgresDataDir(dataDir: string, port: number, account: Account | undef
   mkdirSync(preferred, { recursive: true, mode: 0o700 });
   spawnSync("chown", ["-R", `${account.uid}:${account.gid}`, preferred]);
   if (canWrite(preferred, account)) return preferred;
-  const fallback = join(tmpdir(), `orderflow-${createHash("sha256").update(dataDir).digest("hex").slice(0, 10)}`, basename(preferred));
+  const fallback = join(movedPostgresParent(dataDir), basename(preferred));
   mkdirSync(fallback, { recursive: true, mode: 0o700 });
   spawnSync("chown", ["-R", `${account.uid}:${account.gid}`, dirname(fallback)]);
   return fallback;

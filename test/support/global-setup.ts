@@ -2,7 +2,7 @@
 // vitest was started without `npm test`, makes sure Postgres, Redis and NATS are
 // reachable (starting local ones from installed binaries; when that is not
 // possible, the tests that need them fail with one line saying what to
-// install), drops test databases left by crashed runs, and hands the URLs to
+// install), drops test databases and removes test folders left by crashed runs, and hands the URLs to
 // the test files (inject("infra"), or sharedInfra() from ./system.js).
 import { spawnSync } from "node:child_process";
 import { join } from "node:path";
@@ -10,6 +10,7 @@ import type { TestProject } from "vitest/node";
 import { dropDatabase, ensureInfra, InfraError, type InfraUrls, infraUrlsFromEnv, listDatabases, type RunningInfra, withDatabase } from "../../tools/infra.js";
 import { repoRoot } from "../../tools/system.js";
 import { isProcessAlive, testDatabasePid, testDatabasePrefix } from "./names.js";
+import { removeStaleTestDirs } from "./stale-dirs.js";
 
 declare module "vitest" {
   export interface ProvidedContext {
@@ -42,6 +43,7 @@ export default async function setup(project: TestProject): Promise<() => Promise
     const pid = testDatabasePid(name);
     if (pid !== undefined && !isProcessAlive(pid)) await dropDatabase(withDatabase(urls.databaseUrl, name)).catch(() => undefined);
   }
+  removeStaleTestDirs();
   project.provide("infra", urls);
   project.provide("infraError", null);
   return () => infra.stop();

@@ -12,7 +12,7 @@ import { dropDatabase, ensureDatabase, type InfraUrls, type PrivateServer, start
 import { LogBuffer, System, type SystemOptions } from "../../tools/system.js";
 
 export { testDatabasePrefix } from "./names.js";
-import { testDatabasePrefix } from "./names.js";
+import { testDatabasePrefix, testDataDirPrefix } from "./names.js";
 
 export interface TestSystemOptions {
   /** Services to run (default: every built one). */
@@ -65,7 +65,7 @@ export async function startTestSystem(options: TestSystemOptions = {}): Promise<
   const shared = sharedInfra();
   const databaseName = `${testDatabasePrefix}${process.pid}_${++counter}_${Date.now() % 100_000}`;
   let databaseUrl = withDatabase(shared.databaseUrl, databaseName);
-  const dataDir = mkdtempSync(join(tmpdir(), "orderflow-test-"));
+  const dataDir = mkdtempSync(join(tmpdir(), `${testDataDirPrefix}${process.pid}-`));
   const cleanups: (() => Promise<void>)[] = [];
   const logs = new LogBuffer();
   const printLogs = (title: string, mark = 0) => {
