@@ -1,8 +1,9 @@
 import { type DescMessage, isMessage, type Message, type MessageShape } from "@bufbuild/protobuf";
+import type { SpanContext } from "@opentelemetry/api";
 import type { JetStreamClient } from "@nats-io/jetstream";
 import type { Pool } from "pg";
 import { type BusConsumer, commandConsumerName, type ConsumerCommonOptions, type OutboxWriter, startConsumer, type StreamPublisher, streamName } from "./bus/index.js";
-import { currentTraceHeaders } from "./bus/trace.js";
+import { currentSpanContext, currentTraceHeaders, inBatchSpan } from "./bus/trace.js";
 import type { BusConnection } from "./bus-runtime.js";
 import type { Database, PoolClient } from "./db.js";
 import type { Worker } from "./host.js";
@@ -109,6 +110,8 @@ export interface ParticipantOptions extends Omit<CommandConsumerOptions, "js" | 
 interface Collected<T> {
   command: Message;
   item: T;
+  /** The span of the command's delivery: the batch's statements are traced from it. */
+  origin: SpanContext | undefined;
 }
 
 /** What happens to a command's reply once it is applied; `item` says whose it is. */
@@ -135,7 +138,7 @@ class BatchApplication<T> {
     if (handler.kind === "batch") {
       let group = this.byType.get(command.$typeName);
       if (!group) this.byType.set(command.$typeName, (group = { handler, commands: [] }));
-      group.commands.push({ command, item });
+      group.commands.push({ command, item, origin: currentSpanContext() });
       return;
     }
     await this.finish(tx, done);
@@ -144,12 +147,13 @@ class BatchApplication<T> {
 
   /** Applies what was collected. */
   async finish(tx: PoolClient, done: Done<T>): Promise<void> {
-    const groups = [...this.byType.values()];
+    const groups = [...this.byType.entries()];
     this.byType.clear();
-    for (const { handler, commands } of groups) {
-      const replies = await handler.apply(
-        tx,
-        commands.map((c) => c.command),
+    for (const [typeName, { handler, commands }] of groups) {
+      const replies = await inBatchSpan(
+        `${typeName} apply`,
+        commands.map((c) => c.origin),
+        () => handler.apply(tx, commands.map((c) => c.command)),
       );
       if (replies.length !== commands.length) throw new Error(`a batch handler returned ${replies.length} replies for ${commands.length} commands`);
       replies.forEach((reply, i) => done(commands[i]!.item, reply));

@@ -45,6 +45,8 @@ export const isTerminalStatus = (s: OrderStatus): boolean => s === OrderStatus.C
 export interface SagaSystemOptions {
   /** Short name for logs, e.g. "happy". */
   name: string;
+  /** Environment for every service. */
+  env?: Record<string, string>;
   /** Environment per service, e.g. { order: { SAGA_STEP_TIMEOUT_MS: "1000" } }. */
   serviceEnv?: Record<string, Record<string, string>>;
   /** Every service's log level (default warn). */
@@ -80,7 +82,7 @@ export async function startSagaSystem(options: SagaSystemOptions): Promise<SagaS
   const shared = sharedInfra();
   // No demo wallets (alice, bob, carol): every wallet and top-up is the test's own, for the audit.
   const serviceEnv = { ...options.serviceEnv, payment: { SEED_DEMO_DATA: "false", ...options.serviceEnv?.["payment"] } };
-  const t = await startTestSystem({ services: sagaServices, serviceEnv, logLevel: options.logLevel ?? "warn", privatePostgres: options.privatePostgres ?? false });
+  const t = await startTestSystem({ services: sagaServices, env: options.env, serviceEnv, logLevel: options.logLevel ?? "warn", privatePostgres: options.privatePostgres ?? false });
   const cleanups: Array<() => Promise<void>> = [() => t.stop()];
   const cleanup = async () => {
     for (const fn of cleanups.splice(0).reverse()) await fn().catch(() => undefined);

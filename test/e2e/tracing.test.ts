@@ -1,0 +1,151 @@
+/**
+ * One order, one trace: with an OTLP endpoint configured, every service exports its spans,
+ * and an order's saga forms one connected trace across the five processes — from the
+ * caller's CreateOrder through the participants' commands, the order service's replies and
+ * the conclusion the notification service hears of. The endpoint is an OTLP/HTTP (JSON)
+ * receiver in this test, as an OpenTelemetry Collector would be.
+ */
+import { randomBytes } from "node:crypto";
+import { createServer, type Server } from "node:http";
+import type { AddressInfo } from "node:net";
+import { afterAll, beforeAll, describe, expect, test } from "vitest";
+import { addProduct, eventually, type SagaSystem, startSagaSystem, stopAndReportOnFailure, topUp, waitTerminal } from "../support/saga-system.js";
+
+/** A span as OTLP/JSON carries it, with the service that exported it. */
+interface ReceivedSpan {
+  service: string;
+  traceId: string;
+  spanId: string;
+  parentSpanId: string;
+  name: string;
+  kind: number;
+  attributes: Record<string, unknown>;
+}
+
+interface OtlpAnyValue {
+  stringValue?: string;
+  intValue?: string | number;
+  boolValue?: boolean;
+}
+interface OtlpKeyValue {
+  key: string;
+  value?: OtlpAnyValue;
+}
+interface OtlpTraces {
+  resourceSpans?: Array<{
+    resource?: { attributes?: OtlpKeyValue[] };
+    scopeSpans?: Array<{ spans?: Array<{ traceId: string; spanId: string; parentSpanId?: string; name: string; kind: number; attributes?: OtlpKeyValue[] }> }>;
+  }>;
+}
+
+const SPAN_KIND = { server: 2, client: 3, producer: 4, consumer: 5 } as const;
+
+const valueOf = (v: OtlpAnyValue | undefined): unknown => v?.stringValue ?? v?.intValue ?? v?.boolValue;
+const attributesOf = (kvs: OtlpKeyValue[] | undefined): Record<string, unknown> => Object.fromEntries((kvs ?? []).map((kv) => [kv.key, valueOf(kv.value)]));
+
+/** An OTLP/HTTP receiver of traces in JSON, keeping every span it is sent. */
+class OtlpReceiver {
+  readonly spans: ReceivedSpan[] = [];
+  private server: Server | undefined;
+
+  async start(): Promise<string> {
+    this.server = createServer((req, res) => {
+      const chunks: Buffer[] = [];
+      req.on("data", (chunk: Buffer) => chunks.push(chunk));
+      req.on("end", () => {
+        if (req.url === "/v1/traces" && req.headers["content-type"]?.startsWith("application/json")) this.take(JSON.parse(Buffer.concat(chunks).toString("utf8")) as OtlpTraces);
+        res.writeHead(req.url === "/v1/traces" ? 200 : 404, { "content-type": "application/json" }).end("{}");
+      });
+    });
+    await new Promise<void>((resolve) => this.server?.listen(0, "127.0.0.1", resolve));
+    return `http://127.0.0.1:${(this.server.address() as AddressInfo).port}`;
+  }
+
+  stop(): Promise<void> {
+    return new Promise((resolve) => (this.server ? this.server.close(() => resolve()) : resolve()));
+  }
+
+  private take(body: OtlpTraces): void {
+    for (const resourceSpans of body.resourceSpans ?? []) {
+      // Each service names itself orderflow-<service> (OTEL_SERVICE_NAME's default).
+      const service = String(attributesOf(resourceSpans.resource?.attributes)["service.name"]).replace(/^orderflow-/, "");
+      for (const scope of resourceSpans.scopeSpans ?? []) {
+        for (const span of scope.spans ?? []) {
+          this.spans.push({ service, traceId: span.traceId, spanId: span.spanId, parentSpanId: span.parentSpanId ?? "", name: span.name, kind: span.kind, attributes: attributesOf(span.attributes) });
+        }
+      }
+    }
+  }
+}
+
+const receiver = new OtlpReceiver();
+let sys: SagaSystem;
+
+beforeAll(async () => {
+  const endpoint = await receiver.start();
+  sys = await startSagaSystem({
+    name: "tracing",
+    env: { OTEL_EXPORTER_OTLP_ENDPOINT: endpoint, OTEL_EXPORTER_OTLP_PROTOCOL: "http/json", OTEL_TRACES_EXPORTER: "otlp", OTEL_BSP_SCHEDULE_DELAY: "100" },
+  });
+  await addProduct(sys, "TRACE-1", 1_500n, 10n);
+  await topUp(sys, "tracy", 10_000n);
+}, 120_000);
+
+afterAll(() => receiver.stop());
+
+stopAndReportOnFailure(() => sys);
+
+describe("traces (OTLP exporter configured)", () => {
+  test("an order's saga is one trace across all five services, every span's parent in it, continuing the caller's", async () => {
+    const traceId = randomBytes(16).toString("hex");
+    const callerSpanId = randomBytes(8).toString("hex");
+    const { order } = await sys.order.createOrder(
+      { customerId: "tracy", items: [{ sku: "TRACE-1", quantity: 2n }] },
+      { headers: { traceparent: `00-${traceId}-${callerSpanId}-01` } },
+    );
+    if (!order) throw new Error("no order");
+    expect(await waitTerminal(sys, order.orderId)).toBe("CONFIRMED");
+
+    const services = ["order", "inventory", "fraud", "payment", "notification"];
+    // Spans arrive as each process's batch exporter sends them; the notification service's come last.
+    const trace = await eventually(
+      async () => {
+        const spans = receiver.spans.filter((s) => s.traceId === traceId);
+        const consumed = new Set(spans.filter((s) => s.kind === SPAN_KIND.consumer).map((s) => s.service));
+        return services.every((service) => consumed.has(service)) ? spans : undefined;
+      },
+      20_000,
+      "a consumer span of every service in the order's trace",
+    );
+
+    // The trace starts where the caller's span left off: CreateOrder's server span is its child.
+    const createOrder = trace.filter((s) => s.kind === SPAN_KIND.server && s.name.endsWith("CreateOrder"));
+    expect(createOrder.map((s) => [s.service, s.parentSpanId])).toEqual([["order", callerSpanId]]);
+
+    // Connected: every span's parent was exported into the same trace (none lost on the way
+    // through an outbox, a bundle or a reply), except the server span whose parent is the caller's.
+    const ids = new Set(trace.map((s) => s.spanId));
+    const orphans = trace.filter((s) => s.parentSpanId !== callerSpanId && !ids.has(s.parentSpanId));
+    expect(orphans.map((s) => `${s.service}: ${s.name} (parent ${s.parentSpanId || "none"})`)).toEqual([]);
+
+    // Every participant took its command, and the order service each reply, in this trace.
+    const consumers = trace.filter((s) => s.kind === SPAN_KIND.consumer).map((s) => `${s.service} ${String(s.attributes["messaging.destination.name"])}`);
+    for (const step of ["fraud fraud.cmd.", "inventory inventory.cmd.", "payment payment.cmd.", "order fraud.evt.", "order inventory.evt.", "order payment.evt.", "notification order.evt."]) {
+      expect(consumers.some((c) => c.startsWith(step)), `${step} in ${consumers.join(", ")}`).toBe(true);
+    }
+    // Postgres calls are traced under the spans that make them: CreateOrder's insert, and the
+    // statements each participant applies its batch of commands with (here a batch of one).
+    const byId = new Map(trace.map((s) => [s.spanId, s]));
+    const underConsumerOf = (span: ReceivedSpan, subjectPrefix: string): boolean => {
+      for (let up = byId.get(span.parentSpanId); up; up = byId.get(up.parentSpanId)) {
+        if (up.kind === SPAN_KIND.consumer && String(up.attributes["messaging.destination.name"]).startsWith(subjectPrefix)) return true;
+      }
+      return false;
+    };
+    const statements = trace.filter((s) => s.kind === SPAN_KIND.client && (s.attributes["db.system"] ?? s.attributes["db.system.name"]) === "postgresql");
+    expect(statements.some((s) => s.service === "order" && s.parentSpanId === createOrder[0]?.spanId)).toBe(true);
+    for (const [service, subject] of [["inventory", "inventory.cmd."], ["payment", "payment.cmd."]] as const) {
+      expect(statements.some((s) => s.service === service && underConsumerOf(s, subject)), `${service}'s statements under its command's span`).toBe(true);
+    }
+  }, 60_000);
+});
