@@ -2,90 +2,26 @@
  * One order, one trace: with an OTLP endpoint configured, every service exports its spans,
  * and an order's saga forms one connected trace across the five processes — from the
  * caller's CreateOrder through the participants' commands, the order service's replies and
- * the conclusion the notification service hears of. The endpoint is an OTLP/HTTP (JSON)
- * receiver in this test, as an OpenTelemetry Collector would be.
+ * the conclusion the notification service hears of. The endpoint is a receiver in this test,
+ * as an OpenTelemetry Collector would be: three services export over OTLP/gRPC (the chart's
+ * default), two over OTLP/HTTP with JSON.
  */
 import { randomBytes } from "node:crypto";
-import { createServer, type Server } from "node:http";
-import type { AddressInfo } from "node:net";
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
+import { OtlpReceiver, type ReceivedSpan, SPAN_KIND } from "../support/otlp-receiver.js";
 import { addProduct, eventually, type SagaSystem, startSagaSystem, stopAndReportOnFailure, topUp, waitTerminal } from "../support/saga-system.js";
-
-/** A span as OTLP/JSON carries it, with the service that exported it. */
-interface ReceivedSpan {
-  service: string;
-  traceId: string;
-  spanId: string;
-  parentSpanId: string;
-  name: string;
-  kind: number;
-  attributes: Record<string, unknown>;
-}
-
-interface OtlpAnyValue {
-  stringValue?: string;
-  intValue?: string | number;
-  boolValue?: boolean;
-}
-interface OtlpKeyValue {
-  key: string;
-  value?: OtlpAnyValue;
-}
-interface OtlpTraces {
-  resourceSpans?: Array<{
-    resource?: { attributes?: OtlpKeyValue[] };
-    scopeSpans?: Array<{ spans?: Array<{ traceId: string; spanId: string; parentSpanId?: string; name: string; kind: number; attributes?: OtlpKeyValue[] }> }>;
-  }>;
-}
-
-const SPAN_KIND = { server: 2, client: 3, producer: 4, consumer: 5 } as const;
-
-const valueOf = (v: OtlpAnyValue | undefined): unknown => v?.stringValue ?? v?.intValue ?? v?.boolValue;
-const attributesOf = (kvs: OtlpKeyValue[] | undefined): Record<string, unknown> => Object.fromEntries((kvs ?? []).map((kv) => [kv.key, valueOf(kv.value)]));
-
-/** An OTLP/HTTP receiver of traces in JSON, keeping every span it is sent. */
-class OtlpReceiver {
-  readonly spans: ReceivedSpan[] = [];
-  private server: Server | undefined;
-
-  async start(): Promise<string> {
-    this.server = createServer((req, res) => {
-      const chunks: Buffer[] = [];
-      req.on("data", (chunk: Buffer) => chunks.push(chunk));
-      req.on("end", () => {
-        if (req.url === "/v1/traces" && req.headers["content-type"]?.startsWith("application/json")) this.take(JSON.parse(Buffer.concat(chunks).toString("utf8")) as OtlpTraces);
-        res.writeHead(req.url === "/v1/traces" ? 200 : 404, { "content-type": "application/json" }).end("{}");
-      });
-    });
-    await new Promise<void>((resolve) => this.server?.listen(0, "127.0.0.1", resolve));
-    return `http://127.0.0.1:${(this.server.address() as AddressInfo).port}`;
-  }
-
-  stop(): Promise<void> {
-    return new Promise((resolve) => (this.server ? this.server.close(() => resolve()) : resolve()));
-  }
-
-  private take(body: OtlpTraces): void {
-    for (const resourceSpans of body.resourceSpans ?? []) {
-      // Each service names itself orderflow-<service> (OTEL_SERVICE_NAME's default).
-      const service = String(attributesOf(resourceSpans.resource?.attributes)["service.name"]).replace(/^orderflow-/, "");
-      for (const scope of resourceSpans.scopeSpans ?? []) {
-        for (const span of scope.spans ?? []) {
-          this.spans.push({ service, traceId: span.traceId, spanId: span.spanId, parentSpanId: span.parentSpanId ?? "", name: span.name, kind: span.kind, attributes: attributesOf(span.attributes) });
-        }
-      }
-    }
-  }
-}
 
 const receiver = new OtlpReceiver();
 let sys: SagaSystem;
 
 beforeAll(async () => {
-  const endpoint = await receiver.start();
+  const { httpEndpoint, grpcEndpoint } = await receiver.start();
+  const overGrpc = { OTEL_EXPORTER_OTLP_ENDPOINT: grpcEndpoint, OTEL_EXPORTER_OTLP_PROTOCOL: "grpc" };
+  const overHttp = { OTEL_EXPORTER_OTLP_ENDPOINT: httpEndpoint, OTEL_EXPORTER_OTLP_PROTOCOL: "http/json" };
   sys = await startSagaSystem({
     name: "tracing",
-    env: { OTEL_EXPORTER_OTLP_ENDPOINT: endpoint, OTEL_EXPORTER_OTLP_PROTOCOL: "http/json", OTEL_TRACES_EXPORTER: "otlp", OTEL_BSP_SCHEDULE_DELAY: "100" },
+    env: { OTEL_TRACES_EXPORTER: "otlp", OTEL_BSP_SCHEDULE_DELAY: "100" },
+    serviceEnv: { order: overGrpc, inventory: overGrpc, fraud: overGrpc, payment: overHttp, notification: overHttp },
   });
   await addProduct(sys, "TRACE-1", 1_500n, 10n);
   await topUp(sys, "tracy", 10_000n);
@@ -110,7 +46,7 @@ describe("traces (OTLP exporter configured)", () => {
     // Spans arrive as each process's batch exporter sends them; the notification service's come last.
     const trace = await eventually(
       async () => {
-        const spans = receiver.spans.filter((s) => s.traceId === traceId);
+        const spans = receiver.spans.filter((s) => s.traceId === traceId).map((s) => ({ ...s, service: s.service.replace(/^orderflow-/, "") }));
         const consumed = new Set(spans.filter((s) => s.kind === SPAN_KIND.consumer).map((s) => s.service));
         return services.every((service) => consumed.has(service)) ? spans : undefined;
       },
@@ -127,6 +63,10 @@ describe("traces (OTLP exporter configured)", () => {
     const ids = new Set(trace.map((s) => s.spanId));
     const orphans = trace.filter((s) => s.parentSpanId !== callerSpanId && !ids.has(s.parentSpanId));
     expect(orphans.map((s) => `${s.service}: ${s.name} (parent ${s.parentSpanId || "none"})`)).toEqual([]);
+
+    expect(new Set(trace.map((s) => `${s.service} ${s.protocol}`))).toEqual(
+      new Set(["order grpc", "inventory grpc", "fraud grpc", "payment http/json", "notification http/json"]),
+    );
 
     // Every participant took its command, and the order service each reply, in this trace.
     const consumers = trace.filter((s) => s.kind === SPAN_KIND.consumer).map((s) => `${s.service} ${String(s.attributes["messaging.destination.name"])}`);
