@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { Database } from "./db.js";
+import { Database, prepared, statementLabel } from "./db.js";
 
 describe("Database.readFreshMany", () => {
   it("reads the replica, and the primary only for the keys the replica does not have yet", async () => {
@@ -18,5 +18,26 @@ describe("Database.readFreshMany", () => {
     expect(found).toEqual(["a from the replica", "b from the primary", undefined]);
     expect(asked).toEqual([["replica", ["a", "b", "c"]], ["primary", ["b", "c"]]]);
     await db.close();
+  });
+});
+
+describe("prepared statements' names", () => {
+  it("say what the statement writes, or else reads, and stay one name per text", () => {
+    const cases: Array<[string, string]> = [
+      ["SELECT order_id FROM orders WHERE order_id = $1 FOR UPDATE", "select_orders"],
+      ["SELECT balance_minor FROM wallets WHERE customer_id = $1 FOR NO KEY UPDATE", "select_wallets"],
+      ["WITH locked AS MATERIALIZED (SELECT order_id FROM orders FOR UPDATE) UPDATE orders o SET status = 'X'", "update_orders"],
+      ["INSERT INTO wallets (customer_id) VALUES ($1) ON CONFLICT (customer_id) DO UPDATE SET balance_minor = 0", "insert_wallets"],
+      ["DELETE FROM payment.outbox WHERE id = ANY($1)", "delete_payment_outbox"],
+      ["SELECT 1", "query"],
+    ];
+    for (const [text, label] of cases) {
+      expect(statementLabel(text), text).toBe(label);
+      const { name } = prepared(text, []);
+      expect(name).toMatch(new RegExp(`^${label}_[0-9a-f]{16}$`));
+      expect(prepared(text, []).name).toBe(name);
+      expect(name!.length).toBeLessThanOrEqual(63); // Postgres's NAMEDATALEN
+    }
+    expect(prepared("SELECT a FROM orders", []).name).not.toBe(prepared("SELECT b FROM orders", []).name);
   });
 });

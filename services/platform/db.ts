@@ -17,10 +17,23 @@ const statementNames = new Map<string, string>();
 export function prepared(text: string, values: unknown[]): pg.QueryConfig {
   let name = statementNames.get(text);
   if (name === undefined) {
-    name = `q${createHash("sha1").update(text).digest("hex").slice(0, 24)}`;
+    name = `${statementLabel(text)}_${createHash("sha1").update(text).digest("hex").slice(0, 16)}`;
     statementNames.set(text, name);
   }
   return { name, text, values };
+}
+
+/**
+ * What a statement does, for its name: the name is what Postgres's views and the pg client's
+ * spans show (`pg.query:insert_orders_…`). Its first write and the table written, else the
+ * first table read.
+ */
+export function statementLabel(text: string): string {
+  // Not the UPDATE of a row lock (FOR [NO KEY] UPDATE) or of an upsert (DO UPDATE SET).
+  const write = /\b(insert\s+into|(?<!\b(?:for|key|do)\s+)update|delete\s+from)\s+([a-z_][a-z0-9_.]*)/i.exec(text);
+  const read = /\bselect\b[\s\S]*?\bfrom\s+([a-z_][a-z0-9_.]*)/i.exec(text);
+  const [verb, table] = write ? [write[1]!.split(/\s+/)[0]!, write[2]!] : read ? ["select", read[1]!] : ["query", ""];
+  return [verb.toLowerCase(), table.toLowerCase().replace(/\W/g, "_")].filter(Boolean).join("_").slice(0, 40);
 }
 
 const commitCallbacks = new WeakMap<pg.ClientBase, Set<() => void>>();
