@@ -47,7 +47,7 @@ const COMBOS: Combo[] = [
     counts: { Deployment: 6, HorizontalPodAutoscaler: 5, PodDisruptionBudget: 5, NetworkPolicy: 8, Cluster: 1, Service: 11 },
   },
   {
-    name: "istio (CNPG, NATS bundled, autoscaling on, ServiceMonitor, PrometheusRule)",
+    name: "istio (CNPG, NATS bundled, autoscaling on, ServiceMonitor, PrometheusRule, Grafana dashboard)",
     files: [ci("istio-values.yaml")],
     mesh: "istio",
     postgres: "cnpg",
@@ -452,6 +452,74 @@ describe("the PrometheusRule (prometheusRule.enabled)", () => {
   });
 });
 
+describe("the Grafana dashboard (grafanaDashboard.enabled)", () => {
+  const dashboardsOf = (values: unknown, namespace = NS): K8sObject[] => {
+    const r = renderChart({ values, namespace });
+    expect(r.ok, r.stderr).toBe(true);
+    return parseManifest(r.manifest).filter((o) => o.kind === "ConfigMap" && o.metadata.name?.endsWith("-dashboard"));
+  };
+
+  it("renders nothing with the default values", () => {
+    expect(dashboardsOf(undefined)).toEqual([]);
+  });
+
+  it("renders the dashboard file into a ConfigMap for Grafana's sidecar, in the namespace asked for", async () => {
+    const [configMap, ...more] = dashboardsOf({ grafanaDashboard: { enabled: true, annotations: { grafana_folder: "OrderFlow" }, namespace: "monitoring" } });
+    expect(more).toEqual([]);
+    expect(configMap!.metadata.labels?.grafana_dashboard).toBe("1");
+    expect(configMap!.metadata.annotations?.grafana_folder).toBe("OrderFlow");
+    expect(configMap!.metadata.namespace).toBe("monitoring");
+    const v = await validateObject(configMap!);
+    expect([...v.errors, ...nameErrors(configMap!)]).toEqual([]);
+    const file = readFileSync(join(CHART_DIR, "dashboards/orderflow.json"), "utf8");
+    expect(JSON.parse(str(at(configMap, "data", "orderflow.json"), "data"))).toEqual(JSON.parse(file));
+    expect(dashboardsOf({ grafanaDashboard: { enabled: true } })[0]!.metadata.namespace).toBe(NS);
+  });
+
+  const dashboard = JSON.parse(readFileSync(join(CHART_DIR, "dashboards/orderflow.json"), "utf8")) as JsonObject;
+  const panels = objArr(dashboard.panels, "panels");
+  const graphs = panels.filter((p) => p.type !== "row");
+
+  it("lets the viewer pick the data source, the namespace and the services", () => {
+    const variables = objArr(at(dashboard, "templating", "list"), "templating");
+    expect(variables.map((v) => v.name)).toEqual(["datasource", "namespace", "job"]);
+    expect(variables[0]).toMatchObject({ type: "datasource", query: "prometheus" });
+    expect(str(dashboard.uid, "uid")).toMatch(/^[a-z0-9-]{1,40}$/);
+  });
+
+  it("has panels laid out on Grafana's 24 columns without overlapping", () => {
+    const cells = new Set<string>();
+    for (const panel of panels) {
+      const { x, y, w, h } = obj(panel.gridPos, "gridPos") as { x: number; y: number; w: number; h: number };
+      expect(x + w, String(panel.title)).toBeLessThanOrEqual(24);
+      for (let i = x; i < x + w; i++) for (let j = y; j < y + h; j++) {
+        expect(cells.has(`${i},${j}`), `${String(panel.title)} overlaps at ${i},${j}`).toBe(false);
+        cells.add(`${i},${j}`);
+      }
+    }
+    expect(new Set(panels.map((p) => p.id)).size).toBe(panels.length);
+  });
+
+  it("queries, in every panel, only the chosen namespace, in PromQL that Prometheus's grammar parses", () => {
+    expect(graphs.length).toBeGreaterThanOrEqual(12);
+    for (const panel of graphs) {
+      const title = str(panel.title, "title");
+      expect(at(panel, "datasource", "uid"), title).toBe("${datasource}");
+      const targets = objArr(panel.targets, `${title} targets`);
+      expect(targets.length, title).toBeGreaterThan(0);
+      for (const target of targets) {
+        const expr = str(target.expr, `${title} expr`);
+        // Grafana fills in $__rate_interval (a duration) and the variables (inside label values).
+        expect(promqlSyntaxErrors(expr.replaceAll("$__rate_interval", "1m")), `${title}: ${expr}`).toEqual([]);
+        const selectors = [...expr.matchAll(/([A-Za-z_:][A-Za-z0-9_:]*)\{([^}]*)\}/g)];
+        expect(selectors.length, `${title}: ${expr}`).toBeGreaterThan(0);
+        for (const [, , matchers] of selectors) expect(matchers, `${title}: ${expr}`).toMatch(/^namespace="\$namespace"/);
+        if (expr.includes("rate(")) expect(expr, `${title}: rates over Grafana's interval`).toContain("[$__rate_interval]");
+      }
+    }
+  });
+});
+
 describe("values.schema.json rejects wrong values", () => {
   const cases: { name: string; values: unknown; error: RegExp }[] = [
     { name: "unknown mesh", values: { mesh: "consul" }, error: /mesh.*one of.*none.*istio.*linkerd/s },
@@ -472,6 +540,7 @@ describe("values.schema.json rejects wrong values", () => {
     { name: "bad image digest", values: { image: { digest: "latest" } }, error: /image\.digest/ },
     { name: "bad CIDR", values: { linkerd: { clientNetworks: ["everyone"] } }, error: /clientNetworks/ },
     { name: "migration mode typo", values: { migrations: { mode: "init" } }, error: /migrations\.mode/ },
+    { name: "dashboard in an invalid namespace", values: { grafanaDashboard: { enabled: true, namespace: "Monitoring!" } }, error: /grafanaDashboard\.namespace/ },
   ];
   for (const c of cases) {
     it(`rejects: ${c.name}`, () => {

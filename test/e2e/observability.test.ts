@@ -1,5 +1,10 @@
 /**
- * One order, one trace: with an OTLP endpoint configured, every service exports its spans,
+ * What operators see of the system, from the running services.
+ *
+ * Metrics: every metric the chart's Grafana dashboard and alerts read is one the services
+ * export on /metrics.
+ *
+ * Traces — one order, one trace: with an OTLP endpoint configured, every service exports its spans,
  * and an order's saga forms one connected trace across the five processes — from the
  * caller's CreateOrder through the participants' commands, the order service's replies and
  * the conclusion the notification service hears of. The endpoint is a receiver in this test,
@@ -7,8 +12,11 @@
  * default), two over OTLP/HTTP with JSON.
  */
 import { randomBytes } from "node:crypto";
+import { readFileSync } from "node:fs";
+import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
 import { OtlpReceiver, type ReceivedSpan, SPAN_KIND } from "../support/otlp-receiver.js";
+import { repoRoot } from "../../tools/system.js";
 import { addProduct, eventually, type SagaSystem, startSagaSystem, stopAndReportOnFailure, topUp, waitTerminal } from "../support/saga-system.js";
 
 const receiver = new OtlpReceiver();
@@ -88,4 +96,33 @@ describe("traces (OTLP exporter configured)", () => {
       expect(statements.some((s) => s.service === service && underConsumerOf(s, subject)), `${service}'s statements under its command's span`).toBe(true);
     }
   }, 60_000);
+});
+
+/** Metric names a PromQL text reads (the names before each selector's braces). */
+function metricsRead(promql: string): string[] {
+  return [...promql.matchAll(/([A-Za-z_:][A-Za-z0-9_:]*)\{/g)].map((m) => m[1]!);
+}
+
+describe("metrics", () => {
+  test("every metric the chart's dashboard and alerts read is one a service exports", async () => {
+    const chart = join(repoRoot(), "charts/orderflow");
+    const dashboard = JSON.parse(readFileSync(join(chart, "dashboards/orderflow.json"), "utf8")) as { panels: Array<{ targets?: Array<{ expr: string }> }> };
+    const read = new Set([
+      ...dashboard.panels.flatMap((p) => p.targets ?? []).flatMap((t) => metricsRead(t.expr)),
+      // The alerts' expressions, as written in the template (each selector starts {namespace=).
+      ...metricsRead(readFileSync(join(chart, "templates/prometheusrule.yaml"), "utf8")).filter((name) => name !== "namespace"),
+    ]);
+    expect(read.size).toBeGreaterThan(15);
+    // Each service's /metrics lists every metric it registered (# TYPE), sampled or not yet.
+    const exported = new Map<string, string>();
+    for (const service of sys.system.services) {
+      const text = await (await fetch(service.metricsUrl)).text();
+      for (const [, name, type] of text.matchAll(/^# TYPE (\S+) (\S+)$/gm)) exported.set(name!, type!);
+    }
+    const missing = [...read].filter((name) => {
+      const histogram = /^(.*)_(bucket|sum|count)$/.exec(name);
+      return !exported.has(name) && !(histogram && exported.get(histogram[1]!) === "histogram");
+    });
+    expect(missing).toEqual([]);
+  });
 });
