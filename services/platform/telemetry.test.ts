@@ -1,5 +1,6 @@
 import { context, propagation, trace } from "@opentelemetry/api";
 import { afterEach, describe, expect, it } from "vitest";
+import { spansRecord } from "./span-recording.js";
 import { startTelemetry, type Telemetry } from "./telemetry.js";
 
 let telemetry: Telemetry | undefined;
@@ -16,6 +17,7 @@ describe("startTelemetry", () => {
     telemetry = startTelemetry("telemetry-test", {});
     const span = trace.getTracer("test").startSpan("work");
     expect(span.isRecording()).toBe(false);
+    expect(spansRecord()).toBe(false);
     expect(trace.isSpanContextValid(span.spanContext())).toBe(true);
     const carrier: Record<string, string> = {};
     propagation.inject(trace.setSpan(context.active(), span), carrier);
@@ -35,6 +37,7 @@ describe("startTelemetry", () => {
     telemetry = startTelemetry("telemetry-test", { OTEL_TRACES_SAMPLER: "always_on" });
     const span = trace.getTracer("test").startSpan("work");
     expect(span.isRecording()).toBe(true);
+    expect(spansRecord()).toBe(true);
     span.end();
   });
 });

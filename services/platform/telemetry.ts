@@ -3,6 +3,7 @@ import { IORedisInstrumentation } from "@opentelemetry/instrumentation-ioredis";
 import { PgInstrumentation } from "@opentelemetry/instrumentation-pg";
 import { NodeSDK } from "@opentelemetry/sdk-node";
 import { AlwaysOffSampler, NoopSpanProcessor } from "@opentelemetry/sdk-trace";
+import { setSpansRecord } from "./span-recording.js";
 
 export interface Telemetry {
   shutdown(): Promise<void>;
@@ -45,5 +46,6 @@ export function startTelemetry(serviceName: string, env: NodeJS.ProcessEnv = pro
     ...(exporting ? {} : { spanProcessors: [new NoopSpanProcessor()], ...(env["OTEL_TRACES_SAMPLER"] ? {} : { sampler: new AlwaysOffSampler() }) }),
   });
   sdk.start();
+  setSpansRecord(exporting || Boolean(env["OTEL_TRACES_SAMPLER"]));
   return { shutdown: () => sdk.shutdown() };
 }

@@ -81,9 +81,18 @@ describe("traces (OTLP exporter configured)", () => {
     for (const step of ["fraud fraud.cmd.", "inventory inventory.cmd.", "payment payment.cmd.", "order fraud.evt.", "order inventory.evt.", "order payment.evt.", "notification order.evt."]) {
       expect(consumers.some((c) => c.startsWith(step)), `${step} in ${consumers.join(", ")}`).toBe(true);
     }
+    // Each message was taken in a span whose parent is its publishing, in the service that sent it:
+    // the commands by the order service's outbox relay, the replies by the participants.
+    const byId = new Map(trace.map((s) => [s.spanId, s]));
+    const sender = (subject: string): string => (subject.includes(".cmd.") || subject.startsWith("order.") ? "order" : subject.split(".")[0]!);
+    for (const consumer of trace.filter((s) => s.kind === SPAN_KIND.consumer)) {
+      const subject = String(consumer.attributes["messaging.destination.name"]);
+      const producer = byId.get(consumer.parentSpanId);
+      expect([producer?.kind, producer?.name, producer?.service], `${consumer.service} took ${subject}`).toEqual([SPAN_KIND.producer, `${subject} publish`, sender(subject)]);
+    }
+
     // Postgres calls are traced under the spans that make them: CreateOrder's insert, and the
     // statements each participant applies its batch of commands with (here a batch of one).
-    const byId = new Map(trace.map((s) => [s.spanId, s]));
     const underConsumerOf = (span: ReceivedSpan, subjectPrefix: string): boolean => {
       for (let up = byId.get(span.parentSpanId); up; up = byId.get(up.parentSpanId)) {
         if (up.kind === SPAN_KIND.consumer && String(up.attributes["messaging.destination.name"]).startsWith(subjectPrefix)) return true;

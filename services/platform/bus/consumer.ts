@@ -21,7 +21,7 @@ import { pruneInbox } from "./sql.js";
 import type { OutgoingMessage } from "./publish.js";
 import { Settlement } from "./settlement.js";
 import { setRecordedAttributes } from "../span-attributes.js";
-import { currentTraceHeaders, extractTraceContext } from "./trace.js";
+import { currentTraceHeaders, extractTraceContext, producerSpans } from "./trace.js";
 
 interface Item {
   m: JsMsg;
@@ -399,9 +399,11 @@ class BatchConsumer implements BusConsumer {
     const publisher = this.publishEmitted;
     if (publisher && emitted.length > 0) {
       let wire: WireMessage[];
+      const producing = producerSpans(emitted);
       try {
-        wire = wireMessages(emitted);
+        wire = wireMessages(producing.messages);
       } catch (err) {
+        producing.end(err);
         // What was emitted cannot be sent at all (a bug), however long the bus is waited for:
         // the messages go the way of a failed handler, in the end to the DLQ.
         for (const it of items) await this.failed(it, err);
@@ -409,7 +411,9 @@ class BatchConsumer implements BusConsumer {
       }
       try {
         await this.retriedWhileUnavailable(() => publishWire(publisher, wire), () => true, items.length, "cannot publish what a committed batch emitted");
-      } catch {
+        producing.end();
+      } catch (err) {
+        producing.end(err);
         for (const it of items) it.s.retry();
         return;
       }

@@ -7,6 +7,7 @@ import { outboxChannel, quoteSchema } from "./names.js";
 import { type OutboxRecord, registerLocalRelay } from "./outbox.js";
 import type { StreamPublisher } from "./jetstream-publisher.js";
 import { bundleForWire, DEFAULT_BUNDLE_MAX } from "./bundle.js";
+import { producerSpans } from "./trace.js";
 
 export interface OutboxRelayOptions {
   pool: Pool;
@@ -328,11 +329,10 @@ export class OutboxRelay {
     if (rows.length === 0) return;
     const ids = rows.map((r) => r.id);
     for (const id of ids) this.inFlight.add(id);
-    const wire = bundleForWire(
-      rows.map((r) => ({ subject: r.subject, type: r.type, payload: r.payload, id: r.msgId, key: r.key, headers: r.headers })),
-      this.opts.bundleMax,
-    );
+    const producing = producerSpans(rows.map((r) => ({ subject: r.subject, type: r.type, payload: r.payload, id: r.msgId, key: r.key, headers: r.headers })));
+    const wire = bundleForWire(producing.messages, this.opts.bundleMax);
     const acks = Promise.all(wire.map((w) => this.opts.publisher.publish(w.subject, w.payload, { msgID: w.msgID, headers: w.headers }).then((ack) => (ack.duplicate ? w.size : 0))));
+    acks.then(() => producing.end(), (error: unknown) => producing.end(error));
     // Awaited in turn below, maybe after it settles: handled now, so a failed publish
     // is not an unhandled rejection (which would end the process).
     acks.catch(() => undefined);

@@ -1,9 +1,10 @@
 // A batch's shared work in a span of its own: in the one message's trace, or linking several.
-import { type SpanContext, SpanStatusCode, trace } from "@opentelemetry/api";
+import { type SpanContext, SpanKind, SpanStatusCode, trace } from "@opentelemetry/api";
 import { NodeSDK } from "@opentelemetry/sdk-node";
 import { InMemorySpanExporter, SimpleSpanProcessor } from "@opentelemetry/sdk-trace";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { currentSpanContext, inBatchSpan } from "./trace.js";
+import { setSpansRecord } from "../span-recording.js";
+import { currentSpanContext, currentTraceHeaders, inBatchSpan, producerSpans } from "./trace.js";
 
 const exporter = new InMemorySpanExporter();
 // SimpleSpanProcessor exports a span asynchronously once it ends; `finished` flushes it first.
@@ -54,5 +55,60 @@ describe("inBatchSpan", () => {
   it("marks the span failed and passes the error on", async () => {
     await expect(inBatchSpan("apply failing", [messageSpan("failing message")], () => Promise.reject(new Error("no stock table")))).rejects.toThrow("no stock table");
     expect((await finished("apply failing"))?.status).toEqual({ code: SpanStatusCode.ERROR, message: "no stock table" });
+  });
+});
+
+describe("producerSpans", () => {
+  const traceparentOf = (headers: Record<string, string> | undefined): string[] => (headers?.["traceparent"] ?? "").split("-");
+
+  it("puts each message in a PRODUCER span, the child of its headers' context, and hands that span on", async () => {
+    const written = tracer.startActiveSpan("CreateOrder", (span) => {
+      span.end();
+      return currentTraceHeaders();
+    });
+    const producing = producerSpans([
+      { subject: "fraud.cmd.assess", headers: written, id: "a" },
+      { subject: "inventory.cmd.reserve", headers: { ...written, other: "kept" }, id: "b" },
+    ]);
+    expect(producing.messages.map((m) => m.id)).toEqual(["a", "b"]);
+    expect(producing.messages[1]?.headers?.["other"]).toBe("kept");
+    producing.end();
+    const [, writtenTrace, writtenSpan] = traceparentOf(written);
+    for (const [i, subject] of ["fraud.cmd.assess", "inventory.cmd.reserve"].entries()) {
+      const span = await finished(`${subject} publish`);
+      expect(span?.kind).toBe(SpanKind.PRODUCER);
+      expect(span?.parentSpanContext?.spanId).toBe(writtenSpan);
+      expect(span?.attributes["messaging.destination.name"]).toBe(subject);
+      // The message now carries the producer span: its consumer's span will be that span's child.
+      expect(traceparentOf(producing.messages[i]?.headers)).toEqual(["00", writtenTrace, span?.spanContext().spanId, "01"]);
+    }
+  });
+
+  it("marks the spans failed when the publish failed", async () => {
+    const producing = producerSpans([{ subject: "payment.cmd.refund", headers: {} }]);
+    producing.end(new Error("no responders"));
+    expect((await finished("payment.cmd.refund publish"))?.status).toEqual({ code: SpanStatusCode.ERROR, message: "no responders" });
+  });
+
+  it("leaves a message as it was when its span does not record (an unsampled trace)", async () => {
+    const unsampled = { traceparent: "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-00" };
+    const message = { subject: "order.evt.confirmed", headers: unsampled };
+    const producing = producerSpans([message]);
+    expect(producing.messages[0]).toBe(message);
+    producing.end();
+    expect(await finished("order.evt.confirmed publish")).toBeUndefined();
+  });
+
+  it("makes no span at all while the process's spans do not record (no exporter)", async () => {
+    setSpansRecord(false);
+    try {
+      const message = { subject: "order.evt.rejected", headers: { traceparent: "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01" } };
+      const producing = producerSpans([message]);
+      expect(producing.messages).toEqual([message]);
+      producing.end();
+      expect(await finished("order.evt.rejected publish")).toBeUndefined();
+    } finally {
+      setSpansRecord(true);
+    }
   });
 });
