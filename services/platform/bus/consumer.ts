@@ -1,6 +1,5 @@
 import type { Message, Registry } from "@bufbuild/protobuf";
 import type { ConsumerMessages, JsMsg } from "@nats-io/jetstream";
-import { context, SpanKind, SpanStatusCode, trace } from "@opentelemetry/api";
 import type { Pool, PoolClient } from "pg";
 import { prepared, transaction } from "../db.js";
 import { errorMessage } from "../errors.js";
@@ -20,8 +19,7 @@ import { ProgressSignals } from "./progress.js";
 import { pruneInbox } from "./sql.js";
 import type { OutgoingMessage } from "./publish.js";
 import { Settlement } from "./settlement.js";
-import { setRecordedAttributes } from "../span-attributes.js";
-import { currentTraceHeaders, extractTraceContext, producerSpans } from "./trace.js";
+import { currentTraceHeaders, inConsumerSpan, producerSpans } from "./trace.js";
 
 interface Item {
   m: JsMsg;
@@ -40,7 +38,6 @@ interface Committed {
   emitted: OutgoingMessage[];
 }
 
-const tracer = trace.getTracer("orderflow-bus");
 
 /** Short enough that what a crashed process held is back within seconds (see ackWaitMs). */
 const DEFAULT_ACK_WAIT_MS = 10_000;
@@ -521,24 +518,7 @@ class BatchConsumer implements BusConsumer {
 
   /** Calls the handler in the message's trace context, inside a CONSUMER span. */
   private invoke(d: Delivery, tx: PoolClient | undefined, out: OutboxWriter): Promise<void> {
-    return context.with(extractTraceContext(d.headers), () =>
-      tracer.startActiveSpan(
-        `${d.subject} process`,
-        { kind: SpanKind.CONSUMER },
-        async (span) => {
-          setRecordedAttributes(span, () => ({ "messaging.system": "nats", "messaging.destination.name": d.subject, "messaging.message.id": d.id, "messaging.consumer.group.name": this.name }));
-          try {
-            await this.call(d, tx, out);
-          } catch (err) {
-            span.recordException(err instanceof Error ? err : new Error(String(err)));
-            span.setStatus({ code: SpanStatusCode.ERROR, message: errorMessage(err) });
-            throw err;
-          } finally {
-            span.end();
-          }
-        },
-      ),
-    );
+    return inConsumerSpan(d, this.name, () => this.call(d, tx, out));
   }
 
   private acked(it: Item, outcome: Outcome): void {

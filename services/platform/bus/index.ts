@@ -13,4 +13,4 @@ export { busHeaders, publishMessages, type OutgoingMessage } from "./publish.js"
 export { OutboxRelay, type OutboxRelayOptions } from "./relay.js";
 export { busTablesSql, ensureBusTables, pruneInbox } from "./sql.js";
 export { deleteStreams, ensureStreams, type EnsureStreamsOptions } from "./streams.js";
-export { currentTraceHeaders, extractTraceContext } from "./trace.js";
+export { currentTraceHeaders } from "./trace.js";

@@ -21,7 +21,7 @@ const natsGetter: TextMapGetter<MsgHdrs | undefined> = {
 };
 
 /** The trace context carried by a NATS message's headers (the active context when there is none). */
-export function extractTraceContext(headers: MsgHdrs | undefined): Context {
+function extractTraceContext(headers: MsgHdrs | undefined): Context {
   return propagation.extract(context.active(), headers, natsGetter);
 }
 
@@ -37,18 +37,31 @@ export function inBatchSpan<T>(name: string, messages: readonly (SpanContext | u
   const known = messages.filter((m): m is SpanContext => m !== undefined);
   const parent = known.length === 1 ? trace.setSpanContext(ROOT_CONTEXT, known[0]!) : ROOT_CONTEXT;
   const links = known.length > 1 ? known.map((spanContext) => ({ context: spanContext })) : [];
-  return tracer.startActiveSpan(name, { kind: SpanKind.INTERNAL, links }, parent, async (span) => {
+  return tracer.startActiveSpan(name, { kind: SpanKind.INTERNAL, links }, parent, (span) => {
     setRecordedAttributes(span, () => ({ "messaging.batch.message_count": messages.length }));
-    try {
-      return await work();
-    } catch (error) {
-      span.recordException(error instanceof Error ? error : new Error(String(error)));
-      span.setStatus({ code: SpanStatusCode.ERROR, message: errorMessage(error) });
-      throw error;
-    } finally {
-      span.end();
-    }
+    return endedAfter(span, work);
   });
+}
+
+/** Runs a consumer's handling of a message in a CONSUMER span, the child of the context its headers carry. */
+export function inConsumerSpan<T>(message: { subject: string; id: string; headers: MsgHdrs | undefined }, consumer: string, handle: () => Promise<T>): Promise<T> {
+  return tracer.startActiveSpan(`${message.subject} process`, { kind: SpanKind.CONSUMER }, extractTraceContext(message.headers), (span) => {
+    setRecordedAttributes(span, () => ({ "messaging.system": "nats", "messaging.destination.name": message.subject, "messaging.message.id": message.id, "messaging.consumer.group.name": consumer }));
+    return endedAfter(span, handle);
+  });
+}
+
+/** Runs `work` as `span`'s: an error marks the span failed and passes on; the span ends either way. */
+async function endedAfter<T>(span: Span, work: () => Promise<T>): Promise<T> {
+  try {
+    return await work();
+  } catch (error) {
+    span.recordException(error instanceof Error ? error : new Error(String(error)));
+    span.setStatus({ code: SpanStatusCode.ERROR, message: errorMessage(error) });
+    throw error;
+  } finally {
+    span.end();
+  }
 }
 
 /** The span of the message being handled, to hand to `inBatchSpan` later. */
