@@ -38,7 +38,6 @@ interface Committed {
   emitted: OutgoingMessage[];
 }
 
-
 /** Short enough that what a crashed process held is back within seconds (see ackWaitMs). */
 const DEFAULT_ACK_WAIT_MS = 10_000;
 

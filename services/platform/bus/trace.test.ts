@@ -1,4 +1,5 @@
-// A batch's shared work in a span of its own: in the one message's trace, or linking several.
+// The bus's spans: a batch's shared work in a span of its own (in the one message's trace, or
+// linking several), and each message's publishing in a producer span that its consumer continues.
 import { type SpanContext, SpanKind, SpanStatusCode, trace } from "@opentelemetry/api";
 import { NodeSDK } from "@opentelemetry/sdk-node";
 import { InMemorySpanExporter, SimpleSpanProcessor } from "@opentelemetry/sdk-trace";
