@@ -8,6 +8,7 @@ import { describe, expect, it } from "vitest";
 import { RetryInfoSchema } from "../../gen/google/rpc/error_details_pb.js";
 import { OrderService, OrderStatus } from "../../gen/orderflow/order/v1/order_pb.js";
 import { bufCurl, bufCurlGrpc, grpcJsClient, postJson } from "../support/clients.js";
+import { bytesOf, protoFields } from "../support/protobuf-fields.js";
 import { useSystem } from "../support/system.js";
 
 // Every behaviour is checked with gRPC served by @grpc/grpc-js (the default) and by connect-node.
@@ -38,38 +39,9 @@ function grpcViolations(error: ServiceError): string[] {
   return details.flatMap((bytes) => fromBinary(ViolationsSchema, bytes).violations.map((v) => v.field?.elements.map((e) => (e.subscript.case === "index" ? `${e.fieldName}[${e.subscript.value}]` : e.fieldName)).join(".") ?? ""));
 }
 
-/** Minimal protobuf walk of google.rpc.Status { repeated Any details = 3 } → the Any values. */
+/** google.rpc.Status { repeated Any details = 3 } → each Any's value (field 2). */
 function decodeStatusDetails(buf: Buffer): Buffer[] {
-  const values: Buffer[] = [];
-  const readVarint = (b: Buffer, at: number): [number, number] => {
-    let value = 0;
-    let shift = 0;
-    let pos = at;
-    for (;;) {
-      const byte = b[pos++]!;
-      value += (byte & 0x7f) * 2 ** shift;
-      if (byte < 0x80) return [value, pos];
-      shift += 7;
-    }
-  };
-  const fields = (b: Buffer): Array<[number, Buffer]> => {
-    const out: Array<[number, Buffer]> = [];
-    let pos = 0;
-    while (pos < b.length) {
-      const [tag, next] = readVarint(b, pos);
-      pos = next;
-      if ((tag & 7) === 2) {
-        const [len, start] = readVarint(b, pos);
-        out.push([tag >> 3, b.subarray(start, start + len)]);
-        pos = start + len;
-      } else {
-        pos = readVarint(b, pos)[1];
-      }
-    }
-    return out;
-  };
-  for (const [field, any] of fields(buf)) if (field === 3) for (const [f, value] of fields(any)) if (f === 2) values.push(value);
-  return values;
+  return bytesOf(protoFields(buf), 3).flatMap((any) => bytesOf(protoFields(any), 2).map((value) => Buffer.from(value)));
 }
 
 describe.each(transports)("order end to end (RPC_TRANSPORT=%s)", (transport) => {

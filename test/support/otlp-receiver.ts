@@ -4,6 +4,7 @@
 import { createServer, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
 import * as grpc from "@grpc/grpc-js";
+import { bytesOf, protoFields } from "./protobuf-fields.js";
 
 /** A span as received, whatever the protocol (ids in hex, as OTLP/JSON carries them). */
 export interface ReceivedSpan {
@@ -42,33 +43,6 @@ interface JsonTraces {
 const jsonAttributes = (kvs: JsonKeyValue[] | undefined): Record<string, unknown> =>
   Object.fromEntries((kvs ?? []).map((kv) => [kv.key, kv.value?.stringValue ?? kv.value?.intValue ?? kv.value?.boolValue]));
 
-/** A Protobuf message's fields in order: number, and the varint or the length-delimited bytes. */
-function protoFields(bytes: Uint8Array): Array<[number, bigint | Uint8Array]> {
-  const fields: Array<[number, bigint | Uint8Array]> = [];
-  let at = 0;
-  const varint = (): bigint => {
-    let value = 0n;
-    for (let shift = 0n; ; shift += 7n) {
-      const byte = bytes[at++] ?? 0;
-      value |= BigInt(byte & 0x7f) << shift;
-      if (byte < 0x80) return value;
-    }
-  };
-  while (at < bytes.length) {
-    const tag = Number(varint());
-    const wire = tag & 7;
-    if (wire === 0) fields.push([tag >> 3, varint()]);
-    else if (wire === 2) {
-      const length = Number(varint());
-      fields.push([tag >> 3, bytes.subarray(at, at + length)]);
-      at += length;
-    } else if (wire === 1 || wire === 5) at += wire === 1 ? 8 : 4;
-    else throw new Error(`unexpected Protobuf wire type ${wire}`);
-  }
-  return fields;
-}
-
-const bytesOf = (fields: Array<[number, bigint | Uint8Array]>, n: number): Uint8Array[] => fields.filter(([f, v]) => f === n && v instanceof Uint8Array).map(([, v]) => v as Uint8Array);
 const text = (b: Uint8Array | undefined): string => (b ? Buffer.from(b).toString("utf8") : "");
 const hex = (b: Uint8Array | undefined): string => (b ? Buffer.from(b).toString("hex") : "");
 
