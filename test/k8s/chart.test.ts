@@ -189,6 +189,12 @@ describe("charts/orderflow renders and validates", () => {
       if (r.engine === "go-renderer") {
         expect(r.notes).toContain("grpcurl -plaintext");
         expect(r.notes).toContain(`port-forward svc/${release === "orderflow" ? "orderflow" : release}-order`);
+        // The monitoring objects rendered are named in the notes, and only those.
+        const monitored = objs.some((o) => o.kind === "PrometheusRule");
+        expect(r.notes.includes("get prometheusrule"), "notes name the PrometheusRule").toBe(monitored);
+        const dashboard = objs.find((o) => o.kind === "ConfigMap" && o.metadata.labels?.grafana_dashboard !== undefined);
+        expect(r.notes.includes("dashboard (uid orderflow-overview) from ConfigMap"), "notes name the dashboard").toBe(dashboard !== undefined);
+        if (dashboard) expect(r.notes).toContain(`ConfigMap ${dashboard.metadata.name} in ${dashboard.metadata.namespace}`);
       }
       const lint = helmLint(combo.files);
       if (lint) expect(lint.ok, lint.output).toBe(true);
