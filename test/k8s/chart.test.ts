@@ -381,12 +381,15 @@ describe("the PrometheusRule (prometheusRule.enabled)", () => {
     OrderFlowDeadLetters: { metric: "orderflow_bus_dead_letters_total", type: "counter" },
     OrderFlowOutboxBacklog: { metric: "orderflow_outbox_backlog", type: "gauge" },
   };
-  const rulesOf = (values: unknown, namespace = NS): { objs: K8sObject[]; rules: JsonObject[] } => {
-    const r = renderChart({ values, namespace });
+  const rulesOf = (values: unknown, namespace = NS, releaseName = "orderflow"): { objs: K8sObject[]; rules: JsonObject[]; scraped: string[] } => {
+    const r = renderChart({ values, namespace, releaseName });
     expect(r.ok, r.stderr).toBe(true);
-    const objs = parseManifest(r.manifest).filter((o) => o.kind === "PrometheusRule");
+    const all = parseManifest(r.manifest);
+    const objs = all.filter((o) => o.kind === "PrometheusRule");
     const rules = objs.flatMap((o) => objArr(at(o.spec, "groups"), "groups").flatMap((g) => objArr(g.rules, `group ${String(g.name)} rules`)));
-    return { objs, rules };
+    // The Services the ServiceMonitors scrape (their metrics port): Prometheus's job label of each target.
+    const scraped = all.filter((o) => o.kind === "Service" && objArrOr(at(o.spec, "ports")).some((p) => p.name === "http-metrics")).map((o) => o.metadata.name ?? "");
+    return { objs, rules, scraped };
   };
 
   it("renders nothing with the default values", () => {
@@ -405,9 +408,10 @@ describe("the PrometheusRule (prometheusRule.enabled)", () => {
     expect([...v.errors, ...nameErrors(rule)]).toEqual([]);
   });
 
-  it("has the five alerts, each reading its metric in the release's namespace, with for, severity, summary and description", () => {
+  it("has the five alerts, each reading its metric from the release's own targets, with for, severity, summary and description", () => {
     const ns = "shop";
-    const { rules } = rulesOf({ prometheusRule: { enabled: true } }, ns);
+    const { rules, scraped } = rulesOf({ prometheusRule: { enabled: true } }, ns, "shop-a");
+    expect(scraped).toHaveLength(5);
     expect(rules.map((r) => r.alert).sort()).toEqual(Object.keys(ALERTS).sort());
     for (const rule of rules) {
       const name = str(rule.alert, "alert");
@@ -418,7 +422,12 @@ describe("the PrometheusRule (prometheusRule.enabled)", () => {
       expect(selectors.length, `${name}: selectors in ${expr}`).toBeGreaterThan(0);
       for (const [m, matchers] of selectors) {
         expect(type === "share of a limit" ? [metric, `${metric}_limit`] : [metric], `${name} reads`).toContain(m);
-        expect(matchers, `${name} matchers`).toBe(`namespace="${ns}"`);
+        const [namespace, job] = matchers!.split(", ");
+        expect(namespace, `${name} matchers`).toBe(`namespace="${ns}"`);
+        // The job matcher takes this release's five Services, and not another release's in the namespace.
+        const jobs = new RegExp(`^${/^job=~"(.+)"$/.exec(job ?? "")?.[1] ?? "(?!)"}$`);
+        expect(scraped.filter((service) => jobs.test(service)), `${name}: ${job}`).toEqual(scraped);
+        expect(["shop-b-orderflow-order", "shop-a-orderflow-order-2", "shop-a-orderflow-orders"].filter((other) => jobs.test(other)), `${name}: ${job}`).toEqual([]);
       }
       // Prometheus's own grammar (the parser its web UI uses) finds no syntax error.
       expect(promqlSyntaxErrors(expr), `${name}: ${expr}`).toEqual([]);
@@ -506,7 +515,7 @@ describe("the Grafana dashboard (grafanaDashboard.enabled)", () => {
     expect(new Set(panels.map((p) => p.id)).size).toBe(panels.length);
   });
 
-  it("queries, in every panel, only the chosen namespace, in PromQL that Prometheus's grammar parses", () => {
+  it("queries, in every panel, only the chosen namespace and services, in PromQL that Prometheus's grammar parses", () => {
     expect(graphs.length).toBeGreaterThanOrEqual(12);
     for (const panel of graphs) {
       const title = str(panel.title, "title");
@@ -519,7 +528,7 @@ describe("the Grafana dashboard (grafanaDashboard.enabled)", () => {
         expect(promqlSyntaxErrors(expr.replaceAll("$__rate_interval", "1m")), `${title}: ${expr}`).toEqual([]);
         const selectors = [...expr.matchAll(/([A-Za-z_:][A-Za-z0-9_:]*)\{([^}]*)\}/g)];
         expect(selectors.length, `${title}: ${expr}`).toBeGreaterThan(0);
-        for (const [, , matchers] of selectors) expect(matchers, `${title}: ${expr}`).toMatch(/^namespace="\$namespace"/);
+        for (const [, , matchers] of selectors) expect(matchers, `${title}: ${expr}`).toMatch(/^namespace="\$namespace", job=~"\$job"/);
         if (expr.includes("rate(")) expect(expr, `${title}: rates over Grafana's interval`).toContain("[$__rate_interval]");
       }
     }
