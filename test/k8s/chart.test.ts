@@ -555,6 +555,7 @@ describe("values.schema.json rejects wrong values", () => {
     { name: "bad image digest", values: { image: { digest: "latest" } }, error: /image\.digest/ },
     { name: "bad CIDR", values: { linkerd: { clientNetworks: ["everyone"] } }, error: /clientNetworks/ },
     { name: "migration mode typo", values: { migrations: { mode: "init" } }, error: /migrations\.mode/ },
+    { name: "the alert threshold's old name (now ordersInProgressRatio)", values: { prometheusRule: { enabled: true, ordersInProgressThreshold: 1500 } }, error: /Additional property ordersInProgressThreshold is not allowed/ },
     { name: "dashboard in an invalid namespace", values: { grafanaDashboard: { enabled: true, namespace: "Monitoring!" } }, error: /grafanaDashboard\.namespace/ },
   ];
   for (const c of cases) {
