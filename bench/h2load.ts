@@ -131,7 +131,9 @@ export async function runH2load(run: H2loadRun): Promise<H2loadResult> {
     if ((grpcStatus !== undefined && grpcStatus !== "0") || (httpStatus !== undefined && !httpStatus.startsWith("2"))) {
       throw new Error(`the request h2load would repeat fails (HTTP ${httpStatus ?? "?"}${grpcStatus ? `, grpc-status ${grpcStatus}` : ""})`);
     }
-    if (run.warmupMs > 0) await h2loadOutput(run.binary, args(run.warmupMs));
+    // h2load takes whole milliseconds (a third of a 2 s run is not one).
+    const warmupMs = Math.round(run.warmupMs);
+    if (warmupMs > 0) await h2loadOutput(run.binary, args(warmupMs));
     const cpuBefore = run.serverPid === undefined ? undefined : readCpuSeconds(run.serverPid);
     const parsed = parseH2load(await h2loadOutput(run.binary, args(durationMs)));
     const cpuAfter = run.serverPid === undefined ? undefined : readCpuSeconds(run.serverPid);
