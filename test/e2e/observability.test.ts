@@ -51,15 +51,23 @@ describe("traces (OTLP exporter configured)", () => {
     expect(await waitTerminal(sys, order.orderId)).toBe("CONFIRMED");
 
     const services = ["order", "inventory", "fraud", "payment", "notification"];
-    // Spans arrive as each process's batch exporter sends them; the notification service's come last.
+    /** Spans whose parent is neither in the trace nor the caller's. */
+    const orphansIn = (spans: readonly ReceivedSpan[]): ReceivedSpan[] => {
+      const ids = new Set(spans.map((s) => s.spanId));
+      return spans.filter((s) => s.parentSpanId !== callerSpanId && !ids.has(s.parentSpanId));
+    };
+    // Spans arrive as each process's batch exporter sends them, a parent possibly after its child:
+    // wait for a consumer span of every service, and for every parent.
     const trace = await eventually(
       async () => {
         const spans = receiver.spans.filter((s) => s.traceId === traceId).map((s) => ({ ...s, service: s.service.replace(/^orderflow-/, "") }));
         const consumed = new Set(spans.filter((s) => s.kind === SPAN_KIND.consumer).map((s) => s.service));
+        const orphans = orphansIn(spans);
+        if (orphans.length > 0) throw new Error(`parents not (yet) exported: ${orphans.map((s) => `${s.service}: ${s.name}`).join(", ")}`);
         return services.every((service) => consumed.has(service)) ? spans : undefined;
       },
       20_000,
-      "a consumer span of every service in the order's trace",
+      "a consumer span of every service in the order's trace, each span's parent in it",
     );
 
     // The trace starts where the caller's span left off: CreateOrder's server span is its child.
@@ -68,9 +76,7 @@ describe("traces (OTLP exporter configured)", () => {
 
     // Connected: every span's parent was exported into the same trace (none lost on the way
     // through an outbox, a bundle or a reply), except the server span whose parent is the caller's.
-    const ids = new Set(trace.map((s) => s.spanId));
-    const orphans = trace.filter((s) => s.parentSpanId !== callerSpanId && !ids.has(s.parentSpanId));
-    expect(orphans.map((s) => `${s.service}: ${s.name} (parent ${s.parentSpanId || "none"})`)).toEqual([]);
+    expect(orphansIn(trace).map((s) => `${s.service}: ${s.name} (parent ${s.parentSpanId || "none"})`)).toEqual([]);
 
     expect(new Set(trace.map((s) => `${s.service} ${s.protocol}`))).toEqual(
       new Set(["order grpc", "inventory grpc", "fraud grpc", "payment http/json", "notification http/json"]),
