@@ -425,7 +425,8 @@ describe("the PrometheusRule (prometheusRule.enabled)", () => {
         const [namespace, job] = matchers!.split(", ");
         expect(namespace, `${name} matchers`).toBe(`namespace="${ns}"`);
         // The job matcher takes this release's five Services, and not another release's in the namespace.
-        const jobs = new RegExp(`^${/^job=~"(.+)"$/.exec(job ?? "")?.[1] ?? "(?!)"}$`);
+        // Prometheus anchors a regex matcher at both ends, around the whole alternation.
+        const jobs = new RegExp(`^(?:${/^job=~"(.+)"$/.exec(job ?? "")?.[1] ?? "(?!)"})$`);
         expect(scraped.filter((service) => jobs.test(service)), `${name}: ${job}`).toEqual(scraped);
         expect(["shop-b-orderflow-order", "shop-a-orderflow-order-2", "shop-a-orderflow-orders"].filter((other) => jobs.test(other)), `${name}: ${job}`).toEqual([]);
       }
