@@ -13,8 +13,9 @@ import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { System, type SystemOptions } from "./system.js";
 
 // A grpc.health.v1 server on PORT answering Check over HTTP/2 by hand. Each start takes the
-// next step of FAKE_PLAN_<NAME> (its starts are counted in a file) and, when it exits,
-// leaves <name>.exited behind for FAKE_READY_AFTER_EXIT_OF.
+// next step of FAKE_PLAN_<NAME> (its starts are counted in a file). FAKE_READY_AFTER_EXIT_OF
+// waits for <name>.exited, which the test writes once System has seen that exit: a marker the
+// exiting process wrote itself could be read before its parent learnt of the exit.
 const fakeService = `
 import { appendFileSync, existsSync, readFileSync } from "node:fs";
 import { createServer } from "node:http2";
@@ -27,7 +28,7 @@ const plan = (process.env["FAKE_PLAN_" + name.toUpperCase()] ?? "serve").split("
 const step = plan[Math.min(readFileSync(starts, "utf8").length, plan.length) - 1];
 const awaited = process.env.FAKE_READY_AFTER_EXIT_OF;
 const serving = () => step === "serve" || step === "crash-when-asked" || (step === "after-exit" && existsSync(join(dir, awaited + ".exited")));
-const exit = () => { appendFileSync(join(dir, name + ".exited"), "x"); process.exit(3); };
+const exit = () => process.exit(3);
 createServer((request, response) => {
   response.writeHead(200, { "content-type": "application/grpc" });
   // HealthCheckResponse { status: SERVING (1) or NOT_SERVING (2) }, as one gRPC frame.
@@ -79,7 +80,10 @@ describe("System's supervision", () => {
       { fraud: "crash-when-asked", payment: "after-exit" },
       {
         restart: { initialDelayMs: 50, maxDelayMs: 50, resetAfterMs: 60_000 },
-        onUnexpectedExit: (_service, _code, _signal, restartInMs) => restartsAsked.push(restartInMs),
+        onUnexpectedExit: (service, _code, _signal, restartInMs) => {
+          restartsAsked.push(restartInMs);
+          writeFileSync(join(root, `${service}.exited`), "x");
+        },
         serviceEnv: { fraud: { FAKE_NAME: "fraud" }, payment: { FAKE_NAME: "payment", FAKE_READY_AFTER_EXIT_OF: "fraud" } },
       },
     );
