@@ -224,8 +224,11 @@ describe("NotificationService over RPC", () => {
     const watching = watchUntil(client, customer, 2, received);
     await waitFor(() => hub.subscriberCount(customer) === 1, 5_000, "the watch to subscribe");
     const before = concluded(customer);
+    const heardBefore = hub.announcements;
     await db.transaction((tx) => recordOutcome(tx, before));
     await waitFor(() => received.length === 1, 5_000, "the first notification");
+    // The periodic read may deliver it before its announcement arrives; counted from here, none may arrive while the link is cut.
+    await waitFor(() => hub.announcements === heardBefore + 1, 5_000, "the first notification's announcement");
     const heard = hub.announcements;
     await link.cut();
     await waitFor(() => statuses.includes("disconnect"), 5_000, "the hub's connection to drop");
