@@ -8,7 +8,7 @@ import { FraudAssessor } from "./assessor.js";
 import { fraudConfigShape } from "./config.js";
 import type { FraudRules } from "./rules.js";
 import { startFraudSaga } from "./saga.js";
-import { connectRedis } from "../platform/redis.js";
+import { connectRedis, redisReady, redisReadyWaitMs } from "../platform/redis.js";
 import { FraudStore } from "./store.js";
 
 /** fraud has no database. */
@@ -22,10 +22,13 @@ export async function start(context: ServiceContext): Promise<ServiceParts> {
     velocityWindowSeconds: config.FRAUD_VELOCITY_WINDOW_SECONDS,
     blockedCustomers: config.FRAUD_BLOCKED_CUSTOMERS,
   };
-  // Redis down at start is fine: the client reconnects in the background and fraud fails open meanwhile.
+  // Redis down at start is fine: after one connect attempt's wait fraud starts, failing open until the client reconnects.
   const redis = connectRedis(config.REDIS_URL, context.logger, "velocity checks are skipped and decisions not cached");
   const assessor = new FraudAssessor(new FraudStore(redis, config.FRAUD_REDIS_PREFIX), rules, context.logger);
-  const bus = await connectBus({ url: config.NATS_URL, name: context.name, logger: context.logger, streamReplicas: config.NATS_STREAM_REPLICAS });
+  const [bus] = await Promise.all([
+    connectBus({ url: config.NATS_URL, name: context.name, logger: context.logger, streamReplicas: config.NATS_STREAM_REPLICAS }),
+    redisReady(redis, redisReadyWaitMs),
+  ]);
   const consumer = await startFraudSaga({ js: bus.js, publisher: bus.publisher, assessor, logger: context.logger });
   context.logger.info("fraud rules", { ...rules, maxOrderAmountMinor: rules.maxOrderAmountMinor.toString(), blockedCustomers: rules.blockedCustomers.size });
   return {

@@ -3,6 +3,9 @@ import { Redis, type RedisKey, type RedisValue } from "ioredis";
 import { errorMessage } from "./errors.js";
 import type { Logger } from "./logger.js";
 
+/** How long a service waits at start for Redis before it serves without it (its connect timeout). */
+export const redisReadyWaitMs = 2_000;
+
 /**
  * A Redis connection for data that makes things faster, never more correct.
  * Commands fail fast while Redis is unreachable (no offline queue, short
@@ -17,7 +20,7 @@ export function connectRedis(url: string, logger: Logger, degraded: string): Red
     enableAutoPipelining: true,
     maxRetriesPerRequest: 1,
     commandTimeout: 500,
-    connectTimeout: 2_000,
+    connectTimeout: redisReadyWaitMs,
     retryStrategy: (attempt) => Math.min(attempt * 200, 2_000),
   });
   let reported = false;
@@ -31,6 +34,25 @@ export function connectRedis(url: string, logger: Logger, degraded: string): Red
     reported = false;
   });
   return redis;
+}
+
+/**
+ * Resolves true once the connection is ready, or false after `timeoutMs` (the client goes on
+ * reconnecting). A service waits for this before it serves: without the offline queue, calls
+ * made while the connection is still being set up would skip the cache and the limits.
+ */
+export function redisReady(redis: Redis, timeoutMs: number): Promise<boolean> {
+  if (redis.status === "ready") return Promise.resolve(true);
+  return new Promise((resolve) => {
+    const done = (ready: boolean): void => {
+      clearTimeout(timer);
+      redis.off("ready", onReady);
+      resolve(ready);
+    };
+    const onReady = (): void => done(true);
+    const timer = setTimeout(() => done(false), timeoutMs);
+    redis.on("ready", onReady);
+  });
 }
 
 /** Runs a Redis operation; on any failure returns the fallback (Redis down = slower, never wrong). */
