@@ -8,7 +8,7 @@ import { FraudAssessor } from "./assessor.js";
 import { fraudConfigShape } from "./config.js";
 import type { FraudRules } from "./rules.js";
 import { startFraudSaga } from "./saga.js";
-import { connectRedis, redisReady, redisReadyWaitMs } from "../platform/redis.js";
+import { connectRedis, redisReady } from "../platform/redis.js";
 import { FraudStore } from "./store.js";
 
 /** fraud has no database. */
@@ -27,7 +27,7 @@ export async function start(context: ServiceContext): Promise<ServiceParts> {
   const assessor = new FraudAssessor(new FraudStore(redis, config.FRAUD_REDIS_PREFIX), rules, context.logger);
   const [bus] = await Promise.all([
     connectBus({ url: config.NATS_URL, name: context.name, logger: context.logger, streamReplicas: config.NATS_STREAM_REPLICAS }),
-    redisReady(redis, redisReadyWaitMs),
+    redisReady(redis),
   ]);
   const consumer = await startFraudSaga({ js: bus.js, publisher: bus.publisher, assessor, logger: context.logger });
   context.logger.info("fraud rules", { ...rules, maxOrderAmountMinor: rules.maxOrderAmountMinor.toString(), blockedCustomers: rules.blockedCustomers.size });

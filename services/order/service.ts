@@ -8,7 +8,7 @@ import type { ServiceContext, ServiceParts } from "../platform/host.js";
 import { migrateServiceSchema, openServiceDatabase } from "../platform/service-database.js";
 import { bind } from "../platform/rpc/binding.js";
 import { serviceClient } from "../platform/rpc/client.js";
-import { connectRedis, redisReady, redisReadyWaitMs } from "../platform/redis.js";
+import { connectRedis, redisReady } from "../platform/redis.js";
 import { orderApi } from "./api.js";
 import { OrderCache } from "./cache.js";
 import { LocalOrderCopies } from "./local-copies.js";
@@ -69,7 +69,7 @@ export async function start(context: ServiceContext): Promise<ServiceParts> {
   const redis = connectRedis(config.REDIS_URL, context.logger, "GetOrder is served from Postgres and the per-customer rate limit is off");
   // Built even with ORDER_LOCAL_CACHE_MS=0: this replica's cancels still tell the others to drop their copies.
   const localCopies = new LocalOrderCopies(bus.nc, { ttlMs: config.ORDER_LOCAL_CACHE_MS, maxEntries: config.ORDER_LOCAL_CACHE_ENTRIES });
-  await Promise.all([localCopies.ready(), redisReady(redis, redisReadyWaitMs)]);
+  await Promise.all([localCopies.ready(), redisReady(redis)]);
   const cache = new OrderCache(redis, { local: localCopies });
   const api = orderApi({
     store,

@@ -3,8 +3,8 @@ import { Redis, type RedisKey, type RedisValue } from "ioredis";
 import { errorMessage } from "./errors.js";
 import type { Logger } from "./logger.js";
 
-/** How long a service waits at start for Redis before it serves without it (its connect timeout). */
-export const redisReadyWaitMs = 2_000;
+/** One connection attempt's time: also how long a service waits at start for Redis before it serves without it. */
+const connectTimeoutMs = 2_000;
 
 /**
  * A Redis connection for data that makes things faster, never more correct.
@@ -20,7 +20,7 @@ export function connectRedis(url: string, logger: Logger, degraded: string): Red
     enableAutoPipelining: true,
     maxRetriesPerRequest: 1,
     commandTimeout: 500,
-    connectTimeout: redisReadyWaitMs,
+    connectTimeout: connectTimeoutMs,
     retryStrategy: (attempt) => Math.min(attempt * 200, 2_000),
   });
   let reported = false;
@@ -37,11 +37,12 @@ export function connectRedis(url: string, logger: Logger, degraded: string): Red
 }
 
 /**
- * Resolves true once the connection is ready, or false after `timeoutMs` (the client goes on
- * reconnecting). A service waits for this before it serves: without the offline queue, calls
- * made while the connection is still being set up would skip the cache and the limits.
+ * Resolves true once the connection is ready, or false after `timeoutMs` (default: one
+ * connection attempt's time; the client goes on reconnecting). A service waits for this
+ * before it serves: without the offline queue, calls made while the connection is still
+ * being set up would skip the cache and the limits.
  */
-export function redisReady(redis: Redis, timeoutMs: number): Promise<boolean> {
+export function redisReady(redis: Redis, timeoutMs = connectTimeoutMs): Promise<boolean> {
   if (redis.status === "ready") return Promise.resolve(true);
   return new Promise((resolve) => {
     const done = (ready: boolean): void => {
