@@ -1,6 +1,6 @@
 import pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { dropDatabase, ensureDatabase, withDatabase } from "../tools/infra.js";
+import { dropDatabase, ensureDatabase, withDatabase } from "../tools/databases.js";
 import { AutovacuumStandIn } from "./autovacuum.js";
 
 const SERVER_URL = process.env["DATABASE_URL"] ?? "postgres://postgres@127.0.0.1:5432/postgres";

@@ -9,7 +9,7 @@ import { spawn } from "node:child_process";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { findBinary } from "../tools/infra.js";
+import { findBinary } from "../tools/binaries.js";
 import { readCpuSeconds } from "./resources.js";
 import { round } from "./stats.js";
 

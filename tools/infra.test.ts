@@ -9,7 +9,10 @@ import pg from "pg";
 import { afterAll, describe, expect, it } from "vitest";
 import { sharedInfra } from "../test/support/system.js";
 import { repoRoot } from "./system.js";
-import { databaseName, ensureDatabase, ensureInfra, findBinary, findPostgresBin, freePort, InfraError, isReachable, serverDataDir, startPrivate, withDatabase } from "./infra.js";
+import { findBinary, findPostgresBin } from "./binaries.js";
+import { databaseName, ensureDatabase, withDatabase } from "./databases.js";
+import { ensureInfra, InfraError, serverDataDir, startPrivate } from "./infra.js";
+import { freePort, isReachable } from "./ports.js";
 
 const dataDir = mkdtempSync(join(tmpdir(), "orderflow-infra-test-"));
 // Run as root, Postgres runs as the postgres account, which must reach the folder.

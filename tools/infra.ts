@@ -3,11 +3,14 @@
 // folder) where they don't, or stop with one line saying what to install.
 import { type ChildProcess, spawn, spawnSync } from "node:child_process";
 import { createHash } from "node:crypto";
-import { accessSync, closeSync, constants, existsSync, mkdirSync, openSync, readdirSync, realpathSync, rmSync } from "node:fs";
-import { connect, createServer, type AddressInfo } from "node:net";
+import { closeSync, existsSync, mkdirSync, openSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { basename, delimiter, dirname, join } from "node:path";
-import pg from "pg";
+import { basename, dirname, join } from "node:path";
+import { setTimeout as sleep } from "node:timers/promises";
+import { findBinary, findPostgresBin } from "./binaries.js";
+import { databaseName, ensureDatabase } from "./databases.js";
+import { InfraError } from "./infra-error.js";
+import { type Endpoint, freePort, isReachable } from "./ports.js";
 import { stopWithParent } from "./stop-with-parent.js";
 
 export interface InfraUrls {
@@ -31,10 +34,7 @@ export function infraUrlsFromEnv(env: NodeJS.ProcessEnv = process.env): InfraUrl
   };
 }
 
-/** A problem the user has to fix; its message is one line saying what to do. */
-export class InfraError extends Error {
-  override name = "InfraError";
-}
+export { InfraError };
 
 export type InfraName = "postgres" | "redis" | "nats";
 
@@ -75,11 +75,6 @@ export interface RunningInfra {
   started: InfraName[];
   /** Stops what was started here, in reverse order; safe to call twice. */
   stop(): Promise<void>;
-}
-
-interface Endpoint {
-  host: string;
-  port: number;
 }
 
 interface Started {
@@ -188,20 +183,6 @@ function endpointOf(url: string, defaultPort: number): Endpoint {
   return { host, port: parsed.port ? Number(parsed.port) : defaultPort };
 }
 
-/** True when something accepts TCP connections at the endpoint. */
-export function isReachable({ host, port }: Endpoint, timeoutMs = 1_500): Promise<boolean> {
-  return new Promise((resolve) => {
-    const socket = connect({ host, port });
-    const done = (ok: boolean) => {
-      socket.destroy();
-      resolve(ok);
-    };
-    socket.setTimeout(timeoutMs, () => done(false));
-    socket.once("connect", () => done(true));
-    socket.once("error", () => done(false));
-  });
-}
-
 async function waitReachable(endpoint: Endpoint, timeoutMs: number, exited: () => string | undefined): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
@@ -211,195 +192,6 @@ async function waitReachable(endpoint: Endpoint, timeoutMs: number, exited: () =
     if (Date.now() > deadline) throw new InfraError(`timed out after ${timeoutMs} ms waiting for ${endpoint.host}:${endpoint.port}`);
     await sleep(100);
   }
-}
-
-/** Ports this process has handed out: a port picked but not yet bound looks free. */
-const handedOut = new Set<number>();
-
-/** The lowest port of Linux's ephemeral range (net.ipv4.ip_local_port_range; elsewhere it starts higher). */
-export const firstEphemeralPort = 32_768;
-
-/** The part of 20000–31999 this process picks from: its own per vitest worker, so parallel test files cannot pick the same port. */
-function portRange(): { from: number; size: number } {
-  const worker = Number(process.env["VITEST_POOL_ID"] ?? 0);
-  if (!Number.isInteger(worker) || worker < 1 || worker > 8) return { from: 20_000, size: 12_000 };
-  return { from: 20_000 + (worker - 1) * 1_500, size: 1_500 };
-}
-
-/**
- * A port free to listen on (free when asked; bind soon). Picked at random below Linux's
- * ephemeral range (32768+): a port the kernel hands out as port 0 can be taken by an
- * outgoing connection's local end before the service binds it. Never the same port twice
- * in a process, and under vitest from the worker's own range: two systems that picked the
- * same port before either bound it made start-ups fail with EADDRINUSE under parallel tests.
- */
-export async function freePort(): Promise<number> {
-  const { from, size } = portRange();
-  for (let attempt = 0; attempt < 50; attempt++) {
-    const port = from + Math.floor(Math.random() * size);
-    if (handedOut.has(port)) continue;
-    if (await canListen(port)) {
-      handedOut.add(port);
-      return port;
-    }
-  }
-  return listenOnce(0);
-}
-
-function canListen(port: number): Promise<boolean> {
-  return listenOnce(port).then(
-    () => true,
-    () => false,
-  );
-}
-
-function listenOnce(port: number): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.unref();
-    server.once("error", reject);
-    server.listen(port, "127.0.0.1", () => {
-      const { port: bound } = server.address() as AddressInfo;
-      server.close(() => resolve(bound));
-    });
-  });
-}
-
-// ---------------------------------------------------------------- databases
-
-/** The database name in a Postgres URL. */
-export function databaseName(databaseUrl: string): string {
-  const name = decodeURIComponent(new URL(databaseUrl).pathname.replace(/^\//, ""));
-  if (!name) throw new InfraError(`DATABASE_URL names no database: ${databaseUrl}`);
-  return name;
-}
-
-/** The same server URL with another database name. */
-export function withDatabase(databaseUrl: string, name: string): string {
-  const url = new URL(databaseUrl);
-  url.pathname = `/${encodeURIComponent(name)}`;
-  return url.toString();
-}
-
-function quoteIdent(name: string): string {
-  return `"${name.replaceAll('"', '""')}"`;
-}
-
-async function withAdminClient<T>(databaseUrl: string, use: (client: pg.Client) => Promise<T>): Promise<T> {
-  let client: pg.Client;
-  for (let attempt = 1; ; attempt++) {
-    client = new pg.Client({ connectionString: withDatabase(databaseUrl, "postgres"), application_name: "orderflow-tools", connectionTimeoutMillis: 10_000 });
-    client.on("error", noop);
-    try {
-      await client.connect();
-      break;
-    } catch (error) {
-      // 57P03: the server accepts TCP connections but is still starting up.
-      if (isPgError(error) && error.code === "57P03" && attempt < 30) {
-        await sleep(500);
-        continue;
-      }
-      const where = databaseUrl.replace(/:[^:@/]*@/, ":***@");
-      if (isAuthFailure(error)) {
-        const url = new URL(databaseUrl);
-        throw new InfraError(
-          `Postgres at ${url.host} refused user ${decodeURIComponent(url.username) || "(none)"} (${error instanceof Error ? error.message : String(error)}): set DATABASE_URL=postgres://USER:PASSWORD@${url.host}/orderflow with a role that may create databases (a packaged Postgres asks for a password over TCP)`,
-        );
-      }
-      throw new InfraError(`cannot connect to Postgres at ${where}: ${error instanceof Error ? error.message : String(error)}`);
-    }
-  }
-  try {
-    return await use(client);
-  } finally {
-    await client.end().catch(noop);
-  }
-}
-
-/** Creates the URL's database when it is missing; true when it created it. */
-export async function ensureDatabase(databaseUrl: string): Promise<boolean> {
-  const name = databaseName(databaseUrl);
-  return withAdminClient(databaseUrl, async (client) => {
-    const found = await client.query("SELECT 1 FROM pg_database WHERE datname = $1", [name]);
-    if (found.rowCount) return false;
-    try {
-      await client.query(`CREATE DATABASE ${quoteIdent(name)}`);
-      return true;
-    } catch (error) {
-      // Someone else created it at the same moment.
-      if (isPgError(error) && (error.code === "42P04" || error.code === "23505")) return false;
-      throw error;
-    }
-  });
-}
-
-/** Drops a database, disconnecting whoever still uses it. */
-export async function dropDatabase(databaseUrl: string): Promise<void> {
-  const name = databaseName(databaseUrl);
-  await withAdminClient(databaseUrl, (client) => client.query(`DROP DATABASE IF EXISTS ${quoteIdent(name)} WITH (FORCE)`));
-}
-
-/** Names of the databases on the server whose names start with prefix. */
-export async function listDatabases(databaseUrl: string, prefix: string): Promise<string[]> {
-  return withAdminClient(databaseUrl, async (client) => {
-    const result = await client.query<{ datname: string }>("SELECT datname FROM pg_database WHERE starts_with(datname, $1) ORDER BY 1", [prefix]);
-    return result.rows.map((row) => row.datname);
-  });
-}
-
-/** The server refused who we said we are: a wrong or missing password, a role that does not exist. */
-function isAuthFailure(error: unknown): boolean {
-  if (isPgError(error) && (error.code === "28P01" || error.code === "28000")) return true;
-  return error instanceof Error && /SASL|password authentication failed|client password must be a string/i.test(error.message);
-}
-
-function isPgError(error: unknown): error is Error & { code: string } {
-  return error instanceof Error && typeof (error as { code?: unknown }).code === "string";
-}
-
-// ---------------------------------------------------------------- binaries
-
-function isExecutable(path: string): boolean {
-  try {
-    accessSync(path, constants.X_OK);
-    return true;
-  } catch {
-    return false;
-  }
-}
-
-function searchPath(): string[] {
-  const fromEnv = (process.env["PATH"] ?? "").split(delimiter).filter(Boolean);
-  return [...new Set([...fromEnv, "/usr/local/sbin", "/usr/local/bin", "/usr/sbin", "/usr/bin", "/sbin", "/bin", "/opt/homebrew/bin"])];
-}
-
-/** The first executable of that name on PATH (and the usual sbin folders). */
-export function findBinary(name: string, dirs: string[] = searchPath()): string | undefined {
-  for (const dir of dirs) {
-    const candidate = join(dir, name);
-    if (isExecutable(candidate)) return candidate;
-  }
-  return undefined;
-}
-
-/** A folder holding both initdb and pg_ctl of one Postgres version. */
-export function findPostgresBin(search?: string[]): string | undefined {
-  const dirs: string[] = [];
-  for (const dir of search ?? searchPath()) {
-    const pgCtl = join(dir, "pg_ctl");
-    if (isExecutable(pgCtl)) dirs.push(dirname(realpathSync(pgCtl)));
-  }
-  for (const base of search ? [] : ["/usr/lib/postgresql", "/usr/local/pgsql", "/opt/homebrew/opt"]) {
-    if (!existsSync(base)) continue;
-    const versions = readdirSync(base).sort((a, b) => Number.parseFloat(b.replace(/\D+/g, "")) - Number.parseFloat(a.replace(/\D+/g, "")));
-    for (const version of versions) dirs.push(join(base, version, "bin"));
-    dirs.push(join(base, "bin"));
-  }
-  return dirs.find((dir) => isExecutable(join(dir, "pg_ctl")) && isExecutable(join(dir, "initdb")));
-}
-
-function sleep(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms));
 }
 
 /**
@@ -451,7 +243,6 @@ function canWrite(dir: string, account: Account | undefined): boolean {
   return spawnSync("test", ["-w", dir, "-a", "-x", dir], { uid: account.uid, gid: account.gid }).status === 0;
 }
 
-/** Postgres data folder: .data/postgres[-<port>], or a folder under /tmp when the service account cannot reach .data. */
 /**
  * Where a Postgres whose account cannot write under `dataDir` keeps its data instead (a
  * private folder made by mkdtemp is its creator's alone): one folder per `dataDir`.
@@ -460,6 +251,7 @@ export function movedPostgresParent(dataDir: string): string {
   return join(tmpdir(), `orderflow-${createHash("sha256").update(dataDir).digest("hex").slice(0, 10)}`);
 }
 
+/** Postgres data folder: .data/postgres[-<port>], or a folder under /tmp when the service account cannot reach .data. */
 function postgresDataDir(dataDir: string, port: number, account: Account | undefined): string {
   mkdirSync(dataDir, { recursive: true });
   const preferred = serverDataDir(dataDir, "postgres", port);

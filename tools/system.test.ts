@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { firstEphemeralPort } from "./infra.js";
+import { firstEphemeralPort } from "./ports.js";
 import { maxPortOffset, serviceTable } from "./system.js";
 
 describe("npm start's ports", () => {

@@ -10,7 +10,8 @@ import { fileURLToPath } from "node:url";
 import { createClient } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
 import { Health, HealthCheckResponse_ServingStatus as ServingStatus } from "../gen/grpc/health/v1/health_pb.js";
-import { freePort, type InfraUrls } from "./infra.js";
+import { type InfraUrls } from "./infra.js";
+import { freePort } from "./ports.js";
 import { CrashLoop, type RestartPolicy } from "./restart-policy.js";
 
 /** Addresses of the other services, for a service's environment. */

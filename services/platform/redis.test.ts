@@ -3,7 +3,7 @@ import { Redis } from "ioredis";
 import { afterAll, describe, expect, it } from "vitest";
 import { connectRedis, RedisScript, redisReady } from "./redis.js";
 import { createLogger } from "./logger.js";
-import { freePort } from "../../tools/infra.js";
+import { freePort } from "../../tools/ports.js";
 
 const redis = new Redis(process.env["REDIS_URL"] ?? "redis://127.0.0.1:6379", { maxRetriesPerRequest: 1 });
 afterAll(() => redis.quit());

@@ -7,7 +7,8 @@
 import { spawnSync } from "node:child_process";
 import { join } from "node:path";
 import type { TestProject } from "vitest/node";
-import { dropDatabase, ensureInfra, InfraError, type InfraUrls, infraUrlsFromEnv, listDatabases, type RunningInfra, withDatabase } from "../../tools/infra.js";
+import { dropDatabase, listDatabases, withDatabase } from "../../tools/databases.js";
+import { ensureInfra, InfraError, type InfraUrls, infraUrlsFromEnv, type RunningInfra } from "../../tools/infra.js";
 import { repoRoot } from "../../tools/system.js";
 import { isProcessAlive, testDatabasePid, testDatabasePrefix } from "./names.js";
 import { removeStaleTestDirs } from "./stale-dirs.js";

@@ -8,7 +8,8 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, beforeEach, inject } from "vitest";
-import { dropDatabase, ensureDatabase, type InfraUrls, type PrivateServer, startPrivate, withDatabase } from "../../tools/infra.js";
+import { dropDatabase, ensureDatabase, withDatabase } from "../../tools/databases.js";
+import { type InfraUrls, type PrivateServer, startPrivate } from "../../tools/infra.js";
 import { LogBuffer, System, type SystemOptions } from "../../tools/system.js";
 
 export { testDatabasePrefix } from "./names.js";

@@ -5,7 +5,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { Decision, FraudAssessedSchema } from "../../../gen/orderflow/fraud/v1/fraud_pb.js";
 import { OrderStatus } from "../../../gen/orderflow/order/v1/order_pb.js";
 import { testDatabasePrefix } from "../../../test/support/names.js";
-import { dropDatabase, ensureDatabase, withDatabase } from "../../../tools/infra.js";
+import { dropDatabase, ensureDatabase, withDatabase } from "../../../tools/databases.js";
 import { recordingStatements } from "../../platform/bus/testkit.js";
 import { Database } from "../../platform/db.js";
 import { createLogger } from "../../platform/logger.js";
