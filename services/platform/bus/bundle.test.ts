@@ -20,12 +20,21 @@ describe("bundleForWire", () => {
     const entries = ["m1", "m2", "m3", "m4", "m5"].map((id, i) => entry("a.cmd.x", id, i === 4 ? null : `k${i}`));
     const wire = bundleForWire(entries, 2);
     expect(wire.map((w) => w.size)).toEqual([2, 2, 1]);
+    expect(wire.map((w) => w.positions)).toEqual([[0, 1], [2, 3], [4]]);
     expect(wire[0]?.headers.get(Header.type)).toBe(BUNDLE_TYPE);
     expect(sizeOf(wire[0]?.headers)).toBe(2);
     const received = wire.flatMap((w) => receivedEntries(w.headers, w.payload));
     expect(received.map((r) => [r.id, r.key, r.type, new TextDecoder().decode(r.payload), r.headers?.get("traceparent")])).toEqual(
       entries.map((e) => [e.id, e.key ?? "", e.type, e.id, `00-${e.id}`]),
     );
+  });
+
+  it("says where each message's entries were in the list it was given", () => {
+    const wire = bundleForWire([entry("a.cmd.x", "m1", "k1"), entry("b.cmd.y", "m2", "k2"), entry("a.cmd.x", "m3", "k3")]);
+    expect(wire.map((w) => [w.subject, w.positions])).toEqual([
+      ["a.cmd.x", [0, 2]],
+      ["b.cmd.y", [1]],
+    ]);
   });
 
   it("gives the same entries the same bundle id, and other entries another", () => {

@@ -36,6 +36,8 @@ export interface WireMessage {
   msgID: string;
   headers: MsgHdrs;
   size: number;
+  /** Where its messages were in the list given to `bundleForWire`. */
+  positions: readonly number[];
 }
 
 /** A bus message as a consumer reads it, from a JetStream message or a bundle's entry. */
@@ -56,30 +58,30 @@ export interface ReceivedEntry {
  * arrive twice, which every consumer of the saga tolerates (docs/saga-contract.md).
  */
 export function bundleForWire(entries: readonly WireEntry[], max = DEFAULT_BUNDLE_MAX): WireMessage[] {
-  const groups: WireEntry[][] = [];
+  const groups: number[][] = [];
   const openGroupOfSubject = new Map<string, number>();
   const lastGroupOfKey = new Map<string, number>();
-  for (const e of entries) {
+  for (const [position, e] of entries.entries()) {
     let g = openGroupOfSubject.get(e.subject);
     const group = g === undefined ? undefined : groups[g];
     const keyLater = e.key !== null && g !== undefined && (lastGroupOfKey.get(e.key) ?? -1) > g;
     if (g === undefined || !group || group.length >= max || keyLater) {
       g = groups.length;
-      groups.push([e]);
+      groups.push([position]);
       openGroupOfSubject.set(e.subject, g);
     } else {
-      group.push(e);
+      group.push(position);
     }
     if (e.key !== null) lastGroupOfKey.set(e.key, g);
   }
-  return groups.map(toWire);
+  return groups.map((positions) => toWire(positions.map((position) => entries[position] as WireEntry), positions));
 }
 
-function toWire(group: readonly WireEntry[]): WireMessage {
+function toWire(group: readonly WireEntry[], positions: readonly number[]): WireMessage {
   const [first] = group;
   if (!first) throw new Error("empty bundle");
   if (group.length === 1) {
-    return { subject: first.subject, payload: first.payload, msgID: first.id, headers: busHeaders({ type: first.type, id: first.id, key: first.key, extra: first.headers }), size: 1 };
+    return { subject: first.subject, payload: first.payload, msgID: first.id, headers: busHeaders({ type: first.type, id: first.id, key: first.key, extra: first.headers }), size: 1, positions };
   }
   const bundle = create(BundleSchema, {
     entries: group.map((e) => create(BundleEntrySchema, { id: e.id, key: e.key ?? "", type: e.type, payload: e.payload, headers: e.headers })),
@@ -87,7 +89,7 @@ function toWire(group: readonly WireEntry[]): WireMessage {
   const msgID = `bundle:${createHash("sha256").update(group.map((e) => e.id).join("\n")).digest("base64url")}`;
   const headers = busHeaders({ type: BUNDLE_TYPE, id: msgID });
   headers.set(Header.count, String(group.length));
-  return { subject: first.subject, payload: toBinary(BundleSchema, bundle), msgID, headers, size: group.length };
+  return { subject: first.subject, payload: toBinary(BundleSchema, bundle), msgID, headers, size: group.length, positions };
 }
 
 /** How many bus messages a JetStream message carries (1 unless it is a bundle). */

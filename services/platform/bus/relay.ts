@@ -331,8 +331,20 @@ export class OutboxRelay {
     for (const id of ids) this.inFlight.add(id);
     const producing = producerSpans(rows.map((r) => ({ subject: r.subject, type: r.type, payload: r.payload, id: r.msgId, key: r.key, headers: r.headers })));
     const wire = bundleForWire(producing.messages, this.opts.bundleMax);
-    const acks = Promise.all(wire.map((w) => this.opts.publisher.publish(w.subject, w.payload, { msgID: w.msgID, headers: w.headers }).then((ack) => (ack.duplicate ? w.size : 0))));
-    acks.then(() => producing.end(), (error: unknown) => producing.end(error));
+    const acks = Promise.all(
+      wire.map((w) =>
+        this.opts.publisher.publish(w.subject, w.payload, { msgID: w.msgID, headers: w.headers }).then(
+          (ack) => {
+            producing.end(undefined, w.positions);
+            return ack.duplicate ? w.size : 0;
+          },
+          (error: unknown) => {
+            producing.end(error, w.positions);
+            throw error;
+          },
+        ),
+      ),
+    );
     // Awaited in turn below, maybe after it settles: handled now, so a failed publish
     // is not an unhandled rejection (which would end the process).
     acks.catch(() => undefined);

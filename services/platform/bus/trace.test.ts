@@ -85,6 +85,18 @@ describe("producerSpans", () => {
     }
   });
 
+  it("ends the spans of the messages at the positions given, each with its own outcome", async () => {
+    const written = { traceparent: "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01" };
+    const producing = producerSpans(["inventory.cmd.one", "inventory.cmd.two", "inventory.cmd.three"].map((subject) => ({ subject, headers: written })));
+    producing.end(undefined, [1]);
+    expect((await finished("inventory.cmd.two publish"))?.status.code).toBe(SpanStatusCode.UNSET);
+    expect(await finished("inventory.cmd.one publish")).toBeUndefined();
+    expect(await finished("inventory.cmd.three publish")).toBeUndefined();
+    producing.end(new Error("timeout"), [0, 2]);
+    expect((await finished("inventory.cmd.one publish"))?.status).toEqual({ code: SpanStatusCode.ERROR, message: "timeout" });
+    expect((await finished("inventory.cmd.three publish"))?.status).toEqual({ code: SpanStatusCode.ERROR, message: "timeout" });
+  });
+
   it("marks the spans failed when the publish failed", async () => {
     const producing = producerSpans([{ subject: "payment.cmd.refund", headers: {} }]);
     producing.end(new Error("no responders"));

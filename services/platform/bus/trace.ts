@@ -73,8 +73,11 @@ export function currentSpanContext(): SpanContext | undefined {
 export interface Producing<M> {
   /** The messages, each carrying its producer span's context where that span records. */
   messages: M[];
-  /** Ends the spans once JetStream has acknowledged the messages (or with the error that stopped them). */
-  end(error?: unknown): void;
+  /**
+   * Ends the spans once JetStream has acknowledged the messages (or with the error that
+   * stopped them): those at `positions` in `messages`, or all.
+   */
+  end(error?: unknown, positions?: readonly number[]): void;
 }
 
 /**
@@ -86,25 +89,30 @@ export interface Producing<M> {
 export function producerSpans<M extends { subject: string; headers?: Record<string, string> | undefined }>(messages: readonly M[]): Producing<M> {
   // Without an exporter a producer span would only cost (~2 µs a message): none is made.
   if (!spansRecord()) return { messages: [...messages], end: () => undefined };
-  const spans: Span[] = [];
+  /** By the message's position; none where its span would not record. */
+  const spans: Array<Span | undefined> = [];
   const out = messages.map((message) => {
     const parent = propagation.extract(ROOT_CONTEXT, message.headers ?? {});
     const span = tracer.startSpan(`${message.subject} publish`, { kind: SpanKind.PRODUCER }, parent);
     if (!span.isRecording()) {
       span.end();
+      spans.push(undefined);
       return message;
     }
     span.setAttributes({ "messaging.system": "nats", "messaging.destination.name": message.subject, "messaging.operation.type": "send" });
     spans.push(span);
     return { ...message, headers: { ...message.headers, ...currentTraceHeaders(trace.setSpan(parent, span)) } };
   });
+  const endSpan = (span: Span | undefined, error: unknown): void => {
+    if (!span) return;
+    if (error !== undefined) span.setStatus({ code: SpanStatusCode.ERROR, message: errorMessage(error) });
+    span.end();
+  };
   return {
     messages: out,
-    end: (error) => {
-      for (const span of spans) {
-        if (error !== undefined) span.setStatus({ code: SpanStatusCode.ERROR, message: errorMessage(error) });
-        span.end();
-      }
+    end: (error, positions) => {
+      if (positions === undefined) for (const span of spans) endSpan(span, error);
+      else for (const position of positions) endSpan(spans[position], error);
     },
   };
 }
