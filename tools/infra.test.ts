@@ -11,7 +11,8 @@ import { sharedInfra } from "../test/support/system.js";
 import { repoRoot } from "./system.js";
 import { findBinary, findPostgresBin } from "./binaries.js";
 import { databaseName, ensureDatabase, withDatabase } from "./databases.js";
-import { ensureInfra, InfraError, serverDataDir, startPrivate } from "./infra.js";
+import { ensureInfra, serverDataDir, startPrivate } from "./infra.js";
+import { InfraError } from "./infra-error.js";
 import { freePort, isReachable } from "./ports.js";
 
 const dataDir = mkdtempSync(join(tmpdir(), "orderflow-infra-test-"));

@@ -34,8 +34,6 @@ export function infraUrlsFromEnv(env: NodeJS.ProcessEnv = process.env): InfraUrl
   };
 }
 
-export { InfraError };
-
 export type InfraName = "postgres" | "redis" | "nats";
 
 const defaultPorts: Record<InfraName, number> = { postgres: 5432, redis: 6379, nats: 4222 };

@@ -4,7 +4,8 @@
 // Ctrl-C (SIGINT) or SIGTERM stops the services, then what was started here.
 import { join } from "node:path";
 import { whenParentDies } from "../services/platform/parent.js";
-import { ensureInfra, InfraError, infraUrlsFromEnv, type RunningInfra } from "./infra.js";
+import { ensureInfra, infraUrlsFromEnv, type RunningInfra } from "./infra.js";
+import { InfraError } from "./infra-error.js";
 import { isReachable } from "./ports.js";
 import { npmStartRestarts } from "./restart-policy.js";
 import { builtServices, describeExit, maxPortOffset, prefixedOutput, repoRoot, serviceTable, System } from "./system.js";

@@ -10,7 +10,7 @@ import { fileURLToPath } from "node:url";
 import { createClient } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
 import { Health, HealthCheckResponse_ServingStatus as ServingStatus } from "../gen/grpc/health/v1/health_pb.js";
-import { type InfraUrls } from "./infra.js";
+import type { InfraUrls } from "./infra.js";
 import { freePort } from "./ports.js";
 import { CrashLoop, type RestartPolicy } from "./restart-policy.js";
 
