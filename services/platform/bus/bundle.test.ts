@@ -1,6 +1,7 @@
-import { describe, expect, it } from "vitest";
-import { BUNDLE_TYPE, bundleForWire, receivedEntries, sizeOf, type WireEntry } from "./bundle.js";
+import { afterAll, beforeAll, describe, expect, it, inject } from "vitest";
+import { BUNDLE_TYPE, bundleForWire, publishWire, receivedEntries, sizeOf, type WireEntry, type WireMessage } from "./bundle.js";
 import { Header } from "./names.js";
+import { busTestEnv, type BusTestEnv, readStream, waitFor } from "./testkit.js";
 
 function entry(subject: string, id: string, key: string | null): WireEntry {
   return { subject, type: "orderflow.test.v1.Thing", payload: new TextEncoder().encode(id), id, key, headers: { traceparent: `00-${id}` } };
@@ -43,5 +44,27 @@ describe("bundleForWire", () => {
     const c = bundleForWire([entry("a.cmd.x", "m1", "k1"), entry("a.cmd.x", "m3", "k2")]);
     expect(a[0]?.msgID).toBe(b[0]?.msgID);
     expect(a[0]?.msgID).not.toBe(c[0]?.msgID);
+  });
+});
+
+describe("publishWire (real NATS JetStream)", () => {
+  let env: BusTestEnv;
+  beforeAll(async () => {
+    env = await busTestEnv(["inventory"], inject("infra"));
+  });
+  afterAll(async () => {
+    await env?.cleanup();
+  });
+
+  it("says which messages JetStream acknowledged, each as its ack comes, even when another fails", async () => {
+    const stored = `${env.domain("inventory")}.evt.stored`;
+    const nowhere = `${env.domain("nowhere")}.evt.lost`;
+    const wire = bundleForWire([entry(stored, "pw-1", "k1"), entry(nowhere, "pw-2", "k2"), entry(stored, "pw-3", "k3")]);
+    const acknowledged: WireMessage[] = [];
+    await expect(publishWire(env.publisher, wire, (w) => acknowledged.push(w))).rejects.toThrow(/no JetStream stream captures/);
+    await waitFor(() => acknowledged.length === 1, 5000, "the stored bundle acknowledged");
+    expect(acknowledged.map((w) => [w.subject, w.positions])).toEqual([[stored, [0, 2]]]);
+    const inStream = (await readStream(env.jsm, env.stream("inventory"))).filter((m) => m.subject === stored);
+    expect(inStream.flatMap((m) => receivedEntries(m.header, m.data).map((e) => e.id))).toEqual(["pw-1", "pw-3"]);
   });
 });

@@ -142,7 +142,15 @@ export function wireMessages(messages: readonly OutgoingMessage[], max = DEFAULT
   return bundleForWire(messages.map((m) => encodeOutgoing(m, registry)), max);
 }
 
-/** Publishes encoded messages, pipelined: every publish is sent, then every ack awaited. */
-export async function publishWire(publisher: StreamPublisher, wire: readonly WireMessage[]): Promise<void> {
-  await Promise.all(wire.map((w) => publisher.publish(w.subject, w.payload, { msgID: w.msgID, headers: w.headers })));
+/**
+ * Publishes encoded messages, pipelined: every publish is sent, then every ack awaited.
+ * `acknowledged` hears of each message as soon as JetStream has it, before the others' acks.
+ */
+export async function publishWire(publisher: StreamPublisher, wire: readonly WireMessage[], acknowledged?: (w: WireMessage) => void): Promise<void> {
+  await Promise.all(
+    wire.map(async (w) => {
+      await publisher.publish(w.subject, w.payload, { msgID: w.msgID, headers: w.headers });
+      acknowledged?.(w);
+    }),
+  );
 }

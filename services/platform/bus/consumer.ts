@@ -405,11 +405,17 @@ class BatchConsumer implements BusConsumer {
         for (const it of items) await this.failed(it, err);
         return;
       }
+      // Each message's producer span ends at its own ack; a retry sends only those not acknowledged yet.
+      const unacknowledged = new Set(wire);
+      const acknowledged = (w: WireMessage): void => {
+        // An attempt that failed may still hear an ack, after the next attempt sent the message again.
+        if (unacknowledged.delete(w)) producing.end(undefined, w.positions);
+      };
       try {
-        await this.retriedWhileUnavailable(() => publishWire(publisher, wire), () => true, items.length, "cannot publish what a committed batch emitted");
-        producing.end();
+        await this.retriedWhileUnavailable(() => publishWire(publisher, [...unacknowledged], acknowledged), () => true, items.length, "cannot publish what a committed batch emitted");
       } catch (err) {
-        producing.end(err);
+        for (const w of unacknowledged) producing.end(err, w.positions);
+        unacknowledged.clear();
         for (const it of items) it.s.retry();
         return;
       }
