@@ -32,6 +32,7 @@ import { findH2load, grpcFrame, type H2loadResult, runH2load, runH2loadAlternate
 import { renderSvg, renderTable } from "./report.js";
 import { findPids, ResourceMonitor } from "./resources.js";
 import { ANALYZE_CHECK_MS, AutovacuumStandIn } from "./autovacuum.js";
+import { seedHistory } from "./history.js";
 import { QueueSampler } from "./queues.js";
 import { confirmedOrderTimes, stageLatencies, storedTimes } from "./stages.js";
 import { countWork, workBetween } from "./work.js";
@@ -418,6 +419,16 @@ async function main(): Promise<void> {
 
     log(`seeding ${options.customers} wallets (TopUpWallet) and ${options.products} products…`);
     const seeded = await seed(options, endpoints, runId);
+    let history: { history: number; historyMs: number } | undefined;
+    if (options.history > 0) {
+      log(`writing a history of ${options.history.toLocaleString("en-US")} concluded orders…`);
+      const started = performance.now();
+      await seedHistory(endpoints.databaseUrl, options.history, seeded.customers, seeded.skus, (written) => {
+        if (written < options.history) log(`  ${written.toLocaleString("en-US")} written`);
+      });
+      history = { history: options.history, historyMs: Math.round(performance.now() - started) };
+      notes.push(`the run began on a history of ${options.history.toLocaleString("en-US")} concluded orders (--history), written in ${Math.round(history.historyMs / 1000)} s`);
+    }
     const init = await generator.run({
       kind: "init",
       orderAddress: endpoints.address("order"),
@@ -744,7 +755,7 @@ async function main(): Promise<void> {
         serviceEnv: Object.keys(options.targets).length > 0 ? {} : effectiveServiceEnv(options),
         generator: "Node child process: gRPC over node:http2 (bench/grpc-wire.ts), connect-node client over HTTP/1.1 JSON (Connect)",
       },
-      seed: { customers: seeded.customers.length, products: seeded.skus.length, ms: seeded.ms },
+      seed: { customers: seeded.customers.length, products: seeded.skus.length, ms: seeded.ms, ...history },
       saga: { steps, maxCompletedPerSec, sustainedPerSec, saturated: steps.some((s) => s.saturated) },
       queries,
       transport,

@@ -13,6 +13,8 @@ export interface BenchOptions {
   concurrency: number;
   customers: number;
   products: number;
+  /** Concluded orders written into the database before the run (--history). */
+  history: number;
   /** Messages in the JetStream ceiling. */
   jetStreamMessages: number;
   /** Services already running (name -> host:port); empty = start the system here. */
@@ -43,6 +45,7 @@ const profiles: Record<Mode, Omit<BenchOptions, "targets" | "databaseUrl" | "nat
     concurrency: 32,
     customers: 2_000,
     products: 500,
+    history: 0,
     jetStreamMessages: 100_000,
     pastSaturation: false,
     wholeTransportComparison: true,
@@ -56,6 +59,7 @@ const profiles: Record<Mode, Omit<BenchOptions, "targets" | "databaseUrl" | "nat
     concurrency: 32,
     customers: 500,
     products: 200,
+    history: 0,
     jetStreamMessages: 30_000,
     pastSaturation: false,
     wholeTransportComparison: false,
@@ -67,6 +71,7 @@ const profiles: Record<Mode, Omit<BenchOptions, "targets" | "databaseUrl" | "nat
     concurrency: 4,
     customers: 8,
     products: 4,
+    history: 0,
     jetStreamMessages: 500,
     pastSaturation: true,
     wholeTransportComparison: true,
@@ -86,6 +91,9 @@ export const usage = `npm run bench [-- flags]
   --concurrency <n>       calls in flight in the closed-loop query runs
   --customers <n>         customers seeded with wallet funds
   --products <n>          products seeded with large stock
+  --history <n>           start from n concluded orders (as confirmed sagas
+                          leave them in every service, spread over 30 days)
+                          instead of an empty database; not with --target
   --target order=host:port,payment=host:port,...
                           use running services instead of starting the system
                           (needs order and payment; --database-url and
@@ -189,6 +197,9 @@ export function parseOptions(argv: readonly string[], root: string, env: NodeJS.
       case "--products":
         options.products = positiveInt(name, value());
         break;
+      case "--history":
+        options.history = positiveInt(name, value());
+        break;
       case "--target":
         for (const part of value().split(",")) {
           const [service, address] = part.split("=");
@@ -216,6 +227,7 @@ export function parseOptions(argv: readonly string[], root: string, env: NodeJS.
     }
   }
   if (Object.keys(options.targets).length > 0) {
+    if (options.history > 0) throw new UsageError("--history writes into the bench's own database, not a targeted system's: leave out --target");
     for (const needed of ["order", "payment"]) {
       if (!options.targets[needed]) throw new UsageError(`--target needs ${needed}=host:port too (the bench seeds wallets through payment and orders through order)`);
     }

@@ -53,7 +53,8 @@ export interface BenchResult {
     serviceEnv: Record<string, Record<string, string>>;
     generator: string;
   };
-  seed: { customers: number; products: number; ms: number };
+  /** `history`: concluded orders written before the run (--history), in `historyMs`. */
+  seed: { customers: number; products: number; ms: number; history?: number; historyMs?: number };
   saga: {
     steps: (SagaStepResult & {
       serviceCpuPercent: Record<string, number>;

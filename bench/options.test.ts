@@ -1,0 +1,16 @@
+import { describe, expect, it } from "vitest";
+import { parseOptions, UsageError } from "./options.js";
+
+describe("parseOptions --history", () => {
+  it("starts from an empty database unless asked for a history", () => {
+    expect(parseOptions([], "/repo").history).toBe(0);
+    expect(parseOptions(["--quick", "--history", "1000000"], "/repo").history).toBe(1_000_000);
+    expect(parseOptions(["--history=250"], "/repo").history).toBe(250);
+  });
+
+  it("refuses a count that is not a whole number above 0, and a history in a targeted system's database", () => {
+    expect(() => parseOptions(["--history", "0"], "/repo")).toThrow(UsageError);
+    expect(() => parseOptions(["--history", "1e3x"], "/repo")).toThrow(/--history needs a whole number/);
+    expect(() => parseOptions(["--history", "5", "--target", "order=127.0.0.1:8080,payment=127.0.0.1:8083"], "/repo")).toThrow(/leave out --target/);
+  });
+});
