@@ -1,7 +1,7 @@
 // `--history <n>`: the bench's database starts with n concluded orders instead of none, so the
 // steps run against tables and indexes the size of a system that has been taking orders.
 import pg from "pg";
-import { surviveDroppedConnections } from "../services/platform/db.js";
+import { surviveDroppedConnections, transaction } from "../services/platform/db.js";
 
 /** Orders written per transaction. */
 const CHUNK = 50_000;
@@ -17,16 +17,11 @@ const UUID7 = `CREATE FUNCTION pg_temp.uuid7(ms bigint) RETURNS uuid LANGUAGE sq
           || to_hex(8 + floor(random() * 4)::int) || substr(md5(random()::text), 1, 15))::uuid
 $$`;
 
-/**
- * One chunk of orders g = $1 … $2 (of $3), as a confirmed saga leaves them in every service:
- * the order with one or two items and its four transitions, the committed reservation, the
- * charge with its ledger entry, the notification. Wallet balances are left as they are: the
- * history's charges are records, not money the run can spend.
- */
-const CHUNK_SQL = [
-  `CREATE TEMP TABLE history (g int, at timestamptz, order_id uuid, payment_id uuid, notification_id uuid, customer_id text,
-                              sku1 text, price1 bigint, sku2 text, price2 bigint, total bigint) ON COMMIT DROP`,
-  `INSERT INTO history
+/** A chunk's orders, with the ids and items of what they leave in each service. */
+const CREATE_CHUNK = `CREATE TEMP TABLE history (g int, at timestamptz, order_id uuid, payment_id uuid, notification_id uuid, customer_id text,
+                              sku1 text, price1 bigint, sku2 text, price2 bigint, total bigint) ON COMMIT DROP`;
+/** Fills `history` with orders g = $1 … $2 of $3, for customers $4 and products $5. */
+const FILL_CHUNK = `INSERT INTO history
    SELECT g, at, pg_temp.uuid7(ms), pg_temp.uuid7(ms), pg_temp.uuid7(ms), customer_id,
           sku1, price1, sku2, price2, price1 + coalesce(2 * price2, 0)
      FROM generate_series($1::int, $2::int) AS g
@@ -35,7 +30,14 @@ const CHUNK_SQL = [
                           ($4::text[])[1 + g % cardinality($4::text[])] AS customer_id,
                           ($5::text[])[1 + g % cardinality($5::text[])] AS sku1, 100 + (g * 37) % 900 AS price1) AS one
           LEFT JOIN LATERAL (SELECT ($5::text[])[1 + (g * 7 + 3) % cardinality($5::text[])] AS sku2, 100 + (g * 53) % 900 AS price2
-                    WHERE g % 3 = 0 AND (g * 7 + 3) % cardinality($5::text[]) <> g % cardinality($5::text[])) AS maybe_two ON true`,
+                    WHERE g % 3 = 0 AND (g * 7 + 3) % cardinality($5::text[]) <> g % cardinality($5::text[])) AS maybe_two ON true`;
+/**
+ * The chunk's orders as a confirmed saga leaves them in every service: the order with one or
+ * two items and its four transitions, the committed reservation, the charge with its ledger
+ * entry, the notification. Wallet balances are left as they are: the history's charges are
+ * records, not money the run can spend.
+ */
+const WRITE_CHUNK = [
   `INSERT INTO orders.orders (order_id, customer_id, status, total_minor, currency, status_reason, version, created_at, updated_at,
                               awaiting, step_started_at, step_deadline, step_attempts, concluded_at, stock_reserved, charged)
    SELECT order_id, customer_id, 'CONFIRMED', total, 'USD', 'payment charged', 4, at, at, '{}', at, NULL, 1, at, true, true
@@ -71,29 +73,22 @@ const CHUNK_SQL = [
 export async function seedHistory(databaseUrl: string, orders: number, customers: readonly string[], skus: readonly string[], progress: (written: number) => void = () => undefined): Promise<void> {
   if (orders <= 0) return;
   if (customers.length === 0 || skus.length === 0) throw new Error("a history needs customers and products");
+  // One connection: the function and each chunk's temporary table live in its session.
   const pool = surviveDroppedConnections(new pg.Pool({ connectionString: databaseUrl, max: 1, application_name: "orderflow-bench-history" }));
   try {
-    const client = await pool.connect();
-    try {
-      await client.query(UUID7);
-      for (let first = 1; first <= orders; first += CHUNK) {
-        const last = Math.min(orders, first + CHUNK - 1);
-        await client.query("BEGIN");
-        try {
-          for (const sql of CHUNK_SQL) await client.query(sql, sql === CHUNK_SQL[1] ? [first, last, orders, customers, skus] : []);
-          await client.query("COMMIT");
-        } catch (error) {
-          await client.query("ROLLBACK");
-          throw error;
-        }
-        progress(last);
-      }
-      await client.query("VACUUM (ANALYZE) orders.orders, orders.order_items, orders.order_history, inventory.reservations, inventory.reservation_lines, payment.payments, payment.ledger_entries, notification.notifications");
-      // Written out now rather than by a checkpoint during the steps (a role without the right leaves it to Postgres).
-      await client.query("CHECKPOINT").catch(() => undefined);
-    } finally {
-      client.release();
+    await pool.query(UUID7);
+    for (let first = 1; first <= orders; first += CHUNK) {
+      const last = Math.min(orders, first + CHUNK - 1);
+      await transaction(pool, async (client) => {
+        await client.query(CREATE_CHUNK);
+        await client.query(FILL_CHUNK, [first, last, orders, customers, skus]);
+        for (const sql of WRITE_CHUNK) await client.query(sql);
+      });
+      progress(last);
     }
+    await pool.query("VACUUM (ANALYZE) orders.orders, orders.order_items, orders.order_history, inventory.reservations, inventory.reservation_lines, payment.payments, payment.ledger_entries, notification.notifications");
+    // Written out now rather than by a checkpoint during the steps (a role without the right leaves it to Postgres).
+    await pool.query("CHECKPOINT").catch(() => undefined);
   } finally {
     await pool.end();
   }
