@@ -37,6 +37,8 @@ const MAX_ROUNDS = 5;
  */
 export class ReplyApplier {
   private readonly batches = batchPerTurn<IncomingReply, null>((replies) => this.applyMany(replies), 200);
+  /** Per order, the application under way of an earlier batch's replies to it. */
+  private readonly writing = new Map<string, Promise<void>>();
 
   /**
    * `outboxSchema`: the schema whose outbox takes the commands (the orders schema);
@@ -56,20 +58,57 @@ export class ReplyApplier {
     return this.batches.load({ ...read, type: message.$typeName, trace: currentTraceHeaders() });
   }
 
+  /**
+   * Applies a turn's replies. Those to orders an earlier batch is still writing wait for that
+   * write, then are decided on the order as it left it: the replies of one saga's checks,
+   * which run side by side and answer together, would otherwise be decided on the same
+   * revision in two batches, and the later write would fail its guard and pay a read and a
+   * write more. The others go at once.
+   */
   private async applyMany(replies: readonly IncomingReply[]): Promise<(null | Error)[]> {
     const results: (null | Error)[] = replies.map(() => null);
-    let pending = replies.map((_, index) => index);
+    const now: number[] = [];
+    const later: number[] = [];
+    const earlier = new Set<Promise<void>>();
+    replies.forEach((reply, index) => {
+      const writing = this.writing.get(reply.orderId);
+      if (writing) earlier.add(writing);
+      (writing ? later : now).push(index);
+    });
+    const run = (indexes: number[], after?: Promise<unknown>): Promise<void> => {
+      if (indexes.length === 0) return Promise.resolve();
+      const done = (async () => {
+        await after;
+        await this.applyInRounds(replies, indexes, results);
+      })();
+      this.markWriting(indexes.map((index) => replies[index]!.orderId), done);
+      return done;
+    };
+    await Promise.all([run(now), run(later, Promise.all(earlier))]);
+    return results;
+  }
+
+  /** Decides and writes the replies at `indexes`, deciding again those whose orders changed meanwhile; fills in `results`. */
+  private async applyInRounds(replies: readonly IncomingReply[], indexes: readonly number[], results: (null | Error)[]): Promise<void> {
+    let pending = indexes;
     for (let round = 0; round < MAX_ROUNDS && pending.length > 0; round++) {
       try {
         pending = await this.round(replies, pending);
       } catch (error) {
         const failure = error instanceof Error ? error : new Error(String(error));
         for (const index of pending) results[index] = failure;
-        return results;
+        return;
       }
     }
     for (const index of pending) results[index] = new Error(`order ${replies[index]?.orderId} kept changing while its reply was applied; will retry`);
-    return results;
+  }
+
+  /** Makes later batches' replies to `orderIds` wait for `done` (which never rejects). */
+  private markWriting(orderIds: readonly string[], done: Promise<void>): void {
+    for (const orderId of orderIds) this.writing.set(orderId, done);
+    void done.then(() => {
+      for (const orderId of orderIds) if (this.writing.get(orderId) === done) this.writing.delete(orderId);
+    });
   }
 
   /** The replies' orders: as this replica last wrote them, the others read from Postgres. */

@@ -283,6 +283,27 @@ describe("the orders a replica wrote last (InFlightOrders)", () => {
     }
   });
 
+  it("applies the checks' replies arriving in turn while the previous one is written one after another, on the order each write left: no failed write, no read", async () => {
+    const inFlight = new InFlightOrders();
+    const { order } = await new OrderStore(db).create(
+      { customerId: "c1", priced: { lines: [{ sku: "SKU-1", quantity: 1n, unitPriceMinor: 100n }], totalMinor: 100n, currency: "USD" }, idempotencyKey: undefined, requestHash: undefined },
+      { ...sagaStart(timing, inFlight), outboxSchema: schema },
+    );
+    const { db: counting, statements } = recordingStatements(db.primary);
+    const applier = new ReplyApplier(counting, timing, schema, inFlight);
+    const nextTurn = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
+    // Each reply comes a turn after the one before, while that one's batch is being written.
+    const fraudApplied = applier.apply(fraud(order.orderId, Decision.APPROVE));
+    await nextTurn();
+    const stockApplied = applier.apply(reserved(order.orderId));
+    await nextTurn();
+    const chargeApplied = applier.apply(charged(order.orderId));
+    await Promise.all([fraudApplied, stockApplied, chargeApplied]);
+    expect(statements).toHaveLength(3); // one write per reply
+    expect((await orderRows([order.orderId])).get(order.orderId)).toMatchObject({ status: "CONFIRMED", version: "4", awaiting: [] });
+    expect(await historyOf(order.orderId)).toEqual(["UNSPECIFIED>PENDING", "PENDING>FRAUD_APPROVED", "FRAUD_APPROVED>STOCK_RESERVED", "STOCK_RESERVED>CONFIRMED"]);
+  });
+
   it("with the reservation after the fraud check (a rolling upgrade's setting), place orders as earlier versions did", async () => {
     const inFlight = new InFlightOrders();
     const { order } = await new OrderStore(db).create(
