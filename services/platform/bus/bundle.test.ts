@@ -56,14 +56,16 @@ describe("publishWire (real NATS JetStream)", () => {
     await env?.cleanup();
   });
 
-  it("says which messages JetStream acknowledged, each as its ack comes, even when another fails", async () => {
+  it("says which messages JetStream acknowledged, each as its ack comes, and which failed", async () => {
     const stored = `${env.domain("inventory")}.evt.stored`;
     const nowhere = `${env.domain("nowhere")}.evt.lost`;
     const wire = bundleForWire([entry(stored, "pw-1", "k1"), entry(nowhere, "pw-2", "k2"), entry(stored, "pw-3", "k3")]);
     const acknowledged: WireMessage[] = [];
-    await expect(publishWire(env.publisher, wire, (w) => acknowledged.push(w))).rejects.toThrow(/no JetStream stream captures/);
+    const failed: WireMessage[] = [];
+    await expect(publishWire(env.publisher, wire, (w, { ack }) => (ack ? acknowledged : failed).push(w))).rejects.toThrow(/no JetStream stream captures/);
     await waitFor(() => acknowledged.length === 1, 5000, "the stored bundle acknowledged");
     expect(acknowledged.map((w) => [w.subject, w.positions])).toEqual([[stored, [0, 2]]]);
+    expect(failed.map((w) => [w.subject, w.positions])).toEqual([[nowhere, [1]]]);
     const inStream = (await readStream(env.jsm, env.stream("inventory"))).filter((m) => m.subject === stored);
     expect(inStream.flatMap((m) => receivedEntries(m.header, m.data).map((e) => e.id))).toEqual(["pw-1", "pw-3"]);
   });

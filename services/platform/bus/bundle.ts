@@ -1,5 +1,6 @@
 import { createHash } from "node:crypto";
 import { create, fromBinary, toBinary, type Registry } from "@bufbuild/protobuf";
+import type { PubAck } from "@nats-io/jetstream";
 import { headers as natsHeaders, type MsgHdrs } from "@nats-io/transport-node";
 import { BundleEntrySchema, BundleSchema } from "../../../gen/orderflow/bus/v1/bundle_pb.js";
 import { DecodeError, sagaRegistry } from "./codec.js";
@@ -142,15 +143,24 @@ export function wireMessages(messages: readonly OutgoingMessage[], max = DEFAULT
   return bundleForWire(messages.map((m) => encodeOutgoing(m, registry)), max);
 }
 
+/** What became of one wire message: JetStream's acknowledgement, or the error that stopped it. */
+export type WireOutcome = { ack: PubAck; error?: undefined } | { ack?: undefined; error: unknown };
+
 /**
- * Publishes encoded messages, pipelined: every publish is sent, then every ack awaited.
- * `acknowledged` hears of each message as soon as JetStream has it, before the others' acks.
+ * Publishes encoded messages, pipelined: every publish is sent, then every ack awaited; rejects
+ * with the first failure. `settled` hears of each message's own outcome as soon as it is known.
  */
-export async function publishWire(publisher: StreamPublisher, wire: readonly WireMessage[], acknowledged?: (w: WireMessage) => void): Promise<void> {
+export async function publishWire(publisher: StreamPublisher, wire: readonly WireMessage[], settled?: (w: WireMessage, outcome: WireOutcome) => void): Promise<void> {
   await Promise.all(
     wire.map(async (w) => {
-      await publisher.publish(w.subject, w.payload, { msgID: w.msgID, headers: w.headers });
-      acknowledged?.(w);
+      let ack: PubAck;
+      try {
+        ack = await publisher.publish(w.subject, w.payload, { msgID: w.msgID, headers: w.headers });
+      } catch (error) {
+        settled?.(w, { error });
+        throw error;
+      }
+      settled?.(w, { ack });
     }),
   );
 }

@@ -7,7 +7,7 @@ import { createLogger, type Logger } from "../logger.js";
 import { labelSets } from "../metrics.js";
 import { decodeMessage, sagaRegistry } from "./codec.js";
 import type { BusConsumer, ConsumerOptions, Delivery, OutboxWriter } from "./consumer-options.js";
-import { publishWire, receivedEntries, sizeOf, type ReceivedEntry, type WireMessage, wireMessages } from "./bundle.js";
+import { publishWire, receivedEntries, sizeOf, type ReceivedEntry, type WireMessage, wireMessages, type WireOutcome } from "./bundle.js";
 import { publishDeadEntry, publishDeadLetter } from "./dlq.js";
 import { ensureDurableConsumer } from "./durable.js";
 import type { StreamPublisher } from "./jetstream-publisher.js";
@@ -407,9 +407,9 @@ class BatchConsumer implements BusConsumer {
       }
       // Each message's producer span ends at its own ack; a retry sends only those not acknowledged yet.
       const unacknowledged = new Set(wire);
-      const acknowledged = (w: WireMessage): void => {
+      const acknowledged = (w: WireMessage, { ack }: WireOutcome): void => {
         // An attempt that failed may still hear an ack, after the next attempt sent the message again.
-        if (unacknowledged.delete(w)) producing.end(undefined, w.positions);
+        if (ack && unacknowledged.delete(w)) producing.end(undefined, w.positions);
       };
       try {
         await this.retriedWhileUnavailable(() => publishWire(publisher, [...unacknowledged], acknowledged), () => true, items.length, "cannot publish what a committed batch emitted");

@@ -6,7 +6,7 @@ import { busMetrics } from "./metrics.js";
 import { outboxChannel, quoteSchema } from "./names.js";
 import { type OutboxRecord, registerLocalRelay } from "./outbox.js";
 import type { StreamPublisher } from "./jetstream-publisher.js";
-import { bundleForWire, DEFAULT_BUNDLE_MAX } from "./bundle.js";
+import { bundleForWire, DEFAULT_BUNDLE_MAX, publishWire } from "./bundle.js";
 import { producerSpans } from "./trace.js";
 
 export interface OutboxRelayOptions {
@@ -331,26 +331,17 @@ export class OutboxRelay {
     for (const id of ids) this.inFlight.add(id);
     const producing = producerSpans(rows.map((r) => ({ subject: r.subject, type: r.type, payload: r.payload, id: r.msgId, key: r.key, headers: r.headers })));
     const wire = bundleForWire(producing.messages, this.opts.bundleMax);
-    const acks = Promise.all(
-      wire.map((w) =>
-        this.opts.publisher.publish(w.subject, w.payload, { msgID: w.msgID, headers: w.headers }).then(
-          (ack) => {
-            producing.end(undefined, w.positions);
-            return ack.duplicate ? w.size : 0;
-          },
-          (error: unknown) => {
-            producing.end(error, w.positions);
-            throw error;
-          },
-        ),
-      ),
-    );
+    let duplicates = 0;
+    const acks = publishWire(this.opts.publisher, wire, (w, { ack, error }) => {
+      producing.end(error, w.positions);
+      if (ack?.duplicate) duplicates += w.size;
+    });
     // Awaited in turn below, maybe after it settles: handled now, so a failed publish
     // is not an unhandled rejection (which would end the process).
     acks.catch(() => undefined);
     this.marking = this.marking.then(async () => {
       try {
-        const duplicates = (await acks).reduce((sum, n) => sum + n, 0);
+        await acks;
         busMetrics.outboxPublished.inc({ schema: this.opts.schema }, rows.length - duplicates);
         if (duplicates > 0) busMetrics.outboxDuplicates.inc({ schema: this.opts.schema }, duplicates);
         for (const id of ids) {
