@@ -5,6 +5,7 @@ import type { SagaStage } from "./stages.js";
 import type { SagaWork } from "./work.js";
 import type { H2loadResult } from "./h2load.js";
 import type { ServiceFootprint } from "./resources.js";
+import type { BenchOptions, Mode } from "./options.js";
 
 export const resultSchema = "orderflow-bench/1";
 
@@ -37,17 +38,11 @@ export interface Ratio {
 
 export interface BenchResult {
   schema: typeof resultSchema;
-  mode: "full" | "quick" | "smoke";
+  mode: Mode;
   startedAt: string;
   finishedAt: string;
   machine: MachineFacts;
-  config: {
-    stepMs: number;
-    runMs: number;
-    rates: number[];
-    concurrency: number;
-    customers: number;
-    products: number;
+  config: Pick<BenchOptions, "stepMs" | "runMs" | "rates" | "concurrency" | "customers" | "products"> & {
     target: Record<string, string> | null;
     logLevel: string;
     serviceEnv: Record<string, Record<string, string>>;
