@@ -1,5 +1,6 @@
 import pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { surviveDroppedConnections } from "../services/platform/db.js";
 import { createLogger } from "../services/platform/logger.js";
 import { migrate } from "../services/platform/migrate.js";
 import { dropDatabase, ensureDatabase, withDatabase } from "../tools/databases.js";
@@ -22,7 +23,9 @@ beforeAll(async () => {
   for (const [service, schema] of [["order", "orders"], ["inventory", "inventory"], ["payment", "payment"], ["notification", "notification"]] as const) {
     await migrate({ databaseUrl, service, schema, logger, busTables: service === "order" });
   }
-  pool = new pg.Pool({ connectionString: databaseUrl, max: 2 });
+  // pool.end() resolves before its connections have closed: the DROP DATABASE … WITH (FORCE)
+  // that follows may end one first, which would raise on a client nobody listens to any more.
+  pool = surviveDroppedConnections(new pg.Pool({ connectionString: databaseUrl, max: 2 }));
   await pool.query("INSERT INTO inventory.products (sku, name, price_minor, currency, available) SELECT unnest($1::text[]), 'history test', 100, 'USD', 1000", [skus]);
   await pool.query("INSERT INTO payment.wallets (customer_id, balance_minor, currency) SELECT unnest($1::text[]), 0, 'USD'", [customers]);
 }, 60_000);
