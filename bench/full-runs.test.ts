@@ -6,12 +6,12 @@ import { fullRunsTable, type KeptRun, readFullRuns, type RunFigures } from "./fu
 
 const latency = (p50: number, p99: number) => ({ count: 1, p50, p90: p99, p99, max: p99, mean: p50 });
 
-function run(date: string, commit: string, steps: RunFigures["saga"]["steps"], h2load?: RunFigures["transportH2load"]): KeptRun {
+function run(date: string, commit: string, steps: RunFigures["saga"]["steps"], h2load?: RunFigures["transportH2load"], cpuModel?: string): KeptRun {
   return {
     file: `${date.slice(0, 10)}-${commit}.json`,
     result: {
       mode: "full",
-      machine: { date, gitCommit: commit, loadAverageAtStart: [0.5, 1, 1] },
+      machine: { date, gitCommit: commit, loadAverageAtStart: [0.5, 1, 1], ...(cpuModel ? { cpuModel } : {}) },
       saga: { steps },
       ceilings: { grpcJs: { perSec: 5000 }, postgres: { txPerSec: 4000 }, jetstream: { roundTripMsgsPerSec: 20000 } },
       ...(h2load ? { transportH2load: h2load } : {}),
@@ -29,12 +29,12 @@ describe("the full runs table", () => {
         { name: "Health/Check bare grpc-js", protocol: "grpc", perSec: 16666.4, serverCpuUsPerCall: 56.1 },
         { name: "GetOrder warm (one id)", protocol: "grpc", perSec: 8252.8, serverCpuUsPerCall: 80.2 },
         { name: "GetOrder warm (one id)", protocol: "connect", perSec: 4251.4 },
-      ]),
+      ], "Intel(R) Xeon(R) Processor"),
       run("2026-12-02T15:41:00.000Z", "916c7de", [{ offeredPerSec: 1700, completedPerSec: 1118, completedInWindowPerSec: 695, e2eLatency: latency(5852, 6697) }]),
     ]).split("\n");
     expect(rows).toHaveLength(4);
-    expect(rows[2]).toBe("| [2026-12-03 18:21 8ccb2cb](../bench/results/2026-12-03-8ccb2cb.json) | 0.5 | 5,000 · 16,666 | 4,000 | 20,000 | 706 at 1,200 | 40.4 / 114 | — | — | 0.50 | 0.70 |");
-    expect(rows[3]).toBe("| [2026-12-02 15:41 916c7de](../bench/results/2026-12-02-916c7de.json) | 0.5 | 5,000 · — | 4,000 | 20,000 | 1,118 (695\\*) at 1,700 | — | — | — | — | — |");
+    expect(rows[2]).toBe("| [2026-12-03 18:21 8ccb2cb](../bench/results/2026-12-03-8ccb2cb.json) | Intel Xeon | 0.5 | 5,000 · 16,666 | 4,000 | 20,000 | 706 at 1,200 | 40.4 / 114 | — | — | 0.50 | 0.70 |");
+    expect(rows[3]).toBe("| [2026-12-02 15:41 916c7de](../bench/results/2026-12-02-916c7de.json) | — | 0.5 | 5,000 · — | 4,000 | 20,000 | 1,118 (695\\*) at 1,700 | — | — | — | — | — |");
   });
 
   it("divides a GetOrder measured in alternated rounds by the bare grpc-js server it alternated with", () => {
@@ -44,9 +44,9 @@ describe("the full runs table", () => {
         { name: "Health/Check bare grpc-js", protocol: "grpc", perSec: 20000, serverCpuUsPerCall: 50 },
         { name: "Health/Check bare grpc-js, alternated with GetOrder", protocol: "grpc", perSec: 40000, serverCpuUsPerCall: 30, alternated },
         { name: "GetOrder warm (one id)", protocol: "grpc", perSec: 30000, serverCpuUsPerCall: 40, alternated },
-      ]),
+      ], "AMD EPYC"),
     ]).split("\n");
-    expect(row).toBe("| [2026-12-05 10:00 abcdef0](../bench/results/2026-12-05-abcdef0.json) | 0.5 | 5,000 · 20,000 | 4,000 | 20,000 | 50 at 50 | 10 / 20 | — | — | 0.75 | 0.75 |");
+    expect(row).toBe("| [2026-12-05 10:00 abcdef0](../bench/results/2026-12-05-abcdef0.json) | AMD EPYC | 0.5 | 5,000 · 20,000 | 4,000 | 20,000 | 50 at 50 | 10 / 20 | — | — | 0.75 | 0.75 |");
   });
 
   it("reads every full run kept in bench/results, oldest first, and no other", () => {

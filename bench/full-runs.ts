@@ -6,7 +6,7 @@ import { figure, type LatencySummary } from "./stats.js";
 /** What the table reads of a result; files written by older versions of the bench may lack the optional parts. */
 export interface RunFigures {
   mode: string;
-  machine: { date: string; gitCommit: string; loadAverageAtStart?: number[] };
+  machine: { date: string; gitCommit: string; cpuModel?: string; loadAverageAtStart?: number[] };
   saga: { steps: { offeredPerSec: number; completedPerSec: number; completedInWindowPerSec?: number; e2eLatency: LatencySummary }[] };
   ceilings: { grpcJs: { perSec: number }; postgres: { txPerSec: number }; jetstream: { roundTripMsgsPerSec: number } };
   transportH2load?: { name: string; protocol: string; perSec: number; serverCpuUsPerCall?: number | null; alternated?: object }[];
@@ -29,6 +29,7 @@ export function readFullRuns(dir: string): KeptRun[] {
 
 const header = [
   "run (UTC)",
+  "processor",
   "load average at start",
   "bare grpc-js req/s (Node · h2load)",
   "Postgres tx/s",
@@ -59,6 +60,7 @@ export function fullRunsTable(runs: readonly KeptRun[]): string {
     const beside = alternatedBare ?? bare;
     return [
       `[${machine.date.slice(0, 16).replace("T", " ")} ${machine.gitCommit}](../bench/results/${file})`,
+      machine.cpuModel ? processorName(machine.cpuModel) : "—",
       machine.loadAverageAtStart?.[0]?.toString() ?? "—",
       `${figure(ceilings.grpcJs.perSec)} · ${bare === undefined ? "—" : figure(bare.perSec)}`,
       figure(ceilings.postgres.txPerSec),
@@ -79,4 +81,9 @@ function completed(step: RunFigures["saga"]["steps"][number]): string {
   const inWindow = step.completedInWindowPerSec;
   if (inWindow === undefined || inWindow >= 0.95 * step.completedPerSec) return figure(step.completedPerSec);
   return `${figure(step.completedPerSec)} (${figure(inWindow)}\\*)`;
+}
+
+/** A guest's processor as the table names it: "Intel(R) Xeon(R) Processor" → "Intel Xeon". */
+function processorName(model: string): string {
+  return model.replace(/\((R|TM)\)/g, "").replace(/\s+Processor\b.*$/, "").replace(/\s+/g, " ").trim();
 }
