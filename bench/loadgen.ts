@@ -93,6 +93,9 @@ interface StepCounters {
   rejected: number;
   detectedByPoll: number;
   e2e: Samples;
+  /** When the step began (performance.now()), and its end-to-end samples by second of acceptance. */
+  startedAt: number;
+  bySecond: Samples[];
 }
 
 let init: InitJob | undefined;
@@ -113,7 +116,7 @@ let pollTimer: NodeJS.Timeout | undefined;
 function countersOf(step: number): StepCounters {
   let counters = stepCounters.get(step);
   if (!counters) {
-    counters = { confirmed: 0, rejected: 0, detectedByPoll: 0, e2e: new Samples() };
+    counters = { confirmed: 0, rejected: 0, detectedByPoll: 0, e2e: new Samples(), startedAt: performance.now(), bySecond: [] };
     stepCounters.set(step, counters);
   }
   return counters;
@@ -132,7 +135,10 @@ function conclude(orderId: string, at: number, confirmed: boolean, viaPoll: bool
     confirmedTimes.add(at);
   } else counters.rejected += 1;
   if (viaPoll) counters.detectedByPoll += 1;
-  counters.e2e.add(Math.max(0, at - entry.acceptedAt));
+  const latency = Math.max(0, at - entry.acceptedAt);
+  counters.e2e.add(latency);
+  const second = Math.max(0, Math.floor((entry.acceptedAt - counters.startedAt) / 1_000));
+  (counters.bySecond[second] ??= new Samples(256)).add(latency);
 }
 
 async function start(job: InitJob): Promise<InitResult> {
@@ -213,6 +219,7 @@ async function sagaStep(job: SagaStepJob): Promise<SagaStepResult> {
   const interval = 1_000 / job.ratePerSec;
   const startCpu = process.cpuUsage();
   const t0 = performance.now();
+  counters.startedAt = t0;
   const end = t0 + job.durationMs;
   let next = t0;
   let scheduled = 0;
@@ -317,6 +324,7 @@ async function sagaStep(job: SagaStepJob): Promise<SagaStepResult> {
     detectedByPoll: counters.detectedByPoll,
     createLatency: createLatency.summary(),
     e2eLatency: counters.e2e.summary(),
+    e2eBySecond: Array.from(counters.bySecond, (samples) => (samples ?? new Samples(1)).summary()),
     generatorLagMaxMs: round(lagMax, 1),
     generatorCpuPercent: cpu,
   };

@@ -131,6 +131,11 @@ export interface SagaStepResult {
   detectedByPoll: number;
   createLatency: LatencySummary;
   e2eLatency: LatencySummary;
+  /**
+   * End to end by the second of the step in which each order was accepted (warm-up
+   * included): whether the tail is spread over the step or comes from a few moments.
+   */
+  e2eBySecond: LatencySummary[];
   /** Largest delay between an arrival's scheduled time and the moment the generator sent it. */
   generatorLagMaxMs: number;
   /** CPU the generator used, in % of one core. */

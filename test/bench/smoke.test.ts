@@ -42,6 +42,8 @@ describe("npm run bench -- --smoke", () => {
     expect(result.saga.steps.length).toBeGreaterThan(0);
     for (const step of result.saga.steps) {
       expect(step.scheduled).toBeGreaterThan(0);
+      // The per-second series holds every end-to-end sample of the step, once.
+      expect(step.e2eBySecond.reduce((total, second) => total + second.count, 0)).toBe(step.e2eLatency.count);
       // Every stage of the saga was sampled, whether or not work waited there.
       expect(step.queues.map((q) => q.consumer)).toEqual(expect.arrayContaining(["fraud-commands", "order-fraud-events", "notification-order-events"]));
       // The saga's messages and writes were counted.
