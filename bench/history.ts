@@ -39,16 +39,18 @@ const FILL_CHUNK = `INSERT INTO history
  */
 const WRITE_CHUNK = [
   `INSERT INTO orders.orders (order_id, customer_id, status, total_minor, currency, status_reason, version, created_at, updated_at,
-                              awaiting, step_started_at, step_deadline, step_attempts, concluded_at, stock_reserved, charged, history)
-   SELECT order_id, customer_id, 'CONFIRMED', total, 'USD', 'payment charged', 4, at, at, '{}', at, NULL, 1, at, true, true,
-          jsonb_build_array(jsonb_build_object('from', 'UNSPECIFIED', 'to', 'PENDING', 'reason', 'order placed', 'at', at),
-                            jsonb_build_object('from', 'PENDING', 'to', 'FRAUD_APPROVED', 'reason', 'fraud check passed', 'at', at),
-                            jsonb_build_object('from', 'FRAUD_APPROVED', 'to', 'STOCK_RESERVED', 'reason', 'stock reserved', 'at', at),
-                            jsonb_build_object('from', 'STOCK_RESERVED', 'to', 'CONFIRMED', 'reason', 'payment charged', 'at', at))
+                              awaiting, step_started_at, step_deadline, step_attempts, concluded_at, stock_reserved, charged)
+   SELECT order_id, customer_id, 'CONFIRMED', total, 'USD', 'payment charged', 4, at, at, '{}', at, NULL, 1, at, true, true
      FROM history ORDER BY g`,
   `INSERT INTO orders.order_items (order_id, line_no, sku, quantity, unit_price_minor)
    SELECT order_id, 1, sku1, 1, price1 FROM history
    UNION ALL SELECT order_id, 2, sku2, 2, price2 FROM history WHERE sku2 IS NOT NULL`,
+  `INSERT INTO orders.order_history (order_id, from_status, to_status, reason, at)
+   SELECT order_id, step.from_status, step.to_status, step.reason, at
+     FROM history, (VALUES (1, 'UNSPECIFIED', 'PENDING', 'order placed'), (2, 'PENDING', 'FRAUD_APPROVED', 'fraud check passed'),
+                           (3, 'FRAUD_APPROVED', 'STOCK_RESERVED', 'stock reserved'), (4, 'STOCK_RESERVED', 'CONFIRMED', 'payment charged'))
+                   AS step(n, from_status, to_status, reason)
+    ORDER BY g, step.n`,
   `INSERT INTO inventory.reservations (order_id, status, created_at, updated_at) SELECT order_id, 'COMMITTED', at, at FROM history`,
   `INSERT INTO inventory.reservation_lines (order_id, sku, quantity)
    SELECT order_id, sku1, 1 FROM history
@@ -84,7 +86,7 @@ export async function seedHistory(databaseUrl: string, orders: number, customers
       });
       progress(last);
     }
-    await pool.query("VACUUM (ANALYZE) orders.orders, orders.order_items, inventory.reservations, inventory.reservation_lines, payment.payments, payment.ledger_entries, notification.notifications");
+    await pool.query("VACUUM (ANALYZE) orders.orders, orders.order_items, orders.order_history, inventory.reservations, inventory.reservation_lines, payment.payments, payment.ledger_entries, notification.notifications");
     // Written out now rather than by a checkpoint during the steps (a role without the right leaves it to Postgres).
     await pool.query("CHECKPOINT").catch(() => undefined);
   } finally {

@@ -122,12 +122,9 @@ describe("saga stages", () => {
     const from = rows[0]!.now;
     const order = async (orderId: string, customerId: string, statuses: string[]): Promise<void> => {
       await pool.query(`INSERT INTO ${s}.orders (order_id, customer_id, status, total_minor, currency) VALUES ($1, $2, $3, 100, 'USD')`, [orderId, customerId, statuses.at(-1)]);
-      let previous = "UNSPECIFIED";
+      let previous = "";
       for (const status of statuses) {
-        await pool.query(
-          `UPDATE ${s}.orders SET history = history || jsonb_build_array(jsonb_build_object('from', $2::text, 'to', $3::text, 'reason', '', 'at', now())) WHERE order_id = $1`,
-          [orderId, previous, status],
-        );
+        await pool.query(`INSERT INTO ${s}.order_history (order_id, from_status, to_status) VALUES ($1, $2, $3)`, [orderId, previous, status]);
         previous = status;
       }
     };

@@ -117,9 +117,9 @@ export async function confirmedOrderTimes(db: Queryable, customerPrefix: string,
   const s = quoteSchema(schema);
   const { rows } = await db.query<{ id: string; created: number; reserved: number | null; confirmed: number | null }>(
     `SELECT o.order_id::text AS id, extract(epoch FROM o.created_at) * 1000 AS created,
-            extract(epoch FROM min(h.at) FILTER (WHERE h."to" = 'STOCK_RESERVED')) * 1000 AS reserved,
-            extract(epoch FROM min(h.at) FILTER (WHERE h."to" = 'CONFIRMED')) * 1000 AS confirmed
-       FROM ${s}.orders o CROSS JOIN LATERAL jsonb_to_recordset(o.history) AS h("to" text, at timestamptz)
+            extract(epoch FROM min(h.at) FILTER (WHERE h.to_status = 'STOCK_RESERVED')) * 1000 AS reserved,
+            extract(epoch FROM min(h.at) FILTER (WHERE h.to_status = 'CONFIRMED')) * 1000 AS confirmed
+       FROM ${s}.orders o JOIN ${s}.order_history h USING (order_id)
       WHERE o.status = 'CONFIRMED' AND starts_with(o.customer_id, $1) AND o.created_at >= $2 AND o.created_at < $3
       GROUP BY o.order_id, o.created_at`,
     [customerPrefix, from, to],

@@ -11,13 +11,6 @@ const lookups = deferredCounter("orderflow_order_cache_lookups_total", "GetOrder
 const lookupResult = { local: { result: "local" }, hit: { result: "hit" }, miss: { result: "miss" } } as const;
 
 /**
- * An order's Redis key. The version in it is the cached answer's format: an answer that
- * order replicas of an earlier version cached during a rollout (their history read from
- * elsewhere) is never served by these, and expires on its own.
- */
-export const orderCacheKey = (orderId: string): string => `order:v2:${orderId}`;
-
-/**
  * Stores `<version>:<payload>` unless the key holds a version at least as new, so
  * a slow reader can never put back an older order than one already cached or
  * announced. An empty payload is a "not cacheable" marker of that version.
@@ -51,6 +44,10 @@ export class OrderCache {
     this.local = options.local;
   }
 
+  private key(orderId: string): string {
+    return `order:${orderId}`;
+  }
+
   /** The GetOrder answer of the cached order, held encoded (callers pass it on without decoding it). */
   async getAnswer(orderId: string): Promise<GetOrderAnswer | undefined> {
     const copy = this.local?.get(orderId);
@@ -59,7 +56,7 @@ export class OrderCache {
       return copy;
     }
     const mark = this.local?.mark();
-    const raw = await orFallback(() => this.redis.getBuffer(orderCacheKey(orderId)), null);
+    const raw = await orFallback(() => this.redis.getBuffer(this.key(orderId)), null);
     const sep = raw?.indexOf(0x3a) ?? -1;
     if (!raw || sep < 0 || sep === raw.length - 1) {
       lookups.inc(lookupResult.miss);
@@ -77,7 +74,7 @@ export class OrderCache {
     const encoded = toBinary(OrderSchema, order);
     const payload = Buffer.from(encoded.buffer, encoded.byteOffset, encoded.byteLength);
     const mark = this.local?.mark();
-    const stored = await orFallback(() => storeIfNewer.run(this.redis, [orderCacheKey(order.orderId)], [order.version.toString(), payload, this.ttlMs]), 0);
+    const stored = await orFallback(() => storeIfNewer.run(this.redis, [this.key(order.orderId)], [order.version.toString(), payload, this.ttlMs]), 0);
     // Only a copy Redis took as the newest may be kept here: a refused one is older than a change.
     const answer = getOrderAnswer(encoded);
     if (stored === 1 && mark !== undefined) this.local?.keep(order.orderId, answer, mark);
@@ -92,7 +89,7 @@ export class OrderCache {
    */
   async invalidate(orderId: string, version: bigint): Promise<boolean> {
     const marked = await orFallback(async () => {
-      await storeIfNewer.run(this.redis, [orderCacheKey(orderId)], [version.toString(), "", this.ttlMs]);
+      await storeIfNewer.run(this.redis, [this.key(orderId)], [version.toString(), "", this.ttlMs]);
       return true;
     }, false);
     // After the mark: a replica that drops its copy can read the order again only as changing.

@@ -5,10 +5,11 @@ import { Redis } from "ioredis";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { GetOrderResponseSchema, OrderSchema, OrderStatus } from "../../gen/orderflow/order/v1/order_pb.js";
 import { NATS_URL, natsLink, type NatsLink, waitFor } from "../platform/bus/testkit.js";
-import { OrderCache, orderCacheKey } from "./cache.js";
+import { OrderCache } from "./cache.js";
 import { LocalOrderCopies } from "./local-copies.js";
 
 const redis = new Redis(process.env["REDIS_URL"] ?? "redis://127.0.0.1:6379", { maxRetriesPerRequest: 1 });
+const key = (orderId: string) => `order:${orderId}`;
 const confirmed = (orderId: string, version = 4n) => create(OrderSchema, { orderId, status: OrderStatus.CONFIRMED, version, customerId: "c-local" });
 
 /** A replica's cache: its own NATS connection, the shared Redis. */
@@ -27,7 +28,7 @@ async function replica(natsUrl = NATS_URL, ttlMs = 60_000): Promise<Replica> {
 
 /** What the replica answers from its own memory alone (Redis's copy deleted first). */
 async function servedLocally(r: Replica, orderId: string) {
-  await redis.del(orderCacheKey(orderId));
+  await redis.del(key(orderId));
   const answer = await r.cache.getAnswer(orderId);
   return answer && fromBinary(GetOrderResponseSchema, answer.bytes).order;
 }

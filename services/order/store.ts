@@ -32,12 +32,11 @@ export interface ItemRow {
   unit_price_minor: string;
 }
 
-/** One entry of `orders.history` (a jsonb array, oldest first; `at` is the writing transaction's start). */
-export interface HistoryEntry {
-  from: string;
-  to: string;
+interface HistoryRow {
+  from_status: string;
+  to_status: string;
   reason: string;
-  at: string;
+  at: Date;
 }
 
 export interface NewOrder {
@@ -64,7 +63,7 @@ export class IdempotencyConflict extends Error {}
 
 const orderColumns = "order_id, seq, customer_id, status, total_minor, currency, status_reason, version, request_hash, created_at, updated_at";
 
-function toOrder(row: OrderRow, items: ItemRow[], history: readonly HistoryEntry[] = []): Order {
+function toOrder(row: OrderRow, items: ItemRow[], history: HistoryRow[] = []): Order {
   return create(OrderSchema, {
     orderId: row.order_id,
     customerId: row.customer_id,
@@ -79,20 +78,22 @@ function toOrder(row: OrderRow, items: ItemRow[], history: readonly HistoryEntry
       const quantity = BigInt(i.quantity);
       return { sku: i.sku, quantity, unitPrice: money(unit, row.currency), lineTotal: money(unit * quantity, row.currency) };
     }),
-    history: history.map((h) => ({ fromStatus: statusFromName(h.from), toStatus: statusFromName(h.to), reason: h.reason, at: timestamp(new Date(h.at)) })),
+    history: history.map((h) => ({ fromStatus: statusFromName(h.from_status), toStatus: statusFromName(h.to_status), reason: h.reason, at: timestamp(h.at) })),
   });
 }
 
 /** An order's items as a JSON array of ItemRow, in line order (a column of a query on `orders`). */
 export const itemsJson = `(SELECT coalesce(json_agg(json_build_object('order_id', i.order_id, 'sku', i.sku, 'quantity', i.quantity::text, 'unit_price_minor', i.unit_price_minor::text) ORDER BY i.line_no), '[]')
    FROM order_items i WHERE i.order_id = orders.order_id) AS items`;
+const historyJson = `(SELECT coalesce(json_agg(json_build_object('from_status', h.from_status, 'to_status', h.to_status, 'reason', h.reason, 'at', h.at) ORDER BY h.id), '[]')
+   FROM order_history h WHERE h.order_id = orders.order_id) AS history`;
 
 /** Reads orders with their items and history, in one round trip, by id (the ones that exist). */
 export async function readOrders(q: Queryable, orderIds: readonly string[]): Promise<Map<string, Order>> {
-  const { rows } = await q.query<OrderRow & { items: ItemRow[]; history: HistoryEntry[] }>(
-    prepared(`SELECT ${orderColumns}, ${itemsJson}, history FROM orders WHERE order_id = ANY($1::uuid[])`, [orderIds]),
+  const { rows } = await q.query<OrderRow & { items: ItemRow[]; history: Array<Omit<HistoryRow, "at"> & { at: string }> }>(
+    prepared(`SELECT ${orderColumns}, ${itemsJson}, ${historyJson} FROM orders WHERE order_id = ANY($1::uuid[])`, [orderIds]),
   );
-  return new Map(rows.map((row) => [row.order_id, toOrder(row, row.items, row.history)]));
+  return new Map(rows.map((row) => [row.order_id, toOrder(row, row.items, row.history.map((h) => ({ ...h, at: new Date(h.at) })))]));
 }
 
 /** Reads one order with its items and history (one round trip), or undefined. */
@@ -122,18 +123,13 @@ interface PageRequest {
   beforeSeq: string | undefined;
 }
 
-/** The reason of an order's first history entry. */
-const PLACED = "order placed";
-const placedReason = `'${PLACED}'`;
-
 const insertOrdersSql = `WITH input AS (
      SELECT * FROM unnest($1::uuid[], $2::text[], $3::bigint[], $4::text[], $5::text[], $6::bytea[])
        WITH ORDINALITY AS t(order_id, customer_id, total_minor, currency, idempotency_key, request_hash, n)),
    o AS (
-     INSERT INTO orders (order_id, customer_id, status, total_minor, currency, idempotency_key, request_hash, awaiting, step_deadline, history)
+     INSERT INTO orders (order_id, customer_id, status, total_minor, currency, idempotency_key, request_hash, awaiting, step_deadline)
      SELECT order_id, customer_id, 'PENDING', total_minor, currency, idempotency_key, request_hash,
-            $7::text[], CASE WHEN cardinality($7::text[]) > 0 THEN now() + make_interval(secs => $8) END,
-            jsonb_build_array(jsonb_build_object('from', 'UNSPECIFIED', 'to', 'PENDING', 'reason', ${placedReason}, 'at', now()))
+            $7::text[], CASE WHEN cardinality($7::text[]) > 0 THEN now() + make_interval(secs => $8) END
        FROM input ORDER BY n
      ON CONFLICT DO NOTHING
      RETURNING ${orderColumns}, ${sagaRevision()} AS revision),
@@ -141,7 +137,11 @@ const insertOrdersSql = `WITH input AS (
      INSERT INTO order_items (order_id, line_no, sku, quantity, unit_price_minor)
      SELECT l.order_id, l.line_no, l.sku, l.qty, l.price
        FROM unnest($9::uuid[], $10::int[], $11::text[], $12::bigint[], $13::bigint[]) AS l(order_id, line_no, sku, qty, price)
-      WHERE l.order_id IN (SELECT order_id FROM o))`;
+      WHERE l.order_id IN (SELECT order_id FROM o)),
+   h AS (
+     INSERT INTO order_history (order_id, from_status, to_status, reason)
+     SELECT order_id, 'UNSPECIFIED', 'PENDING', 'order placed' FROM o
+     RETURNING order_id, at)`;
 
 /** An order to insert, the id it gets and the trace context of the request that placed it. */
 interface Insert {
@@ -189,8 +189,8 @@ async function insertOrders(q: Queryable, inserts: readonly Insert[], saga: Saga
   const outboxJoin = outbox
     ? " LEFT JOIN (SELECT key, json_agg(json_build_object('id', id::text, 'msg_id', msg_id)) AS outbox_written FROM ob GROUP BY key) w ON w.key = o.order_id::text"
     : "";
-  const { rows } = await q.query<OrderRow & { revision: string; outbox_written?: WrittenRow[] | null }>(
-    prepared(`${text} SELECT o.*${outboxColumns} FROM o${outboxJoin}`, values),
+  const { rows } = await q.query<OrderRow & { revision: string; history_at: Date; outbox_written?: WrittenRow[] | null }>(
+    prepared(`${text} SELECT o.*, h.at AS history_at${outboxColumns} FROM o JOIN h USING (order_id)${outboxJoin}`, values),
   );
   if (outbox) outboxWritten(outbox.insert, rows.flatMap((r) => r.outbox_written ?? []));
   const written = new Map(rows.map((row) => [row.order_id, row]));
@@ -198,7 +198,7 @@ async function insertOrders(q: Queryable, inserts: readonly Insert[], saga: Saga
     const row = written.get(orderId);
     if (!row) return undefined;
     const items = order.priced.lines.map((l) => ({ order_id: orderId, sku: l.sku, quantity: l.quantity.toString(), unit_price_minor: l.unitPriceMinor.toString() }));
-    const created = toOrder(row, items, [{ from: "UNSPECIFIED", to: "PENDING", reason: PLACED, at: row.created_at.toISOString() }]);
+    const created = toOrder(row, items, [{ from_status: "UNSPECIFIED", to_status: "PENDING", reason: "order placed", at: row.history_at }]);
     saga?.started?.(created, row.revision);
     return created;
   });

@@ -30,7 +30,7 @@ async function effectsOf(orderId: string, customerId: string, sku: string): Prom
   const q = async (sql: string, params: unknown[]) => (await sys.db.query(sql, params)).rows;
   return {
     order: await q("SELECT status, version, awaiting FROM orders.orders WHERE order_id = $1", [orderId]),
-    history: await q("SELECT history FROM orders.orders WHERE order_id = $1", [orderId]),
+    history: await q("SELECT from_status, to_status FROM orders.order_history WHERE order_id = $1 ORDER BY id", [orderId]),
     payments: await q("SELECT payment_id, status, amount_minor FROM payment.payments WHERE order_id = $1", [orderId]),
     ledger: await q("SELECT kind, amount_minor FROM payment.ledger_entries WHERE order_id = $1 ORDER BY id", [orderId]),
     wallet: await q("SELECT balance_minor FROM payment.wallets WHERE customer_id = $1", [customerId]),

@@ -12,7 +12,6 @@ import { beforeAll, describe, expect, test } from "vitest";
 import { NotificationKind } from "../../gen/orderflow/notification/v1/notification_pb.js";
 import { OrderService, OrderStatus } from "../../gen/orderflow/order/v1/order_pb.js";
 import { PaymentStatus } from "../../gen/orderflow/payment/v1/payment_pb.js";
-import { orderCacheKey } from "../../services/order/cache.js";
 import { auditSaga, auditUntilClean, formatAudit, snapshotStock, type StockBaseline } from "../support/saga-audit.js";
 import { stopAndReportOnFailure, addProduct, eventually, isTerminalStatus, type SagaSystem, startSagaSystem, stockOf, waitBusQuiet, waitTerminal, fundInto } from "../support/saga-system.js";
 
@@ -262,7 +261,7 @@ describe("order saga", () => {
     // That read, from Postgres, left a copy in Redis. Served from it, the order is the same message
     // over gRPC (grpc-js writes the cached bytes as they are) and over Connect (connect-node decodes them).
     const redis = new Redis(sys.redisUrl, { maxRetriesPerRequest: 1 });
-    const copy = await redis.getBuffer(orderCacheKey(order.orderId)).finally(() => redis.quit());
+    const copy = await redis.getBuffer(`order:${order.orderId}`).finally(() => redis.quit());
     expect(copy?.toString("latin1")).toMatch(/^\d+:./s);
     expect((await sys.order.getOrder({ orderId: order.orderId })).order).toEqual(final);
     const overConnect = createClient(OrderService, createConnectTransport({ baseUrl: sys.test.url("order"), httpVersion: "1.1" }));

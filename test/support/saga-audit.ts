@@ -89,8 +89,7 @@ export async function auditSaga(db: AuditDb, options: AuditOptions = {}): Promis
   // History: a chain from UNSPECIFIED to the current status; nothing leaves REJECTED or CANCELLED;
   // CONFIRMED is left only by a cancel.
   const history = (
-    await db.query<{ order_id: string; from_status: string; to_status: string }>(`SELECT order_id::text, e->>'from' AS from_status, e->>'to' AS to_status
-         FROM orders.orders, jsonb_array_elements(history) WITH ORDINALITY AS h(e, n) ORDER BY order_id, n`)
+    await db.query<{ order_id: string; from_status: string; to_status: string }>("SELECT order_id::text, from_status, to_status FROM orders.order_history ORDER BY order_id, id")
   ).rows;
   const chains = new Map<string, Array<{ from: string; to: string }>>();
   for (const h of history) {

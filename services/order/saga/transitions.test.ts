@@ -63,7 +63,7 @@ async function orderRows(orderIds: string[]) {
 }
 
 async function historyOf(orderId: string): Promise<string[]> {
-  const { rows } = await db.primary.query<{ step: string }>("SELECT (e->>'from') || '>' || (e->>'to') AS step FROM orders, jsonb_array_elements(history) WITH ORDINALITY AS h(e, n) WHERE order_id = $1 ORDER BY n", [orderId]);
+  const { rows } = await db.primary.query<{ step: string }>("SELECT from_status || '>' || to_status AS step FROM order_history WHERE order_id = $1 ORDER BY id", [orderId]);
   return rows.map((r) => r.step);
 }
 

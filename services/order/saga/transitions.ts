@@ -24,13 +24,11 @@ interface OrderUpdate {
   bump: number;
   started: boolean;
   concluded: boolean;
-  /** Its history entries, oldest first (`at` is added by the statement). */
-  entries: { from: string; to: string; reason: string }[];
 }
 
 /**
  * The statement that writes a batch of transitions. Guarded, each order's update applies
- * only if the order is still at the saga revision its transitions were decided on (`$13`,
+ * only if the order is still at the saga revision its transitions were decided on (`$16`,
  * see `sagaRevision`); an order whose saga moved on since gets no update and no history, and
  * the statement returns the orders it updated. The rows are locked in order of id first, so
  * two writes meeting the same orders cannot deadlock, whatever join the planner picks for
@@ -38,8 +36,8 @@ interface OrderUpdate {
  */
 function writeSql(guarded: boolean): string {
   return `WITH t AS (
-   SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[], $6::int[], $7::bool[], $8::bool[], $11::bool[], $12::bool[], $10::jsonb[]${guarded ? ", $13::text[]" : ""})
-     AS t(order_id, status, reason, awaiting, compensate_to, bump, started, concluded, stock_reserved, charged, entries${guarded ? ", revision" : ""})
+   SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[], $6::int[], $7::bool[], $8::bool[], $14::bool[], $15::bool[]${guarded ? ", $16::text[]" : ""})
+     AS t(order_id, status, reason, awaiting, compensate_to, bump, started, concluded, stock_reserved, charged${guarded ? ", revision" : ""})
  ), locked AS MATERIALIZED (
    SELECT order_id FROM orders WHERE order_id IN (SELECT order_id FROM t) ORDER BY order_id FOR UPDATE
  ), updated AS (
@@ -48,31 +46,32 @@ function writeSql(guarded: boolean): string {
      step_started_at = CASE WHEN t.started THEN now() ELSE o.step_started_at END,
      step_attempts = CASE WHEN t.started THEN 1 ELSE o.step_attempts END,
      step_deadline = CASE WHEN t.awaiting = '' THEN NULL WHEN t.started THEN now() + make_interval(secs => $9) ELSE o.step_deadline END,
-     concluded_at = CASE WHEN t.concluded THEN now() ELSE o.concluded_at END,
-     history = CASE WHEN t.bump = 0 THEN o.history
-       ELSE o.history || (SELECT jsonb_agg(e || jsonb_build_object('at', now()) ORDER BY n) FROM jsonb_array_elements(t.entries) WITH ORDINALITY AS h(e, n)) END
+     concluded_at = CASE WHEN t.concluded THEN now() ELSE o.concluded_at END
    FROM t JOIN locked USING (order_id) WHERE o.order_id = t.order_id${guarded ? ` AND ${sagaRevision("o")} = t.revision` : ""}
    RETURNING o.order_id${guarded ? `, ${sagaRevision("o")} AS revision` : ""}
+ ), history AS (
+   INSERT INTO order_history (order_id, from_status, to_status, reason)
+   SELECT h.order_id, h.from_status, h.to_status, h.reason
+     FROM unnest($10::uuid[], $11::text[], $12::text[], $13::text[]) WITH ORDINALITY AS h(order_id, from_status, to_status, reason, n)${guarded ? "\n    WHERE h.order_id IN (SELECT order_id FROM updated)" : ""}
+    ORDER BY h.n
  )`;
 }
 
-/** The parameters `writeSql` takes ($1–$12), from a batch's transitions. */
+/** The parameters `writeSql` takes ($1–$15), from a batch's transitions. */
 function writeValues(transitions: readonly Transition[], stepTimeoutMs: number): unknown[] {
   const byOrder = new Map<string, OrderUpdate>();
   for (const t of transitions) {
     const seen = byOrder.get(t.orderId);
-    const entries = seen?.entries ?? [];
-    if (t.statusChanged) entries.push({ from: t.fromStatus, to: t.status, reason: t.reason });
     byOrder.set(t.orderId, {
       last: t,
       bump: (seen?.bump ?? 0) + (t.statusChanged ? 1 : 0),
       started: (seen?.started ?? false) || t.startedStep,
       concluded: (seen?.concluded ?? false) || t.concluded,
-      entries,
     });
   }
   // In order of id, as the rows are locked (see `writeSql`).
   const updates = [...byOrder.values()].sort((a, b) => (a.last.orderId < b.last.orderId ? -1 : a.last.orderId > b.last.orderId ? 1 : 0));
+  const changes = transitions.filter((t) => t.statusChanged);
   return [
     updates.map((u) => u.last.orderId),
     updates.map((u) => u.last.status),
@@ -83,7 +82,10 @@ function writeValues(transitions: readonly Transition[], stepTimeoutMs: number):
     updates.map((u) => u.started),
     updates.map((u) => u.concluded),
     stepTimeoutMs / 1000,
-    updates.map((u) => JSON.stringify(u.entries)),
+    changes.map((t) => t.orderId),
+    changes.map((t) => t.fromStatus),
+    changes.map((t) => t.status),
+    changes.map((t) => t.reason),
     updates.map((u) => u.last.stockReserved),
     updates.map((u) => u.last.charged),
   ];
