@@ -33,11 +33,11 @@ export function orderApi({ store, catalogue, sagaStart, cancel, watch, cache, ad
     async createOrder(request) {
       rejectRepeatedSkus(request.items);
       const idempotencyKey = request.idempotencyKey || undefined;
-      const hash = idempotencyKey ? requestHash(request) : undefined;
       try {
-        // Refused at the bound of orders in progress, a call costs nothing more: not even a retry's
-        // lookup of the order it made, which it gets once the system has room again.
+        // Refused at the bound of orders in progress, a call costs nothing more: not even its request's
+        // fingerprint, or a retry's lookup of the order it made, which it gets once the system has room again.
         return await admission.admit(async () => {
+          const hash = idempotencyKey ? requestHash(request) : undefined;
           try {
             await rateLimit.check(request.customerId);
           } catch (limited) {
