@@ -71,6 +71,15 @@ export function renderTable(result: BenchResult): string {
   if (wakeUpLines.length > 0) out.push("  wake-ups per concluded saga (threads blocked and woken again; machine: all context switches):", ...wakeUpLines);
   const waitLines = perStepLines((step) => step.runQueueWaitPercent, 0);
   if (waitLines.length > 0) out.push("  waiting for a core (% of the step's time its threads were runnable but not running; 100 = one thread all along):", ...waitLines);
+  const secondLines = result.saga.steps.flatMap((step) => {
+    // Whole seconds of arrivals (the last, partial one holds a few orders), or the first of a shorter step.
+    const seconds = step.e2eBySecond.slice(0, Math.max(1, Math.floor(step.durationMs / 1_000))).filter((second) => second.count > 0);
+    if (seconds.length === 0) return [];
+    const p99s = seconds.map((second) => second.p99);
+    const over = p99s.filter((p99) => p99 > 100).length;
+    return [`    ${figure(step.offeredPerSec)}/s: ${ms(Math.min(...p99s))} – ${ms(Math.max(...p99s))}; ${over} of ${seconds.length} seconds over 100 ms`];
+  });
+  if (secondLines.length > 0) out.push("  end-to-end p99 second by second (orders grouped by the second they were accepted: lowest – highest):", ...secondLines);
   const timed = result.saga.steps.filter((s) => s.stages.some((stage) => stage.count > 0));
   const first = timed[0]?.stages;
   if (first) {

@@ -70,5 +70,6 @@ describe("npm run bench -- --smoke", () => {
     expect(output).toContain("Saga (open loop");
     expect(output).toContain("Ceilings");
     expect(output).toContain("CPU per concluded saga");
+    expect(output).toContain("end-to-end p99 second by second");
   });
 });
