@@ -378,6 +378,36 @@ describe("batches", () => {
     expect(await ledgerMismatches()).toEqual([]);
   });
 
+  it("a batch of charges only locks each of its wallets, with or without refunds beside them", async () => {
+    const [a, b, refunded] = [customer(), customer(), customer()];
+    for (const c of [a, b, refunded]) await topUp(c, 1_000n);
+    const earlier = chargeOf(randomUUID(), refunded, 10n);
+    await chargeNow(earlier.orderId, refunded, 10n);
+    const lockedBy = async (commands: Parameters<typeof lockWalletsOf>[1]): Promise<string[]> => {
+      const held = await db.primary.connect();
+      const probe = await db.primary.connect();
+      try {
+        await held.query("BEGIN");
+        await lockWalletsOf(held, commands);
+        const locked: string[] = [];
+        for (const c of [a, b, refunded]) {
+          const taken = await probe.query("SELECT 1 FROM wallets WHERE customer_id = $1 FOR UPDATE NOWAIT", [c]).then(
+            () => false,
+            () => true,
+          );
+          if (taken) locked.push(c);
+        }
+        return locked;
+      } finally {
+        await held.query("ROLLBACK");
+        held.release();
+        probe.release();
+      }
+    };
+    expect(await lockedBy([chargeOf(randomUUID(), a, 10n), chargeOf(randomUUID(), b, 10n), chargeOf(randomUUID(), a, 10n)])).toEqual([a, b]);
+    expect(await lockedBy([chargeOf(randomUUID(), a, 10n), create(RefundPaymentSchema, { orderId: earlier.orderId })])).toEqual([a, refunded]);
+  });
+
   it("a batch of one command takes no wallet lock before its handler (one round trip less)", async () => {
     const c = customer();
     await topUp(c, 100n);
