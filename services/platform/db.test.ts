@@ -1,5 +1,8 @@
+import pg from "pg";
 import { describe, expect, it } from "vitest";
-import { Database, prepared, statementLabel } from "./db.js";
+import { Database, opaqueArrays, prepared, statementLabel } from "./db.js";
+
+const DATABASE_URL = process.env["DATABASE_URL"] ?? "postgres://postgres@127.0.0.1:5432/postgres";
 
 describe("Database.readFreshMany", () => {
   it("reads the replica, and the primary only for the keys the replica does not have yet", async () => {
@@ -39,5 +42,40 @@ describe("prepared statements' names", () => {
       expect(name!.length).toBeLessThanOrEqual(63); // Postgres's NAMEDATALEN
     }
     expect(prepared("SELECT a FROM orders", []).name).not.toBe(prepared("SELECT b FROM orders", []).name);
+  });
+});
+
+describe("prepared statements' array parameters", () => {
+  it("are read through a sub-select, and nothing else in the text changes", () => {
+    expect(opaqueArrays("SELECT a FROM t WHERE k = ANY($1::uuid[]) AND n = $2 AND j = $3::json AND m IN (SELECT unnest($10::bigint[]))")).toBe(
+      "SELECT a FROM t WHERE k = ANY((SELECT $1::uuid[])::uuid[]) AND n = $2 AND j = $3::json AND m IN (SELECT unnest((SELECT $10::bigint[])::bigint[]))",
+    );
+  });
+
+  it("keep a batch statement of few keys on one plan, where its plain text is planned at every call", async () => {
+    const client = new pg.Client({ connectionString: DATABASE_URL });
+    await client.connect();
+    try {
+      await client.query("CREATE TEMP TABLE keyed (k int PRIMARY KEY, v text)");
+      await client.query("INSERT INTO keyed SELECT n, 'v' || n FROM generate_series(1, 1000) n");
+      await client.query("ANALYZE keyed");
+      const text = "SELECT k, v FROM keyed WHERE k = ANY($1::int[]) ORDER BY k";
+      const plain = { name: "keyed_plain", text, values: [[7, 9]] };
+      const batch = prepared(text, [[7, 9]]);
+      for (let call = 0; call < 20; call++) {
+        expect((await client.query(plain)).rows).toEqual([{ k: 7, v: "v7" }, { k: 9, v: "v9" }]);
+        expect((await client.query(batch)).rows).toEqual([{ k: 7, v: "v7" }, { k: 9, v: "v9" }]);
+      }
+      const { rows } = await client.query<{ name: string; custom_plans: string; generic_plans: string }>(
+        "SELECT name, custom_plans, generic_plans FROM pg_prepared_statements WHERE name = ANY($1) ORDER BY name = $2 DESC",
+        [[plain.name, batch.name], plain.name],
+      );
+      expect(rows.map((r) => [Number(r.custom_plans), Number(r.generic_plans)])).toEqual([
+        [20, 0],
+        [5, 15],
+      ]);
+    } finally {
+      await client.end();
+    }
   });
 });
