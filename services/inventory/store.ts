@@ -43,7 +43,7 @@ export class ProductStore {
 
   /** Products in SKU order after `afterSku`, at most `limit`. */
   async list(limit: number, afterSku: string | undefined): Promise<Product[]> {
-    const { rows } = await this.db.replica.query<ProductRow>(`SELECT ${columns} FROM products WHERE sku > $1 ORDER BY sku LIMIT $2`, [afterSku ?? "", limit]);
+    const { rows } = await this.db.replica.query<ProductRow>(prepared(`SELECT ${columns} FROM products WHERE sku > $1 ORDER BY sku LIMIT $2`, [afterSku ?? "", limit]));
     return rows.map(toProduct);
   }
 
@@ -57,16 +57,15 @@ export class ProductStore {
   async adjust(sku: string, delta: bigint, reason: string): Promise<Product | undefined> {
     return this.db.transaction(async (tx) => {
       const { rows } = await tx.query<ProductRow>(
-        `UPDATE products SET available = available + $2, updated_at = now() WHERE sku = $1 AND available + $2 >= 0 RETURNING ${columns}`,
-        [sku, delta.toString()],
+        prepared(`UPDATE products SET available = available + $2, updated_at = now() WHERE sku = $1 AND available + $2 >= 0 RETURNING ${columns}`, [sku, delta.toString()]),
       );
       const row = rows[0];
       if (!row) {
-        const exists = await tx.query<{ available: string }>("SELECT available FROM products WHERE sku = $1", [sku]);
+        const exists = await tx.query<{ available: string }>(prepared("SELECT available FROM products WHERE sku = $1", [sku]));
         if (exists.rows[0]) throw new AdjustmentRejected(`only ${exists.rows[0].available} units of ${sku} are available`);
         return undefined;
       }
-      await tx.query("INSERT INTO stock_adjustments (sku, delta, reason) VALUES ($1, $2, $3)", [sku, delta.toString(), reason]);
+      await tx.query(prepared("INSERT INTO stock_adjustments (sku, delta, reason) VALUES ($1, $2, $3)", [sku, delta.toString(), reason]));
       return toProduct(row);
     });
   }

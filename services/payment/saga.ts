@@ -232,7 +232,7 @@ export async function refund(tx: Queryable, command: RefundPayment): Promise<Out
 
   // Locks in the order a charge takes them, the wallet and then the payment row,
   // so a refund racing a re-sent charge of the order cannot deadlock with it.
-  await tx.query("SELECT 1 FROM wallets WHERE customer_id = $1 FOR UPDATE", [payment.customer_id]);
+  await tx.query(prepared("SELECT 1 FROM wallets WHERE customer_id = $1 FOR UPDATE", [payment.customer_id]));
   const { rows } = await tx.query<PaymentRow>(
     `WITH payment AS (
        UPDATE payments SET status = 'REFUNDED', updated_at = now() WHERE payment_id = $1 AND status = 'CHARGED'
@@ -298,7 +298,7 @@ async function timed<T>(command: string, fn: () => Promise<T>): Promise<T> {
 }
 
 async function paymentOf(tx: Queryable, orderId: string): Promise<PaymentRow | undefined> {
-  const { rows } = await tx.query<PaymentRow>(`SELECT ${paymentColumns} FROM payments WHERE order_id = $1`, [orderId]);
+  const { rows } = await tx.query<PaymentRow>(prepared(`SELECT ${paymentColumns} FROM payments WHERE order_id = $1`, [orderId]));
   return rows[0];
 }
 

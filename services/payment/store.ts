@@ -1,6 +1,6 @@
 import { create } from "@bufbuild/protobuf";
 import { type Payment, PaymentSchema, PaymentStatus, type Wallet, WalletSchema } from "../../gen/orderflow/payment/v1/payment_pb.js";
-import type { Database, Queryable } from "../platform/db.js";
+import { type Database, prepared, type Queryable } from "../platform/db.js";
 import { money } from "../platform/money.js";
 import { timestamp } from "../platform/time.js";
 import { paymentMetrics } from "./metrics.js";
@@ -74,12 +74,11 @@ export async function topUpWallet(db: Database, topUp: TopUp): Promise<{ wallet:
   let result: { wallet: Wallet; applied: boolean };
   try {
     result = await db.transaction(async (tx) => {
-      await tx.query("INSERT INTO wallets (customer_id, currency) VALUES ($1, $2) ON CONFLICT (customer_id) DO NOTHING", [customerId, currency]);
-      const locked = await tx.query<WalletRow>(`SELECT ${walletColumns} FROM wallets WHERE customer_id = $1 FOR UPDATE`, [customerId]);
+      await tx.query(prepared("INSERT INTO wallets (customer_id, currency) VALUES ($1, $2) ON CONFLICT (customer_id) DO NOTHING", [customerId, currency]));
+      const locked = await tx.query<WalletRow>(prepared(`SELECT ${walletColumns} FROM wallets WHERE customer_id = $1 FOR UPDATE`, [customerId]));
       const wallet = locked.rows[0]!;
       const prior = await tx.query<{ amount_minor: string; currency: string }>(
-        "SELECT amount_minor, currency FROM ledger_entries WHERE customer_id = $1 AND idempotency_key = $2",
-        [customerId, idempotencyKey],
+        prepared("SELECT amount_minor, currency FROM ledger_entries WHERE customer_id = $1 AND idempotency_key = $2", [customerId, idempotencyKey]),
       );
       const previous = prior.rows[0];
       if (previous) {
@@ -90,15 +89,16 @@ export async function topUpWallet(db: Database, topUp: TopUp): Promise<{ wallet:
       }
       if (wallet.currency !== currency) throw new CurrencyMismatch(`the wallet of ${customerId} holds ${wallet.currency}, not ${currency}`);
       const updated = await tx.query<WalletRow>(
-        `UPDATE wallets SET balance_minor = balance_minor + $2, updated_at = now() WHERE customer_id = $1 RETURNING ${walletColumns}`,
-        [customerId, amountMinor.toString()],
+        prepared(`UPDATE wallets SET balance_minor = balance_minor + $2, updated_at = now() WHERE customer_id = $1 RETURNING ${walletColumns}`, [customerId, amountMinor.toString()]),
       );
-      await tx.query("INSERT INTO ledger_entries (customer_id, kind, amount_minor, currency, idempotency_key) VALUES ($1, 'TOPUP', $2, $3, $4)", [
-        customerId,
-        amountMinor.toString(),
-        currency,
-        idempotencyKey,
-      ]);
+      await tx.query(
+        prepared("INSERT INTO ledger_entries (customer_id, kind, amount_minor, currency, idempotency_key) VALUES ($1, 'TOPUP', $2, $3, $4)", [
+          customerId,
+          amountMinor.toString(),
+          currency,
+          idempotencyKey,
+        ]),
+      );
       return { wallet: toWallet(updated.rows[0]!), applied: true };
     });
   } catch (error) {
@@ -114,7 +114,7 @@ export class PaymentStore {
   constructor(readonly db: Database) {}
 
   getWallet(customerId: string): Promise<Wallet | undefined> {
-    return this.db.readFresh(async (q) => (await q.query<WalletRow>(`SELECT ${walletColumns} FROM wallets WHERE customer_id = $1`, [customerId])).rows.map(toWallet)[0]);
+    return this.db.readFresh(async (q) => (await q.query<WalletRow>(prepared(`SELECT ${walletColumns} FROM wallets WHERE customer_id = $1`, [customerId]))).rows.map(toWallet)[0]);
   }
 
   topUp(topUp: TopUp): Promise<{ wallet: Wallet; applied: boolean }> {
@@ -122,7 +122,7 @@ export class PaymentStore {
   }
 
   getPayment(paymentId: string): Promise<Payment | undefined> {
-    return this.db.readFresh(async (q) => (await q.query<PaymentRow>(`SELECT ${paymentColumns} FROM payments WHERE payment_id = $1`, [paymentId])).rows.map(toPayment)[0]);
+    return this.db.readFresh(async (q) => (await q.query<PaymentRow>(prepared(`SELECT ${paymentColumns} FROM payments WHERE payment_id = $1`, [paymentId]))).rows.map(toPayment)[0]);
   }
 
   /** A customer's payments, newest first, before position `beforeSeq`. */
