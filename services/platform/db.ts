@@ -32,8 +32,8 @@ export function prepared(text: string, values: unknown[]): pg.QueryConfig {
  * an array parameter for ten elements: our batches of fewer keys were planned at every call,
  * which cost a one-order read as much as running it, and a batch write up to 400 µs. Behind a
  * sub-select the array counts as ten elements for either plan, so after five calls Postgres
- * keeps the generic one. Our array statements look rows up by key, which is the plan for
- * ten elements as for two hundred.
+ * keeps the generic one (and makes it again when a table it reads is analyzed). Our array
+ * statements look rows up by key, which is the plan for ten elements as for two hundred.
  */
 export function opaqueArrays(text: string): string {
   return text.replace(/\$(\d+)::([a-z][a-z0-9_]*)\[\]/g, "(SELECT $$$1::$2[])::$2[]");
