@@ -22,7 +22,7 @@ export function prepared(text: string, values: unknown[]): pg.QueryConfig {
     statement = { name: `${statementLabel(text)}_${createHash("sha1").update(text).digest("hex").slice(0, 16)}`, text: opaqueArrays(text) };
     statements.set(text, statement);
   }
-  return { ...statement, values };
+  return { name: statement.name, text: statement.text, values };
 }
 
 /**
