@@ -25,7 +25,7 @@ import { money } from "../platform/money.js";
 import { applyCommands, startCommandConsumer } from "../platform/saga-participant.js";
 import { paymentApi } from "./api.js";
 import { charge, chargeAll, DeclineReason, InvalidCommand, lockWalletsOf, paymentCommandHandlers, PaymentSubject, refund } from "./saga.js";
-import { PaymentStore } from "./store.js";
+import { applyFreshTopUp, PaymentStore } from "./store.js";
 
 process.env["LOG_LEVEL"] ??= "warn";
 const DATABASE_URL = process.env["DATABASE_URL"] ?? "postgres://postgres@127.0.0.1:5432/postgres";
@@ -146,6 +146,31 @@ describe("wallets (RPC)", () => {
     const [violations] = error.findDetails(ViolationsSchema);
     expect(violations?.violations[0]?.field?.elements.map((e) => e.fieldName)).toEqual(["amount", "amount_minor"]);
     expect((await rpcError(api.getWallet({ customerId: c }))).code).toBe(Code.NotFound);
+  });
+
+  it("a fresh key is applied in one statement; a used key or another currency writes nothing in it", async () => {
+    const c = customer();
+    const recording = recordingStatements(db.primary);
+    const first = await applyFreshTopUp(recording.db, { customerId: c, amountMinor: 300n, currency: "USD", idempotencyKey: "k1" });
+    expect(first?.balance).toMatchObject({ amountMinor: 300n, currency: "USD" });
+    const second = await applyFreshTopUp(recording.db, { customerId: c, amountMinor: 200n, currency: "USD", idempotencyKey: "k2" });
+    expect(second?.balance).toMatchObject({ amountMinor: 500n, currency: "USD" });
+    expect(recording.statements).toHaveLength(2);
+    expect(await applyFreshTopUp(recording.db, { customerId: c, amountMinor: 200n, currency: "USD", idempotencyKey: "k2" })).toBeUndefined();
+    expect(await applyFreshTopUp(recording.db, { customerId: c, amountMinor: 200n, currency: "EUR", idempotencyKey: "k3" })).toBeUndefined();
+    expect(await balanceOf(c)).toBe(500n);
+    expect(await ledgerOf(c)).toEqual([
+      { kind: "TOPUP", amount: 300n },
+      { kind: "TOPUP", amount: 200n },
+    ]);
+  });
+
+  it("a top-up that would overflow the balance is FAILED_PRECONDITION and changes nothing", async () => {
+    const c = customer();
+    await topUp(c, 9_000_000_000_000_000_000n);
+    expect((await rpcError(topUp(c, 1_000_000_000_000_000_000n))).code).toBe(Code.FailedPrecondition);
+    expect(await balanceOf(c)).toBe(9_000_000_000_000_000_000n);
+    expect(await ledgerOf(c)).toHaveLength(1);
   });
 
   it("concurrent top-ups with one key apply once", async () => {
