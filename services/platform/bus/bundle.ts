@@ -1,4 +1,4 @@
-import { createHash } from "node:crypto";
+import { hash } from "node:crypto";
 import { create, fromBinary, toBinary, type Registry } from "@bufbuild/protobuf";
 import type { PubAck } from "@nats-io/jetstream";
 import { headers as natsHeaders, type MsgHdrs } from "@nats-io/transport-node";
@@ -87,7 +87,7 @@ function toWire(group: readonly WireEntry[], positions: readonly number[]): Wire
   const bundle = create(BundleSchema, {
     entries: group.map((e) => create(BundleEntrySchema, { id: e.id, key: e.key ?? "", type: e.type, payload: e.payload, headers: e.headers })),
   });
-  const msgID = `bundle:${createHash("sha256").update(group.map((e) => e.id).join("\n")).digest("base64url")}`;
+  const msgID = `bundle:${hash("sha256", group.map((e) => e.id).join("\n"), "base64url")}`;
   const headers = busHeaders({ type: BUNDLE_TYPE, id: msgID });
   headers.set(Header.count, String(group.length));
   return { subject: first.subject, payload: toBinary(BundleSchema, bundle), msgID, headers, size: group.length, positions };
