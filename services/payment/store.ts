@@ -2,6 +2,7 @@ import { create } from "@bufbuild/protobuf";
 import { type Payment, PaymentSchema, PaymentStatus, type Wallet, WalletSchema } from "../../gen/orderflow/payment/v1/payment_pb.js";
 import { type Database, prepared, type Queryable } from "../platform/db.js";
 import { money } from "../platform/money.js";
+import { errorCode } from "../platform/pgerrors.js";
 import { timestamp } from "../platform/time.js";
 import { paymentMetrics } from "./metrics.js";
 
@@ -78,12 +79,12 @@ export async function topUpWallet(db: Database, topUp: TopUp): Promise<{ wallet:
   try {
     const applied = await applyFreshTopUp(db.primary, topUp).catch((error: unknown) => {
       // The same key committed by a concurrent call: the transaction below finds it.
-      if (pgCode(error) === "23505") return undefined;
+      if (errorCode(error) === "23505") return undefined;
       throw error;
     });
     result = applied ? { wallet: applied, applied: true } : await topUpInTransaction(db, topUp);
   } catch (error) {
-    if (pgCode(error) === "22003") throw new BalanceOverflow(`a top-up of ${amountMinor} would take the balance of ${customerId} out of range`);
+    if (errorCode(error) === "22003") throw new BalanceOverflow(`a top-up of ${amountMinor} would take the balance of ${customerId} out of range`);
     throw error;
   }
   if (result.applied) paymentMetrics.moneyMoved.inc({ kind: "topup", currency }, Number(amountMinor));
@@ -181,8 +182,4 @@ export async function listPayments(q: Queryable, customerId: string, limit: numb
     [customerId, beforeSeq ?? null, limit],
   );
   return rows.map((row) => ({ payment: toPayment(row), seq: row.seq }));
-}
-
-export function pgCode(error: unknown): string | undefined {
-  return typeof error === "object" && error !== null && "code" in error && typeof error.code === "string" ? error.code : undefined;
 }

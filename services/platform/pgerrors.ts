@@ -1,6 +1,7 @@
 /** Classification of Postgres / pg-driver errors: what to retry, and what to answer UNAVAILABLE. */
 
-function codeOf(err: unknown): string {
+/** The SQLSTATE (or Node socket code) an error carries, "" when it has none. */
+export function errorCode(err: unknown): string {
   if (err && typeof err === "object" && "code" in err) {
     const code = (err as { code: unknown }).code;
     if (typeof code === "string") return code;
@@ -20,7 +21,7 @@ const SOCKET_CODES = new Set(["ECONNREFUSED", "ECONNRESET", "EPIPE", "ETIMEDOUT"
  * several addresses fails with one per address, and an empty message) and an error's cause.
  */
 export function isConnectionError(err: unknown): boolean {
-  const code = codeOf(err);
+  const code = errorCode(err);
   if (code.startsWith("08") || code === "57P01" || code === "57P02" || code === "57P03" || code === "53300" || SOCKET_CODES.has(code)) return true;
   if (err instanceof AggregateError && err.errors.some(isConnectionError)) return true;
   if (err instanceof Error && err.cause !== undefined && err.cause !== err && isConnectionError(err.cause)) return true;
@@ -29,6 +30,6 @@ export function isConnectionError(err: unknown): boolean {
 
 /** A transaction lost a race (serialization failure, deadlock): run it again. */
 export function isConflictError(err: unknown): boolean {
-  const code = codeOf(err);
+  const code = errorCode(err);
   return code === "40001" || code === "40P01";
 }
