@@ -69,8 +69,8 @@ export interface TopUp {
  * a retry gets the wallet as it is now. Runs under the wallet's row lock, so
  * concurrent top-ups and charges of one wallet serialise.
  *
- * A fresh key is applied in one statement (`applyFreshTopUp`); a key used before, another
- * currency, or a race with the same key falls back to the transaction that tells them apart.
+ * A fresh key is applied in one statement (`applyFreshTopUp`); when it writes nothing (a key
+ * used before, another currency, a race with the same key) one read tells which.
  */
 export async function topUpWallet(db: Database, topUp: TopUp): Promise<{ wallet: Wallet; applied: boolean }> {
   const { customerId, amountMinor, currency } = topUp;
@@ -78,11 +78,11 @@ export async function topUpWallet(db: Database, topUp: TopUp): Promise<{ wallet:
   let result: { wallet: Wallet; applied: boolean };
   try {
     const applied = await applyFreshTopUp(db.primary, topUp).catch((error: unknown) => {
-      // The same key committed by a concurrent call: the transaction below finds it.
+      // The same key committed by a concurrent call: unappliedTopUp finds it.
       if (errorCode(error) === "23505") return undefined;
       throw error;
     });
-    result = applied ? { wallet: applied, applied: true } : await topUpInTransaction(db, topUp);
+    result = applied ? { wallet: applied, applied: true } : await unappliedTopUp(db, topUp);
   } catch (error) {
     if (errorCode(error) === "22003") throw new BalanceOverflow(`a top-up of ${amountMinor} would take the balance of ${customerId} out of range`);
     throw error;
@@ -121,37 +121,30 @@ export async function applyFreshTopUp(q: Queryable, topUp: TopUp): Promise<Walle
   return rows[0] && toWallet(rows[0]);
 }
 
-/** The top-up statement by statement: tells a replay from a conflicting key and another currency. */
-export async function topUpInTransaction(db: Database, topUp: TopUp): Promise<{ wallet: Wallet; applied: boolean }> {
+/**
+ * Why `applyFreshTopUp` wrote nothing: the key was used before (a replay gets the wallet as it
+ * is now; another amount or currency is a conflict), or the wallet holds another currency.
+ * The ledger only grows and a wallet keeps its currency, so one read tells.
+ */
+async function unappliedTopUp(db: Database, topUp: TopUp): Promise<{ wallet: Wallet; applied: false }> {
   const { customerId, amountMinor, currency, idempotencyKey } = topUp;
-  return db.transaction(async (tx) => {
-    await tx.query(prepared("INSERT INTO wallets (customer_id, currency) VALUES ($1, $2) ON CONFLICT (customer_id) DO NOTHING", [customerId, currency]));
-    const locked = await tx.query<WalletRow>(prepared(`SELECT ${walletColumns} FROM wallets WHERE customer_id = $1 FOR UPDATE`, [customerId]));
-    const wallet = locked.rows[0]!;
-    const prior = await tx.query<{ amount_minor: string; currency: string }>(
-      prepared("SELECT amount_minor, currency FROM ledger_entries WHERE customer_id = $1 AND idempotency_key = $2", [customerId, idempotencyKey]),
-    );
-    const previous = prior.rows[0];
-    if (previous) {
-      if (BigInt(previous.amount_minor) !== amountMinor || previous.currency !== currency) {
-        throw new TopUpConflict(`idempotency key ${idempotencyKey} was already used for a top-up of ${previous.amount_minor} ${previous.currency}`);
-      }
-      return { wallet: toWallet(wallet), applied: false };
+  const { rows } = await db.primary.query<WalletRow & { prior_amount_minor: string | null; prior_currency: string | null }>(
+    prepared(
+      `SELECT w.customer_id, w.balance_minor, w.currency, w.updated_at, l.amount_minor AS prior_amount_minor, l.currency AS prior_currency
+         FROM wallets w LEFT JOIN ledger_entries l ON l.customer_id = w.customer_id AND l.idempotency_key = $2
+        WHERE w.customer_id = $1`,
+      [customerId, idempotencyKey],
+    ),
+  );
+  const row = rows[0];
+  if (row && row.prior_amount_minor !== null) {
+    if (BigInt(row.prior_amount_minor) !== amountMinor || row.prior_currency !== currency) {
+      throw new TopUpConflict(`idempotency key ${idempotencyKey} was already used for a top-up of ${row.prior_amount_minor} ${row.prior_currency}`);
     }
-    if (wallet.currency !== currency) throw new CurrencyMismatch(`the wallet of ${customerId} holds ${wallet.currency}, not ${currency}`);
-    const updated = await tx.query<WalletRow>(
-      prepared(`UPDATE wallets SET balance_minor = balance_minor + $2, updated_at = now() WHERE customer_id = $1 RETURNING ${walletColumns}`, [customerId, amountMinor.toString()]),
-    );
-    await tx.query(
-      prepared("INSERT INTO ledger_entries (customer_id, kind, amount_minor, currency, idempotency_key) VALUES ($1, 'TOPUP', $2, $3, $4)", [
-        customerId,
-        amountMinor.toString(),
-        currency,
-        idempotencyKey,
-      ]),
-    );
-    return { wallet: toWallet(updated.rows[0]!), applied: true };
-  });
+    return { wallet: toWallet(row), applied: false };
+  }
+  if (row && row.currency !== currency) throw new CurrencyMismatch(`the wallet of ${customerId} holds ${row.currency}, not ${currency}`);
+  throw new Error(`the top-up of ${customerId} with key ${idempotencyKey} wrote nothing, and neither its wallet nor its ledger says why`);
 }
 
 /** Wallets and payments in Postgres: queries on the replica, changes on the primary. */
