@@ -20,6 +20,7 @@ import { notificationApi } from "./api.js";
 import { startOrderEventsConsumer } from "./consumer.js";
 import { announceOverNats, NotificationHub } from "./hub.js";
 import { notificationMetrics } from "./metrics.js";
+import { indexRowsRead, statementsSent } from "../../test/support/plans.js";
 import { NotificationStore, recordOutcome, recordOutcomes } from "./store.js";
 
 const logger = createLogger("notification-test", "error");
@@ -132,6 +133,24 @@ describe("order events consumer", () => {
     // All four were handled (no inbox keeps a copy away): two of them added nothing.
     await waitFor(() => acked(4), 10_000, "all four acknowledged");
     expect((await counted(notificationMetrics.duplicates, {})) - duplicatesBefore).toBe(2);
+  });
+});
+
+describe("NotificationStore.list", () => {
+  it("reads a page deep in a long history from its position, also on the plan kept once prepared: none of the newer notifications", async () => {
+    const customer = `c-${randomUUID()}`;
+    await db.primary.query(
+      `INSERT INTO notifications (customer_id, order_id, kind, message)
+       SELECT $1, gen_random_uuid()::text, 'order_confirmed', 'confirmed' FROM generate_series(1, 2000)`,
+      [customer],
+    );
+    const oldest = await db.primary.query<{ seq: string }>("SELECT seq FROM notifications WHERE customer_id = $1 ORDER BY seq LIMIT 11", [customer]);
+    const before = oldest.rows[10]!.seq;
+    let page: Awaited<ReturnType<NotificationStore["list"]>> = [];
+    const [statement] = await statementsSent(db.replica, async () => (page = await store.list(customer, 5, before)));
+    expect(page.map((row) => String(row.seq))).toEqual(oldest.rows.slice(5, 10).map((r) => r.seq).reverse());
+    // The 10 notifications older than the position at most; none of the 1,990 newer ones.
+    expect(await indexRowsRead(db.replica, statement!, "notifications_by_customer")).toBeLessThanOrEqual(10);
   });
 });
 

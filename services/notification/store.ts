@@ -4,6 +4,7 @@ import { type Notification, NotificationSchema } from "../../gen/orderflow/notif
 import type { OrderConcluded } from "../../gen/orderflow/order/v1/events_pb.js";
 import { afterCommit, type Database, type PoolClient, prepared } from "../platform/db.js";
 import { timeOrderedId } from "../platform/ids.js";
+import { beforePosition } from "../platform/paging.js";
 import { timestamp } from "../platform/time.js";
 import { notificationsCreated } from "./announcements.js";
 import { isKindName, type KindName, kindNames, kindOf, outcomeMessage } from "./outcome.js";
@@ -90,8 +91,7 @@ export class NotificationStore {
   /** A customer's notifications, newest first, before position `beforeSeq`. */
   async list(customerId: string, limit: number, beforeSeq: string | undefined): Promise<NotificationRow[]> {
     const { rows } = await this.db.replica.query<Record<string, unknown>>(
-      `SELECT ${columns} FROM notifications WHERE customer_id = $1 AND ($2::bigint IS NULL OR seq < $2::bigint) ORDER BY seq DESC LIMIT $3`,
-      [customerId, beforeSeq ?? null, limit],
+      prepared(`SELECT ${columns} FROM notifications WHERE customer_id = $1 AND seq < ${beforePosition("$2::bigint")} ORDER BY seq DESC LIMIT $3`, [customerId, beforeSeq ?? null, limit]),
     );
     return rows.map((row) => notificationRow.parse(row));
   }

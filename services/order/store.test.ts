@@ -3,7 +3,8 @@ import { beforeAll, describe, expect, it } from "vitest";
 import { OrderStatus } from "../../gen/orderflow/order/v1/order_pb.js";
 import type { Database } from "../platform/db.js";
 import { useOrderSchema } from "../../test/support/order-schema.js";
-import { OrderStore } from "./store.js";
+import { indexRowsRead, statementsSent } from "../../test/support/plans.js";
+import { type ListedOrder, OrderStore } from "./store.js";
 
 const orders = useOrderSchema("store");
 let db: Database;
@@ -90,6 +91,24 @@ describe("OrderStore.list", () => {
     } finally {
       db.replica.off("acquire", count);
     }
+  });
+});
+
+describe("OrderStore.list deep in a long history", () => {
+  it("reads a page from its position, also on the plan kept once prepared: none of the newer orders", async () => {
+    const customer = `c-${randomUUID()}`;
+    await db.primary.query(
+      `INSERT INTO orders (order_id, customer_id, status, total_minor, currency)
+       SELECT gen_random_uuid(), $1, 'CONFIRMED', 100, 'USD' FROM generate_series(1, 2000)`,
+      [customer],
+    );
+    const oldest = await db.primary.query<{ seq: string }>("SELECT seq FROM orders WHERE customer_id = $1 ORDER BY seq LIMIT 11", [customer]);
+    const before = oldest.rows[10]!.seq;
+    let page: ListedOrder[] = [];
+    const [statement] = await statementsSent(db.replica, async () => (page = await store.list(customer, [], 5, before)));
+    expect(page.map((listed) => listed.seq)).toEqual(oldest.rows.slice(5, 10).map((r) => r.seq).reverse());
+    // The 10 orders older than the position at most; none of the 1,990 newer ones.
+    expect(await indexRowsRead(db.replica, statement!, "orders_by_customer")).toBeLessThanOrEqual(10);
   });
 });
 

@@ -5,6 +5,7 @@ import { batchPerTurn } from "../platform/batch-per-turn.js";
 import { type Database, prepared, type Queryable } from "../platform/db.js";
 import { timeOrderedId } from "../platform/ids.js";
 import { money } from "../platform/money.js";
+import { beforePosition } from "../platform/paging.js";
 import { isConnectionError } from "../platform/pgerrors.js";
 import { timestamp } from "../platform/time.js";
 import type { PricedOrder } from "./domain/pricing.js";
@@ -101,12 +102,15 @@ export async function readOrder(q: Queryable, orderId: string): Promise<Order | 
   return (await readOrders(q, [orderId])).get(orderId);
 }
 
-/** One page of a customer's orders per input row (`page` numbers the rows), newest first. */
+/**
+ * One page of a customer's orders per input row (`page` numbers the rows), newest first, each
+ * one index range scan that starts at the page's position (see beforePosition).
+ */
 const listPagesSql = `SELECT p.page, o.* FROM unnest($1::text[], $2::text[], $3::bigint[], $4::int[]) WITH ORDINALITY AS p(customer_id, statuses, before_seq, size, page)
   CROSS JOIN LATERAL (
     SELECT ${orderColumns}, ${itemsJson} FROM orders
-     WHERE customer_id = p.customer_id AND (p.statuses IS NULL OR status = ANY(string_to_array(p.statuses, ',')))
-       AND (p.before_seq IS NULL OR seq < p.before_seq)
+     WHERE customer_id = p.customer_id AND seq < ${beforePosition("p.before_seq")}
+       AND (p.statuses IS NULL OR status = ANY(string_to_array(p.statuses, ',')))
      ORDER BY seq DESC LIMIT p.size) o
   ORDER BY p.page, o.seq DESC`;
 

@@ -25,7 +25,8 @@ import { money } from "../platform/money.js";
 import { applyCommands, startCommandConsumer } from "../platform/saga-participant.js";
 import { paymentApi } from "./api.js";
 import { charge, chargeAll, DeclineReason, InvalidCommand, lockWalletsOf, paymentCommandHandlers, PaymentSubject, refund } from "./saga.js";
-import { applyFreshTopUp, PaymentStore } from "./store.js";
+import { indexRowsRead, statementsSent } from "../../test/support/plans.js";
+import { applyFreshTopUp, listPayments, PaymentStore } from "./store.js";
 
 process.env["LOG_LEVEL"] ??= "warn";
 const DATABASE_URL = process.env["DATABASE_URL"] ?? "postgres://postgres@127.0.0.1:5432/postgres";
@@ -568,6 +569,23 @@ describe("payments (RPC)", () => {
     expect(pages).toBe(3);
     expect(seen).toEqual([...orders].reverse());
     expect((await rpcError(api.listPayments({ customerId: c, pageToken: "nonsense" }))).code).toBe(Code.InvalidArgument);
+  });
+
+  it("reads a page deep in a long history from its position, also on the plan kept once prepared: none of the newer payments", async () => {
+    const c = customer();
+    // Declined, so that the ledger owes them nothing (the ledger test checks every payment).
+    await db.primary.query(
+      `INSERT INTO payments (payment_id, order_id, customer_id, amount_minor, currency, status, decline_reason)
+       SELECT gen_random_uuid(), gen_random_uuid()::text, $1, 0, 'USD', 'DECLINED', 'insufficient funds' FROM generate_series(1, 2000)`,
+      [c],
+    );
+    const oldest = await db.primary.query<{ seq: string }>("SELECT seq FROM payments WHERE customer_id = $1 ORDER BY seq LIMIT 11", [c]);
+    const before = oldest.rows[10]!.seq;
+    let page: Awaited<ReturnType<typeof listPayments>> = [];
+    const [statement] = await statementsSent(db.replica, async () => (page = await listPayments(db.replica, c, 5, before)));
+    expect(page.map((p) => p.seq)).toEqual(oldest.rows.slice(5, 10).map((r) => r.seq).reverse());
+    // The 10 payments older than the position at most; none of the 1,990 newer ones.
+    expect(await indexRowsRead(db.replica, statement!, "payments_by_customer")).toBeLessThanOrEqual(10);
   });
 });
 

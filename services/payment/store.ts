@@ -2,6 +2,7 @@ import { create } from "@bufbuild/protobuf";
 import { type Payment, PaymentSchema, PaymentStatus, type Wallet, WalletSchema } from "../../gen/orderflow/payment/v1/payment_pb.js";
 import { type Database, prepared, type Queryable } from "../platform/db.js";
 import { money } from "../platform/money.js";
+import { beforePosition } from "../platform/paging.js";
 import { errorCode } from "../platform/pgerrors.js";
 import { timestamp } from "../platform/time.js";
 import { paymentMetrics } from "./metrics.js";
@@ -171,8 +172,7 @@ export class PaymentStore {
 
 export async function listPayments(q: Queryable, customerId: string, limit: number, beforeSeq: string | undefined): Promise<Array<{ payment: Payment; seq: string }>> {
   const { rows } = await q.query<PaymentRow>(
-    `SELECT ${paymentColumns} FROM payments WHERE customer_id = $1 AND ($2::bigint IS NULL OR seq < $2::bigint) ORDER BY seq DESC LIMIT $3`,
-    [customerId, beforeSeq ?? null, limit],
+    prepared(`SELECT ${paymentColumns} FROM payments WHERE customer_id = $1 AND seq < ${beforePosition("$2::bigint")} ORDER BY seq DESC LIMIT $3`, [customerId, beforeSeq ?? null, limit]),
   );
   return rows.map((row) => ({ payment: toPayment(row), seq: row.seq }));
 }

@@ -16,6 +16,16 @@ const maxBigint = 2n ** 63n - 1n;
  */
 export const beforeSequence = z.object({ before: z.string().regex(/^\d{1,19}$/).refine((value) => BigInt(value) <= maxBigint) });
 
+/**
+ * The bound of a page read newest first: `seq < ${beforePosition("$2::bigint")}`, where no
+ * position (NULL) reads from the newest row. A bound rather than `($2 IS NULL OR seq < $2)`:
+ * it is an index condition also in a prepared statement's generic plan, which checks the
+ * other form against every newer row of the customer before the page's first.
+ */
+export function beforePosition(position: string): string {
+  return `coalesce(${position}, ${maxBigint})`;
+}
+
 /** Opaque page tokens: the position after the last item, as base64url JSON. */
 export function encodePageToken(position: Record<string, string | number>): string {
   return Buffer.from(JSON.stringify(position)).toString("base64url");
