@@ -21,7 +21,8 @@ import { startOrderEventsConsumer } from "./consumer.js";
 import { announceOverNats, NotificationHub } from "./hub.js";
 import { notificationMetrics } from "./metrics.js";
 import { indexRowsRead, statementsSent } from "../../test/support/plans.js";
-import { NotificationStore, recordOutcome, recordOutcomes } from "./store.js";
+import { RecentNotifications } from "./recent.js";
+import { type NotificationRow, NotificationStore, recordOutcome, recordOutcomes } from "./store.js";
 
 const logger = createLogger("notification-test", "error");
 const schema = `t${randomBytes(4).toString("hex")}_notification`;
@@ -154,6 +155,34 @@ describe("NotificationStore.list", () => {
   });
 });
 
+describe("RecentNotifications", () => {
+  it("reads from the newest mark a second or more before `since`: none of the customer's older notifications, yet every newer one", async () => {
+    const customer = `c-${randomUUID()}`;
+    await db.primary.query(
+      `INSERT INTO notifications (customer_id, order_id, kind, message)
+       SELECT $1, gen_random_uuid()::text, 'order_confirmed', 'confirmed' FROM generate_series(1, 2000)`,
+      [customer],
+    );
+    const recent = new RecentNotifications(store);
+    const positionOf = (statements: Array<{ text: string; values?: unknown[] }>) => statements.find((s) => s.text.includes("created_at >="))?.values?.[2];
+    // No mark yet, then one younger than a second: the read starts from the beginning.
+    const first = await statementsSent(db.primary, () => recent.createdSince([customer], new Date(Date.now() - 60_000)));
+    const second = await statementsSent(db.primary, () => recent.createdSince([customer], new Date()));
+    expect([positionOf(first), positionOf(second)]).toEqual(["0", "0"]);
+    await new Promise((resolve) => setTimeout(resolve, 1_100));
+    const since = new Date();
+    const created = concluded(customer);
+    await db.transaction((tx) => recordOutcome(tx, created));
+    let rows: NotificationRow[] = [];
+    const [mark, read] = await statementsSent(db.primary, async () => (rows = await recent.createdSince([customer], since)));
+    expect(rows.map((row) => row.order_id)).toEqual([created.orderId]);
+    const { rows: older } = await db.primary.query<{ n: string }>("SELECT count(*) AS n FROM notifications WHERE seq <= $1", [positionOf([mark!, read!])]);
+    expect(Number(older[0]?.n)).toBeGreaterThanOrEqual(2000);
+    // Through the customers' index or the numbers' (after ANALYZE, Postgres may prefer the latter).
+    expect(await indexRowsRead(db.primary, read!, ["notifications_by_customer", "notifications_seq_key"])).toBeLessThanOrEqual(1);
+  });
+});
+
 describe("NotificationService over RPC", () => {
   let hub: NotificationHub;
   let server: RpcServer;
@@ -174,7 +203,7 @@ describe("NotificationService over RPC", () => {
     void (async () => {
       for await (const status of listener.status()) statuses.push(status.type);
     })();
-    hub = new NotificationHub({ nc: listener, logger, createdSince: (c, s) => store.createdSince(c, s), recheckMs: 300 });
+    hub = new NotificationHub({ nc: listener, logger, createdSince: (c, s) => new RecentNotifications(store).createdSince(c, s), recheckMs: 300 });
     server = new RpcServer({ services: [bind(NotificationService, notificationApi({ store, hub }))], health: new HealthState([NotificationService.typeName], []), logger, port: 0, host: "127.0.0.1" });
     const port = await server.listen();
     client = serviceClient(NotificationService, `http://127.0.0.1:${port}`);

@@ -8,6 +8,7 @@ import { notificationApi } from "./api.js";
 import { notificationConfigShape } from "./config.js";
 import { startOrderEventsConsumer } from "./consumer.js";
 import { announceOverNats, NotificationHub } from "./hub.js";
+import { RecentNotifications } from "./recent.js";
 import { NotificationStore } from "./store.js";
 
 export const schema = "notification";
@@ -21,7 +22,8 @@ export async function start(context: ServiceContext): Promise<ServiceParts> {
   const db = await openServiceDatabase(context, config, schema);
   const store = new NotificationStore(db);
   const bus = await connectBus({ url: config.NATS_URL, name: context.name, logger: context.logger, streamReplicas: config.NATS_STREAM_REPLICAS });
-  const hub = new NotificationHub({ nc: bus.nc, logger: context.logger, createdSince: (customers, since) => store.createdSince(customers, since) });
+  const recent = new RecentNotifications(store);
+  const hub = new NotificationHub({ nc: bus.nc, logger: context.logger, createdSince: (customers, since) => recent.createdSince(customers, since) });
   const stopAnnouncing = announceOverNats(bus.nc);
   const consumer = await startOrderEventsConsumer({ js: bus.js, pool: db.background, schema, logger: context.logger });
   return {

@@ -96,12 +96,23 @@ export class NotificationStore {
     return rows.map((row) => notificationRow.parse(row));
   }
 
-  /** Notifications of the customers created since `since` (catch-up after the listener lost its connection). */
-  async createdSince(customerIds: string[], since: Date): Promise<NotificationRow[]> {
+  /**
+   * Notifications of the customers created since `since` (what announcements may have missed),
+   * among those numbered after `afterSeq` (see RecentNotifications): an index range scan from
+   * there rather than through every notification the customers ever got.
+   */
+  async createdSince(customerIds: string[], since: Date, afterSeq: string): Promise<NotificationRow[]> {
     const { rows } = await this.db.primary.query<Record<string, unknown>>(
-      `SELECT ${columns} FROM notifications WHERE customer_id = ANY($1::text[]) AND created_at >= $2 ORDER BY seq`,
-      [customerIds, since],
+      prepared(`SELECT ${columns} FROM notifications WHERE customer_id = ANY($1::text[]) AND seq > $3::bigint AND created_at >= $2 ORDER BY seq`, [customerIds, since, afterSeq]),
     );
     return rows.map((row) => notificationRow.parse(row));
+  }
+
+  /** Postgres's time and the newest notification number it sees. */
+  async mark(): Promise<{ at: Date; seq: string }> {
+    const { rows } = await this.db.primary.query<{ at: Date; seq: string }>(prepared("SELECT now() AS at, coalesce(max(seq), 0)::text AS seq FROM notifications", []));
+    const mark = rows[0];
+    if (!mark) throw new Error("SELECT max(seq) returned no row");
+    return mark;
   }
 }

@@ -28,12 +28,13 @@ export async function statementsSent(pool: pg.Pool, run: () => Promise<unknown>)
 }
 
 /**
- * How many rows of `index` running `statement` (with its values) reads, those its filter then
- * drops included, on the plan Postgres keeps for it once prepared: the generic plan, which
- * knows no parameter's value. Throws when that plan does not use the index.
+ * How many rows running `statement` (with its values) reads through `indexes`, those its filter
+ * then drops included, on the plan Postgres keeps for it once prepared: the generic plan, which
+ * knows no parameter's value. Throws when that plan uses none of them.
  * (EXPLAIN of a statement with parameters plans for the values given, so it is PREPAREd and EXECUTEd.)
  */
-export async function indexRowsRead(pool: pg.Pool, statement: pg.QueryConfig, index: string): Promise<number> {
+export async function indexRowsRead(pool: pg.Pool, statement: pg.QueryConfig, indexes: string | string[]): Promise<number> {
+  const names = new Set([indexes].flat());
   const client = await pool.connect();
   const name = "plan_probe";
   try {
@@ -44,8 +45,8 @@ export async function indexRowsRead(pool: pg.Pool, statement: pg.QueryConfig, in
     const { rows } = await client.query<{ "QUERY PLAN": Array<{ Plan: PlanNode }> }>(`EXPLAIN (ANALYZE, FORMAT JSON) EXECUTE ${name}(${args})`);
     const plan = rows[0]?.["QUERY PLAN"][0]?.Plan;
     if (!plan) throw new Error("EXPLAIN returned no plan");
-    const scans = nodesOf(plan).filter((node) => node["Index Name"] === index);
-    if (scans.length === 0) throw new Error(`the plan does not use ${index}: ${JSON.stringify(plan)}`);
+    const scans = nodesOf(plan).filter((node) => names.has(node["Index Name"] ?? ""));
+    if (scans.length === 0) throw new Error(`the plan uses none of ${[...names].join(", ")}: ${JSON.stringify(plan)}`);
     return scans.reduce((sum, scan) => sum + (scan["Actual Rows"] + (scan["Rows Removed by Filter"] ?? 0)) * scan["Actual Loops"], 0);
   } finally {
     await client.query("ROLLBACK");
@@ -58,9 +59,10 @@ function nodesOf(node: PlanNode): PlanNode[] {
   return [node, ...(node.Plans ?? []).flatMap(nodesOf)];
 }
 
-/** A statement's value as an SQL literal (strings, numbers, bigints, nulls and arrays of them). */
+/** A statement's value as an SQL literal (strings, numbers, bigints, dates, nulls and arrays of them). */
 function literal(client: pg.PoolClient, value: unknown): string {
   if (value === null || value === undefined) return "NULL";
+  if (value instanceof Date) return client.escapeLiteral(value.toISOString());
   if (Array.isArray(value)) {
     const elements = value.map((v: unknown) => (v === null || v === undefined ? "NULL" : `"${String(v).replace(/["\\]/g, "\\$&")}"`));
     return client.escapeLiteral(`{${elements.join(",")}}`);
