@@ -1,0 +1,36 @@
+import { spawn } from "node:child_process";
+import { join } from "node:path";
+import { createInterface } from "node:readline";
+import { repoRoot } from "../tools/system.js";
+import { sleep } from "./log.js";
+
+/** A bare server (bench/echo-server.ts) running in a process of its own. */
+export interface EchoServer {
+  grpcPort: number;
+  connectPort?: number;
+  pid: number | undefined;
+  stop(): Promise<void>;
+}
+
+export async function startEchoServer(mode: "grpc-js" | "connect"): Promise<EchoServer> {
+  const child = spawn(process.execPath, [join(repoRoot(), "dist", "bench", "echo-server.js"), mode], { stdio: ["ignore", "pipe", "inherit"] });
+  const exited = new Promise<void>((resolve) => child.once("exit", () => resolve()));
+  const line = await Promise.race([
+    new Promise<string>((resolve) => createInterface({ input: child.stdout }).once("line", resolve)),
+    exited.then(() => {
+      throw new Error(`bare ${mode} server exited before it listened`);
+    }),
+    sleep(15_000).then(() => {
+      throw new Error(`bare ${mode} server did not start within 15 s`);
+    }),
+  ]);
+  const ports = JSON.parse(line) as { grpcPort: number; connectPort?: number };
+  return {
+    ...ports,
+    pid: child.pid,
+    stop: async () => {
+      child.kill("SIGTERM");
+      await Promise.race([exited, sleep(3_000).then(() => child.kill("SIGKILL"))]);
+    },
+  };
+}

@@ -1,0 +1,34 @@
+import { execFileSync } from "node:child_process";
+import { cpus, loadavg, release, totalmem } from "node:os";
+import { repoRoot } from "../tools/system.js";
+import type { MachineFacts } from "./results.js";
+import { round } from "./stats.js";
+
+function git(args: string[]): string {
+  try {
+    return execFileSync("git", args, { cwd: repoRoot(), encoding: "utf8", stdio: ["ignore", "pipe", "ignore"] }).trim();
+  } catch {
+    return "";
+  }
+}
+
+/** What the run's figures depend on: the machine, the software, the commit, how busy it was. */
+export function machineFacts(): MachineFacts {
+  const cpuList = cpus();
+  return {
+    cores: cpuList.length,
+    cpuModel: cpuList[0]?.model.trim() ?? "unknown",
+    totalMemoryMb: Math.round(totalmem() / 1024 / 1024),
+    platform: process.platform,
+    kernel: release(),
+    node: process.versions.node,
+    gitCommit: git(["rev-parse", "--short", "HEAD"]) || "unknown",
+    // The bench's own outputs (latest.json, the plot) do not make the code under test dirty.
+    gitDirty: git(["status", "--porcelain", "--untracked-files=no", "--", ".", ":(exclude)bench/results"]) !== "",
+    date: new Date().toISOString(),
+    postgres: "unknown",
+    nats: "unknown",
+    loadAverageAtStart: loadavg().map((value) => round(value, 2)),
+    loadAverageAtEnd: [],
+  };
+}
