@@ -8,7 +8,7 @@ import { busMetrics } from "./metrics.js";
 import { Header, outboxChannel, quoteSchema } from "./names.js";
 import { enqueueOutbox, outboxInsert, outboxWritten, type WrittenRow } from "./outbox.js";
 import type { OutgoingMessage } from "./publish.js";
-import { markOutboxSql, OutboxRelay, type OutboxRelayOptions, readOutboxSql } from "./relay.js";
+import { markOutboxSql, outboxBacklogSql, OutboxRelay, type OutboxRelayOptions, readOutboxSql } from "./relay.js";
 import { BUNDLE_TYPE } from "./bundle.js";
 import { busTestEnv, counted, readBusMessages, readStream, type BusTestEnv, useTraceContext, waitFor } from "./testkit.js";
 
@@ -84,6 +84,23 @@ async function whileLeading(options: Partial<OutboxRelayOptions>, body: () => Pr
 function duplicatesCounted(): Promise<number> {
   return counted(busMetrics.outboxDuplicates, { schema: env.schema });
 }
+
+describe("outbox backlog", () => {
+  const backlog = async (countedUpTo: number): Promise<number> =>
+    (await env.pool.query<{ n: number }>(outboxBacklogSql(`"${env.schema}"`), [countedUpTo])).rows[0]?.n ?? -1;
+
+  it("counts the unpublished rows up to a bound, and past it reads the span of their ids", async () => {
+    await clear();
+    expect(await backlog(100)).toBe(0);
+    await inTx((c) => enqueueOutbox(c, env.schema, Array.from({ length: 30 }, (_, i) => reserve(`o-${i}`, i))));
+    // Ten in the middle published: 20 left, spread over the ids of all 30.
+    await env.pool.query(`UPDATE "${env.schema}".outbox SET published_at = now() WHERE id IN (SELECT id FROM "${env.schema}".outbox ORDER BY id OFFSET 10 LIMIT 10)`);
+    expect(await backlog(100)).toBe(20);
+    expect(await backlog(20)).toBe(20);
+    expect(await backlog(19)).toBe(30);
+    await clear();
+  });
+});
 
 describe("outbox + relay", () => {
   it("publishes rows one by one (bundleMax 1) with msgID, type, key and traceparent; a second publish of the same rows is dropped by JetStream", async () => {
