@@ -46,6 +46,15 @@ async function watchUntil(client: Client<typeof NotificationService>, customerId
   }
 }
 
+/** `count` notifications of the customer, written straight into the table. */
+async function insertNotifications(customerId: string, count: number): Promise<void> {
+  await db.primary.query(
+    `INSERT INTO notifications (customer_id, order_id, kind, message)
+     SELECT $1, gen_random_uuid()::text, 'order_confirmed', 'confirmed' FROM generate_series(1, $2::int)`,
+    [customerId, count],
+  );
+}
+
 async function countFor(customerId: string): Promise<number> {
   const { rows } = await db.primary.query<{ n: string }>("SELECT count(*) AS n FROM notifications WHERE customer_id = $1", [customerId]);
   return Number(rows[0]?.n);
@@ -140,11 +149,7 @@ describe("order events consumer", () => {
 describe("NotificationStore.list", () => {
   it("reads a page deep in a long history from its position, also on the plan kept once prepared: none of the newer notifications", async () => {
     const customer = `c-${randomUUID()}`;
-    await db.primary.query(
-      `INSERT INTO notifications (customer_id, order_id, kind, message)
-       SELECT $1, gen_random_uuid()::text, 'order_confirmed', 'confirmed' FROM generate_series(1, 2000)`,
-      [customer],
-    );
+    await insertNotifications(customer, 2_000);
     const oldest = await db.primary.query<{ seq: string }>("SELECT seq FROM notifications WHERE customer_id = $1 ORDER BY seq LIMIT 11", [customer]);
     const before = oldest.rows[10]!.seq;
     let page: Awaited<ReturnType<NotificationStore["list"]>> = [];
@@ -158,11 +163,7 @@ describe("NotificationStore.list", () => {
 describe("RecentNotifications", () => {
   it("reads from the newest mark a second or more before `since`: none of the customer's older notifications, yet every newer one", async () => {
     const customer = `c-${randomUUID()}`;
-    await db.primary.query(
-      `INSERT INTO notifications (customer_id, order_id, kind, message)
-       SELECT $1, gen_random_uuid()::text, 'order_confirmed', 'confirmed' FROM generate_series(1, 2000)`,
-      [customer],
-    );
+    await insertNotifications(customer, 2_000);
     const recent = new RecentNotifications(store);
     const positionOf = (statements: Array<{ text: string; values?: unknown[] }>) => statements.find((s) => s.text.includes("created_at >="))?.values?.[2];
     // No mark yet, then one younger than a second: the read starts from the beginning.
@@ -203,7 +204,8 @@ describe("NotificationService over RPC", () => {
     void (async () => {
       for await (const status of listener.status()) statuses.push(status.type);
     })();
-    hub = new NotificationHub({ nc: listener, logger, createdSince: (c, s) => new RecentNotifications(store).createdSince(c, s), recheckMs: 300 });
+    const recent = new RecentNotifications(store);
+    hub = new NotificationHub({ nc: listener, logger, createdSince: (c, s) => recent.createdSince(c, s), recheckMs: 300 });
     server = new RpcServer({ services: [bind(NotificationService, notificationApi({ store, hub }))], health: new HealthState([NotificationService.typeName], []), logger, port: 0, host: "127.0.0.1" });
     const port = await server.listen();
     client = serviceClient(NotificationService, `http://127.0.0.1:${port}`);
