@@ -137,7 +137,7 @@ export type Order = Message<"orderflow.order.v1.Order"> & {
   updatedAt?: Timestamp | undefined;
 
   /**
-   * Every status change, oldest first (GetOrder only).
+   * Every status change, oldest first (not in ListOrders' pages).
    *
    * @generated from field: repeated orderflow.order.v1.OrderTransition history = 10;
    */
@@ -501,7 +501,8 @@ export const OrderService: GenService<{
     output: typeof CancelOrderResponseSchema;
   },
   /**
-   * Streams the order now and on every status change until it is terminal.
+   * Streams the order now and again after it changes, until it is terminal. Changes
+   * made together or in quick succession may arrive as one message: history has each.
    *
    * @generated from rpc orderflow.order.v1.OrderService.WatchOrder
    */
