@@ -2,7 +2,7 @@ import { Code, ConnectError, type ServiceImpl } from "@connectrpc/connect";
 import { z } from "zod";
 import { InventoryService } from "../../gen/orderflow/inventory/v1/inventory_pb.js";
 import { decodePageToken, pageSize, paginate } from "../platform/paging.js";
-import { AdjustmentRejected, type ProductStore } from "./store.js";
+import { AdjustmentKeyReused, AdjustmentRejected, type ProductStore } from "./store.js";
 
 const pagePosition = z.object({ after: z.string() });
 
@@ -27,13 +27,14 @@ export function inventoryApi(store: ProductStore): ServiceImpl<typeof InventoryS
       return { products, missingSkus: skus.filter((sku) => !found.has(sku)) };
     },
 
-    async adjustStock({ sku, delta, reason }) {
+    async adjustStock({ sku, delta, reason, idempotencyKey }) {
       try {
-        const product = await store.adjust(sku, delta, reason || "manual adjustment");
+        const product = await store.adjust(sku, delta, reason || "manual adjustment", idempotencyKey);
         if (!product) throw new ConnectError(`product ${sku} not found`, Code.NotFound);
         return { product };
       } catch (error) {
         if (error instanceof AdjustmentRejected) throw new ConnectError(error.message, Code.FailedPrecondition);
+        if (error instanceof AdjustmentKeyReused) throw new ConnectError(error.message, Code.AlreadyExists);
         throw error;
       }
     },

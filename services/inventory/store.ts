@@ -33,6 +33,10 @@ function toProduct(row: ProductRow): Product {
 
 export class AdjustmentRejected extends Error {}
 
+/** An adjustment whose idempotency key was used for another adjustment of the SKU. */
+export class AdjustmentKeyReused extends Error {}
+
+
 /** The catalogue in Postgres: queries on the replica, changes on the primary. */
 export class ProductStore {
   constructor(private readonly db: Database) {}
@@ -53,9 +57,28 @@ export class ProductStore {
     return this.select(this.db.primary, skus);
   }
 
-  /** Changes available stock by delta; refuses to go below zero. */
-  async adjust(sku: string, delta: bigint, reason: string): Promise<Product | undefined> {
+  /**
+   * Changes available stock by delta; refuses to go below zero. With an idempotency key, once
+   * per SKU and key: the product's row lock makes a twin with the same key wait, then find the
+   * adjustment it made (the unique index on SKU and key stands behind this). Undefined: no such SKU.
+   */
+  async adjust(sku: string, delta: bigint, reason: string, idempotencyKey = ""): Promise<Product | undefined> {
     return this.db.transaction(async (tx) => {
+      if (idempotencyKey !== "") {
+        const locked = await tx.query<ProductRow>(prepared(`SELECT ${columns} FROM products WHERE sku = $1 FOR UPDATE`, [sku]));
+        const product = locked.rows[0];
+        if (!product) return undefined;
+        // Read once the lock is ours, in a statement of its own: a twin that held it has
+        // committed, and only a statement begun after that sees its row.
+        const { rows: prior } = await tx.query<{ delta: string; reason: string }>(
+          prepared("SELECT delta, reason FROM stock_adjustments WHERE sku = $1 AND idempotency_key = $2", [sku, idempotencyKey]),
+        );
+        const made = prior[0];
+        if (made) {
+          if (made.delta === delta.toString() && made.reason === reason) return toProduct(product);
+          throw new AdjustmentKeyReused(`idempotency_key ${idempotencyKey} was used for another adjustment of ${sku} (delta ${made.delta}, reason "${made.reason}")`);
+        }
+      }
       const { rows } = await tx.query<ProductRow>(
         prepared(`UPDATE products SET available = available + $2, updated_at = now() WHERE sku = $1 AND available + $2 >= 0 RETURNING ${columns}`, [sku, delta.toString()]),
       );
@@ -65,7 +88,7 @@ export class ProductStore {
         if (exists.rows[0]) throw new AdjustmentRejected(`only ${exists.rows[0].available} units of ${sku} are available`);
         return undefined;
       }
-      await tx.query(prepared("INSERT INTO stock_adjustments (sku, delta, reason) VALUES ($1, $2, $3)", [sku, delta.toString(), reason]));
+      await tx.query(prepared("INSERT INTO stock_adjustments (sku, delta, reason, idempotency_key) VALUES ($1, $2, $3, $4)", [sku, delta.toString(), reason, idempotencyKey || null]));
       return toProduct(row);
     });
   }
