@@ -130,7 +130,7 @@ function printSummary(running: System, runningInfra: RunningInfra): void {
     lines.push(
       `  npx buf curl --protocol grpc --http2-prior-knowledge ${order.url}/orderflow.order.v1.OrderService/CreateOrder -d '{"customerId":"alice","items":[{"sku":"KB-001","quantity":1}],"idempotencyKey":"demo-1"}'`,
     );
-    lines.push(dim("  # watch it travel to CONFIRMED (streams each status change); put the id from CreateOrder in orderId"));
+    lines.push(dim("  # watch it travel to CONFIRMED (streams the order as it changes); put the id from CreateOrder in orderId"));
     lines.push(`  npx buf curl --protocol grpc --http2-prior-knowledge ${order.url}/orderflow.order.v1.OrderService/WatchOrder -d '{"orderId":"<id>"}'`);
     lines.push(dim("  # read it back over plain HTTP/1.1 + JSON (Connect protocol)"));
     lines.push(`  curl -s -H 'content-type: application/json' -d '{"orderId":"<id>"}' ${order.url}/orderflow.order.v1.OrderService/GetOrder`);
