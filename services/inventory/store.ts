@@ -36,7 +36,6 @@ export class AdjustmentRejected extends Error {}
 /** An adjustment whose idempotency key was used for another adjustment of the SKU. */
 export class AdjustmentKeyReused extends Error {}
 
-
 /** The catalogue in Postgres: queries on the replica, changes on the primary. */
 export class ProductStore {
   constructor(private readonly db: Database) {}
