@@ -101,7 +101,7 @@ export async function unary(job: UnaryJob, requests: OrderRequests): Promise<Una
   // no read-before-await, so no increment is lost.
   const counts = { ok: 0 };
   let exhausted = false;
-  // One warm-up call per loop, not measured (connections, JIT).
+  // Calls that open the connections, not measured; then the job's warm-up time (JIT).
   // A warm GetOrder run first reads each of its ids once, which puts them in the cache.
   if (workload.call === "getOrder") {
     if (!workload.once) for (let i = 0; i < workload.ids.length; i++) await call().catch(() => undefined);
@@ -109,14 +109,12 @@ export async function unary(job: UnaryJob, requests: OrderRequests): Promise<Una
   } else {
     await Promise.allSettled(Array.from({ length: Math.min(job.concurrency, 4) }, () => call()));
   }
-  const startCpu = process.cpuUsage();
-  const t0 = performance.now();
-  const end = t0 + job.durationMs;
-  const loop = async (): Promise<void> => {
+  const loop = async (end: number, measured: boolean): Promise<void> => {
     while (!exhausted && performance.now() < end) {
       const started = performance.now();
       try {
         await call();
+        if (!measured) continue;
         latency.add(performance.now() - started);
         counts.ok += 1;
       } catch (error) {
@@ -124,13 +122,17 @@ export async function unary(job: UnaryJob, requests: OrderRequests): Promise<Una
           exhausted = true;
           return;
         }
-        tally(errors, errorName(error));
+        if (measured) tally(errors, errorName(error));
         // Do not spin on a dead endpoint.
         await sleep(1);
       }
     }
   };
-  await Promise.all(Array.from({ length: job.concurrency }, loop));
+  const loops = (end: number, measured: boolean) => Promise.all(Array.from({ length: job.concurrency }, () => loop(end, measured)));
+  if (job.warmupMs > 0) await loops(performance.now() + job.warmupMs, false);
+  const startCpu = process.cpuUsage();
+  const t0 = performance.now();
+  await loops(t0 + job.durationMs, true);
   const elapsed = performance.now() - t0;
   const cpu = cpuPercent(startCpu, t0);
   close();

@@ -55,6 +55,8 @@ export interface UnaryJob {
   url: string;
   concurrency: number;
   durationMs: number;
+  /** Unmeasured time of the same loops first (see freshServerWarmupMs); 0 for a run of ids used once. */
+  warmupMs: number;
   workload: UnaryWorkload;
 }
 
