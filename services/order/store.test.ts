@@ -4,7 +4,7 @@ import { OrderStatus } from "../../gen/orderflow/order/v1/order_pb.js";
 import type { Database } from "../platform/db.js";
 import { useOrderSchema } from "../../test/support/order-schema.js";
 import { indexRowsRead, statementsSent } from "../../test/support/plans.js";
-import { type ListedOrder, OrderStore } from "./store.js";
+import { type ListedOrder, OrderStore, type SagaStart } from "./store.js";
 
 const orders = useOrderSchema("store");
 let db: Database;
@@ -112,8 +112,49 @@ describe("OrderStore.list deep in a long history", () => {
   });
 });
 
+describe("OrderStore.list of orders in flight", () => {
+  const inFlight = (customer: string, status: string, count: number) =>
+    db.primary.query(
+      `INSERT INTO orders (order_id, customer_id, status, total_minor, currency, awaiting, step_deadline)
+       SELECT gen_random_uuid(), $1, $2, 100, 'USD', '{fraud}', now() + interval '1 minute' FROM generate_series(1, $3::int)`,
+      [customer, status, count],
+    );
+
+  it("reads only the customer's orders in flight when every status asked for is one of theirs: none of 2,000 concluded ones", async () => {
+    const customer = `c-${randomUUID()}`;
+    await inFlight(customer, "PENDING", 2);
+    await inFlight(customer, "CANCELLING", 1);
+    await db.primary.query(
+      `INSERT INTO orders (order_id, customer_id, status, total_minor, currency)
+       SELECT gen_random_uuid(), $1, 'CONFIRMED', 100, 'USD' FROM generate_series(1, 2000)`,
+      [customer],
+    );
+    await inFlight(`c-${randomUUID()}`, "PENDING", 5);
+    const open = await db.primary.query<{ seq: string; status: string }>("SELECT seq, status FROM orders WHERE customer_id = $1 AND in_flight ORDER BY seq DESC", [customer]);
+
+    let page: ListedOrder[] = [];
+    const [statement] = await statementsSent(db.replica, async () => (page = await store.list(customer, [OrderStatus.PENDING, OrderStatus.CANCELLING], 5, undefined)));
+    expect(page.map((listed) => listed.seq)).toEqual(open.rows.map((r) => r.seq));
+    expect(await indexRowsRead(db.replica, statement!, ["orders_by_customer", "orders_in_flight_by_customer"])).toBeLessThanOrEqual(3);
+
+    const [pending] = await Promise.all([store.list(customer, [OrderStatus.PENDING], 1, undefined)]);
+    expect(pending.map((listed) => [listed.seq, listed.order.status])).toEqual([[open.rows.filter((r) => r.status === "PENDING")[0]!.seq, OrderStatus.PENDING]]);
+    const next = await store.list(customer, [OrderStatus.PENDING], 5, pending[0]!.seq);
+    expect(next.map((listed) => listed.seq)).toEqual([open.rows.filter((r) => r.status === "PENDING")[1]!.seq]);
+    // A concluded status among those asked for reads the customer's orders as before.
+    expect(await store.list(customer, [OrderStatus.PENDING, OrderStatus.CONFIRMED], 5, undefined)).toHaveLength(5);
+  });
+
+  it("holds an order in a status of the saga's steps to being in flight: Postgres refuses one that is not", async () => {
+    const write = db.primary.query("INSERT INTO orders (order_id, customer_id, status, total_minor, currency) VALUES ($1, 'c1', 'STOCK_RESERVED', 100, 'USD')", [randomUUID()]);
+    await expect(write).rejects.toMatchObject({ code: "23514", constraint: "orders_open_while_in_flight" });
+  });
+});
+
 describe("OrderStore.create", () => {
   const newOrder = (customerId: string) => ({ customerId, priced: { lines: [{ sku: "SKU-1", quantity: 1n, unitPriceMinor: 100n }], totalMinor: 100n, currency: "USD" }, idempotencyKey: undefined, requestHash: undefined });
+  // A first step without commands: these tests are about the orders' rows.
+  const saga: SagaStart = { awaiting: ["fraud"], stepTimeoutMs: 60_000, outboxSchema: orders.schema, commands: () => [] };
   const ordersOf = async (customerId: string) => Number((await db.primary.query<{ n: string }>("SELECT count(*) AS n FROM orders WHERE customer_id = $1", [customerId])).rows[0]?.n);
 
   it("does not insert a batch's orders again one by one when the batch's answer was lost with its connection: it may have committed", async () => {
@@ -128,7 +169,7 @@ describe("OrderStore.create", () => {
       });
     } as typeof pool.query;
     try {
-      const created = await Promise.allSettled([store.create(newOrder(customer)), store.create(newOrder(customer))]);
+      const created = await Promise.allSettled([store.create(newOrder(customer), saga), store.create(newOrder(customer), saga)]);
       expect(created.map((c) => c.status)).toEqual(["rejected", "rejected"]);
       expect(await ordersOf(customer)).toBe(2);
     } finally {
@@ -139,7 +180,7 @@ describe("OrderStore.create", () => {
   it("still inserts the others of a batch one by one when Postgres refused the batch for one of them", async () => {
     const customer = `c-${randomUUID()}`;
     const tooLong = { ...newOrder(customer), priced: { ...newOrder(customer).priced, currency: "DOLLARS" } };
-    const created = await Promise.allSettled([store.create(newOrder(customer)), store.create(tooLong), store.create(newOrder(customer))]);
+    const created = await Promise.allSettled([store.create(newOrder(customer), saga), store.create(tooLong, saga), store.create(newOrder(customer), saga)]);
     expect(created.map((c) => c.status)).toEqual(["fulfilled", "rejected", "fulfilled"]);
     expect(await ordersOf(customer)).toBe(2);
   });

@@ -1,6 +1,6 @@
 import { create } from "@bufbuild/protobuf";
 import { type Order, OrderSchema, type OrderStatus } from "../../gen/orderflow/order/v1/order_pb.js";
-import { currentTraceHeaders, type FoldedOutbox, foldOutbox, type OutgoingMessage, outboxWritten, type WrittenRow } from "../platform/bus/index.js";
+import { currentTraceHeaders, foldOutbox, type OutgoingMessage, outboxWritten, type WrittenRow } from "../platform/bus/index.js";
 import { batchPerTurn } from "../platform/batch-per-turn.js";
 import { type Database, prepared, type Queryable } from "../platform/db.js";
 import { timeOrderedId } from "../platform/ids.js";
@@ -9,7 +9,7 @@ import { beforePosition } from "../platform/paging.js";
 import { isConnectionError } from "../platform/pgerrors.js";
 import { timestamp } from "../platform/time.js";
 import type { PricedOrder } from "./domain/pricing.js";
-import { statusFromName, statusName } from "./domain/status.js";
+import { isTerminal, statusFromName, statusName } from "./domain/status.js";
 import { sagaRevision } from "./saga/revision.js";
 
 interface OrderRow {
@@ -104,14 +104,18 @@ export async function readOrder(q: Queryable, orderId: string): Promise<Order | 
 
 /**
  * One page of a customer's orders per input row (`page` numbers the rows), newest first, each
- * one index range scan that starts at the page's position (see beforePosition).
+ * one index range scan that starts at the page's position (see beforePosition). A page asking
+ * only for statuses of orders in flight (`open_only`) scans the customer's orders in flight
+ * alone; the other branch of the union is then off, as it is for every other page.
  */
-const listPagesSql = `SELECT p.page, o.* FROM unnest($1::text[], $2::text[], $3::bigint[], $4::int[]) WITH ORDINALITY AS p(customer_id, statuses, before_seq, size, page)
-  CROSS JOIN LATERAL (
-    SELECT ${orderColumns}, ${itemsJson} FROM orders
-     WHERE customer_id = p.customer_id AND seq < ${beforePosition("p.before_seq")}
+function pageOfOrders(openOnly: boolean): string {
+  return `(SELECT ${orderColumns}, ${itemsJson} FROM orders
+     WHERE ${openOnly ? "p.open_only AND in_flight" : "NOT p.open_only"} AND customer_id = p.customer_id AND seq < ${beforePosition("p.before_seq")}
        AND (p.statuses IS NULL OR status = ANY(string_to_array(p.statuses, ',')))
-     ORDER BY seq DESC LIMIT p.size) o
+     ORDER BY seq DESC LIMIT p.size)`;
+}
+const listPagesSql = `SELECT p.page, o.* FROM unnest($1::text[], $2::text[], $3::bigint[], $4::int[], $5::bool[]) WITH ORDINALITY AS p(customer_id, statuses, before_seq, size, open_only, page)
+  CROSS JOIN LATERAL (${pageOfOrders(false)} UNION ALL ${pageOfOrders(true)}) o
   ORDER BY p.page, o.seq DESC`;
 
 export interface ListedOrder {
@@ -161,7 +165,7 @@ interface Insert {
  * with its items and commands) and comes back undefined; the others come back built
  * from what was written, without reading them back.
  */
-async function insertOrders(q: Queryable, inserts: readonly Insert[], saga: SagaStart | undefined): Promise<(Order | undefined)[]> {
+async function insertOrders(q: Queryable, inserts: readonly Insert[], saga: SagaStart): Promise<(Order | undefined)[]> {
   const lines = inserts.flatMap(({ orderId, order }) => order.priced.lines.map((line, index) => ({ orderId, lineNo: index + 1, ...line })));
   const values: unknown[] = [
     inserts.map((x) => x.orderId),
@@ -170,40 +174,30 @@ async function insertOrders(q: Queryable, inserts: readonly Insert[], saga: Saga
     inserts.map((x) => x.order.priced.currency),
     inserts.map((x) => x.order.idempotencyKey ?? null),
     inserts.map((x) => x.order.requestHash ?? null),
-    saga?.awaiting ?? [],
-    (saga?.stepTimeoutMs ?? 0) / 1000,
+    saga.awaiting,
+    saga.stepTimeoutMs / 1000,
     lines.map((l) => l.orderId),
     lines.map((l) => l.lineNo),
     lines.map((l) => l.sku),
     lines.map((l) => l.quantity.toString()),
     lines.map((l) => l.unitPriceMinor.toString()),
   ];
-  let text = insertOrdersSql;
-  let outbox: FoldedOutbox | undefined;
-  if (saga) {
-    // The commands are built before the insert: they need only what the requests decided.
-    const commands = inserts.flatMap(({ orderId, order, trace }) =>
-      saga.commands(orderId, order).map((command) => ({ ...command, headers: { ...trace, ...command.headers } })),
-    );
-    outbox = foldOutbox(saga.outboxSchema, commands, values, "SELECT order_id::text FROM o");
-    text += outbox.ctes;
-  }
+  // The commands are built before the insert: they need only what the requests decided.
+  const commands = inserts.flatMap(({ orderId, order, trace }) => saga.commands(orderId, order).map((command) => ({ ...command, headers: { ...trace, ...command.headers } })));
+  const outbox = foldOutbox(saga.outboxSchema, commands, values, "SELECT order_id::text FROM o");
   // Each order comes back with its outbox rows, for this process's relay to publish.
-  const outboxColumns = outbox ? `${outbox.columns}, w.outbox_written` : "";
-  const outboxJoin = outbox
-    ? " LEFT JOIN (SELECT key, json_agg(json_build_object('id', id::text, 'msg_id', msg_id)) AS outbox_written FROM ob GROUP BY key) w ON w.key = o.order_id::text"
-    : "";
+  const outboxJoin = " LEFT JOIN (SELECT key, json_agg(json_build_object('id', id::text, 'msg_id', msg_id)) AS outbox_written FROM ob GROUP BY key) w ON w.key = o.order_id::text";
   const { rows } = await q.query<OrderRow & { revision: string; history_at: Date; outbox_written?: WrittenRow[] | null }>(
-    prepared(`${text} SELECT o.*, h.at AS history_at${outboxColumns} FROM o JOIN h USING (order_id)${outboxJoin}`, values),
+    prepared(`${insertOrdersSql}${outbox.ctes} SELECT o.*, h.at AS history_at${outbox.columns}, w.outbox_written FROM o JOIN h USING (order_id)${outboxJoin}`, values),
   );
-  if (outbox) outboxWritten(outbox.insert, rows.flatMap((r) => r.outbox_written ?? []));
+  outboxWritten(outbox.insert, rows.flatMap((r) => r.outbox_written ?? []));
   const written = new Map(rows.map((row) => [row.order_id, row]));
   return inserts.map(({ orderId, order }) => {
     const row = written.get(orderId);
     if (!row) return undefined;
     const items = order.priced.lines.map((l) => ({ order_id: orderId, sku: l.sku, quantity: l.quantity.toString(), unit_price_minor: l.unitPriceMinor.toString() }));
     const created = toOrder(row, items, [{ from_status: "UNSPECIFIED", to_status: "PENDING", reason: "order placed", at: row.history_at }]);
-    saga?.started?.(created, row.revision);
+    saga.started?.(created, row.revision);
     return created;
   });
 }
@@ -211,7 +205,7 @@ async function insertOrders(q: Queryable, inserts: readonly Insert[], saga: Saga
 /** What CreateOrder asks the store for, batched. */
 interface CreateRequest {
   order: NewOrder;
-  saga: SagaStart | undefined;
+  saga: SagaStart;
   /** The caller's trace context: the batch runs in the first caller's. */
   trace: Record<string, string>;
 }
@@ -235,7 +229,7 @@ export class OrderStore {
    * key) decides: a new key (the common case) costs no lookup, a repeated
    * one is skipped by the insert, and the earlier order is read.
    */
-  create(order: NewOrder, saga?: SagaStart): Promise<{ order: Order; created: boolean }> {
+  create(order: NewOrder, saga: SagaStart): Promise<{ order: Order; created: boolean }> {
     return this.creations.load({ order, saga, trace: currentTraceHeaders() });
   }
 
@@ -310,6 +304,8 @@ export class OrderStore {
         requests.map((r) => (r.statuses.length > 0 ? r.statuses.map(statusName).join(",") : null)),
         requests.map((r) => r.beforeSeq ?? null),
         requests.map((r) => r.limit),
+        // An order in a status that is not terminal is in flight (the orders_open_while_in_flight check).
+        requests.map((r) => r.statuses.length > 0 && !r.statuses.some(isTerminal)),
       ]),
     );
     const pages = requests.map((): ListedOrder[] => []);

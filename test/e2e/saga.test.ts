@@ -319,7 +319,7 @@ describe("order saga", () => {
       await tx.query("UPDATE payment.wallets SET balance_minor = balance_minor + 1 WHERE customer_id = 'alice'");
       await tx.query("UPDATE inventory.products SET available = available + 1 WHERE sku = 'E2E-HAPPY'");
       await tx.query("UPDATE payment.payments SET status = 'DECLINED' WHERE customer_id = 'alice'");
-      await tx.query("UPDATE orders.orders SET status = 'FRAUD_APPROVED' WHERE customer_id = 'carol'");
+      await tx.query("UPDATE orders.orders SET status = 'FRAUD_APPROVED', step_deadline = now() + interval '1 hour' WHERE customer_id = 'carol'");
       const report = await auditSaga(tx, { baseline, topUps });
       const text = report.violations.join("\n");
       expect(text).toMatch(/wallets that do not balance.*alice/);

@@ -38,12 +38,12 @@ function database(): Database {
   return db;
 }
 
-/** An order awaiting the fraud check, its deadline `dueInSeconds` from now (null: no step open). */
+/** An order awaiting the fraud check, its deadline `dueInSeconds` from now (null: a concluded order, no step open). */
 async function orderAwaitingFraud(dueInSeconds: number | null): Promise<string> {
   const orderId = randomUUID();
   await database().primary.query(
     `INSERT INTO orders (order_id, customer_id, status, total_minor, currency, awaiting, step_deadline)
-     VALUES ($1, 'c1', 'PENDING', 500, 'USD', CASE WHEN $2::float8 IS NULL THEN '{}' ELSE '{fraud}' END::text[], now() + make_interval(secs => $2::float8))`,
+     VALUES ($1, 'c1', CASE WHEN $2::float8 IS NULL THEN 'CONFIRMED' ELSE 'PENDING' END, 500, 'USD', CASE WHEN $2::float8 IS NULL THEN '{}' ELSE '{fraud}' END::text[], now() + make_interval(secs => $2::float8))`,
     [orderId, dueInSeconds],
   );
   return orderId;

@@ -81,7 +81,10 @@ describe("OrderWatch.watch", () => {
     const watch = new OrderWatch(orders, nc);
     try {
       const pending = randomUUID();
-      await orders.primary.query("INSERT INTO orders (order_id, customer_id, status, total_minor, currency) VALUES ($1, 'c1', 'PENDING', 100, 'USD')", [pending]);
+      await orders.primary.query(
+        "INSERT INTO orders (order_id, customer_id, status, total_minor, currency, awaiting, step_deadline) VALUES ($1, 'c1', 'PENDING', 100, 'USD', '{fraud}', now() + interval '1 minute')",
+        [pending],
+      );
       watch.endStreams();
       const seen: string[] = [];
       for await (const order of watch.watch(pending, new AbortController().signal)) seen.push(order.orderId);
