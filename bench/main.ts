@@ -17,6 +17,7 @@ import { repoRoot } from "../tools/system.js";
 import { ANALYZE_CHECK_MS, AutovacuumStandIn } from "./autovacuum.js";
 import { autovacuumIsOn, waitForQuiet } from "./database.js";
 import { LoadGenerator } from "./generator-process.js";
+import { goalsOf } from "./goals.js";
 import { seedHistory } from "./history.js";
 import { log, sleep } from "./log.js";
 import { machineFacts } from "./machine.js";
@@ -144,6 +145,7 @@ async function main(): Promise<void> {
     if (options.mode === "smoke") notes.push("smoke run: a few seconds of tiny load, for checking that the bench works — not figures to quote");
     if (endpoints.pids.size > 0 && [...endpoints.pids.values()].some((pid) => pid === undefined)) notes.push("some service pids were not found: their memory is unknown");
 
+    const sagaSummary: BenchResult["saga"] = { steps, maxCompletedPerSec, sustainedPerSec, saturated: steps.some((s) => s.saturated) };
     const result: BenchResult = {
       schema: resultSchema,
       mode: options.mode,
@@ -163,13 +165,14 @@ async function main(): Promise<void> {
         generator: "Node child process: gRPC over node:http2 (bench/grpc-wire.ts), connect-node client over HTTP/1.1 JSON (Connect)",
       },
       seed: { customers: seeded.customers.length, products: seeded.skus.length, ms: seeded.ms, ...history },
-      saga: { steps, maxCompletedPerSec, sustainedPerSec, saturated: steps.some((s) => s.saturated) },
+      saga: sagaSummary,
       queries,
       transport,
       ceilings: { grpcJs, postgres, jetstream },
       transportH2load,
       tools: { h2load: transports.h2loadBinary ?? null },
       ratios,
+      goals: goalsOf({ saga: sagaSummary, ratios }),
       resources,
       notes,
     };

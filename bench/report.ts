@@ -1,7 +1,7 @@
 // Turns a bench result into the terminal table and the latency-vs-load SVG.
 import type { UnaryResult } from "./protocol.js";
 import type { BenchResult } from "./results.js";
-import { figure, type LatencySummary } from "./stats.js";
+import { figure, type LatencySummary, milliseconds } from "./stats.js";
 
 function table(headers: string[], rows: (string | number)[][], alignLeft = 1): string {
   const cells = [headers, ...rows.map((row) => row.map(String))];
@@ -11,8 +11,7 @@ function table(headers: string[], rows: (string | number)[][], alignLeft = 1): s
   return [line(headers), widths.map((w) => "-".repeat(w)).join("  "), ...cells.slice(1).map(line)].map((l) => `  ${l.trimEnd()}`).join("\n");
 }
 
-const ms = (value: number): string => (value >= 100 ? String(Math.round(value)) : value >= 10 ? value.toFixed(1) : value.toFixed(2));
-const lat = (l: LatencySummary): string[] => [ms(l.p50), ms(l.p90), ms(l.p99), ms(l.max)];
+const lat = (l: LatencySummary): string[] => [milliseconds(l.p50), milliseconds(l.p90), milliseconds(l.p99), milliseconds(l.max)];
 const errs = (counts: Record<string, number>): string =>
   Object.entries(counts)
     .map(([code, count]) => `${code}:${count}`)
@@ -77,7 +76,7 @@ export function renderTable(result: BenchResult): string {
     if (seconds.length === 0) return [];
     const p99s = seconds.map((second) => second.p99);
     const over = p99s.filter((p99) => p99 > 100).length;
-    return [`    ${figure(step.offeredPerSec)}/s: ${ms(Math.min(...p99s))} – ${ms(Math.max(...p99s))}; ${over} of ${seconds.length} seconds over 100 ms`];
+    return [`    ${figure(step.offeredPerSec)}/s: ${milliseconds(Math.min(...p99s))} – ${milliseconds(Math.max(...p99s))}; ${over} of ${seconds.length} seconds over 100 ms`];
   });
   if (secondLines.length > 0) out.push("  end-to-end p99 second by second (orders grouped by the second they were accepted: lowest – highest):", ...secondLines);
   const timed = result.saga.steps.filter((s) => s.stages.some((stage) => stage.count > 0));
@@ -88,7 +87,7 @@ export function renderTable(result: BenchResult): string {
     out.push(
       table(
         ["service", "stage", ...timed.map((s) => `${figure(s.offeredPerSec)}/s`)],
-        first.map((stage, index) => [stage.service, stage.stage, ...timed.map((s) => (s.stages[index] ? `${ms(s.stages[index].p50)} / ${ms(s.stages[index].p99)}` : ""))]),
+        first.map((stage, index) => [stage.service, stage.stage, ...timed.map((s) => (s.stages[index] ? `${milliseconds(s.stages[index].p50)} / ${milliseconds(s.stages[index].p99)}` : ""))]),
         2,
       ),
     );
@@ -110,7 +109,7 @@ export function renderTable(result: BenchResult): string {
     out.push(
       table(
         ["call", "protocol", "conc", "req/s", "mean", "max", "failed", "server CPU µs/call"],
-        result.transportH2load.map((t) => [t.name, t.protocol, t.concurrency, figure(t.perSec), ms(t.latencyMeanMs), ms(t.latencyMaxMs), t.failed, t.serverCpuUsPerCall === null ? "–" : figure(t.serverCpuUsPerCall)]),
+        result.transportH2load.map((t) => [t.name, t.protocol, t.concurrency, figure(t.perSec), milliseconds(t.latencyMeanMs), milliseconds(t.latencyMaxMs), t.failed, t.serverCpuUsPerCall === null ? "–" : figure(t.serverCpuUsPerCall)]),
         2,
       ),
     );
@@ -120,10 +119,14 @@ export function renderTable(result: BenchResult): string {
   out.push("Ceilings (same machine, same run)");
   out.push(`  bare @grpc/grpc-js unary (Health/Check, Node generator): ${figure(c.grpcJs.perSec)} req/s`);
   out.push(`  JetStream publish→consume round trips: ${figure(c.jetstream.roundTripMsgsPerSec)} msgs/s (publishes ${figure(c.jetstream.publishMsgsPerSec)}/s; ${figure(c.jetstream.messages)} × ${c.jetstream.payloadBytes} B, ${c.jetstream.window} in flight)`);
-  out.push(`  Postgres BEGIN; INSERT; COMMIT at ${c.postgres.connections} connections: ${figure(c.postgres.txPerSec)} tx/s (p99 ${ms(c.postgres.latency.p99)} ms)`);
+  out.push(`  Postgres BEGIN; INSERT; COMMIT at ${c.postgres.connections} connections: ${figure(c.postgres.txPerSec)} tx/s (p99 ${milliseconds(c.postgres.latency.p99)} ms)`);
   out.push("");
   out.push("Ratios (system ÷ ceiling)");
   out.push(table(["figure", "system", "ceiling", "ratio", "note"], result.ratios.map((r) => [r.name, `${figure(r.system)} ${r.unit}`, figure(r.ceiling), r.ratio.toFixed(3), r.note]), 1));
+  out.push("");
+  out.push("The goal, on this machine in this run");
+  const verdict = (met: boolean | null): string => (met === null ? "not measured" : met ? "met" : "not met");
+  out.push(table(["goal", "target", "this run", ""], result.goals.map((g) => [g.goal, g.target, g.measured, verdict(g.met)]), 4));
   out.push("");
   out.push("Resident memory per process (MiB)");
   out.push(table(["process", "pid", "idle", "peak sampled", "VmHWM"], result.resources.map((r) => [r.name, r.pid ?? "?", r.idleRssMb ?? "?", r.peakRssMb ?? "?", r.hwmMb ?? "?"]), 1));

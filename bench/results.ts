@@ -3,6 +3,7 @@ import type { JetStreamCeilingResult, PgCeilingResult, SagaStepResult, UnaryResu
 import type { ConsumerQueue } from "./queues.js";
 import type { SagaStage } from "./stages.js";
 import type { SagaWork } from "./work.js";
+import type { GoalCheck } from "./goals.js";
 import type { H2loadResult } from "./h2load.js";
 import type { ServiceFootprint } from "./resources.js";
 import type { BenchOptions, Mode } from "./options.js";
@@ -94,6 +95,8 @@ export interface BenchResult {
   transportH2load: H2loadResult[];
   tools: { h2load: string | null };
   ratios: Ratio[];
+  /** The goal's figures as this run measured them (bench/goals.ts). */
+  goals: GoalCheck[];
   resources: ServiceFootprint[];
   notes: string[];
 }
@@ -110,7 +113,7 @@ export function checkResult(value: unknown): string[] {
   if (typeof value !== "object" || value === null) return ["result is not an object"];
   const result = value as Partial<BenchResult>;
   if (result.schema !== resultSchema) problems.push(`schema is ${String(result.schema)}`);
-  for (const section of ["machine", "config", "seed", "saga", "queries", "transport", "ceilings", "transportH2load", "tools", "ratios", "resources"] as const) {
+  for (const section of ["machine", "config", "seed", "saga", "queries", "transport", "ceilings", "transportH2load", "tools", "ratios", "goals", "resources"] as const) {
     if (result[section] === undefined) problems.push(`section ${section} is missing`);
   }
   if (result.saga && result.saga.steps.length === 0) problems.push("saga has no steps");

@@ -73,3 +73,8 @@ export function round(value: number, digits = 2): number {
 export function figure(value: number): string {
   return Math.abs(value) >= 100 ? Math.round(value).toLocaleString("en-US") : String(Math.round(value * 10) / 10);
 }
+
+/** A latency in ms for a table: whole from 100 ms, one decimal from 10, two below. */
+export function milliseconds(value: number): string {
+  return value >= 100 ? String(Math.round(value)) : value >= 10 ? value.toFixed(1) : value.toFixed(2);
+}

@@ -61,6 +61,9 @@ describe("npm run bench -- --smoke", () => {
       ["Health/Check bare connect-node/connect", "Health/Check bare connect-node/grpc", "Health/Check order service/connect", "Health/Check order service/grpc"].sort(),
     );
     expect(result.ratios.length).toBeGreaterThan(0);
+    // Each of the goal's figures, judged or not (a smoke run's steps are far below its rates).
+    expect(result.goals.map((g) => g.goal)).toEqual(["sagas completed a second", "end-to-end p99 at 850/s", "CreateOrder (gRPC) vs a bare grpc-js server", "cached GetOrder (gRPC) vs a bare grpc-js server"]);
+    for (const goal of result.goals) expect([true, false, null]).toContain(goal.met);
     expect(result.resources.map((r) => r.name)).toEqual(expect.arrayContaining(["order", "inventory", "payment", "fraud"]));
     expect(result.machine.cores).toBeGreaterThan(0);
 
@@ -69,6 +72,7 @@ describe("npm run bench -- --smoke", () => {
     expect(readFileSync(join(outDir, "latency-vs-load.svg"), "utf8")).toMatch(/^<svg [^>]*xmlns="http:\/\/www.w3.org\/2000\/svg"[\s\S]*<\/svg>\n$/);
     expect(output).toContain("Saga (open loop");
     expect(output).toContain("Ceilings");
+    expect(output).toContain("The goal, on this machine in this run");
     expect(output).toContain("CPU per concluded saga");
     expect(output).toContain("end-to-end p99 second by second");
   });
