@@ -8,15 +8,15 @@ import { labelSets } from "../metrics.js";
 import { decodeMessage, sagaRegistry } from "./codec.js";
 import type { BusConsumer, ConsumerOptions, Delivery, OutboxWriter } from "./consumer-options.js";
 import { publishWire, receivedEntries, sizeOf, type ReceivedEntry, type WireMessage, wireMessages, type WireOutcome } from "./bundle.js";
-import { publishDeadEntry, publishDeadLetter } from "./dlq.js";
+import { DeadLetters } from "./dead-letters.js";
 import { ensureDurableConsumer } from "./durable.js";
 import type { StreamPublisher } from "./jetstream-publisher.js";
 import { busMetrics } from "./metrics.js";
-import { DEFAULT_DLQ, quoteSchema, type DlqConfig } from "./names.js";
+import { DEFAULT_DLQ, quoteSchema } from "./names.js";
 import { enqueueOutbox } from "./outbox.js";
 import { isConflictError, isConnectionError } from "../pgerrors.js";
 import { ProgressSignals } from "./progress.js";
-import { pruneInbox } from "./sql.js";
+import { startInboxPruning } from "./inbox-pruning.js";
 import type { OutgoingMessage } from "./publish.js";
 import { Settlement } from "./settlement.js";
 import { currentTraceHeaders, inConsumerSpan, producerSpans } from "./trace.js";
@@ -104,7 +104,6 @@ class BatchConsumer implements BusConsumer {
   private readonly batchSize: number;
   private readonly maxDeliver: number;
   private readonly backoffMs: readonly number[];
-  private readonly dlq: DlqConfig;
   private readonly registry: Registry;
   private readonly inboxTable: string | null;
   private readonly schema: string | null;
@@ -123,7 +122,8 @@ class BatchConsumer implements BusConsumer {
   private wakeProcessor: (() => void) | null = null;
   private wakePump: (() => void) | null = null;
   private pump: Promise<void> | null = null;
-  private pruneTimer: NodeJS.Timeout | null = null;
+  private stopPruning: (() => void) | null = null;
+  private readonly deadLetters: DeadLetters;
   private loop: Promise<void> | null = null;
 
   constructor(private readonly opts: ConsumerOptions) {
@@ -132,9 +132,16 @@ class BatchConsumer implements BusConsumer {
     this.batchSize = Math.max(1, opts.batchSize ?? 100);
     this.maxDeliver = Math.max(1, opts.maxDeliver ?? 5);
     this.backoffMs = opts.backoffMs && opts.backoffMs.length > 0 ? opts.backoffMs : [500, 2000, 8000, 30000];
-    this.dlq = opts.dlq ?? DEFAULT_DLQ;
     this.registry = opts.registry ?? sagaRegistry;
     this.maxBatches = opts.pool === undefined && opts.parallel ? Math.max(1, opts.batchesInFlight ?? 1) : 1;
+    this.deadLetters = new DeadLetters({
+      js: opts.js,
+      dlq: opts.dlq ?? DEFAULT_DLQ,
+      consumer: this.name,
+      log: this.log,
+      retryDelayMs: this.backoffMs[this.backoffMs.length - 1],
+      counted: () => busMetrics.messages.inc(this.messageLabels("dead_lettered")),
+    });
     if (opts.pool !== undefined) {
       const handle = opts.handle;
       this.inboxTable = opts.inbox === false ? null : `${quoteSchema(opts.schema)}.inbox`;
@@ -201,26 +208,11 @@ class BatchConsumer implements BusConsumer {
     const opts = this.opts;
     if (opts.pool === undefined || this.inboxTable === null) return;
     const retentionMs = opts.inboxRetentionMs ?? 24 * 60 * 60 * 1000;
-    if (retentionMs <= 0) return;
-    const pool = opts.pool;
-    let running = false;
-    this.pruneTimer = setInterval(() => {
-      if (running || this.stopping) return;
-      running = true;
-      pruneInbox(pool, opts.schema, this.name, retentionMs)
-        .then((n) => {
-          if (n > 0) this.log.debug("inbox pruned", { consumer: this.name, rows: n });
-        })
-        .catch((err: unknown) => this.log.warn("inbox pruning failed", { consumer: this.name, error: errorMessage(err) }))
-        .finally(() => {
-          running = false;
-        });
-    }, 60_000);
-    this.pruneTimer.unref();
+    if (retentionMs > 0) this.stopPruning = startInboxPruning({ pool: opts.pool, schema: opts.schema, consumer: this.name, retentionMs, log: this.log });
   }
 
   async stop(): Promise<void> {
-    if (this.pruneTimer) clearInterval(this.pruneTimer);
+    this.stopPruning?.();
     if (!this.stopping) {
       this.stopping = true;
       // Wake first: close() resolves only once the pump has iterated to the end.
@@ -325,14 +317,14 @@ class BatchConsumer implements BusConsumer {
       try {
         entries = receivedEntries(m.headers, m.data, { stream: m.info.stream, seq: m.seq });
       } catch (err) {
-        await this.deadLetter(m, errorMessage(err), "undecodable");
+        await this.deadLetters.send(m, errorMessage(err), "undecodable");
         continue;
       }
       const settlement = new Settlement(m, entries.length);
       if (count > this.maxDeliver) {
         // A bundle's entries go to the DLQ one by one, as the messages they are.
         const error = `delivered ${count} times (limit ${this.maxDeliver}); the last attempt did not finish`;
-        for (const e of entries) await this.deadLetter(m, error, "max_deliveries", { s: settlement, e });
+        for (const e of entries) await this.deadLetters.send(m, error, "max_deliveries", { s: settlement, e });
         continue;
       }
       for (const e of entries) {
@@ -340,7 +332,7 @@ class BatchConsumer implements BusConsumer {
         try {
           message = decodeMessage(e.type, e.payload, this.registry);
         } catch (err) {
-          await this.deadLetter(m, errorMessage(err), "undecodable", { s: settlement, e });
+          await this.deadLetters.send(m, errorMessage(err), "undecodable", { s: settlement, e });
           continue;
         }
         items.push({
@@ -534,40 +526,12 @@ class BatchConsumer implements BusConsumer {
   private async failed(it: Item, err: unknown): Promise<void> {
     const count = it.m.info.deliveryCount;
     if (count >= this.maxDeliver && !isConnectionError(err)) {
-      await this.deadLetter(it.m, errorMessage(err), "handler_failed", it);
+      await this.deadLetters.send(it.m, errorMessage(err), "handler_failed", it);
       return;
     }
     const delay = this.backoffMs[Math.min(count - 1, this.backoffMs.length - 1)] ?? 1000;
     it.s.retry(delay);
     busMetrics.messages.inc(this.messageLabels("retried"));
     this.log.warn("message failed; will retry", { consumer: this.name, subject: it.m.subject, message_id: it.d.id, delivery: count, retry_in_ms: delay, error: errorMessage(err) });
-  }
-
-  /**
-   * Dead-letters a JetStream message, or with `entry`, one bus message it carries: a bundle's
-   * entry goes to the DLQ alone, and the bundle is acked or redelivered with its other entries.
-   */
-  private async deadLetter(m: JsMsg, error: string, reason: string, entry?: { s: Settlement; e: ReceivedEntry }): Promise<void> {
-    const ofBundle = entry !== undefined && entry.s.size > 1 ? entry : undefined;
-    const fields = { consumer: this.name, subject: m.subject, stream_seq: m.seq, message_id: entry?.e.id, delivery: m.info.deliveryCount };
-    try {
-      if (ofBundle) {
-        const { e, s } = ofBundle;
-        await publishDeadEntry(this.opts.js, { subject: m.subject, stream: m.info.stream, streamSeq: m.seq, deliveries: m.info.deliveryCount, id: e.id, headers: e.headers, data: e.payload }, error, this.name, this.dlq);
-        s.done();
-      } else {
-        await publishDeadLetter(this.opts.js, m, error, this.name, this.dlq);
-        m.term();
-      }
-      busMetrics.deadLetters.inc({ consumer: this.name, reason });
-      busMetrics.messages.inc(this.messageLabels("dead_lettered"));
-      this.log.error("message dead-lettered", { ...fields, reason, error });
-    } catch (err) {
-      // Keep it: it comes back (server max_deliver has slack) and is dead-lettered then.
-      const delay = this.backoffMs[this.backoffMs.length - 1];
-      if (ofBundle) ofBundle.s.retry(delay);
-      else m.nak(delay);
-      this.log.error("cannot publish dead letter; will retry", { ...fields, error: errorMessage(err) });
-    }
   }
 }
