@@ -112,7 +112,7 @@ describe("OrderStore.list deep in a long history", () => {
   });
 });
 
-describe("OrderStore.list of orders in flight", () => {
+describe("OrderStore.list by status", () => {
   const inFlight = (customer: string, status: string, count: number) =>
     db.primary.query(
       `INSERT INTO orders (order_id, customer_id, status, total_minor, currency, awaiting, step_deadline)
@@ -143,6 +143,38 @@ describe("OrderStore.list of orders in flight", () => {
     expect(next.map((listed) => listed.seq)).toEqual([open.rows.filter((r) => r.status === "PENDING")[1]!.seq]);
     // A concluded status among those asked for reads the customer's orders as before.
     expect(await store.list(customer, [OrderStatus.PENDING, OrderStatus.CONFIRMED], 5, undefined)).toHaveLength(5);
+  });
+
+  it("reads only the customer's orders concluded without confirmation when only REJECTED or CANCELLED is asked for: none of 2,000 confirmed ones", async () => {
+    const customer = `c-${randomUUID()}`;
+    const concluded = (status: string, count: number) =>
+      db.primary.query(
+        `INSERT INTO orders (order_id, customer_id, status, total_minor, currency) SELECT gen_random_uuid(), $1, $2, 100, 'USD' FROM generate_series(1, $3::int)`,
+        [customer, status, count],
+      );
+    await concluded("REJECTED", 2);
+    await concluded("CANCELLED", 1);
+    await inFlight(customer, "CANCELLING", 1);
+    await concluded("CONFIRMED", 2_000);
+    const unconfirmed = await db.primary.query<{ seq: string; status: string }>(
+      "SELECT seq, status FROM orders WHERE customer_id = $1 AND status IN ('REJECTED', 'CANCELLED') ORDER BY seq DESC",
+      [customer],
+    );
+
+    let page: ListedOrder[] = [];
+    const [statement] = await statementsSent(db.replica, async () => (page = await store.list(customer, [OrderStatus.REJECTED, OrderStatus.CANCELLED], 5, undefined)));
+    expect(page.map((listed) => listed.seq)).toEqual(unconfirmed.rows.map((r) => r.seq));
+    expect(await indexRowsRead(db.replica, statement!, ["orders_by_customer", "orders_unconfirmed_by_customer"])).toBeLessThanOrEqual(3);
+
+    const rejected = await store.list(customer, [OrderStatus.REJECTED], 1, undefined);
+    const rejectedSeqs = unconfirmed.rows.filter((r) => r.status === "REJECTED").map((r) => r.seq);
+    expect(rejected.map((listed) => [listed.seq, listed.order.status])).toEqual([[rejectedSeqs[0], OrderStatus.REJECTED]]);
+    expect((await store.list(customer, [OrderStatus.REJECTED], 5, rejected[0]!.seq)).map((listed) => listed.seq)).toEqual([rejectedSeqs[1]]);
+    // CANCELLING is in flight, CANCELLED concluded: asked together, the customer's orders are read as before.
+    expect((await store.list(customer, [OrderStatus.CANCELLING, OrderStatus.CANCELLED], 5, undefined)).map((listed) => listed.order.status)).toEqual([
+      OrderStatus.CANCELLING,
+      OrderStatus.CANCELLED,
+    ]);
   });
 
   it("holds an order in a status of the saga's steps to being in flight: Postgres refuses one that is not", async () => {

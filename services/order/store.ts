@@ -1,5 +1,5 @@
 import { create } from "@bufbuild/protobuf";
-import { type Order, OrderSchema, type OrderStatus } from "../../gen/orderflow/order/v1/order_pb.js";
+import { type Order, OrderSchema, OrderStatus } from "../../gen/orderflow/order/v1/order_pb.js";
 import { currentTraceHeaders, foldOutbox, type OutgoingMessage, outboxWritten, type WrittenRow } from "../platform/bus/index.js";
 import { batchPerTurn } from "../platform/batch-per-turn.js";
 import { type Database, prepared, type Queryable } from "../platform/db.js";
@@ -103,19 +103,41 @@ export async function readOrder(q: Queryable, orderId: string): Promise<Order | 
 }
 
 /**
- * One page of a customer's orders per input row (`page` numbers the rows), newest first, each
- * one index range scan that starts at the page's position (see beforePosition). A page asking
- * only for statuses of orders in flight (`open_only`) scans the customer's orders in flight
- * alone; the other branch of the union is then off, as it is for every other page.
+ * Which of the customer's orders a page reads: all of them newest first, skipping those of other
+ * statuses; or, when every status asked for is one of an order in flight, or one of an order
+ * concluded without being confirmed, only those through their own partial index.
  */
-function pageOfOrders(openOnly: boolean): string {
+type PageScan = "all" | "in_flight" | "unconfirmed";
+
+const unconfirmedOutcomes: ReadonlySet<OrderStatus> = new Set([OrderStatus.REJECTED, OrderStatus.CANCELLED]);
+
+function pageScan(statuses: readonly OrderStatus[]): PageScan {
+  if (statuses.length === 0) return "all";
+  // An order in a status that is not terminal is in flight (the orders_open_while_in_flight check).
+  if (!statuses.some(isTerminal)) return "in_flight";
+  if (statuses.every((status) => unconfirmedOutcomes.has(status))) return "unconfirmed";
+  return "all";
+}
+
+const scanConditions: Record<PageScan, string> = {
+  all: "",
+  in_flight: " AND in_flight",
+  unconfirmed: " AND unconfirmed_outcome IS NOT NULL",
+};
+
+/**
+ * One page of a customer's orders per input row (`page` numbers the rows), newest first, each
+ * one index range scan that starts at the page's position (see beforePosition), through the
+ * index its PageScan names: a branch of the union per scan, the others off (a one-time filter).
+ */
+function pageOfOrders(scan: PageScan): string {
   return `(SELECT ${orderColumns}, ${itemsJson} FROM orders
-     WHERE ${openOnly ? "p.open_only AND in_flight" : "NOT p.open_only"} AND customer_id = p.customer_id AND seq < ${beforePosition("p.before_seq")}
+     WHERE p.scan = '${scan}'${scanConditions[scan]} AND customer_id = p.customer_id AND seq < ${beforePosition("p.before_seq")}
        AND (p.statuses IS NULL OR status = ANY(string_to_array(p.statuses, ',')))
      ORDER BY seq DESC LIMIT p.size)`;
 }
-const listPagesSql = `SELECT p.page, o.* FROM unnest($1::text[], $2::text[], $3::bigint[], $4::int[], $5::bool[]) WITH ORDINALITY AS p(customer_id, statuses, before_seq, size, open_only, page)
-  CROSS JOIN LATERAL (${pageOfOrders(false)} UNION ALL ${pageOfOrders(true)}) o
+const listPagesSql = `SELECT p.page, o.* FROM unnest($1::text[], $2::text[], $3::bigint[], $4::int[], $5::text[]) WITH ORDINALITY AS p(customer_id, statuses, before_seq, size, scan, page)
+  CROSS JOIN LATERAL (${(Object.keys(scanConditions) as PageScan[]).map(pageOfOrders).join(" UNION ALL ")}) o
   ORDER BY p.page, o.seq DESC`;
 
 export interface ListedOrder {
@@ -304,8 +326,7 @@ export class OrderStore {
         requests.map((r) => (r.statuses.length > 0 ? r.statuses.map(statusName).join(",") : null)),
         requests.map((r) => r.beforeSeq ?? null),
         requests.map((r) => r.limit),
-        // An order in a status that is not terminal is in flight (the orders_open_while_in_flight check).
-        requests.map((r) => r.statuses.length > 0 && !r.statuses.some(isTerminal)),
+        requests.map((r) => pageScan(r.statuses)),
       ]),
     );
     const pages = requests.map((): ListedOrder[] => []);
