@@ -21,8 +21,8 @@ const healthJson = { service: healthServiceName };
 const healthBody = toBinary(HealthCheckRequestSchema, create(HealthCheckRequestSchema, { service: healthServiceName }));
 const getOrderPath = "/orderflow.order.v1.OrderService/GetOrder";
 
-/** Unmeasured load before a measured run, by either generator: a server started for the run has not compiled its hot paths yet. */
-export function warmupMs(options: BenchOptions): number {
+/** h2load's unmeasured run before a measured one (connections, the server's hot paths). */
+function h2loadWarmupMs(options: BenchOptions): number {
   return options.mode === "smoke" ? 0 : Math.min(1_000, options.runMs / 3);
 }
 
@@ -155,7 +155,7 @@ export class TransportRuns {
           body: protocol === "grpc" ? grpcFrame(grpcBody) : Buffer.from(JSON.stringify(json)),
           concurrency: this.options.concurrency,
           durationMs: this.options.runMs,
-          warmupMs: warmupMs(this.options),
+          warmupMs: h2loadWarmupMs(this.options),
           ...(serverPid === undefined ? {} : { serverPid }),
         }),
       );

@@ -137,7 +137,7 @@ describe("OrderStore.list by status", () => {
     expect(page.map((listed) => listed.seq)).toEqual(open.rows.map((r) => r.seq));
     expect(await indexRowsRead(db.replica, statement!, ["orders_by_customer", "orders_in_flight_by_customer"])).toBeLessThanOrEqual(3);
 
-    const [pending] = await Promise.all([store.list(customer, [OrderStatus.PENDING], 1, undefined)]);
+    const pending = await store.list(customer, [OrderStatus.PENDING], 1, undefined);
     expect(pending.map((listed) => [listed.seq, listed.order.status])).toEqual([[open.rows.filter((r) => r.status === "PENDING")[0]!.seq, OrderStatus.PENDING]]);
     const next = await store.list(customer, [OrderStatus.PENDING], 5, pending[0]!.seq);
     expect(next.map((listed) => listed.seq)).toEqual([open.rows.filter((r) => r.status === "PENDING")[1]!.seq]);
