@@ -170,11 +170,38 @@ describe("OrderStore.list by status", () => {
     const rejectedSeqs = unconfirmed.rows.filter((r) => r.status === "REJECTED").map((r) => r.seq);
     expect(rejected.map((listed) => [listed.seq, listed.order.status])).toEqual([[rejectedSeqs[0], OrderStatus.REJECTED]]);
     expect((await store.list(customer, [OrderStatus.REJECTED], 5, rejected[0]!.seq)).map((listed) => listed.seq)).toEqual([rejectedSeqs[1]]);
-    // CANCELLING is in flight, CANCELLED concluded: asked together, the customer's orders are read as before.
-    expect((await store.list(customer, [OrderStatus.CANCELLING, OrderStatus.CANCELLED], 5, undefined)).map((listed) => listed.order.status)).toEqual([
-      OrderStatus.CANCELLING,
-      OrderStatus.CANCELLED,
-    ]);
+    // A confirmed order among those asked for reads the customer's orders as before.
+    expect(await store.list(customer, [OrderStatus.REJECTED, OrderStatus.CONFIRMED], 5, undefined)).toHaveLength(5);
+  });
+
+  it("reads only the customer's orders in flight and those concluded without confirmation when both kinds are asked for, merged newest first: none of 2,000 confirmed ones", async () => {
+    const customer = `c-${randomUUID()}`;
+    const concluded = (status: string) =>
+      db.primary.query("INSERT INTO orders (order_id, customer_id, status, total_minor, currency) VALUES (gen_random_uuid(), $1, $2, 100, 'USD')", [customer, status]);
+    await inFlight(customer, "PENDING", 1);
+    await concluded("REJECTED");
+    await inFlight(customer, "PENDING", 1);
+    await concluded("CANCELLED");
+    await inFlight(customer, "CANCELLING", 1);
+    await concluded("REJECTED");
+    await db.primary.query(
+      `INSERT INTO orders (order_id, customer_id, status, total_minor, currency)
+       SELECT gen_random_uuid(), $1, 'CONFIRMED', 100, 'USD' FROM generate_series(1, 2000)`,
+      [customer],
+    );
+    const asked = [OrderStatus.PENDING, OrderStatus.REJECTED, OrderStatus.CANCELLED];
+    const expected = await db.primary.query<{ seq: string }>(
+      "SELECT seq FROM orders WHERE customer_id = $1 AND status IN ('PENDING', 'REJECTED', 'CANCELLED') ORDER BY seq DESC",
+      [customer],
+    );
+    expect(expected.rows).toHaveLength(5);
+
+    let first: ListedOrder[] = [];
+    const [statement] = await statementsSent(db.replica, async () => (first = await store.list(customer, asked, 3, undefined)));
+    expect(first.map((listed) => listed.order.status)).toEqual([OrderStatus.REJECTED, OrderStatus.CANCELLED, OrderStatus.PENDING]);
+    const second = await store.list(customer, asked, 3, first.at(-1)!.seq);
+    expect([...first, ...second].map((listed) => listed.seq)).toEqual(expected.rows.map((r) => r.seq));
+    expect(await indexRowsRead(db.replica, statement!, ["orders_by_customer", "orders_in_flight_by_customer", "orders_unconfirmed_by_customer"])).toBeLessThanOrEqual(8);
   });
 
   it("holds an order in a status of the saga's steps to being in flight: Postgres refuses one that is not", async () => {

@@ -104,40 +104,44 @@ export async function readOrder(q: Queryable, orderId: string): Promise<Order | 
 
 /**
  * Which of the customer's orders a page reads: all of them newest first, skipping those of other
- * statuses; or, when every status asked for is one of an order in flight, or one of an order
- * concluded without being confirmed, only those through their own partial index.
+ * statuses; or, when no status asked for is CONFIRMED, only the orders in flight and/or those
+ * concluded without being confirmed, each through its own partial index.
  */
-type PageScan = "all" | "in_flight" | "unconfirmed";
+type PageScan = "all" | "in_flight" | "unconfirmed" | "in_flight_or_unconfirmed";
 
 const unconfirmedOutcomes: ReadonlySet<OrderStatus> = new Set([OrderStatus.REJECTED, OrderStatus.CANCELLED]);
 
 function pageScan(statuses: readonly OrderStatus[]): PageScan {
-  if (statuses.length === 0) return "all";
-  // An order in a status that is not terminal is in flight (the orders_open_while_in_flight check).
-  if (!statuses.some(isTerminal)) return "in_flight";
-  if (statuses.every((status) => unconfirmedOutcomes.has(status))) return "unconfirmed";
-  return "all";
+  // An order in a status that is not terminal is in flight (the orders_open_while_in_flight check);
+  // one concluded is not (the saga concludes an order in the write that ends its last step).
+  const open = statuses.some((status) => !isTerminal(status));
+  const unconfirmed = statuses.some((status) => unconfirmedOutcomes.has(status));
+  const confirmed = statuses.some((status) => isTerminal(status) && !unconfirmedOutcomes.has(status));
+  if (confirmed || (!open && !unconfirmed)) return "all";
+  if (open && unconfirmed) return "in_flight_or_unconfirmed";
+  return open ? "in_flight" : "unconfirmed";
 }
 
-const scanConditions: Record<PageScan, string> = {
-  all: "",
-  in_flight: " AND in_flight",
-  unconfirmed: " AND unconfirmed_outcome IS NOT NULL",
-};
+/** The branches of a page's union: the rows each reads, and the scans that turn it on. */
+const pageBranches = [
+  { condition: "", scans: ["all"] },
+  { condition: " AND in_flight", scans: ["in_flight", "in_flight_or_unconfirmed"] },
+  { condition: " AND unconfirmed_outcome IS NOT NULL", scans: ["unconfirmed", "in_flight_or_unconfirmed"] },
+] satisfies Array<{ condition: string; scans: PageScan[] }>;
 
 /**
- * One page of a customer's orders per input row (`page` numbers the rows), newest first, each
- * one index range scan that starts at the page's position (see beforePosition), through the
- * index its PageScan names: a branch of the union per scan, the others off (a one-time filter).
+ * One page of a customer's orders per input row (`page` numbers the rows), newest first: each branch
+ * of the union one index range scan that starts at the page's position (see beforePosition), those
+ * the page's PageScan does not name off (a one-time filter), and the branches' rows merged by position.
  */
-function pageOfOrders(scan: PageScan): string {
+function branchOfPage({ condition, scans }: (typeof pageBranches)[number]): string {
   return `(SELECT ${orderColumns}, ${itemsJson} FROM orders
-     WHERE p.scan = '${scan}'${scanConditions[scan]} AND customer_id = p.customer_id AND seq < ${beforePosition("p.before_seq")}
+     WHERE p.scan IN (${scans.map((scan) => `'${scan}'`).join(", ")})${condition} AND customer_id = p.customer_id AND seq < ${beforePosition("p.before_seq")}
        AND (p.statuses IS NULL OR status = ANY(string_to_array(p.statuses, ',')))
      ORDER BY seq DESC LIMIT p.size)`;
 }
 const listPagesSql = `SELECT p.page, o.* FROM unnest($1::text[], $2::text[], $3::bigint[], $4::int[], $5::text[]) WITH ORDINALITY AS p(customer_id, statuses, before_seq, size, scan, page)
-  CROSS JOIN LATERAL (${(Object.keys(scanConditions) as PageScan[]).map(pageOfOrders).join(" UNION ALL ")}) o
+  CROSS JOIN LATERAL (SELECT * FROM (${pageBranches.map(branchOfPage).join(" UNION ALL ")}) branches ORDER BY seq DESC LIMIT p.size) o
   ORDER BY p.page, o.seq DESC`;
 
 export interface ListedOrder {
