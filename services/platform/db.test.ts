@@ -79,3 +79,25 @@ describe("prepared statements' array parameters", () => {
     }
   });
 });
+
+describe("Database sessions", () => {
+  it("never compile a statement with JIT, however costly its plan looks", async () => {
+    const db = new Database({ url: DATABASE_URL, poolMax: 1, schema: "public", applicationName: "db-jit-test" });
+    try {
+      const client = await db.primary.connect();
+      try {
+        await client.query("BEGIN");
+        // Every plan above the threshold: with JIT on (Postgres's default), this one would be compiled.
+        await client.query("SET LOCAL jit_above_cost = 0");
+        const { rows } = await client.query<{ "QUERY PLAN": Array<Record<string, unknown>> }>("EXPLAIN (ANALYZE, FORMAT JSON) SELECT sum(n) FROM generate_series(1, 10) AS n");
+        await client.query("ROLLBACK");
+        expect(rows[0]?.["QUERY PLAN"][0]).not.toHaveProperty("JIT");
+        expect((await client.query<{ jit: string }>("SHOW jit")).rows[0]?.jit).toBe("off");
+      } finally {
+        client.release();
+      }
+    } finally {
+      await db.close();
+    }
+  });
+});

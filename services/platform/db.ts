@@ -159,7 +159,9 @@ export class Database {
     const common = {
       max: options.poolMax,
       application_name: options.applicationName,
-      options: `-c search_path=${options.schema},public`,
+      // No JIT: an index lookup whose generic plan Postgres costs high (a customer with many orders in
+      // the statistics) was compiled on every call, 25 ms of LLVM for 0.1 ms of work.
+      options: `-c search_path=${options.schema},public -c jit=off`,
       connectionTimeoutMillis: 5_000,
       idleTimeoutMillis: 30_000,
       // Lets a transaction's BEGIN travel with its first statement (see `begin`).
