@@ -54,3 +54,29 @@ describe("the autovacuum stand-in", () => {
     expect(await analyzedWithin5s()).toBe(true);
   });
 });
+
+describe("the autovacuum stand-in's visits", () => {
+  const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+  const analyzeCount = async () => (await onOwnConnection<{ n: string }>("SELECT analyze_count AS n FROM pg_stat_user_tables WHERE relid = $1::regclass", [TABLE]))[0]?.n;
+
+  it("come once every naptime on one clock across the steps, not restarted by each step", async () => {
+    const visits = new AutovacuumStandIn(databaseUrl, 600);
+    try {
+      await onOwnConnection(`INSERT INTO ${TABLE} SELECT generate_series(1, 5000)`);
+      const before = await analyzeCount();
+      // A step shorter than the naptime: no visit is due yet.
+      let stop = visits.analyzeWhileRunning();
+      await sleep(300);
+      await stop();
+      expect(await analyzeCount()).toBe(before);
+      // The next step begins before the visit is due and runs past it: the visit comes in it.
+      await sleep(100);
+      stop = visits.analyzeWhileRunning();
+      await sleep(500);
+      await stop();
+      expect(Number(await analyzeCount())).toBeGreaterThan(Number(before));
+    } finally {
+      await visits.close();
+    }
+  });
+});

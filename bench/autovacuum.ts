@@ -3,9 +3,6 @@ import { surviveDroppedConnections } from "../services/platform/db.js";
 
 // What autovacuum would do to the run's database, for a Postgres that runs without it.
 
-/** How often tables are checked for statistics gone stale while a step runs. */
-export const ANALYZE_CHECK_MS = 5_000;
-
 /**
  * The tables autovacuum would analyze now: rows changed since the last analyze above
  * `autovacuum_analyze_threshold + autovacuum_analyze_scale_factor × rows` (its rule).
@@ -22,31 +19,59 @@ const STALE_TABLES = `
  * cached plans stay those made for tiny tables (sequential scans of every order, reservation
  * and payment for each batch), a cost no deployed system carries. `vacuum()` does what
  * autovacuum would have done by the start of a step; while a step runs, `analyzeWhileRunning`
- * analyzes each table autovacuum's rule picks, checking every ANALYZE_CHECK_MS.
+ * analyzes each table autovacuum's rule picks, as often as autovacuum visits a database:
+ * once every `autovacuum_naptime`, on one clock for the whole run.
  */
 export class AutovacuumStandIn {
   private readonly pool: pg.Pool;
+  private naptime: Promise<number> | undefined;
+  /** When the next visit is due (Date.now() time), kept across steps as autovacuum's launcher keeps it. */
+  private nextVisitAt: number | undefined;
 
-  constructor(databaseUrl: string) {
+  /** naptimeMs: the time between visits; by default the server's `autovacuum_naptime`. */
+  constructor(databaseUrl: string, naptimeMs?: number) {
     this.pool = surviveDroppedConnections(new pg.Pool({ connectionString: databaseUrl, max: 1, application_name: "orderflow-bench-autovacuum" }));
+    if (naptimeMs !== undefined) this.naptime = Promise.resolve(naptimeMs);
+  }
+
+  /** The time between two visits of the database, in ms. */
+  naptimeMs(): Promise<number> {
+    this.naptime ??= this.pool
+      .query<{ seconds: number }>("SELECT setting::int AS seconds FROM pg_settings WHERE name = 'autovacuum_naptime'")
+      .then(({ rows }) => (rows[0]?.seconds ?? 60) * 1_000);
+    return this.naptime;
   }
 
   async vacuum(): Promise<void> {
     await this.pool.query("VACUUM (ANALYZE)");
   }
 
-  /** Analyzes stale tables until the returned function is called (which waits for a running check). */
+  /**
+   * Analyzes stale tables at each visit that falls due until the returned function is called
+   * (which waits for a running visit). Visits that fell due while no step ran are skipped:
+   * the VACUUM (ANALYZE) before each step did their work.
+   */
   analyzeWhileRunning(): () => Promise<void> {
-    let running: Promise<void> = Promise.resolve();
-    const timer = setInterval(() => {
-      running = running.then(
-        () => this.analyzeStale().then(() => undefined),
-        () => undefined,
-      );
-    }, ANALYZE_CHECK_MS);
-    timer.unref();
+    let stopped = false;
+    let timer: NodeJS.Timeout | undefined;
+    const scheduleNext = (naptime: number): void => {
+      if (stopped) return;
+      const now = Date.now();
+      this.nextVisitAt ??= now + naptime;
+      while (this.nextVisitAt <= now) this.nextVisitAt += naptime;
+      timer = setTimeout(() => {
+        this.nextVisitAt = (this.nextVisitAt ?? Date.now()) + naptime;
+        running = this.analyzeStale().then(
+          () => scheduleNext(naptime),
+          () => scheduleNext(naptime),
+        );
+      }, this.nextVisitAt - now);
+      timer.unref();
+    };
+    let running: Promise<void> = this.naptimeMs().then(scheduleNext, () => undefined);
     return async () => {
-      clearInterval(timer);
+      stopped = true;
+      clearTimeout(timer);
       await running;
     };
   }

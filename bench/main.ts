@@ -14,7 +14,7 @@ import { jetstreamManager } from "@nats-io/jetstream";
 import { connect as connectNats } from "@nats-io/transport-node";
 import { InfraError } from "../tools/infra-error.js";
 import { repoRoot } from "../tools/system.js";
-import { ANALYZE_CHECK_MS, AutovacuumStandIn } from "./autovacuum.js";
+import { AutovacuumStandIn } from "./autovacuum.js";
 import { autovacuumIsOn, waitForQuiet } from "./database.js";
 import { LoadGenerator } from "./generator-process.js";
 import { goalsOf } from "./goals.js";
@@ -105,7 +105,7 @@ async function main(): Promise<void> {
     const autovacuum = Object.keys(options.targets).length === 0 && !(await autovacuumIsOn(endpoints.databaseUrl)) ? new AutovacuumStandIn(endpoints.databaseUrl) : undefined;
     if (autovacuum) {
       cleanups.push(() => autovacuum.close());
-      notes.push(`autovacuum is off on this Postgres: the bench stood in for it — VACUUM (ANALYZE) before each saga step and before the query runs, and during the steps ANALYZE of each table autovacuum's threshold picked (checked every ${ANALYZE_CHECK_MS / 1000} s)`);
+      notes.push(`autovacuum is off on this Postgres: the bench stood in for it — VACUUM (ANALYZE) before each saga step and before the query runs, and during the steps ANALYZE of each table autovacuum's threshold picked (checked once every autovacuum_naptime, ${(await autovacuum.naptimeMs()) / 1000} s, as autovacuum visits a database, on one clock across the steps)`);
     }
     const transports = new TransportRuns(options, generator, endpoints, notes);
     const grpcJs = await transports.bareGrpcJs();
