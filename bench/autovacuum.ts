@@ -54,21 +54,21 @@ export class AutovacuumStandIn {
   analyzeWhileRunning(): () => Promise<void> {
     let stopped = false;
     let timer: NodeJS.Timeout | undefined;
+    let running: Promise<void> = Promise.resolve();
     const scheduleNext = (naptime: number): void => {
       if (stopped) return;
       const now = Date.now();
-      this.nextVisitAt ??= now + naptime;
-      while (this.nextVisitAt <= now) this.nextVisitAt += naptime;
+      let due = this.nextVisitAt ?? now + naptime;
+      while (due <= now) due += naptime;
+      this.nextVisitAt = due;
       timer = setTimeout(() => {
-        this.nextVisitAt = (this.nextVisitAt ?? Date.now()) + naptime;
-        running = this.analyzeStale().then(
-          () => scheduleNext(naptime),
-          () => scheduleNext(naptime),
-        );
-      }, this.nextVisitAt - now);
+        this.nextVisitAt = due + naptime;
+        const next = () => scheduleNext(naptime);
+        running = this.analyzeStale().then(next, next);
+      }, due - now);
       timer.unref();
     };
-    let running: Promise<void> = this.naptimeMs().then(scheduleNext, () => undefined);
+    running = this.naptimeMs().then(scheduleNext, () => undefined);
     return async () => {
       stopped = true;
       clearTimeout(timer);
