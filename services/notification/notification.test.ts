@@ -166,7 +166,7 @@ describe("RecentNotifications", () => {
     await insertNotifications(customer, 2_000);
     const recent = new RecentNotifications(store);
     const positionOf = (statements: Array<{ text: string; values?: unknown[] }>) => statements.find((s) => s.text.includes("created_at >="))?.values?.[2];
-    // No mark yet, then one younger than a second: the read starts from the beginning.
+    // Not started: no mark yet, then one younger than a second; the read starts from the beginning.
     const first = await statementsSent(db.primary, () => recent.createdSince([customer], new Date(Date.now() - 60_000)));
     const second = await statementsSent(db.primary, () => recent.createdSince([customer], new Date()));
     expect([positionOf(first), positionOf(second)]).toEqual(["0", "0"]);
@@ -180,6 +180,20 @@ describe("RecentNotifications", () => {
     const { rows: older } = await db.primary.query<{ n: string }>("SELECT count(*) AS n FROM notifications WHERE seq <= $1", [positionOf([mark!, read!])]);
     expect(Number(older[0]?.n)).toBeGreaterThanOrEqual(2000);
     // Through the customers' index or the numbers' (after ANALYZE, Postgres may prefer the latter).
+    expect(await indexRowsRead(db.primary, read!, ["notifications_by_customer", "notifications_seq_key"])).toBeLessThanOrEqual(1);
+  });
+
+  it("started, reads from its first mark however far back `since` looks: none of the notifications recorded before it began", async () => {
+    const customer = `c-${randomUUID()}`;
+    await insertNotifications(customer, 2_000);
+    const recent = new RecentNotifications(store);
+    await recent.start();
+    const created = concluded(customer);
+    await db.transaction((tx) => recordOutcome(tx, created));
+    let rows: NotificationRow[] = [];
+    // As the hub's first reads: since well before the start, which no mark made since can bound.
+    const [, read] = await statementsSent(db.primary, async () => (rows = await recent.createdSince([customer], new Date(Date.now() - 60_000))));
+    expect(rows.map((row) => row.order_id)).toEqual([created.orderId]);
     expect(await indexRowsRead(db.primary, read!, ["notifications_by_customer", "notifications_seq_key"])).toBeLessThanOrEqual(1);
   });
 });
@@ -205,6 +219,7 @@ describe("NotificationService over RPC", () => {
       for await (const status of listener.status()) statuses.push(status.type);
     })();
     const recent = new RecentNotifications(store);
+    await recent.start();
     hub = new NotificationHub({ nc: listener, logger, createdSince: (c, s) => recent.createdSince(c, s), recheckMs: 300 });
     server = new RpcServer({ services: [bind(NotificationService, notificationApi({ store, hub }))], health: new HealthState([NotificationService.typeName], []), logger, port: 0, host: "127.0.0.1" });
     const port = await server.listen();

@@ -18,8 +18,25 @@ const markMarginMs = 1_000;
 export class RecentNotifications {
   /** Oldest first; the first one may bound the next read, the later ones the reads after. */
   private marks: Array<{ at: number; seq: string }> = [];
+  /**
+   * The newest notification number when this process began (see `start`), "0" before: a read
+   * no mark bounds yet starts there, not from the first notification ever recorded.
+   */
+  private floor = "0";
 
   constructor(private readonly store: Pick<NotificationStore, "createdSince" | "mark">) {}
+
+  /**
+   * Takes the first mark. Call it before any watcher can begin: every notification numbered at
+   * or below it was inserted before then, so it cannot be one a watcher is owed (a watcher gets
+   * what was created after it began), and the hub's first reads, which look further back than
+   * any mark made since, need not read below it.
+   */
+  async start(): Promise<void> {
+    const mark = await this.store.mark();
+    this.floor = mark.seq;
+    this.marks.push({ at: mark.at.getTime(), seq: mark.seq });
+  }
 
   async createdSince(customerIds: string[], since: Date): Promise<NotificationRow[]> {
     const mark = await this.store.mark();
@@ -32,7 +49,7 @@ export class RecentNotifications {
   private positionFor(since: number): string {
     let newest = -1;
     for (let i = 0; i < this.marks.length && this.marks[i]!.at <= since - markMarginMs; i++) newest = i;
-    if (newest < 0) return "0";
+    if (newest < 0) return this.floor;
     this.marks = this.marks.slice(newest);
     return this.marks[0]!.seq;
   }

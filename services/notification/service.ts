@@ -23,6 +23,7 @@ export async function start(context: ServiceContext): Promise<ServiceParts> {
   const store = new NotificationStore(db);
   const bus = await connectBus({ url: config.NATS_URL, name: context.name, logger: context.logger, streamReplicas: config.NATS_STREAM_REPLICAS });
   const recent = new RecentNotifications(store);
+  await recent.start();
   const hub = new NotificationHub({ nc: bus.nc, logger: context.logger, createdSince: (customers, since) => recent.createdSince(customers, since) });
   const stopAnnouncing = announceOverNats(bus.nc);
   const consumer = await startOrderEventsConsumer({ js: bus.js, pool: db.background, schema, logger: context.logger });
