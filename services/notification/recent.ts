@@ -35,14 +35,18 @@ export class RecentNotifications {
   async start(): Promise<void> {
     const mark = await this.store.mark();
     this.floor = mark.seq;
-    this.marks.push({ at: mark.at.getTime(), seq: mark.seq });
+    this.remember(mark);
   }
 
   async createdSince(customerIds: string[], since: Date): Promise<NotificationRow[]> {
     const mark = await this.store.mark();
     const rows = await this.store.createdSince(customerIds, since, this.positionFor(since.getTime()));
-    this.marks.push({ at: mark.at.getTime(), seq: mark.seq });
+    this.remember(mark);
     return rows;
+  }
+
+  private remember(mark: { at: Date; seq: string }): void {
+    this.marks.push({ at: mark.at.getTime(), seq: mark.seq });
   }
 
   /** The number of the newest mark far enough before `since`, forgetting older marks (the hub's `since` only grows). */
