@@ -10,6 +10,7 @@
 //   node scripts/bootstrap.mjs test [args]        vitest run [args]
 //   node scripts/bootstrap.mjs bench [args]       the benchmark (dist/bench/main.js)
 //   node scripts/bootstrap.mjs bench-runs [dir]   the table of kept full runs (dist/bench/full-runs-cli.js)
+//   node scripts/bootstrap.mjs bench-report <json> [svg]   a saved result's report and plot (dist/bench/report-cli.js)
 //   node scripts/bootstrap.mjs dlq [args]         dead letters (dist/tools/dlq.js)
 //   node scripts/bootstrap.mjs build              install + compile only
 import { spawn, spawnSync } from "node:child_process";
@@ -27,6 +28,7 @@ const programs = {
   start: { file: "dist/tools/start.js", nodeFlags: ["--enable-source-maps"] },
   bench: { file: "dist/bench/main.js", nodeFlags: [] },
   "bench-runs": { file: "dist/bench/full-runs-cli.js", nodeFlags: [] },
+  "bench-report": { file: "dist/bench/report-cli.js", nodeFlags: [] },
   dlq: { file: "dist/tools/dlq.js", nodeFlags: [] },
 };
 const commands = new Set([...Object.keys(programs), "test", "build"]);

@@ -15,9 +15,9 @@ const outDir = mkdtempSync(join(tmpdir(), "orderflow-bench-smoke-"));
 
 afterAll(() => rmSync(outDir, { recursive: true, force: true }));
 
-function runBench(args: string[], env: NodeJS.ProcessEnv): Promise<{ code: number | null; output: string }> {
+function runCompiled(program: string, args: string[], env: NodeJS.ProcessEnv): Promise<{ code: number | null; output: string }> {
   return new Promise((resolve) => {
-    const child = spawn(process.execPath, [join(root, "dist", "bench", "main.js"), ...args], { cwd: root, env, stdio: ["ignore", "pipe", "pipe"] });
+    const child = spawn(process.execPath, [join(root, "dist", "bench", program), ...args], { cwd: root, env, stdio: ["ignore", "pipe", "pipe"] });
     let output = "";
     child.stdout.on("data", (chunk: Buffer) => (output += chunk.toString()));
     child.stderr.on("data", (chunk: Buffer) => (output += chunk.toString()));
@@ -30,7 +30,7 @@ describe("npm run bench -- --smoke", () => {
     const infra = sharedInfra();
     const env: NodeJS.ProcessEnv = { ...process.env, DATABASE_URL: infra.databaseUrl, REDIS_URL: infra.redisUrl, NATS_URL: infra.natsUrl };
     delete env["NODE_OPTIONS"];
-    const { code, output } = await runBench(["--smoke", "--out", outDir], env);
+    const { code, output } = await runCompiled("main.js", ["--smoke", "--out", outDir], env);
     if (code !== 0) process.stderr.write(`---- bench output ----\n${output}\n---- end ----\n`);
     expect(code).toBe(0);
 
@@ -75,5 +75,13 @@ describe("npm run bench -- --smoke", () => {
     expect(output).toContain("The goal, on this machine in this run");
     expect(output).toContain("CPU per concluded saga");
     expect(output).toContain("end-to-end p99 second by second");
+
+    // `npm run bench:report` gives a kept result's report and plot as the run made them.
+    const replotted = join(outDir, "replotted.svg");
+    const report = await runCompiled("report-cli.js", [latest, replotted], env);
+    expect(report.code).toBe(0);
+    expect(report.output).toContain("The goal, on this machine in this run");
+    expect(output).toContain(report.output);
+    expect(readFileSync(replotted, "utf8")).toBe(readFileSync(join(outDir, "latency-vs-load.svg"), "utf8"));
   });
 });
