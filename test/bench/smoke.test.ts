@@ -1,6 +1,7 @@
 // Keeps `npm run bench` from rotting: runs it with --smoke (a few seconds of tiny
 // load against its own copy of the system) into a temporary folder and checks
-// only that it produced complete, well-formed results — never the figures.
+// only that it produced complete, well-formed results — never the figures — and that
+// `npm run bench:report` gives them back as the run printed and drew them.
 import { spawn } from "node:child_process";
 import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
