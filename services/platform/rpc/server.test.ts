@@ -1,7 +1,7 @@
 import { connect } from "node:http2";
 import { request } from "node:http";
-import { createConnection } from "node:net";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { createConnection, Socket } from "node:net";
+import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
 import { Health, HealthCheckResponse_ServingStatus as Status } from "../../../gen/grpc/health/v1/health_pb.js";
 import { uncaughtDuring } from "../../../test/support/uncaught.js";
 import { createLogger } from "../logger.js";
@@ -9,9 +9,10 @@ import { serviceClient } from "./client.js";
 import { HealthState } from "./health.js";
 import { RpcServer, type RpcTransport } from "./server.js";
 
-function http1Json(port: number, path: string, body: string): Promise<{ version: string; body: string }> {
+/** One Connect call over HTTP/1.1; `agent: false` makes it on a connection of its own. */
+function http1Json(port: number, path: string, body: string, agent?: false): Promise<{ version: string; body: string }> {
   return new Promise((resolve, reject) => {
-    const req = request({ host: "127.0.0.1", port, path, method: "POST", headers: { "content-type": "application/json" } }, (res) => {
+    const req = request({ host: "127.0.0.1", port, path, method: "POST", headers: { "content-type": "application/json" }, ...(agent === false ? { agent } : {}) }, (res) => {
       let data = "";
       res.on("data", (chunk: Buffer) => (data += chunk.toString()));
       res.on("end", () => resolve({ version: res.httpVersion, body: data }));
@@ -65,6 +66,22 @@ describe.each<RpcTransport>(["grpc-js", "connect"])("RpcServer with transport %s
   it.runIf(transport === "connect")("serves Connect over h2c too", async () => {
     const body = await h2cRequest(port, "/grpc.health.v1.Health/Check", "application/json", "{}");
     expect(body.body).toBe('{"status":"SERVING"}');
+  });
+
+  it("turns Nagle's algorithm off on the connections it accepts, HTTP/1.1 ones too", async () => {
+    const original = Socket.prototype.setNoDelay;
+    // The server's side of a connection is the socket whose local port is the server's.
+    const onServerSide: Array<boolean | undefined> = [];
+    const setNoDelay = vi.spyOn(Socket.prototype, "setNoDelay").mockImplementation(function (this: Socket, noDelay?: boolean) {
+      if (this.localPort === port) onServerSide.push(noDelay);
+      return original.call(this, noDelay);
+    });
+    try {
+      await http1Json(port, "/grpc.health.v1.Health/Check", "{}", false);
+    } finally {
+      setNoDelay.mockRestore();
+    }
+    expect(onServerSide).toContain(true);
   });
 
   it("outlives clients that reset their connection before sending a byte (probes, scanners)", async () => {
