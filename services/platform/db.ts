@@ -3,8 +3,14 @@ import pg from "pg";
 
 export type Pool = pg.Pool;
 export type PoolClient = pg.PoolClient;
+export type QueryConfig = pg.QueryConfig;
+export type QueryResultRow = pg.QueryResultRow;
 /** Anything that runs a query: a pool or a client inside a transaction. */
 export type Queryable = Pick<pg.Pool, "query">;
+/** Anything that runs one statement given whole: a pool, a client, a `Lane`'s sender. */
+export interface Statements {
+  query<R extends pg.QueryResultRow>(config: pg.QueryConfig): Promise<pg.QueryResult<R>>;
+}
 
 const statements = new Map<string, { name: string; text: string }>();
 

@@ -6,7 +6,7 @@ import { Decision, FraudAssessedSchema } from "../../../gen/orderflow/fraud/v1/f
 import { OrderStatus } from "../../../gen/orderflow/order/v1/order_pb.js";
 import { testDatabasePrefix } from "../../../test/support/names.js";
 import { dropDatabase, ensureDatabase, withDatabase } from "../../../tools/databases.js";
-import { recordingStatements } from "../../platform/bus/testkit.js";
+import { recordingPool } from "../../platform/bus/testkit.js";
 import { Database } from "../../platform/db.js";
 import { createLogger } from "../../platform/logger.js";
 import { migrate } from "../../platform/migrate.js";
@@ -186,7 +186,7 @@ describe("the deadline sweep", () => {
     expect(await watcher.sweep()).toBe(2);
     expect([await commandsFor(deferred), await commandsFor(resent)]).toEqual([[], ["fraud.cmd.assess"]]);
 
-    const { db: counting, statements } = recordingStatements(database().primary);
+    const { db: counting, statements } = recordingPool(database().primary);
     const applier = new ReplyApplier(counting, { stepTimeoutMs: 1_000 }, ordersSchema, inFlight);
     await Promise.all([deferred, resent].map((orderId) => applier.apply(create(FraudAssessedSchema, { orderId, decision: Decision.APPROVE }))));
     expect(statements).toHaveLength(1); // one guarded write for both, no read, nothing decided again

@@ -1,11 +1,13 @@
 import type { Message } from "@bufbuild/protobuf";
 import { batchPerTurn } from "../../platform/batch-per-turn.js";
 import { currentTraceHeaders, type OutgoingMessage } from "../../platform/bus/index.js";
-import type { Queryable } from "../../platform/db.js";
+import type { QueryConfig, Queryable, QueryResultRow, Statements } from "../../platform/db.js";
+import { type Connections, Lane } from "../../platform/lane.js";
 import { sagaMetrics } from "./metrics.js";
 import { decide, readReply, type Reply } from "./orchestrator.js";
 import { type Advance, planAdvance, readSagaOrders, type SagaOrder, type SagaTiming } from "./state.js";
 import { InFlightOrders } from "./in-flight.js";
+import { sagaRevisionOf } from "./revision.js";
 import { type Transition, writeTransitionsIfUnchanged } from "./transitions.js";
 
 /** The durable consumer through which the order service takes a domain's replies. */
@@ -24,6 +26,30 @@ interface IncomingReply {
 /** Reads and writes of one batch before its replies whose orders keep changing are handed back. */
 const MAX_ROUNDS = 5;
 
+/** An application of a batch's replies to some orders, under way: what later replies to those orders build on. */
+interface Underway {
+  /** Settles once the replies are applied (never rejects). */
+  done: Promise<void>;
+  /** The orders as its first write is to leave them, each with the revision that write gives it; settles before that write is sent. */
+  planned: Promise<ReadonlyMap<string, SagaOrder>>;
+  /** The connection its last write went out on. */
+  lane?: Lane;
+}
+
+/** What one application's rounds build on and tell. */
+interface Lineage {
+  /** The orders as earlier applications still under way are to leave them. */
+  assumed: ReadonlyMap<string, SagaOrder>;
+  /** The connection to send the write on, behind theirs. */
+  behind(): Lane | undefined;
+  /** Records the connection this one's write went out on. */
+  sent(lane: Lane): void;
+  /** Tells later applications the orders as this one's write is to leave them. */
+  announce(orders: ReadonlyMap<string, SagaOrder>): void;
+  /** Whether no later application builds on this one's write to the order. */
+  latest(orderId: string): boolean;
+}
+
 /**
  * Applies participants' replies to their orders. The replies of one turn of the event loop
  * are one batch: one statement reads their orders (no lock, no transaction), the state
@@ -37,15 +63,15 @@ const MAX_ROUNDS = 5;
  */
 export class ReplyApplier {
   private readonly batches = batchPerTurn<IncomingReply, null>((replies) => this.applyMany(replies), 200);
-  /** Per order, the application under way of an earlier batch's replies to it. */
-  private readonly writing = new Map<string, Promise<void>>();
+  /** Per order, the latest application under way of a batch's replies to it. */
+  private readonly underway = new Map<string, Underway>();
 
   /**
    * `outboxSchema`: the schema whose outbox takes the commands (the orders schema);
    * `inFlight`: the orders this replica wrote last, decided on without a read.
    */
   constructor(
-    private readonly q: Queryable,
+    private readonly pool: Queryable & Connections,
     private readonly timing: SagaTiming,
     private readonly outboxSchema: string,
     private readonly inFlight = new InFlightOrders(),
@@ -59,41 +85,78 @@ export class ReplyApplier {
   }
 
   /**
-   * Applies a turn's replies. Those to orders an earlier batch is still writing wait for that
-   * write, then are decided on the order as it left it: the replies of one saga's checks,
-   * which run side by side and answer together, would otherwise be decided on the same
-   * revision in two batches, and the later write would fail its guard and pay a read and a
-   * write more. The others go at once.
+   * Applies a turn's replies. The replies of one saga's checks, which run side by side, answer
+   * within moments of each other: those to orders an earlier batch is still writing are decided
+   * on the orders as that write is to leave them, and their write is sent at once, in a
+   * statement of their own, on the connection of that write (see `Lane`). Postgres runs it as
+   * soon as that write has committed, with no round trip between, and its guard finds the
+   * revision that write left. Should that write fail — or, for orders of several earlier
+   * writes, one on another connection not have reached its row yet — the guard fails, and
+   * those replies are decided again once the earlier batch is done. The others go at once.
    */
   private async applyMany(replies: readonly IncomingReply[]): Promise<(null | Error)[]> {
     const results: (null | Error)[] = replies.map(() => null);
-    const now: number[] = [];
-    const later: number[] = [];
-    const earlier = new Set<Promise<void>>();
+    const fresh: number[] = [];
+    const following: number[] = [];
+    const earlier = new Map<string, Underway>();
     replies.forEach((reply, index) => {
-      const writing = this.writing.get(reply.orderId);
-      if (writing) earlier.add(writing);
-      (writing ? later : now).push(index);
+      const underway = this.underway.get(reply.orderId);
+      if (underway) earlier.set(reply.orderId, underway);
+      (underway ? following : fresh).push(index);
     });
-    const run = (indexes: number[], after?: Promise<unknown>): Promise<void> => {
-      if (indexes.length === 0) return Promise.resolve();
-      const done = (async () => {
-        await after;
-        await this.applyInRounds(replies, indexes, results);
-      })();
-      this.markWriting(indexes.map((index) => replies[index]!.orderId), done);
-      return done;
-    };
-    await Promise.all([run(now), run(later, Promise.all(earlier))]);
+    await Promise.all([this.start(replies, fresh, results, new Map()), this.start(replies, following, results, earlier)]);
     return results;
   }
 
-  /** Decides and writes the replies at `indexes`, deciding again those whose orders changed meanwhile; fills in `results`. */
-  private async applyInRounds(replies: readonly IncomingReply[], indexes: readonly number[], results: (null | Error)[]): Promise<void> {
+  /** Applies the replies at `indexes` on what `earlier` applications are writing; later replies to their orders build on this one. */
+  private start(replies: readonly IncomingReply[], indexes: readonly number[], results: (null | Error)[], earlier: ReadonlyMap<string, Underway>): Promise<void> {
+    if (indexes.length === 0) return Promise.resolve();
+    let announce: (orders: ReadonlyMap<string, SagaOrder>) => void = () => undefined;
+    let finish: () => void = () => undefined;
+    const underway: Underway = {
+      planned: new Promise((resolve) => (announce = resolve)),
+      done: new Promise((resolve) => (finish = resolve)),
+    };
+    const orderIds = [...new Set(indexes.map((index) => replies[index]!.orderId))];
+    for (const orderId of orderIds) this.underway.set(orderId, underway);
+    const latest = (orderId: string): boolean => this.underway.get(orderId) === underway;
+    const behind = (): Lane | undefined => [...earlier.values()].find((e) => e.lane)?.lane;
+    const sent = (lane: Lane): void => {
+      underway.lane = lane;
+    };
+    void (async () => {
+      try {
+        const assumed = await this.plannedBy(earlier);
+        await this.applyInRounds(replies, indexes, results, { assumed, announce, latest, behind, sent }, earlier);
+      } finally {
+        announce(new Map());
+        for (const orderId of orderIds) if (latest(orderId)) this.underway.delete(orderId);
+        finish();
+      }
+    })();
+    return underway.done;
+  }
+
+  /** The orders as the applications in `earlier` are to leave them. */
+  private async plannedBy(earlier: ReadonlyMap<string, Underway>): Promise<Map<string, SagaOrder>> {
+    const assumed = new Map<string, SagaOrder>();
+    for (const [orderId, underway] of earlier) {
+      const order = (await underway.planned).get(orderId);
+      if (order) assumed.set(orderId, order);
+    }
+    return assumed;
+  }
+
+  /**
+   * Decides and writes the replies at `indexes`, deciding again those whose orders changed
+   * meanwhile (once the `earlier` applications to them are done); fills in `results`.
+   */
+  private async applyInRounds(replies: readonly IncomingReply[], indexes: readonly number[], results: (null | Error)[], lineage: Lineage, earlier: ReadonlyMap<string, Underway>): Promise<void> {
     let pending = indexes;
     for (let round = 0; round < MAX_ROUNDS && pending.length > 0; round++) {
       try {
-        pending = await this.round(replies, pending);
+        pending = await this.round(replies, pending, round === 0 ? lineage : { ...lineage, assumed: new Map() });
+        if (round === 0) await Promise.all(pending.map((index) => earlier.get(replies[index]!.orderId)?.done));
       } catch (error) {
         const failure = error instanceof Error ? error : new Error(String(error));
         for (const index of pending) results[index] = failure;
@@ -103,31 +166,23 @@ export class ReplyApplier {
     for (const index of pending) results[index] = new Error(`order ${replies[index]?.orderId} kept changing while its reply was applied; will retry`);
   }
 
-  /** Makes later batches' replies to `orderIds` wait for `done` (which never rejects). */
-  private markWriting(orderIds: readonly string[], done: Promise<void>): void {
-    for (const orderId of orderIds) this.writing.set(orderId, done);
-    void done.then(() => {
-      for (const orderId of orderIds) if (this.writing.get(orderId) === done) this.writing.delete(orderId);
-    });
-  }
-
-  /** The replies' orders: as this replica last wrote them, the others read from Postgres. */
-  private async ordersOf(orderIds: readonly string[]): Promise<{ orders: Map<string, SagaOrder>; remembered: Set<string> }> {
+  /** The replies' orders: as earlier applications are to leave them, as this replica last wrote them, the others read from Postgres. */
+  private async ordersOf(orderIds: readonly string[], assumed: ReadonlyMap<string, SagaOrder>): Promise<{ orders: Map<string, SagaOrder>; remembered: Set<string> }> {
     const orders = new Map<string, SagaOrder>();
     const unknown: string[] = [];
     for (const orderId of orderIds) {
-      const order = this.inFlight.get(orderId);
+      const order = assumed.get(orderId) ?? this.inFlight.get(orderId);
       if (order) orders.set(orderId, order);
       else unknown.push(orderId);
     }
     const remembered = new Set(orders.keys());
-    if (unknown.length > 0) for (const order of await readSagaOrders(this.q, unknown)) orders.set(order.orderId, order);
+    if (unknown.length > 0) for (const order of await readSagaOrders(this.pool, unknown)) orders.set(order.orderId, order);
     return { orders, remembered };
   }
 
   /** Decides and writes the replies at `indexes`; returns those to decide again on their orders read afresh. */
-  private async round(replies: readonly IncomingReply[], indexes: readonly number[]): Promise<number[]> {
-    const { orders, remembered } = await this.ordersOf(indexes.map((i) => replies[i]!.orderId));
+  private async round(replies: readonly IncomingReply[], indexes: readonly number[], lineage: Lineage): Promise<number[]> {
+    const { orders, remembered } = await this.ordersOf(indexes.map((i) => replies[i]!.orderId), lineage.assumed);
     const revisions = new Map([...orders].map(([orderId, order]) => [orderId, order.revision]));
     const planned: Array<{ index: number; advance: Advance }> = [];
     const transitions: Transition[] = [];
@@ -148,7 +203,16 @@ export class ReplyApplier {
       // The commands a reply causes continue the reply's trace.
       messages.push(...advance.messages.map((m) => ({ ...m, headers: { ...incoming.trace, ...m.headers } })));
     }
-    const written = await writeTransitionsIfUnchanged(this.q, { outboxSchema: this.outboxSchema, revisions, transitions, messages }, this.timing.stepTimeoutMs);
+    const changing = new Set(planned.map((p) => p.advance.order.orderId));
+    lineage.announce(new Map([...orders].map(([orderId, order]) => [orderId, changing.has(orderId) ? { ...order, revision: sagaRevisionOf(order) } : order])));
+    const lane: Statements = {
+      query: <R extends QueryResultRow>(config: QueryConfig) => {
+        const sent = Lane.query<R>(this.pool, config, lineage.behind());
+        lineage.sent(sent.lane);
+        return sent.result;
+      },
+    };
+    const written = await writeTransitionsIfUnchanged(lane, { outboxSchema: this.outboxSchema, revisions, transitions, messages }, this.timing.stepTimeoutMs);
     const changedMeanwhile = new Set<number>();
     for (const { index, advance } of planned) {
       if (written.has(advance.order.orderId)) advance.record();
@@ -161,7 +225,9 @@ export class ReplyApplier {
     for (const orderId of [...stale, ...unsure]) this.inFlight.forget(orderId);
     for (const [orderId, revision] of written) {
       const order = orders.get(orderId);
-      if (order) this.inFlight.remember({ ...order, revision });
+      // A later application builds on this write and keeps what it writes.
+      if (order && lineage.latest(orderId)) this.inFlight.remember({ ...order, revision });
+      else this.inFlight.forget(orderId);
     }
     const again = indexes.filter((index) => stale.has(replies[index]!.orderId) || unsure.has(replies[index]!.orderId));
     for (const index of again) if (stale.has(replies[index]!.orderId)) sagaMetrics.redecidedReplies.inc({ type: replies[index]!.type });

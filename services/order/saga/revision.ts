@@ -1,3 +1,6 @@
+import type { OrderStatus } from "../../../gen/orderflow/order/v1/order_pb.js";
+import { statusName } from "../domain/status.js";
+
 /**
  * An order's saga revision as SQL (of the row, or of `alias`'s row): what a reply's decision
  * depends on besides the order's fixed contents — status, version, the steps awaited and the
@@ -9,4 +12,11 @@
 export function sagaRevision(alias?: string): string {
   const column = (name: string): string => (alias ? `${alias}.${name}` : name);
   return `concat_ws('/', ${column("status")}, ${column("version")}, array_to_string(${column("awaiting")}, ','), ${column("compensate_to")})`;
+}
+
+/** The saga revision `sagaRevision` reads from the row a transition writes for an order in this state. */
+export function sagaRevisionOf(order: { status: OrderStatus; version: bigint; awaiting: readonly string[]; compensateTo: OrderStatus | undefined }): string {
+  // The row keeps no compensation target once nothing is awaited (see `planAdvance`).
+  const compensateTo = order.awaiting.length > 0 && order.compensateTo !== undefined ? [statusName(order.compensateTo)] : [];
+  return [statusName(order.status), order.version.toString(), order.awaiting.join(","), ...compensateTo].join("/");
 }

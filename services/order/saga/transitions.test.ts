@@ -7,17 +7,19 @@ import { Decision, FraudAssessedSchema } from "../../../gen/orderflow/fraud/v1/f
 import { ReserveStockSchema, StockReservedSchema } from "../../../gen/orderflow/inventory/v1/saga_pb.js";
 import { OrderStatus } from "../../../gen/orderflow/order/v1/order_pb.js";
 import { PaymentChargedSchema } from "../../../gen/orderflow/payment/v1/payment_pb.js";
-import { recordingStatements, useTraceContext } from "../../platform/bus/testkit.js";
+import { recordingPool, useTraceContext } from "../../platform/bus/testkit.js";
 import type { Database } from "../../platform/db.js";
 import { OrderStore } from "../store.js";
 import { onOrdersChanged } from "./changes.js";
 import { InFlightOrders } from "./in-flight.js";
 import { ReplyApplier } from "./replies.js";
 import { sagaStart } from "./start.js";
-import type { SagaOrder } from "./state.js";
+import { decide, type Reply } from "./orchestrator.js";
+import { sagaRevisionOf } from "./revision.js";
+import { planAdvance, readSagaOrders, type SagaOrder } from "./state.js";
 import { useOrderSchema } from "../../../test/support/order-schema.js";
 import { sagaOrder } from "../../../test/support/saga-order.js";
-import { type Transition, writeTransitions } from "./transitions.js";
+import { type Transition, writeTransitions, writeTransitionsIfUnchanged } from "./transitions.js";
 
 const orderSchema = useOrderSchema("transitions");
 const schema = orderSchema.schema;
@@ -38,6 +40,15 @@ async function pendingOrder(): Promise<string> {
     [orderId],
   );
   return orderId;
+}
+
+/** An order placed as CreateOrder places it: awaiting the fraud check, the reservation and the charge. */
+async function placedOrder(inFlight = new InFlightOrders()): Promise<string> {
+  const { order } = await new OrderStore(db).create(
+    { customerId: "c1", priced: { lines: [{ sku: "SKU-1", quantity: 1n, unitPriceMinor: 100n }], totalMinor: 100n, currency: "USD" }, idempotencyKey: undefined, requestHash: undefined },
+    { ...sagaStart(timing, inFlight), outboxSchema: schema },
+  );
+  return order.orderId;
 }
 
 const fraud = (orderId: string, decision: Decision): Message => create(FraudAssessedSchema, { orderId, decision, reasons: decision === Decision.APPROVE ? [] : ["blocked"] });
@@ -72,7 +83,7 @@ describe("a batch of saga replies", () => {
     const [a, b] = [await pendingOrder(), await pendingOrder()];
     const notices: string[] = [];
     const unregister = onOrdersChanged((orderIds) => notices.push(...orderIds));
-    const { db: counting, statements } = recordingStatements(db.primary);
+    const { db: counting, statements } = recordingPool(db.primary);
     try {
       const applier = new ReplyApplier(counting, timing, schema);
       // One turn of the event loop. Order a: approved, then reserved (two changes of one
@@ -259,7 +270,7 @@ describe("the orders a replica wrote last (InFlightOrders)", () => {
     expect(placed.map((m) => m.subject)).toEqual(["fraud.cmd.assess", "inventory.cmd.reserve", "payment.cmd.charge"]);
     expect(fromBinary(ReserveStockSchema, placed[1]!.payload).lines.map((l) => `${l.sku}×${l.quantity}`)).toEqual(["SKU-1×2"]);
 
-    const { db: counting, statements } = recordingStatements(db.primary);
+    const { db: counting, statements } = recordingPool(db.primary);
     const applier = new ReplyApplier(counting, timing, schema, inFlight);
     await applier.apply(fraud(fraudFirst, Decision.APPROVE));
     await applier.apply(reserved(fraudFirst));
@@ -289,7 +300,7 @@ describe("the orders a replica wrote last (InFlightOrders)", () => {
       { customerId: "c1", priced: { lines: [{ sku: "SKU-1", quantity: 1n, unitPriceMinor: 100n }], totalMinor: 100n, currency: "USD" }, idempotencyKey: undefined, requestHash: undefined },
       { ...sagaStart(timing, inFlight), outboxSchema: schema },
     );
-    const { db: counting, statements } = recordingStatements(db.primary);
+    const { db: counting, statements } = recordingPool(db.primary);
     const applier = new ReplyApplier(counting, timing, schema, inFlight);
     const nextTurn = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
     // Each reply comes a turn after the one before, while that one's batch is being written.
@@ -302,6 +313,61 @@ describe("the orders a replica wrote last (InFlightOrders)", () => {
     expect(statements).toHaveLength(3); // one write per reply
     expect((await orderRows([order.orderId])).get(order.orderId)).toMatchObject({ status: "CONFIRMED", version: "4", awaiting: [] });
     expect(await historyOf(order.orderId)).toEqual(["UNSPECIFIED>PENDING", "PENDING>FRAUD_APPROVED", "FRAUD_APPROVED>STOCK_RESERVED", "STOCK_RESERVED>CONFIRMED"]);
+  });
+
+  it("send a reply's write behind its order's write still under way, decided on what that write is to leave: each sent before the one before is answered, one write each", async () => {
+    const inFlight = new InFlightOrders();
+    const orderId = await placedOrder(inFlight);
+    const { db: counting, statements } = recordingPool(db.primary);
+    const applier = new ReplyApplier(counting, timing, schema, inFlight);
+    const other = await db.primary.connect();
+    try {
+      // Another transaction holds the order's row: the first write waits for it in Postgres.
+      await other.query("BEGIN");
+      await other.query("SELECT 1 FROM orders WHERE order_id = $1 FOR UPDATE", [orderId]);
+      const applied = [applier.apply(fraud(orderId, Decision.APPROVE))];
+      await expect.poll(() => statements.length).toBe(1);
+      applied.push(applier.apply(reserved(orderId)));
+      await expect.poll(() => statements.length).toBe(2);
+      applied.push(applier.apply(charged(orderId)));
+      await expect.poll(() => statements.length).toBe(3);
+      await other.query("COMMIT");
+      await Promise.all(applied);
+    } finally {
+      other.release();
+    }
+    expect(statements).toHaveLength(3);
+    expect((await orderRows([orderId])).get(orderId)).toMatchObject({ status: "CONFIRMED", version: "4", awaiting: [] });
+    expect(await historyOf(orderId)).toEqual(["UNSPECIFIED>PENDING", "PENDING>FRAUD_APPROVED", "FRAUD_APPROVED>STOCK_RESERVED", "STOCK_RESERVED>CONFIRMED"]);
+    expect((await outbox([orderId])).map((m) => m.subject)).toEqual(["fraud.cmd.assess", "inventory.cmd.reserve", "payment.cmd.charge", "order.evt.confirmed"]);
+    expect(inFlight.get(orderId)).toBeUndefined();
+  });
+
+  it("decide a reply sent behind a write that failed again, on the order as it now stands", async () => {
+    const inFlight = new InFlightOrders();
+    const orderId = await placedOrder(inFlight);
+    const { db: counting, statements } = recordingPool(db.primary);
+    const applier = new ReplyApplier(counting, timing, schema, inFlight);
+    const other = await db.primary.connect();
+    try {
+      // Another transaction cancels the order and holds the row until it commits.
+      await other.query("BEGIN");
+      await other.query("UPDATE orders SET status = 'CANCELLED', awaiting = '{}', version = version + 1, step_deadline = NULL WHERE order_id = $1", [orderId]);
+      const applied = [applier.apply(fraud(orderId, Decision.APPROVE))];
+      await expect.poll(() => statements.length).toBe(1);
+      applied.push(applier.apply(reserved(orderId)));
+      await expect.poll(() => statements.length).toBe(2);
+      await other.query("COMMIT");
+      await Promise.all(applied);
+    } finally {
+      other.release();
+    }
+    // Both writes fail their guards; each reply is read again and found late: nothing changes.
+    expect(statements).toHaveLength(4);
+    expect((await orderRows([orderId])).get(orderId)).toMatchObject({ status: "CANCELLED", version: "2", awaiting: [] });
+    expect(await historyOf(orderId)).toEqual(["UNSPECIFIED>PENDING"]);
+    expect((await outbox([orderId])).map((m) => m.subject)).toEqual(["fraud.cmd.assess", "inventory.cmd.reserve", "payment.cmd.charge"]);
+    expect(inFlight.get(orderId)).toBeUndefined();
   });
 
   it("with the reservation after the fraud check (a rolling upgrade's setting), place orders as earlier versions did", async () => {
@@ -352,5 +418,49 @@ describe("the orders a replica wrote last (InFlightOrders)", () => {
     expect([inFlight.get("a")?.awaiting, inFlight.get("b"), inFlight.get("c")?.awaiting]).toEqual([["reserve"], undefined, ["fraud"]]);
     inFlight.remember(order("a", []));
     expect([inFlight.get("a"), inFlight.size]).toEqual([undefined, 1]);
+  });
+});
+
+describe("the saga revision", () => {
+  const waitingForLocks = async (): Promise<number | undefined> =>
+    (await db.primary.query<{ n: number }>("SELECT count(*)::int AS n FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND datname = current_database()")).rows[0]?.n;
+
+  it("worked out for the state a write is to leave is the one Postgres reads from the row it writes, through a compensation", async () => {
+    const orderId = await placedOrder();
+    let [order] = await readSagaOrders(db.primary, [orderId]);
+    const replies: Reply[] = [{ kind: "reserved" }, { kind: "charged" }, { kind: "fraud", approved: false, reason: "blocked" }, { kind: "released" }, { kind: "refunded" }];
+    const seen: string[] = [];
+    for (const reply of replies) {
+      const advance = planAdvance(order!, decide(order!, reply)!);
+      const written = await writeTransitionsIfUnchanged(db.primary, { outboxSchema: schema, revisions: new Map([[orderId, order!.revision]]), transitions: advance.transitions, messages: [] }, timing.stepTimeoutMs);
+      expect(written.get(orderId)).toBe(sagaRevisionOf(advance.order));
+      order = { ...advance.order, revision: written.get(orderId)! };
+      seen.push(order.revision);
+    }
+    // Through a compensation (awaiting the release and the refund, then REJECTED) and every shape of the revision.
+    expect(seen).toEqual(["PENDING/1/fraud,charge", "PENDING/1/fraud", "PENDING/1/release,refund/REJECTED", "PENDING/1/refund/REJECTED", "REJECTED/2/"]);
+  });
+
+  it("guards a write by the row it locked: a write that waited for another's lock finds what that one committed, not the row as its statement began", async () => {
+    const orderId = await pendingOrder();
+    const [pending] = await readSagaOrders(db.primary, [orderId]);
+    const approved = planAdvance(pending!, decide(pending!, { kind: "fraud", approved: true, reason: "" })!);
+    const stockReserved = planAdvance(approved.order, decide(approved.order, { kind: "reserved" })!);
+    const other = await db.primary.connect();
+    let written: Map<string, string>;
+    try {
+      await other.query("BEGIN");
+      await writeTransitionsIfUnchanged(other, { outboxSchema: schema, revisions: new Map([[orderId, pending!.revision]]), transitions: approved.transitions, messages: [] }, timing.stepTimeoutMs);
+      // Decided on what the approval is to leave, sent on another connection while it is not committed.
+      const writing = writeTransitionsIfUnchanged(db.primary, { outboxSchema: schema, revisions: new Map([[orderId, sagaRevisionOf(approved.order)]]), transitions: stockReserved.transitions, messages: [] }, timing.stepTimeoutMs);
+      await expect.poll(waitingForLocks, { timeout: 5_000 }).toBe(1);
+      await other.query("COMMIT");
+      written = await writing;
+    } finally {
+      other.release();
+    }
+    expect(written.get(orderId)).toBe(sagaRevisionOf(stockReserved.order));
+    expect((await orderRows([orderId])).get(orderId)).toMatchObject({ status: "STOCK_RESERVED", version: "3", awaiting: ["charge"] });
+    expect(await historyOf(orderId)).toEqual(["PENDING>FRAUD_APPROVED", "FRAUD_APPROVED>STOCK_RESERVED"]);
   });
 });

@@ -1,5 +1,5 @@
 import { foldOutbox, type OutgoingMessage, outboxWritten, type WrittenRow } from "../../platform/bus/index.js";
-import { afterCommit, type PoolClient, prepared, type Queryable } from "../../platform/db.js";
+import { afterCommit, type PoolClient, prepared, type Statements } from "../../platform/db.js";
 import { ordersChanged } from "./changes.js";
 import { sagaRevision } from "./revision.js";
 
@@ -28,18 +28,21 @@ interface OrderUpdate {
 
 /**
  * The statement that writes a batch of transitions. Guarded, each order's update applies
- * only if the order is still at the saga revision its transitions were decided on (`$16`,
- * see `sagaRevision`); an order whose saga moved on since gets no update and no history, and
- * the statement returns the orders it updated. The rows are locked in order of id first, so
- * two writes meeting the same orders cannot deadlock, whatever join the planner picks for
- * the update (a hash join over a small table locks in the table's physical order).
+ * only if the order is at the saga revision its transitions were decided on (`$16`, see
+ * `sagaRevision`) once its row is locked; an order whose saga is elsewhere gets no update and
+ * no history, and the statement returns the orders it updated. The revision compared is the
+ * locked row's: a write that waited for another's lock sees what that one committed, not the
+ * row as its statement began, so a write decided on the state an earlier write is making can
+ * be sent while that one runs. The rows are locked in order of id first, so two writes
+ * meeting the same orders cannot deadlock, whatever join the planner picks for the update
+ * (a hash join over a small table locks in the table's physical order).
  */
 function writeSql(guarded: boolean): string {
   return `WITH t AS (
    SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[], $6::int[], $7::bool[], $8::bool[], $14::bool[], $15::bool[]${guarded ? ", $16::text[]" : ""})
      AS t(order_id, status, reason, awaiting, compensate_to, bump, started, concluded, stock_reserved, charged${guarded ? ", revision" : ""})
  ), locked AS MATERIALIZED (
-   SELECT order_id FROM orders WHERE order_id IN (SELECT order_id FROM t) ORDER BY order_id FOR UPDATE
+   SELECT order_id${guarded ? `, ${sagaRevision()} AS revision` : ""} FROM orders WHERE order_id IN (SELECT order_id FROM t) ORDER BY order_id FOR UPDATE
  ), updated AS (
    UPDATE orders o SET status = t.status, status_reason = t.reason, awaiting = string_to_array(t.awaiting, ','),
      compensate_to = t.compensate_to, stock_reserved = t.stock_reserved, charged = t.charged, version = o.version + t.bump, updated_at = now(),
@@ -47,7 +50,7 @@ function writeSql(guarded: boolean): string {
      step_attempts = CASE WHEN t.started THEN 1 ELSE o.step_attempts END,
      step_deadline = CASE WHEN t.awaiting = '' THEN NULL WHEN t.started THEN now() + make_interval(secs => $9) ELSE o.step_deadline END,
      concluded_at = CASE WHEN t.concluded THEN now() ELSE o.concluded_at END
-   FROM t JOIN locked USING (order_id) WHERE o.order_id = t.order_id${guarded ? ` AND ${sagaRevision("o")} = t.revision` : ""}
+   FROM t JOIN locked USING (order_id) WHERE o.order_id = t.order_id${guarded ? " AND locked.revision = t.revision" : ""}
    RETURNING o.order_id${guarded ? `, ${sagaRevision("o")} AS revision` : ""}
  ), history AS (
    INSERT INTO order_history (order_id, from_status, to_status, reason)
@@ -127,7 +130,7 @@ export interface GuardedWrite {
  * again on what they now are. Not for a client in a transaction: the watchers are told as
  * the statement returns.
  */
-export async function writeTransitionsIfUnchanged(q: Queryable, write: GuardedWrite, stepTimeoutMs: number): Promise<Map<string, string>> {
+export async function writeTransitionsIfUnchanged(q: Statements, write: GuardedWrite, stepTimeoutMs: number): Promise<Map<string, string>> {
   if (write.transitions.length === 0) return new Map();
   const values = writeValues(write.transitions, stepTimeoutMs);
   values.push((values[0] as string[]).map((orderId) => write.revisions.get(orderId) ?? "0"));

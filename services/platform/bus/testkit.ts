@@ -12,6 +12,7 @@ import { AsyncLocalStorageContextManager } from "@opentelemetry/context-async-ho
 import { W3CTraceContextPropagator } from "@opentelemetry/core";
 import pg from "pg";
 import { surviveDroppedConnections } from "../db.js";
+import type { Connections } from "../lane.js";
 import { type Counter, register } from "prom-client";
 import { errorMessage } from "../errors.js";
 import { receivedEntries } from "./bundle.js";
@@ -171,6 +172,22 @@ export function recordingStatements(db: Pick<pg.Pool, "query">): { db: Pick<pg.P
     return db.query(config, values);
   }) as pg.Pool["query"];
   return { db: { query }, statements };
+}
+
+/** `pool`, recording the text of every statement sent through it or a connection it lends. */
+export function recordingPool(pool: pg.Pool): { db: Pick<pg.Pool, "query"> & Connections; statements: string[] } {
+  const { db, statements } = recordingStatements(pool);
+  const lend = async () => {
+    const client = await pool.connect();
+    return {
+      query: ((config: string | pg.QueryConfig, values?: unknown[]) => {
+        statements.push(typeof config === "string" ? config : config.text);
+        return client.query(config, values);
+      }) as pg.PoolClient["query"],
+      release: (error?: Error | boolean) => client.release(error),
+    };
+  };
+  return { db: { ...db, connect: lend }, statements };
 }
 
 /** W3C trace context propagation over async calls, as the services' telemetry sets it up. */
