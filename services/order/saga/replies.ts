@@ -34,6 +34,8 @@ interface Underway {
   planned: Promise<ReadonlyMap<string, SagaOrder>>;
   /** The connection its last write went out on. */
   lane?: Lane;
+  /** Its place among the applications started. */
+  sequence: number;
 }
 
 /** What one application's rounds build on and tell. */
@@ -65,6 +67,7 @@ export class ReplyApplier {
   private readonly batches = batchPerTurn<IncomingReply, null>((replies) => this.applyMany(replies), 200);
   /** Per order, the latest application under way of a batch's replies to it. */
   private readonly underway = new Map<string, Underway>();
+  private started = 0;
 
   /**
    * `outboxSchema`: the schema whose outbox takes the commands (the orders schema);
@@ -116,11 +119,13 @@ export class ReplyApplier {
     const underway: Underway = {
       planned: new Promise((resolve) => (announce = resolve)),
       done: new Promise((resolve) => (finish = resolve)),
+      sequence: ++this.started,
     };
     const orderIds = [...new Set(indexes.map((index) => replies[index]!.orderId))];
     for (const orderId of orderIds) this.underway.set(orderId, underway);
     const latest = (orderId: string): boolean => this.underway.get(orderId) === underway;
-    const behind = (): Lane | undefined => [...earlier.values()].find((e) => e.lane)?.lane;
+    // Behind the latest of the earlier writes: the others, sent before it, are the likelier to hold their rows already.
+    const behind = (): Lane | undefined => [...earlier.values()].filter((e) => e.lane).sort((a, b) => b.sequence - a.sequence)[0]?.lane;
     const sent = (lane: Lane): void => {
       underway.lane = lane;
     };
