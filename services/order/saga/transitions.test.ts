@@ -315,27 +315,37 @@ describe("the orders a replica wrote last (InFlightOrders)", () => {
     expect(await historyOf(order.orderId)).toEqual(["UNSPECIFIED>PENDING", "PENDING>FRAUD_APPROVED", "FRAUD_APPROVED>STOCK_RESERVED", "STOCK_RESERVED>CONFIRMED"]);
   });
 
-  it("send a reply's write behind its order's write still under way, decided on what that write is to leave: each sent before the one before is answered, one write each", async () => {
+  /**
+   * Places an order and applies `replies` to it, each once the one before is sent, while another
+   * transaction that ran `hold` keeps the order's row; then commits that transaction.
+   */
+  const appliedWhileRowHeld = async (hold: string, replies: ReadonlyArray<(orderId: string) => Message>) => {
     const inFlight = new InFlightOrders();
     const orderId = await placedOrder(inFlight);
     const { db: counting, statements } = recordingPool(db.primary);
     const applier = new ReplyApplier(counting, timing, schema, inFlight);
     const other = await db.primary.connect();
     try {
-      // Another transaction holds the order's row: the first write waits for it in Postgres.
       await other.query("BEGIN");
-      await other.query("SELECT 1 FROM orders WHERE order_id = $1 FOR UPDATE", [orderId]);
-      const applied = [applier.apply(fraud(orderId, Decision.APPROVE))];
-      await expect.poll(() => statements.length).toBe(1);
-      applied.push(applier.apply(reserved(orderId)));
-      await expect.poll(() => statements.length).toBe(2);
-      applied.push(applier.apply(charged(orderId)));
-      await expect.poll(() => statements.length).toBe(3);
+      await other.query(hold, [orderId]);
+      const applied: Promise<null>[] = [];
+      for (const reply of replies) {
+        applied.push(applier.apply(reply(orderId)));
+        await expect.poll(() => statements.length).toBe(applied.length);
+      }
       await other.query("COMMIT");
       await Promise.all(applied);
     } finally {
-      other.release();
+      // Closed, not returned to the pool: should a poll fail, its transaction must not outlive the test.
+      other.release(true);
     }
+    return { orderId, statements, inFlight };
+  };
+
+  it("send a reply's write behind its order's write still under way, decided on what that write is to leave: each sent before the one before is answered, one write each", async () => {
+    // The first write waits for the row in Postgres.
+    const hold = "SELECT 1 FROM orders WHERE order_id = $1 FOR UPDATE";
+    const { orderId, statements, inFlight } = await appliedWhileRowHeld(hold, [(id) => fraud(id, Decision.APPROVE), reserved, charged]);
     expect(statements).toHaveLength(3);
     expect((await orderRows([orderId])).get(orderId)).toMatchObject({ status: "CONFIRMED", version: "4", awaiting: [] });
     expect(await historyOf(orderId)).toEqual(["UNSPECIFIED>PENDING", "PENDING>FRAUD_APPROVED", "FRAUD_APPROVED>STOCK_RESERVED", "STOCK_RESERVED>CONFIRMED"]);
@@ -344,24 +354,9 @@ describe("the orders a replica wrote last (InFlightOrders)", () => {
   });
 
   it("decide a reply sent behind a write that failed again, on the order as it now stands", async () => {
-    const inFlight = new InFlightOrders();
-    const orderId = await placedOrder(inFlight);
-    const { db: counting, statements } = recordingPool(db.primary);
-    const applier = new ReplyApplier(counting, timing, schema, inFlight);
-    const other = await db.primary.connect();
-    try {
-      // Another transaction cancels the order and holds the row until it commits.
-      await other.query("BEGIN");
-      await other.query("UPDATE orders SET status = 'CANCELLED', awaiting = '{}', version = version + 1, step_deadline = NULL WHERE order_id = $1", [orderId]);
-      const applied = [applier.apply(fraud(orderId, Decision.APPROVE))];
-      await expect.poll(() => statements.length).toBe(1);
-      applied.push(applier.apply(reserved(orderId)));
-      await expect.poll(() => statements.length).toBe(2);
-      await other.query("COMMIT");
-      await Promise.all(applied);
-    } finally {
-      other.release();
-    }
+    // The other transaction cancels the order.
+    const cancel = "UPDATE orders SET status = 'CANCELLED', awaiting = '{}', version = version + 1, step_deadline = NULL WHERE order_id = $1";
+    const { orderId, statements, inFlight } = await appliedWhileRowHeld(cancel, [(id) => fraud(id, Decision.APPROVE), reserved]);
     // Both writes fail their guards; each reply is read again and found late: nothing changes.
     expect(statements).toHaveLength(4);
     expect((await orderRows([orderId])).get(orderId)).toMatchObject({ status: "CANCELLED", version: "2", awaiting: [] });
