@@ -11,6 +11,7 @@ import { timestamp } from "../platform/time.js";
 import type { PricedOrder } from "./domain/pricing.js";
 import { isTerminal, statusFromName, statusName } from "./domain/status.js";
 import { sagaRevision } from "./saga/revision.js";
+import { asError } from "../platform/errors.js";
 
 interface OrderRow {
   order_id: string;
@@ -269,7 +270,7 @@ export class OrderStore {
       try {
         written = await insertOrders(this.db.primary, inserts, saga);
       } catch (error) {
-        written = error instanceof Error ? error : new Error(String(error));
+        written = asError(error);
       }
       // One bad order must not fail the others: each on its own. Not when the answer was lost
       // with the connection: the statement may have committed, and a second insert would
@@ -292,7 +293,7 @@ export class OrderStore {
       const existing = order.idempotencyKey ? await this.findByKey(this.db.primary, order.customerId, order.idempotencyKey, order.requestHash) : undefined;
       return existing ? { order: existing, created: false } : new Error("the order was not inserted and no earlier order holds its idempotency key");
     } catch (error) {
-      return error instanceof Error ? error : new Error(String(error));
+      return asError(error);
     }
   }
 

@@ -1,5 +1,6 @@
 import { createHash } from "node:crypto";
 import pg from "pg";
+import { asError } from "./errors.js";
 
 export type Pool = pg.Pool;
 export type PoolClient = pg.PoolClient;
@@ -129,7 +130,7 @@ export async function transaction<T>(pool: pg.Pool, fn: (client: pg.PoolClient) 
   } catch (error) {
     rolledBack(client);
     await client.query("ROLLBACK").catch((rollbackError: unknown) => {
-      broken ??= rollbackError instanceof Error ? rollbackError : new Error(String(rollbackError));
+      broken ??= asError(rollbackError);
     });
     throw error;
   } finally {

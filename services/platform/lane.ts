@@ -1,4 +1,5 @@
 import type pg from "pg";
+import { asError } from "./errors.js";
 
 /** Where a lane's connection comes from: a pool. */
 export interface Connections {
@@ -31,7 +32,7 @@ export class Lane {
     const result = this.client.then((client) => client.query<R>(config));
     result.then(
       () => this.answered(),
-      (error: unknown) => this.answered(error instanceof Error ? error : new Error(String(error))),
+      (error: unknown) => this.answered(asError(error)),
     );
     return result;
   }

@@ -9,6 +9,7 @@ import { type Advance, planAdvance, readSagaOrders, type SagaOrder, type SagaTim
 import { InFlightOrders } from "./in-flight.js";
 import { sagaRevisionOf } from "./revision.js";
 import { type Transition, writeTransitionsIfUnchanged } from "./transitions.js";
+import { asError } from "../../platform/errors.js";
 
 /** The durable consumer through which the order service takes a domain's replies. */
 export function replyConsumerName(domain: string): string {
@@ -46,8 +47,8 @@ interface Lineage {
   behind(): Lane | undefined;
   /** Records the connection this one's write went out on. */
   sent(lane: Lane): void;
-  /** Tells later applications the orders as this one's write is to leave them. */
-  announce(orders: ReadonlyMap<string, SagaOrder>): void;
+  /** Tells later applications the orders as this one's first write is to leave them (absent after it). */
+  announce?(orders: ReadonlyMap<string, SagaOrder>): void;
   /** Whether no later application builds on this one's write to the order. */
   latest(orderId: string): boolean;
 }
@@ -160,10 +161,10 @@ export class ReplyApplier {
     let pending = indexes;
     for (let round = 0; round < MAX_ROUNDS && pending.length > 0; round++) {
       try {
-        pending = await this.round(replies, pending, round === 0 ? lineage : { ...lineage, assumed: new Map() });
+        pending = await this.round(replies, pending, round === 0 ? lineage : { ...lineage, assumed: new Map(), announce: undefined });
         if (round === 0) await Promise.all(pending.map((index) => earlier.get(replies[index]!.orderId)?.done));
       } catch (error) {
-        const failure = error instanceof Error ? error : new Error(String(error));
+        const failure = asError(error);
         for (const index of pending) results[index] = failure;
         return;
       }
@@ -209,7 +210,7 @@ export class ReplyApplier {
       messages.push(...advance.messages.map((m) => ({ ...m, headers: { ...incoming.trace, ...m.headers } })));
     }
     const changing = new Set(planned.map((p) => p.advance.order.orderId));
-    lineage.announce(new Map([...orders].map(([orderId, order]) => [orderId, changing.has(orderId) ? { ...order, revision: sagaRevisionOf(order) } : order])));
+    lineage.announce?.(new Map([...orders].map(([orderId, order]) => [orderId, changing.has(orderId) ? { ...order, revision: sagaRevisionOf(order) } : order])));
     const lane: Statements = {
       query: <R extends QueryResultRow>(config: QueryConfig) => {
         const sent = Lane.query<R>(this.pool, config, lineage.behind());

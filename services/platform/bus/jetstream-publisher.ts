@@ -1,6 +1,7 @@
 import type { PubAck } from "@nats-io/jetstream";
 import { createInbox, type Msg, type MsgHdrs, type NatsConnection, type Subscription } from "@nats-io/transport-node";
 import { Header } from "./names.js";
+import { asError } from "../errors.js";
 
 /** What publishing to a stream needs: `JetStreamPublisher`, or nats.js's own JetStreamClient. */
 export interface StreamPublisher {
@@ -58,7 +59,7 @@ export class JetStreamPublisher implements StreamPublisher {
         this.nc.publish(subject, payload, { headers: options.headers, reply: `${this.inbox}.${token}` });
       } catch (err) {
         this.pending.delete(token);
-        reject(err instanceof Error ? err : new Error(String(err)));
+        reject(asError(err));
       }
     });
   }

@@ -164,9 +164,8 @@ export async function waitFor(check: () => boolean | Promise<boolean>, timeoutMs
   }
 }
 
-/** `db`, recording the text of every statement sent through it (to count round trips). */
-export function recordingStatements(db: Pick<pg.Pool, "query">): { db: Pick<pg.Pool, "query">; statements: string[] } {
-  const statements: string[] = [];
+/** `db`, recording the text of every statement sent through it (to count round trips) in `statements`. */
+export function recordingStatements(db: Pick<pg.Pool, "query">, statements: string[] = []): { db: Pick<pg.Pool, "query">; statements: string[] } {
   const query = ((config: string | pg.QueryConfig, values?: unknown[]) => {
     statements.push(typeof config === "string" ? config : config.text);
     return db.query(config, values);
@@ -179,13 +178,7 @@ export function recordingPool(pool: pg.Pool): { db: Pick<pg.Pool, "query"> & Con
   const { db, statements } = recordingStatements(pool);
   const lend = async () => {
     const client = await pool.connect();
-    return {
-      query: ((config: string | pg.QueryConfig, values?: unknown[]) => {
-        statements.push(typeof config === "string" ? config : config.text);
-        return client.query(config, values);
-      }) as pg.PoolClient["query"],
-      release: (error?: Error | boolean) => client.release(error),
-    };
+    return { query: recordingStatements(client, statements).db.query as pg.PoolClient["query"], release: (error?: Error | boolean) => client.release(error) };
   };
   return { db: { ...db, connect: lend }, statements };
 }

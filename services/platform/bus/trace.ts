@@ -1,6 +1,6 @@
 import { context, propagation, ROOT_CONTEXT, type Context, type Span, type SpanContext, SpanKind, SpanStatusCode, type TextMapGetter, trace } from "@opentelemetry/api";
 import type { MsgHdrs } from "@nats-io/transport-node";
-import { errorMessage } from "../errors.js";
+import { asError, errorMessage } from "../errors.js";
 import { setRecordedAttributes } from "../span-attributes.js";
 import { spansRecord } from "../span-recording.js";
 
@@ -56,7 +56,7 @@ async function endedAfter<T>(span: Span, work: () => Promise<T>): Promise<T> {
   try {
     return await work();
   } catch (error) {
-    span.recordException(error instanceof Error ? error : new Error(String(error)));
+    span.recordException(asError(error));
     span.setStatus({ code: SpanStatusCode.ERROR, message: errorMessage(error) });
     throw error;
   } finally {
