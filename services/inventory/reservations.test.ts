@@ -1,7 +1,7 @@
 import { randomBytes, randomUUID } from "node:crypto";
 import { create, isMessage } from "@bufbuild/protobuf";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { CommitStockSchema, ReleaseStockSchema, type ReserveStock, ReserveStockSchema, StockReservationFailedSchema } from "../../gen/orderflow/inventory/v1/saga_pb.js";
+import { CommitStockSchema, ReleaseStockSchema, type ReserveStock, ReserveStockSchema, StockReleasedSchema, StockReservationFailedSchema } from "../../gen/orderflow/inventory/v1/saga_pb.js";
 import { DATABASE_URL, recordingStatements } from "../platform/bus/testkit.js";
 import { Database } from "../platform/db.js";
 import { createLogger } from "../platform/logger.js";
@@ -9,7 +9,7 @@ import { migrate } from "../platform/migrate.js";
 import type { Reply } from "../platform/saga-participant.js";
 import { OrderConcludedSchema } from "../../gen/orderflow/order/v1/events_pb.js";
 import { OrderStatus } from "../../gen/orderflow/order/v1/order_pb.js";
-import { commitConfirmed, commitStock, releaseStock, reserveAll, reserveStock } from "./reservations.js";
+import { commitConfirmed, commitStock, releaseAll, reserveAll, reserveStock } from "./reservations.js";
 
 process.env["LOG_LEVEL"] ??= "warn";
 const schema = `inventory_test_${process.pid}_${randomBytes(3).toString("hex")}`;
@@ -74,7 +74,7 @@ describe("a batch's reservations together (reserveAll)", () => {
     const setUp = async (skus: Record<string, string>): Promise<{ tombstoned: string; held: string }> => {
       const tombstoned = randomUUID();
       const held = randomUUID();
-      await db.transaction((tx) => releaseStock(tx, create(ReleaseStockSchema, { orderId: tombstoned })));
+      await db.transaction((tx) => releaseAll(tx, [create(ReleaseStockSchema, { orderId: tombstoned })]));
       await db.transaction((tx) => reserveStock(tx, reserve(held, [[skus["b"]!, 1n]])));
       return { tombstoned, held };
     };
@@ -127,7 +127,7 @@ describe("a batch's reservations together (reserveAll)", () => {
     const sold = [randomUUID(), randomUUID()];
     const released = randomUUID();
     await db.transaction((tx) => reserveAll(tx, [reserve(sold[0]!, [[skus["a"]!, 2n]]), reserve(sold[1]!, [[skus["a"]!, 3n]]), reserve(released, [[skus["a"]!, 1n]])]));
-    await db.transaction((tx) => releaseStock(tx, create(ReleaseStockSchema, { orderId: released })));
+    await db.transaction((tx) => releaseAll(tx, [create(ReleaseStockSchema, { orderId: released })]));
     const commits = [...sold, released, sold[0]!].map((orderId) => create(CommitStockSchema, { orderId }));
     expect(await db.transaction((tx) => commitStock(tx, commits))).toEqual([undefined, undefined, undefined, undefined]);
     expect(await stock(skus["a"]!)).toEqual({ available: "5", reserved: "0", sold: "5" });
@@ -147,5 +147,46 @@ describe("a batch's reservations together (reserveAll)", () => {
     // Delivered again: nothing more moves.
     await db.transaction((tx) => commitConfirmed(tx, events));
     expect(await stock(skus["a"]!)).toEqual({ available: "5", reserved: "3", sold: "2" });
+  });
+
+  it("releases a batch's orders in one statement: reservations back to available, sales restocked, tombstones for the rest, the released left alone", async () => {
+    const skus = await products({ a: 20n, b: 20n });
+    const [reservedOne, reservedTwo, sold, releasedBefore, unseen] = [randomUUID(), randomUUID(), randomUUID(), randomUUID(), randomUUID()];
+    await db.transaction((tx) =>
+      reserveAll(tx, [
+        reserve(reservedOne, [[skus["a"]!, 2n], [skus["b"]!, 1n]]),
+        reserve(reservedTwo, [[skus["a"]!, 3n]]),
+        reserve(sold, [[skus["a"]!, 4n], [skus["b"]!, 5n]]),
+        reserve(releasedBefore, [[skus["b"]!, 6n]]),
+      ]),
+    );
+    await db.transaction((tx) => commitStock(tx, [create(CommitStockSchema, { orderId: sold })]));
+    await db.transaction((tx) => releaseAll(tx, [create(ReleaseStockSchema, { orderId: releasedBefore })]));
+    expect(await stock(skus["a"]!)).toEqual({ available: "11", reserved: "5", sold: "4" });
+    expect(await stock(skus["b"]!)).toEqual({ available: "14", reserved: "1", sold: "5" });
+
+    const orders = [reservedOne, sold, unseen, releasedBefore, reservedTwo, reservedOne];
+    let statements: string[] = [];
+    const replies = await db.transaction((tx) => {
+      const recording = recordingStatements(tx);
+      statements = recording.statements;
+      return releaseAll(
+        recording.db,
+        orders.map((orderId) => create(ReleaseStockSchema, { orderId })),
+      );
+    });
+    expect(statements).toHaveLength(1);
+    expect(replies.map((r) => [r.subject, isMessage(r.message, StockReleasedSchema) ? r.message.orderId : ""])).toEqual(orders.map((orderId) => ["inventory.evt.released", orderId]));
+    expect(await stock(skus["a"]!)).toEqual({ available: "20", reserved: "0", sold: "0" });
+    expect(await stock(skus["b"]!)).toEqual({ available: "20", reserved: "0", sold: "0" });
+    // The order released without a reservation refuses a late reserve; released again, nothing moves.
+    expect((await db.transaction((tx) => reserveAll(tx, [reserve(unseen, [[skus["a"]!, 1n]])]))).map(outcome)).toEqual(["failed: order cancelled []"]);
+    await db.transaction((tx) => releaseAll(tx, orders.map((orderId) => create(ReleaseStockSchema, { orderId }))));
+    expect(await stock(skus["a"]!)).toEqual({ available: "20", reserved: "0", sold: "0" });
+    const { rows } = await db.primary.query<{ status: string; n: number }>(
+      "SELECT status, count(*)::int AS n FROM reservations WHERE order_id = ANY($1::uuid[]) GROUP BY status",
+      [[reservedOne, reservedTwo, sold, releasedBefore, unseen]],
+    );
+    expect(rows).toEqual([{ status: "RELEASED", n: 5 }]);
   });
 });

@@ -26,24 +26,6 @@ const failed = (orderId: string, reason: string, unavailableSkus: string[] = [])
 });
 const released = (orderId: string): Reply => ({ subject: "inventory.evt.released", message: create(StockReleasedSchema, { orderId }) });
 
-async function lockReservation(tx: Queryable, orderId: string): Promise<{ status: ReservationStatus; reason: string } | undefined> {
-  const { rows } = await tx.query<{ status: ReservationStatus; reason: string }>(prepared("SELECT status, reason FROM reservations WHERE order_id = $1 FOR UPDATE", [orderId]));
-  return rows[0];
-}
-
-async function linesOf(tx: Queryable, orderId: string): Promise<Line[]> {
-  const { rows } = await tx.query<{ sku: string; quantity: string }>(prepared("SELECT sku, quantity FROM reservation_lines WHERE order_id = $1 ORDER BY sku", [orderId]));
-  return rows.map((r) => ({ sku: r.sku, quantity: BigInt(r.quantity) }));
-}
-
-/** Moves quantities between the stock columns of each line's product. */
-async function moveStock(tx: Queryable, lines: Line[], change: string): Promise<void> {
-  await tx.query(`UPDATE products p SET ${change}, updated_at = now() FROM unnest($1::text[], $2::bigint[]) AS l(sku, qty) WHERE p.sku = l.sku`, [
-    lines.map((l) => l.sku),
-    lines.map((l) => l.quantity.toString()),
-  ]);
-}
-
 /**
  * Reserves every line of the order ($2 skus, $3 quantities, in line order) or none,
  * and records the outcome ($1 order) — unless the order has a reservation already
@@ -96,20 +78,41 @@ export async function reserveStock(tx: Queryable, command: ReserveStock): Promis
 }
 
 /**
- * Gives back what the order holds: a reservation returns to available stock, a
- * committed sale is restocked (cancel of a confirmed order). Without a
- * reservation it leaves a tombstone so a late reserve is refused.
+ * Gives back what a batch's orders hold ($1 order ids), in one statement: a reservation
+ * returns to available stock, a committed sale is restocked (cancel of a confirmed order),
+ * and an order without a reservation gets a tombstone, so a late reserve is refused. The
+ * reservations are locked in order-id order and then their products in sku order, as the
+ * commit takes them, and the stock is moved from the locked rows (see `commitSql`). A
+ * reservation another transaction inserted after this statement's snapshot makes its
+ * tombstone violate the primary key: the batch fails and is retried message by message.
  */
-export async function releaseStock(tx: Queryable, { orderId }: ReleaseStock): Promise<Reply> {
-  const existing = await lockReservation(tx, orderId);
-  if (!existing) {
-    await tx.query("INSERT INTO reservations (order_id, status, reason) VALUES ($1, 'RELEASED', 'released before reserve')", [orderId]);
-    return released(orderId);
-  }
-  if (existing.status === "RESERVED") await moveStock(tx, await linesOf(tx, orderId), "available = available + l.qty, reserved = reserved - l.qty");
-  if (existing.status === "COMMITTED") await moveStock(tx, await linesOf(tx, orderId), "available = available + l.qty, sold = sold - l.qty");
-  if (existing.status !== "RELEASED") await tx.query("UPDATE reservations SET status = 'RELEASED', updated_at = now() WHERE order_id = $1", [orderId]);
-  return released(orderId);
+const releaseSql = `WITH input AS (
+   SELECT DISTINCT order_id FROM unnest($1::uuid[]) AS i(order_id)
+ ), held AS (
+   SELECT order_id, status FROM reservations WHERE order_id IN (SELECT order_id FROM input) ORDER BY order_id FOR UPDATE
+ ), tombstones AS (
+   INSERT INTO reservations (order_id, status, reason)
+   SELECT order_id, 'RELEASED', 'released before reserve' FROM input WHERE order_id NOT IN (SELECT order_id FROM held)
+ ), given AS (
+   SELECT l.sku, coalesce(sum(l.quantity) FILTER (WHERE h.status = 'RESERVED'), 0) AS from_reserved,
+          coalesce(sum(l.quantity) FILTER (WHERE h.status = 'COMMITTED'), 0) AS from_sold
+     FROM held h JOIN reservation_lines l ON l.order_id = h.order_id WHERE h.status IN ('RESERVED', 'COMMITTED') GROUP BY l.sku
+ ), locked AS (
+   SELECT p.sku, p.available, p.reserved, p.sold FROM products p WHERE p.sku IN (SELECT sku FROM given) ORDER BY p.sku FOR UPDATE
+ ), moved AS (
+   UPDATE products p SET available = k.available + g.from_reserved + g.from_sold, reserved = k.reserved - g.from_reserved,
+          sold = k.sold - g.from_sold, updated_at = now()
+     FROM given g JOIN locked k ON k.sku = g.sku WHERE p.sku = g.sku
+ )
+ UPDATE reservations r SET status = 'RELEASED', updated_at = now() FROM held h WHERE r.order_id = h.order_id AND h.status <> 'RELEASED'`;
+
+/**
+ * inventory.cmd.release for the releases of a consumer batch: each order's reservation is
+ * given back (or tombstoned) in one statement, and every command is answered StockReleased.
+ */
+export async function releaseAll(tx: Queryable, commands: ReleaseStock[]): Promise<Reply[]> {
+  await tx.query(prepared(releaseSql, [commands.map((c) => c.orderId)]));
+  return commands.map(({ orderId }) => released(orderId));
 }
 
 /**

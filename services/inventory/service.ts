@@ -3,8 +3,8 @@ import { CommitStockSchema, ReleaseStockSchema, ReserveStockSchema } from "../..
 import { OrderConcludedSchema } from "../../gen/orderflow/order/v1/events_pb.js";
 import { connectBus } from "../platform/bus-runtime.js";
 import { loadConfig } from "../platform/config.js";
-import { on, onBatch, startParticipant } from "../platform/saga-participant.js";
-import { commitConfirmed, commitStock, releaseStock, reserveAll } from "./reservations.js";
+import { onBatch, startParticipant } from "../platform/saga-participant.js";
+import { commitConfirmed, commitStock, releaseAll, reserveAll } from "./reservations.js";
 import type { ServiceContext, ServiceParts } from "../platform/host.js";
 import { migrateServiceSchema, openServiceDatabase } from "../platform/service-database.js";
 import { bind } from "../platform/rpc/binding.js";
@@ -31,7 +31,8 @@ export async function start(context: ServiceContext): Promise<ServiceParts> {
     schema,
     domain: "inventory",
     logger: context.logger,
-    handlers: Object.fromEntries([onBatch(ReserveStockSchema, reserveAll), onBatch(CommitStockSchema, commitStock), on(ReleaseStockSchema, releaseStock)]),
+    // Releases first: a batch's reservations then find the stock its releases gave back.
+    handlers: Object.fromEntries([onBatch(ReleaseStockSchema, releaseAll), onBatch(ReserveStockSchema, reserveAll), onBatch(CommitStockSchema, commitStock)]),
     events: [{ domain: "order", filterSubject: "order.evt.confirmed", durable: "inventory-order-confirmed", handlers: Object.fromEntries([onBatch(OrderConcludedSchema, commitConfirmed)]) }],
   });
   return {

@@ -12,6 +12,7 @@ import {
   PaymentRefundedSchema,
   PaymentService,
   PaymentStatus,
+  type RefundPayment,
   RefundPaymentSchema,
 } from "../../gen/orderflow/payment/v1/payment_pb.js";
 import { listDeadLetters } from "../platform/bus/dlq.js";
@@ -24,7 +25,7 @@ import { migrate } from "../platform/migrate.js";
 import { money } from "../platform/money.js";
 import { applyCommands, startCommandConsumer } from "../platform/saga-participant.js";
 import { paymentApi } from "./api.js";
-import { charge, chargeAll, DeclineReason, InvalidCommand, lockWalletsOf, paymentCommandHandlers, PaymentSubject, refund } from "./saga.js";
+import { charge, chargeAll, DeclineReason, InvalidCommand, lockWalletsOf, paymentCommandHandlers, PaymentSubject, refund, refundAll } from "./saga.js";
 import { indexRowsRead, statementsSent } from "../../test/support/plans.js";
 import { applyFreshTopUp, listPayments, PaymentStore } from "./store.js";
 
@@ -543,6 +544,67 @@ describe("a batch's charges together (chargeAll)", () => {
     const replies = await db.transaction((tx) => chargeAll(tx, [chargeOf(cancelled, c, 300n), chargeOf(fresh, c, 300n)]));
     expect(replies.map(outcome)).toEqual([`declined: ${DeclineReason.orderCancelled}`, "payment.evt.charged for its order"]);
     expect(await balanceOf(c)).toBe(700n);
+  });
+});
+
+describe("a batch's refunds together (refundAll)", () => {
+  /** What a refund's reply says: the amount given back, and whether it names the order's payment. */
+  const refundedOf = (reply: OutgoingMessage): string =>
+    isMessage(reply.message, PaymentRefundedSchema) ? `refunded ${reply.message.amount?.amountMinor ?? -1n}${reply.message.paymentId === "" ? "" : " of a payment"}` : reply.subject;
+
+  /** A customer with 1,000 USD and its orders: charged 300, charged 200, declined, charged and refunded 100, never charged. */
+  async function ordersOfNewCustomer(): Promise<{ customerId: string; refunds: RefundPayment[] }> {
+    const customerId = customer();
+    await topUp(customerId, 1_000n);
+    const [first, second, declined, refundedBefore, unseen] = [randomUUID(), randomUUID(), randomUUID(), randomUUID(), randomUUID()];
+    await chargeNow(first, customerId, 300n);
+    await chargeNow(second, customerId, 200n);
+    await chargeNow(declined, customerId, 5_000n);
+    await chargeNow(refundedBefore, customerId, 100n);
+    await refundNow(refundedBefore);
+    const refunds = [first, declined, unseen, refundedBefore, second, first].map((orderId) => create(RefundPaymentSchema, { orderId }));
+    return { customerId, refunds };
+  }
+
+  it("gives each refund the reply it gets one after another, in one statement, and leaves the same balance and ledger", async () => {
+    const batch = await ordersOfNewCustomer();
+    const oneByOne = await ordersOfNewCustomer();
+    let statements: string[] = [];
+    const together = await db.transaction(async (tx) => {
+      await lockWalletsOf(tx, batch.refunds);
+      const recording = recordingStatements(tx);
+      statements = recording.statements;
+      return refundAll(recording.db, batch.refunds);
+    });
+    const separately: OutgoingMessage[] = [];
+    for (const command of oneByOne.refunds) separately.push(await db.transaction((tx) => refund(tx, command)));
+
+    expect(statements).toHaveLength(1);
+    expect(together.map(refundedOf)).toEqual(separately.map(refundedOf));
+    expect(together.map(refundedOf)).toEqual(["refunded 300 of a payment", "refunded 0 of a payment", "refunded 0 of a payment", "refunded 100 of a payment", "refunded 200 of a payment", "refunded 300 of a payment"]);
+    expect(together.map((r) => r.key)).toEqual(batch.refunds.map((c) => c.orderId));
+    expect(await balanceOf(batch.customerId)).toBe(1_000n);
+    expect(await ledgerOf(batch.customerId)).toEqual(await ledgerOf(oneByOne.customerId));
+    expect(await ledgerMismatches()).toEqual([]);
+    // The order never charged has a tombstone: its late charge is declined.
+    expect(await chargeNow(batch.refunds[2]!.orderId, batch.customerId, 10n).then((r) => r.subject)).toBe(PaymentSubject.declined);
+  });
+
+  it("in a batch beside charges of the same wallet, the charges find the money the refunds gave back", async () => {
+    const c = customer();
+    await topUp(c, 500n);
+    const paid = randomUUID();
+    await chargeNow(paid, c, 500n);
+    const next = randomUUID();
+    // In message order the charge comes first, and one after another it would be declined.
+    const replies = await db.transaction(async (tx) => {
+      const commands = [chargeOf(next, c, 400n), create(RefundPaymentSchema, { orderId: paid })];
+      await lockWalletsOf(tx, commands);
+      return applyCommands(tx, paymentCommandHandlers, commands);
+    });
+    expect(replies.map((r) => r?.subject)).toEqual([PaymentSubject.charged, PaymentSubject.refunded]);
+    expect(await balanceOf(c)).toBe(100n);
+    expect(await ledgerMismatches()).toEqual([]);
   });
 });
 

@@ -12,7 +12,7 @@ import type { OutgoingMessage } from "../platform/bus/publish.js";
 import { prepared, type Queryable } from "../platform/db.js";
 import { timeOrderedId } from "../platform/ids.js";
 import { money } from "../platform/money.js";
-import { type CommandHandlers, on, onBatch } from "../platform/saga-participant.js";
+import { type CommandHandlers, onBatch } from "../platform/saga-participant.js";
 import { paymentMetrics } from "./metrics.js";
 import { paymentColumns, type PaymentRow } from "./store.js";
 
@@ -249,10 +249,72 @@ export async function refund(tx: Queryable, command: RefundPayment): Promise<Out
   );
   // None: a concurrent refund of the order committed first.
   if (!rows[0]) return refundOutcome((await paymentOf(tx, orderId))!);
-  const amount = BigInt(rows[0].amount_minor);
-  if (amount > 0n) paymentMetrics.moneyMoved.inc({ kind: "refund", currency: rows[0].currency ?? "" }, Number(amount));
+  countRefund(rows[0]);
+  return refunded(rows[0], BigInt(rows[0].amount_minor));
+}
+
+/**
+ * The refunds of a batch's orders ($1, with $2 a payment id for each in case it needs a
+ * tombstone; $3 the tombstone's reason), in one statement: each CHARGED payment becomes
+ * REFUNDED and its amount goes back to its wallet with a ledger row; an order without a
+ * payment gets a tombstone (DECLINED, amount 0), so a late charge is declined. Returns
+ * what it wrote (`tombstone`, `refunded`) and, as `recorded`, the payments it found
+ * already settled (DECLINED or REFUNDED: final). The wallets are locked already
+ * (lockWalletsOf). An order it returns nothing for — a charge or a refund of it committed
+ * after this statement's snapshot — is refunded again on its own (`refund`).
+ */
+const refundBatchSql = `WITH input AS (
+   SELECT DISTINCT ON (order_id) order_id, payment_id FROM unnest($1::text[], $2::uuid[]) AS i(order_id, payment_id)
+ ), tombstone AS (
+   INSERT INTO payments (payment_id, order_id, amount_minor, status, decline_reason)
+   SELECT i.payment_id, i.order_id, 0, 'DECLINED', $3 FROM input i WHERE NOT EXISTS (SELECT 1 FROM payments p WHERE p.order_id = i.order_id)
+   ON CONFLICT (order_id) DO NOTHING
+   RETURNING ${paymentColumns}
+ ), refunded AS (
+   UPDATE payments SET status = 'REFUNDED', updated_at = now() WHERE order_id IN (SELECT order_id FROM input) AND status = 'CHARGED'
+   RETURNING ${paymentColumns}
+ ), credit AS (
+   UPDATE wallets w SET balance_minor = w.balance_minor + c.total, updated_at = now()
+     FROM (SELECT customer_id, sum(amount_minor) AS total FROM refunded WHERE amount_minor > 0 GROUP BY customer_id) c
+    WHERE w.customer_id = c.customer_id
+ ), entry AS (
+   INSERT INTO ledger_entries (customer_id, kind, amount_minor, currency, payment_id, order_id)
+   SELECT customer_id, 'REFUND', amount_minor, currency, payment_id, order_id FROM refunded WHERE amount_minor > 0
+ )
+ SELECT 'tombstone' AS outcome, ${paymentColumns} FROM tombstone
+ UNION ALL SELECT 'refunded', ${paymentColumns} FROM refunded
+ UNION ALL SELECT 'recorded', ${paymentColumns} FROM payments WHERE order_id IN (SELECT order_id FROM input) AND status <> 'CHARGED'`;
+
+/**
+ * payment.cmd.refund for the refunds of a consumer batch, with the replies `refund` would
+ * give them one after another, in one statement (see `refundBatchSql`). A batch of one is
+ * `refund`, which locks its wallet itself.
+ */
+export async function refundAll(tx: Queryable, commands: RefundPayment[]): Promise<OutgoingMessage[]> {
+  if (commands.length === 1) return [await refund(tx, commands[0]!)];
+  const orderIds = commands.map((c) => {
+    if (c.orderId === "") throw new InvalidCommand("RefundPayment without order_id");
+    return c.orderId;
+  });
+  const { rows } = await tx.query<PaymentRow & { outcome: "tombstone" | "refunded" | "recorded" }>(
+    prepared(refundBatchSql, [orderIds, orderIds.map(() => timeOrderedId()), DeclineReason.orderCancelled]),
+  );
+  const settled = new Map<string, OutgoingMessage>();
+  for (const row of rows) {
+    if (row.outcome === "tombstone") paymentMetrics.payments.inc({ outcome: "cancelled_before_charge", reason: "" });
+    if (row.outcome === "refunded") countRefund(row);
+    settled.set(row.order_id, row.outcome === "recorded" ? refundOutcome(row) : refunded(row, BigInt(row.amount_minor)));
+  }
+  const replies: OutgoingMessage[] = [];
+  for (const command of commands) replies.push(settled.get(command.orderId) ?? (await refund(tx, command)));
+  return replies;
+}
+
+/** Counts a refund just written. */
+function countRefund(payment: PaymentRow): void {
+  const amount = Number(payment.amount_minor);
+  if (amount > 0) paymentMetrics.moneyMoved.inc({ kind: "refund", currency: payment.currency ?? "" }, amount);
   paymentMetrics.payments.inc({ outcome: "refunded", reason: "" });
-  return refunded(rows[0], amount);
 }
 
 /**
@@ -284,8 +346,9 @@ const lockChargedAndRefundedWallets = `SELECT 1 FROM wallets
 
 /** The payment saga's command handlers by Protobuf type name, for `startParticipant`. */
 export const paymentCommandHandlers: CommandHandlers = Object.fromEntries([
+  // Refunds first: a batch's charges then find the money its refunds gave back.
+  onBatch(RefundPaymentSchema, (tx, commands) => timed("refund", () => refundAll(tx, commands))),
   onBatch(ChargePaymentSchema, (tx, commands) => timed("charge", () => chargeAll(tx, commands))),
-  on(RefundPaymentSchema, (tx, command) => timed("refund", () => refund(tx, command))),
 ]);
 
 async function timed<T>(command: string, fn: () => Promise<T>): Promise<T> {

@@ -7,7 +7,7 @@ import type { StreamPublisher } from "./bus/jetstream-publisher.js";
 import { publishMessages, type OutgoingMessage } from "./bus/publish.js";
 import { busTestEnv, type BusTestEnv, eventsIn, publisherInto, useTraceContext, waitFor } from "./bus/testkit.js";
 import type { PoolClient } from "./db.js";
-import { type CommandHandlers, on, onBatch, startCommandConsumer } from "./saga-participant.js";
+import { applyCommands, type CommandHandlers, on, onBatch, startCommandConsumer } from "./saga-participant.js";
 
 process.env["LOG_LEVEL"] ??= "error";
 useTraceContext();
@@ -113,6 +113,37 @@ describe("a participant's command consumer", () => {
       for (const r of got) expect(r.traceId).toBe(traceOfCommand.get(`${r.subject.endsWith("released") ? "release" : "reserve"} ${r.key}`));
     } finally {
       await consumer.stop();
+    }
+  });
+
+  it("applies onBatch types in the order they are listed, but an order's own commands in their order", async () => {
+    const applied: string[] = [];
+    const handlers: CommandHandlers = Object.fromEntries([
+      onBatch(ReleaseStockSchema, async (_tx, commands) => {
+        applied.push(commands.map((c) => `release ${c.orderId}`).join(" + "));
+        return commands.map((c) => ({ subject: "inventory.evt.released", message: create(StockReleasedSchema, { orderId: c.orderId }) }));
+      }),
+      onBatch(ReserveStockSchema, async (_tx, commands) => {
+        applied.push(commands.map((c) => `reserve ${c.orderId}`).join(" + "));
+        return commands.map((c) => ({ subject: "inventory.evt.reserved", message: create(StockReservedSchema, { orderId: c.orderId }) }));
+      }),
+    ]);
+    const [reserve, release] = [(orderId: string) => create(ReserveStockSchema, { orderId }), (orderId: string) => create(ReleaseStockSchema, { orderId })];
+    const tx = await env.pool.connect();
+    try {
+      const replies = await applyCommands(tx, handlers, [reserve("a"), release("b"), reserve("c"), release("a"), reserve("d"), reserve("b")]);
+      // Releases before reservations, except that a's reservation comes before a's release, and b's release before b's reservation.
+      expect(applied).toEqual(["release b", "reserve a + reserve c", "release a", "reserve d + reserve b"]);
+      expect(replies.map((r) => `${r?.subject.split(".").pop() ?? ""} ${r && "orderId" in r.message ? String(r.message.orderId) : ""}`)).toEqual([
+        "reserved a",
+        "released b",
+        "reserved c",
+        "released a",
+        "reserved d",
+        "reserved b",
+      ]);
+    } finally {
+      tx.release();
     }
   });
 

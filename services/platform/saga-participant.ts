@@ -49,9 +49,14 @@ export function on<D extends DescMessage>(schema: D, apply: (tx: PoolClient, com
  * A handler for one command type whose commands in a batch are applied together (e.g. by
  * one statement), after the batch's handlers have run or before the first command of a type
  * handled by `on`, whichever comes first: that command sees their effects. Commands of
- * different `onBatch` types are applied type by type, so those types must commute with each
- * other. Returns one reply (or undefined) per command, in their order; a batch of one must
- * be handled too (a failing batch transaction is retried message by message).
+ * different `onBatch` types are applied type by type, in the order the handlers are listed.
+ * An order keeps the order of its own commands: one whose key has a command of another type
+ * waiting has what waits applied first. Across orders, then, a type listed later runs after
+ * one listed earlier whatever their messages' order, so list first what only gives back (a
+ * release, a refund): what takes (a reservation, a charge) then finds at least what it would
+ * have found one message after another. Returns one reply (or undefined) per command, in
+ * their order; a batch of one must be handled too (a failing batch transaction is retried
+ * message by message).
  */
 export function onBatch<D extends DescMessage>(schema: D, apply: (tx: PoolClient, commands: MessageShape<D>[]) => Promise<Applied[]>): [string, CommandHandler] {
   return [schema.typeName, { kind: "batch", apply: (tx, commands) => apply(tx, commands.map((c) => checked(schema, c))) }];
@@ -118,27 +123,38 @@ interface Collected<T> {
 type Done<T> = (item: T, reply: Applied) => void;
 
 /**
- * Applies the commands of a batch in one transaction, in order: those of `onBatch` types are
- * collected (by type, in the order first met) and applied together before the next command
- * of an `on` type, or at `finish`.
+ * Applies the commands of a batch in one transaction: those of `onBatch` types are collected
+ * (by type) and applied together, type by type in the handlers' order, before the next
+ * command of an `on` type, before a command of another type for an order already collected,
+ * or at `finish`.
  */
 class BatchApplication<T> {
   private readonly byType = new Map<string, { handler: BatchHandler; commands: Collected<T>[] }>();
+  /** The type each collected order's commands were collected under. */
+  private readonly typeOfKey = new Map<string, string>();
+  private readonly rank: ReadonlyMap<string, number>;
 
-  constructor(private readonly handlers: CommandHandlers) {}
+  constructor(private readonly handlers: CommandHandlers) {
+    this.rank = new Map(Object.keys(handlers).map((typeName, i) => [typeName, i]));
+  }
 
   clear(): void {
     this.byType.clear();
+    this.typeOfKey.clear();
   }
 
-  /** The next command of the batch. */
-  async meet(tx: PoolClient, command: Message, item: T, done: Done<T>): Promise<void> {
-    const handler = this.handlers[command.$typeName];
-    if (!handler) throw new Error(`no handler for ${command.$typeName}`);
+  /** The next command of the batch; `key` is its order's ("" for none). */
+  async meet(tx: PoolClient, command: Message, key: string, item: T, done: Done<T>): Promise<void> {
+    const typeName = command.$typeName;
+    const handler = this.handlers[typeName];
+    if (!handler) throw new Error(`no handler for ${typeName}`);
     if (handler.kind === "batch") {
-      let group = this.byType.get(command.$typeName);
-      if (!group) this.byType.set(command.$typeName, (group = { handler, commands: [] }));
+      const collectedAs = key === "" ? undefined : this.typeOfKey.get(key);
+      if (collectedAs !== undefined && collectedAs !== typeName) await this.finish(tx, done);
+      let group = this.byType.get(typeName);
+      if (!group) this.byType.set(typeName, (group = { handler, commands: [] }));
       group.commands.push({ command, item, origin: currentSpanContext() });
+      if (key !== "") this.typeOfKey.set(key, typeName);
       return;
     }
     await this.finish(tx, done);
@@ -147,8 +163,8 @@ class BatchApplication<T> {
 
   /** Applies what was collected. */
   async finish(tx: PoolClient, done: Done<T>): Promise<void> {
-    const groups = [...this.byType.entries()];
-    this.byType.clear();
+    const groups = [...this.byType.entries()].sort(([a], [b]) => this.rank.get(a)! - this.rank.get(b)!);
+    this.clear();
     for (const [typeName, { handler, commands }] of groups) {
       const replies = await inBatchSpan(
         `${typeName} apply`,
@@ -161,14 +177,23 @@ class BatchApplication<T> {
   }
 }
 
-/** Applies commands in `tx` as the participant's consumer applies a batch of them; returns their replies in order. */
+/** The order a saga command is for: its `order_id`. */
+function orderIdOf(command: Message): string {
+  const orderId = "orderId" in command ? command.orderId : undefined;
+  return typeof orderId === "string" ? orderId : "";
+}
+
+/**
+ * Applies commands in `tx` as the participant's consumer applies a batch of them (keyed, as
+ * the order service sends them, by their order); returns their replies in order.
+ */
 export async function applyCommands(tx: PoolClient, handlers: CommandHandlers, commands: readonly Message[]): Promise<Applied[]> {
   const replies: Applied[] = [];
   const batch = new BatchApplication<number>(handlers);
   const done: Done<number> = (i, reply) => {
     replies[i] = reply;
   };
-  for (const [i, command] of commands.entries()) await batch.meet(tx, command, i, done);
+  for (const [i, command] of commands.entries()) await batch.meet(tx, command, orderIdOf(command), i, done);
   await batch.finish(tx, done);
   return replies;
 }
@@ -219,7 +244,7 @@ export function startCommandConsumer(options: CommandConsumerOptions): Promise<B
       );
     },
     // A reply continues the trace of its delivery, whose span is the active one while it is met.
-    handle: (delivery, tx, out) => batch.meet(tx, delivery.message, { id: delivery.id, key: delivery.key, trace: currentTraceHeaders() }, emitTo(out)),
+    handle: (delivery, tx, out) => batch.meet(tx, delivery.message, delivery.key, { id: delivery.id, key: delivery.key, trace: currentTraceHeaders() }, emitTo(out)),
     afterBatch: (tx, out) => batch.finish(tx, emitTo(out)),
   });
 }
@@ -243,7 +268,7 @@ export function startEventConsumer(options: EventConsumerOptions): Promise<BusCo
     ...(options.logger ? { logger: options.logger } : {}),
     ...options.consumer,
     beforeBatch: async () => batch.clear(),
-    handle: (delivery, tx) => batch.meet(tx, delivery.message, null, noReply),
+    handle: (delivery, tx) => batch.meet(tx, delivery.message, delivery.key, null, noReply),
     afterBatch: (tx) => batch.finish(tx, noReply),
   });
 }
