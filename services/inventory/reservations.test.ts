@@ -2,7 +2,7 @@ import { randomBytes, randomUUID } from "node:crypto";
 import { create, isMessage } from "@bufbuild/protobuf";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { CommitStockSchema, ReleaseStockSchema, type ReserveStock, ReserveStockSchema, StockReleasedSchema, StockReservationFailedSchema } from "../../gen/orderflow/inventory/v1/saga_pb.js";
-import { DATABASE_URL, recordingStatements } from "../platform/bus/testkit.js";
+import { DATABASE_URL, inRecordedTransaction } from "../platform/bus/testkit.js";
 import { Database } from "../platform/db.js";
 import { createLogger } from "../platform/logger.js";
 import { migrate } from "../platform/migrate.js";
@@ -107,15 +107,12 @@ describe("a batch's reservations together (reserveAll)", () => {
 
   it("applies a batch of fresh reservations in two statements", async () => {
     const skus = await products({ a: 1_000n, b: 1_000n });
-    let statements: string[] = [];
-    const replies = await db.transaction((tx) => {
-      const recording = recordingStatements(tx);
-      statements = recording.statements;
-      return reserveAll(
-        recording.db,
+    const { result: replies, statements } = await inRecordedTransaction(db, (tx) =>
+      reserveAll(
+        tx,
         Array.from({ length: 20 }, (_, i) => reserve(randomUUID(), i % 2 === 0 ? [[skus["a"]!, 2n]] : [[skus["a"]!, 1n], [skus["b"]!, 5n]])),
-      );
-    });
+      ),
+    );
     expect(statements).toHaveLength(2);
     expect(replies.map(outcome)).toEqual(Array<string>(20).fill("inventory.evt.reserved"));
     expect(await stock(skus["a"]!)).toEqual({ available: "970", reserved: "30", sold: "0" });
@@ -166,15 +163,12 @@ describe("a batch's reservations together (reserveAll)", () => {
     expect(await stock(skus["b"]!)).toEqual({ available: "14", reserved: "1", sold: "5" });
 
     const orders = [reservedOne, sold, unseen, releasedBefore, reservedTwo, reservedOne];
-    let statements: string[] = [];
-    const replies = await db.transaction((tx) => {
-      const recording = recordingStatements(tx);
-      statements = recording.statements;
-      return releaseAll(
-        recording.db,
+    const { result: replies, statements } = await inRecordedTransaction(db, (tx) =>
+      releaseAll(
+        tx,
         orders.map((orderId) => create(ReleaseStockSchema, { orderId })),
-      );
-    });
+      ),
+    );
     expect(statements).toHaveLength(1);
     expect(replies.map((r) => [r.subject, isMessage(r.message, StockReleasedSchema) ? r.message.orderId : ""])).toEqual(orders.map((orderId) => ["inventory.evt.released", orderId]));
     expect(await stock(skus["a"]!)).toEqual({ available: "20", reserved: "0", sold: "0" });

@@ -17,7 +17,7 @@ import {
 } from "../../gen/orderflow/payment/v1/payment_pb.js";
 import { listDeadLetters } from "../platform/bus/dlq.js";
 import { busHeaders, publishMessages, type OutgoingMessage } from "../platform/bus/publish.js";
-import { busTestEnv, eventsIn, publisherInto, recordingStatements, waitFor } from "../platform/bus/testkit.js";
+import { busTestEnv, eventsIn, inRecordedTransaction, publisherInto, recordingStatements, waitFor } from "../platform/bus/testkit.js";
 import { Database, surviveDroppedConnections } from "../platform/db.js";
 import { errorMessage } from "../platform/errors.js";
 import { createLogger } from "../platform/logger.js";
@@ -520,15 +520,12 @@ describe("a batch's charges together (chargeAll)", () => {
   it("applies a batch of fresh charges in two statements", async () => {
     const c = customer();
     await topUp(c, 10_000n);
-    let statements: string[] = [];
-    const replies = await db.transaction((tx) => {
-      const recording = recordingStatements(tx);
-      statements = recording.statements;
-      return chargeAll(
-        recording.db,
+    const { result: replies, statements } = await inRecordedTransaction(db, (tx) =>
+      chargeAll(
+        tx,
         Array.from({ length: 20 }, () => chargeOf(randomUUID(), c, 100n)),
-      );
-    });
+      ),
+    );
     expect(statements).toHaveLength(2);
     expect(replies.map((r) => r.subject)).toEqual(Array<string>(20).fill(PaymentSubject.charged));
     expect(await balanceOf(c)).toBe(8_000n);
@@ -569,13 +566,11 @@ describe("a batch's refunds together (refundAll)", () => {
   it("gives each refund the reply it gets one after another, in one statement, and leaves the same balance and ledger", async () => {
     const batch = await ordersOfNewCustomer();
     const oneByOne = await ordersOfNewCustomer();
-    let statements: string[] = [];
-    const together = await db.transaction(async (tx) => {
-      await lockWalletsOf(tx, batch.refunds);
-      const recording = recordingStatements(tx);
-      statements = recording.statements;
-      return refundAll(recording.db, batch.refunds);
-    });
+    const { result: together, statements } = await inRecordedTransaction(
+      db,
+      (tx) => refundAll(tx, batch.refunds),
+      (tx) => lockWalletsOf(tx, batch.refunds),
+    );
     const separately: OutgoingMessage[] = [];
     for (const command of oneByOne.refunds) separately.push(await db.transaction((tx) => refund(tx, command)));
 

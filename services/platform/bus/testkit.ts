@@ -173,6 +173,23 @@ export function recordingStatements(db: Pick<pg.Pool, "query">, statements: stri
   return { db: { query }, statements };
 }
 
+/**
+ * Runs `work` in a transaction of `db`, given the transaction's connection recording its
+ * statements (after `before`, which is not recorded); returns what `work` returned and them.
+ */
+export async function inRecordedTransaction<T>(
+  db: { transaction<R>(fn: (tx: pg.PoolClient) => Promise<R>): Promise<R> },
+  work: (tx: Pick<pg.Pool, "query">) => Promise<T>,
+  before: (tx: pg.PoolClient) => Promise<unknown> = async () => undefined,
+): Promise<{ result: T; statements: string[] }> {
+  const statements: string[] = [];
+  const result = await db.transaction(async (tx) => {
+    await before(tx);
+    return work(recordingStatements(tx, statements).db);
+  });
+  return { result, statements };
+}
+
 /** `pool`, recording the text of every statement sent through it or a connection it lends. */
 export function recordingPool(pool: pg.Pool): { db: Pick<pg.Pool, "query"> & Connections; statements: string[] } {
   const { db, statements } = recordingStatements(pool);
