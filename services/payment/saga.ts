@@ -211,8 +211,7 @@ export async function chargeAll(tx: Queryable, commands: ChargePayment[]): Promi
  * a tombstone (DECLINED, "order cancelled", amount 0) so a late charge is declined.
  */
 export async function refund(tx: Queryable, command: RefundPayment): Promise<OutgoingMessage> {
-  const { orderId } = command;
-  if (orderId === "") throw new InvalidCommand("RefundPayment without order_id");
+  const orderId = refundedOrderId(command);
 
   let payment = await paymentOf(tx, orderId);
   if (!payment) {
@@ -292,10 +291,7 @@ const refundBatchSql = `WITH input AS (
  */
 export async function refundAll(tx: Queryable, commands: RefundPayment[]): Promise<OutgoingMessage[]> {
   if (commands.length === 1) return [await refund(tx, commands[0]!)];
-  const orderIds = commands.map((c) => {
-    if (c.orderId === "") throw new InvalidCommand("RefundPayment without order_id");
-    return c.orderId;
-  });
+  const orderIds = commands.map(refundedOrderId);
   const { rows } = await tx.query<PaymentRow & { outcome: "tombstone" | "refunded" | "recorded" }>(
     prepared(refundBatchSql, [orderIds, orderIds.map(() => timeOrderedId()), DeclineReason.orderCancelled]),
   );
@@ -308,6 +304,12 @@ export async function refundAll(tx: Queryable, commands: RefundPayment[]): Promi
   const replies: OutgoingMessage[] = [];
   for (const command of commands) replies.push(settled.get(command.orderId) ?? (await refund(tx, command)));
   return replies;
+}
+
+/** The order a refund is for, checked: throws InvalidCommand for a refund without one. */
+function refundedOrderId({ orderId }: RefundPayment): string {
+  if (orderId === "") throw new InvalidCommand("RefundPayment without order_id");
+  return orderId;
 }
 
 /** Counts a refund just written. */
