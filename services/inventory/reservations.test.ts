@@ -105,18 +105,38 @@ describe("a batch's reservations together (reserveAll)", () => {
     expect(await stock(together["b"]!)).toEqual({ available: "3", reserved: "7", sold: "0" });
   });
 
-  it("applies a batch of fresh reservations in two statements", async () => {
-    const skus = await products({ a: 1_000n, b: 1_000n });
+  it("reserves a batch the stock covers in one statement, down to the last unit", async () => {
+    const skus = await products({ a: 1_000n, b: 50n });
     const { result: replies, statements } = await inRecordedTransaction(db, (tx) =>
       reserveAll(
         tx,
         Array.from({ length: 20 }, (_, i) => reserve(randomUUID(), i % 2 === 0 ? [[skus["a"]!, 2n]] : [[skus["a"]!, 1n], [skus["b"]!, 5n]])),
       ),
     );
-    expect(statements).toHaveLength(2);
+    expect(statements).toHaveLength(1);
     expect(replies.map(outcome)).toEqual(Array<string>(20).fill("inventory.evt.reserved"));
     expect(await stock(skus["a"]!)).toEqual({ available: "970", reserved: "30", sold: "0" });
-    expect(await stock(skus["b"]!)).toEqual({ available: "950", reserved: "50", sold: "0" });
+    expect(await stock(skus["b"]!)).toEqual({ available: "0", reserved: "50", sold: "0" });
+  });
+
+  it("decides a batch one order after another, in a second statement, when the stock falls short", async () => {
+    const skus = await products({ a: 5n, b: 5n });
+    const { result: replies, statements } = await inRecordedTransaction(db, (tx) =>
+      reserveAll(tx, [reserve(randomUUID(), [[skus["a"]!, 3n]]), reserve(randomUUID(), [[skus["a"]!, 3n], [skus["b"]!, 1n]]), reserve(randomUUID(), [[skus["b"]!, 4n], [skus["a"]!, 2n]])]),
+    );
+    expect(statements).toHaveLength(2);
+    expect(replies.map(outcome).map((text) => text.replaceAll(skus["a"]!, "a"))).toEqual(["inventory.evt.reserved", "failed: out of stock: a [a]", "inventory.evt.reserved"]);
+    expect(await stock(skus["a"]!)).toEqual({ available: "0", reserved: "5", sold: "0" });
+    expect(await stock(skus["b"]!)).toEqual({ available: "1", reserved: "4", sold: "0" });
+  });
+
+  it("concurrent batches over the same short products reserve what there is, and no more", async () => {
+    const skus = await products({ a: 25n, b: 25n });
+    const batches = Array.from({ length: 6 }, (_, n) => Array.from({ length: 10 }, (_, i) => reserve(randomUUID(), [[(n + i) % 2 === 0 ? skus["a"]! : skus["b"]!, 1n]])));
+    const replies = (await Promise.all(batches.map((commands) => db.transaction((tx) => reserveAll(tx, commands))))).flat();
+    expect(replies.filter((r) => r.subject === "inventory.evt.reserved")).toHaveLength(50);
+    expect(await stock(skus["a"]!)).toEqual({ available: "0", reserved: "25", sold: "0" });
+    expect(await stock(skus["b"]!)).toEqual({ available: "0", reserved: "25", sold: "0" });
   });
 
   it("commits a batch's sales in one statement, and a commit of a released reservation moves nothing", async () => {

@@ -165,19 +165,49 @@ export async function commitStock(tx: Queryable, commands: CommitStock[]): Promi
   return commands.map(() => undefined);
 }
 
-/** The products of a batch's reservations, locked in sku order, and which of the orders have a reservation already. */
-const reserveBatchReadSql = `WITH locked AS (
-   SELECT sku, available FROM products WHERE sku = ANY($1::text[]) ORDER BY sku FOR UPDATE
+/**
+ * A batch's reservations ($1 orders, in batch order; $2-$4 their lines), in one statement
+ * when the stock covers them all: the products are locked in sku order, the orders with a
+ * reservation already are left out, and if the locked stock covers the rest's summed demand,
+ * every one of them is reserved (no order can then fall short of what an earlier one left).
+ * Otherwise it writes nothing and returns the locked products' stock, from which the orders
+ * are decided one after another (`reserveBatchWriteSql`). Either way it returns the decision
+ * and the orders that had a reservation. As in `reserveSql`, the stock is moved from the
+ * locked rows, not from this statement's snapshot.
+ */
+const reserveBatchSql = `WITH input AS (
+   SELECT order_id FROM unnest($1::uuid[]) AS i(order_id)
+ ), l AS (
+   SELECT * FROM unnest($2::uuid[], $3::text[], $4::bigint[]) AS l(order_id, sku, qty)
+ ), locked AS (
+   SELECT sku, available FROM products WHERE sku IN (SELECT sku FROM l) ORDER BY sku FOR UPDATE
+ ), recorded AS (
+   SELECT order_id FROM reservations WHERE order_id IN (SELECT order_id FROM input)
+ ), demand AS (
+   SELECT sku, sum(qty) AS qty FROM l WHERE order_id NOT IN (SELECT order_id FROM recorded) GROUP BY sku
+ ), decision AS (
+   SELECT NOT EXISTS (SELECT 1 FROM demand d LEFT JOIN locked k ON k.sku = d.sku WHERE k.available IS NULL OR k.available < d.qty) AS ok
+ ), moved AS (
+   UPDATE products p SET available = k.available - d.qty, reserved = p.reserved + d.qty, updated_at = now()
+     FROM demand d JOIN locked k ON k.sku = d.sku, decision WHERE decision.ok AND p.sku = d.sku
+ ), reservation AS (
+   INSERT INTO reservations (order_id, status, reason)
+   SELECT order_id, 'RESERVED', '' FROM input, decision WHERE decision.ok AND order_id NOT IN (SELECT order_id FROM recorded)
+ ), lines AS (
+   INSERT INTO reservation_lines (order_id, sku, quantity)
+   SELECT order_id, sku, qty FROM l, decision WHERE decision.ok AND order_id NOT IN (SELECT order_id FROM recorded)
  )
- SELECT 'product' AS kind, sku AS id, available::text AS available FROM locked
+ SELECT 'decision' AS kind, NULL AS id, NULL AS available, ok FROM decision
  UNION ALL
- SELECT 'reservation', order_id::text, NULL FROM reservations WHERE order_id = ANY($2::uuid[])`;
+ SELECT 'product', k.sku, k.available::text, NULL FROM locked k, decision WHERE NOT decision.ok
+ UNION ALL
+ SELECT 'reservation', order_id::text, NULL, NULL FROM recorded`;
 
 /**
  * Writes a batch's decisions: the stock each product gives up, the reservations and their
- * lines. A reservation that appeared since the read (a release's tombstone of an order whose
- * skus this batch did not lock) violates the primary key and fails the batch, which the
- * consumer then applies message by message.
+ * lines. A reservation that appeared since the products were locked (a release's tombstone
+ * of an order whose skus this batch did not lock) violates the primary key and fails the
+ * batch, which the consumer then applies message by message.
  */
 const reserveBatchWriteSql = `WITH moved AS (
    UPDATE products p SET available = p.available - m.qty, reserved = p.reserved + m.qty, updated_at = now()
@@ -189,34 +219,50 @@ const reserveBatchWriteSql = `WITH moved AS (
 
 /**
  * inventory.cmd.reserve for the reservations of a consumer batch, with the outcomes
- * `reserveStock` would give them one after another: one statement locks their products and
- * reads the stock, the decisions are taken here in order (all lines of an order or none;
- * an earlier order lowers the stock a later one sees), one statement writes them all. An
+ * `reserveStock` would give them one after another. When the stock covers every order,
+ * one statement reserves them all (`reserveBatchSql`); otherwise that statement returns
+ * the locked stock, the decisions are taken here in order (all lines of an order or none;
+ * an earlier order lowers the stock a later one sees), and one statement writes them. An
  * order with a reservation already (a re-sent or redelivered command, a release's
  * tombstone), or met twice in the batch, goes through `reserveStock` after the others,
  * which returns its recorded outcome. A batch of one is `reserveStock`.
  */
 export async function reserveAll(tx: Queryable, commands: ReserveStock[]): Promise<Reply[]> {
   if (commands.length === 1) return [await reserveStock(tx, commands[0]!)];
-  const skus = [...new Set(commands.flatMap((c) => c.lines.map((l) => l.sku)))];
-  const { rows } = await tx.query<{ kind: "product" | "reservation"; id: string; available: string | null }>(
-    prepared(reserveBatchReadSql, [skus, commands.map((c) => c.orderId)]),
+  const firstIndexOf = new Map<string, number>();
+  for (const [i, { orderId }] of commands.entries()) if (!firstIndexOf.has(orderId)) firstIndexOf.set(orderId, i);
+  const firsts = [...firstIndexOf.values()].map((i) => commands[i]!);
+  const lines = firsts.flatMap(({ orderId, lines }) => lines.map((l) => ({ orderId, sku: l.sku, quantity: l.quantity })));
+  const { rows } = await tx.query<{ kind: "decision" | "product" | "reservation"; id: string | null; available: string | null; ok: boolean | null }>(
+    prepared(reserveBatchSql, [[...firstIndexOf.keys()], lines.map((l) => l.orderId), lines.map((l) => l.sku), lines.map((l) => l.quantity.toString())]),
   );
-  const available = new Map(rows.filter((r) => r.kind === "product").map((r) => [r.id, BigInt(r.available ?? "0")]));
-  const recorded = new Set(rows.filter((r) => r.kind === "reservation").map((r) => r.id));
+  const recorded = new Set(rows.filter((r) => r.kind === "reservation").map((r) => r.id!));
+  const fresh = firsts.filter((c) => !recorded.has(c.orderId));
+  const decided = rows.find((r) => r.kind === "decision")!.ok
+    ? new Map(fresh.map(({ orderId }) => [orderId, reserved(orderId)]))
+    : await decideOneAfterAnother(tx, fresh, new Map(rows.filter((r) => r.kind === "product").map((r) => [r.id!, BigInt(r.available ?? "0")])));
+  const replies: Reply[] = [];
+  for (const [i, command] of commands.entries()) {
+    const reply = firstIndexOf.get(command.orderId) === i ? decided.get(command.orderId) : undefined;
+    replies.push(reply ?? (await reserveStock(tx, command)));
+  }
+  return replies;
+}
+
+/** Decides fresh orders in batch order on the locked stock (`available`, changed as it goes), and writes the decisions in one statement. */
+async function decideOneAfterAnother(tx: Queryable, orders: ReserveStock[], available: Map<string, bigint>): Promise<Map<string, Reply>> {
   const moved = new Map<string, bigint>();
   const reservations: Array<{ orderId: string; status: ReservationStatus; reason: string }> = [];
   const lines: Array<{ orderId: string } & Line> = [];
-  const decided = commands.map((command): Reply | undefined => {
-    const { orderId } = command;
-    if (recorded.has(orderId)) return undefined;
-    recorded.add(orderId);
-    const sorted = [...command.lines].sort((a, b) => a.sku.localeCompare(b.sku));
+  const decided = new Map<string, Reply>();
+  for (const { orderId, lines: ordered } of orders) {
+    const sorted = [...ordered].sort((a, b) => a.sku.localeCompare(b.sku));
     const short = sorted.filter((l) => (available.get(l.sku) ?? -1n) < l.quantity).map((l) => l.sku);
     if (short.length > 0) {
       const reason = `out of stock: ${short.join(", ")}`;
       reservations.push({ orderId, status: "FAILED", reason });
-      return failed(orderId, reason, short);
+      decided.set(orderId, failed(orderId, reason, short));
+      continue;
     }
     for (const l of sorted) {
       available.set(l.sku, available.get(l.sku)! - l.quantity);
@@ -224,8 +270,8 @@ export async function reserveAll(tx: Queryable, commands: ReserveStock[]): Promi
       lines.push({ orderId, sku: l.sku, quantity: l.quantity });
     }
     reservations.push({ orderId, status: "RESERVED", reason: "" });
-    return reserved(orderId);
-  });
+    decided.set(orderId, reserved(orderId));
+  }
   if (reservations.length > 0) {
     await tx.query(
       prepared(reserveBatchWriteSql, [
@@ -240,7 +286,5 @@ export async function reserveAll(tx: Queryable, commands: ReserveStock[]): Promi
       ]),
     );
   }
-  const replies: Reply[] = [];
-  for (const [i, reply] of decided.entries()) replies.push(reply ?? (await reserveStock(tx, commands[i]!)));
-  return replies;
+  return decided;
 }

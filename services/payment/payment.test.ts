@@ -380,17 +380,17 @@ describe("refund", () => {
 });
 
 describe("batches", () => {
-  it("concurrent batch transactions sharing wallets do not deadlock when they lock their wallets first", async () => {
+  it("concurrent batch transactions sharing wallets do not deadlock: charges with refunds lock their wallets first, charges alone in chargeAll", async () => {
     const customers = Array.from({ length: 8 }, customer);
     for (const c of customers) await topUp(c, 10_000n);
     const charged = Array.from({ length: 40 }, (_, i) => chargeOf(randomUUID(), customers[i % customers.length]!, 10n));
     for (const command of charged) await chargeNow(command.orderId, command.customerId, 10n);
-    // Each batch: charges of new orders and refunds of charged ones, over the same wallets in different orders.
-    const batches = Array.from({ length: 6 }, (_, b) => {
+    // Batches 0-5: charges of new orders and refunds of charged ones; 6-9: charges only. All over the same wallets in different orders.
+    const batches = Array.from({ length: 10 }, (_, b) => {
       const commands: Array<ChargePayment | ReturnType<typeof create<typeof RefundPaymentSchema>>> = [];
       for (let i = 0; i < 30; i++) {
         const c = customers[(b % 2 === 0 ? i : customers.length * 4 - i) % customers.length]!;
-        commands.push(i % 5 === 0 ? create(RefundPaymentSchema, { orderId: charged[(b * 7 + i) % charged.length]!.orderId }) : chargeOf(randomUUID(), c, 10n));
+        commands.push(i % 5 === 0 && b < 6 ? create(RefundPaymentSchema, { orderId: charged[(b * 7 + i) % charged.length]!.orderId }) : chargeOf(randomUUID(), c, 10n));
       }
       return commands;
     });
@@ -405,7 +405,7 @@ describe("batches", () => {
     expect(await ledgerMismatches()).toEqual([]);
   });
 
-  it("a batch of charges only locks each of its wallets, with or without refunds beside them", async () => {
+  it("a batch with refunds locks each of its wallets; one of charges only leaves the locks to chargeAll", async () => {
     const [a, b, refunded] = [customer(), customer(), customer()];
     for (const c of [a, b, refunded]) await topUp(c, 1_000n);
     const earlier = chargeOf(randomUUID(), refunded, 10n);
@@ -431,7 +431,7 @@ describe("batches", () => {
         probe.release();
       }
     };
-    expect(await lockedBy([chargeOf(randomUUID(), a, 10n), chargeOf(randomUUID(), b, 10n), chargeOf(randomUUID(), a, 10n)])).toEqual([a, b]);
+    expect(await lockedBy([chargeOf(randomUUID(), a, 10n), chargeOf(randomUUID(), b, 10n), chargeOf(randomUUID(), a, 10n)])).toEqual([]);
     expect(await lockedBy([chargeOf(randomUUID(), a, 10n), create(RefundPaymentSchema, { orderId: earlier.orderId })])).toEqual([a, refunded]);
   });
 
@@ -442,7 +442,7 @@ describe("batches", () => {
     await lockWalletsOf(recording.db, [chargeOf(randomUUID(), c, 10n)]);
     await lockWalletsOf(recording.db, [create(RefundPaymentSchema, { orderId: randomUUID() })]);
     expect(recording.statements).toEqual([]);
-    await lockWalletsOf(recording.db, [chargeOf(randomUUID(), c, 10n), chargeOf(randomUUID(), c, 10n)]);
+    await lockWalletsOf(recording.db, [chargeOf(randomUUID(), c, 10n), create(RefundPaymentSchema, { orderId: randomUUID() })]);
     expect(recording.statements).toHaveLength(1);
   });
 });
@@ -517,19 +517,50 @@ describe("a batch's charges together (chargeAll)", () => {
     expect(await ledgerMismatches()).toEqual([]);
   });
 
-  it("applies a batch of fresh charges in two statements", async () => {
-    const c = customer();
+  it("charges a batch its wallets cover in one statement, which locks the wallets", async () => {
+    const [c, other] = [customer(), customer()];
     await topUp(c, 10_000n);
-    const { result: replies, statements } = await inRecordedTransaction(db, (tx) =>
-      chargeAll(
-        tx,
-        Array.from({ length: 20 }, () => chargeOf(randomUUID(), c, 100n)),
-      ),
-    );
-    expect(statements).toHaveLength(2);
+    await topUp(other, 300n);
+    const commands = Array.from({ length: 20 }, (_, i) => (i % 10 === 9 ? chargeOf(randomUUID(), other, 150n) : chargeOf(randomUUID(), c, 100n)));
+    const { result: replies, statements } = await inRecordedTransaction(db, (tx) => chargeAll(tx, commands));
+    expect(statements).toHaveLength(1);
     expect(replies.map((r) => r.subject)).toEqual(Array<string>(20).fill(PaymentSubject.charged));
-    expect(await balanceOf(c)).toBe(8_000n);
-    expect(await ledgerOf(c)).toHaveLength(21);
+    expect(await balanceOf(c)).toBe(8_200n);
+    expect(await balanceOf(other)).toBe(0n);
+    expect(await ledgerOf(c)).toHaveLength(19);
+    expect(await ledgerMismatches()).toEqual([]);
+
+    const held = await db.primary.connect();
+    try {
+      await held.query("BEGIN");
+      await chargeAll(held, [chargeOf(randomUUID(), c, 1n), chargeOf(randomUUID(), other, 0n)]);
+      for (const wallet of [c, other]) await expect(db.primary.query("SELECT 1 FROM wallets WHERE customer_id = $1 FOR UPDATE NOWAIT", [wallet])).rejects.toThrow(/could not obtain lock/);
+    } finally {
+      await held.query("ROLLBACK");
+      held.release();
+    }
+  });
+
+  it("decides a batch one charge after another, in a second statement, when a wallet falls short", async () => {
+    const c = customer();
+    await topUp(c, 250n);
+    const { result: replies, statements } = await inRecordedTransaction(db, (tx) => chargeAll(tx, [chargeOf(randomUUID(), c, 100n), chargeOf(randomUUID(), c, 200n), chargeOf(randomUUID(), c, 150n)]));
+    expect(statements).toHaveLength(2);
+    expect(replies.map(outcome)).toEqual(["payment.evt.charged for its order", `declined: ${DeclineReason.insufficientFunds}`, "payment.evt.charged for its order"]);
+    expect(await balanceOf(c)).toBe(0n);
+    expect(await ledgerMismatches()).toEqual([]);
+  });
+
+  it("concurrent batches over the same short wallets charge what the wallets hold, and no more", async () => {
+    const [a, b] = [customer(), customer()];
+    await topUp(a, 250n);
+    await topUp(b, 250n);
+    const batches = Array.from({ length: 6 }, (_, n) => Array.from({ length: 10 }, (_, i) => chargeOf(randomUUID(), (n + i) % 2 === 0 ? a : b, 10n)));
+    const replies = (await Promise.all(batches.map((commands) => db.transaction((tx) => chargeAll(tx, commands))))).flat();
+    expect(replies.filter((r) => r.subject === PaymentSubject.charged)).toHaveLength(50);
+    expect(await balanceOf(a)).toBe(0n);
+    expect(await balanceOf(b)).toBe(0n);
+    expect(await ledgerMismatches()).toEqual([]);
   });
 
   it("declines a charge that meets a refund's tombstone, and charges the rest of the batch", async () => {

@@ -123,22 +123,50 @@ function counted(payment: ChargeRecord, amount: bigint, currency: string): Outgo
 }
 
 /**
- * The wallets of a batch's charges (locked, in customer-id order; lockWalletsOf has taken
- * these locks already when the consumer runs it first) and which of the orders have a
- * payment row already.
+ * A batch's charges ($1-$5, one per order, in batch order), in one statement when every
+ * wallet covers them all: the wallets are locked in customer-id order, the orders with a
+ * payment already are left out, and if each of the rest's wallets exists, is in its
+ * currency and holds the sum of its charges, all of them are charged (none can then fall
+ * short of what an earlier one left). Otherwise it writes nothing and returns the locked
+ * wallets, on which the charges are decided one after another (`chargeBatchWriteSql`).
+ * Either way it returns the decision and the orders that had a payment. As in `chargeSql`,
+ * the debit subtracts from the locked balance, not from this statement's snapshot.
  */
-const chargeBatchReadSql = `WITH w AS (
-   SELECT customer_id, balance_minor, currency FROM wallets WHERE customer_id = ANY($1::text[]) ORDER BY customer_id FOR UPDATE
+const chargeBatchSql = `WITH input AS (
+   SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::bigint[], $5::text[]) AS i(payment_id, order_id, customer_id, amount_minor, currency)
+ ), w AS (
+   SELECT customer_id, balance_minor, currency FROM wallets WHERE customer_id IN (SELECT customer_id FROM input) ORDER BY customer_id FOR UPDATE
+ ), recorded AS (
+   SELECT order_id FROM payments WHERE order_id IN (SELECT order_id FROM input)
+ ), fresh AS (
+   SELECT * FROM input WHERE order_id NOT IN (SELECT order_id FROM recorded)
+ ), due AS (
+   SELECT customer_id, sum(amount_minor) AS total FROM fresh GROUP BY customer_id
+ ), decision AS (
+   SELECT NOT EXISTS (SELECT 1 FROM fresh f LEFT JOIN w ON w.customer_id = f.customer_id WHERE w.currency IS DISTINCT FROM f.currency)
+      AND NOT EXISTS (SELECT 1 FROM due JOIN w ON w.customer_id = due.customer_id WHERE w.balance_minor < due.total) AS ok
+ ), p AS (
+   INSERT INTO payments (payment_id, order_id, customer_id, amount_minor, currency, status, decline_reason)
+   SELECT payment_id, order_id, customer_id, amount_minor, currency, 'CHARGED', '' FROM fresh, decision WHERE decision.ok
+   RETURNING payment_id, order_id, customer_id, amount_minor, currency
+ ), debit AS (
+   UPDATE wallets t SET balance_minor = w.balance_minor - due.total, updated_at = now()
+     FROM due JOIN w ON w.customer_id = due.customer_id, decision WHERE decision.ok AND due.total > 0 AND t.customer_id = due.customer_id
+ ), entry AS (
+   INSERT INTO ledger_entries (customer_id, kind, amount_minor, currency, payment_id, order_id)
+   SELECT customer_id, 'CHARGE', -amount_minor, currency, payment_id, order_id FROM p WHERE amount_minor > 0
  )
- SELECT 'wallet' AS kind, customer_id AS id, balance_minor::text AS balance, currency FROM w
+ SELECT 'decision' AS kind, NULL AS id, NULL AS balance, NULL AS currency, ok FROM decision
  UNION ALL
- SELECT 'payment', order_id, NULL, NULL FROM payments WHERE order_id = ANY($2::text[])`;
+ SELECT 'wallet', customer_id, balance_minor::text, currency, NULL FROM w, decision WHERE NOT decision.ok
+ UNION ALL
+ SELECT 'payment', order_id, NULL, NULL, NULL FROM recorded`;
 
 /**
- * Records a batch's new payments, debits each wallet by the sum of its charges and writes
- * their ledger rows. A payment row that appeared since the read (a refund's tombstone is
- * written without the wallet's lock) violates the unique order_id and fails the batch,
- * which the consumer then applies message by message.
+ * Records a batch's payments decided one after another, debits each wallet by the sum of
+ * its charges and writes their ledger rows. A payment row that appeared since the wallets
+ * were locked (a refund's tombstone is written without the wallet's lock) violates the
+ * unique order_id and fails the batch, which the consumer then applies message by message.
  */
 const chargeBatchWriteSql = `WITH p AS (
    INSERT INTO payments (payment_id, order_id, customer_id, amount_minor, currency, status, decline_reason)
@@ -152,25 +180,57 @@ const chargeBatchWriteSql = `WITH p AS (
  INSERT INTO ledger_entries (customer_id, kind, amount_minor, currency, payment_id, order_id)
  SELECT customer_id, 'CHARGE', -amount_minor, currency, payment_id, order_id FROM p WHERE status = 'CHARGED' AND amount_minor > 0`;
 
+type ChargeTerms = ReturnType<typeof chargeTerms>;
+type DecidedCharge = { record: ChargeRecord; amount: bigint; currency: string };
+
 /**
  * payment.cmd.charge for the charges of a consumer batch, with the outcomes `charge` would
- * give them one after another: one statement reads (and locks) their wallets, the decisions
- * are taken here in order (an earlier charge lowers the balance a later one sees), one
- * statement writes them all. An order with a payment already (a re-sent or redelivered
- * command, a refund's tombstone), or met twice in the batch, goes through `charge` after
- * the others, which returns its recorded outcome. A batch of one is `charge`.
+ * give them one after another. When every wallet covers its charges, one statement charges
+ * them all (`chargeBatchSql`); otherwise that statement returns the locked wallets, the
+ * decisions are taken here in order (an earlier charge lowers the balance a later one sees),
+ * and one statement writes them. An order with a payment already (a re-sent or redelivered
+ * command, a refund's tombstone), or met twice in the batch, goes through `charge` after the
+ * others, which returns its recorded outcome. A batch of one is `charge`.
  */
 export async function chargeAll(tx: Queryable, commands: ChargePayment[]): Promise<OutgoingMessage[]> {
   if (commands.length === 1) return [await charge(tx, commands[0]!)];
   const terms = commands.map(chargeTerms);
-  const { rows } = await tx.query<{ kind: "wallet" | "payment"; id: string; balance: string | null; currency: string | null }>(
-    prepared(chargeBatchReadSql, [[...new Set(terms.map((t) => t.customerId))], terms.map((t) => t.orderId)]),
+  const firstIndexOf = new Map<string, number>();
+  for (const [i, { orderId }] of terms.entries()) if (!firstIndexOf.has(orderId)) firstIndexOf.set(orderId, i);
+  const firsts = [...firstIndexOf.values()].map((i) => ({ ...terms[i]!, paymentId: timeOrderedId() }));
+  const { rows } = await tx.query<{ kind: "decision" | "wallet" | "payment"; id: string | null; balance: string | null; currency: string | null; ok: boolean | null }>(
+    prepared(chargeBatchSql, [
+      firsts.map((t) => t.paymentId),
+      firsts.map((t) => t.orderId),
+      firsts.map((t) => t.customerId),
+      firsts.map((t) => t.amount.toString()),
+      firsts.map((t) => t.currency),
+    ]),
   );
-  const wallets = new Map(rows.filter((r) => r.kind === "wallet").map((r) => [r.id, { balance: BigInt(r.balance ?? "0"), currency: r.currency ?? "" }]));
-  const recorded = new Set(rows.filter((r) => r.kind === "payment").map((r) => r.id));
-  const decided: Array<{ record: ChargeRecord; customerId: string; amount: bigint; currency: string } | undefined> = terms.map((t) => {
-    if (recorded.has(t.orderId)) return undefined;
-    recorded.add(t.orderId);
+  const recorded = new Set(rows.filter((r) => r.kind === "payment").map((r) => r.id!));
+  const fresh = firsts.filter((t) => !recorded.has(t.orderId));
+  const decided = rows.find((r) => r.kind === "decision")!.ok
+    ? new Map(fresh.map((t): [string, DecidedCharge] => [t.orderId, { record: chargeRecord(t, ""), amount: t.amount, currency: t.currency }]))
+    : await decideOneAfterAnother(tx, fresh, new Map(rows.filter((r) => r.kind === "wallet").map((r) => [r.id!, { balance: BigInt(r.balance ?? "0"), currency: r.currency ?? "" }])));
+  const replies: OutgoingMessage[] = [];
+  for (const [i, command] of commands.entries()) {
+    const d = firstIndexOf.get(command.orderId) === i ? decided.get(command.orderId) : undefined;
+    replies.push(d ? counted(d.record, d.amount, d.currency) : await charge(tx, command));
+  }
+  return replies;
+}
+
+function chargeRecord(t: ChargeTerms & { paymentId: string }, reason: string): ChargeRecord {
+  return { payment_id: t.paymentId, order_id: t.orderId, status: reason === "" ? "CHARGED" : "DECLINED", decline_reason: reason };
+}
+
+/** Decides fresh charges in batch order on the locked wallets (balances lowered as it goes), and writes the decisions in one statement. */
+async function decideOneAfterAnother(
+  tx: Queryable,
+  charges: Array<ChargeTerms & { paymentId: string }>,
+  wallets: Map<string, { balance: bigint; currency: string }>,
+): Promise<Map<string, DecidedCharge>> {
+  const decided = charges.map((t): DecidedCharge & { customerId: string } => {
     const wallet = wallets.get(t.customerId);
     const reason = !wallet
       ? DeclineReason.noWallet
@@ -180,12 +240,10 @@ export async function chargeAll(tx: Queryable, commands: ChargePayment[]): Promi
           ? DeclineReason.insufficientFunds
           : "";
     if (wallet && reason === "") wallet.balance -= t.amount;
-    const record: ChargeRecord = { payment_id: timeOrderedId(), order_id: t.orderId, status: reason === "" ? "CHARGED" : "DECLINED", decline_reason: reason };
-    return { record, customerId: t.customerId, amount: t.amount, currency: t.currency };
+    return { record: chargeRecord(t, reason), customerId: t.customerId, amount: t.amount, currency: t.currency };
   });
-  const fresh = decided.filter((d) => d !== undefined);
-  if (fresh.length > 0) {
-    const column = <T>(pick: (d: (typeof fresh)[number]) => T): T[] => fresh.map(pick);
+  if (decided.length > 0) {
+    const column = <T>(pick: (d: (typeof decided)[number]) => T): T[] => decided.map(pick);
     await tx.query(
       prepared(chargeBatchWriteSql, [
         column((d) => d.record.payment_id),
@@ -198,9 +256,7 @@ export async function chargeAll(tx: Queryable, commands: ChargePayment[]): Promi
       ]),
     );
   }
-  const replies: OutgoingMessage[] = [];
-  for (const [i, d] of decided.entries()) replies.push(d ? counted(d.record, d.amount, d.currency) : await charge(tx, commands[i]!));
-  return replies;
+  return new Map(decided.map((d) => [d.record.order_id, d]));
 }
 
 /**
@@ -324,24 +380,20 @@ function countRefund(payment: PaymentRow): void {
  * will touch, in customer-id order, before any handler runs. Two batches then take
  * their wallet locks in the same order and cannot deadlock (without it, batches of
  * several consumers deadlock as soon as they share two wallets in opposite order).
- * Refunds lock the wallet their order was charged to. A batch of one command takes no
- * lock here: its handler locks its one wallet itself (a refund then its payment row,
- * wallet first as everywhere), which cannot close a cycle with another batch.
+ * Refunds lock the wallet their order was charged to. A batch of charges only takes no
+ * lock here: `chargeAll` locks its wallets in the same order in its first statement.
+ * Nor does a batch of one command: its handler locks its one wallet itself (a refund
+ * then its payment row, wallet first as everywhere), which cannot close a cycle with
+ * another batch.
  */
 export async function lockWalletsOf(tx: Queryable, commands: readonly Message[]): Promise<void> {
   if (commands.length < 2) return;
-  const customers = commands.filter((c) => isMessage(c, ChargePaymentSchema)).map((c) => c.customerId);
   const refunds = commands.filter((c) => isMessage(c, RefundPaymentSchema)).map((c) => c.orderId);
-  if (customers.length + refunds.length === 0) return;
-  await tx.query(refunds.length === 0 ? prepared(lockChargedWallets, [customers]) : prepared(lockChargedAndRefundedWallets, [customers, refunds]));
+  if (refunds.length === 0) return;
+  const customers = commands.filter((c) => isMessage(c, ChargePaymentSchema)).map((c) => c.customerId);
+  await tx.query(prepared(lockChargedAndRefundedWallets, [customers, refunds]));
 }
 
-/**
- * A batch of charges only, the usual batch, has a statement of its own: it has no refunded
- * orders to look up, and locks without the union (at 430/s, 12.6 µs per saga against 32.3
- * for running the statement with refunds; `prepared()` keeps either on one plan).
- */
-const lockChargedWallets = `SELECT 1 FROM wallets WHERE customer_id = ANY($1::text[]) ORDER BY customer_id FOR UPDATE`;
 const lockChargedAndRefundedWallets = `SELECT 1 FROM wallets
   WHERE customer_id IN (SELECT unnest($1::text[]) UNION SELECT customer_id FROM payments WHERE order_id = ANY($2::text[]) AND customer_id IS NOT NULL)
   ORDER BY customer_id FOR UPDATE`;
