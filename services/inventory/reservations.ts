@@ -10,7 +10,7 @@ import {
 import { type OrderConcluded } from "../../gen/orderflow/order/v1/events_pb.js";
 import { OrderStatus } from "../../gen/orderflow/order/v1/order_pb.js";
 import { prepared, type Queryable } from "../platform/db.js";
-import type { Reply } from "../platform/saga-participant.js";
+import { decidedOncePerOrder, type Reply } from "../platform/saga-participant.js";
 
 type ReservationStatus = "RESERVED" | "COMMITTED" | "RELEASED" | "FAILED";
 
@@ -229,24 +229,23 @@ const reserveBatchWriteSql = `WITH moved AS (
  */
 export async function reserveAll(tx: Queryable, commands: ReserveStock[]): Promise<Reply[]> {
   if (commands.length === 1) return [await reserveStock(tx, commands[0]!)];
-  const firstIndexOf = new Map<string, number>();
-  for (const [i, { orderId }] of commands.entries()) if (!firstIndexOf.has(orderId)) firstIndexOf.set(orderId, i);
-  const firsts = [...firstIndexOf.values()].map((i) => commands[i]!);
+  return decidedOncePerOrder(
+    commands,
+    (firsts) => reserveFresh(tx, firsts),
+    (command) => reserveStock(tx, command),
+  );
+}
+
+/** Reserves for the first command of each order of a batch (`reserveBatchSql`, then one after another if it did not reserve them all); leaves out orders with a reservation already. */
+async function reserveFresh(tx: Queryable, firsts: ReserveStock[]): Promise<Map<string, Reply>> {
   const lines = firsts.flatMap(({ orderId, lines }) => lines.map((l) => ({ orderId, sku: l.sku, quantity: l.quantity })));
   const { rows } = await tx.query<{ kind: "decision" | "product" | "reservation"; id: string | null; available: string | null; ok: boolean | null }>(
-    prepared(reserveBatchSql, [[...firstIndexOf.keys()], lines.map((l) => l.orderId), lines.map((l) => l.sku), lines.map((l) => l.quantity.toString())]),
+    prepared(reserveBatchSql, [firsts.map((c) => c.orderId), lines.map((l) => l.orderId), lines.map((l) => l.sku), lines.map((l) => l.quantity.toString())]),
   );
   const recorded = new Set(rows.filter((r) => r.kind === "reservation").map((r) => r.id!));
   const fresh = firsts.filter((c) => !recorded.has(c.orderId));
-  const decided = rows.find((r) => r.kind === "decision")!.ok
-    ? new Map(fresh.map(({ orderId }) => [orderId, reserved(orderId)]))
-    : await decideOneAfterAnother(tx, fresh, new Map(rows.filter((r) => r.kind === "product").map((r) => [r.id!, BigInt(r.available ?? "0")])));
-  const replies: Reply[] = [];
-  for (const [i, command] of commands.entries()) {
-    const reply = firstIndexOf.get(command.orderId) === i ? decided.get(command.orderId) : undefined;
-    replies.push(reply ?? (await reserveStock(tx, command)));
-  }
-  return replies;
+  if (rows.find((r) => r.kind === "decision")!.ok) return new Map(fresh.map(({ orderId }) => [orderId, reserved(orderId)]));
+  return decideOneAfterAnother(tx, fresh, new Map(rows.filter((r) => r.kind === "product").map((r) => [r.id!, BigInt(r.available ?? "0")])));
 }
 
 /** Decides fresh orders in batch order on the locked stock (`available`, changed as it goes), and writes the decisions in one statement. */

@@ -12,7 +12,7 @@ import type { OutgoingMessage } from "../platform/bus/publish.js";
 import { prepared, type Queryable } from "../platform/db.js";
 import { timeOrderedId } from "../platform/ids.js";
 import { money } from "../platform/money.js";
-import { type CommandHandlers, onBatch } from "../platform/saga-participant.js";
+import { type CommandHandlers, decidedOncePerOrder, onBatch } from "../platform/saga-participant.js";
 import { paymentMetrics } from "./metrics.js";
 import { paymentColumns, type PaymentRow } from "./store.js";
 
@@ -180,7 +180,8 @@ const chargeBatchWriteSql = `WITH p AS (
  INSERT INTO ledger_entries (customer_id, kind, amount_minor, currency, payment_id, order_id)
  SELECT customer_id, 'CHARGE', -amount_minor, currency, payment_id, order_id FROM p WHERE status = 'CHARGED' AND amount_minor > 0`;
 
-type ChargeTerms = ReturnType<typeof chargeTerms>;
+/** A charge's terms with the id its payment row gets. */
+type NewPayment = ReturnType<typeof chargeTerms> & { paymentId: string };
 type DecidedCharge = { record: ChargeRecord; amount: bigint; currency: string };
 
 /**
@@ -194,42 +195,43 @@ type DecidedCharge = { record: ChargeRecord; amount: bigint; currency: string };
  */
 export async function chargeAll(tx: Queryable, commands: ChargePayment[]): Promise<OutgoingMessage[]> {
   if (commands.length === 1) return [await charge(tx, commands[0]!)];
-  const terms = commands.map(chargeTerms);
-  const firstIndexOf = new Map<string, number>();
-  for (const [i, { orderId }] of terms.entries()) if (!firstIndexOf.has(orderId)) firstIndexOf.set(orderId, i);
-  const firsts = [...firstIndexOf.values()].map((i) => ({ ...terms[i]!, paymentId: timeOrderedId() }));
+  return decidedOncePerOrder(
+    commands,
+    (firsts) => chargeFresh(tx, firsts),
+    (command) => charge(tx, command),
+  );
+}
+
+/** Charges the first command of each order of a batch (`chargeBatchSql`, then one after another if it did not charge them all); leaves out orders with a payment already. */
+async function chargeFresh(tx: Queryable, firsts: ChargePayment[]): Promise<Map<string, OutgoingMessage>> {
+  const terms = firsts.map((command): NewPayment => ({ ...chargeTerms(command), paymentId: timeOrderedId() }));
   const { rows } = await tx.query<{ kind: "decision" | "wallet" | "payment"; id: string | null; balance: string | null; currency: string | null; ok: boolean | null }>(
     prepared(chargeBatchSql, [
-      firsts.map((t) => t.paymentId),
-      firsts.map((t) => t.orderId),
-      firsts.map((t) => t.customerId),
-      firsts.map((t) => t.amount.toString()),
-      firsts.map((t) => t.currency),
+      terms.map((t) => t.paymentId),
+      terms.map((t) => t.orderId),
+      terms.map((t) => t.customerId),
+      terms.map((t) => t.amount.toString()),
+      terms.map((t) => t.currency),
     ]),
   );
   const recorded = new Set(rows.filter((r) => r.kind === "payment").map((r) => r.id!));
-  const fresh = firsts.filter((t) => !recorded.has(t.orderId));
+  const fresh = terms.filter((t) => !recorded.has(t.orderId));
   const decided = rows.find((r) => r.kind === "decision")!.ok
-    ? new Map(fresh.map((t): [string, DecidedCharge] => [t.orderId, { record: chargeRecord(t, ""), amount: t.amount, currency: t.currency }]))
+    ? fresh.map((t): DecidedCharge => ({ record: chargeRecord(t, ""), amount: t.amount, currency: t.currency }))
     : await decideOneAfterAnother(tx, fresh, new Map(rows.filter((r) => r.kind === "wallet").map((r) => [r.id!, { balance: BigInt(r.balance ?? "0"), currency: r.currency ?? "" }])));
-  const replies: OutgoingMessage[] = [];
-  for (const [i, command] of commands.entries()) {
-    const d = firstIndexOf.get(command.orderId) === i ? decided.get(command.orderId) : undefined;
-    replies.push(d ? counted(d.record, d.amount, d.currency) : await charge(tx, command));
-  }
-  return replies;
+  return new Map(decided.map((d) => [d.record.order_id, counted(d.record, d.amount, d.currency)]));
 }
 
-function chargeRecord(t: ChargeTerms & { paymentId: string }, reason: string): ChargeRecord {
+function chargeRecord(t: NewPayment, reason: string): ChargeRecord {
   return { payment_id: t.paymentId, order_id: t.orderId, status: reason === "" ? "CHARGED" : "DECLINED", decline_reason: reason };
 }
 
 /** Decides fresh charges in batch order on the locked wallets (balances lowered as it goes), and writes the decisions in one statement. */
 async function decideOneAfterAnother(
   tx: Queryable,
-  charges: Array<ChargeTerms & { paymentId: string }>,
+  charges: NewPayment[],
   wallets: Map<string, { balance: bigint; currency: string }>,
-): Promise<Map<string, DecidedCharge>> {
+): Promise<DecidedCharge[]> {
   const decided = charges.map((t): DecidedCharge & { customerId: string } => {
     const wallet = wallets.get(t.customerId);
     const reason = !wallet
@@ -256,7 +258,7 @@ async function decideOneAfterAnother(
       ]),
     );
   }
-  return new Map(decided.map((d) => [d.record.order_id, d]));
+  return decided;
 }
 
 /**

@@ -7,7 +7,7 @@ import type { StreamPublisher } from "./bus/jetstream-publisher.js";
 import { publishMessages, type OutgoingMessage } from "./bus/publish.js";
 import { busTestEnv, type BusTestEnv, eventsIn, publisherInto, useTraceContext, waitFor } from "./bus/testkit.js";
 import type { PoolClient } from "./db.js";
-import { applyCommands, type CommandHandlers, on, onBatch, startCommandConsumer } from "./saga-participant.js";
+import { applyCommands, type CommandHandlers, decidedOncePerOrder, on, onBatch, startCommandConsumer } from "./saga-participant.js";
 
 process.env["LOG_LEVEL"] ??= "error";
 useTraceContext();
@@ -192,5 +192,27 @@ describe("a participant's command consumer", () => {
     } finally {
       await consumer.stop();
     }
+  });
+});
+
+describe("decidedOncePerOrder", () => {
+  it("decides the first command of each order together, then sends the rest one by one in batch order, and answers in the commands' order", async () => {
+    const commands = [{ orderId: "a", n: 1 }, { orderId: "b", n: 2 }, { orderId: "a", n: 3 }, { orderId: "c", n: 4 }, { orderId: "b", n: 5 }];
+    const decidedOn: number[][] = [];
+    const oneByOne: number[] = [];
+    const replies = await decidedOncePerOrder(
+      commands,
+      async (firsts) => {
+        decidedOn.push(firsts.map((c) => c.n));
+        return new Map([["a", "decided 1"], ["b", "decided 2"]]); // c is left to one by one, as an order with a recorded outcome is
+      },
+      async (command) => {
+        oneByOne.push(command.n);
+        return `alone ${command.n}`;
+      },
+    );
+    expect(decidedOn).toEqual([[1, 2, 4]]);
+    expect(oneByOne).toEqual([3, 4, 5]);
+    expect(replies).toEqual(["decided 1", "decided 2", "alone 3", "alone 4", "alone 5"]);
   });
 });

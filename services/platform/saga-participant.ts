@@ -62,6 +62,29 @@ export function onBatch<D extends DescMessage>(schema: D, apply: (tx: PoolClient
   return [schema.typeName, { kind: "batch", apply: (tx, commands) => apply(tx, commands.map((c) => checked(schema, c))) }];
 }
 
+/**
+ * For an `onBatch` handler that decides each order once: `decide` gets the first command of
+ * each order, in batch order, and returns the replies of the orders it decided; every other
+ * command (an order met again in the batch, or one `decide` left to `each`, such as an order
+ * with a recorded outcome) then goes through `each`, one after another in batch order.
+ * Returns the replies in the commands' order.
+ */
+export async function decidedOncePerOrder<C extends { orderId: string }, R>(
+  commands: readonly C[],
+  decide: (firsts: C[]) => Promise<ReadonlyMap<string, R>>,
+  each: (command: C) => Promise<R>,
+): Promise<R[]> {
+  const firstIndexOf = new Map<string, number>();
+  for (const [i, { orderId }] of commands.entries()) if (!firstIndexOf.has(orderId)) firstIndexOf.set(orderId, i);
+  const decided = await decide([...firstIndexOf.values()].map((i) => commands[i]!));
+  const replies: R[] = [];
+  for (const [i, command] of commands.entries()) {
+    const reply = firstIndexOf.get(command.orderId) === i ? decided.get(command.orderId) : undefined;
+    replies.push(reply ?? (await each(command)));
+  }
+  return replies;
+}
+
 export interface CommandConsumerOptions {
   js: JetStreamClient;
   /** The pool of the transactions (the service's background pool). */
