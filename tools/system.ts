@@ -10,6 +10,7 @@ import { fileURLToPath } from "node:url";
 import { createClient } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
 import { Health, HealthCheckResponse_ServingStatus as ServingStatus } from "../gen/grpc/health/v1/health_pb.js";
+import { asError } from "../services/platform/errors.js";
 import type { InfraUrls } from "./infra.js";
 import { freePort } from "./ports.js";
 import { CrashLoop, type RestartPolicy } from "./restart-policy.js";
@@ -344,7 +345,7 @@ export class System {
         // One that exited has been reported by its exit, with its next restart set; one
         // stopped and replaced meanwhile (restart()) is not what failed.
         (error: unknown) => {
-          if (state.child === child && isRunning(child)) this.options.onRestarted?.(name, error instanceof Error ? error : new Error(String(error)));
+          if (state.child === child && isRunning(child)) this.options.onRestarted?.(name, asError(error));
         },
       );
     }, delayMs);
