@@ -1,4 +1,5 @@
 import { execFileSync } from "node:child_process";
+import { readFileSync } from "node:fs";
 import { cpus, loadavg, release, totalmem } from "node:os";
 import { repoRoot } from "../tools/system.js";
 import type { MachineFacts } from "./results.js";
@@ -30,5 +31,16 @@ export function machineFacts(): MachineFacts {
     nats: "unknown",
     loadAverageAtStart: loadavg().map((value) => round(value, 2)),
     loadAverageAtEnd: [],
+    autogroupScheduling: autogroupScheduling(),
   };
+}
+
+/** Whether the kernel schedules each session as a group of its own (null: not Linux, or not said). */
+export function autogroupScheduling(setting = "/proc/sys/kernel/sched_autogroup_enabled"): boolean | null {
+  try {
+    const value = readFileSync(setting, "utf8").trim();
+    return value === "1" ? true : value === "0" ? false : null;
+  } catch {
+    return null;
+  }
 }

@@ -142,6 +142,9 @@ async function main(): Promise<void> {
     if (busy > machine.cores * 0.5) {
       notes.unshift(`the machine was busy before the run (load average ${machine.loadAverageAtStart.join(", ")} on ${machine.cores} cores): other processes competed for the CPU, so these figures understate what it can do`);
     }
+    if (machine.autogroupScheduling && Object.keys(options.targets).length > 0) {
+      notes.push("this kernel schedules each session as one group: services started in sessions of their own (npm start gives each one) share the cores differently from the bench's own start, which keeps them in its session — here that layout confirmed 15–25 % more sagas/s at saturation (bench/README.md)");
+    }
     if (options.mode === "smoke") notes.push("smoke run: a few seconds of tiny load, for checking that the bench works — not figures to quote");
     if (endpoints.pids.size > 0 && [...endpoints.pids.values()].some((pid) => pid === undefined)) notes.push("some service pids were not found: their memory is unknown");
 

@@ -23,7 +23,8 @@ export function renderTable(result: BenchResult): string {
   const m = result.machine;
   out.push(`OrderFlow bench (${result.mode}) — ${m.date}, commit ${m.gitCommit}${m.gitDirty ? "+dirty" : ""}`);
   out.push(`${m.cores} × ${m.cpuModel}, ${figure(m.totalMemoryMb)} MiB, Node ${m.node}, Postgres ${m.postgres}, NATS ${m.nats}; load average ${m.loadAverageAtStart.join(" ")} at start, ${m.loadAverageAtEnd.join(" ")} at end`);
-  out.push(`${result.config.target ? `targets ${JSON.stringify(result.config.target)}` : "system started here (tools/system.ts)"}; LOG_LEVEL=${result.config.logLevel}; generator: ${result.config.generator}`);
+  const grouping = m.autogroupScheduling ? " (in the bench's session: one scheduling group, as the kernel groups by session)" : "";
+  out.push(`${result.config.target ? `targets ${JSON.stringify(result.config.target)}` : `system started here (tools/system.ts)${grouping}`}; LOG_LEVEL=${result.config.logLevel}; generator: ${result.config.generator}`);
   out.push("");
   out.push("Saga (open loop; latencies in ms; e2e = CreateOrder answered → CONFIRMED seen by the generator)");
   out.push(

@@ -25,6 +25,13 @@ export interface MachineFacts {
   /** 1-, 5- and 15-minute load averages when the run started and when it ended (other work on the machine skews every figure). */
   loadAverageAtStart: number[];
   loadAverageAtEnd: number[];
+  /**
+   * Linux's autogroup scheduling (`kernel.sched_autogroup_enabled`): each session is one
+   * scheduling group, which shares the CPU evenly with the others. The bench's services run in
+   * its session, one group; `npm start` gives each its own. Absent in runs before it was recorded,
+   * null where the kernel does not say.
+   */
+  autogroupScheduling?: boolean | null;
 }
 
 export interface Ratio {
