@@ -590,6 +590,28 @@ describe("values.schema.json rejects wrong values", () => {
     expect(renderChart({ values: { postgres: { cnpg: { parameters: { max_connections: "856" } } } } }).ok).toBe(true);
   });
 
+  it("rejects a Postgres memory limit below what its connections at full scale may take (template check)", () => {
+    const withPostgres = (cnpg: Record<string, unknown>) => renderChart({ values: { postgres: { cnpg } } });
+    // Defaults: 856 connections x 4 Mi + shared_buffers 128 Mi + 256 Mi = 3,808 Mi.
+    const small = withPostgres({ resources: { limits: { memory: "1Gi" } } });
+    expect(small.ok).toBe(false);
+    expect(small.stderr).toMatch(/limits\.memory \(1Gi = 1024 Mi\) is below what Postgres may take at full scale \(3808 Mi = shared_buffers 128 Mi \+ 856 connections x 4 Mi \+ 256 Mi/);
+    expect(withPostgres({ resources: { limits: { memory: "3807Mi" } } }).ok).toBe(false);
+    expect(withPostgres({ resources: { limits: { memory: "3808Mi" } } }).ok).toBe(true);
+    expect(withPostgres({ resources: { limits: { memory: "3.75Gi" } } }).ok).toBe(true);
+    expect(withPostgres({ resources: { limits: { memory: "4000M" } } }).ok).toBe(true);
+    // shared_buffers counts, in Postgres's units or 8 kB pages.
+    const buffers = withPostgres({ parameters: { max_connections: "900", shared_buffers: "1GB" } });
+    expect(buffers.ok).toBe(false);
+    expect(buffers.stderr).toMatch(/\(4704 Mi = shared_buffers 1024 Mi \+ 856 connections/);
+    expect(withPostgres({ parameters: { max_connections: "900", shared_buffers: "16384" } }).ok).toBe(true);
+    expect(withPostgres({ parameters: { max_connections: "900", shared_buffers: "plenty" } }).stderr).toMatch(/shared_buffers \(plenty\): give a whole number/);
+    // Fewer pods at full scale need less; no limit, nothing to check.
+    const onePodEach = Object.fromEntries(["order", "inventory", "fraud", "payment", "notification"].map((name) => [name, { autoscaling: { enabled: false }, replicaCount: 1 }]));
+    expect(renderChart({ values: { services: onePodEach, postgres: { cnpg: { resources: { limits: { memory: "1Gi" } } } } } }).ok).toBe(true);
+    expect(withPostgres({ resources: { limits: null } }).ok).toBe(true);
+  });
+
   it("keeps one copy of each saga stream on a NATS without a cluster, as many as asked for on an external one", () => {
     const replicasOf = (values: unknown) => {
       const r = renderChart({ values });
