@@ -19,6 +19,16 @@ export async function onDatabase<T>(databaseUrl: string, use: (pool: pg.Pool) =>
   }
 }
 
+/** Server pids of the services' connections to the run's database (the bench's own, named orderflow-bench…, left out). */
+export function serviceConnectionPids(databaseUrl: string): Promise<number[]> {
+  return onDatabase(databaseUrl, async (pool) => {
+    const { rows } = await pool.query<{ pid: number }>(
+      "SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND backend_type = 'client backend' AND NOT starts_with(application_name, 'orderflow-bench')",
+    );
+    return rows.map((row) => row.pid);
+  });
+}
+
 /** Whether the server runs autovacuum. */
 export function autovacuumIsOn(databaseUrl: string): Promise<boolean> {
   return onDatabase(databaseUrl, async (pool) => (await pool.query<{ autovacuum: string }>("SHOW autovacuum")).rows[0]?.autovacuum === "on");

@@ -15,7 +15,7 @@ import { connect as connectNats } from "@nats-io/transport-node";
 import { InfraError } from "../tools/infra-error.js";
 import { repoRoot } from "../tools/system.js";
 import { AutovacuumStandIn } from "./autovacuum.js";
-import { autovacuumIsOn, waitForQuiet } from "./database.js";
+import { autovacuumIsOn, serviceConnectionPids, waitForQuiet } from "./database.js";
 import { LoadGenerator } from "./generator-process.js";
 import { goalsOf } from "./goals.js";
 import { seedHistory } from "./history.js";
@@ -26,7 +26,7 @@ import { busGraceSeconds } from "./protocol.js";
 import { runQueries } from "./queries.js";
 import { ratiosOf } from "./ratios.js";
 import { renderSvg, renderTable } from "./report.js";
-import { ResourceMonitor } from "./resources.js";
+import { connectionsFootprint, ResourceMonitor } from "./resources.js";
 import { type BenchResult, checkResult, resultSchema } from "./results.js";
 import { readStages, runSagaSteps } from "./saga-steps.js";
 import { seed } from "./seed.js";
@@ -129,6 +129,7 @@ async function main(): Promise<void> {
     await autovacuum?.vacuum();
     const queries = await runQueries(options, generator, endpoints, transports, customerPrefix, notes);
     const resources = monitor.stop();
+    const postgresConnections = connectionsFootprint(await serviceConnectionPids(endpoints.databaseUrl));
 
     const transportH2load = transports.h2load;
     const ratios = ratiosOf({ queries, transport, grpcJs, postgres, jetstream, transportH2load, maxCompletedPerSec });
@@ -177,6 +178,7 @@ async function main(): Promise<void> {
       ratios,
       goals: goalsOf({ saga: sagaSummary, ratios }),
       resources,
+      postgresConnections,
       notes,
     };
     const problems = checkResult(result);

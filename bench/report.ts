@@ -23,7 +23,7 @@ export function renderTable(result: BenchResult): string {
   const m = result.machine;
   out.push(`OrderFlow bench (${result.mode}) — ${m.date}, commit ${m.gitCommit}${m.gitDirty ? "+dirty" : ""}`);
   out.push(`${m.cores} × ${m.cpuModel}, ${figure(m.totalMemoryMb)} MiB, Node ${m.node}, Postgres ${m.postgres}, NATS ${m.nats}; load average ${m.loadAverageAtStart.join(" ")} at start, ${m.loadAverageAtEnd.join(" ")} at end`);
-  const grouping = m.autogroupScheduling ? " (in the bench's session: one scheduling group, as the kernel groups by session)" : "";
+  const grouping = m.autogroupScheduling ? ", its services in the bench's session (one scheduling group: this kernel groups by session)" : "";
   out.push(`${result.config.target ? `targets ${JSON.stringify(result.config.target)}` : `system started here (tools/system.ts)${grouping}`}; LOG_LEVEL=${result.config.logLevel}; generator: ${result.config.generator}`);
   out.push("");
   out.push("Saga (open loop; latencies in ms; e2e = CreateOrder answered → CONFIRMED seen by the generator)");
@@ -132,6 +132,10 @@ export function renderTable(result: BenchResult): string {
   out.push("");
   out.push("Resident memory per process (MiB)");
   out.push(table(["process", "pid", "idle", "peak sampled", "VmHWM"], result.resources.map((r) => [r.name, r.pid ?? "?", r.idleRssMb ?? "?", r.peakRssMb ?? "?", r.hwmMb ?? "?"]), 1));
+  const connections = result.postgresConnections;
+  if (connections) {
+    out.push(`Postgres: the services' ${connections.connections} connections hold ${figure(connections.privateMbTotal)} MiB of private memory, ${connections.privateMbMean} MiB each on average, ${connections.privateMbMax} at most (beside shared_buffers)`);
+  }
   if (result.notes.length > 0) {
     out.push("");
     out.push("Notes");

@@ -7,13 +7,17 @@ export interface ProcessMemory {
   hwmMb: number;
 }
 
+/** A "<field>: <n> kB" line of a /proc file, in kB; NaN when absent. */
+function kbField(text: string, field: string): number {
+  return Number(new RegExp(`^${field}:\\s+(\\d+) kB`, "m").exec(text)?.[1] ?? Number.NaN);
+}
+
 /** VmRSS and VmHWM (peak RSS) of a process, in MiB; undefined when it cannot be read. */
 export function readMemory(pid: number): ProcessMemory | undefined {
   try {
     const status = readFileSync(`/proc/${pid}/status`, "utf8");
-    const kb = (field: string): number => Number(new RegExp(`^${field}:\\s+(\\d+) kB`, "m").exec(status)?.[1] ?? Number.NaN);
-    const rss = kb("VmRSS");
-    const hwm = kb("VmHWM");
+    const rss = kbField(status, "VmRSS");
+    const hwm = kbField(status, "VmHWM");
     if (!Number.isFinite(rss) || !Number.isFinite(hwm)) return undefined;
     return { rssMb: Math.round((rss / 1024) * 10) / 10, hwmMb: Math.round((hwm / 1024) * 10) / 10 };
   } catch {
@@ -73,6 +77,47 @@ function sumOverThreads(pid: number, file: "status" | "schedstat", read: (conten
     return total;
   } catch {
     return undefined;
+  }
+}
+
+/** Private memory of a process (Private_Clean + Private_Dirty of /proc/<pid>/smaps_rollup), in MiB. */
+export function readPrivateMemoryMb(pid: number): number | undefined {
+  try {
+    const rollup = readFileSync(`/proc/${pid}/smaps_rollup`, "utf8");
+    const total = kbField(rollup, "Private_Clean") + kbField(rollup, "Private_Dirty");
+    return Number.isFinite(total) ? total / 1024 : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+export interface DatabaseConnectionsFootprint {
+  /** Postgres backends measured: the services' connections. */
+  connections: number;
+  /** Each backend's private memory (its caches and prepared statements: what a connection costs beside shared_buffers), MiB. */
+  privateMbMean: number;
+  privateMbMax: number;
+  privateMbTotal: number;
+}
+
+/** The private memory of the Postgres backends of `pids` found on this machine; null when none is (Postgres elsewhere, or not Linux). */
+export function connectionsFootprint(pids: readonly number[]): DatabaseConnectionsFootprint | null {
+  const sizes = pids.flatMap((pid) => {
+    const size = isPostgres(pid) ? readPrivateMemoryMb(pid) : undefined;
+    return size === undefined ? [] : [size];
+  });
+  if (sizes.length === 0) return null;
+  const total = sizes.reduce((sum, size) => sum + size, 0);
+  const tenth = (mb: number): number => Math.round(mb * 10) / 10;
+  return { connections: sizes.length, privateMbMean: tenth(total / sizes.length), privateMbMax: tenth(Math.max(...sizes)), privateMbTotal: tenth(total) };
+}
+
+/** Whether `pid` is a Postgres process of this machine (a pid Postgres reports may be another machine's). */
+function isPostgres(pid: number): boolean {
+  try {
+    return readFileSync(`/proc/${pid}/comm`, "utf8").trim() === "postgres";
+  } catch {
+    return false;
   }
 }
 

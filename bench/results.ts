@@ -5,7 +5,7 @@ import type { SagaStage } from "./stages.js";
 import type { SagaWork } from "./work.js";
 import type { GoalCheck } from "./goals.js";
 import type { H2loadResult } from "./h2load.js";
-import type { ServiceFootprint } from "./resources.js";
+import type { DatabaseConnectionsFootprint, ServiceFootprint } from "./resources.js";
 import type { BenchOptions, Mode } from "./options.js";
 
 export const resultSchema = "orderflow-bench/1";
@@ -105,6 +105,11 @@ export interface BenchResult {
   /** The goal's figures as this run measured them (bench/goals.ts). */
   goals: GoalCheck[];
   resources: ServiceFootprint[];
+  /**
+   * The services' Postgres connections at the end of the run, when Postgres runs on this machine
+   * (null otherwise; absent in runs before it was recorded): what sizes Postgres's memory.
+   */
+  postgresConnections?: DatabaseConnectionsFootprint | null;
   notes: string[];
 }
 
