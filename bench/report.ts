@@ -57,9 +57,13 @@ export function renderTable(result: BenchResult): string {
     .filter(([, deepest]) => deepest.length > 0)
     .map(([s, deepest]) => `    ${figure(s.offeredPerSec)}/s: ${deepest.map((q) => `${q.consumer} ${figure(q.peak)}`).join(" · ")}`);
   if (queueLines.length > 0) out.push("  deepest queues (JetStream messages a consumer had not yet acknowledged, peak during the step):", ...queueLines);
-  const workLines = result.saga.steps.flatMap(({ offeredPerSec, work }) =>
-    work?.perSaga ? [`    ${figure(offeredPerSec)}/s: ${work.perSaga.jetstreamMessages} JetStream messages, ${work.perSaga.postgresWrites} Postgres write transactions, ${figure(work.perSaga.postgresWalBytes)} bytes of Postgres WAL`] : [],
-  );
+  const workLines = result.saga.steps.flatMap(({ offeredPerSec, work }) => {
+    if (!work?.perSaga) return [];
+    // Runs before it was recorded have no bytes.
+    const bytes: number | undefined = work.perSaga.jetstreamBytes;
+    const stored = bytes === undefined ? "" : ` (${figure(bytes)} bytes)`;
+    return [`    ${figure(offeredPerSec)}/s: ${work.perSaga.jetstreamMessages} JetStream messages${stored}, ${work.perSaga.postgresWrites} Postgres write transactions, ${figure(work.perSaga.postgresWalBytes)} bytes of Postgres WAL`];
+  });
   if (workLines.length > 0) out.push("  work per concluded saga (messages stored in the saga's streams; transactions that wrote, relay and sweeps included):", ...workLines);
   const perStepLines = (figures: (step: (typeof result.saga.steps)[number]) => Record<string, number> | null, decimals: number): string[] =>
     result.saga.steps.flatMap((step) => {

@@ -31,7 +31,7 @@ describe("work counts", () => {
   it("counts the messages stored in the counted streams and the transactions that wrote", async () => {
     const before = await countWork(jsm, pool, ours);
     const js = jetstream(nc);
-    for (let i = 0; i < 3; i++) await js.publish(subject, "x");
+    for (let i = 0; i < 3; i++) await js.publish(subject, "x".repeat(100));
     await pool.query(`CREATE TABLE IF NOT EXISTS ${table} (n int)`);
     const mid = await countWork(jsm, pool, ours);
     // Two transactions that write, then a read, which takes no transaction id.
@@ -44,6 +44,9 @@ describe("work counts", () => {
     const after = await countWork(jsm, pool, ours);
 
     expect(after.jetstreamMessages - before.jetstreamMessages).toBe(3);
+    // Each message stored with its subject and headers beside its 100 bytes.
+    expect(after.jetstreamBytes - before.jetstreamBytes).toBeGreaterThanOrEqual(3 * 100);
+    expect(after.jetstreamBytes - before.jetstreamBytes).toBeLessThan(3 * 300);
     // Other test files write in the same server meanwhile: at least ours.
     expect(after.postgresWrites - mid.postgresWrites).toBeGreaterThanOrEqual(2);
     // Three rows and two commits: each at least a WAL record of a few dozen bytes.
@@ -51,13 +54,14 @@ describe("work counts", () => {
   });
 
   it("divides the work by the sagas concluded, and gives no per-saga figure when none concluded", () => {
-    const before = { jetstreamMessages: 100, postgresWrites: 1_000, postgresWalBytes: 50_000 };
-    const after = { jetstreamMessages: 170, postgresWrites: 1_095, postgresWalBytes: 123_456 };
+    const before = { jetstreamMessages: 100, jetstreamBytes: 40_000, postgresWrites: 1_000, postgresWalBytes: 50_000 };
+    const after = { jetstreamMessages: 170, jetstreamBytes: 67_655, postgresWrites: 1_095, postgresWalBytes: 123_456 };
     expect(workBetween(before, after, 10)).toEqual({
       jetstreamMessages: 70,
+      jetstreamBytes: 27_655,
       postgresWrites: 95,
       postgresWalBytes: 73_456,
-      perSaga: { jetstreamMessages: 7, postgresWrites: 9.5, postgresWalBytes: 7_346 },
+      perSaga: { jetstreamMessages: 7, jetstreamBytes: 2_766, postgresWrites: 9.5, postgresWalBytes: 7_346 },
     });
     expect(workBetween(before, after, 0).perSaga).toBeNull();
   });

@@ -9,6 +9,8 @@ import { ignoredStreams } from "./queues.js";
 export interface WorkCount {
   /** Messages stored in the saga's streams so far (their last sequence numbers, summed). */
   jetstreamMessages: number;
+  /** Bytes the saga's streams hold (what the server's store must have room for: see NATS_STREAM_MAX_BYTES). */
+  jetstreamBytes: number;
   /**
    * Transaction ids Postgres has handed out so far, server-wide: one per transaction that
    * writes (each writing statement outside BEGIN / COMMIT is one); reads take none. Exact and
@@ -34,25 +36,33 @@ const sagaStreams = (name: string): boolean => !ignoredStreams.test(name);
 /** The counts so far, over the streams `counted` names (default: the saga's). */
 export async function countWork(jsm: JetStreamManager, db: Queryable, counted: (stream: string) => boolean = sagaStreams): Promise<WorkCount> {
   let jetstreamMessages = 0;
+  let jetstreamBytes = 0;
   for await (const stream of jsm.streams.list()) {
-    if (counted(stream.config.name)) jetstreamMessages += stream.state.last_seq;
+    if (!counted(stream.config.name)) continue;
+    jetstreamMessages += stream.state.last_seq;
+    jetstreamBytes += stream.state.bytes;
   }
   const { rows } = await db.query<{ next: string; wal: string }>(
     "SELECT pg_snapshot_xmax(pg_current_snapshot())::text AS next, pg_wal_lsn_diff(pg_current_wal_lsn(), '0/0')::text AS wal",
   );
-  return { jetstreamMessages, postgresWrites: Number(rows[0]?.next ?? 0), postgresWalBytes: Number(rows[0]?.wal ?? 0) };
+  return { jetstreamMessages, jetstreamBytes, postgresWrites: Number(rows[0]?.next ?? 0), postgresWalBytes: Number(rows[0]?.wal ?? 0) };
 }
 
 /** The work done between two counts, and per saga concluded in between. */
 export function workBetween(before: WorkCount, after: WorkCount, sagas: number): SagaWork {
   const jetstreamMessages = after.jetstreamMessages - before.jetstreamMessages;
+  const jetstreamBytes = after.jetstreamBytes - before.jetstreamBytes;
   const postgresWrites = after.postgresWrites - before.postgresWrites;
   const postgresWalBytes = after.postgresWalBytes - before.postgresWalBytes;
   const per = (n: number, decimals = 2): number => Math.round((n / sagas) * 10 ** decimals) / 10 ** decimals;
   return {
     jetstreamMessages,
+    jetstreamBytes,
     postgresWrites,
     postgresWalBytes,
-    perSaga: sagas > 0 ? { jetstreamMessages: per(jetstreamMessages), postgresWrites: per(postgresWrites), postgresWalBytes: per(postgresWalBytes, 0) } : null,
+    perSaga:
+      sagas > 0
+        ? { jetstreamMessages: per(jetstreamMessages), jetstreamBytes: per(jetstreamBytes, 0), postgresWrites: per(postgresWrites), postgresWalBytes: per(postgresWalBytes, 0) }
+        : null,
   };
 }

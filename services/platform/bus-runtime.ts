@@ -22,7 +22,7 @@ export interface BusConnection {
  * Connects to NATS (reconnecting forever: a NATS restart delays messages, it
  * does not stop the service) and makes sure the saga's streams exist.
  */
-export async function connectBus(options: { url: string; name: string; logger: Logger; streamReplicas?: number }): Promise<BusConnection> {
+export async function connectBus(options: { url: string; name: string; logger: Logger; streamReplicas?: number; streamMaxBytes?: number }): Promise<BusConnection> {
   // noAsyncTraces: no stack captured per request (each JetStream publish is one); at
   // hundreds of publishes a second the captured stacks cost several % of a service's CPU.
   const nc = await connect({ servers: options.url, name: options.name, maxReconnectAttempts: -1, reconnectTimeWait: 500, noAsyncTraces: true });
@@ -35,7 +35,7 @@ export async function connectBus(options: { url: string; name: string; logger: L
     }
   })();
   const jsm = await jetstreamManager(nc);
-  await ensureStreams(jsm, sagaDomains, { replicas: options.streamReplicas ?? 1 });
+  await ensureStreams(jsm, sagaDomains, { replicas: options.streamReplicas ?? 1, maxBytes: options.streamMaxBytes ?? -1 });
   const publisher = new JetStreamPublisher(nc);
   return {
     nc,

@@ -612,6 +612,21 @@ describe("values.schema.json rejects wrong values", () => {
     expect(withPostgres({ resources: { limits: null } }).ok).toBe(true);
   });
 
+  it("bounds each saga stream by three quarters of the bundled NATS's file store shared by five, or as set for an external one", () => {
+    const maxBytesOf = (values: unknown) => {
+      const r = renderChart({ values });
+      expect(r.ok, r.stderr).toBe(true);
+      return envOf(parseManifest(r.manifest), "orderflow", "order").NATS_STREAM_MAX_BYTES?.value;
+    };
+    expect(maxBytesOf({})).toBe(String((10 * 2 ** 30 * 3) / 20));
+    expect(maxBytesOf({ nats: { config: { jetstream: { fileStore: { maxSize: "20Gi" } } } } })).toBe(String((20 * 2 ** 30 * 3) / 20));
+    expect(maxBytesOf({ nats: { enabled: false }, externalNats: { url: "nats://nats.example:4222" } })).toBe("-1");
+    expect(maxBytesOf({ nats: { enabled: false }, externalNats: { url: "nats://nats.example:4222", streamMaxBytes: 5_000_000_000 } })).toBe("5000000000");
+    const unreadable = renderChart({ values: { nats: { config: { jetstream: { fileStore: { pvc: { size: "ten gigs" } } } } } } });
+    expect(unreadable.ok).toBe(false);
+    expect(unreadable.stderr).toMatch(/nats\.config\.jetstream\.fileStore size \(ten gigs\): give a number/);
+  });
+
   it("keeps one copy of each saga stream on a NATS without a cluster, as many as asked for on an external one", () => {
     const replicasOf = (values: unknown) => {
       const r = renderChart({ values });

@@ -87,6 +87,36 @@ app.kubernetes.io/component: {{ .name }}
 {{- end -}}
 {{- end -}}
 
+{{/* Bytes in a Kubernetes quantity ("10Gi", "1.5G", "512Mi"); fails naming the value when it is not one. */}}
+{{- define "orderflow.quantityBytes" -}}
+{{- $value := .value | toString -}}
+{{- $units := dict "" 1 "Ki" 1024 "Mi" 1048576 "Gi" 1073741824 "Ti" 1099511627776 "k" 1000 "M" 1000000 "G" 1000000000 "T" 1000000000000 -}}
+{{- $number := regexFind "^[0-9]+(\\.[0-9]+)?" $value -}}
+{{- $unit := trimPrefix $number $value -}}
+{{- if not (and $number (hasKey $units $unit)) -}}
+{{- fail (printf "%s (%s): give a number with one of the units Ki, Mi, Gi, Ti, k, M, G, T" .name $value) -}}
+{{- end -}}
+{{- mulf (float64 $number) (index $units $unit) | floor | int64 -}}
+{{- end -}}
+
+{{/*
+Most bytes each saga stream (and the dead letters) keeps. On the bundled NATS, three quarters
+of its file store shared by the 4 saga streams and the dead letters (each server holds a copy
+of every stream), so that they cannot fill it: a full store refuses every publish. For an
+external NATS, externalNats.streamMaxBytes (-1: bounded by age alone).
+*/}}
+{{- define "orderflow.natsStreamMaxBytes" -}}
+{{- if .Values.nats.enabled -}}
+{{- $fileStore := dig "config" "jetstream" "fileStore" dict .Values.nats -}}
+{{- $size := $fileStore.maxSize | default (dig "pvc" "size" "" $fileStore) -}}
+{{- if $size -}}
+{{- div (mul (include "orderflow.quantityBytes" (dict "value" $size "name" "nats.config.jetstream.fileStore size") | int64) 3) 20 -}}
+{{- else -}}-1{{- end -}}
+{{- else -}}
+{{- .Values.externalNats.streamMaxBytes | default -1 | int64 -}}
+{{- end -}}
+{{- end -}}
+
 {{- define "orderflow.natsUrl" -}}
 {{- if .Values.nats.enabled -}}
 {{- printf "nats://%s.%s.svc:4222" (include "orderflow.natsFullname" .) .Release.Namespace -}}
@@ -279,6 +309,8 @@ and reads would fail although the primary could answer them).
   value: {{ include "orderflow.natsUrl" $root | quote }}
 - name: NATS_STREAM_REPLICAS
   value: {{ include "orderflow.natsStreamReplicas" $root | quote }}
+- name: NATS_STREAM_MAX_BYTES
+  value: {{ include "orderflow.natsStreamMaxBytes" $root | quote }}
 {{- if $svc.database }}
 {{ include "orderflow.databaseEnv" . }}
 {{- end }}

@@ -31,4 +31,20 @@ describe("ensureStreams", () => {
     await ensureStreams(jsm, domains, { dlq, duplicateWindowMs: 60_000 });
     expect((await jsm.streams.info(names[1] ?? "")).config.duplicate_window).toBe(nanos(60_000));
   });
+
+  it("bounds every stream, the dead letters' too, by bytes when asked (by age alone otherwise)", async () => {
+    const nc = await connect({ servers: inject("infra")?.natsUrl ?? NATS_URL, timeout: 3000 });
+    const jsm = await jetstreamManager(nc);
+    try {
+      await ensureStreams(jsm, domains, { dlq });
+      for (const name of names) expect((await jsm.streams.info(name)).config.max_bytes).toBe(-1);
+      await ensureStreams(jsm, domains, { dlq, maxBytes: 1_048_576 });
+      for (const name of names) {
+        const { config } = await jsm.streams.info(name);
+        expect([config.max_bytes, config.discard]).toEqual([1_048_576, "old"]);
+      }
+    } finally {
+      await nc.close();
+    }
+  });
 });

@@ -13,6 +13,12 @@ export interface EnsureStreamsOptions {
   dlqMaxAgeMs?: number;
   /** Replicas per stream (default 1; 3 on a clustered NATS). */
   replicas?: number;
+  /**
+   * Most bytes each stream keeps, the dead letters' too (default -1: bounded by age alone).
+   * Past it the oldest messages go, so that the streams cannot fill the server's store:
+   * a full store refuses every publish, and the saga stops.
+   */
+  maxBytes?: number;
 }
 
 const DAY_MS = 24 * 60 * 60 * 1000;
@@ -26,8 +32,9 @@ export async function ensureStreams(jsm: JetStreamManager, domains: readonly str
   const dlq = opts.dlq ?? DEFAULT_DLQ;
   const duplicateWindow = nanos(opts.duplicateWindowMs ?? 2 * 60 * 1000);
   const replicas = opts.replicas ?? 1;
+  const maxBytes = opts.maxBytes ?? -1;
   const configs: StreamSpec[] = domains.map((domain) => ({
-    ...baseConfig(),
+    ...baseConfig(maxBytes),
     name: streamName(domain),
     subjects: [`${domain}.>`],
     max_age: nanos(opts.maxAgeMs ?? 7 * DAY_MS),
@@ -35,7 +42,7 @@ export async function ensureStreams(jsm: JetStreamManager, domains: readonly str
     num_replicas: replicas,
   }));
   configs.push({
-    ...baseConfig(),
+    ...baseConfig(maxBytes),
     name: dlq.stream,
     subjects: [`${dlq.subjectPrefix}.>`],
     max_age: nanos(opts.dlqMaxAgeMs ?? 0),
@@ -47,9 +54,9 @@ export async function ensureStreams(jsm: JetStreamManager, domains: readonly str
 
 type StreamSpec = Partial<StreamConfig> & { name: string };
 
-function baseConfig(): Partial<StreamConfig> {
+function baseConfig(maxBytes: number): Partial<StreamConfig> {
   // Only fields nats-server 2.9 knows; everything else keeps the server default.
-  return { retention: RetentionPolicy.Limits, storage: StorageType.File, discard: DiscardPolicy.Old, allow_direct: true };
+  return { retention: RetentionPolicy.Limits, storage: StorageType.File, discard: DiscardPolicy.Old, allow_direct: true, max_bytes: maxBytes };
 }
 
 async function ensureStream(jsm: JetStreamManager, config: StreamSpec): Promise<void> {
