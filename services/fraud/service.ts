@@ -26,7 +26,7 @@ export async function start(context: ServiceContext): Promise<ServiceParts> {
   const redis = connectRedis(config.REDIS_URL, context.logger, "velocity checks are skipped and decisions not cached");
   const assessor = new FraudAssessor(new FraudStore(redis, config.FRAUD_REDIS_PREFIX), rules, context.logger);
   const [bus] = await Promise.all([
-    connectBus({ url: config.NATS_URL, name: context.name, logger: context.logger, streamReplicas: config.NATS_STREAM_REPLICAS, streamMaxBytes: config.NATS_STREAM_MAX_BYTES }),
+    connectBus({ nats: config, name: context.name, logger: context.logger }),
     redisReady(redis),
   ]);
   const consumer = await startFraudSaga({ js: bus.js, publisher: bus.publisher, assessor, logger: context.logger });

@@ -24,7 +24,7 @@ export async function start(context: ServiceContext): Promise<ServiceParts> {
   const db = await openServiceDatabase(context, config, schema);
   if (config.SEED_DEMO_DATA) context.logger.info("demo catalogue seeded", { inserted: await seedDemoCatalogue(db.primary) });
   const store = new ProductStore(db);
-  const bus = await connectBus({ url: config.NATS_URL, name: context.name, logger: context.logger, streamReplicas: config.NATS_STREAM_REPLICAS, streamMaxBytes: config.NATS_STREAM_MAX_BYTES });
+  const bus = await connectBus({ nats: config, name: context.name, logger: context.logger });
   const workers = await startParticipant({
     bus,
     db,

@@ -21,7 +21,7 @@ export async function start(context: ServiceContext): Promise<ServiceParts> {
   const config = loadConfig(notificationConfigShape);
   const db = await openServiceDatabase(context, config, schema);
   const store = new NotificationStore(db);
-  const bus = await connectBus({ url: config.NATS_URL, name: context.name, logger: context.logger, streamReplicas: config.NATS_STREAM_REPLICAS, streamMaxBytes: config.NATS_STREAM_MAX_BYTES });
+  const bus = await connectBus({ nats: config, name: context.name, logger: context.logger });
   const recent = new RecentNotifications(store);
   await recent.start();
   const hub = new NotificationHub({ nc: bus.nc, logger: context.logger, createdSince: (customers, since) => recent.createdSince(customers, since) });

@@ -39,7 +39,7 @@ export async function start(context: ServiceContext): Promise<ServiceParts> {
   const inventory = serviceClient(InventoryService, config.INVENTORY_URL);
   const store = new OrderStore(db);
   const timing = { stepTimeoutMs: config.SAGA_STEP_TIMEOUT_MS };
-  const bus = await connectBus({ url: config.NATS_URL, name: context.name, logger: context.logger, streamReplicas: config.NATS_STREAM_REPLICAS, streamMaxBytes: config.NATS_STREAM_MAX_BYTES });
+  const bus = await connectBus({ nats: config, name: context.name, logger: context.logger });
   const relay = new OutboxRelay({ pool: db.background, schema, publisher: bus.publisher, retentionMs: config.OUTBOX_RETENTION_MS, logger: context.logger }).start();
   const inFlight = new InFlightOrders();
   const applier = new ReplyApplier(db.background, timing, schema, inFlight);

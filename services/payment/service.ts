@@ -22,7 +22,7 @@ export async function start(context: ServiceContext): Promise<ServiceParts> {
   const db = await openServiceDatabase(context, config, schema);
   const store = new PaymentStore(db);
   if (config.SEED_DEMO_DATA) context.logger.info("demo wallets funded", { wallets: await seedDemoWallets(db) });
-  const bus = await connectBus({ url: config.NATS_URL, name: context.name, logger: context.logger, streamReplicas: config.NATS_STREAM_REPLICAS, streamMaxBytes: config.NATS_STREAM_MAX_BYTES });
+  const bus = await connectBus({ nats: config, name: context.name, logger: context.logger });
   // payment.cmd.> on stream PAYMENT, durable "payment-commands"; replies published once the batch has committed.
   const workers = await startParticipant({
     bus,

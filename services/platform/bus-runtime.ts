@@ -1,6 +1,7 @@
 import { jetstream, jetstreamManager, type JetStreamClient, type JetStreamManager } from "@nats-io/jetstream";
 import { connect, type NatsConnection } from "@nats-io/transport-node";
 import { ensureStreams, JetStreamPublisher } from "./bus/index.js";
+import type { NatsConfig } from "./config.js";
 import type { Logger } from "./logger.js";
 import type { DependencyCheck } from "./rpc/health.js";
 
@@ -22,10 +23,10 @@ export interface BusConnection {
  * Connects to NATS (reconnecting forever: a NATS restart delays messages, it
  * does not stop the service) and makes sure the saga's streams exist.
  */
-export async function connectBus(options: { url: string; name: string; logger: Logger; streamReplicas?: number; streamMaxBytes?: number }): Promise<BusConnection> {
+export async function connectBus(options: { nats: NatsConfig; name: string; logger: Logger }): Promise<BusConnection> {
   // noAsyncTraces: no stack captured per request (each JetStream publish is one); at
   // hundreds of publishes a second the captured stacks cost several % of a service's CPU.
-  const nc = await connect({ servers: options.url, name: options.name, maxReconnectAttempts: -1, reconnectTimeWait: 500, noAsyncTraces: true });
+  const nc = await connect({ servers: options.nats.NATS_URL, name: options.name, maxReconnectAttempts: -1, reconnectTimeWait: 500, noAsyncTraces: true });
   let connected = true;
   void (async () => {
     for await (const status of nc.status()) {
@@ -35,7 +36,7 @@ export async function connectBus(options: { url: string; name: string; logger: L
     }
   })();
   const jsm = await jetstreamManager(nc);
-  await ensureStreams(jsm, sagaDomains, { replicas: options.streamReplicas ?? 1, maxBytes: options.streamMaxBytes ?? -1 });
+  await ensureStreams(jsm, sagaDomains, { replicas: options.nats.NATS_STREAM_REPLICAS, maxBytes: options.nats.NATS_STREAM_MAX_BYTES });
   const publisher = new JetStreamPublisher(nc);
   return {
     nc,

@@ -27,6 +27,9 @@ export const natsConfigShape = {
   NATS_STREAM_MAX_BYTES: z.coerce.number().int().min(-1).default(-1).describe("most bytes each saga stream (and the dead letters) keeps, the oldest messages going first; -1: bounded by age alone (7 days)"),
 };
 
+/** The NATS settings every service parses (natsConfigShape). */
+export type NatsConfig = z.infer<z.ZodObject<typeof natsConfigShape>>;
+
 export const redisConfigShape = {
   REDIS_URL: z.string().regex(/^rediss?:\/\//, "a redis:// URL").default("redis://127.0.0.1:6379"),
 };
