@@ -1,7 +1,8 @@
 // Where a saga step's work waits: the JetStream consumers' messages not yet acknowledged,
 // sampled while the step runs. The consumer with the deepest queue is the stage that fell
 // behind (its service, or what that service waits on).
-import { JetStreamApiCodes, JetStreamApiError, type JetStreamManager } from "@nats-io/jetstream";
+import type { JetStreamManager } from "@nats-io/jetstream";
+import { readStreamUsage } from "../services/platform/bus/stream-usage.js";
 
 export interface ConsumerQueue {
   stream: string;
@@ -17,19 +18,11 @@ export const ignoredStreams = /^(DLQ|BENCH)/;
 
 /** One sample: unacknowledged messages per consumer ("stream/consumer"). */
 export async function sampleQueues(jsm: JetStreamManager): Promise<Map<string, number>> {
-  const queues = new Map<string, number>();
-  for await (const stream of jsm.streams.list()) {
-    if (ignoredStreams.test(stream.config.name)) continue;
-    try {
-      for await (const consumer of jsm.consumers.list(stream.config.name)) {
-        queues.set(`${stream.config.name}/${consumer.name}`, consumer.num_pending + consumer.num_ack_pending);
-      }
-    } catch (err) {
-      // Deleted since it was listed (tests tear their streams down beside the sampler): no queue left.
-      if (!(err instanceof JetStreamApiError && err.code === JetStreamApiCodes.StreamNotFound)) throw err;
-    }
-  }
-  return queues;
+  const streams: string[] = [];
+  for await (const stream of jsm.streams.list()) if (!ignoredStreams.test(stream.config.name)) streams.push(stream.config.name);
+  // A stream deleted since it was listed (tests tear theirs down beside the sampler) has no queue left.
+  const usage = await readStreamUsage(jsm, streams);
+  return new Map(usage.flatMap(({ stream, consumers }) => consumers.map(({ consumer, pending }) => [`${stream}/${consumer}`, pending] as const)));
 }
 
 /** Samples every `intervalMs` from `start` until `stop`, which returns the queues deepest first. */

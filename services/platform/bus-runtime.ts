@@ -1,6 +1,6 @@
 import { jetstream, jetstreamManager, type JetStreamClient, type JetStreamManager } from "@nats-io/jetstream";
 import { connect, type NatsConnection } from "@nats-io/transport-node";
-import { ensureStreams, JetStreamPublisher } from "./bus/index.js";
+import { DEFAULT_DLQ, ensureStreams, exportStreamUsage, JetStreamPublisher, streamName } from "./bus/index.js";
 import type { NatsConfig } from "./config.js";
 import type { Logger } from "./logger.js";
 import type { DependencyCheck } from "./rpc/health.js";
@@ -37,6 +37,7 @@ export async function connectBus(options: { nats: NatsConfig; name: string; logg
   })();
   const jsm = await jetstreamManager(nc);
   await ensureStreams(jsm, sagaDomains, { replicas: options.nats.NATS_STREAM_REPLICAS, maxBytes: options.nats.NATS_STREAM_MAX_BYTES });
+  const stopExporting = exportStreamUsage(jsm, [...sagaDomains.map(streamName), DEFAULT_DLQ.stream]);
   const publisher = new JetStreamPublisher(nc);
   return {
     nc,
@@ -45,6 +46,7 @@ export async function connectBus(options: { nats: NatsConfig; name: string; logg
     jsm,
     check: { name: "nats", check: () => Promise.resolve(connected && !nc.isClosed()) },
     close: () => {
+      stopExporting();
       publisher.close();
       return nc.drain();
     },

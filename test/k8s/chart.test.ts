@@ -380,6 +380,7 @@ describe("the PrometheusRule (prometheusRule.enabled)", () => {
     OrderFlowSagaStepTimeouts: { metric: "orderflow_saga_step_timeouts_total", type: "counter" },
     OrderFlowDeadLetters: { metric: "orderflow_bus_dead_letters_total", type: "counter" },
     OrderFlowOutboxBacklog: { metric: "orderflow_outbox_backlog", type: "gauge" },
+    OrderFlowConsumerBehind: { metric: "orderflow_bus_consumer_pending", type: "gauge" },
   };
   const rulesOf = (values: unknown, namespace = NS, releaseName = "orderflow"): { objs: K8sObject[]; rules: JsonObject[]; scraped: string[] } => {
     const r = renderChart({ values, namespace, releaseName });
@@ -408,7 +409,7 @@ describe("the PrometheusRule (prometheusRule.enabled)", () => {
     expect([...v.errors, ...nameErrors(rule)]).toEqual([]);
   });
 
-  it("has the five alerts, each reading its metric from the release's own targets, with for, severity, summary and description", () => {
+  it("has the six alerts, each reading its metric from the release's own targets, with for, severity, summary and description", () => {
     const ns = "shop";
     const { rules, scraped } = rulesOf({ prometheusRule: { enabled: true } }, ns, "shop-a");
     expect(scraped).toHaveLength(5);
@@ -454,12 +455,13 @@ describe("the PrometheusRule (prometheusRule.enabled)", () => {
     }
   });
 
-  it("takes the two thresholds from the values", () => {
-    const { rules } = rulesOf({ prometheusRule: { enabled: true, ordersInProgressRatio: 0.9, outboxBacklogThreshold: 250 } });
+  it("takes the three thresholds from the values", () => {
+    const { rules } = rulesOf({ prometheusRule: { enabled: true, ordersInProgressRatio: 0.9, outboxBacklogThreshold: 250, consumerPendingThreshold: 5000 } });
     const rule = (alert: string) => rules.find((r) => r.alert === alert);
     expect(str(rule("OrderFlowOrdersInProgressHigh")?.expr, "expr")).toMatch(/> 0\.9 \* max by/);
     expect(str(at(rule("OrderFlowOrdersInProgressHigh"), "annotations", "description"), "description")).toContain("more than 90 % of SAGA_MAX_ORDERS_IN_PROGRESS");
     expect(str(rule("OrderFlowOutboxBacklog")?.expr, "expr")).toMatch(/\) > 250$/);
+    expect(str(rule("OrderFlowConsumerBehind")?.expr, "expr")).toMatch(/\) > 5000$/);
   });
 
   it("refuses a share of the bound outside (0, 1]", () => {

@@ -1,9 +1,14 @@
-import { JetStreamApiCodes, JetStreamApiError, type JetStreamManager } from "@nats-io/jetstream";
+import { type ConsumerInfo, JetStreamApiCodes, JetStreamApiError, type JetStreamManager } from "@nats-io/jetstream";
 
 /** A durable consumer of a stream. */
 export interface ConsumerRef {
   stream: string;
   durable: string;
+}
+
+/** Messages a consumer has yet to finish: not yet delivered, or delivered and not yet acknowledged. */
+export function unfinished(consumer: Pick<ConsumerInfo, "num_pending" | "num_ack_pending">): number {
+  return consumer.num_pending + consumer.num_ack_pending;
 }
 
 /**
@@ -14,8 +19,7 @@ export async function consumerBacklog(jsm: JetStreamManager, consumers: readonly
   const counts = await Promise.all(
     consumers.map(async ({ stream, durable }) => {
       try {
-        const info = await jsm.consumers.info(stream, durable);
-        return info.num_pending + info.num_ack_pending;
+        return unfinished(await jsm.consumers.info(stream, durable));
       } catch (error) {
         if (error instanceof JetStreamApiError && error.code === JetStreamApiCodes.ConsumerNotFound) return 0;
         throw error;

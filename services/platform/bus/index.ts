@@ -1,5 +1,5 @@
 /** The JetStream bus every OrderFlow service uses. See README.md. */
-export { consumerBacklog, type ConsumerRef } from "./backlog.js";
+export { consumerBacklog, type ConsumerRef, unfinished } from "./backlog.js";
 export { BUNDLE_TYPE, publishBundled, receivedEntries } from "./bundle.js";
 export { decodeMessage, DecodeError, encodeMessage, sagaRegistry } from "./codec.js";
 export { startConsumer } from "./consumer.js";
@@ -13,4 +13,5 @@ export { busHeaders, publishMessages, type OutgoingMessage } from "./publish.js"
 export { OutboxRelay, type OutboxRelayOptions } from "./relay.js";
 export { busTablesSql, ensureBusTables, pruneInbox } from "./sql.js";
 export { deleteStreams, ensureStreams, type EnsureStreamsOptions } from "./streams.js";
+export { exportStreamUsage, readStreamUsage, type StreamUsage } from "./stream-usage.js";
 export { currentTraceHeaders } from "./trace.js";
