@@ -19,10 +19,10 @@ export function counter<L extends string>(name: string, help: string, labelNames
   return (register.getSingleMetric(name) as Counter<L> | undefined) ?? new Counter({ name, help, labelNames });
 }
 
-/** Reuses a gauge already registered under the name, like `counter`. */
-export function gauge<L extends string>(name: string, help: string, labelNames: readonly L[]): Gauge<L> {
+/** Reuses a gauge already registered under the name, like `counter`; `collect` (optional) fills it when scraped. */
+export function gauge<L extends string>(name: string, help: string, labelNames: readonly L[], collect?: (this: Gauge<L>) => Promise<void> | void): Gauge<L> {
   const existing = register.getSingleMetric(name);
-  return existing instanceof Gauge ? (existing as Gauge<L>) : new Gauge({ name, help, labelNames });
+  return existing instanceof Gauge ? (existing as Gauge<L>) : new Gauge({ name, help, labelNames, ...(collect ? { collect } : {}) });
 }
 
 /** Increments of a counter, summed in plain numbers and handed to prom-client on a scrape. */

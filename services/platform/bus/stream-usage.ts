@@ -1,5 +1,6 @@
 import { JetStreamApiCodes, JetStreamApiError, type JetStreamManager } from "@nats-io/jetstream";
-import { Gauge, register } from "prom-client";
+import type { Gauge } from "prom-client";
+import { gauge } from "../metrics.js";
 import { unfinished } from "./backlog.js";
 
 export interface ConsumerUsage {
@@ -45,16 +46,10 @@ function usageForScrape(): Promise<StreamUsage[]> {
 }
 
 function scrapedGauge<L extends string>(name: string, help: string, labelNames: readonly L[], fill: (gauge: Gauge<L>, usage: StreamUsage[]) => void): void {
-  if (register.getSingleMetric(name)) return;
-  new Gauge<L>({
-    name,
-    help,
-    labelNames,
-    async collect() {
-      const usage = await usageForScrape();
-      this.reset();
-      fill(this, usage);
-    },
+  gauge(name, help, labelNames, async function collect() {
+    const usage = await usageForScrape();
+    this.reset();
+    fill(this, usage);
   });
 }
 
