@@ -3,6 +3,7 @@
 // behind (its service, or what that service waits on).
 import type { JetStreamManager } from "@nats-io/jetstream";
 import { readStreamUsage } from "../services/platform/bus/stream-usage.js";
+import { RECORDER } from "./stages.js";
 
 export interface ConsumerQueue {
   stream: string;
@@ -16,13 +17,13 @@ export interface ConsumerQueue {
 /** Streams the bench itself creates (the JetStream ceiling), and dead letters: not stages of the saga. */
 export const ignoredStreams = /^(DLQ|BENCH)/;
 
-/** One sample: unacknowledged messages per consumer ("stream/consumer"). */
+/** One sample: unacknowledged messages per consumer ("stream/consumer"), the bench's recording left out. */
 export async function sampleQueues(jsm: JetStreamManager): Promise<Map<string, number>> {
   const streams: string[] = [];
   for await (const stream of jsm.streams.list()) if (!ignoredStreams.test(stream.config.name)) streams.push(stream.config.name);
   // A stream deleted since it was listed (tests tear theirs down beside the sampler) has no queue left.
   const usage = await readStreamUsage(jsm, streams);
-  return new Map(usage.flatMap(({ stream, consumers }) => consumers.map(({ consumer, pending }) => [`${stream}/${consumer}`, pending] as const)));
+  return new Map(usage.flatMap(({ stream, consumers }) => consumers.filter(({ consumer }) => consumer !== RECORDER).map(({ consumer, pending }) => [`${stream}/${consumer}`, pending] as const)));
 }
 
 /** Samples every `intervalMs` from `start` until `stop`, which returns the queues deepest first. */

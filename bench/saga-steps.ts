@@ -11,7 +11,7 @@ import type { SagaStepResult } from "./protocol.js";
 import { QueueSampler } from "./queues.js";
 import { ResourceMonitor } from "./resources.js";
 import type { BenchResult } from "./results.js";
-import { confirmedOrderTimes, stageLatencies, storedTimes } from "./stages.js";
+import { confirmedOrderTimes, stageLatencies, startStageRecording, stopStageRecording, storedTimes } from "./stages.js";
 import { rejectionNote } from "./throughput.js";
 import { countWork, workBetween } from "./work.js";
 
@@ -32,6 +32,8 @@ export interface SagaSteps {
   steps: Step[];
   /** Each step's orders were created between these (Postgres's clock). */
   windows: Array<{ from: string; to: string }>;
+  /** The streams kept the steps' messages for `readStages`. */
+  recorded: boolean;
 }
 
 /** Orders in flight the generator allows at a rate before it drops arrivals. */
@@ -54,6 +56,10 @@ export async function runSagaSteps(run: SagaRun): Promise<SagaSteps> {
   }
   const steps: Step[] = [];
   const windows: SagaSteps["windows"] = [];
+  const recorded = await startStageRecording(jsm).then(
+    () => true,
+    (err: unknown) => (notes.push(`the saga's stages were not recorded (a targeted system's NATS may refuse the bench a consumer of its streams): ${errorMessage(err)}`), false),
+  );
   for (const [index, rate] of options.rates.entries()) {
     log(`saga: ${rate}/s for ${options.stepMs / 1000}s…`);
     await autovacuum?.vacuum();
@@ -94,7 +100,7 @@ export async function runSagaSteps(run: SagaRun): Promise<SagaSteps> {
     log(`  accepted ${step.acceptedPerSec}/s, completed ${step.completedPerSec}/s, backlog ${step.backlogAtEnd}, e2e p99 ${step.e2eLatency.p99} ms${reasons.length > 0 ? ` — saturated: ${reasons.join("; ")}` : ""}`);
     if (reasons.length > 0 && !options.pastSaturation) break;
   }
-  return { steps, windows };
+  return { steps, windows, recorded };
 }
 
 /** Why a step counts as saturated (none: it kept up). */
@@ -111,7 +117,8 @@ function saturationReasons(step: SagaStepResult, rate: number): string[] {
 }
 
 /** Fills each step's stages: when its confirmed orders' commands and replies were stored in JetStream. */
-export async function readStages(run: Pick<SagaRun, "databaseUrl" | "nats" | "notes">, customerPrefix: string, saga: SagaSteps): Promise<void> {
+export async function readStages(run: Pick<SagaRun, "databaseUrl" | "nats" | "jsm" | "notes">, customerPrefix: string, saga: SagaSteps): Promise<void> {
+  if (!saga.recorded) return;
   log("saga stages: when each step's commands and replies were stored…");
   await onDatabase(run.databaseUrl, async (pool) => {
     const ordersByStep = await Promise.all(saga.windows.map((window) => confirmedOrderTimes(pool, customerPrefix, window.from, window.to)));
@@ -120,10 +127,12 @@ export async function readStages(run: Pick<SagaRun, "databaseUrl" | "nats" | "no
     const first = saga.windows[0];
     if (!first || lastWriteMs === 0) return;
     // One read of the streams over every step: the steps' windows follow each other.
-    const stored = await storedTimes(jetstreamClient(run.nats), Date.parse(first.from) - 1_000, lastWriteMs + 10_000);
+    const stored = await storedTimes(jetstreamClient(run.nats), lastWriteMs + 10_000);
     for (const [index, step] of saga.steps.entries()) {
       const orders = ordersByStep[index] ?? [];
       if (orders.length > 0) step.stages = stageLatencies(orders, stored);
     }
-  }).catch((err: unknown) => run.notes.push(`the saga's stages could not be read back (a targeted system's NATS may refuse the bench a consumer of its streams): ${errorMessage(err)}`));
+  })
+    .catch((err: unknown) => run.notes.push(`the saga's stages could not be read back: ${errorMessage(err)}`))
+    .finally(() => stopStageRecording(run.jsm).catch((err: unknown) => run.notes.push(`the stages' recording consumers stay until they expire (15 minutes unread): ${errorMessage(err)}`)));
 }

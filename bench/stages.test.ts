@@ -1,6 +1,6 @@
 import { randomBytes, randomUUID } from "node:crypto";
 import { create, type DescMessage, type Message } from "@bufbuild/protobuf";
-import { jetstream, jetstreamManager, type JetStreamManager } from "@nats-io/jetstream";
+import { jetstream, jetstreamManager, type JetStreamManager, RetentionPolicy } from "@nats-io/jetstream";
 import { connect, type NatsConnection } from "@nats-io/transport-node";
 import pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -10,9 +10,10 @@ import { OrderConcludedSchema } from "../gen/orderflow/order/v1/events_pb.js";
 import { ChargePaymentSchema, PaymentChargedSchema } from "../gen/orderflow/payment/v1/payment_pb.js";
 import { encodeMessage } from "../services/platform/bus/index.js";
 import { bundleForWire } from "../services/platform/bus/bundle.js";
+import { startRecording, stopRecording } from "../services/platform/bus/recording.js";
 import { createLogger } from "../services/platform/logger.js";
 import { migrate } from "../services/platform/migrate.js";
-import { confirmedOrderTimes, type OrderTimes, stageLatencies, type StoredTimes, storedTimes } from "./stages.js";
+import { confirmedOrderTimes, type OrderTimes, stageLatencies, RECORDER, type StoredTimes, storedTimes } from "./stages.js";
 
 const NATS_URL = process.env["NATS_URL"] ?? "nats://127.0.0.1:4222";
 const DATABASE_URL = process.env["DATABASE_URL"] ?? "postgres://postgres@127.0.0.1:5432/postgres";
@@ -28,7 +29,8 @@ const pool = new pg.Pool({ connectionString: DATABASE_URL, max: 2 });
 beforeAll(async () => {
   nc = await connect({ servers: NATS_URL });
   jsm = await jetstreamManager(nc);
-  for (const stream of streams) await jsm.streams.add({ name: stream, subjects: [subjectOf(stream)] });
+  // Interest retention, as the saga's streams: a message no consumer takes is not kept.
+  for (const stream of streams) await jsm.streams.add({ name: stream, subjects: [subjectOf(stream)], retention: RetentionPolicy.Interest });
   await migrate({ databaseUrl: DATABASE_URL, service: "order", schema, logger: createLogger("stages-test", "warn"), busTables: true });
 });
 afterAll(async () => {
@@ -84,13 +86,16 @@ describe("saga stages", () => {
     });
   });
 
-  it("reads when JetStream stored each entry of bundles and single messages, by order and type, within the window", async () => {
-    const [first, second, late] = [randomUUID(), randomUUID(), randomUUID()];
+  it("reads when JetStream stored each entry of bundles and single messages, by order and type, from the recording's start until the window's end", async () => {
+    const [early, first, second, late] = [randomUUID(), randomUUID(), randomUUID(), randomUUID()];
     const js = jetstream(nc);
     const publish = async (stream: string, messages: Message[]): Promise<void> => {
       const entries = messages.map((message) => ({ ...encodeMessage(message), subject: subjectOf(stream), id: randomUUID(), key: null, headers: {} }));
       for (const wire of bundleForWire(entries)) await js.publish(wire.subject, wire.payload, { msgID: wire.msgID, headers: wire.headers });
     };
+    // Before the recording: not kept.
+    await publish(streams[0]!, [create(AssessFraudSchema, { orderId: early })]);
+    await startRecording(jsm, streams, RECORDER);
     const from = Date.now();
     // Two orders' commands as one bundle, a reply alone in the other stream.
     await publish(streams[0]!, [create(AssessFraudSchema, { orderId: first }), create(AssessFraudSchema, { orderId: second })]);
@@ -102,7 +107,9 @@ describe("saga stages", () => {
     await new Promise((resolve) => setTimeout(resolve, 20));
     await publish(streams[0]!, [create(AssessFraudSchema, { orderId: late })]);
 
-    const stored = await storedTimes(js, from - 1_000, until, streams);
+    const stored = await storedTimes(js, until, streams);
+    await stopRecording(jsm, streams, RECORDER);
+    for (const stream of streams) expect((await jsm.streams.info(stream)).state.messages).toBe(0);
 
     expect([...stored.keys()].sort()).toEqual([first, second].sort());
     // No stage is timed by a release: it is not kept.

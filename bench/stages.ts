@@ -3,13 +3,14 @@
 // the order service began each of its writes (the order history's times). A stage that grows
 // with the load is where the orders queue.
 import type { Message } from "@bufbuild/protobuf";
-import { DeliverPolicy, type JetStreamClient } from "@nats-io/jetstream";
+import type { JetStreamClient, JetStreamManager } from "@nats-io/jetstream";
 import { AssessFraudSchema, FraudAssessedSchema } from "../gen/orderflow/fraud/v1/fraud_pb.js";
 import { ReserveStockSchema, StockReservedSchema } from "../gen/orderflow/inventory/v1/saga_pb.js";
 import { OrderConcludedSchema } from "../gen/orderflow/order/v1/events_pb.js";
 import { ChargePaymentSchema, PaymentChargedSchema } from "../gen/orderflow/payment/v1/payment_pb.js";
 import { decodeMessage, receivedEntries, streamName } from "../services/platform/bus/index.js";
 import { quoteSchema } from "../services/platform/bus/names.js";
+import { startRecording, stopRecording } from "../services/platform/bus/recording.js";
 import type { Queryable } from "../services/platform/db.js";
 import { summarize } from "./stats.js";
 
@@ -132,15 +133,22 @@ export async function confirmedOrderTimes(db: Queryable, customerPrefix: string,
 /** The streams that carry the saga's commands and replies, and the conclusion event. */
 export const sagaStreams: readonly string[] = ["fraud", "inventory", "payment", "order"].map(streamName);
 
+/** The durable consumer through which the bench keeps the saga's messages until it has read them. */
+export const RECORDER = "orderflow-bench-stages";
+
+/** Keeps the saga's messages from the first step on, until `storedTimes` has read them. */
+export const startStageRecording = (jsm: JetStreamManager): Promise<void> => startRecording(jsm, sagaStreams, RECORDER);
+export const stopStageRecording = (jsm: JetStreamManager): Promise<void> => stopRecording(jsm, sagaStreams, RECORDER);
+
 /**
  * When JetStream stored each message of `streams` that a stage is timed by (bundles unpacked, by
- * order id and type; the first copy of a re-sent one) from `fromMs` until a message stored after
- * `untilMs` or the end of the stream.
+ * order id and type; the first copy of a re-sent one), of those `RECORDER` kept, until a
+ * message stored after `untilMs` or the end of the recording.
  */
-export async function storedTimes(js: JetStreamClient, fromMs: number, untilMs: number, streams = sagaStreams): Promise<Map<string, Map<string, number>>> {
+export async function storedTimes(js: JetStreamClient, untilMs: number, streams = sagaStreams): Promise<Map<string, Map<string, number>>> {
   const stored = new Map<string, Map<string, number>>();
   for (const stream of streams) {
-    const consumer = await js.consumers.get(stream, { deliver_policy: DeliverPolicy.StartTime, opt_start_time: new Date(fromMs).toISOString() });
+    const consumer = await js.consumers.get(stream, RECORDER);
     if ((await consumer.info()).num_pending === 0) continue;
     const messages = await consumer.consume({ max_messages: 1_000 });
     for await (const m of messages) {

@@ -9,7 +9,11 @@ import { ignoredStreams } from "./queues.js";
 export interface WorkCount {
   /** Messages stored in the saga's streams so far (their last sequence numbers, summed). */
   jetstreamMessages: number;
-  /** Bytes the saga's streams hold (what the server's store must have room for: see NATS_STREAM_MAX_BYTES). */
+  /**
+   * Bytes the saga's streams hold. The bench's recording of the stages keeps every message of
+   * the steps, so a step adds what the saga published in it; deployed, a stream holds only the
+   * messages some consumer has yet to take (see NATS_STREAM_MAX_BYTES).
+   */
   jetstreamBytes: number;
   /**
    * Transaction ids Postgres has handed out so far, server-wide: one per transaction that

@@ -1,7 +1,8 @@
 import { create, isMessage } from "@bufbuild/protobuf";
 import type { JetStreamClient } from "@nats-io/jetstream";
 import { AssessFraudSchema, FraudAssessedSchema } from "../../gen/orderflow/fraud/v1/fraud_pb.js";
-import { type BusConsumer, commandConsumerName, type Delivery, type DlqConfig, type OutboxWriter, startConsumer, type StreamPublisher, streamName } from "../platform/bus/index.js";
+import { type BusConsumer, type Delivery, type DlqConfig, type OutboxWriter, startConsumer, type StreamPublisher } from "../platform/bus/index.js";
+import { sagaRoutes } from "../platform/saga-routes.js";
 import type { Logger } from "../platform/logger.js";
 import type { FraudAssessor } from "./assessor.js";
 
@@ -56,9 +57,7 @@ export function startFraudSaga(options: FraudSagaOptions): Promise<BusConsumer> 
   const domain = options.domain ?? "fraud";
   return startConsumer({
     js: options.js,
-    stream: streamName(domain),
-    durable: commandConsumerName(domain),
-    filterSubject: `${domain}.cmd.assess`,
+    ...sagaRoutes.assessments(domain),
     parallel: true,
     logger: options.logger,
     ...(options.dlq ? { dlq: options.dlq } : {}),

@@ -12,6 +12,7 @@ import { inventoryApi } from "./api.js";
 import { inventoryConfigShape } from "./config.js";
 import { seedDemoCatalogue } from "./demo-catalogue.js";
 import { ProductStore } from "./store.js";
+import { sagaRoutes } from "../platform/saga-routes.js";
 
 export const schema = "inventory";
 
@@ -33,7 +34,7 @@ export async function start(context: ServiceContext): Promise<ServiceParts> {
     logger: context.logger,
     // Releases first: a batch's reservations then find the stock its releases gave back.
     handlers: Object.fromEntries([onBatch(ReleaseStockSchema, releaseAll), onBatch(ReserveStockSchema, reserveAll), onBatch(CommitStockSchema, commitStock)]),
-    events: [{ domain: "order", filterSubject: "order.evt.confirmed", durable: "inventory-order-confirmed", handlers: Object.fromEntries([onBatch(OrderConcludedSchema, commitConfirmed)]) }],
+    events: [{ route: sagaRoutes.stockCommits(), handlers: Object.fromEntries([onBatch(OrderConcludedSchema, commitConfirmed)]) }],
   });
   return {
     rpc: [bind(InventoryService, inventoryApi(store))],

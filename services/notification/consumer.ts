@@ -2,7 +2,8 @@ import { isMessage } from "@bufbuild/protobuf";
 import type { JetStreamClient } from "@nats-io/jetstream";
 import type { Pool, PoolClient } from "pg";
 import { type OrderConcluded, OrderConcludedSchema } from "../../gen/orderflow/order/v1/events_pb.js";
-import { type BusConsumer, type Delivery, type DlqConfig, startConsumer, streamName } from "../platform/bus/index.js";
+import { type BusConsumer, type Delivery, type DlqConfig, startConsumer } from "../platform/bus/index.js";
+import { sagaRoutes } from "../platform/saga-routes.js";
 import type { Logger } from "../platform/logger.js";
 import { notificationMetrics } from "./metrics.js";
 import { outcomeKind, recordOutcomes } from "./store.js";
@@ -62,9 +63,7 @@ export function startOrderEventsConsumer(options: OrderEventsConsumerOptions): P
     pool: options.pool,
     schema: options.schema,
     inbox: false,
-    stream: streamName(domain),
-    durable: "notification-order-events",
-    filterSubject: `${domain}.evt.>`,
+    ...sagaRoutes.notifications(domain),
     logger: options.logger,
     ...(options.dlq ? { dlq: options.dlq } : {}),
     ...(options.batchSize === undefined ? {} : { batchSize: options.batchSize }),

@@ -1,7 +1,8 @@
 import { InventoryService } from "../../gen/orderflow/inventory/v1/inventory_pb.js";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { OrderService, OrderStatus } from "../../gen/orderflow/order/v1/order_pb.js";
-import { OutboxRelay, startConsumer, streamName } from "../platform/bus/index.js";
+import { OutboxRelay, startConsumer, startStreamTrimming, streamName } from "../platform/bus/index.js";
+import { sagaDomains, sagaParticipants, sagaRoutes } from "../platform/saga-routes.js";
 import { connectBus } from "../platform/bus-runtime.js";
 import { loadConfig } from "../platform/config.js";
 import type { ServiceContext, ServiceParts } from "../platform/host.js";
@@ -20,7 +21,7 @@ import { cancelOrder } from "./saga/cancel.js";
 import { DeadlineWatcher, queuedOnBus } from "./saga/deadlines.js";
 import { InFlightOrders } from "./saga/in-flight.js";
 import { sagaStart } from "./saga/start.js";
-import { ReplyApplier, replyConsumerName } from "./saga/replies.js";
+import { ReplyApplier } from "./saga/replies.js";
 import { ordersSchema } from "./saga/state.js";
 import { OrderWatch } from "./saga/watch.js";
 import { OrderStore } from "./store.js";
@@ -44,12 +45,10 @@ export async function start(context: ServiceContext): Promise<ServiceParts> {
   const inFlight = new InFlightOrders();
   const applier = new ReplyApplier(db.background, timing, schema, inFlight);
   const replies = await Promise.all(
-    ["fraud", "inventory", "payment"].map((domain) =>
+    sagaParticipants.map((domain) =>
       startConsumer({
         js: bus.js,
-        stream: streamName(domain),
-        durable: replyConsumerName(domain),
-        filterSubject: `${domain}.evt.>`,
+        ...sagaRoutes.replies(domain),
         logger: context.logger,
         // A batch's replies go to the applier together, which writes them as one statement;
         // the next batch is taken while that statement runs.
@@ -66,6 +65,8 @@ export async function start(context: ServiceContext): Promise<ServiceParts> {
   const admission = await new SagaAdmission(db, { maxInProgress: config.SAGA_MAX_ORDERS_IN_PROGRESS }, context.logger).start();
   const deadlines = new DeadlineWatcher(db, { ...timing, maxAttempts: config.SAGA_STEP_MAX_ATTEMPTS, queued: queuedOnBus(bus.jsm) }, context.logger).start();
   const watch = new OrderWatch(db, bus.nc);
+  // The orchestrator publishes to every saga stream: it keeps them trimmed to their unfinished work.
+  const stopTrimming = startStreamTrimming({ jsm: bus.jsm, streams: sagaDomains.map(streamName), logger: context.logger });
   const redis = connectRedis(config.REDIS_URL, context.logger, "GetOrder is served from Postgres and the per-customer rate limit is off");
   // Built even with ORDER_LOCAL_CACHE_MS=0: this replica's cancels still tell the others to drop their copies.
   const localCopies = new LocalOrderCopies(bus.nc, { ttlMs: config.ORDER_LOCAL_CACHE_MS, maxEntries: config.ORDER_LOCAL_CACHE_ENTRIES });
@@ -92,6 +93,7 @@ export async function start(context: ServiceContext): Promise<ServiceParts> {
     workers: [watch, ...replies, deadlines, admission, relay, localCopies],
     endStreams: () => watch.endStreams(),
     close: async () => {
+      stopTrimming();
       redis.disconnect();
       await bus.close();
       await db.close();

@@ -1,12 +1,10 @@
 import { jetstream, jetstreamManager, type JetStreamClient, type JetStreamManager } from "@nats-io/jetstream";
 import { connect, type NatsConnection } from "@nats-io/transport-node";
-import { DEFAULT_DLQ, ensureStreams, exportStreamUsage, JetStreamPublisher, streamName } from "./bus/index.js";
+import { DEFAULT_DLQ, ensureConsumersExist, ensureStreams, exportStreamUsage, JetStreamPublisher, streamName } from "./bus/index.js";
 import type { NatsConfig } from "./config.js";
 import type { Logger } from "./logger.js";
 import type { DependencyCheck } from "./rpc/health.js";
-
-/** The saga's domains: one JetStream stream each (plus the dead-letter stream). */
-export const sagaDomains = ["order", "inventory", "fraud", "payment"] as const;
+import { sagaConsumerRoutes, sagaDomains } from "./saga-routes.js";
 
 export interface BusConnection {
   nc: NatsConnection;
@@ -21,7 +19,7 @@ export interface BusConnection {
 
 /**
  * Connects to NATS (reconnecting forever: a NATS restart delays messages, it
- * does not stop the service) and makes sure the saga's streams exist.
+ * does not stop the service) and makes sure the saga's streams and consumers exist.
  */
 export async function connectBus(options: { nats: NatsConfig; name: string; logger: Logger }): Promise<BusConnection> {
   // noAsyncTraces: no stack captured per request (each JetStream publish is one); at
@@ -37,6 +35,7 @@ export async function connectBus(options: { nats: NatsConfig; name: string; logg
   })();
   const jsm = await jetstreamManager(nc);
   await ensureStreams(jsm, sagaDomains, { replicas: options.nats.NATS_STREAM_REPLICAS, maxBytes: options.nats.NATS_STREAM_MAX_BYTES });
+  await ensureConsumersExist(jsm, sagaConsumerRoutes());
   const stopExporting = exportStreamUsage(jsm, [...sagaDomains.map(streamName), DEFAULT_DLQ.stream]);
   const publisher = new JetStreamPublisher(nc);
   return {

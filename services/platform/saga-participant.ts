@@ -2,12 +2,13 @@ import { type DescMessage, isMessage, type Message, type MessageShape } from "@b
 import type { SpanContext } from "@opentelemetry/api";
 import type { JetStreamClient } from "@nats-io/jetstream";
 import type { Pool } from "pg";
-import { type BusConsumer, commandConsumerName, type ConsumerCommonOptions, type OutboxWriter, startConsumer, type StreamPublisher, streamName } from "./bus/index.js";
+import { type BusConsumer, type ConsumerCommonOptions, type ConsumerRoute, type OutboxWriter, startConsumer, type StreamPublisher } from "./bus/index.js";
 import { currentSpanContext, currentTraceHeaders, inBatchSpan } from "./bus/trace.js";
 import type { BusConnection } from "./bus-runtime.js";
 import type { Database, PoolClient } from "./db.js";
 import type { Worker } from "./host.js";
 import type { Logger } from "./logger.js";
+import { sagaRoutes } from "./saga-routes.js";
 
 /** The event a command produces. */
 export interface Reply {
@@ -109,12 +110,8 @@ export interface CommandConsumerOptions {
  * no command for it.
  */
 export interface EventSubscription {
-  /** The domain whose stream carries the events, e.g. `order`. */
-  domain: string;
-  /** One subject filter, e.g. `order.evt.confirmed`. */
-  filterSubject: string;
-  /** The durable consumer's name, e.g. `inventory-order-confirmed`. */
-  durable: string;
+  /** Where the events are read, e.g. `sagaRoutes.stockCommits()`. */
+  route: ConsumerRoute;
   /** Handlers by event type; what they return is ignored (events get no reply). */
   handlers: CommandHandlers;
 }
@@ -254,9 +251,7 @@ export function startCommandConsumer(options: CommandConsumerOptions): Promise<B
     schema: options.schema,
     inbox: false,
     publishEmitted: options.publisher,
-    stream: streamName(domain),
-    durable: commandConsumerName(domain),
-    filterSubject: `${domain}.cmd.>`,
+    ...sagaRoutes.commands(domain),
     ...(options.logger ? { logger: options.logger } : {}),
     ...options.consumer,
     beforeBatch: async (tx, deliveries) => {
@@ -285,9 +280,7 @@ export function startEventConsumer(options: EventConsumerOptions): Promise<BusCo
     pool: options.pool,
     schema: options.schema,
     inbox: false,
-    stream: streamName(options.domain),
-    durable: options.durable,
-    filterSubject: options.filterSubject,
+    ...options.route,
     ...(options.logger ? { logger: options.logger } : {}),
     ...options.consumer,
     beforeBatch: async () => batch.clear(),

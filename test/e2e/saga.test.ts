@@ -12,6 +12,7 @@ import { beforeAll, describe, expect, test } from "vitest";
 import { NotificationKind } from "../../gen/orderflow/notification/v1/notification_pb.js";
 import { OrderService, OrderStatus } from "../../gen/orderflow/order/v1/order_pb.js";
 import { PaymentStatus } from "../../gen/orderflow/payment/v1/payment_pb.js";
+import { startRecording, stopRecording } from "../../services/platform/bus/recording.js";
 import { auditSaga, auditUntilClean, formatAudit, snapshotStock, type StockBaseline } from "../support/saga-audit.js";
 import { stopAndReportOnFailure, addProduct, eventually, isTerminalStatus, type SagaSystem, startSagaSystem, stockOf, waitBusQuiet, waitTerminal, fundInto } from "../support/saga-system.js";
 
@@ -61,7 +62,10 @@ beforeAll(async () => {
 stopAndReportOnFailure(() => sys);
 
 describe("order saga", () => {
-  test("happy path: CONFIRMED (watched), wallet debited by the total, stock committed, one notification", async () => {
+  test("happy path: CONFIRMED (watched), wallet debited by the total, stock committed, one notification; the streams then hold nothing", async () => {
+    // What the saga publishes to INVENTORY is kept for the checks below: the stream lets go of
+    // each message once the saga's consumers have finished it.
+    await startRecording(sys.jsm, ["INVENTORY"], "e2e-happy-path");
     await fund("alice", 100_000n);
     const { order } = await sys.order.createOrder({ customerId: "alice", items: [{ sku: "E2E-HAPPY", quantity: 3n }, { sku: "CB-005", quantity: 2n }] });
     if (!order) throw new Error("no order");
@@ -107,6 +111,12 @@ describe("order saga", () => {
       return notifications.length > 0 ? notifications : undefined;
     }, 10_000, "a notification for alice");
     expect(notes.map((n) => [n.orderId, NotificationKind[n.kind]])).toEqual([[order.orderId, "ORDER_CONFIRMED"]]);
+
+    // The order service trims the streams to what their consumers have yet to finish: nothing, now.
+    await stopRecording(sys.jsm, ["INVENTORY"], "e2e-happy-path");
+    await waitBusQuiet(sys, 10_000);
+    const held = async () => Promise.all(["ORDER", "INVENTORY", "FRAUD", "PAYMENT"].map(async (stream) => (await sys.jsm.streams.info(stream)).state.messages));
+    await eventually(async () => (await held()).every((n) => n === 0), 15_000, "the saga streams trimmed");
   });
 
   test("insufficient funds: REJECTED once the stock reserved alongside is released, nothing charged", async () => {

@@ -381,6 +381,7 @@ describe("the PrometheusRule (prometheusRule.enabled)", () => {
     OrderFlowDeadLetters: { metric: "orderflow_bus_dead_letters_total", type: "counter" },
     OrderFlowOutboxBacklog: { metric: "orderflow_outbox_backlog", type: "gauge" },
     OrderFlowConsumerBehind: { metric: "orderflow_bus_consumer_pending", type: "gauge" },
+    OrderFlowStreamNearlyFull: { metric: "orderflow_bus_stream_bytes", type: "share of a limit" },
   };
   const rulesOf = (values: unknown, namespace = NS, releaseName = "orderflow"): { objs: K8sObject[]; rules: JsonObject[]; scraped: string[] } => {
     const r = renderChart({ values, namespace, releaseName });
@@ -409,7 +410,7 @@ describe("the PrometheusRule (prometheusRule.enabled)", () => {
     expect([...v.errors, ...nameErrors(rule)]).toEqual([]);
   });
 
-  it("has the six alerts, each reading its metric from the release's own targets, with for, severity, summary and description", () => {
+  it("has the seven alerts, each reading its metric from the release's own targets, with for, severity, summary and description", () => {
     const ns = "shop";
     const { rules, scraped } = rulesOf({ prometheusRule: { enabled: true } }, ns, "shop-a");
     expect(scraped).toHaveLength(5);
@@ -442,7 +443,7 @@ describe("the PrometheusRule (prometheusRule.enabled)", () => {
       } else {
         // The gauge against a share of the limit the replicas report, silent while the limit is 0.
         expect(expr.replace(/\s+/g, " "), `${name}: both gauges aggregated with max, the limit only where set`).toMatch(
-          new RegExp(`^max by \\(namespace\\) \\(${metric}\\{[^}]*\\}\\) > [0-9.]+ \\* max by \\(namespace\\) \\(${metric}_limit\\{[^}]*\\} > 0\\)$`),
+          new RegExp(`^max by \\((namespace[^)]*)\\) \\(${metric}\\{[^}]*\\}\\) > [0-9.]+ \\* max by \\(\\1\\) \\(${metric}_limit\\{[^}]*\\} > 0\\)$`),
         );
       }
       expect(str(rule.for, `${name} for`)).toMatch(/^\d+m$/);
@@ -450,23 +451,29 @@ describe("the PrometheusRule (prometheusRule.enabled)", () => {
       expect(str(at(rule, "annotations", "summary"), `${name} summary`).length).toBeGreaterThan(20);
       const description = str(at(rule, "annotations", "description"), `${name} description`);
       // Prometheus's own template reaches it (Helm must not expand it).
-      expect(description, `${name} description`).toContain("{{ $value | humanize }}");
+      expect(description, `${name} description`).toMatch(/\{\{ \$value \| humanize(1024)? \}\}/);
       expect(description).toContain("{{ $labels.namespace }}");
     }
   });
 
-  it("takes the three thresholds from the values", () => {
-    const { rules } = rulesOf({ prometheusRule: { enabled: true, ordersInProgressRatio: 0.9, outboxBacklogThreshold: 250, consumerPendingThreshold: 5000 } });
+  it("takes the four thresholds from the values", () => {
+    const { rules } = rulesOf({ prometheusRule: { enabled: true, ordersInProgressRatio: 0.9, outboxBacklogThreshold: 250, consumerPendingThreshold: 5000, streamFullRatio: 0.5 } });
     const rule = (alert: string) => rules.find((r) => r.alert === alert);
     expect(str(rule("OrderFlowOrdersInProgressHigh")?.expr, "expr")).toMatch(/> 0\.9 \* max by/);
     expect(str(at(rule("OrderFlowOrdersInProgressHigh"), "annotations", "description"), "description")).toContain("more than 90 % of SAGA_MAX_ORDERS_IN_PROGRESS");
     expect(str(rule("OrderFlowOutboxBacklog")?.expr, "expr")).toMatch(/\) > 250$/);
     expect(str(rule("OrderFlowConsumerBehind")?.expr, "expr")).toMatch(/\) > 5000$/);
+    expect(str(rule("OrderFlowStreamNearlyFull")?.expr, "expr")).toMatch(/> 0\.5 \* max by/);
+    expect(str(at(rule("OrderFlowStreamNearlyFull"), "annotations", "description"), "description")).toContain("more than 50 % of its bound");
   });
 
-  it("refuses a share of the bound outside (0, 1]", () => {
-    for (const ratio of [0, 1.5, "most"]) expect(renderChart({ values: { prometheusRule: { enabled: true, ordersInProgressRatio: ratio } } }).ok, String(ratio)).toBe(false);
-    expect(rulesOf({ prometheusRule: { enabled: true } }).rules.find((r) => r.alert === "OrderFlowOrdersInProgressHigh")?.expr).toMatch(/> 0\.75 \* max by/);
+  it("refuses a share of a bound outside (0, 1]", () => {
+    for (const key of ["ordersInProgressRatio", "streamFullRatio"]) {
+      for (const ratio of [0, 1.5, "most"]) expect(renderChart({ values: { prometheusRule: { enabled: true, [key]: ratio } } }).ok, `${key} ${String(ratio)}`).toBe(false);
+    }
+    const { rules } = rulesOf({ prometheusRule: { enabled: true } });
+    expect(rules.find((r) => r.alert === "OrderFlowOrdersInProgressHigh")?.expr).toMatch(/> 0\.75 \* max by/);
+    expect(rules.find((r) => r.alert === "OrderFlowStreamNearlyFull")?.expr).toMatch(/> 0\.8 \* max by/);
   });
 });
 

@@ -100,10 +100,10 @@ app.kubernetes.io/component: {{ .name }}
 {{- end -}}
 
 {{/*
-Most bytes each saga stream (and the dead letters) keeps. On the bundled NATS, three quarters
+Most bytes each saga stream (and the dead letters) holds. On the bundled NATS, three quarters
 of its file store shared by the 4 saga streams and the dead letters (each server holds a copy
 of every stream), so that they cannot fill it: a full store refuses every publish. For an
-external NATS, externalNats.streamMaxBytes (-1: bounded by age alone).
+external NATS, externalNats.streamMaxBytes (-1: no bound).
 */}}
 {{- define "orderflow.natsStreamMaxBytes" -}}
 {{- if .Values.nats.enabled -}}

@@ -1,12 +1,12 @@
 import type { JetStreamManager } from "@nats-io/jetstream";
-import { commandConsumerName, consumerBacklog, enqueueOutbox, streamName } from "../../platform/bus/index.js";
+import { consumerBacklog, enqueueOutbox } from "../../platform/bus/index.js";
+import { sagaRoutes } from "../../platform/saga-routes.js";
 import { type Database, type PoolClient, prepared } from "../../platform/db.js";
 import { errorMessage } from "../../platform/errors.js";
 import type { Worker } from "../../platform/host.js";
 import type { Logger } from "../../platform/logger.js";
 import { commandFor, type Step, stepDomain } from "./commands.js";
 import { failForward } from "./orchestrator.js";
-import { replyConsumerName } from "./replies.js";
 import { sagaMetrics } from "./metrics.js";
 import { advance, type Change, lockOverdue, ordersSchema, overdueSteps, type SagaOrder, type SagaTiming } from "./state.js";
 
@@ -54,8 +54,8 @@ export function queuedOnBus(jsm: JetStreamManager): (steps: ReadonlySet<Step>) =
     const backlogs = await Promise.all(
       domains.map((domain) =>
         consumerBacklog(jsm, [
-          { stream: streamName(domain), durable: commandConsumerName(domain) },
-          { stream: streamName(domain), durable: replyConsumerName(domain) },
+          sagaRoutes.commands(domain),
+          sagaRoutes.replies(domain),
         ]),
       ),
     );

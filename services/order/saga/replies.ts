@@ -11,11 +11,6 @@ import { sagaRevisionOf } from "./revision.js";
 import { type Transition, writeTransitionsIfUnchanged } from "./transitions.js";
 import { asError } from "../../platform/errors.js";
 
-/** The durable consumer through which the order service takes a domain's replies. */
-export function replyConsumerName(domain: string): string {
-  return `order-${domain}-events`;
-}
-
 /** A reply on its way to its order, with the trace context it arrived in. */
 interface IncomingReply {
   orderId: string;

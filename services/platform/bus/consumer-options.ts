@@ -3,6 +3,7 @@ import type { JetStreamClient, JsMsg } from "@nats-io/jetstream";
 import type { MsgHdrs } from "@nats-io/transport-node";
 import type { Pool, PoolClient } from "pg";
 import type { Logger } from "../logger.js";
+import type { ConsumerRoute } from "./durable.js";
 import type { StreamPublisher } from "./jetstream-publisher.js";
 import type { DlqConfig } from "./names.js";
 import type { OutgoingMessage } from "./publish.js";
@@ -27,14 +28,9 @@ export interface Delivery {
   msg: JsMsg;
 }
 
-export interface ConsumerCommonOptions {
+/** `durable` is also the consumer's name in the inbox, metrics and dead letters. */
+export interface ConsumerCommonOptions extends ConsumerRoute {
   js: JetStreamClient;
-  /** Stream to consume, e.g. `INVENTORY`. */
-  stream: string;
-  /** Durable consumer name; also the consumer's name in the inbox, metrics and dead letters. */
-  durable: string;
-  /** One subject filter (nats-server 2.9), e.g. `inventory.cmd.>`. */
-  filterSubject: string;
   /** Most messages per batch / per transaction (default 100). */
   batchSize?: number;
   /** Deliveries before a failing message is dead-lettered (default 5). */

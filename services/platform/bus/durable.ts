@@ -1,16 +1,25 @@
-import { AckPolicy, DeliverPolicy, type ConsumerConfig, type JetStreamClient } from "@nats-io/jetstream";
+import { AckPolicy, DeliverPolicy, JetStreamApiCodes, JetStreamApiError, type ConsumerConfig, type JetStreamClient, type JetStreamManager } from "@nats-io/jetstream";
 import { nanos } from "@nats-io/transport-node";
 import { errorMessage } from "../errors.js";
 
-export interface DurableConsumerSettings {
+/** A durable consumer's place: which stream it reads, under which name, what of it. */
+export interface ConsumerRoute {
+  /** e.g. `INVENTORY`. */
   stream: string;
   durable: string;
-  /** One subject filter (nats-server 2.9). */
+  /** One subject filter (nats-server 2.9), e.g. `inventory.cmd.>`. */
   filterSubject: string;
+}
+
+export interface DurableConsumerSettings extends ConsumerRoute {
   ackWaitMs: number;
   /** Server-side deliveries before JetStream stops delivering. */
   maxDeliver: number;
   maxAckPending: number;
+}
+
+function routeConfig(route: ConsumerRoute): Partial<ConsumerConfig> {
+  return { durable_name: route.durable, ack_policy: AckPolicy.Explicit, deliver_policy: DeliverPolicy.All, filter_subject: route.filterSubject };
 }
 
 /**
@@ -25,14 +34,40 @@ export async function ensureDurableConsumer(js: JetStreamClient, settings: Durab
   const { stream, durable, filterSubject } = settings;
   const jsm = await js.jetstreamManager();
   const limits = { max_deliver: settings.maxDeliver, ack_wait: nanos(settings.ackWaitMs), max_ack_pending: settings.maxAckPending };
-  const config: Partial<ConsumerConfig> = { durable_name: durable, ack_policy: AckPolicy.Explicit, deliver_policy: DeliverPolicy.All, filter_subject: filterSubject, ...limits };
   try {
-    await jsm.consumers.add(stream, config);
+    await jsm.consumers.add(stream, { ...routeConfig(settings), ...limits });
   } catch (err) {
     try {
       await jsm.consumers.update(stream, durable, { ...limits, filter_subject: filterSubject });
     } catch {
       throw new Error(`cannot create or update consumer ${durable} on ${stream}: ${errorMessage(err)}`);
+    }
+  }
+}
+
+/**
+ * Creates those of `routes` that do not exist yet, with the server's default limits; leaves
+ * the others as they are (each consumer's owner sets its limits when it starts). A stream is
+ * trimmed to what its existing consumers have yet to finish: whichever service starts first
+ * creates them all, so nothing published before a consumer's owner first starts is trimmed
+ * before that consumer has it.
+ */
+export async function ensureConsumersExist(jsm: JetStreamManager, routes: readonly ConsumerRoute[]): Promise<void> {
+  const exists = (route: ConsumerRoute): Promise<boolean> =>
+    jsm.consumers.info(route.stream, route.durable).then(
+      () => true,
+      (err: unknown) => {
+        if (err instanceof JetStreamApiError && err.code === JetStreamApiCodes.ConsumerNotFound) return false;
+        throw err;
+      },
+    );
+  for (const route of routes) {
+    if (await exists(route)) continue;
+    try {
+      await jsm.consumers.add(route.stream, routeConfig(route));
+    } catch (err) {
+      // Its owner, or another service, created it meanwhile.
+      if (!(await exists(route))) throw new Error(`cannot create consumer ${route.durable} on ${route.stream}: ${errorMessage(err)}`);
     }
   }
 }

@@ -13,5 +13,8 @@ export { busHeaders, publishMessages, type OutgoingMessage } from "./publish.js"
 export { OutboxRelay, type OutboxRelayOptions } from "./relay.js";
 export { busTablesSql, ensureBusTables, pruneInbox } from "./sql.js";
 export { deleteStreams, ensureStreams, type EnsureStreamsOptions } from "./streams.js";
+export { ensureConsumersExist, type ConsumerRoute } from "./durable.js";
+export { startRecording, stopRecording } from "./recording.js";
+export { startStreamTrimming, trimStream } from "./trimming.js";
 export { exportStreamUsage, readStreamUsage, type StreamUsage } from "./stream-usage.js";
 export { currentTraceHeaders } from "./trace.js";

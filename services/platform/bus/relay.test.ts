@@ -10,6 +10,7 @@ import { enqueueOutbox, outboxInsert, outboxWritten, type WrittenRow } from "./o
 import type { OutgoingMessage } from "./publish.js";
 import { markOutboxSql, outboxBacklogSql, OutboxRelay, type OutboxRelayOptions, readOutboxSql } from "./relay.js";
 import { BUNDLE_TYPE } from "./bundle.js";
+import { ensureStreams } from "./streams.js";
 import { busTestEnv, counted, readBusMessages, readStream, type BusTestEnv, useTraceContext, waitFor } from "./testkit.js";
 
 process.env["LOG_LEVEL"] ??= "warn";
@@ -131,6 +132,28 @@ describe("outbox + relay", () => {
       expect((await duplicatesCounted()) - before).toBe(3);
     } finally {
       await relay.stop();
+    }
+  });
+
+  it("holds its rows while the stream refuses them at its byte bound, then publishes each once, in order", async () => {
+    // About a dozen single messages fit under the bound (the test's streams keep every message).
+    await ensureStreams(env.jsm, [env.domain("inventory")], { dlq: env.dlq, maxBytes: 4_096 });
+    try {
+      await whileLeading({ pollMs: 100, bundleMax: 1 }, async () => {
+        await inTx((c) => enqueueOutbox(c, env.schema, Array.from({ length: 40 }, (_, i) => reserve(`full-${i % 4}`, i))));
+        await waitFor(async () => (await unpublished()) > 0 && (await env.jsm.streams.info(env.stream("inventory"))).state.bytes > 3_000, 5000, "the stream at its bound");
+        const held = await streamCount();
+        await new Promise((resolve) => setTimeout(resolve, 500));
+        // Refused, not dropped: the stream keeps what it has, the outbox the rest.
+        expect(await streamCount()).toBe(held);
+        expect(await unpublished()).toBeGreaterThanOrEqual(40 - held);
+        await ensureStreams(env.jsm, [env.domain("inventory")], { dlq: env.dlq });
+        await waitFor(async () => (await unpublished()) === 0, 5000, "the rest published");
+        const skus = (await readBusMessages(env.jsm, env.stream("inventory"))).map((m) => fromBinary(ReserveStockSchema, m.data).lines[0]?.sku);
+        expect(skus).toEqual(Array.from({ length: 40 }, (_, i) => String(i)));
+      });
+    } finally {
+      await ensureStreams(env.jsm, [env.domain("inventory")], { dlq: env.dlq });
     }
   });
 

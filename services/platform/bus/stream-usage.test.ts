@@ -38,7 +38,7 @@ describe("stream usage", () => {
     const metric = async (name: string): Promise<string> => (await register.getSingleMetricAsString(name)) ?? "";
     const stop = exportStreamUsage(jsm, [stream]);
     expect(await metric("orderflow_bus_consumer_pending")).toContain(`orderflow_bus_consumer_pending{stream="${stream}",consumer="slow"} 3`);
-    expect(await metric("orderflow_bus_stream_max_bytes")).toContain(`orderflow_bus_stream_max_bytes{stream="${stream}"} 1048576`);
+    expect(await metric("orderflow_bus_stream_bytes_limit")).toContain(`orderflow_bus_stream_bytes_limit{stream="${stream}"} 1048576`);
     expect(await metric("orderflow_bus_stream_bytes")).toMatch(new RegExp(`orderflow_bus_stream_bytes\\{stream="${stream}"\\} \\d{3,}`));
     stop();
     expect(await metric("orderflow_bus_consumer_pending")).not.toContain(stream);

@@ -1,7 +1,8 @@
 import { randomBytes } from "node:crypto";
-import { jetstreamManager } from "@nats-io/jetstream";
+import { jetstream, jetstreamManager } from "@nats-io/jetstream";
 import { connect, nanos } from "@nats-io/transport-node";
 import { afterAll, describe, expect, it, inject } from "vitest";
+import { errorMessage } from "../errors.js";
 import { deleteStreams, ensureStreams } from "./streams.js";
 import { NATS_URL } from "./testkit.js";
 
@@ -32,7 +33,7 @@ describe("ensureStreams", () => {
     expect((await jsm.streams.info(names[1] ?? "")).config.duplicate_window).toBe(nanos(60_000));
   });
 
-  it("bounds every stream, the dead letters' too, by bytes when asked (by age alone otherwise)", async () => {
+  it("bounds every stream, the dead letters' too, by bytes when asked, refusing what comes at the bound (none by default)", async () => {
     const nc = await connect({ servers: inject("infra")?.natsUrl ?? NATS_URL, timeout: 3000 });
     const jsm = await jetstreamManager(nc);
     try {
@@ -41,9 +42,34 @@ describe("ensureStreams", () => {
       await ensureStreams(jsm, domains, { dlq, maxBytes: 1_048_576 });
       for (const name of names) {
         const { config } = await jsm.streams.info(name);
-        expect([config.max_bytes, config.discard]).toEqual([1_048_576, "old"]);
+        expect([config.retention, config.max_bytes, config.discard]).toEqual(["limits", 1_048_576, "new"]);
       }
     } finally {
+      await nc.close();
+    }
+  });
+
+  it("refuses a message at the byte bound and keeps every message it holds", async () => {
+    const nc = await connect({ servers: inject("infra")?.natsUrl ?? NATS_URL, timeout: 3000 });
+    const jsm = await jetstreamManager(nc);
+    const js = jetstream(nc);
+    const [, inventory = ""] = names;
+    try {
+      await ensureStreams(jsm, domains, { dlq, maxBytes: 4_096 });
+      const payload = new Uint8Array(1_000);
+      let accepted = 0;
+      let refusal = "";
+      for (let i = 0; i < 8 && refusal === ""; i++) {
+        await js.publish(`${id}_inventory.cmd.reserve`, payload, { msgID: `m${i}` }).then(
+          () => accepted++,
+          (err: unknown) => (refusal = errorMessage(err)),
+        );
+      }
+      expect(refusal).toMatch(/maximum bytes/i);
+      const { state } = await jsm.streams.info(inventory);
+      expect([state.messages, state.first_seq]).toEqual([accepted, 1]);
+    } finally {
+      await ensureStreams(jsm, domains, { dlq });
       await nc.close();
     }
   });

@@ -14,9 +14,11 @@ export interface EnsureStreamsOptions {
   /** Replicas per stream (default 1; 3 on a clustered NATS). */
   replicas?: number;
   /**
-   * Most bytes each stream keeps, the dead letters' too (default -1: bounded by age alone).
-   * Past it the oldest messages go, so that the streams cannot fill the server's store:
-   * a full store refuses every publish, and the saga stops.
+   * Most bytes each stream holds, the dead letters' too (default -1: no bound). At the bound a
+   * stream refuses new messages (the outbox keeps them in Postgres and publishes them once there
+   * is room) and keeps every message it holds. Trimmed (`startStreamTrimming`), a saga stream
+   * holds little more than what its consumers have yet to finish. The bound keeps the streams
+   * from filling the server's store, where every stream would refuse.
    */
   maxBytes?: number;
 }
@@ -25,8 +27,11 @@ const DAY_MS = 24 * 60 * 60 * 1000;
 
 /**
  * Creates or updates, idempotently, one stream per domain (`order` -> stream `ORDER`,
- * subjects `order.>`) plus the dead-letter stream. File storage, limits retention.
- * Safe to call from every replica at start (a concurrent create is retried as update).
+ * subjects `order.>`) plus the dead-letter stream. File storage, limits retention: what a
+ * stream's consumers have finished goes when it is trimmed (`startStreamTrimming`), not as they
+ * acknowledge it (interest retention), which nats-server 2.9.10 was seen to lose unacknowledged
+ * messages under across a restart. Safe to call from every replica at start (a concurrent
+ * create is retried as update).
  */
 export async function ensureStreams(jsm: JetStreamManager, domains: readonly string[], opts: EnsureStreamsOptions = {}): Promise<void> {
   const dlq = opts.dlq ?? DEFAULT_DLQ;
@@ -56,7 +61,8 @@ type StreamSpec = Partial<StreamConfig> & { name: string };
 
 function baseConfig(maxBytes: number): Partial<StreamConfig> {
   // Only fields nats-server 2.9 knows; everything else keeps the server default.
-  return { retention: RetentionPolicy.Limits, storage: StorageType.File, discard: DiscardPolicy.Old, allow_direct: true, max_bytes: maxBytes };
+  // discard new: at its bound a stream refuses what comes, instead of dropping what it holds.
+  return { retention: RetentionPolicy.Limits, storage: StorageType.File, discard: DiscardPolicy.New, allow_direct: true, max_bytes: maxBytes };
 }
 
 async function ensureStream(jsm: JetStreamManager, config: StreamSpec): Promise<void> {

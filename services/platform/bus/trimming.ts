@@ -1,0 +1,51 @@
+import type { ConsumerInfo, JetStreamManager } from "@nats-io/jetstream";
+import { errorMessage } from "../errors.js";
+import type { Logger } from "../logger.js";
+import { counter } from "../metrics.js";
+import { runPeriodically } from "../periodic.js";
+import { unfinished } from "./backlog.js";
+
+const trimmed = counter("orderflow_bus_stream_trimmed_total", "Messages let go from a saga stream once every consumer of it had finished them", ["stream"]);
+
+/** How far a consumer is through its stream. */
+export type ConsumerProgress = Pick<ConsumerInfo, "num_pending" | "num_ack_pending"> & { ack_floor: Pick<ConsumerInfo["ack_floor"], "stream_seq"> };
+
+/**
+ * The first sequence of a stream some consumer may still need, of `consumers` read after the
+ * stream's `lastSeq`: a consumer with nothing left to take or in hand has finished all the
+ * stream held then; another, all up to its ack floor. Without consumers, none is finished (a
+ * consumer yet to be created will want the stream from its start).
+ */
+export function firstNeeded(lastSeq: number, consumers: readonly ConsumerProgress[]): number {
+  if (consumers.length === 0) return 0;
+  return Math.min(...consumers.map((c) => (unfinished(c) === 0 ? lastSeq : c.ack_floor.stream_seq) + 1));
+}
+
+/** Lets go of the messages of `stream` every consumer of it has finished; returns how many. */
+export async function trimStream(jsm: JetStreamManager, stream: string): Promise<number> {
+  const { state } = await jsm.streams.info(stream);
+  const consumers: ConsumerInfo[] = [];
+  for await (const consumer of jsm.consumers.list(stream)) consumers.push(consumer);
+  const keepFrom = firstNeeded(state.last_seq, consumers);
+  if (keepFrom <= state.first_seq) return 0;
+  const { purged } = await jsm.streams.purge(stream, { seq: keepFrom });
+  if (purged > 0) trimmed.inc({ stream }, purged);
+  return purged;
+}
+
+/**
+ * Trims `streams` every `intervalMs`, so that a saga stream holds what its consumers have yet
+ * to finish and not the saga's history (the streams have limits retention: JetStream itself
+ * lets messages go only by age or at the byte bound). Safe from any number of processes: a
+ * purge below what is already gone does nothing. Returns what stops it.
+ */
+export function startStreamTrimming(options: { jsm: JetStreamManager; streams: readonly string[]; intervalMs?: number; logger: Logger }): () => void {
+  const { jsm, streams, logger } = options;
+  return runPeriodically(
+    options.intervalMs ?? 5_000,
+    async () => {
+      for (const stream of streams) await trimStream(jsm, stream);
+    },
+    (err) => logger.warn("saga stream trimming failed", { error: errorMessage(err) }),
+  );
+}
