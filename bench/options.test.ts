@@ -14,3 +14,10 @@ describe("parseOptions --history", () => {
     expect(() => parseOptions(["--history", "5", "--target", "order=127.0.0.1:8080,payment=127.0.0.1:8083"], "/repo")).toThrow(/leave out --target/);
   });
 });
+
+describe("parseOptions --no-stages", () => {
+  it("times the saga's stages unless asked not to", () => {
+    expect(parseOptions(["--quick"], "/repo").stages).toBe(true);
+    expect(parseOptions(["--quick", "--no-stages"], "/repo").stages).toBe(false);
+  });
+});

@@ -31,6 +31,8 @@ export interface BenchOptions {
   cpuProfDir: string | undefined;
   /** Also load the transports with h2load when it is installed. */
   h2load: boolean;
+  /** Time the saga's stages: the saga's streams keep every message of the steps for it (deployed, they are trimmed as their consumers finish). */
+  stages: boolean;
   /** Keep stepping up the rates after the system saturated. */
   pastSaturation: boolean;
   /** Compare the transports (a bare connect-node server, the order service's Health/Check); quick runs leave it to full ones. */
@@ -38,7 +40,7 @@ export interface BenchOptions {
   help: boolean;
 }
 
-const profiles: Record<Mode, Omit<BenchOptions, "targets" | "databaseUrl" | "natsUrl" | "outDir" | "logLevel" | "help" | "mode" | "h2load" | "serviceEnv" | "cpuProfDir">> = {
+const profiles: Record<Mode, Omit<BenchOptions, "targets" | "databaseUrl" | "natsUrl" | "outDir" | "logLevel" | "help" | "mode" | "h2load" | "stages" | "serviceEnv" | "cpuProfDir">> = {
   full: {
     stepMs: 10_000,
     runMs: 10_000,
@@ -108,6 +110,9 @@ export const usage = `npm run bench [-- flags]
   --no-h2load             skip the h2load runs of the transport comparison
                           (they run when h2load is installed: Debian/Ubuntu
                           apt-get install -y nghttp2-client)
+  --no-stages             skip the saga's stage timings, for which the saga's
+                          streams keep every message of the steps: the order
+                          service then trims them during the steps, as deployed
   --log-level <level>     services' LOG_LEVEL (default info, as npm start)
   --env <service>.<NAME>=<value>
                           extra environment for a service (* = every one),
@@ -137,6 +142,7 @@ export function parseOptions(argv: readonly string[], root: string, env: NodeJS.
     outDir: join(root, "bench", "results"),
     logLevel: "info",
     h2load: true,
+    stages: true,
     serviceEnv: {},
     cpuProfDir: undefined,
     help: false,
@@ -186,6 +192,9 @@ export function parseOptions(argv: readonly string[], root: string, env: NodeJS.
         break;
       case "--no-h2load":
         options.h2load = false;
+        break;
+      case "--no-stages":
+        options.stages = false;
         break;
       case "--past-saturation":
         options.pastSaturation = true;

@@ -56,7 +56,7 @@ export async function runSagaSteps(run: SagaRun): Promise<SagaSteps> {
   }
   const steps: Step[] = [];
   const windows: SagaSteps["windows"] = [];
-  const recorded = await startStageRecording(jsm).then(
+  const recorded = options.stages && await startStageRecording(jsm).then(
     () => true,
     (err: unknown) => (notes.push(`the saga's stages were not recorded (a targeted system's NATS may refuse the bench a consumer of its streams): ${errorMessage(err)}`), false),
   );
