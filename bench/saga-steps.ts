@@ -56,10 +56,12 @@ export async function runSagaSteps(run: SagaRun): Promise<SagaSteps> {
   }
   const steps: Step[] = [];
   const windows: SagaSteps["windows"] = [];
-  const recorded = options.stages && await startStageRecording(jsm).then(
-    () => true,
-    (err: unknown) => (notes.push(`the saga's stages were not recorded (a targeted system's NATS may refuse the bench a consumer of its streams): ${errorMessage(err)}`), false),
-  );
+  const recorded =
+    options.stages &&
+    (await startStageRecording(jsm).then(
+      () => true,
+      (err: unknown) => (notes.push(`the saga's stages were not recorded (a targeted system's NATS may refuse the bench a consumer of its streams): ${errorMessage(err)}`), false),
+    ));
   for (const [index, rate] of options.rates.entries()) {
     log(`saga: ${rate}/s for ${options.stepMs / 1000}s…`);
     await autovacuum?.vacuum();
