@@ -11,8 +11,9 @@ export interface WorkCount {
   jetstreamMessages: number;
   /**
    * Bytes the saga's streams hold. The bench's recording of the stages keeps every message of
-   * the steps, so a step adds what the saga published in it; deployed, a stream holds only the
-   * messages some consumer has yet to take (see NATS_STREAM_MAX_BYTES).
+   * the steps, so a step adds what the saga published in it (with --no-stages the streams are
+   * trimmed during the steps, as deployed, where a stream holds only the messages some consumer
+   * has yet to finish: see NATS_STREAM_MAX_BYTES).
    */
   jetstreamBytes: number;
   /**

@@ -3,8 +3,9 @@ import { nanos } from "@nats-io/transport-node";
 
 /**
  * Keeps every message `streams` store from now on until `stopRecording`: a consumer named
- * `name` on each that takes nothing. The saga's streams otherwise let a message go once their
- * consumers have it; the bench reads a run's messages back, and tests what was published.
+ * `name` on each that takes nothing. The saga's streams are otherwise trimmed once their
+ * consumers have finished a message; the bench reads a run's messages back, and tests what
+ * was published.
  * Left behind by a process that dies, it goes by itself after `expiresMs` without a read.
  */
 export async function startRecording(jsm: JetStreamManager, streams: readonly string[], name: string, expiresMs = 15 * 60_000): Promise<void> {
