@@ -71,12 +71,12 @@ async function clear(): Promise<void> {
 }
 
 /** With a clean outbox and stream, runs `body` while a relay with `options` leads; then stops it. */
-async function whileLeading(options: Partial<OutboxRelayOptions>, body: () => Promise<void>): Promise<void> {
+async function whileLeading(options: Partial<OutboxRelayOptions>, body: (relay: OutboxRelay) => Promise<void>): Promise<void> {
   await clear();
   const relay = new OutboxRelay({ pool: env.pool, schema: env.schema, publisher: env.publisher, ...options }).start();
   try {
     await waitFor(() => relay.isLeader, 3000, "leader");
-    await body();
+    await body(relay);
   } finally {
     await relay.stop();
   }
@@ -135,17 +135,24 @@ describe("outbox + relay", () => {
     }
   });
 
-  it("holds its rows while the stream refuses them at its byte bound, then publishes each once, in order", async () => {
+  it("holds its rows while the stream refuses them at its byte bound, keeping its lead and connection, then publishes each once, in order", async () => {
     // About a dozen single messages fit under the bound (the test's streams keep every message).
     await ensureStreams(env.jsm, [env.domain("inventory")], { dlq: env.dlq, maxBytes: 4_096 });
+    const relayBackends = async () =>
+      (await env.pool.query<{ pid: number }>("SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND objid = hashtext($1)::oid AND granted", [`orderflow.outbox.${env.schema}`])).rows.map((r) => r.pid);
     try {
-      await whileLeading({ pollMs: 100, bundleMax: 1 }, async () => {
+      await whileLeading({ pollMs: 100, bundleMax: 1 }, async (relay) => {
         await inTx((c) => enqueueOutbox(c, env.schema, Array.from({ length: 40 }, (_, i) => reserve(`full-${i % 4}`, i))));
         await waitFor(async () => (await unpublished()) > 0 && (await env.jsm.streams.info(env.stream("inventory"))).state.bytes > 3_000, 5000, "the stream at its bound");
         const held = await streamCount();
-        await new Promise((resolve) => setTimeout(resolve, 500));
-        // Refused, not dropped: the stream keeps what it has, the outbox the rest.
+        const leader = await relayBackends();
+        await new Promise((resolve) => setTimeout(resolve, 1_000));
+        // Refused, not dropped: the stream keeps what it has, the outbox the rest; the relay
+        // waits on the same connection, the lead its own.
         expect(await streamCount()).toBe(held);
+        expect(relay.isLeader).toBe(true);
+        expect(await relayBackends()).toEqual(leader);
+        expect(leader).toHaveLength(1);
         expect(await unpublished()).toBeGreaterThanOrEqual(40 - held);
         await ensureStreams(env.jsm, [env.domain("inventory")], { dlq: env.dlq });
         await waitFor(async () => (await unpublished()) === 0, 5000, "the rest published");

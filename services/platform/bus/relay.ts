@@ -80,6 +80,16 @@ export function outboxBacklogSql(schemaSql: string): string {
 /** Up to this many unpublished rows, the backlog gauge counts them (see outboxBacklogSql). */
 const backlogCountedUpTo = 10_000;
 
+/** Longest pause between attempts to publish while JetStream refuses or does not answer. */
+const MAX_PUBLISH_RETRY_MS = 5_000;
+
+/** A publish JetStream refused (a stream at its byte bound) or did not answer: the outbox's connection and lead are fine. */
+class PublishFailed extends Error {
+  constructor(cause: unknown) {
+    super(errorMessage(cause), { cause });
+  }
+}
+
 /**
  * Publishes `<schema>.outbox` rows to JetStream.
  *
@@ -139,6 +149,8 @@ export class OutboxRelay {
   private marking: Promise<void> = Promise.resolve();
   /** Why a batch failed to publish or mark: the loop reconnects and re-reads its rows. */
   private failure: unknown;
+  /** Attempts in a row whose publishes failed. */
+  private publishFailures = 0;
 
   constructor(opts: OutboxRelayOptions) {
     this.opts = { batchSize: 500, bundleMax: DEFAULT_BUNDLE_MAX, pollMs: 500, busyPollMs: 20, localWake: true, markDelayMs: 100, leaderRetryMs: 1000, retentionMs: 0, cleanupChunk: 5_000, ...opts };
@@ -203,6 +215,15 @@ export class OutboxRelay {
         // Acks that come in meanwhile join these marks (they do not cut the wait short).
         if (!this.dirty && this.markDue) await this.sleep(this.opts.markDelayMs);
       } catch (err) {
+        if (err instanceof PublishFailed) {
+          // Rows stay unpublished; the next read takes them again, oldest first. The relay keeps
+          // its connection and lead, and waits longer each time (new rows do not hurry it).
+          this.publishFailures += 1;
+          if (this.publishFailures === 1 || this.publishFailures % 20 === 0) this.log.error("outbox relay error", { schema: this.opts.schema, error: err.message, attempts: this.publishFailures });
+          await this.settle();
+          await this.sleep(Math.min(this.opts.pollMs * 2 ** (this.publishFailures - 1), MAX_PUBLISH_RETRY_MS), true);
+          continue;
+        }
         this.log.error("outbox relay error", { schema: this.opts.schema, error: errorMessage(err) });
         await this.settle();
         this.disconnect(err);
@@ -294,7 +315,7 @@ export class OutboxRelay {
       this.publish(records);
     } catch (err) {
       // Runs inside the writer's commit callbacks: a failure here is the relay's, not the write's.
-      this.fail(err);
+      this.fail(new PublishFailed(err));
     }
   };
 
@@ -357,6 +378,7 @@ export class OutboxRelay {
     this.marking = this.marking.then(async () => {
       try {
         await acks;
+        this.publishFailures = 0;
         busMetrics.outboxPublished.inc({ schema: this.opts.schema }, rows.length - duplicates);
         if (duplicates > 0) busMetrics.outboxDuplicates.inc({ schema: this.opts.schema }, duplicates);
         for (const id of ids) {
@@ -368,8 +390,8 @@ export class OutboxRelay {
           this.wake?.();
         }
       } catch (err) {
-        // The rows stay in flight until the loop settles and reconnects, then are read again.
-        this.fail(err);
+        // The rows stay in flight until the loop settles, then are read again.
+        this.fail(new PublishFailed(err));
       }
     });
   }
@@ -415,7 +437,8 @@ export class OutboxRelay {
     } while (deleted >= this.opts.cleanupChunk);
   }
 
-  private sleep(ms: number): Promise<void> {
+  /** Waits `ms`, cut short by a wake-up (new rows, acks, stop), or when `byStopOnly` by stop() alone. */
+  private sleep(ms: number, byStopOnly = false): Promise<void> {
     if (this.stopping) return Promise.resolve();
     return new Promise((resolve) => {
       const timer = setTimeout(done, ms);
@@ -425,7 +448,12 @@ export class OutboxRelay {
         self.wake = null;
         resolve();
       }
-      this.wake = done;
+      this.wake = byStopOnly
+        ? () => {
+            if (self.stopping) done();
+          }
+        : done;
     });
   }
+
 }
