@@ -81,7 +81,7 @@ export function outboxBacklogSql(schemaSql: string): string {
 const backlogCountedUpTo = 10_000;
 
 /** Longest pause between attempts to publish while JetStream refuses or does not answer. */
-const MAX_PUBLISH_RETRY_MS = 5_000;
+const MAX_PUBLISH_RETRY_MS = 2_000;
 
 /** A publish JetStream refused (a stream at its byte bound) or did not answer: the outbox's connection and lead are fine. */
 class PublishFailed extends Error {
