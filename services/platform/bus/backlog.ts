@@ -1,4 +1,5 @@
-import { type ConsumerInfo, JetStreamApiCodes, JetStreamApiError, type JetStreamManager } from "@nats-io/jetstream";
+import type { ConsumerInfo, JetStreamManager } from "@nats-io/jetstream";
+import { isMissing } from "./missing.js";
 
 /** A durable consumer of a stream. */
 export interface ConsumerRef {
@@ -21,7 +22,7 @@ export async function consumerBacklog(jsm: JetStreamManager, consumers: readonly
       try {
         return unfinished(await jsm.consumers.info(stream, durable));
       } catch (error) {
-        if (error instanceof JetStreamApiError && error.code === JetStreamApiCodes.ConsumerNotFound) return 0;
+        if (isMissing(error, "consumer")) return 0;
         throw error;
       }
     }),

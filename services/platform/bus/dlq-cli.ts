@@ -1,7 +1,8 @@
 import { toJson, type Registry } from "@bufbuild/protobuf";
-import { JetStreamApiCodes, JetStreamApiError, type JetStreamClient, type JetStreamManager } from "@nats-io/jetstream";
+import type { JetStreamClient, JetStreamManager } from "@nats-io/jetstream";
 import { decodeMessage, sagaRegistry } from "./codec.js";
 import { listDeadLetters, getDeadLetter, replayAllDeadLetters, replayDeadLetter, type DeadLetter } from "./dlq.js";
+import { isMissing } from "./missing.js";
 import type { DlqConfig } from "./names.js";
 
 export interface DlqCliDeps {
@@ -38,7 +39,7 @@ export async function runDlqCli(args: readonly string[], deps: DlqCliDeps): Prom
   try {
     return await run(args, deps);
   } catch (err) {
-    if (err instanceof JetStreamApiError && err.code === JetStreamApiCodes.StreamNotFound) {
+    if (isMissing(err, "stream")) {
       deps.out(`stream ${deps.dlq.stream} does not exist yet (it is created when a service starts)`);
       return 1;
     }

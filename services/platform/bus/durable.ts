@@ -1,12 +1,11 @@
-import { AckPolicy, DeliverPolicy, JetStreamApiCodes, JetStreamApiError, type ConsumerConfig, type JetStreamClient, type JetStreamManager } from "@nats-io/jetstream";
+import { AckPolicy, DeliverPolicy, type ConsumerConfig, type JetStreamClient, type JetStreamManager } from "@nats-io/jetstream";
 import { nanos } from "@nats-io/transport-node";
 import { errorMessage } from "../errors.js";
+import type { ConsumerRef } from "./backlog.js";
+import { isMissing } from "./missing.js";
 
-/** A durable consumer's place: which stream it reads, under which name, what of it. */
-export interface ConsumerRoute {
-  /** e.g. `INVENTORY`. */
-  stream: string;
-  durable: string;
+/** A durable consumer's place: which stream it reads (e.g. `INVENTORY`), under which name, what of it. */
+export interface ConsumerRoute extends ConsumerRef {
   /** One subject filter (nats-server 2.9), e.g. `inventory.cmd.>`. */
   filterSubject: string;
 }
@@ -57,7 +56,7 @@ export async function ensureConsumersExist(jsm: JetStreamManager, routes: readon
     jsm.consumers.info(route.stream, route.durable).then(
       () => true,
       (err: unknown) => {
-        if (err instanceof JetStreamApiError && err.code === JetStreamApiCodes.ConsumerNotFound) return false;
+        if (isMissing(err, "consumer")) return false;
         throw err;
       },
     );

@@ -1,5 +1,6 @@
-import { AckPolicy, DeliverPolicy, JetStreamApiCodes, JetStreamApiError, type JetStreamManager } from "@nats-io/jetstream";
+import { AckPolicy, DeliverPolicy, type JetStreamManager } from "@nats-io/jetstream";
 import { nanos } from "@nats-io/transport-node";
+import { isMissing } from "./missing.js";
 
 /**
  * Keeps every message `streams` store from now on until `stopRecording`: a consumer named
@@ -18,7 +19,7 @@ export async function startRecording(jsm: JetStreamManager, streams: readonly st
 export async function stopRecording(jsm: JetStreamManager, streams: readonly string[], name: string): Promise<void> {
   for (const stream of streams) {
     await jsm.consumers.delete(stream, name).catch((err: unknown) => {
-      if (!(err instanceof JetStreamApiError && err.code === JetStreamApiCodes.ConsumerNotFound)) throw err;
+      if (!isMissing(err, "consumer")) throw err;
     });
   }
 }

@@ -1,7 +1,8 @@
-import { JetStreamApiCodes, JetStreamApiError, type JetStreamManager } from "@nats-io/jetstream";
+import type { JetStreamManager } from "@nats-io/jetstream";
 import type { Gauge } from "prom-client";
 import { gauge } from "../metrics.js";
 import { unfinished } from "./backlog.js";
+import { isMissing } from "./missing.js";
 
 export interface ConsumerUsage {
   consumer: string;
@@ -27,7 +28,7 @@ export async function readStreamUsage(jsm: JetStreamManager, streams: readonly s
       for await (const consumer of jsm.consumers.list(stream)) consumers.push({ consumer: consumer.name, pending: unfinished(consumer) });
       usage.push({ stream, bytes: info.state.bytes, maxBytes: info.config.max_bytes, consumers });
     } catch (err) {
-      if (!(err instanceof JetStreamApiError && err.code === JetStreamApiCodes.StreamNotFound)) throw err;
+      if (!isMissing(err, "stream")) throw err;
     }
   }
   return usage;

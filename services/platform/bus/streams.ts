@@ -1,5 +1,6 @@
-import { DiscardPolicy, JetStreamApiCodes, JetStreamApiError, RetentionPolicy, StorageType, type JetStreamManager, type StreamConfig } from "@nats-io/jetstream";
+import { DiscardPolicy, RetentionPolicy, StorageType, type JetStreamManager, type StreamConfig } from "@nats-io/jetstream";
 import { nanos } from "@nats-io/transport-node";
+import { isMissing } from "./missing.js";
 import { DEFAULT_DLQ, streamName, type DlqConfig } from "./names.js";
 
 export interface EnsureStreamsOptions {
@@ -70,7 +71,7 @@ async function ensureStream(jsm: JetStreamManager, config: StreamSpec): Promise<
     try {
       await jsm.streams.info(config.name);
     } catch (err) {
-      if (!(err instanceof JetStreamApiError && err.code === JetStreamApiCodes.StreamNotFound)) throw err;
+      if (!isMissing(err, "stream")) throw err;
       try {
         await jsm.streams.add(config);
         return;
@@ -92,7 +93,7 @@ export async function deleteStreams(jsm: JetStreamManager, names: readonly strin
     try {
       await jsm.streams.delete(name);
     } catch (err) {
-      if (!(err instanceof JetStreamApiError && err.code === JetStreamApiCodes.StreamNotFound)) throw err;
+      if (!isMissing(err, "stream")) throw err;
     }
   }
 }
