@@ -11,6 +11,7 @@ import { ChargePaymentSchema, PaymentChargedSchema } from "../gen/orderflow/paym
 import { decodeMessage, receivedEntries, streamName } from "../services/platform/bus/index.js";
 import { quoteSchema } from "../services/platform/bus/names.js";
 import { startRecording, stopRecording } from "../services/platform/bus/recording.js";
+import { sagaDomains } from "../services/platform/saga-routes.js";
 import type { Queryable } from "../services/platform/db.js";
 import { summarize } from "./stats.js";
 
@@ -131,7 +132,7 @@ export async function confirmedOrderTimes(db: Queryable, customerPrefix: string,
 }
 
 /** The streams that carry the saga's commands and replies, and the conclusion event. */
-export const sagaStreams: readonly string[] = ["fraud", "inventory", "payment", "order"].map(streamName);
+export const sagaStreams: readonly string[] = sagaDomains.map(streamName);
 
 /** The durable consumer through which the bench keeps the saga's messages until it has read them. */
 export const RECORDER = "orderflow-bench-stages";
