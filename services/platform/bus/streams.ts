@@ -16,8 +16,8 @@ export interface EnsureStreamsOptions {
   replicas?: number;
   /**
    * Most bytes each stream holds, the dead letters' too (default -1: no bound). At the bound a
-   * stream refuses new messages (the outbox keeps them in Postgres and publishes them once there
-   * is room) and keeps every message it holds. Trimmed (`startStreamTrimming`), a saga stream
+   * saga stream refuses new messages (the outbox keeps them in Postgres and publishes them once
+   * there is room) and keeps every message it holds; the dead letters drop their oldest. Trimmed (`startStreamTrimming`), a saga stream
    * holds little more than what its consumers have yet to finish. The bound keeps the streams
    * from filling the server's store, where every stream would refuse.
    */
@@ -40,7 +40,8 @@ export async function ensureStreams(jsm: JetStreamManager, domains: readonly str
   const replicas = opts.replicas ?? 1;
   const maxBytes = opts.maxBytes ?? -1;
   const configs: StreamSpec[] = domains.map((domain) => ({
-    ...baseConfig(maxBytes),
+    // At its bound a saga stream refuses what comes (the outboxes keep it) rather than drop what it holds.
+    ...baseConfig(maxBytes, DiscardPolicy.New),
     name: streamName(domain),
     subjects: [`${domain}.>`],
     max_age: nanos(opts.maxAgeMs ?? 7 * DAY_MS),
@@ -48,7 +49,9 @@ export async function ensureStreams(jsm: JetStreamManager, domains: readonly str
     num_replicas: replicas,
   }));
   configs.push({
-    ...baseConfig(maxBytes),
+    // The dead letters drop their oldest instead: a refused dead letter would be redelivered
+    // until JetStream gives up on it, and then trimmed away unrecorded.
+    ...baseConfig(maxBytes, DiscardPolicy.Old),
     name: dlq.stream,
     subjects: [`${dlq.subjectPrefix}.>`],
     max_age: nanos(opts.dlqMaxAgeMs ?? 0),
@@ -60,10 +63,9 @@ export async function ensureStreams(jsm: JetStreamManager, domains: readonly str
 
 type StreamSpec = Partial<StreamConfig> & { name: string };
 
-function baseConfig(maxBytes: number): Partial<StreamConfig> {
+function baseConfig(maxBytes: number, discard: DiscardPolicy): Partial<StreamConfig> {
   // Only fields nats-server 2.9 knows; everything else keeps the server default.
-  // discard new: at its bound a stream refuses what comes, instead of dropping what it holds.
-  return { retention: RetentionPolicy.Limits, storage: StorageType.File, discard: DiscardPolicy.New, allow_direct: true, max_bytes: maxBytes };
+  return { retention: RetentionPolicy.Limits, storage: StorageType.File, discard, allow_direct: true, max_bytes: maxBytes };
 }
 
 async function ensureStream(jsm: JetStreamManager, config: StreamSpec): Promise<void> {
