@@ -4,7 +4,7 @@ import { DEFAULT_DLQ, ensureConsumersExist, ensureStreams, exportStreamUsage, Je
 import type { NatsConfig } from "./config.js";
 import type { Logger } from "./logger.js";
 import type { DependencyCheck } from "./rpc/health.js";
-import { sagaConsumerRoutes, sagaDomains } from "./saga-routes.js";
+import { refusingDomains, sagaConsumerRoutes, sagaDomains } from "./saga-routes.js";
 
 export interface BusConnection {
   nc: NatsConnection;
@@ -34,7 +34,7 @@ export async function connectBus(options: { nats: NatsConfig; name: string; logg
     }
   })();
   const jsm = await jetstreamManager(nc);
-  await ensureStreams(jsm, sagaDomains, { replicas: options.nats.NATS_STREAM_REPLICAS, maxBytes: options.nats.NATS_STREAM_MAX_BYTES });
+  await ensureStreams(jsm, sagaDomains, { replicas: options.nats.NATS_STREAM_REPLICAS, maxBytes: options.nats.NATS_STREAM_MAX_BYTES, refusingDomains });
   await ensureConsumersExist(jsm, sagaConsumerRoutes());
   const stopExporting = exportStreamUsage(jsm, [...sagaDomains.map(streamName), DEFAULT_DLQ.stream]);
   const publisher = new JetStreamPublisher(nc);

@@ -4,6 +4,14 @@ import { commandConsumerName, streamName } from "./bus/names.js";
 /** The saga's domains: one JetStream stream each (plus the dead-letter stream). */
 export const sagaDomains = ["order", "inventory", "fraud", "payment"] as const;
 
+/**
+ * The saga streams that refuse new messages at their byte bound rather than drop their oldest:
+ * ORDER carries the conclusion events, which nothing re-sends, and its consumers publish nothing
+ * into it. A participant's stream drops instead (its commands and replies share it, so refusing
+ * could wait on itself); what it drops the step deadlines send again.
+ */
+export const refusingDomains: readonly string[] = ["order"];
+
 /** The domains the order service sends commands to and takes replies from. */
 export const sagaParticipants = ["fraud", "inventory", "payment"] as const;
 

@@ -33,30 +33,36 @@ describe("ensureStreams", () => {
     expect((await jsm.streams.info(names[1] ?? "")).config.duplicate_window).toBe(nanos(60_000));
   });
 
-  it("bounds every stream, the dead letters' too, by bytes when asked, refusing what comes at the bound (none by default)", async () => {
+  it("bounds every stream, the dead letters' too, by bytes when asked (none by default): the refusing domains' refuse what comes, the others drop their oldest", async () => {
     const nc = await connect({ servers: inject("infra")?.natsUrl ?? NATS_URL, timeout: 3000 });
     const jsm = await jetstreamManager(nc);
     try {
       await ensureStreams(jsm, domains, { dlq });
       for (const name of names) expect((await jsm.streams.info(name)).config.max_bytes).toBe(-1);
-      await ensureStreams(jsm, domains, { dlq, maxBytes: 1_048_576 });
+      await ensureStreams(jsm, domains, { dlq, maxBytes: 1_048_576, refusingDomains: [`${id}_order`] });
+      const bounds = [];
       for (const name of names) {
         const { config } = await jsm.streams.info(name);
-        // The dead letters drop their oldest: a refused one would be lost unrecorded.
-        expect([name, config.retention, config.max_bytes, config.discard]).toEqual([name, "limits", 1_048_576, name === dlq.stream ? "old" : "new"]);
+        bounds.push([name, config.retention, config.max_bytes, config.discard]);
       }
+      // The dead letters drop their oldest: a refused one would be lost unrecorded.
+      expect(bounds).toEqual([
+        [names[0], "limits", 1_048_576, "new"],
+        [names[1], "limits", 1_048_576, "old"],
+        [dlq.stream, "limits", 1_048_576, "old"],
+      ]);
     } finally {
       await nc.close();
     }
   });
 
-  it("refuses a message at the byte bound and keeps every message it holds", async () => {
+  it("a refusing domain's stream refuses a message at the byte bound and keeps every message it holds", async () => {
     const nc = await connect({ servers: inject("infra")?.natsUrl ?? NATS_URL, timeout: 3000 });
     const jsm = await jetstreamManager(nc);
     const js = jetstream(nc);
     const [, inventory = ""] = names;
     try {
-      await ensureStreams(jsm, domains, { dlq, maxBytes: 4_096 });
+      await ensureStreams(jsm, domains, { dlq, maxBytes: 4_096, refusingDomains: [`${id}_inventory`] });
       const payload = new Uint8Array(1_000);
       let accepted = 0;
       let refusal = "";

@@ -15,13 +15,20 @@ export interface EnsureStreamsOptions {
   /** Replicas per stream (default 1; 3 on a clustered NATS). */
   replicas?: number;
   /**
-   * Most bytes each stream holds, the dead letters' too (default -1: no bound). At the bound a
-   * saga stream refuses new messages (the outbox keeps them in Postgres and publishes them once
-   * there is room) and keeps every message it holds; the dead letters drop their oldest. Trimmed (`startStreamTrimming`), a saga stream
-   * holds little more than what its consumers have yet to finish. The bound keeps the streams
-   * from filling the server's store, where every stream would refuse.
+   * Most bytes each stream holds, the dead letters' too (default -1: no bound), so that the
+   * streams cannot fill the server's store, where every stream would refuse. Trimmed
+   * (`startStreamTrimming`), a saga stream holds little more than what its consumers have yet
+   * to finish. At the bound a stream drops its oldest messages, but those of `refusingDomains`.
    */
   maxBytes?: number;
+  /**
+   * Domains whose stream refuses new messages at its bound and keeps every message it holds
+   * (the outbox keeps what was refused, and publishes it once there is room): those no consumer
+   * of which publishes into the same stream while it holds one of its messages. A participant
+   * holds a command until its reply, published into the command's stream, is stored: a full
+   * participant stream that refused would wait on itself for good.
+   */
+  refusingDomains?: readonly string[];
 }
 
 const DAY_MS = 24 * 60 * 60 * 1000;
@@ -39,9 +46,9 @@ export async function ensureStreams(jsm: JetStreamManager, domains: readonly str
   const duplicateWindow = nanos(opts.duplicateWindowMs ?? 2 * 60 * 1000);
   const replicas = opts.replicas ?? 1;
   const maxBytes = opts.maxBytes ?? -1;
+  const refusing = new Set(opts.refusingDomains ?? []);
   const configs: StreamSpec[] = domains.map((domain) => ({
-    // At its bound a saga stream refuses what comes (the outboxes keep it) rather than drop what it holds.
-    ...baseConfig(maxBytes, DiscardPolicy.New),
+    ...baseConfig(maxBytes, refusing.has(domain) ? DiscardPolicy.New : DiscardPolicy.Old),
     name: streamName(domain),
     subjects: [`${domain}.>`],
     max_age: nanos(opts.maxAgeMs ?? 7 * DAY_MS),
@@ -49,8 +56,8 @@ export async function ensureStreams(jsm: JetStreamManager, domains: readonly str
     num_replicas: replicas,
   }));
   configs.push({
-    // The dead letters drop their oldest instead: a refused dead letter would be redelivered
-    // until JetStream gives up on it, and then trimmed away unrecorded.
+    // A refused dead letter would be redelivered until JetStream gives up on it, then trimmed
+    // away unrecorded: the dead letters drop their oldest.
     ...baseConfig(maxBytes, DiscardPolicy.Old),
     name: dlq.stream,
     subjects: [`${dlq.subjectPrefix}.>`],

@@ -1,0 +1,83 @@
+/**
+ * The saga streams at their byte bound: each holds at most 32 KiB, far less than a burst of
+ * orders publishes, while the order service trims what the consumers have finished. ORDER refuses
+ * the conclusion events it has no room for (the outbox keeps them); the participants' streams drop
+ * their oldest commands and replies, which the step deadlines send again. Nothing is lost: every
+ * order concludes once, money, stock and notifications add up, and the streams end empty.
+ */
+import { beforeAll, describe, expect, test } from "vitest";
+import { streamName } from "../../services/platform/bus/names.js";
+import { sagaDomains } from "../../services/platform/saga-routes.js";
+import { auditUntilClean, formatAudit, snapshotStock, type StockBaseline } from "../support/saga-audit.js";
+import { eventually, retryUnavailable, type SagaSystem, startSagaSystem, stopAndReportOnFailure, topUp, waitAllSettled, waitBusQuiet } from "../support/saga-system.js";
+
+const BOUND = 32 * 1024;
+const customers = Array.from({ length: 40 }, (_, i) => `b${String(i).padStart(2, "0")}`);
+const skus = ["KB-001", "MS-002", "HS-004", "CB-005"];
+
+let sys: SagaSystem;
+let baseline: StockBaseline;
+const topUps = new Map<string, bigint>();
+
+beforeAll(async () => {
+  sys = await startSagaSystem({ name: "bound", env: { NATS_STREAM_MAX_BYTES: String(BOUND) }, serviceEnv: { order: { SAGA_STEP_TIMEOUT_MS: "2000" } } });
+  baseline = await snapshotStock(sys.db);
+  await Promise.all(customers.map((c) => topUp(sys, c, 1_000_000n).then(() => topUps.set(c, 1_000_000n))));
+}, 120_000);
+
+stopAndReportOnFailure(() => sys);
+
+describe("saga streams at their byte bound", () => {
+  test("300 orders through streams bounded at 32 KiB: each concludes once, the audit holds, the streams end empty", async () => {
+    const streams = sagaDomains.map(streamName);
+    for (const stream of streams) expect((await sys.jsm.streams.info(stream)).config.max_bytes).toBe(BOUND);
+    // The most each stream held, sampled every 50 ms.
+    const peaks = new Map(streams.map((stream) => [stream, 0]));
+    const sampler = setInterval(() => {
+      for (const stream of streams) void sys.jsm.streams.info(stream).then((info) => peaks.set(stream, Math.max(peaks.get(stream) ?? 0, info.state.bytes)), () => undefined);
+    }, 50);
+    const ids = await Promise.all(
+      Array.from({ length: 300 }, async (_, i) => {
+        const request = { customerId: customers[i % customers.length] ?? "", idempotencyKey: `bound-${i}`, items: [{ sku: skus[i % skus.length] ?? "", quantity: 1n }] };
+        const { order } = await retryUnavailable(() => sys.order.createOrder(request, { timeoutMs: 60_000 }));
+        if (!order) throw new Error("no order");
+        return order.orderId;
+      }),
+    );
+    await waitAllSettled(sys, ids, 150_000);
+    clearInterval(sampler);
+    const report = await auditUntilClean(sys.db, { baseline, topUps, orderIds: ids }, 20_000);
+    console.log([formatAudit("bound: 300 orders, saga streams bounded at 32 KiB", report), `most bytes held: ${[...peaks].map(([stream, bytes]) => `${stream} ${bytes}`).join(", ")}`].join("\n"));
+    expect(report.violations).toEqual([]);
+    expect(report.orders).toBe(300);
+    // The bound was reached, not merely set: every stream held within a few messages of it.
+    for (const [stream, bytes] of peaks) expect(bytes, stream).toBeGreaterThan(BOUND - 8 * 1024);
+    await waitBusQuiet(sys, 60_000);
+    await eventually(async () => (await Promise.all(streams.map(async (stream) => (await sys.jsm.streams.info(stream)).state.messages))).every((n) => n === 0), 15_000, "the saga streams trimmed");
+  }, 240_000);
+
+  test("with the notification service down, ORDER refuses the conclusion events it has no room for, and once it is back every order has its notification", async () => {
+    await sys.system.stopService("notification");
+    const logMark = sys.logs.size;
+    const ids = await Promise.all(
+      Array.from({ length: 200 }, async (_, i) => {
+        const request = { customerId: customers[i % customers.length] ?? "", idempotencyKey: `bound-down-${i}`, items: [{ sku: skus[i % skus.length] ?? "", quantity: 1n }] };
+        const { order } = await retryUnavailable(() => sys.order.createOrder(request, { timeoutMs: 60_000 }));
+        if (!order) throw new Error("no order");
+        return order.orderId;
+      }),
+    );
+    // The saga does not wait for notifications: every order concludes meanwhile.
+    await waitAllSettled(sys, ids, 150_000);
+    // Its conclusion events are held: in ORDER, up to the bound, and the rest in the outbox.
+    await eventually(async () => sys.logs.since(logMark).some((line) => line.includes("refused: maximum bytes exceeded")), 15_000, "ORDER to refuse a conclusion event");
+    const { rows: held } = await sys.db.query<{ n: string }>("SELECT count(*) AS n FROM orders.outbox WHERE published_at IS NULL AND subject LIKE 'order.evt.%'");
+    expect(Number(held[0]?.n)).toBeGreaterThan(0);
+    await sys.system.restart("notification");
+    const notified = async () => (await sys.db.query<{ n: string }>("SELECT count(DISTINCT order_id) AS n FROM notification.notifications WHERE order_id = ANY($1::text[])", [ids])).rows[0]?.n;
+    await eventually(async () => (await notified()) === String(ids.length), 60_000, "a notification for every order");
+    const report = await auditUntilClean(sys.db, { baseline, topUps, orderIds: ids }, 20_000);
+    console.log(formatAudit("bound: 200 orders while the notification service was down", report));
+    expect(report.violations).toEqual([]);
+  }, 240_000);
+});
