@@ -50,8 +50,9 @@ describe("saga streams at their byte bound", () => {
     console.log([formatAudit("bound: 300 orders, saga streams bounded at 32 KiB", report), `most bytes held: ${[...peaks].map(([stream, bytes]) => `${stream} ${bytes}`).join(", ")}`].join("\n"));
     expect(report.violations).toEqual([]);
     expect(report.orders).toBe(300);
-    // The bound was reached, not merely set: every stream held within a few messages of it.
-    for (const [stream, bytes] of peaks) expect(bytes, stream).toBeGreaterThan(BOUND - 8 * 1024);
+    // The bound was reached, not merely set: every stream held over half of it (ORDER refuses a
+    // bundle of up to 64 events, over 10 KiB, with less room than that left).
+    for (const [stream, bytes] of peaks) expect(bytes, stream).toBeGreaterThan(BOUND / 2);
     await waitBusQuiet(sys, 60_000);
     await eventually(async () => (await Promise.all(streams.map(async (stream) => (await sys.jsm.streams.info(stream)).state.messages))).every((n) => n === 0), 15_000, "the saga streams trimmed");
   }, 240_000);
