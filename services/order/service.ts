@@ -65,8 +65,9 @@ export async function start(context: ServiceContext): Promise<ServiceParts> {
   const admission = await new SagaAdmission(db, { maxInProgress: config.SAGA_MAX_ORDERS_IN_PROGRESS }, context.logger).start();
   const deadlines = new DeadlineWatcher(db, { ...timing, maxAttempts: config.SAGA_STEP_MAX_ATTEMPTS, queued: queuedOnBus(bus.jsm) }, context.logger).start();
   const watch = new OrderWatch(db, bus.nc);
-  // The orchestrator publishes to every saga stream: it keeps them trimmed to their unfinished work.
-  const stopTrimming = startStreamTrimming({ jsm: bus.jsm, streams: sagaDomains.map(streamName), logger: context.logger });
+  // The orchestrator publishes to every saga stream: it keeps them trimmed to their unfinished
+  // work, from the replica whose relay leads.
+  const stopTrimming = startStreamTrimming({ jsm: bus.jsm, streams: sagaDomains.map(streamName), active: () => relay.isLeader, logger: context.logger });
   const redis = connectRedis(config.REDIS_URL, context.logger, "GetOrder is served from Postgres and the per-customer rate limit is off");
   // Built even with ORDER_LOCAL_CACHE_MS=0: this replica's cancels still tell the others to drop their copies.
   const localCopies = new LocalOrderCopies(bus.nc, { ttlMs: config.ORDER_LOCAL_CACHE_MS, maxEntries: config.ORDER_LOCAL_CACHE_ENTRIES });

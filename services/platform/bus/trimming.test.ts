@@ -6,7 +6,8 @@ import { ensureConsumersExist } from "./durable.js";
 import { startRecording } from "./recording.js";
 import { deleteStreams, ensureStreams } from "./streams.js";
 import { NATS_URL } from "./testkit.js";
-import { type ConsumerProgress, firstNeeded, trimStream } from "./trimming.js";
+import { createLogger } from "../logger.js";
+import { type ConsumerProgress, firstNeeded, startStreamTrimming, trimStream } from "./trimming.js";
 
 const consumer = (pending: number, inHand: number, ackFloor: number): ConsumerProgress => ({ num_pending: pending, num_ack_pending: inHand, ack_floor: { stream_seq: ackFloor } });
 
@@ -102,5 +103,22 @@ describe("trimStream", () => {
     expect(await trimStream(jsm, stream)).toBe(0);
     await take("late", 1);
     expect(await trimStream(jsm, stream)).toBe(1);
+  });
+
+  it("trims on its own while active: not on a replica whose relay does not lead", async () => {
+    await publish(["rejected"]);
+    for (const durable of ["notes", "late"]) await take(durable, 1);
+    let leads = false;
+    const stop = startStreamTrimming({ jsm, streams: [stream], intervalMs: 50, active: () => leads, logger: createLogger("trimming-test", "error") });
+    try {
+      await new Promise((resolve) => setTimeout(resolve, 300));
+      expect((await held())[1]).toBe(1);
+      leads = true;
+      const deadline = Date.now() + 3_000;
+      while ((await held())[1] !== 0 && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 50));
+      expect((await held())[1]).toBe(0);
+    } finally {
+      stop();
+    }
   });
 });

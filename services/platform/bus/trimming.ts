@@ -34,16 +34,19 @@ export async function trimStream(jsm: JetStreamManager, stream: string): Promise
 }
 
 /**
- * Trims `streams` every `intervalMs`, so that a saga stream holds what its consumers have yet
- * to finish and not the saga's history (the streams have limits retention: JetStream itself
- * lets messages go only by age or at the byte bound). Safe from any number of processes: a
- * purge below what is already gone does nothing. Returns what stops it.
+ * Trims `streams` every `intervalMs` while `active()` says so, so that a saga stream holds what
+ * its consumers have yet to finish and not the saga's history (the streams have limits
+ * retention: JetStream itself lets messages go only by age or at the byte bound). Safe from any
+ * number of processes (a purge below what is already gone does nothing); `active` spares the
+ * other replicas the reads. Returns what stops it.
  */
-export function startStreamTrimming(options: { jsm: JetStreamManager; streams: readonly string[]; intervalMs?: number; logger: Logger }): () => void {
+export function startStreamTrimming(options: { jsm: JetStreamManager; streams: readonly string[]; intervalMs?: number; active?: () => boolean; logger: Logger }): () => void {
   const { jsm, streams, logger } = options;
+  const active = options.active ?? (() => true);
   return runPeriodically(
     options.intervalMs ?? 5_000,
     async () => {
+      if (!active()) return;
       for (const stream of streams) await trimStream(jsm, stream);
     },
     (err) => logger.warn("saga stream trimming failed", { error: errorMessage(err) }),
