@@ -8,10 +8,10 @@ import { AssessFraudSchema, FraudAssessedSchema } from "../gen/orderflow/fraud/v
 import { ReserveStockSchema, StockReservedSchema } from "../gen/orderflow/inventory/v1/saga_pb.js";
 import { OrderConcludedSchema } from "../gen/orderflow/order/v1/events_pb.js";
 import { ChargePaymentSchema, PaymentChargedSchema } from "../gen/orderflow/payment/v1/payment_pb.js";
-import { decodeMessage, receivedEntries, streamName } from "../services/platform/bus/index.js";
+import { decodeMessage, receivedEntries } from "../services/platform/bus/index.js";
 import { quoteSchema } from "../services/platform/bus/names.js";
 import { startRecording, stopRecording } from "../services/platform/bus/recording.js";
-import { sagaDomains } from "../services/platform/saga-routes.js";
+import { sagaStreams } from "../services/platform/saga-routes.js";
 import type { Queryable } from "../services/platform/db.js";
 import { summarize } from "./stats.js";
 
@@ -130,9 +130,6 @@ export async function confirmedOrderTimes(db: Queryable, customerPrefix: string,
     r.reserved === null || r.confirmed === null ? [] : [{ orderId: r.id, createdMs: Number(r.created), stockReservedMs: Number(r.reserved), confirmedMs: Number(r.confirmed) }],
   );
 }
-
-/** The streams that carry the saga's commands and replies, and the conclusion event. */
-export const sagaStreams: readonly string[] = sagaDomains.map(streamName);
 
 /** The durable consumer through which the bench keeps the saga's messages until it has read them. */
 export const RECORDER = "orderflow-bench-stages";

@@ -1,8 +1,8 @@
 import { InventoryService } from "../../gen/orderflow/inventory/v1/inventory_pb.js";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { OrderService, OrderStatus } from "../../gen/orderflow/order/v1/order_pb.js";
-import { OutboxRelay, startConsumer, startStreamTrimming, streamName } from "../platform/bus/index.js";
-import { sagaDomains, sagaParticipants, sagaRoutes } from "../platform/saga-routes.js";
+import { OutboxRelay, startConsumer, startStreamTrimming } from "../platform/bus/index.js";
+import { sagaParticipants, sagaRoutes, sagaStreams } from "../platform/saga-routes.js";
 import { connectBus } from "../platform/bus-runtime.js";
 import { loadConfig } from "../platform/config.js";
 import type { ServiceContext, ServiceParts } from "../platform/host.js";
@@ -67,7 +67,7 @@ export async function start(context: ServiceContext): Promise<ServiceParts> {
   const watch = new OrderWatch(db, bus.nc);
   // The orchestrator publishes to every saga stream: it keeps them trimmed to their unfinished
   // work, from the replica whose relay leads.
-  const stopTrimming = startStreamTrimming({ jsm: bus.jsm, streams: sagaDomains.map(streamName), active: () => relay.isLeader, logger: context.logger });
+  const stopTrimming = startStreamTrimming({ jsm: bus.jsm, streams: sagaStreams, active: () => relay.isLeader, logger: context.logger });
   const redis = connectRedis(config.REDIS_URL, context.logger, "GetOrder is served from Postgres and the per-customer rate limit is off");
   // Built even with ORDER_LOCAL_CACHE_MS=0: this replica's cancels still tell the others to drop their copies.
   const localCopies = new LocalOrderCopies(bus.nc, { ttlMs: config.ORDER_LOCAL_CACHE_MS, maxEntries: config.ORDER_LOCAL_CACHE_ENTRIES });

@@ -1,10 +1,10 @@
 import { jetstream, jetstreamManager, type JetStreamClient, type JetStreamManager } from "@nats-io/jetstream";
 import { connect, type NatsConnection } from "@nats-io/transport-node";
-import { DEFAULT_DLQ, ensureConsumersExist, ensureStreams, exportStreamUsage, JetStreamPublisher, streamName } from "./bus/index.js";
+import { DEFAULT_DLQ, ensureConsumersExist, ensureStreams, exportStreamUsage, JetStreamPublisher } from "./bus/index.js";
 import type { NatsConfig } from "./config.js";
 import type { Logger } from "./logger.js";
 import type { DependencyCheck } from "./rpc/health.js";
-import { refusingDomains, sagaConsumerRoutes, sagaDomains } from "./saga-routes.js";
+import { refusingDomains, sagaConsumerRoutes, sagaDomains, sagaStreams } from "./saga-routes.js";
 
 export interface BusConnection {
   nc: NatsConnection;
@@ -36,7 +36,7 @@ export async function connectBus(options: { nats: NatsConfig; name: string; logg
   const jsm = await jetstreamManager(nc);
   await ensureStreams(jsm, sagaDomains, { replicas: options.nats.NATS_STREAM_REPLICAS, maxBytes: options.nats.NATS_STREAM_MAX_BYTES, refusingDomains });
   await ensureConsumersExist(jsm, sagaConsumerRoutes());
-  const stopExporting = exportStreamUsage(jsm, [...sagaDomains.map(streamName), DEFAULT_DLQ.stream]);
+  const stopExporting = exportStreamUsage(jsm, [...sagaStreams, DEFAULT_DLQ.stream]);
   const publisher = new JetStreamPublisher(nc);
   return {
     nc,

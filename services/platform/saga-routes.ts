@@ -4,6 +4,9 @@ import { commandConsumerName, streamName } from "./bus/names.js";
 /** The saga's domains: one JetStream stream each (plus the dead-letter stream). */
 export const sagaDomains = ["order", "inventory", "fraud", "payment"] as const;
 
+/** Their streams: ORDER, INVENTORY, FRAUD, PAYMENT. */
+export const sagaStreams: readonly string[] = sagaDomains.map(streamName);
+
 /**
  * The saga streams that refuse new messages at their byte bound rather than drop their oldest:
  * ORDER carries the conclusion events, which nothing re-sends, and its consumers publish nothing

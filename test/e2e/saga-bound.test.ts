@@ -6,8 +6,7 @@
  * order concludes once, money, stock and notifications add up, and the streams end empty.
  */
 import { beforeAll, describe, expect, test } from "vitest";
-import { streamName } from "../../services/platform/bus/names.js";
-import { sagaDomains } from "../../services/platform/saga-routes.js";
+import { sagaStreams } from "../../services/platform/saga-routes.js";
 import { auditUntilClean, formatAudit, snapshotStock, type StockBaseline } from "../support/saga-audit.js";
 import { eventually, retryUnavailable, type SagaSystem, startSagaSystem, stopAndReportOnFailure, topUp, waitAllSettled, waitBusQuiet } from "../support/saga-system.js";
 
@@ -29,7 +28,7 @@ stopAndReportOnFailure(() => sys);
 
 describe("saga streams at their byte bound", () => {
   test("300 orders through streams bounded at 32 KiB: each concludes once, the audit holds, the streams end empty", async () => {
-    const streams = sagaDomains.map(streamName);
+    const streams = sagaStreams;
     for (const stream of streams) expect((await sys.jsm.streams.info(stream)).config.max_bytes).toBe(BOUND);
     // The most each stream held, sampled every 50 ms.
     const peaks = new Map(streams.map((stream) => [stream, 0]));

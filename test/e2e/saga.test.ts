@@ -12,8 +12,8 @@ import { beforeAll, describe, expect, test } from "vitest";
 import { NotificationKind } from "../../gen/orderflow/notification/v1/notification_pb.js";
 import { OrderService, OrderStatus } from "../../gen/orderflow/order/v1/order_pb.js";
 import { PaymentStatus } from "../../gen/orderflow/payment/v1/payment_pb.js";
-import { startRecording, stopRecording, streamName } from "../../services/platform/bus/index.js";
-import { sagaDomains } from "../../services/platform/saga-routes.js";
+import { startRecording, stopRecording } from "../../services/platform/bus/index.js";
+import { sagaStreams } from "../../services/platform/saga-routes.js";
 import { auditSaga, auditUntilClean, formatAudit, snapshotStock, type StockBaseline } from "../support/saga-audit.js";
 import { stopAndReportOnFailure, addProduct, eventually, isTerminalStatus, type SagaSystem, startSagaSystem, stockOf, waitBusQuiet, waitTerminal, fundInto } from "../support/saga-system.js";
 
@@ -116,7 +116,7 @@ describe("order saga", () => {
     // The order service trims the streams to what their consumers have yet to finish: nothing, now.
     await stopRecording(sys.jsm, ["INVENTORY"], "e2e-happy-path");
     await waitBusQuiet(sys, 10_000);
-    const held = async () => Promise.all(sagaDomains.map(async (domain) => (await sys.jsm.streams.info(streamName(domain))).state.messages));
+    const held = async () => Promise.all(sagaStreams.map(async (stream) => (await sys.jsm.streams.info(stream)).state.messages));
     await eventually(async () => (await held()).every((n) => n === 0), 15_000, "the saga streams trimmed");
   });
 

@@ -15,8 +15,7 @@ import { jetstream, jetstreamManager, type JetStreamClient, type JetStreamManage
 import { connect, type NatsConnection } from "@nats-io/transport-node";
 import pg from "pg";
 import { surviveDroppedConnections } from "../../services/platform/db.js";
-import { streamName } from "../../services/platform/bus/names.js";
-import { sagaDomains } from "../../services/platform/saga-routes.js";
+import { sagaStreams } from "../../services/platform/saga-routes.js";
 import { FraudService } from "../../gen/orderflow/fraud/v1/fraud_pb.js";
 import { InventoryService } from "../../gen/orderflow/inventory/v1/inventory_pb.js";
 import { NotificationService } from "../../gen/orderflow/notification/v1/notification_pb.js";
@@ -211,7 +210,7 @@ export async function addProduct(sys: SagaSystem, sku: string, priceMinor: bigin
 export async function waitBusQuiet(sys: SagaSystem, timeoutMs: number): Promise<void> {
   await eventually(
     async () => {
-      for (const stream of sagaDomains.map(streamName)) {
+      for (const stream of sagaStreams) {
         for await (const c of sys.jsm.consumers.list(stream)) {
           if (c.num_pending > 0 || c.num_ack_pending > 0) return false;
         }
