@@ -151,7 +151,7 @@ describe("fraud saga over JetStream", () => {
   let consumer: BusConsumer | undefined;
 
   beforeAll(async () => {
-    env = await busTestEnv(["fraud"]);
+    env = await busTestEnv(["fraud"], null, { commandStreams: ["fraud"] });
   });
   afterAll(async () => {
     await consumer?.stop();

@@ -12,7 +12,7 @@ export interface FraudSagaOptions {
   publisher: StreamPublisher;
   assessor: FraudAssessor;
   logger: Logger;
-  /** Subject domain (default `fraud`: stream FRAUD, fraud.cmd.assess -> fraud.evt.assessed); tests use their own. */
+  /** Subject domain (default `fraud`: fraud.cmd.assess on stream FRAUD_COMMANDS -> fraud.evt.assessed on FRAUD); tests use their own. */
   domain?: string;
   dlq?: DlqConfig;
   batchSize?: number;
@@ -49,7 +49,7 @@ async function handleAssessCommand(delivery: Delivery, out: OutboxWriter, option
 }
 
 /**
- * The saga participant: a durable pull consumer (`fraud-commands`) on stream FRAUD
+ * The saga participant: a durable pull consumer (`fraud-commands`) on stream FRAUD_COMMANDS
  * filtered to fraud.cmd.assess, without a Postgres inbox — idempotency comes from
  * Redis (velocity member = order id, decision SET NX) and the reply's deterministic msgID.
  */

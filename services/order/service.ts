@@ -18,7 +18,7 @@ import { CustomerRateLimit } from "./rate-limit.js";
 import { orderConfigShape } from "./config.js";
 import { SagaAdmission } from "./saga/admission.js";
 import { cancelOrder } from "./saga/cancel.js";
-import { DeadlineWatcher, queuedOnBus } from "./saga/deadlines.js";
+import { DeadlineWatcher, queuedInAny, queuedInOutbox, queuedOnBus } from "./saga/deadlines.js";
 import { InFlightOrders } from "./saga/in-flight.js";
 import { sagaStart } from "./saga/start.js";
 import { ReplyApplier } from "./saga/replies.js";
@@ -63,7 +63,7 @@ export async function start(context: ServiceContext): Promise<ServiceParts> {
     ),
   );
   const admission = await new SagaAdmission(db, { maxInProgress: config.SAGA_MAX_ORDERS_IN_PROGRESS }, context.logger).start();
-  const deadlines = new DeadlineWatcher(db, { ...timing, maxAttempts: config.SAGA_STEP_MAX_ATTEMPTS, queued: queuedOnBus(bus.jsm) }, context.logger).start();
+  const deadlines = new DeadlineWatcher(db, { ...timing, maxAttempts: config.SAGA_STEP_MAX_ATTEMPTS, queued: queuedInAny(queuedOnBus(bus.jsm), queuedInOutbox(db)) }, context.logger).start();
   const watch = new OrderWatch(db, bus.nc);
   // The orchestrator publishes to every saga stream: it keeps them trimmed to their unfinished
   // work, from the replica whose relay leads.

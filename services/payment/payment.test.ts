@@ -713,7 +713,7 @@ describe("ledger", () => {
 
 describe("over JetStream with the participant's command consumer", () => {
   it("applies each command once by its order, replies to every delivery, and dead-letters a malformed command", async () => {
-    const env = await busTestEnv(["payment"]);
+    const env = await busTestEnv(["payment"], null, { commandStreams: ["payment"] });
     const domain = env.domain("payment");
     const consumer = await startCommandConsumer({
       js: env.js,

@@ -23,7 +23,7 @@ export async function start(context: ServiceContext): Promise<ServiceParts> {
   const store = new PaymentStore(db);
   if (config.SEED_DEMO_DATA) context.logger.info("demo wallets funded", { wallets: await seedDemoWallets(db) });
   const bus = await connectBus({ nats: config, name: context.name, logger: context.logger });
-  // payment.cmd.> on stream PAYMENT, durable "payment-commands"; replies published once the batch has committed.
+  // payment.cmd.> on stream PAYMENT_COMMANDS, durable "payment-commands"; replies, to PAYMENT, published once the batch has committed.
   const workers = await startParticipant({
     bus,
     db,

@@ -4,7 +4,7 @@ import { DEFAULT_DLQ, ensureConsumersExist, ensureStreams, exportStreamUsage, Je
 import type { NatsConfig } from "./config.js";
 import type { Logger } from "./logger.js";
 import type { DependencyCheck } from "./rpc/health.js";
-import { refusingDomains, sagaConsumerRoutes, sagaDomains, sagaStreams } from "./saga-routes.js";
+import { sagaConsumerRoutes, sagaDomains, sagaParticipants, sagaStreams } from "./saga-routes.js";
 
 export interface BusConnection {
   nc: NatsConnection;
@@ -34,7 +34,14 @@ export async function connectBus(options: { nats: NatsConfig; name: string; logg
     }
   })();
   const jsm = await jetstreamManager(nc);
-  await ensureStreams(jsm, sagaDomains, { replicas: options.nats.NATS_STREAM_REPLICAS, maxBytes: options.nats.NATS_STREAM_MAX_BYTES, refusingDomains });
+  const { retired } = await ensureStreams(jsm, sagaDomains, {
+    replicas: options.nats.NATS_STREAM_REPLICAS,
+    maxBytes: options.nats.NATS_STREAM_MAX_BYTES,
+    commandStreams: sagaParticipants,
+  });
+  for (const { stream, consumer, filterSubject } of retired) {
+    options.logger.warn("deleted a consumer whose messages moved to another stream; the saga's step deadlines re-send what it had not finished", { stream, consumer, filter_subject: filterSubject });
+  }
   await ensureConsumersExist(jsm, sagaConsumerRoutes());
   const stopExporting = exportStreamUsage(jsm, [...sagaStreams, DEFAULT_DLQ.stream]);
   const publisher = new JetStreamPublisher(nc);

@@ -24,7 +24,7 @@ export const databaseConfigShape = {
 export const natsConfigShape = {
   NATS_URL: z.string().regex(/^(nats|tls|wss?):\/\//, "a nats:// URL").default("nats://127.0.0.1:4222"),
   NATS_STREAM_REPLICAS: z.coerce.number().int().min(1).max(5).default(1).describe("copies JetStream keeps of each saga stream: 3 on a clustered NATS, so a server's restart or lost volume loses nothing"),
-  NATS_STREAM_MAX_BYTES: z.coerce.number().int().min(-1).default(-1).describe("most bytes each saga stream (and the dead letters) holds; at it ORDER refuses new messages, which wait in the outbox, and the participants' streams and the dead letters drop their oldest; -1: no bound"),
+  NATS_STREAM_MAX_BYTES: z.coerce.number().int().min(-1).default(-1).describe("most bytes each saga stream (and the dead letters) holds; at it a saga stream refuses new messages, which wait in the order service's outbox or with the participant that replies, and the dead letters drop their oldest; -1: no bound"),
 };
 
 /** The NATS settings every service parses (natsConfigShape). */

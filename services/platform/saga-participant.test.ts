@@ -14,7 +14,7 @@ useTraceContext();
 
 let env: BusTestEnv;
 beforeAll(async () => {
-  env = await busTestEnv(["inventory"], inject("infra"));
+  env = await busTestEnv(["inventory"], inject("infra"), { commandStreams: ["inventory"] });
   await env.pool.query(`CREATE TABLE "${env.schema}".applied (test text NOT NULL, order_id text NOT NULL, n bigint GENERATED ALWAYS AS IDENTITY)`);
 });
 afterAll(async () => {

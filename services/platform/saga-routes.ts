@@ -1,22 +1,19 @@
 import type { ConsumerRoute } from "./bus/durable.js";
-import { commandConsumerName, streamName } from "./bus/names.js";
-
-/** The saga's domains: one JetStream stream each (plus the dead-letter stream). */
-export const sagaDomains = ["order", "inventory", "fraud", "payment"] as const;
-
-/** Their streams: ORDER, INVENTORY, FRAUD, PAYMENT. */
-export const sagaStreams: readonly string[] = sagaDomains.map(streamName);
-
-/**
- * The saga streams that refuse new messages at their byte bound rather than drop their oldest:
- * ORDER carries the conclusion events, which nothing re-sends, and its consumers publish nothing
- * into it. A participant's stream drops instead (its commands and replies share it, so refusing
- * could wait on itself); what it drops the step deadlines send again.
- */
-export const refusingDomains: readonly string[] = ["order"];
+import { commandConsumerName, commandStreamName, streamName } from "./bus/names.js";
 
 /** The domains the order service sends commands to and takes replies from. */
 export const sagaParticipants = ["fraud", "inventory", "payment"] as const;
+
+/** The saga's domains: a JetStream stream each for what they publish (plus the dead-letter stream). */
+export const sagaDomains = ["order", ...sagaParticipants] as const;
+
+/**
+ * The saga's streams: ORDER (the orders' outcomes), FRAUD, INVENTORY, PAYMENT (the participants'
+ * replies) and FRAUD_COMMANDS, INVENTORY_COMMANDS, PAYMENT_COMMANDS (the order service's commands
+ * to them). No consumer publishes into the stream it reads, so each stream can refuse new
+ * messages at its byte bound without waiting on itself.
+ */
+export const sagaStreams: readonly string[] = [...sagaDomains.map(streamName), ...sagaParticipants.map(commandStreamName)];
 
 /**
  * Every durable consumer of the saga: who reads what. The services start their consumers on
@@ -26,7 +23,7 @@ export const sagaParticipants = ["fraud", "inventory", "payment"] as const;
  */
 export const sagaRoutes = {
   /** A participant's commands. */
-  commands: (domain: string): ConsumerRoute => ({ stream: streamName(domain), durable: commandConsumerName(domain), filterSubject: `${domain}.cmd.>` }),
+  commands: (domain: string): ConsumerRoute => ({ stream: commandStreamName(domain), durable: commandConsumerName(domain), filterSubject: `${domain}.cmd.>` }),
   /** The fraud check's one command. */
   assessments: (fraud = "fraud"): ConsumerRoute => ({ ...sagaRoutes.commands(fraud), filterSubject: `${fraud}.cmd.assess` }),
   /** A participant's replies, taken by the order service. */

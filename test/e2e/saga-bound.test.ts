@@ -1,9 +1,10 @@
 /**
  * The saga streams at their byte bound: each holds at most 32 KiB, far less than a burst of
- * orders publishes, while the order service trims what the consumers have finished. ORDER refuses
- * the conclusion events it has no room for (the outbox keeps them); the participants' streams drop
- * their oldest commands and replies, which the step deadlines send again. Nothing is lost: every
- * order concludes once, money, stock and notifications add up, and the streams end empty.
+ * orders publishes, while the order service trims what the consumers have finished. Every saga
+ * stream refuses what it has no room for: the order service's outbox keeps the commands and
+ * conclusion events, a participant its replies (holding their commands). Nothing is dropped, and
+ * nothing waits on itself: every order concludes once, money, stock and notifications add up,
+ * and the streams end empty.
  */
 import { beforeAll, describe, expect, test } from "vitest";
 import { sagaStreams } from "../../services/platform/saga-routes.js";
@@ -29,7 +30,8 @@ stopAndReportOnFailure(() => sys);
 describe("saga streams at their byte bound", () => {
   test("300 orders through streams bounded at 32 KiB: each concludes once, the audit holds, the streams end empty", async () => {
     const streams = sagaStreams;
-    for (const stream of streams) expect((await sys.jsm.streams.info(stream)).config.max_bytes).toBe(BOUND);
+    for (const stream of streams) expect((await sys.jsm.streams.info(stream)).config, stream).toMatchObject({ max_bytes: BOUND, discard: "new" });
+    const logMark = sys.logs.size;
     // The most each stream held, sampled every 50 ms.
     const peaks = new Map(streams.map((stream) => [stream, 0]));
     const sampler = setInterval(() => {
@@ -47,11 +49,19 @@ describe("saga streams at their byte bound", () => {
     clearInterval(sampler);
     const report = await auditUntilClean(sys.db, { baseline, topUps, orderIds: ids }, 20_000);
     console.log([formatAudit("bound: 300 orders, saga streams bounded at 32 KiB", report), `most bytes held: ${[...peaks].map(([stream, bytes]) => `${stream} ${bytes}`).join(", ")}`].join("\n"));
+    // Funded customers and stock enough: every order confirmed, none failed by a step deadline
+    // (a step whose command waits in the outbox, refused, is deferred like one queued on the bus).
+    const outcomes = await sys.db.query<{ status: string; n: string }>("SELECT status, count(*) AS n FROM orders.orders WHERE order_id = ANY($1::uuid[]) GROUP BY 1", [ids]);
+    expect(outcomes.rows).toEqual([{ status: "CONFIRMED", n: "300" }]);
     expect(report.violations).toEqual([]);
     expect(report.orders).toBe(300);
     // The bound was reached, not merely set: every stream held over half of it (ORDER refuses a
     // bundle of up to 64 events, over 10 KiB, with less room than that left).
     for (const [stream, bytes] of peaks) expect(bytes, stream).toBeGreaterThan(BOUND / 2);
+    // Commands and replies were refused, and waited: in the outbox, and with the participants.
+    const refusedSubjects = new Set(sys.logs.since(logMark).flatMap((line) => [...line.matchAll(/publish to ([a-z]+\.(?:cmd|evt))\.[a-z]+ refused: maximum bytes exceeded/g)].map((m) => m[1])));
+    expect(refusedSubjects.has("inventory.cmd") || refusedSubjects.has("payment.cmd") || refusedSubjects.has("fraud.cmd"), [...refusedSubjects].join()).toBe(true);
+    expect(refusedSubjects.has("inventory.evt") || refusedSubjects.has("payment.evt") || refusedSubjects.has("fraud.evt"), [...refusedSubjects].join()).toBe(true);
     await waitBusQuiet(sys, 60_000);
     await eventually(async () => (await Promise.all(streams.map(async (stream) => (await sys.jsm.streams.info(stream)).state.messages))).every((n) => n === 0), 15_000, "the saga streams trimmed");
   }, 240_000);

@@ -13,7 +13,7 @@ import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, test } fr
 import { ReserveStockSchema } from "../../gen/orderflow/inventory/v1/saga_pb.js";
 import { OrderStatus } from "../../gen/orderflow/order/v1/order_pb.js";
 import { ChargePaymentSchema } from "../../gen/orderflow/payment/v1/payment_pb.js";
-import { commandConsumerName, Header, listDeadLetters, publishMessages } from "../../services/platform/bus/index.js";
+import { commandConsumerName, commandStreamName, Header, listDeadLetters, publishMessages } from "../../services/platform/bus/index.js";
 import { repoRoot } from "../../tools/system.js";
 import { auditSaga, formatAudit, snapshotStock, type StockBaseline } from "../support/saga-audit.js";
 import { addProduct, eventually, type SagaSystem, startSagaSystem, stockOf, waitBusQuiet, waitTerminal, fundInto } from "../support/saga-system.js";
@@ -42,7 +42,7 @@ async function effectsOf(orderId: string, customerId: string, sku: string): Prom
 
 /** The participant has handled (and acknowledged) the message at stream sequence `seq` and every one before it. */
 async function handled(domain: "inventory" | "payment", seq: number): Promise<boolean> {
-  return (await sys.jsm.consumers.info(domain.toUpperCase(), commandConsumerName(domain))).ack_floor.stream_seq >= seq;
+  return (await sys.jsm.consumers.info(commandStreamName(domain), commandConsumerName(domain))).ack_floor.stream_seq >= seq;
 }
 
 async function placeConfirmed(customerId: string, sku: string, quantity: bigint): Promise<string> {
@@ -117,7 +117,7 @@ describe("saga delivery guarantees", () => {
     const row = rows[0];
     if (!row) throw new Error("no outbox row for the charge");
     // Messages stored so far: a duplicate JetStream drops takes no sequence number.
-    const paymentStream = async () => (await sys.jsm.streams.info("PAYMENT")).state.last_seq;
+    const paymentStream = async () => (await sys.jsm.streams.info("PAYMENT_COMMANDS")).state.last_seq;
     const messagesBefore = await paymentStream();
 
     // 1. The relay crashed after publishing, before marking the row: it publishes the row again
@@ -182,7 +182,7 @@ describe("saga delivery guarantees", () => {
     const charged = (await sys.order.createOrder({ customerId: "judy", items: [{ sku: "E2E-DUP", quantity: 1n }] })).order;
     if (!charged) throw new Error("no order");
     await eventually(async () => (await status(charged.orderId)) === "STOCK_RESERVED", 10_000, "the charge to be sent");
-    const charge = await takeCommand("PAYMENT", "payment.cmd.charge", charged.orderId);
+    const charge = await takeCommand("PAYMENT_COMMANDS", "payment.cmd.charge", charged.orderId);
     await sys.order.cancelOrder({ orderId: charged.orderId, reason: "overtaken" });
     await sys.system.restart("payment");
     expect(await waitTerminal(sys, charged.orderId)).toBe("CANCELLED");
@@ -211,7 +211,7 @@ describe("saga delivery guarantees", () => {
         "the reserve to wait for the product lock",
       );
       await sys.system.kill("inventory");
-      const reserve = await takeCommand("INVENTORY", "inventory.cmd.reserve", order.orderId);
+      const reserve = await takeCommand("INVENTORY_COMMANDS", "inventory.cmd.reserve", order.orderId);
       await sys.order.cancelOrder({ orderId: order.orderId, reason: "overtaken" });
       await lock.query("ROLLBACK");
       await sys.system.restart("inventory");
@@ -273,7 +273,7 @@ describe("saga delivery guarantees", () => {
       const dl = byId.get(id);
       expect(dl, id).toBeDefined();
       expect(dl?.subject).toBe("payment.cmd.charge");
-      expect(dl?.stream).toBe("PAYMENT");
+      expect(dl?.stream).toBe("PAYMENT_COMMANDS");
       expect(dl?.consumer).toBe("payment-commands");
       expect(dl?.deliveries).toBe(1);
       expect(dl?.error).toMatch(error);

@@ -64,9 +64,10 @@ stopAndReportOnFailure(() => sys);
 
 describe("order saga", () => {
   test("happy path: CONFIRMED (watched), wallet debited by the total, stock committed, one notification; the streams then hold nothing", async () => {
-    // What the saga publishes to INVENTORY is kept for the checks below: the stream lets go of
-    // each message once the saga's consumers have finished it.
-    await startRecording(sys.jsm, ["INVENTORY"], "e2e-happy-path");
+    // What the saga publishes to and from inventory is kept for the checks below: the streams let
+    // go of each message once the saga's consumers have finished it.
+    const inventoryStreams = ["INVENTORY", "INVENTORY_COMMANDS"];
+    await startRecording(sys.jsm, inventoryStreams, "e2e-happy-path");
     await fund("alice", 100_000n);
     const { order } = await sys.order.createOrder({ customerId: "alice", items: [{ sku: "E2E-HAPPY", quantity: 3n }, { sku: "CB-005", quantity: 2n }] });
     if (!order) throw new Error("no order");
@@ -99,10 +100,10 @@ describe("order saga", () => {
     await eventually(async () => (await stockOf(sys, "E2E-HAPPY")).sold === 3n, 10_000, "stock committed");
     expect(await stockOf(sys, "E2E-HAPPY")).toEqual({ available: 7n, reserved: 0n, sold: 3n });
     expect(await reservationOf(order.orderId)).toBe("COMMITTED");
-    const inventoryEvents = (await sys.jsm.streams.info("INVENTORY", { subjects_filter: "inventory.evt.>" })).state.subjects ?? {};
+    const inventoryEvents = (await sys.jsm.streams.info("INVENTORY", { subjects_filter: ">" })).state.subjects ?? {};
     expect(Object.keys(inventoryEvents)).toContain("inventory.evt.reserved");
     expect(Object.keys(inventoryEvents)).not.toContain("inventory.evt.committed");
-    const inventoryCommands = (await sys.jsm.streams.info("INVENTORY", { subjects_filter: "inventory.cmd.>" })).state.subjects ?? {};
+    const inventoryCommands = (await sys.jsm.streams.info("INVENTORY_COMMANDS", { subjects_filter: ">" })).state.subjects ?? {};
     expect(Object.keys(inventoryCommands)).toContain("inventory.cmd.reserve");
     expect(Object.keys(inventoryCommands)).not.toContain("inventory.cmd.commit");
 
@@ -114,7 +115,7 @@ describe("order saga", () => {
     expect(notes.map((n) => [n.orderId, NotificationKind[n.kind]])).toEqual([[order.orderId, "ORDER_CONFIRMED"]]);
 
     // The order service trims the streams to what their consumers have yet to finish: nothing, now.
-    await stopRecording(sys.jsm, ["INVENTORY"], "e2e-happy-path");
+    await stopRecording(sys.jsm, inventoryStreams, "e2e-happy-path");
     await waitBusQuiet(sys, 10_000);
     const held = async () => Promise.all(sagaStreams.map(async (stream) => (await sys.jsm.streams.info(stream)).state.messages));
     await eventually(async () => (await held()).every((n) => n === 0), 15_000, "the saga streams trimmed");

@@ -621,14 +621,14 @@ describe("values.schema.json rejects wrong values", () => {
     expect(withPostgres({ resources: { limits: null } }).ok).toBe(true);
   });
 
-  it("bounds each saga stream by three quarters of the bundled NATS's file store shared by five, or as set for an external one", () => {
+  it("bounds each saga stream by three quarters of the bundled NATS's file store shared by eight, or as set for an external one", () => {
     const maxBytesOf = (values: unknown) => {
       const r = renderChart({ values });
       expect(r.ok, r.stderr).toBe(true);
       return envOf(parseManifest(r.manifest), "orderflow", "order").NATS_STREAM_MAX_BYTES?.value;
     };
-    expect(maxBytesOf({})).toBe(String((10 * 2 ** 30 * 3) / 20));
-    expect(maxBytesOf({ nats: { config: { jetstream: { fileStore: { maxSize: "20Gi" } } } } })).toBe(String((20 * 2 ** 30 * 3) / 20));
+    expect(maxBytesOf({})).toBe(String((10 * 2 ** 30 * 3) / 32));
+    expect(maxBytesOf({ nats: { config: { jetstream: { fileStore: { maxSize: "20Gi" } } } } })).toBe(String((20 * 2 ** 30 * 3) / 32));
     expect(maxBytesOf({ nats: { enabled: false }, externalNats: { url: "nats://nats.example:4222" } })).toBe("-1");
     expect(maxBytesOf({ nats: { enabled: false }, externalNats: { url: "nats://nats.example:4222", streamMaxBytes: 5_000_000_000 } })).toBe("5000000000");
     const unreadable = renderChart({ values: { nats: { config: { jetstream: { fileStore: { pvc: { size: "ten gigs" } } } } } } });

@@ -4,7 +4,7 @@
  * process, in a database of its own, on a NATS server and a Redis of its own.
  *
  * Private NATS is required here, not optional: the JetStream stream names
- * (ORDER, INVENTORY, FRAUD, PAYMENT, DLQ) and the durable consumer names
+ * (ORDER, INVENTORY, INVENTORY_COMMANDS, …, DLQ) and the durable consumer names
  * (payment-commands, order-payment-events, …) are fixed, so two systems on one
  * NATS would consume each other's commands. Redis is private too (fraud
  * velocity counters and the CreateOrder rate limit are per customer).

@@ -101,7 +101,7 @@ app.kubernetes.io/component: {{ .name }}
 
 {{/*
 Most bytes each saga stream (and the dead letters) holds. On the bundled NATS, three quarters
-of its file store shared by the 4 saga streams and the dead letters (each server holds a copy
+of its file store shared by the 7 saga streams and the dead letters (each server holds a copy
 of every stream), so that they cannot fill it: a full store refuses every publish. For an
 external NATS, externalNats.streamMaxBytes (-1: no bound).
 */}}
@@ -110,7 +110,7 @@ external NATS, externalNats.streamMaxBytes (-1: no bound).
 {{- $fileStore := dig "config" "jetstream" "fileStore" dict .Values.nats -}}
 {{- $size := $fileStore.maxSize | default (dig "pvc" "size" "" $fileStore) -}}
 {{- if $size -}}
-{{- div (mul (include "orderflow.quantityBytes" (dict "value" $size "name" "nats.config.jetstream.fileStore size") | int64) 3) 20 -}}
+{{- div (mul (include "orderflow.quantityBytes" (dict "value" $size "name" "nats.config.jetstream.fileStore size") | int64) 3) 32 -}}
 {{- else -}}-1{{- end -}}
 {{- else -}}
 {{- .Values.externalNats.streamMaxBytes | default -1 | int64 -}}

@@ -3,16 +3,18 @@ import { create } from "@bufbuild/protobuf";
 import { Code } from "@connectrpc/connect";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { Decision, FraudAssessedSchema } from "../../../gen/orderflow/fraud/v1/fraud_pb.js";
+import { ReleaseStockSchema } from "../../../gen/orderflow/inventory/v1/saga_pb.js";
 import { OrderStatus } from "../../../gen/orderflow/order/v1/order_pb.js";
 import { testDatabasePrefix } from "../../../test/support/names.js";
 import { dropDatabase, ensureDatabase, withDatabase } from "../../../tools/databases.js";
+import { enqueueOutbox } from "../../platform/bus/index.js";
 import { recordingPool } from "../../platform/bus/testkit.js";
 import { Database } from "../../platform/db.js";
 import { createLogger } from "../../platform/logger.js";
 import { migrate } from "../../platform/migrate.js";
 import type { Step } from "./commands.js";
 import { cancelOrder } from "./cancel.js";
-import { DeadlineWatcher } from "./deadlines.js";
+import { DeadlineWatcher, queuedInAny, queuedInOutbox } from "./deadlines.js";
 import { InFlightOrders } from "./in-flight.js";
 import { ReplyApplier } from "./replies.js";
 import { ordersSchema, readSagaOrders } from "./state.js";
@@ -146,6 +148,30 @@ describe("the deadline sweep", () => {
     const other = await orderAwaitingFraud(-1);
     expect(await failing.sweep()).toBe(1);
     expect(await commandsFor(other)).toEqual(["fraud.cmd.assess"]);
+  });
+
+  it("counts a step queued while a command to its participant waits in the outbox unpublished (a full stream refusing it)", async () => {
+    const published = () => database().primary.query("UPDATE outbox SET published_at = now() WHERE published_at IS NULL");
+    const every = new Set<Step>(["fraud", "reserve", "charge", "release", "refund"]);
+    const queued = queuedInOutbox(database());
+    await published();
+    expect(await queued(every)).toEqual(new Set());
+    const client = await database().primary.connect();
+    try {
+      await enqueueOutbox(client, ordersSchema, [
+        { subject: "inventory.cmd.release", message: create(ReleaseStockSchema, { orderId: "o1" }), key: "o1", id: "release-o1" },
+        { subject: "order.evt.confirmed", message: create(ReleaseStockSchema, { orderId: "o2" }), key: "o2", id: "confirmed-o2" },
+      ]);
+    } finally {
+      client.release();
+    }
+    expect(await queued(every)).toEqual(new Set(["reserve", "release"]));
+    expect(await queued(new Set<Step>(["fraud", "charge"]))).toEqual(new Set());
+    // With the bus's answer: either tells.
+    const both = queuedInAny(queued, async (steps) => new Set([...steps].filter((step) => step === "charge")));
+    expect(await both(every)).toEqual(new Set(["reserve", "release", "charge"]));
+    await published();
+    expect(await queued(every)).toEqual(new Set());
   });
 
   it("asks whether steps are queued before it locks the overdue orders, so a slow answer holds no reply back", async () => {

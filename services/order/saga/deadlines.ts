@@ -64,6 +64,26 @@ export function queuedOnBus(jsm: JetStreamManager): (steps: ReadonlySet<Step>) =
   };
 }
 
+/**
+ * `DeadlineOptions.queued` from this service's outbox: a step's command is queued while a command
+ * to its participant is not published yet (NATS away, or a full stream refusing it: the relay
+ * publishes in order, so a command also waits behind one another stream refused).
+ */
+export function queuedInOutbox(db: Pick<Database, "background">): (steps: ReadonlySet<Step>) => Promise<ReadonlySet<Step>> {
+  return async (steps) => {
+    const { rows } = await db.background.query<{ domain: string }>(
+      prepared("SELECT DISTINCT split_part(subject, '.', 1) AS domain FROM outbox WHERE published_at IS NULL AND subject LIKE '%.cmd.%'", []),
+    );
+    const waiting = new Set(rows.map((row) => row.domain));
+    return new Set([...steps].filter((step) => waiting.has(stepDomain(step))));
+  };
+}
+
+/** The steps any of `sources` tells are queued. */
+export function queuedInAny(...sources: ReadonlyArray<(steps: ReadonlySet<Step>) => Promise<ReadonlySet<Step>>>): (steps: ReadonlySet<Step>) => Promise<ReadonlySet<Step>> {
+  return async (steps) => new Set((await Promise.all(sources.map((source) => source(steps)))).flatMap((queued) => [...queued]));
+}
+
 /** Re-sends the commands of steps past their deadline, then fails them after maxAttempts. */
 export class DeadlineWatcher implements Worker {
   private timer: NodeJS.Timeout | undefined;

@@ -7,7 +7,7 @@ export type { BusConsumer, ConsumerCommonOptions, ConsumerOptions, Delivery, Dir
 export { getDeadLetter, listDeadLetters, publishDeadLetter, replayAllDeadLetters, replayDeadLetter, type DeadLetter } from "./dlq.js";
 export { JetStreamPublisher, type StreamPublisher } from "./jetstream-publisher.js";
 export { busMetrics } from "./metrics.js";
-export { commandConsumerName, DEFAULT_DLQ, DlqHeader, Header, outboxChannel, streamName, type DlqConfig } from "./names.js";
+export { commandConsumerName, commandStreamName, DEFAULT_DLQ, DlqHeader, Header, outboxChannel, streamName, type DlqConfig } from "./names.js";
 export { enqueueOutbox, type EnqueueOptions, foldOutbox, type FoldedOutbox, type OutboxInsert, outboxInsert, outboxWritten, type WrittenRow } from "./outbox.js";
 export { busHeaders, publishMessages, type OutgoingMessage } from "./publish.js";
 export { OutboxRelay, type OutboxRelayOptions } from "./relay.js";

@@ -12,9 +12,14 @@ export interface DlqConfig {
 
 export const DEFAULT_DLQ: DlqConfig = { stream: "DLQ", subjectPrefix: "dlq" };
 
-/** Stream of a domain: `order` -> `ORDER` (capturing `order.>`). */
+/** Stream of a domain: `order` -> `ORDER` (capturing `order.>`, or `order.evt.>` when its commands have a stream of their own). */
 export function streamName(domain: string): string {
   return domain.toUpperCase().replace(/[^A-Z0-9_-]/g, "_");
+}
+
+/** Stream of a domain's commands, where they have one: `inventory` -> `INVENTORY_COMMANDS` (capturing `inventory.cmd.>`). */
+export function commandStreamName(domain: string): string {
+  return `${streamName(domain)}_COMMANDS`;
 }
 
 /** The durable consumer through which a saga participant takes its domain's commands. */

@@ -137,7 +137,7 @@ describe("outbox + relay", () => {
 
   it("holds its rows while the stream refuses them at its byte bound, keeping its lead and connection, then publishes each once, in order", async () => {
     // About a dozen single messages fit under the bound (the test's streams keep every message).
-    await ensureStreams(env.jsm, [env.domain("inventory")], { dlq: env.dlq, maxBytes: 4_096, refusingDomains: [env.domain("inventory")] });
+    await ensureStreams(env.jsm, [env.domain("inventory")], { dlq: env.dlq, maxBytes: 4_096 });
     const relayBackends = async () =>
       (await env.pool.query<{ pid: number }>("SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND objid = hashtext($1)::oid AND granted", [`orderflow.outbox.${env.schema}`])).rows.map((r) => r.pid);
     try {

@@ -57,7 +57,7 @@ function scrapedGauge<L extends string>(name: string, help: string, labelNames: 
 scrapedGauge("orderflow_bus_stream_bytes", "Bytes each saga stream holds in JetStream, read when scraped", ["stream"], (gauge, usage) => {
   for (const s of usage) gauge.set({ stream: s.stream }, s.bytes);
 });
-scrapedGauge("orderflow_bus_stream_bytes_limit", "The most bytes each saga stream holds (NATS_STREAM_MAX_BYTES; -1: no bound): at it ORDER refuses new messages, the others drop their oldest", ["stream"], (gauge, usage) => {
+scrapedGauge("orderflow_bus_stream_bytes_limit", "The most bytes each saga stream holds (NATS_STREAM_MAX_BYTES; -1: no bound): at it the stream refuses new messages", ["stream"], (gauge, usage) => {
   for (const s of usage) gauge.set({ stream: s.stream }, s.maxBytes);
 });
 scrapedGauge("orderflow_bus_consumer_pending", "Messages of a saga stream its durable consumer has not yet acknowledged (waiting, or delivered and in hand), read when scraped", ["stream", "consumer"], (gauge, usage) => {

@@ -16,7 +16,7 @@ import type { Connections } from "../lane.js";
 import { type Counter, register } from "prom-client";
 import { errorMessage } from "../errors.js";
 import { receivedEntries } from "./bundle.js";
-import { type DlqConfig, Header, streamName } from "./names.js";
+import { commandStreamName, type DlqConfig, Header, streamName } from "./names.js";
 import { JetStreamPublisher, type StreamPublisher } from "./jetstream-publisher.js";
 import { ensureBusTables } from "./sql.js";
 import { deleteStreams, ensureStreams } from "./streams.js";
@@ -36,6 +36,8 @@ export interface BusTestEnv {
   domain(name: string): string;
   /** Stream of a logical domain: `stream("inventory")` -> `T1A2B3C_INVENTORY`. */
   stream(name: string): string;
+  /** Stream of the commands of a domain of `BusTestOptions.commandStreams`: `commandStream("inventory")` -> `T1A2B3C_INVENTORY_COMMANDS`. */
+  commandStream(name: string): string;
   dlq: DlqConfig;
   /** Deletes the streams, drops the schema, closes connections. */
   cleanup(): Promise<void>;
@@ -50,7 +52,12 @@ export interface BusTestUrls {
   databaseUrl?: string | undefined;
 }
 
-export async function busTestEnv(domains: readonly string[], urls: BusTestUrls | null = null): Promise<BusTestEnv> {
+export interface BusTestOptions {
+  /** Logical domains whose commands get a stream of their own, as the saga's participants' do. */
+  commandStreams?: readonly string[];
+}
+
+export async function busTestEnv(domains: readonly string[], urls: BusTestUrls | null = null, options: BusTestOptions = {}): Promise<BusTestEnv> {
   const id = `t${randomBytes(4).toString("hex")}`;
   const natsUrl = urls?.natsUrl ?? NATS_URL;
   const databaseUrl = urls?.databaseUrl ?? DATABASE_URL;
@@ -75,7 +82,8 @@ export async function busTestEnv(domains: readonly string[], urls: BusTestUrls |
   const domain = (name: string): string => `${id}_${name}`;
   const dlq: DlqConfig = { stream: `${id.toUpperCase()}_DLQ`, subjectPrefix: `${id}_dlq` };
   const fullDomains = domains.map(domain);
-  await ensureStreams(jsm, fullDomains, { dlq });
+  const splitDomains = (options.commandStreams ?? []).map(domain);
+  await ensureStreams(jsm, fullDomains, { dlq, commandStreams: splitDomains });
   const schema = `${id}_bus`;
   await ensureBusTables(pool, schema);
   return {
@@ -89,9 +97,10 @@ export async function busTestEnv(domains: readonly string[], urls: BusTestUrls |
     schema,
     domain,
     stream: (name) => streamName(domain(name)),
+    commandStream: (name) => commandStreamName(domain(name)),
     dlq,
     async cleanup() {
-      await deleteStreams(jsm, [...fullDomains.map(streamName), dlq.stream]).catch(() => undefined);
+      await deleteStreams(jsm, [...fullDomains.map(streamName), ...splitDomains.map(commandStreamName), dlq.stream]).catch(() => undefined);
       await pool.query(`DROP SCHEMA IF EXISTS "${schema}" CASCADE`).catch(() => undefined);
       await pool.end();
       publisher.close();
