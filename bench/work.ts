@@ -4,7 +4,7 @@
 // (a message or a statement fewer) shows in them exactly.
 import type { JetStreamManager } from "@nats-io/jetstream";
 import type { Queryable } from "../services/platform/db.js";
-import { ignoredStreams } from "./queues.js";
+import { sagaStreams } from "../services/platform/saga-routes.js";
 
 export interface WorkCount {
   /** Messages stored in the saga's streams so far (their last sequence numbers, summed). */
@@ -36,10 +36,10 @@ export type SagaWork = WorkCount & {
   perSaga: WorkCount | null;
 };
 
-const sagaStreams = (name: string): boolean => !ignoredStreams.test(name);
+const isSagaStream = (name: string): boolean => sagaStreams.includes(name);
 
 /** The counts so far, over the streams `counted` names (default: the saga's). */
-export async function countWork(jsm: JetStreamManager, db: Queryable, counted: (stream: string) => boolean = sagaStreams): Promise<WorkCount> {
+export async function countWork(jsm: JetStreamManager, db: Queryable, counted: (stream: string) => boolean = isSagaStream): Promise<WorkCount> {
   let jetstreamMessages = 0;
   let jetstreamBytes = 0;
   for await (const stream of jsm.streams.list()) {
