@@ -66,8 +66,7 @@ export function queuedOnBus(jsm: JetStreamManager): (steps: ReadonlySet<Step>) =
 
 /**
  * `DeadlineOptions.queued` from this service's outbox: a step's command is queued while a command
- * to its participant is not published yet (NATS away, or a full stream refusing it: the relay
- * publishes in order, so a command also waits behind one another stream refused).
+ * to its participant is not published yet (NATS away, or its full stream refusing it).
  */
 export function queuedInOutbox(db: Pick<Database, "background">): (steps: ReadonlySet<Step>) => Promise<ReadonlySet<Step>> {
   return async (steps) => {

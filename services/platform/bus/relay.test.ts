@@ -3,6 +3,7 @@ import { context, trace, TraceFlags } from "@opentelemetry/api";
 import type { PoolClient } from "pg";
 import { afterAll, beforeAll, describe, expect, it, inject } from "vitest";
 import { ReserveStockSchema } from "../../../gen/orderflow/inventory/v1/saga_pb.js";
+import { ChargePaymentSchema } from "../../../gen/orderflow/payment/v1/payment_pb.js";
 import { committed, rolledBack } from "../db.js";
 import { busMetrics } from "./metrics.js";
 import { Header, outboxChannel, quoteSchema } from "./names.js";
@@ -18,7 +19,7 @@ useTraceContext();
 
 let env: BusTestEnv;
 beforeAll(async () => {
-  env = await busTestEnv(["inventory"], inject("infra"));
+  env = await busTestEnv(["inventory", "payment"], inject("infra"));
 });
 afterAll(async () => {
   await env?.cleanup();
@@ -156,6 +157,37 @@ describe("outbox + relay", () => {
         expect(await unpublished()).toBeGreaterThanOrEqual(40 - held);
         await ensureStreams(env.jsm, [env.domain("inventory")], { dlq: env.dlq });
         await waitFor(async () => (await unpublished()) === 0, 5000, "the rest published");
+        const skus = (await readBusMessages(env.jsm, env.stream("inventory"))).map((m) => fromBinary(ReserveStockSchema, m.data).lines[0]?.sku);
+        expect(skus).toEqual(Array.from({ length: 40 }, (_, i) => String(i)));
+      });
+    } finally {
+      await ensureStreams(env.jsm, [env.domain("inventory")], { dlq: env.dlq });
+    }
+  });
+
+  it("while one domain's stream refuses, publishes the other domains' rows on; the held rows follow, each once and in order, once there is room", async () => {
+    const charge = (orderId: string, n: number): OutgoingMessage => ({
+      subject: `${env.domain("payment")}.cmd.charge`,
+      key: orderId,
+      message: create(ChargePaymentSchema, { orderId, customerId: String(n) }),
+    });
+    const unpublishedOf = async (domain: string) =>
+      (await env.pool.query<{ n: number }>(`SELECT count(*)::int AS n FROM "${env.schema}".outbox WHERE published_at IS NULL AND subject LIKE $1`, [`${env.domain(domain)}.%`])).rows[0]?.n ?? 0;
+    const charges = async () => (await readBusMessages(env.jsm, env.stream("payment"))).map((m) => fromBinary(ChargePaymentSchema, m.data).customerId);
+    await ensureStreams(env.jsm, [env.domain("inventory")], { dlq: env.dlq, maxBytes: 4_096 });
+    await env.jsm.streams.purge(env.stream("payment"));
+    try {
+      // Batches of 10: the refused rows alone would fill every read, were they not held back.
+      await whileLeading({ pollMs: 100, bundleMax: 1, batchSize: 10 }, async (relay) => {
+        await inTx((c) => enqueueOutbox(c, env.schema, Array.from({ length: 40 }, (_, i) => reserve(`full-${i % 4}`, i))));
+        await waitFor(async () => (await unpublishedOf("inventory")) > 0 && (await env.jsm.streams.info(env.stream("inventory"))).state.bytes > 3_000, 5000, "the stream at its bound");
+        await inTx((c) => enqueueOutbox(c, env.schema, Array.from({ length: 20 }, (_, i) => charge(`pay-${i}`, i))));
+        await waitFor(async () => (await unpublishedOf("payment")) === 0, 5000, "the other domain's rows published and marked");
+        expect(await charges()).toEqual(Array.from({ length: 20 }, (_, i) => String(i)));
+        expect(await unpublishedOf("inventory")).toBeGreaterThan(0);
+        expect(relay.isLeader).toBe(true);
+        await ensureStreams(env.jsm, [env.domain("inventory")], { dlq: env.dlq });
+        await waitFor(async () => (await unpublished()) === 0, 5000, "the held rows published");
         const skus = (await readBusMessages(env.jsm, env.stream("inventory"))).map((m) => fromBinary(ReserveStockSchema, m.data).lines[0]?.sku);
         expect(skus).toEqual(Array.from({ length: 40 }, (_, i) => String(i)));
       });
@@ -380,8 +412,8 @@ describe("the relay's read of the outbox", () => {
     const c = await env.pool.connect();
     try {
       await c.query("SET plan_cache_mode = force_generic_plan");
-      await c.query(`PREPARE relay_read_plan(int, bigint[], bigint[]) AS ${readOutboxSql(schemaSql, markOutboxSql(schemaSql, 0, 3))}`);
-      const { rows } = await c.query<{ "QUERY PLAN": string }>("EXPLAIN EXECUTE relay_read_plan(500, '{1,2,3}', '{4}')");
+      await c.query(`PREPARE relay_read_plan(int, bigint[], bigint[], text[]) AS ${readOutboxSql(schemaSql, markOutboxSql(schemaSql, 0, 3))}`);
+      const { rows } = await c.query<{ "QUERY PLAN": string }>("EXPLAIN EXECUTE relay_read_plan(500, '{1,2,3}', '{4}', '{order}')");
       const plan = rows.map((r) => r["QUERY PLAN"]).join("\n");
       // `NOT (id = ANY($2))` shows as a filter `id <> ALL ($2)`: each row compared with every id.
       expect(plan).toMatch(/hashed SubPlan/);

@@ -55,14 +55,16 @@ export function markOutboxSql(schemaSql: string, retentionMs: number, param: num
 
 /**
  * Marks rows with `mark` (ids `$3`) and reads the oldest `$1` unpublished rows but those of ids
- * `$2`, in one statement. The read sees the statement's snapshot, before the mark, so rows being
- * marked are among those excluded. The exclusion is a hashed subplan: `NOT (id = ANY($2))`
- * would compare each row walked with every id, and under a backlog both run to thousands.
+ * `$2` and those of the domains `$4` (held back), in one statement. The read sees the
+ * statement's snapshot, before the mark, so rows being marked are among those excluded. The
+ * exclusions are hashed subplans: `NOT (id = ANY($2))` would compare each row walked with every
+ * id, and under a backlog both run to thousands.
  */
 export function readOutboxSql(schemaSql: string, mark: string): string {
   return `WITH marked AS (${mark})
    SELECT id, msg_id AS "msgId", subject, type, payload, headers, key FROM ${schemaSql}.outbox
-    WHERE published_at IS NULL AND id NOT IN (SELECT unnest($2::bigint[])) ORDER BY id LIMIT $1`;
+    WHERE published_at IS NULL AND id NOT IN (SELECT unnest($2::bigint[]))
+      AND split_part(subject, '.', 1) NOT IN (SELECT unnest($4::text[])) ORDER BY id LIMIT $1`;
 }
 
 /**
@@ -83,11 +85,23 @@ const backlogCountedUpTo = 10_000;
 /** Longest pause between attempts to publish while JetStream refuses or does not answer. */
 const MAX_PUBLISH_RETRY_MS = 2_000;
 
-/** A publish JetStream refused (a stream at its byte bound) or did not answer: the outbox's connection and lead are fine. */
+/**
+ * A publish JetStream refused (a stream at its byte bound) or did not answer: the outbox's
+ * connection and lead are fine. `domains`: those of the subjects that failed.
+ */
 class PublishFailed extends Error {
-  constructor(cause: unknown) {
+  constructor(
+    cause: unknown,
+    readonly domains: ReadonlySet<string> = new Set(),
+  ) {
     super(errorMessage(cause), { cause });
   }
+}
+
+/** A subject's domain, its first token: `inventory.cmd.reserve` -> `inventory` (one stream, or two, per domain). */
+function domainOf(subject: string): string {
+  const dot = subject.indexOf(".");
+  return dot < 0 ? subject : subject.slice(0, dot);
 }
 
 /**
@@ -103,9 +117,11 @@ class PublishFailed extends Error {
  * rows in flight are excluded), so publishing is not held up by acks and marks. A crash
  * between publish and mark re-publishes the rows, which JetStream drops as duplicates
  * within its window. The messages of a key go out in row order; only a failed publish (the
- * rows are read again after the relay reconnects) can put a message behind later ones, which the
- * saga tolerates (effects keyed by order, tombstones, replies matched to the current step:
- * docs/saga-contract.md).
+ * rows are read again) can put a message behind later ones, which the saga tolerates (effects
+ * keyed by order, tombstones, replies matched to the current step: docs/saga-contract.md).
+ * When a publish fails, the rows of its subjects' domains are held back and tried again after
+ * 0.5, 1, then every 2 s, oldest first, while the rows of the other domains go on: a stream
+ * refusing at its byte bound (its consumer down, say) holds up its own messages, not every saga.
  * Rows committed by its own process are handed to it (see `registerLocalRelay`) and published
  * at once, without being read back; their marks wait up to `markDelayMs` to be written
  * together (by an UPDATE alone: the outbox is read only when a read is due), a crash in
@@ -151,6 +167,9 @@ export class OutboxRelay {
   private failure: unknown;
   /** Attempts in a row whose publishes failed. */
   private publishFailures = 0;
+  /** Domains whose rows wait, after a failed publish, until `heldUntil`; the others' go on. */
+  private readonly held = new Set<string>();
+  private heldUntil = 0;
 
   constructor(opts: OutboxRelayOptions) {
     this.opts = { batchSize: 500, bundleMax: DEFAULT_BUNDLE_MAX, pollMs: 500, busyPollMs: 20, localWake: true, markDelayMs: 100, leaderRetryMs: 1000, retentionMs: 0, cleanupChunk: 5_000, ...opts };
@@ -194,6 +213,11 @@ export class OutboxRelay {
           await client.query(`LISTEN "${outboxChannel(this.opts.schema)}"`);
           if (this.opts.localWake) this.unregisterLocal = registerLocalRelay(this.opts.schema, { publishCommitted: this.publishCommitted });
         }
+        if (this.held.size > 0 && Date.now() >= this.heldUntil) {
+          // Their turn again, oldest first.
+          this.held.clear();
+          this.caughtUp = false;
+        }
         const readDue = this.dirty || !this.caughtUp || this.untilNextRead() === 0;
         this.dirty = false;
         this.markDue = false;
@@ -211,17 +235,23 @@ export class OutboxRelay {
         await this.updateBacklog(client);
         this.cleanup();
         if (fullBatch || this.dirty) continue;
-        if (!this.dirty && !this.markDue) await this.sleep(this.untilNextRead());
+        if (!this.dirty && !this.markDue) await this.sleep(this.held.size > 0 ? Math.min(this.untilNextRead(), Math.max(0, this.heldUntil - Date.now())) : this.untilNextRead());
         // Acks that come in meanwhile join these marks (they do not cut the wait short).
         if (!this.dirty && this.markDue) await this.sleep(this.opts.markDelayMs);
       } catch (err) {
         if (err instanceof PublishFailed) {
-          // Rows stay unpublished; the next read takes them again, oldest first. The relay keeps
-          // its connection and lead, and waits longer each time (new rows do not hurry it).
+          // Rows stay unpublished. The relay keeps its connection and lead; the failed domains'
+          // rows wait longer each time (new rows do not hurry them), the others' are read on.
           this.publishFailures += 1;
-          if (this.publishFailures === 1 || this.publishFailures % 20 === 0) this.log.error("outbox relay error", { schema: this.opts.schema, error: err.message, attempts: this.publishFailures });
+          if (this.publishFailures === 1 || this.publishFailures % 20 === 0) this.log.error("outbox relay error", { schema: this.opts.schema, error: err.message, attempts: this.publishFailures, held: [...err.domains] });
           await this.settle();
-          await this.sleep(Math.min(this.opts.pollMs * 2 ** (this.publishFailures - 1), MAX_PUBLISH_RETRY_MS), true);
+          const waitMs = Math.min(this.opts.pollMs * 2 ** (this.publishFailures - 1), MAX_PUBLISH_RETRY_MS);
+          if (err.domains.size === 0) {
+            await this.sleep(waitMs, true);
+            continue;
+          }
+          for (const domain of err.domains) this.held.add(domain);
+          this.heldUntil = Date.now() + waitMs;
           continue;
         }
         this.log.error("outbox relay error", { schema: this.opts.schema, error: errorMessage(err) });
@@ -305,7 +335,8 @@ export class OutboxRelay {
    * has read meanwhile is not published twice.
    */
   private readonly publishCommitted = (records: readonly OutboxRecord[]): void => {
-    if (!this.caughtUp || !this.leader || this.stopping || this.failure !== undefined || this.inFlight.size >= this.opts.batchSize * 2) {
+    const heldBack = this.held.size > 0 && records.some((r) => this.held.has(domainOf(r.subject)));
+    if (heldBack || !this.caughtUp || !this.leader || this.stopping || this.failure !== undefined || this.inFlight.size >= this.opts.batchSize * 2) {
       this.caughtUp = false;
       this.leftToLoop += 1;
       this.readSoon();
@@ -349,7 +380,7 @@ export class OutboxRelay {
     if (this.failure !== undefined) throw this.failure;
     if (this.inFlight.size >= this.opts.batchSize * 2) await this.marking;
     const marks = [...this.acked];
-    const { rows } = await client.query<OutboxRecord>(prepared(readOutboxSql(this.s, this.markSql(3)), [this.opts.batchSize, [...this.inFlight, ...marks], marks]));
+    const { rows } = await client.query<OutboxRecord>(prepared(readOutboxSql(this.s, this.markSql(3)), [this.opts.batchSize, [...this.inFlight, ...marks], marks, [...this.held]]));
     for (const id of marks) this.acked.delete(id);
     this.publish(rows);
     return rows.length;
@@ -368,9 +399,15 @@ export class OutboxRelay {
     const producing = producerSpans(rows.map((r) => ({ subject: r.subject, type: r.type, payload: r.payload, id: r.msgId, key: r.key, headers: r.headers })));
     const wire = bundleForWire(producing.messages, this.opts.bundleMax);
     let duplicates = 0;
+    const failedDomains = new Set<string>();
+    let outcomes = 0;
+    let allOutcomes!: () => void;
+    const everyOutcome = new Promise<void>((resolve) => (allOutcomes = resolve));
     const acks = publishWire(this.opts.publisher, wire, (w, { ack, error }) => {
       producing.end(error, w.positions);
       if (ack?.duplicate) duplicates += w.size;
+      if (error !== undefined) failedDomains.add(domainOf(w.subject));
+      if (++outcomes === wire.length) allOutcomes();
     });
     // Awaited in turn below, maybe after it settles: handled now, so a failed publish
     // is not an unhandled rejection (which would end the process).
@@ -378,7 +415,7 @@ export class OutboxRelay {
     this.marking = this.marking.then(async () => {
       try {
         await acks;
-        this.publishFailures = 0;
+        if (this.held.size === 0) this.publishFailures = 0;
         busMetrics.outboxPublished.inc({ schema: this.opts.schema }, rows.length - duplicates);
         if (duplicates > 0) busMetrics.outboxDuplicates.inc({ schema: this.opts.schema }, duplicates);
         for (const id of ids) {
@@ -390,8 +427,10 @@ export class OutboxRelay {
           this.wake?.();
         }
       } catch (err) {
-        // The rows stay in flight until the loop settles, then are read again.
-        this.fail(new PublishFailed(err));
+        // The rows stay in flight until the loop settles, then are read again; which domains
+        // failed is known once every message of the batch has its answer.
+        await everyOutcome;
+        this.fail(new PublishFailed(err, failedDomains));
       }
     });
   }
