@@ -17,6 +17,12 @@ export const orderConfigShape = {
     .describe("how long a replica answers GetOrder of a finished order from its own memory before asking Redis again (0 = always ask Redis)"),
   ORDER_LOCAL_CACHE_ENTRIES: z.coerce.number().int().min(1).default(10_000).describe("finished orders a replica keeps in its own memory, least recently read dropped first"),
   OUTBOX_RETENTION_MS: z.coerce.number().int().min(0).default(0).describe("how long published outbox rows are kept before they are deleted (0 = delete at publish)"),
+  ORDER_RETENTION_DAYS: z.coerce
+    .number()
+    .int()
+    .min(0)
+    .default(0)
+    .describe("concluded orders (CONFIRMED, REJECTED, CANCELLED) created longer ago than this are deleted, with their lines and history, once an hour (0 = kept for good)"),
   SAGA_RESERVE_DURING_FRAUD_CHECK: z
     .stringbool()
     .default(true)

@@ -14,6 +14,7 @@ import { orderApi } from "./api.js";
 import { OrderCache } from "./cache.js";
 import { LocalOrderCopies } from "./local-copies.js";
 import { Catalogue } from "./catalogue.js";
+import { startOrderRetention } from "./retention.js";
 import { CustomerRateLimit } from "./rate-limit.js";
 import { orderConfigShape } from "./config.js";
 import { SagaAdmission } from "./saga/admission.js";
@@ -68,6 +69,7 @@ export async function start(context: ServiceContext): Promise<ServiceParts> {
   // The orchestrator publishes to every saga stream: it keeps them trimmed to their unfinished
   // work, from the replica whose relay leads.
   const stopTrimming = startStreamTrimming({ jsm: bus.jsm, streams: sagaStreams, active: () => relay.isLeader, logger: context.logger });
+  const stopRetention = startOrderRetention({ db, retentionDays: config.ORDER_RETENTION_DAYS, active: () => relay.isLeader, logger: context.logger });
   const redis = connectRedis(config.REDIS_URL, context.logger, "GetOrder is served from Postgres and the per-customer rate limit is off");
   // Built even with ORDER_LOCAL_CACHE_MS=0: this replica's cancels still tell the others to drop their copies.
   const localCopies = new LocalOrderCopies(bus.nc, { ttlMs: config.ORDER_LOCAL_CACHE_MS, maxEntries: config.ORDER_LOCAL_CACHE_ENTRIES });
@@ -95,6 +97,7 @@ export async function start(context: ServiceContext): Promise<ServiceParts> {
     endStreams: () => watch.endStreams(),
     close: async () => {
       stopTrimming();
+      stopRetention();
       redis.disconnect();
       await bus.close();
       await db.close();

@@ -1,0 +1,65 @@
+import { v7 } from "uuid";
+import { describe, expect, it } from "vitest";
+import { useOrderSchema } from "../../test/support/order-schema.js";
+import { timeOrderedId } from "../platform/ids.js";
+import { deleteConcludedOrders, firstIdOf } from "./retention.js";
+
+const { db: database } = useOrderSchema("retention");
+
+const DAY_MS = 24 * 60 * 60 * 1000;
+
+/** An order created `daysAgo` days ago (its id made then), with a line and its history; `awaitingStep`: a step still open. */
+async function order(name: string, status: string, daysAgo: number, awaitingStep = false): Promise<[string, string]> {
+  const createdAt = new Date(Date.now() - daysAgo * DAY_MS);
+  const orderId = v7({ msecs: createdAt.getTime() });
+  const pool = database().primary;
+  await pool.query(
+    `INSERT INTO orders (order_id, customer_id, status, total_minor, currency, created_at, awaiting, step_deadline)
+     VALUES ($1, 'c1', $2, 500, 'USD', $3, CASE WHEN $4 THEN '{commit}' ELSE '{}' END::text[], CASE WHEN $4 THEN now() ELSE NULL END)`,
+    [orderId, status, createdAt, awaitingStep],
+  );
+  await pool.query("INSERT INTO order_items (order_id, line_no, sku, quantity, unit_price_minor) VALUES ($1, 1, 'KB-001', 1, 500)", [orderId]);
+  await pool.query("INSERT INTO order_history (order_id, from_status, to_status) VALUES ($1, 'UNSPECIFIED', 'PENDING'), ($1, 'PENDING', $2)", [orderId, status]);
+  return [name, orderId];
+}
+
+async function left(): Promise<Record<string, string>> {
+  const { rows } = await database().primary.query<{ order_id: string; items: number; history: number }>(
+    `SELECT o.order_id, (SELECT count(*)::int FROM order_items i WHERE i.order_id = o.order_id) AS items,
+            (SELECT count(*)::int FROM order_history h WHERE h.order_id = o.order_id) AS history FROM orders o`,
+  );
+  return Object.fromEntries(rows.map((r) => [r.order_id, `${r.items} line, ${r.history} changes`]));
+}
+
+describe("order retention", () => {
+  it("makes the smallest id of a millisecond: ids made before it sort below it, ids made after above", async () => {
+    const before = timeOrderedId();
+    await new Promise((resolve) => setTimeout(resolve, 5));
+    const at = new Date();
+    await new Promise((resolve) => setTimeout(resolve, 5));
+    const after = timeOrderedId();
+    expect([before < firstIdOf(at), after > firstIdOf(at)]).toEqual([true, true]);
+    expect(firstIdOf(new Date(0x0123456789ab))).toBe("01234567-89ab-0000-0000-000000000000");
+  });
+
+  it("deletes the concluded orders created before the cut, a chunk at a time, with their lines and history; keeps open and newer ones", async () => {
+    const orders = Object.fromEntries([
+      await order("old confirmed", "CONFIRMED", 40),
+      await order("old rejected", "REJECTED", 35),
+      await order("old cancelled", "CANCELLED", 31),
+      await order("old confirmed, stock commit open", "CONFIRMED", 40, true),
+      await order("old pending", "PENDING", 40, true),
+      await order("recent confirmed", "CONFIRMED", 5),
+    ]);
+    const id = (name: string) => orders[name] ?? "";
+    const cut = new Date(Date.now() - 30 * DAY_MS);
+    // Chunks of 2: two statements for the three.
+    expect(await deleteConcludedOrders(database(), cut, 2)).toBe(3);
+    expect(await left()).toEqual({
+      [id("old confirmed, stock commit open")]: "1 line, 2 changes",
+      [id("old pending")]: "1 line, 2 changes",
+      [id("recent confirmed")]: "1 line, 2 changes",
+    });
+    expect(await deleteConcludedOrders(database(), cut, 2)).toBe(0);
+  });
+});
