@@ -235,7 +235,7 @@ export class OutboxRelay {
         await this.updateBacklog(client);
         this.cleanup();
         if (fullBatch || this.dirty) continue;
-        if (!this.dirty && !this.markDue) await this.sleep(this.held.size > 0 ? Math.min(this.untilNextRead(), Math.max(0, this.heldUntil - Date.now())) : this.untilNextRead());
+        if (!this.dirty && !this.markDue) await this.sleep(this.untilNextRead());
         // Acks that come in meanwhile join these marks (they do not cut the wait short).
         if (!this.dirty && this.markDue) await this.sleep(this.opts.markDelayMs);
       } catch (err) {
@@ -295,7 +295,9 @@ export class OutboxRelay {
    */
   private untilNextRead(): number {
     const busy = Date.now() - this.lastRemoteNotificationAt < 1000;
-    return Math.max(0, this.lastReadAt + (busy ? this.opts.busyPollMs : this.opts.pollMs) - Date.now());
+    const untilPoll = Math.max(0, this.lastReadAt + (busy ? this.opts.busyPollMs : this.opts.pollMs) - Date.now());
+    // Held-back rows are read again when their wait is over.
+    return this.held.size > 0 ? Math.min(untilPoll, Math.max(0, this.heldUntil - Date.now())) : untilPoll;
   }
 
   private async connect(): Promise<void> {
