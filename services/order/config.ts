@@ -22,7 +22,7 @@ export const orderConfigShape = {
     .int()
     .min(0)
     .default(0)
-    .describe("concluded orders (CONFIRMED, REJECTED, CANCELLED) created longer ago than this are deleted, with their lines and history, once an hour (0 = kept for good)"),
+    .describe("concluded orders (CONFIRMED, REJECTED, CANCELLED) created longer ago than this are deleted, with their lines and history, a minute after start and then once an hour (0 = kept for good)"),
   SAGA_RESERVE_DURING_FRAUD_CHECK: z
     .stringbool()
     .default(true)

@@ -2,7 +2,8 @@ import { v7 } from "uuid";
 import { describe, expect, it } from "vitest";
 import { useOrderSchema } from "../../test/support/order-schema.js";
 import { timeOrderedId } from "../platform/ids.js";
-import { deleteConcludedOrders, firstIdOf } from "./retention.js";
+import { createLogger } from "../platform/logger.js";
+import { deleteConcludedOrders, firstIdOf, startOrderRetention } from "./retention.js";
 
 const { db: database } = useOrderSchema("retention");
 
@@ -61,5 +62,24 @@ describe("order retention", () => {
       [id("recent confirmed")]: "1 line, 2 changes",
     });
     expect(await deleteConcludedOrders(database(), cut, 2)).toBe(0);
+  });
+
+  it("runs its first pass soon after start, on the replica that is active only, and none with 0 days", async () => {
+    const [, orderId] = await order("old confirmed", "CONFIRMED", 3);
+    const logger = createLogger("order-test", "error");
+    const exists = async () => (await database().primary.query("SELECT 1 FROM orders WHERE order_id = $1", [orderId])).rowCount === 1;
+    const idle = startOrderRetention({ db: database(), retentionDays: 2, firstAfterMs: 10, active: () => false, logger });
+    const keeping = startOrderRetention({ db: database(), retentionDays: 0, firstAfterMs: 10, active: () => true, logger });
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    idle();
+    keeping();
+    expect(await exists()).toBe(true);
+    const leading = startOrderRetention({ db: database(), retentionDays: 2, firstAfterMs: 10, active: () => true, logger });
+    try {
+      for (let waited = 0; (await exists()) && waited < 5_000; waited += 20) await new Promise((resolve) => setTimeout(resolve, 20));
+      expect(await exists()).toBe(false);
+    } finally {
+      leading();
+    }
   });
 });

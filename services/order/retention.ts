@@ -50,10 +50,12 @@ export async function deleteConcludedOrders(db: Pick<Database, "background">, be
 }
 
 /**
- * Every `intervalMs` (default an hour) while `active()` says so, deletes the orders concluded
- * and created more than `retentionDays` ago; 0 days keeps every order. Returns what stops it.
+ * Every `intervalMs` (default an hour), the first time a minute after start so that a replica
+ * that lives less than an interval does its part too, while `active()` says so: deletes the
+ * orders concluded and created more than `retentionDays` ago; 0 days keeps every order.
+ * Returns what stops it.
  */
-export function startOrderRetention(options: { db: Pick<Database, "background">; retentionDays: number; intervalMs?: number; active: () => boolean; logger: Logger }): () => void {
+export function startOrderRetention(options: { db: Pick<Database, "background">; retentionDays: number; intervalMs?: number; firstAfterMs?: number; active: () => boolean; logger: Logger }): () => void {
   const { db, retentionDays, logger } = options;
   if (retentionDays === 0) return () => undefined;
   return runPeriodically(
@@ -64,5 +66,6 @@ export function startOrderRetention(options: { db: Pick<Database, "background">;
       if (n > 0) logger.info("deleted concluded orders past their retention", { orders: n, retention_days: retentionDays });
     },
     (err) => logger.warn("order retention failed", { error: errorMessage(err) }),
+    options.firstAfterMs ?? 60_000,
   );
 }

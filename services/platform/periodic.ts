@@ -1,12 +1,12 @@
 /**
- * Runs `task` every `intervalMs`, one pass at a time (a tick that finds the last pass still
- * running is skipped), without keeping the process alive; a failed pass goes to `failed`.
- * Returns what stops it.
+ * Runs `task` every `intervalMs` (the first time after `firstAfterMs`, by default a whole
+ * interval), one pass at a time (a tick that finds the last pass still running is skipped),
+ * without keeping the process alive; a failed pass goes to `failed`. Returns what stops it.
  */
-export function runPeriodically(intervalMs: number, task: () => Promise<void>, failed: (err: unknown) => void): () => void {
+export function runPeriodically(intervalMs: number, task: () => Promise<void>, failed: (err: unknown) => void, firstAfterMs = intervalMs): () => void {
   let running = false;
   let stopped = false;
-  const timer = setInterval(() => {
+  const tick = () => {
     if (running || stopped) return;
     running = true;
     task()
@@ -14,10 +14,16 @@ export function runPeriodically(intervalMs: number, task: () => Promise<void>, f
       .finally(() => {
         running = false;
       });
-  }, intervalMs);
-  timer.unref();
+  };
+  let interval: NodeJS.Timeout | undefined;
+  const first = setTimeout(() => {
+    tick();
+    if (!stopped) interval = setInterval(tick, intervalMs).unref();
+  }, firstAfterMs);
+  first.unref();
   return () => {
     stopped = true;
-    clearInterval(timer);
+    clearTimeout(first);
+    clearInterval(interval);
   };
 }
