@@ -11,6 +11,8 @@ import { busTestEnv, counted, DATABASE_URL, NATS_URL, natsLink, type NatsLink, w
 import { Database } from "../platform/db.js";
 import { createLogger } from "../platform/logger.js";
 import { migrate } from "../platform/migrate.js";
+import { deleteNotifications } from "./retention.js";
+import { v7 } from "uuid";
 import { money } from "../platform/money.js";
 import { serviceClient } from "../platform/rpc/client.js";
 import { bind } from "../platform/rpc/binding.js";
@@ -98,6 +100,27 @@ describe("recordOutcome", () => {
 
   it("refuses a status that is not an outcome", async () => {
     await expect(db.transaction((tx) => recordOutcome(tx, concluded("x", OrderStatus.PENDING)))).rejects.toThrow(/not an order outcome/);
+  });
+});
+
+describe("notification retention", () => {
+  it("deletes the notifications recorded before the cut, a chunk at a time, and keeps the newer ones", async () => {
+    const customer = `c-${randomUUID()}`;
+    const record = async (daysAgo: number, kind: string) => {
+      const at = new Date(Date.now() - daysAgo * 24 * 60 * 60 * 1000);
+      const id = v7({ msecs: at.getTime() });
+      await db.primary.query("INSERT INTO notifications (notification_id, customer_id, order_id, kind, message, created_at) VALUES ($1, $2, $3, $4, 'm', $5)", [id, customer, randomUUID(), kind, at]);
+      return id;
+    };
+    await record(40, "order_confirmed");
+    await record(35, "order_rejected");
+    await record(31, "order_cancelled");
+    const recent = await record(5, "order_confirmed");
+    const deletedBefore = await counted(notificationMetrics.deleted, {});
+    expect(await deleteNotifications(db, new Date(Date.now() - 30 * 24 * 60 * 60 * 1000), 2)).toBe(3);
+    const { rows } = await db.primary.query<{ notification_id: string }>("SELECT notification_id FROM notifications WHERE customer_id = $1", [customer]);
+    expect(rows.map((r) => r.notification_id)).toEqual([recent]);
+    expect((await counted(notificationMetrics.deleted, {})) - deletedBefore).toBe(3);
   });
 });
 

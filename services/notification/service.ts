@@ -9,6 +9,7 @@ import { notificationConfigShape } from "./config.js";
 import { startOrderEventsConsumer } from "./consumer.js";
 import { announceOverNats, NotificationHub } from "./hub.js";
 import { RecentNotifications } from "./recent.js";
+import { startNotificationRetention } from "./retention.js";
 import { NotificationStore } from "./store.js";
 
 export const schema = "notification";
@@ -27,12 +28,14 @@ export async function start(context: ServiceContext): Promise<ServiceParts> {
   const hub = new NotificationHub({ nc: bus.nc, logger: context.logger, createdSince: (customers, since) => recent.createdSince(customers, since) });
   const stopAnnouncing = announceOverNats(bus.nc);
   const consumer = await startOrderEventsConsumer({ js: bus.js, pool: db.background, schema, logger: context.logger });
+  const stopRetention = startNotificationRetention({ db, retentionDays: config.NOTIFICATION_RETENTION_DAYS, logger: context.logger });
   return {
     rpc: [bind(NotificationService, notificationApi({ store, hub }))],
     checks: [{ name: "postgres", check: () => db.ping() }, bus.check],
     workers: [consumer],
     endStreams: () => hub.endStreams(),
     close: async () => {
+      stopRetention();
       hub.close();
       stopAnnouncing();
       await bus.close();

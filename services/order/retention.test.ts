@@ -1,9 +1,8 @@
 import { v7 } from "uuid";
 import { describe, expect, it } from "vitest";
 import { useOrderSchema } from "../../test/support/order-schema.js";
-import { timeOrderedId } from "../platform/ids.js";
 import { createLogger } from "../platform/logger.js";
-import { deleteConcludedOrders, firstIdOf, startOrderRetention } from "./retention.js";
+import { deleteConcludedOrders, startOrderRetention } from "./retention.js";
 
 const { db: database } = useOrderSchema("retention");
 
@@ -33,16 +32,6 @@ async function left(): Promise<Record<string, string>> {
 }
 
 describe("order retention", () => {
-  it("makes the smallest id of a millisecond: ids made before it sort below it, ids made after above", async () => {
-    const before = timeOrderedId();
-    await new Promise((resolve) => setTimeout(resolve, 5));
-    const at = new Date();
-    await new Promise((resolve) => setTimeout(resolve, 5));
-    const after = timeOrderedId();
-    expect([before < firstIdOf(at), after > firstIdOf(at)]).toEqual([true, true]);
-    expect(firstIdOf(new Date(0x0123456789ab))).toBe("01234567-89ab-0000-0000-000000000000");
-  });
-
   it("deletes the concluded orders created before the cut, a chunk at a time, with their lines and history; keeps open and newer ones", async () => {
     const orders = Object.fromEntries([
       await order("old confirmed", "CONFIRMED", 40),
