@@ -36,8 +36,6 @@ export interface BusTestEnv {
   domain(name: string): string;
   /** Stream of a logical domain: `stream("inventory")` -> `T1A2B3C_INVENTORY`. */
   stream(name: string): string;
-  /** Stream of the commands of a domain of `BusTestOptions.commandStreams`: `commandStream("inventory")` -> `T1A2B3C_INVENTORY_COMMANDS`. */
-  commandStream(name: string): string;
   dlq: DlqConfig;
   /** Deletes the streams, drops the schema, closes connections. */
   cleanup(): Promise<void>;
@@ -97,7 +95,6 @@ export async function busTestEnv(domains: readonly string[], urls: BusTestUrls |
     schema,
     domain,
     stream: (name) => streamName(domain(name)),
-    commandStream: (name) => commandStreamName(domain(name)),
     dlq,
     async cleanup() {
       await deleteStreams(jsm, [...fullDomains.map(streamName), ...splitDomains.map(commandStreamName), dlq.stream]).catch(() => undefined);
