@@ -92,7 +92,7 @@ export async function runSagaSteps(run: SagaRun): Promise<SagaSteps> {
     const cpuMsPerSaga = ResourceMonitor.cpuMsPer(before, cpuAfter, concluded);
     const wakeUpsPerSaga = ResourceMonitor.wakeUpsPer(wakeUpsBefore, monitor.wakeUps(), concluded);
     const stepQueues = await queues.stop();
-    const work = workBetween(workBefore, await onDatabase(run.databaseUrl, (pool) => countWork(jsm, pool)), concluded);
+    const work = workBetween(workBefore, await onDatabase(run.databaseUrl, (pool) => countWork(jsm, pool)), concluded, recorded);
     windows.push({ from: createdFrom, to: await onDatabase(run.databaseUrl, databaseNow) });
     if (!stepQueues) notes.push(`saga step ${rate}/s: the JetStream consumers could not be sampled (no queue figures)`);
     const rejections = rejectionNote(rate, step.confirmed, step.rejected);

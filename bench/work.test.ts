@@ -64,5 +64,9 @@ describe("work counts", () => {
       perSaga: { jetstreamMessages: 7, jetstreamBytes: 2_766, postgresWrites: 9.5, postgresWalBytes: 7_346 },
     });
     expect(workBetween(before, after, 0).perSaga).toBeNull();
+    // The streams trimmed during the step (no recording): what they hold is not what was published.
+    const trimmed = workBetween(before, after, 10, false);
+    expect(trimmed).not.toHaveProperty("jetstreamBytes");
+    expect(trimmed.perSaga).toEqual({ jetstreamMessages: 7, postgresWrites: 9.5, postgresWalBytes: 7_346 });
   });
 });

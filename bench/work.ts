@@ -11,9 +11,9 @@ export interface WorkCount {
   jetstreamMessages: number;
   /**
    * Bytes the saga's streams hold. The bench's recording of the stages keeps every message of
-   * the steps, so a step adds what the saga published in it (with --no-stages the streams are
-   * trimmed during the steps, as deployed, where a stream holds only the messages some consumer
-   * has yet to finish: see NATS_STREAM_MAX_BYTES).
+   * the steps, so a step adds what the saga published in it. With --no-stages the streams are
+   * trimmed during the steps, as deployed, and hold only what some consumer has yet to finish:
+   * a step's work then leaves the bytes out (`workBetween`).
    */
   jetstreamBytes: number;
   /**
@@ -31,9 +31,12 @@ export interface WorkCount {
   postgresWalBytes: number;
 }
 
-export type SagaWork = WorkCount & {
+/** Work done over a step; without `jetstreamBytes` when the streams were trimmed meanwhile (what they hold then is not what was published). */
+export type StepWork = Omit<WorkCount, "jetstreamBytes"> & { jetstreamBytes?: number };
+
+export type SagaWork = StepWork & {
   /** The same per saga concluded in the step (CONFIRMED, REJECTED or CANCELLED); null when none concluded. */
-  perSaga: WorkCount | null;
+  perSaga: StepWork | null;
 };
 
 const isSagaStream = (name: string): boolean => sagaStreams.includes(name);
@@ -53,21 +56,25 @@ export async function countWork(jsm: JetStreamManager, db: Queryable, counted: (
   return { jetstreamMessages, jetstreamBytes, postgresWrites: Number(rows[0]?.next ?? 0), postgresWalBytes: Number(rows[0]?.wal ?? 0) };
 }
 
-/** The work done between two counts, and per saga concluded in between. */
-export function workBetween(before: WorkCount, after: WorkCount, sagas: number): SagaWork {
+/**
+ * The work done between two counts, and per saga concluded in between; the bytes stored only
+ * with `bytesKept` (the stages' recording kept every message of the step in the streams).
+ */
+export function workBetween(before: WorkCount, after: WorkCount, sagas: number, bytesKept = true): SagaWork {
   const jetstreamMessages = after.jetstreamMessages - before.jetstreamMessages;
   const jetstreamBytes = after.jetstreamBytes - before.jetstreamBytes;
   const postgresWrites = after.postgresWrites - before.postgresWrites;
   const postgresWalBytes = after.postgresWalBytes - before.postgresWalBytes;
   const per = (n: number, decimals = 2): number => Math.round((n / sagas) * 10 ** decimals) / 10 ** decimals;
+  const bytes = (n: number) => (bytesKept ? { jetstreamBytes: n } : {});
   return {
     jetstreamMessages,
-    jetstreamBytes,
+    ...bytes(jetstreamBytes),
     postgresWrites,
     postgresWalBytes,
     perSaga:
       sagas > 0
-        ? { jetstreamMessages: per(jetstreamMessages), jetstreamBytes: per(jetstreamBytes, 0), postgresWrites: per(postgresWrites), postgresWalBytes: per(postgresWalBytes, 0) }
+        ? { jetstreamMessages: per(jetstreamMessages), ...bytes(per(jetstreamBytes, 0)), postgresWrites: per(postgresWrites), postgresWalBytes: per(postgresWalBytes, 0) }
         : null,
   };
 }
