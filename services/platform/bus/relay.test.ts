@@ -136,33 +136,44 @@ describe("outbox + relay", () => {
     }
   });
 
-  it("holds its rows while the stream refuses them at its byte bound, keeping its lead and connection, then publishes each once, in order", async () => {
-    // About a dozen single messages fit under the bound (the test's streams keep every message).
+  /**
+   * With the inventory stream bounded so that it refuses (about a dozen single messages fit
+   * under it; the test's streams keep every message), a relay leading with `options` and 40
+   * reserves in the outbox: runs `body` while the stream refuses, then lifts the bound and checks
+   * that all 40 are published, each once and in order.
+   */
+  async function whileInventoryRefuses(options: Partial<OutboxRelayOptions>, body: (relay: OutboxRelay) => Promise<void>): Promise<void> {
     await ensureStreams(env.jsm, [env.domain("inventory")], { dlq: env.dlq, maxBytes: 4_096 });
-    const relayBackends = async () =>
-      (await env.pool.query<{ pid: number }>("SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND objid = hashtext($1)::oid AND granted", [`orderflow.outbox.${env.schema}`])).rows.map((r) => r.pid);
     try {
-      await whileLeading({ pollMs: 100, bundleMax: 1 }, async (relay) => {
+      await whileLeading({ pollMs: 100, bundleMax: 1, ...options }, async (relay) => {
         await inTx((c) => enqueueOutbox(c, env.schema, Array.from({ length: 40 }, (_, i) => reserve(`full-${i % 4}`, i))));
         await waitFor(async () => (await unpublished()) > 0 && (await env.jsm.streams.info(env.stream("inventory"))).state.bytes > 3_000, 5000, "the stream at its bound");
-        const held = await streamCount();
-        const leader = await relayBackends();
-        await new Promise((resolve) => setTimeout(resolve, 1_000));
-        // Refused, not dropped: the stream keeps what it has, the outbox the rest; the relay
-        // waits on the same connection, the lead its own.
-        expect(await streamCount()).toBe(held);
-        expect(relay.isLeader).toBe(true);
-        expect(await relayBackends()).toEqual(leader);
-        expect(leader).toHaveLength(1);
-        expect(await unpublished()).toBeGreaterThanOrEqual(40 - held);
+        await body(relay);
         await ensureStreams(env.jsm, [env.domain("inventory")], { dlq: env.dlq });
-        await waitFor(async () => (await unpublished()) === 0, 5000, "the rest published");
+        await waitFor(async () => (await unpublished()) === 0, 5000, "the refused rows published");
         const skus = (await readBusMessages(env.jsm, env.stream("inventory"))).map((m) => fromBinary(ReserveStockSchema, m.data).lines[0]?.sku);
         expect(skus).toEqual(Array.from({ length: 40 }, (_, i) => String(i)));
       });
     } finally {
       await ensureStreams(env.jsm, [env.domain("inventory")], { dlq: env.dlq });
     }
+  }
+
+  it("holds its rows while the stream refuses them at its byte bound, keeping its lead and connection, then publishes each once, in order", async () => {
+    const relayBackends = async () =>
+      (await env.pool.query<{ pid: number }>("SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND objid = hashtext($1)::oid AND granted", [`orderflow.outbox.${env.schema}`])).rows.map((r) => r.pid);
+    await whileInventoryRefuses({}, async (relay) => {
+      const held = await streamCount();
+      const leader = await relayBackends();
+      await new Promise((resolve) => setTimeout(resolve, 1_000));
+      // Refused, not dropped: the stream keeps what it has, the outbox the rest; the relay
+      // waits on the same connection, the lead its own.
+      expect(await streamCount()).toBe(held);
+      expect(relay.isLeader).toBe(true);
+      expect(await relayBackends()).toEqual(leader);
+      expect(leader).toHaveLength(1);
+      expect(await unpublished()).toBeGreaterThanOrEqual(40 - held);
+    });
   });
 
   it("while one domain's stream refuses, publishes the other domains' rows on; the held rows follow, each once and in order, once there is room", async () => {
@@ -174,26 +185,15 @@ describe("outbox + relay", () => {
     const unpublishedOf = async (domain: string) =>
       (await env.pool.query<{ n: number }>(`SELECT count(*)::int AS n FROM "${env.schema}".outbox WHERE published_at IS NULL AND subject LIKE $1`, [`${env.domain(domain)}.%`])).rows[0]?.n ?? 0;
     const charges = async () => (await readBusMessages(env.jsm, env.stream("payment"))).map((m) => fromBinary(ChargePaymentSchema, m.data).customerId);
-    await ensureStreams(env.jsm, [env.domain("inventory")], { dlq: env.dlq, maxBytes: 4_096 });
     await env.jsm.streams.purge(env.stream("payment"));
-    try {
-      // Batches of 10: the refused rows alone would fill every read, were they not held back.
-      await whileLeading({ pollMs: 100, bundleMax: 1, batchSize: 10 }, async (relay) => {
-        await inTx((c) => enqueueOutbox(c, env.schema, Array.from({ length: 40 }, (_, i) => reserve(`full-${i % 4}`, i))));
-        await waitFor(async () => (await unpublishedOf("inventory")) > 0 && (await env.jsm.streams.info(env.stream("inventory"))).state.bytes > 3_000, 5000, "the stream at its bound");
-        await inTx((c) => enqueueOutbox(c, env.schema, Array.from({ length: 20 }, (_, i) => charge(`pay-${i}`, i))));
-        await waitFor(async () => (await unpublishedOf("payment")) === 0, 5000, "the other domain's rows published and marked");
-        expect(await charges()).toEqual(Array.from({ length: 20 }, (_, i) => String(i)));
-        expect(await unpublishedOf("inventory")).toBeGreaterThan(0);
-        expect(relay.isLeader).toBe(true);
-        await ensureStreams(env.jsm, [env.domain("inventory")], { dlq: env.dlq });
-        await waitFor(async () => (await unpublished()) === 0, 5000, "the held rows published");
-        const skus = (await readBusMessages(env.jsm, env.stream("inventory"))).map((m) => fromBinary(ReserveStockSchema, m.data).lines[0]?.sku);
-        expect(skus).toEqual(Array.from({ length: 40 }, (_, i) => String(i)));
-      });
-    } finally {
-      await ensureStreams(env.jsm, [env.domain("inventory")], { dlq: env.dlq });
-    }
+    // Batches of 10: the refused rows alone would fill every read, were they not held back.
+    await whileInventoryRefuses({ batchSize: 10 }, async (relay) => {
+      await inTx((c) => enqueueOutbox(c, env.schema, Array.from({ length: 20 }, (_, i) => charge(`pay-${i}`, i))));
+      await waitFor(async () => (await unpublishedOf("payment")) === 0, 5000, "the other domain's rows published and marked");
+      expect(await charges()).toEqual(Array.from({ length: 20 }, (_, i) => String(i)));
+      expect(await unpublishedOf("inventory")).toBeGreaterThan(0);
+      expect(relay.isLeader).toBe(true);
+    });
   });
 
   it("two relays: one leader at a time, every row published exactly once, per-key order kept across a failover", async () => {
