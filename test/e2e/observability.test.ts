@@ -2,7 +2,9 @@
  * What operators see of the system, from the running services.
  *
  * Metrics: every metric the chart's Grafana dashboard and alerts read is one the services
- * export on /metrics.
+ * export on /metrics; and a Prometheus scraping the five services, labelled as the chart's
+ * ServiceMonitors label them, answers every query of the dashboard (its variables too) and
+ * evaluates the chart's rendered alerts without an error, none of them firing.
  *
  * Traces — one order, one trace: with an OTLP endpoint configured, every service exports its spans,
  * and an order's saga forms one connected trace across the five processes — from the
@@ -15,7 +17,10 @@ import { randomBytes } from "node:crypto";
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
+import { renderedRuleGroups } from "../k8s/lib/alert-rules.js";
+import { ensureRenderer, helmOnPath } from "../k8s/lib/renderer.js";
 import { OtlpReceiver, type ReceivedSpan, SPAN_KIND } from "../support/otlp-receiver.js";
+import { PrometheusServer } from "../support/prometheus-server.js";
 import { repoRoot } from "../../tools/system.js";
 import { addProduct, eventually, type SagaSystem, startSagaSystem, stopAndReportOnFailure, topUp, waitTerminal } from "../support/saga-system.js";
 
@@ -140,4 +145,74 @@ describe("metrics", () => {
     });
     expect(missing).toEqual([]);
   });
+});
+
+/** The namespace and job labels the chart's ServiceMonitors give release "orderflow"'s targets. */
+const NAMESPACE = "orderflow-e2e";
+const jobOf = (service: string) => `orderflow-${service}`;
+
+/** Panels that show nothing on a healthy system: refusals, re-sends, redeliveries, dead letters, bounds not set. */
+const QUIET_WHEN_HEALTHY = new Set([
+  "CreateOrder refusals per second",
+  "Saga steps re-sent, given more time, timed out",
+  "Redeliveries and dead letters per second",
+  "Saga streams: bytes held and their bound#2",
+]);
+
+describe("the chart's dashboard and alerts, evaluated by Prometheus", () => {
+  test("every dashboard query answers with this system's data, and every alert evaluates without error, none firing", async () => {
+    if (!helmOnPath()) ensureRenderer();
+    const rules = renderedRuleGroups({ namespace: NAMESPACE, releaseName: "orderflow" });
+    const prometheus = await PrometheusServer.start(
+      sys.system.services.map((service) => ({
+        address: new URL(service.metricsUrl).host,
+        labels: { namespace: NAMESPACE, job: jobOf(service.name), service: jobOf(service.name), pod: `${jobOf(service.name)}-0` },
+      })),
+      [{ name: "orderflow-alerts", content: rules }],
+    );
+    try {
+      await prometheus.until(async () => (await prometheus.query(`up{namespace="${NAMESPACE}"} == 1`)).length === sys.system.services.length, 20_000, "scraping all five services");
+      await topUp(sys, "promy", 10_000n);
+      // A call refused (the errors panel) and orders concluded while it scrapes; then two scrapes of every
+      // service after them, so that the counters they started have two samples for rate().
+      await expect(sys.order.createOrder({ customerId: "promy", items: [{ sku: "TRACE-1", quantity: 0n }] })).rejects.toThrow();
+      for (let i = 0; i < 3; i++) {
+        const { order } = await sys.order.createOrder({ customerId: "promy", items: [{ sku: "TRACE-1", quantity: 1n }] });
+        expect(await waitTerminal(sys, order?.orderId ?? "")).toBe("CONFIRMED");
+      }
+      const doneAt = Date.now() / 1000;
+      await prometheus.until(async () => Number((await prometheus.query(`min(timestamp(up{namespace="${NAMESPACE}"}))`))[0]?.value[1] ?? 0) > doneAt + 1.2, 20_000, "scraping twice after the orders");
+
+      // The dashboard's variables find the namespace and the five jobs.
+      const dashboard = JSON.parse(readFileSync(join(repoRoot(), "charts/orderflow/dashboards/orderflow.json"), "utf8")) as { panels: Array<{ title: string; targets?: Array<{ expr: string }> }> };
+      expect(await prometheus.labelValues("namespace", "nodejs_version_info")).toContain(NAMESPACE);
+      const jobs = await prometheus.labelValues("job", `nodejs_version_info{namespace="${NAMESPACE}"}`);
+      expect(jobs.sort()).toEqual(sys.system.services.map((service) => jobOf(service.name)).sort());
+
+      // Each query as Grafana sends it: the variables filled in (a multi-value job as a regex alternation).
+      const fill = (expr: string) => expr.replaceAll("$namespace", NAMESPACE).replaceAll("$job", `(${jobs.join("|")})`).replaceAll("$__rate_interval", "1m");
+      const empty: string[] = [];
+      let queries = 0;
+      for (const panel of dashboard.panels) {
+        for (const [i, target] of (panel.targets ?? []).entries()) {
+          queries++;
+          const key = i === 0 ? panel.title : `${panel.title}#${i + 1}`;
+          const result = await prometheus.query(fill(target.expr));
+          if (result.length === 0 && !QUIET_WHEN_HEALTHY.has(key) && !QUIET_WHEN_HEALTHY.has(panel.title)) empty.push(`${key}: ${target.expr}`);
+        }
+      }
+      expect(queries).toBeGreaterThan(15);
+      expect(empty).toEqual([]);
+
+      // The alerts: evaluated (twice, so each has seen data), healthy, and none pending or firing.
+      const started = Date.now();
+      await prometheus.until(async () => (await prometheus.rules()).every((rule) => Date.parse(rule.lastEvaluation) > started), 20_000, "evaluating every rule");
+      const evaluated = await prometheus.rules();
+      expect(evaluated.map((rule) => rule.name).sort()).toHaveLength(7);
+      expect(evaluated.filter((rule) => rule.health !== "ok").map((rule) => `${rule.name}: ${rule.lastError}`)).toEqual([]);
+      expect(await prometheus.alerts()).toEqual([]);
+    } finally {
+      await prometheus.stop();
+    }
+  }, 120_000);
 });
