@@ -204,7 +204,7 @@ describe("the chart's dashboard and alerts, evaluated by Prometheus", () => {
       expect(queries).toBeGreaterThan(15);
       expect(empty).toEqual([]);
 
-      // The alerts: evaluated (twice, so each has seen data), healthy, and none pending or firing.
+      // The alerts: each evaluated after the orders, healthy, and none pending or firing.
       const started = Date.now();
       await prometheus.until(async () => (await prometheus.rules()).every((rule) => Date.parse(rule.lastEvaluation) > started), 20_000, "evaluating every rule");
       const evaluated = await prometheus.rules();

@@ -6,7 +6,9 @@ import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { freePort } from "../../tools/ports.js";
+import { errorMessage } from "../../services/platform/errors.js";
 import { prometheusBinaries } from "./prometheus-binaries.js";
+import { eventually } from "./saga-system.js";
 
 export interface ScrapeTarget {
   /** host:port serving /metrics. */
@@ -56,7 +58,7 @@ export class PrometheusServer {
     const child = spawn(prometheus, [`--config.file=${join(dir, "prometheus.yml")}`, `--storage.tsdb.path=${join(dir, "data")}`, `--web.listen-address=127.0.0.1:${port}`, "--log.level=warn"], { stdio: ["ignore", "pipe", "pipe"] });
     for (const stream of [child.stdout, child.stderr]) stream?.on("data", (chunk: Buffer) => (output = (output + chunk.toString()).slice(-4000)));
     const server = new PrometheusServer(child, dir, `http://127.0.0.1:${port}`, () => output);
-    await server.until(async () => (await fetch(`${server.url}/-/ready`)).ok, 20_000, "ready");
+    await server.until(async () => (await fetch(`${server.url}/-/ready`)).ok, 20_000, "to be ready");
     return server;
   }
 
@@ -86,13 +88,13 @@ export class PrometheusServer {
 
   /** Resolves once `check` holds, polling; fails with Prometheus's last output after `timeoutMs`. */
   async until(check: () => Promise<boolean>, timeoutMs: number, what: string): Promise<void> {
-    const deadline = Date.now() + timeoutMs;
-    for (;;) {
-      if (this.process.exitCode !== null) throw new Error(`Prometheus exited (${this.process.exitCode}): ${this.output()}`);
-      if (await check().catch(() => false)) return;
-      if (Date.now() > deadline) throw new Error(`Prometheus: not ${what} after ${timeoutMs} ms: ${this.output()}`);
-      await new Promise((resolve) => setTimeout(resolve, 250));
-    }
+    const running = async () => {
+      if (this.process.exitCode !== null) throw new Error(`Prometheus exited (${this.process.exitCode})`);
+      return check();
+    };
+    await eventually(running, timeoutMs, `Prometheus ${what}`, 250).catch((error: unknown) => {
+      throw new Error(`${errorMessage(error)}; its output: ${this.output()}`);
+    });
   }
 
   async stop(): Promise<void> {
