@@ -1,7 +1,7 @@
 import type { AddressInfo } from "node:net";
 import { afterAll, describe, expect, it, vi } from "vitest";
 import { type Counter, register } from "prom-client";
-import { collectProcessMetrics, deferredCounter, startMetricsServer } from "./metrics.js";
+import { collectProcessMetrics, counter, deferredCounter, startMetricsServer } from "./metrics.js";
 
 const server = await startMetricsServer(0, "127.0.0.1");
 const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
@@ -66,5 +66,16 @@ describe("deferredCounter", () => {
     expect(handedOver.mock.calls).toEqual([[{ key: "a" }, 1], [{ key: "b" }, 1], [{ key: "c" }, 1]]);
     deferredCounter("test_deferred_many_total", "test", ["key"]).inc({ key: "a" });
     expect(handedOver).toHaveBeenCalledTimes(4);
+  });
+});
+
+describe("counter", () => {
+  it("exports its known label sets at 0 from the start, so that the first increment is seen as one", async () => {
+    const timeouts = counter("test_known_timeouts_total", "test", ["step"], [{ step: "fraud" }, { step: "charge" }]);
+    const body = await (await fetch(`${url}/metrics`)).text();
+    expect(body).toContain('test_known_timeouts_total{step="fraud"} 0');
+    expect(body).toContain('test_known_timeouts_total{step="charge"} 0');
+    timeouts.inc({ step: "charge" });
+    expect((await timeouts.get()).values.map((v) => [v.labels["step"], v.value])).toEqual([["fraud", 0], ["charge", 1]]);
   });
 });

@@ -15,8 +15,11 @@ export function collectProcessMetrics(eventLoopResolutionMs: number): void {
 }
 
 /** Reuses a metric already registered under the name (tests start several servers in one process). */
-export function counter<L extends string>(name: string, help: string, labelNames: readonly L[]): Counter<L> {
-  return (register.getSingleMetric(name) as Counter<L> | undefined) ?? new Counter({ name, help, labelNames });
+export function counter<L extends string>(name: string, help: string, labelNames: readonly L[], known: ReadonlyArray<Readonly<Record<L, string>>> = []): Counter<L> {
+  const metric = (register.getSingleMetric(name) as Counter<L> | undefined) ?? new Counter({ name, help, labelNames });
+  // Exported at 0 from the start: rate() and increase() count an increment only from a sample before it.
+  for (const labels of known) metric.inc(labels, 0);
+  return metric;
 }
 
 /** Reuses a gauge already registered under the name, like `counter`; `collect` (optional) fills it when scraped. */

@@ -151,13 +151,12 @@ describe("metrics", () => {
 const NAMESPACE = "orderflow-e2e";
 const jobOf = (service: string) => `orderflow-${service}`;
 
-/** Panels that show nothing on a healthy system: refusals, re-sends, redeliveries, dead letters, bounds not set. */
-const QUIET_WHEN_HEALTHY = new Set([
-  "CreateOrder refusals per second",
-  "Saga steps re-sent, given more time, timed out",
-  "Redeliveries and dead letters per second",
-  "Saga streams: bytes held and their bound#2",
-]);
+/**
+ * Queries that answer nothing on a healthy system: the streams' bound when none is set. The
+ * counters of trouble (refusals, re-sends, timeouts, redeliveries, dead letters) are exported
+ * at 0 from the start, so their panels answer with zeros.
+ */
+const QUIET_WHEN_HEALTHY = new Set(["Saga streams: bytes held and their bound#2"]);
 
 describe("the chart's dashboard and alerts, evaluated by Prometheus", () => {
   test("every dashboard query answers with this system's data, and every alert evaluates without error, none firing", async () => {

@@ -8,8 +8,12 @@ import { money } from "../../platform/money.js";
 import type { Reply } from "../../platform/saga-participant.js";
 import type { SagaOrder } from "./state.js";
 
-/** A step of the saga: the reply it waits for and the command that asks for it. */
-export type Step = "fraud" | "reserve" | "charge" | "release" | "refund";
+/** The steps of the saga: each the reply it waits for and the command that asks for it. */
+export const steps = ["fraud", "reserve", "charge", "release", "refund"] as const;
+export type Step = (typeof steps)[number];
+
+/** The steps that move an order on (the others undo them). */
+export const forwardSteps: ReadonlySet<Step> = new Set(["fraud", "reserve", "charge"]);
 
 /** The domain whose participant performs a step. */
 export function stepDomain(step: Step): "fraud" | "inventory" | "payment" {

@@ -3,7 +3,7 @@ import { Decision, FraudAssessedSchema } from "../../../gen/orderflow/fraud/v1/f
 import { StockCommittedSchema, StockReleasedSchema, StockReservationFailedSchema, StockReservedSchema } from "../../../gen/orderflow/inventory/v1/saga_pb.js";
 import { PaymentChargedSchema, PaymentDeclinedSchema, PaymentRefundedSchema } from "../../../gen/orderflow/payment/v1/payment_pb.js";
 import { OrderStatus } from "../../../gen/orderflow/order/v1/order_pb.js";
-import type { Step } from "./commands.js";
+import { forwardSteps, type Step } from "./commands.js";
 import type { Change, SagaOrder } from "./state.js";
 
 /** A participant's reply, reduced to what the state machine needs. */
@@ -163,4 +163,3 @@ export function abandon(order: SagaOrder, end: { reason: string; compensateTo: O
   return { ...(end.status === undefined ? {} : { status: end.status }), reason: end.reason, done, start: undo, compensateTo: end.compensateTo };
 }
 
-const forwardSteps: ReadonlySet<Step> = new Set(["fraud", "reserve", "charge"]);

@@ -134,6 +134,7 @@ class BatchConsumer implements BusConsumer {
     this.backoffMs = opts.backoffMs && opts.backoffMs.length > 0 ? opts.backoffMs : [500, 2000, 8000, 30000];
     this.registry = opts.registry ?? sagaRegistry;
     this.maxBatches = opts.pool === undefined && opts.parallel ? Math.max(1, opts.batchesInFlight ?? 1) : 1;
+    busMetrics.redeliveries.inc({ consumer: this.name }, 0);
     this.deadLetters = new DeadLetters({
       js: opts.js,
       dlq: opts.dlq ?? DEFAULT_DLQ,

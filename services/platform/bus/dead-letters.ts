@@ -7,6 +7,10 @@ import { busMetrics } from "./metrics.js";
 import type { DlqConfig } from "./names.js";
 import type { Settlement } from "./settlement.js";
 
+/** Why a consumer dead-letters a message. */
+export const deadLetterReasons = ["undecodable", "max_deliveries", "handler_failed"] as const;
+export type DeadLetterReason = (typeof deadLetterReasons)[number];
+
 /** A consumer's way to its dead-letter stream. */
 export class DeadLetters {
   constructor(
@@ -20,7 +24,9 @@ export class DeadLetters {
       /** Counts one more message dead-lettered. */
       counted: () => void;
     },
-  ) {}
+  ) {
+    for (const reason of deadLetterReasons) busMetrics.deadLetters.inc({ consumer: options.consumer, reason }, 0);
+  }
 
   /**
    * Dead-letters a JetStream message, or with `entry`, one bus message it carries: a bundle's
@@ -28,7 +34,7 @@ export class DeadLetters {
    * When the DLQ cannot be published to, the message is kept: it comes back (the server's
    * max_deliver has slack) and is dead-lettered then.
    */
-  async send(m: JsMsg, error: string, reason: string, entry?: { s: Settlement; e: ReceivedEntry }): Promise<void> {
+  async send(m: JsMsg, error: string, reason: DeadLetterReason, entry?: { s: Settlement; e: ReceivedEntry }): Promise<void> {
     const { js, dlq, consumer, log } = this.options;
     const ofBundle = entry !== undefined && entry.s.size > 1 ? entry : undefined;
     const fields = { consumer, subject: m.subject, stream_seq: m.seq, message_id: entry?.e.id, delivery: m.info.deliveryCount };
