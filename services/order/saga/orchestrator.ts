@@ -162,4 +162,3 @@ export function abandon(order: SagaOrder, end: { reason: string; compensateTo: O
   if (undo.length === 0) return { status: end.compensateTo, reason: end.reason, done };
   return { ...(end.status === undefined ? {} : { status: end.status }), reason: end.reason, done, start: undo, compensateTo: end.compensateTo };
 }
-
