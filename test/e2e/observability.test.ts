@@ -152,7 +152,8 @@ const NAMESPACE = "orderflow-e2e";
 const jobOf = (service: string) => `orderflow-${service}`;
 
 /**
- * Queries that answer nothing on a healthy system: the streams' bound when none is set. The
+ * Queries that answer nothing on a healthy system (a panel's title, `#n` after it for its nth
+ * query from the second on): the streams' bound when none is set. The
  * counters of trouble (refusals, re-sends, timeouts, redeliveries, dead letters) are exported
  * at 0 from the start, so their panels answer with zeros.
  */
@@ -197,7 +198,7 @@ describe("the chart's dashboard and alerts, evaluated by Prometheus", () => {
           queries++;
           const key = i === 0 ? panel.title : `${panel.title}#${i + 1}`;
           const result = await prometheus.query(fill(target.expr));
-          if (result.length === 0 && !QUIET_WHEN_HEALTHY.has(key) && !QUIET_WHEN_HEALTHY.has(panel.title)) empty.push(`${key}: ${target.expr}`);
+          if (result.length === 0 && !QUIET_WHEN_HEALTHY.has(key)) empty.push(`${key}: ${target.expr}`);
         }
       }
       expect(queries).toBeGreaterThan(15);
@@ -207,7 +208,7 @@ describe("the chart's dashboard and alerts, evaluated by Prometheus", () => {
       const started = Date.now();
       await prometheus.until(async () => (await prometheus.rules()).every((rule) => Date.parse(rule.lastEvaluation) > started), 20_000, "evaluating every rule");
       const evaluated = await prometheus.rules();
-      expect(evaluated.map((rule) => rule.name).sort()).toHaveLength(7);
+      expect(evaluated).toHaveLength(7);
       expect(evaluated.filter((rule) => rule.health !== "ok").map((rule) => `${rule.name}: ${rule.lastError}`)).toEqual([]);
       expect(await prometheus.alerts()).toEqual([]);
     } finally {

@@ -11,7 +11,7 @@ import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { prometheusBinaries } from "../support/prometheus-binaries.js";
 import { renderedRuleGroups, withoutAnnotations, type RuleGroups } from "./lib/alert-rules.js";
-import { at, objArr, str } from "./lib/json.js";
+import { at, type JsonObject, objArr, str } from "./lib/json.js";
 import { ensureRenderer, helmOnPath } from "./lib/renderer.js";
 
 const NAMESPACE = "shop";
@@ -19,12 +19,15 @@ const RELEASE = "shop-a";
 let dir: string;
 let promtool: string;
 let rules: RuleGroups;
+/** The rendered alerting rules themselves (the chart has one group). */
+let alerts: JsonObject[];
 
 beforeAll(() => {
   if (!helmOnPath()) ensureRenderer();
   promtool = prometheusBinaries().promtool;
   dir = mkdtempSync(join(tmpdir(), "orderflow-alert-rules-"));
   rules = renderedRuleGroups({ namespace: NAMESPACE, releaseName: RELEASE });
+  alerts = objArr(rules.groups[0]?.["rules"], "rules");
 });
 
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
@@ -159,14 +162,14 @@ describe("the chart's alerts under Prometheus's rule engine", () => {
   });
 
   it("stays silent below each threshold, with a bound that is off, and on another release's or namespace's targets", () => {
-    const everyAlert = objArr(rules.groups[0]?.["rules"], "rules").map((rule) => str(rule["alert"], "alert"));
+    const everyAlert = alerts.map((rule) => str(rule["alert"], "alert"));
     expect(everyAlert).toHaveLength(7);
     const series = (labels: string): Series[] => [
       { series: `orderflow_order_admission_refused_total{${labels}}`, values: "0+5x40" },
       { series: `orderflow_saga_orders_in_progress{${labels}}`, values: "1900x40" },
       { series: `orderflow_saga_orders_in_progress_limit{${labels}}`, values: "2000x40" },
       { series: `orderflow_saga_step_timeouts_total{${labels}, step="fraud"}`, values: "_x10 1+1x30" },
-      { series: `orderflow_bus_dead_letters_total{${labels}, consumer="payment-commands", reason="failed"}`, values: "_x10 1+1x30" },
+      { series: `orderflow_bus_dead_letters_total{${labels}, consumer="payment-commands", reason="handler_failed"}`, values: "_x10 1+1x30" },
       { series: `orderflow_outbox_backlog{${labels}, schema="orders"}`, values: "5000x40" },
       { series: `orderflow_bus_consumer_pending{${labels}, stream="ORDER", consumer="notification-order-events"}`, values: "50000x40" },
       { series: `orderflow_bus_stream_bytes{${labels}, stream="ORDER"}`, values: "999000000x40" },
@@ -197,7 +200,7 @@ describe("the chart's alerts under Prometheus's rule engine", () => {
   });
 
   it("expands each alert's summary and description with Prometheus's templates (value and labels)", () => {
-    const outbox = objArr(rules.groups[0]?.["rules"], "rules").find((rule) => rule["alert"] === "OrderFlowOutboxBacklog");
+    const outbox = alerts.find((rule) => rule["alert"] === "OrderFlowOutboxBacklog");
     const expand = (text: string) => text.replaceAll("{{ $value | humanize }}", "1.5k").replaceAll("{{ $labels.schema }}", "orders").replaceAll("{{ $labels.namespace }}", NAMESPACE);
     const summary = expand(str(at(outbox, "annotations", "summary"), "summary"));
     const description = expand(str(at(outbox, "annotations", "description"), "description"));
