@@ -174,7 +174,7 @@ describe("the chart's dashboard and alerts, evaluated by Prometheus", () => {
       await prometheus.until(async () => (await prometheus.query(`up{namespace="${NAMESPACE}"} == 1`)).length === sys.system.services.length, 20_000, "scraping all five services");
       await topUp(sys, "promy", 10_000n);
       // A call refused (the errors panel) and orders concluded while it scrapes; then two scrapes of every
-      // service after them, so that the counters they started have two samples for rate().
+      // service after them, so that rate() over the panels' window has their increments.
       await expect(sys.order.createOrder({ customerId: "promy", items: [{ sku: "TRACE-1", quantity: 0n }] })).rejects.toThrow();
       for (let i = 0; i < 3; i++) {
         const { order } = await sys.order.createOrder({ customerId: "promy", items: [{ sku: "TRACE-1", quantity: 1n }] });

@@ -21,5 +21,5 @@ export interface ServedApi {
 export function servedApi(services: ServiceBinding[], health: HealthState, logger: Logger, extra: Interceptor[] = []): ServedApi {
   const withHealth: ServiceBinding[] = [...services, bind(Health, health.impl())];
   const bindings = [...withHealth, ...reflectionServices(withHealth.map((b) => b.service))];
-  return { bindings, interceptors: [serverTracing(), serverMetrics(), serverErrors(logger), ...extra, createValidateInterceptor(), rejectNulCharacters()] };
+  return { bindings, interceptors: [serverTracing(), serverMetrics(bindings.map((b) => b.service)), serverErrors(logger), ...extra, createValidateInterceptor(), rejectNulCharacters()] };
 }

@@ -1,8 +1,9 @@
 import { Code, ConnectError, createClient, createRouterTransport } from "@connectrpc/connect";
+import { register } from "prom-client";
 import { describe, expect, it } from "vitest";
 import { InventoryService } from "../../../gen/orderflow/inventory/v1/inventory_pb.js";
 import { createLogger } from "../logger.js";
-import { serverErrors } from "./interceptors.js";
+import { serverErrors, serverMetrics } from "./interceptors.js";
 
 /** The code a caller gets when GetProduct throws `error` behind serverErrors. */
 async function codeFor(error: unknown): Promise<Code> {
@@ -40,5 +41,39 @@ describe("serverErrors", () => {
     expect(await codeFor(new TypeError("cannot read properties of undefined"))).toBe(Code.Internal);
     expect(await codeFor(postgresError("23505", "duplicate key value violates unique constraint"))).toBe(Code.Internal);
     expect(await codeFor(new ConnectError("no such product", Code.NotFound))).toBe(Code.NotFound);
+  });
+});
+
+describe("serverMetrics", () => {
+  const series = async (name: string): Promise<Map<string, number>> => {
+    const metric = await register.getSingleMetric(name)?.get();
+    const ofInventory = (metric?.values ?? []).filter((v) => String(v.labels["method"]).startsWith("orderflow.inventory.v1.InventoryService/"));
+    // A histogram's values name their series (_bucket, _sum, _count); a counter's do not.
+    return new Map(ofInventory.map((v) => [`${"metricName" in v ? String(v.metricName) : name}${JSON.stringify(v.labels)}`, v.value]));
+  };
+
+  it("exports every method of the served services with every status code at 0 before any call, then counts each call once", async () => {
+    const interceptor = serverMetrics([InventoryService]);
+    const calls = await series("rpc_server_requests_total");
+    expect(calls.size).toBe(InventoryService.methods.length * 17);
+    expect([...calls.values()].every((value) => value === 0)).toBe(true);
+    expect(calls.get(`rpc_server_requests_total${JSON.stringify({ method: "orderflow.inventory.v1.InventoryService/GetProduct", code: "not_found" })}`)).toBe(0);
+    expect(calls.has(`rpc_server_requests_total${JSON.stringify({ method: "orderflow.inventory.v1.InventoryService/AdjustStock", code: "invalid_argument" })}`)).toBe(true);
+    const durations = await series("rpc_server_duration_seconds");
+    expect(durations.get(`rpc_server_duration_seconds_count${JSON.stringify({ method: "orderflow.inventory.v1.InventoryService/GetProduct" })}`)).toBe(0);
+
+    const transport = createRouterTransport(
+      (router) =>
+        router.service(InventoryService, {
+          getProduct: () => {
+            throw new ConnectError("no such product", Code.NotFound);
+          },
+        }),
+      { router: { interceptors: [interceptor] } },
+    );
+    await expect(createClient(InventoryService, transport).getProduct({ sku: "KB-404" })).rejects.toThrow("no such product");
+    const after = await series("rpc_server_requests_total");
+    const changed = [...after].filter(([key, value]) => value !== calls.get(key));
+    expect(changed).toEqual([[`rpc_server_requests_total${JSON.stringify({ method: "orderflow.inventory.v1.InventoryService/GetProduct", code: "not_found" })}`, 1]]);
   });
 });

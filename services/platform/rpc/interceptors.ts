@@ -1,5 +1,5 @@
 import { context, propagation, type Span, SpanKind, SpanStatusCode, trace, type TextMapGetter, type TextMapSetter } from "@opentelemetry/api";
-import type { DescMethod } from "@bufbuild/protobuf";
+import type { DescMethod, DescService } from "@bufbuild/protobuf";
 import { Code, ConnectError, type Interceptor } from "@connectrpc/connect";
 import { errorMessage } from "../errors.js";
 import type { Logger } from "../logger.js";
@@ -104,8 +104,21 @@ export function codeName(code: Code | undefined): string {
   return code === undefined ? "ok" : Code[code].replace(/[A-Z]/g, (c, i: number) => (i ? "_" : "") + c.toLowerCase());
 }
 
-/** Counts calls by method and status code and records their latency. */
-export function serverMetrics(): Interceptor {
+/** "ok" and every gRPC status code's name, as the RPC counter labels them. */
+const codeNames: readonly string[] = ["ok", ...Object.values(Code).filter((code): code is Code => typeof code === "number").map(codeName)];
+
+/**
+ * Counts calls by method and status code and records their latency. Every method of `served`
+ * is exported at 0 from the start, with every code, as grpc-prometheus does: Prometheus's
+ * rate() and increase() count an increment only from a sample before it, so a method's first
+ * error of a kind would otherwise go unseen.
+ */
+export function serverMetrics(served: readonly DescService[] = []): Interceptor {
+  for (const method of served.flatMap((service) => service.methods)) {
+    const labels = methodLabels(method);
+    for (const code of codeNames) requests.inc(labels.withCode(code), 0);
+    duration.zero(labels.method);
+  }
   return (next) => async (req) => {
     const labels = methodLabels(req.method);
     const started = performance.now();
