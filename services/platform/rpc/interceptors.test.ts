@@ -45,22 +45,24 @@ describe("serverErrors", () => {
 });
 
 describe("serverMetrics", () => {
+  const key = (name: string, labels: Record<string, string | number>): string => `${name}${JSON.stringify(labels)}`;
   const series = async (name: string): Promise<Map<string, number>> => {
     const metric = await register.getSingleMetric(name)?.get();
     const ofInventory = (metric?.values ?? []).filter((v) => String(v.labels["method"]).startsWith("orderflow.inventory.v1.InventoryService/"));
     // A histogram's values name their series (_bucket, _sum, _count); a counter's do not.
-    return new Map(ofInventory.map((v) => [`${"metricName" in v ? String(v.metricName) : name}${JSON.stringify(v.labels)}`, v.value]));
+    return new Map(ofInventory.map((v) => [key("metricName" in v ? String(v.metricName) : name, v.labels), v.value]));
   };
+  const getProduct = "orderflow.inventory.v1.InventoryService/GetProduct";
 
   it("exports every method of the served services with every status code at 0 before any call, then counts each call once", async () => {
     const interceptor = serverMetrics([InventoryService]);
     const calls = await series("rpc_server_requests_total");
     expect(calls.size).toBe(InventoryService.methods.length * 17);
     expect([...calls.values()].every((value) => value === 0)).toBe(true);
-    expect(calls.get(`rpc_server_requests_total${JSON.stringify({ method: "orderflow.inventory.v1.InventoryService/GetProduct", code: "not_found" })}`)).toBe(0);
-    expect(calls.has(`rpc_server_requests_total${JSON.stringify({ method: "orderflow.inventory.v1.InventoryService/AdjustStock", code: "invalid_argument" })}`)).toBe(true);
+    expect(calls.get(key("rpc_server_requests_total", { method: getProduct, code: "not_found" }))).toBe(0);
+    expect(calls.has(key("rpc_server_requests_total", { method: "orderflow.inventory.v1.InventoryService/AdjustStock", code: "invalid_argument" }))).toBe(true);
     const durations = await series("rpc_server_duration_seconds");
-    expect(durations.get(`rpc_server_duration_seconds_count${JSON.stringify({ method: "orderflow.inventory.v1.InventoryService/GetProduct" })}`)).toBe(0);
+    expect(durations.get(key("rpc_server_duration_seconds_count", { method: getProduct }))).toBe(0);
 
     const transport = createRouterTransport(
       (router) =>
@@ -73,7 +75,7 @@ describe("serverMetrics", () => {
     );
     await expect(createClient(InventoryService, transport).getProduct({ sku: "KB-404" })).rejects.toThrow("no such product");
     const after = await series("rpc_server_requests_total");
-    const changed = [...after].filter(([key, value]) => value !== calls.get(key));
-    expect(changed).toEqual([[`rpc_server_requests_total${JSON.stringify({ method: "orderflow.inventory.v1.InventoryService/GetProduct", code: "not_found" })}`, 1]]);
+    const changed = [...after].filter(([name, value]) => value !== calls.get(name));
+    expect(changed).toEqual([[key("rpc_server_requests_total", { method: getProduct, code: "not_found" }), 1]]);
   });
 });
