@@ -45,7 +45,7 @@ describe("serverErrors", () => {
 });
 
 describe("serverMetrics", () => {
-  const key = (name: string, labels: Record<string, string | number>): string => `${name}${JSON.stringify(labels)}`;
+  const key = (name: string, labels: object): string => `${name}${JSON.stringify(labels)}`;
   const series = async (name: string): Promise<Map<string, number>> => {
     const metric = await register.getSingleMetric(name)?.get();
     const ofInventory = (metric?.values ?? []).filter((v) => String(v.labels["method"]).startsWith("orderflow.inventory.v1.InventoryService/"));
