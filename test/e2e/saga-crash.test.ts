@@ -107,65 +107,48 @@ function outcomes(statuses: Map<string, string>): string {
   return JSON.stringify(counts);
 }
 
+/**
+ * Kills `service` (SIGKILL) the moment the 40th order is created — its saga has just begun, so
+ * at least that order is mid-flight however fast the machine runs sagas — counts the orders
+ * then in flight, and starts the service again a second later while the rest are still placed
+ * (CreateOrders refused meanwhile are retried with their idempotency keys).
+ */
+function killWhilePlacing(service: string): { onProgress: (created: number) => void; inFlightAtKill: () => Promise<number> } {
+  let crash: Promise<number> | undefined;
+  return {
+    onProgress: (created) => {
+      if (created !== 40 || crash) return;
+      crash = (async () => {
+        await sys.system.kill(service);
+        const inFlight = await ordersInFlight(sys);
+        await sleep(1_000);
+        await sys.system.restart(service);
+        return inFlight;
+      })();
+    },
+    inFlightAtKill: () => crash ?? Promise.reject(new Error(`${service} was never killed: fewer than 40 orders created`)),
+  };
+}
+
 describe("participants killed mid-flight", () => {
-  test("payment killed (SIGKILL) with orders in flight, restarted after 1 s", async () => {
-    let killed: Promise<void> | undefined;
-    let inFlightAtKill = 0;
-    const started = Date.now();
-    const ids = await placeOrders("pay", (created) => {
-      if (created === 40 && !killed) {
-        killed = (async () => {
-          await sys.system.kill("payment");
-          inFlightAtKill = await ordersInFlight(sys);
-        })();
-      }
-    });
-    await killed;
-    expect(sys.system.info("payment").running).toBe(false);
-    await sleep(1_000);
-    await sys.system.restart("payment");
-    const statuses = await waitAllSettled(sys, ids, 60_000);
-    console.log(`payment kill: ${ids.length} orders, ${inFlightAtKill} in flight at the kill, all terminal after ${((Date.now() - started) / 1000).toFixed(1)} s: ${outcomes(statuses)}`);
-    expect(ids).toHaveLength(100);
-    expect(inFlightAtKill).toBeGreaterThan(0);
-    const report = await auditUntilClean(sys.db, { baseline, topUps }, 15_000);
-    expect(report.violations).toEqual([]);
-  }, 120_000);
-
-  test("inventory killed (SIGKILL) with orders in flight, restarted after 1 s", async () => {
-    const started = Date.now();
-    // CreateOrder prices through inventory, so the orders are placed first and inventory is
-    // killed at once, with their reservations (and the confirmed ones' commits) under way.
-    const ids = await placeOrders("inv");
-    await sys.system.kill("inventory");
-    const inFlightAtKill = await ordersInFlight(sys);
-    await sleep(1_000);
-    await sys.system.restart("inventory");
-    const statuses = await waitAllSettled(sys, ids, 60_000);
-    console.log(`inventory kill: ${ids.length} orders, ${inFlightAtKill} in flight at the kill, all terminal after ${((Date.now() - started) / 1000).toFixed(1)} s: ${outcomes(statuses)}`);
-    expect(ids).toHaveLength(100);
-    expect(inFlightAtKill).toBeGreaterThan(0);
-    // The stock commits the killed inventory had taken are unanswered: they come back after the 10 s ack wait.
-    const auditStarted = Date.now();
-    const report = await auditUntilClean(sys.db, { baseline, topUps }, 30_000);
-    console.log(`inventory kill: audit clean ${((Date.now() - auditStarted) / 1000).toFixed(1)} s after the last order settled`);
-    expect(report.violations).toEqual([]);
-  }, 120_000);
-
-  test("order (the orchestrator) killed (SIGKILL) with orders in flight, restarted after 1 s", async () => {
-    const started = Date.now();
-    const ids = await placeOrders("ord");
-    await sys.system.kill("order");
-    const inFlightAtKill = await ordersInFlight(sys);
-    await sleep(1_000);
-    await sys.system.restart("order");
-    const statuses = await waitAllSettled(sys, ids, 60_000);
-    console.log(`order kill: ${ids.length} orders, ${inFlightAtKill} in flight at the kill, all terminal after ${((Date.now() - started) / 1000).toFixed(1)} s: ${outcomes(statuses)}`);
-    expect(ids).toHaveLength(100);
-    expect(inFlightAtKill).toBeGreaterThan(0);
-    const report = await auditUntilClean(sys.db, { baseline, topUps }, 15_000);
-    expect(report.violations).toEqual([]);
-  }, 120_000);
+  for (const service of ["payment", "inventory", "order"] as const) {
+    const role = service === "order" ? "order (the orchestrator)" : service;
+    test(`${role} killed (SIGKILL) with orders in flight, restarted after 1 s`, async () => {
+      const started = Date.now();
+      const crash = killWhilePlacing(service);
+      const ids = await placeOrders(service.slice(0, 3), crash.onProgress);
+      const inFlightAtKill = await crash.inFlightAtKill();
+      const statuses = await waitAllSettled(sys, ids, 60_000);
+      console.log(`${service} kill: ${ids.length} orders, ${inFlightAtKill} in flight at the kill, all terminal after ${((Date.now() - started) / 1000).toFixed(1)} s: ${outcomes(statuses)}`);
+      expect(ids).toHaveLength(100);
+      expect(inFlightAtKill).toBeGreaterThan(0);
+      // Stock commits a killed inventory had taken are unanswered: they come back after the 10 s ack wait.
+      const auditStarted = Date.now();
+      const report = await auditUntilClean(sys.db, { baseline, topUps }, service === "inventory" ? 30_000 : 15_000);
+      console.log(`${service} kill: audit clean ${((Date.now() - auditStarted) / 1000).toFixed(1)} s after the last order settled`);
+      expect(report.violations).toEqual([]);
+    }, 120_000);
+  }
 
   for (const server of ["nats", "redis", "postgres"] as const) {
     test(`${server} restarted (down 1 s) with orders in flight; watch streams open across it hear of every outcome`, async () => {

@@ -263,9 +263,12 @@ export function prng(seed: number): () => number {
   };
 }
 
+const retriedCodes: ReadonlySet<Code> = new Set([Code.Unavailable, Code.Aborted, Code.DeadlineExceeded]);
+
 /**
- * Calls fn again (with a growing pause) when the server says UNAVAILABLE or the
- * deadline passed — what a client with an idempotency key does under overload.
+ * Calls fn again (with a growing pause) when the server says UNAVAILABLE, the
+ * connection was reset under the call (ABORTED) or the deadline passed — what a client
+ * with an idempotency key does under overload or while a server restarts.
  * Counts the retries in `counter.retries` when given.
  */
 export async function retryUnavailable<T>(fn: () => Promise<T>, counter?: { retries: number }, attempts = 8): Promise<T> {
@@ -274,7 +277,7 @@ export async function retryUnavailable<T>(fn: () => Promise<T>, counter?: { retr
       return await fn();
     } catch (error) {
       const code = ConnectError.from(error).code;
-      if (attempt >= attempts || (code !== Code.Unavailable && code !== Code.DeadlineExceeded)) throw error;
+      if (attempt >= attempts || !retriedCodes.has(code)) throw error;
       if (counter) counter.retries++;
       await sleep(250 * attempt + Math.floor(Math.random() * 250));
     }
