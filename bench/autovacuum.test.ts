@@ -59,22 +59,27 @@ describe("the autovacuum stand-in's visits", () => {
   const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
   const analyzeCount = async () => (await onOwnConnection<{ n: string }>("SELECT analyze_count AS n FROM pg_stat_user_tables WHERE relid = $1::regclass", [TABLE]))[0]?.n;
 
-  it("come once every naptime on one clock across the steps, not restarted by each step", async () => {
+  it("come once every naptime on one clock across the steps, not restarted by each step, and are reported", async () => {
     const visits = new AutovacuumStandIn(databaseUrl, 600);
     try {
       await onOwnConnection(`INSERT INTO ${TABLE} SELECT generate_series(1, 5000)`);
       const before = await analyzeCount();
       // A step shorter than the naptime: no visit is due yet.
+      const clockStarted = Date.now();
       let stop = visits.analyzeWhileRunning();
       await sleep(300);
-      await stop();
+      expect(await stop()).toEqual([]);
       expect(await analyzeCount()).toBe(before);
       // The next step begins before the visit is due and runs past it: the visit comes in it.
       await sleep(100);
       stop = visits.analyzeWhileRunning();
       await sleep(500);
-      await stop();
+      const made = await stop();
       expect(Number(await analyzeCount())).toBeGreaterThan(Number(before));
+      expect(made).toHaveLength(1);
+      expect(made[0]?.tables).toContain(TABLE);
+      expect(made[0]?.at).toBeGreaterThanOrEqual(clockStarted + 600);
+      expect(made[0]?.durationMs).toBeGreaterThanOrEqual(0);
     } finally {
       await visits.close();
     }

@@ -22,6 +22,13 @@ const STALE_TABLES = `
  * analyzes each table autovacuum's rule picks, as often as autovacuum visits a database:
  * once every `autovacuum_naptime`, on one clock for the whole run.
  */
+/** One visit of the stand-in: when it began (ms since the epoch), the tables it analyzed, how long it took. */
+export interface AutovacuumVisit {
+  at: number;
+  tables: string[];
+  durationMs: number;
+}
+
 export class AutovacuumStandIn {
   private readonly pool: pg.Pool;
   private naptime: Promise<number> | undefined;
@@ -48,13 +55,14 @@ export class AutovacuumStandIn {
 
   /**
    * Analyzes stale tables at each visit that falls due until the returned function is called
-   * (which waits for a running visit). Visits that fell due while no step ran are skipped:
-   * the VACUUM (ANALYZE) before each step did their work.
+   * (which waits for a running visit and returns the visits made). Visits that fell due while
+   * no step ran are skipped: the VACUUM (ANALYZE) before each step did their work.
    */
-  analyzeWhileRunning(): () => Promise<void> {
+  analyzeWhileRunning(): () => Promise<AutovacuumVisit[]> {
     let stopped = false;
     let timer: NodeJS.Timeout | undefined;
     let running: Promise<void> = Promise.resolve();
+    const visits: AutovacuumVisit[] = [];
     const scheduleNext = (naptime: number): void => {
       if (stopped) return;
       const now = Date.now();
@@ -64,7 +72,11 @@ export class AutovacuumStandIn {
       timer = setTimeout(() => {
         this.nextVisitAt = due + naptime;
         const next = () => scheduleNext(naptime);
-        running = this.analyzeStale().then(next, next);
+        const at = Date.now();
+        running = this.analyzeStale().then((tables) => {
+          visits.push({ at, tables, durationMs: Date.now() - at });
+          next();
+        }, next);
       }, due - now);
       timer.unref();
     };
@@ -73,6 +85,7 @@ export class AutovacuumStandIn {
       stopped = true;
       clearTimeout(timer);
       await running;
+      return visits;
     };
   }
 

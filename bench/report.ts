@@ -18,6 +18,11 @@ const errs = (counts: Record<string, number>): string =>
     .map(([code, count]) => `${code}:${count}`)
     .join(" ") || "0";
 
+type StandInVisit = NonNullable<BenchResult["saga"]["steps"][number]["autovacuumVisits"]>[number];
+
+const standInVisit = (visit: StandInVisit): string =>
+  `the autovacuum stand-in analyzed ${visit.tables.length} table${visit.tables.length === 1 ? "" : "s"} from +${(visit.fromStepStartMs / 1_000).toFixed(1)} s for ${Math.round(visit.durationMs)} ms`;
+
 export function renderTable(result: BenchResult): string {
   const out: string[] = [];
   const m = result.machine;
@@ -82,7 +87,8 @@ export function renderTable(result: BenchResult): string {
     if (seconds.length === 0) return [];
     const p99s = seconds.map((second) => second.p99);
     const over = p99s.filter((p99) => p99 > goalP99Ms).length;
-    return [`    ${figure(step.offeredPerSec)}/s: ${milliseconds(Math.min(...p99s))} – ${milliseconds(Math.max(...p99s))}; ${over} of ${seconds.length} seconds over ${goalP99Ms} ms`];
+    const visits = (step.autovacuumVisits ?? []).filter((visit) => visit.tables.length > 0).map(standInVisit);
+    return [`    ${figure(step.offeredPerSec)}/s: ${milliseconds(Math.min(...p99s))} – ${milliseconds(Math.max(...p99s))}; ${over} of ${seconds.length} seconds over ${goalP99Ms} ms${visits.map((v) => `; ${v}`).join("")}`];
   });
   if (secondLines.length > 0) out.push("  end-to-end p99 second by second (orders grouped by the second they were accepted: lowest – highest):", ...secondLines);
   const timed = result.saga.steps.filter((s) => s.stages.some((stage) => stage.count > 0));

@@ -73,6 +73,12 @@ export interface BenchResult {
        * threads; `machine`: every context switch); null when none concluded.
        */
       wakeUpsPerSaga: Record<string, number> | null;
+      /**
+       * The autovacuum stand-in's visits while the step ran (absent where it did not stand in:
+       * a Postgres with autovacuum on, or --target): ms from the step's start, the tables
+       * analyzed, ms taken.
+       */
+      autovacuumVisits?: Array<{ fromStepStartMs: number; tables: string[]; durationMs: number }>;
       /** JetStream consumers by the most messages they had not yet acknowledged during the step (deepest first). */
       queues: ConsumerQueue[];
       /** JetStream messages, Postgres write transactions and WAL bytes over the step and its drain, and per saga concluded. */

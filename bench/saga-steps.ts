@@ -73,6 +73,7 @@ export async function runSagaSteps(run: SagaRun): Promise<SagaSteps> {
     const t0 = performance.now();
     const queues = await new QueueSampler(jsm).start();
     const stopAnalyzing = autovacuum?.analyzeWhileRunning();
+    const stepStartedAt = Date.now();
     const step: SagaStepResult = await generator.run({
       kind: "saga-step",
       index,
@@ -82,7 +83,7 @@ export async function runSagaSteps(run: SagaRun): Promise<SagaSteps> {
       maxInFlight: maxInFlightAt(rate),
       warmupMs: Math.min(1_000, options.stepMs / 4),
     });
-    await stopAnalyzing?.();
+    const visits = (await stopAnalyzing?.())?.map(({ at, tables, durationMs }) => ({ fromStepStartMs: at - stepStartedAt, tables, durationMs }));
     // CPU and queues over the arrivals and the drain.
     const cpuAfter = monitor.cpu();
     const concluded = step.confirmed + step.rejected;
@@ -98,7 +99,7 @@ export async function runSagaSteps(run: SagaRun): Promise<SagaSteps> {
     const rejections = rejectionNote(rate, step.confirmed, step.rejected);
     if (rejections) notes.push(rejections);
     const reasons = saturationReasons(step, rate);
-    steps.push({ ...step, serviceCpuPercent, runQueueWaitPercent, cpuMsPerSaga, wakeUpsPerSaga, queues: stepQueues ?? [], work, stages: [], saturated: reasons.length > 0, saturationReason: reasons.join("; ") });
+    steps.push({ ...step, serviceCpuPercent, runQueueWaitPercent, cpuMsPerSaga, wakeUpsPerSaga, ...(visits && { autovacuumVisits: visits }), queues: stepQueues ?? [], work, stages: [], saturated: reasons.length > 0, saturationReason: reasons.join("; ") });
     log(`  accepted ${step.acceptedPerSec}/s, completed ${step.completedPerSec}/s, backlog ${step.backlogAtEnd}, e2e p99 ${step.e2eLatency.p99} ms${reasons.length > 0 ? ` — saturated: ${reasons.join("; ")}` : ""}`);
     if (reasons.length > 0 && !options.pastSaturation) break;
   }
