@@ -13,6 +13,13 @@ const STALE_TABLES = `
    WHERE s.n_mod_since_analyze > current_setting('autovacuum_analyze_threshold')::float8
            + current_setting('autovacuum_analyze_scale_factor')::float8 * greatest(c.reltuples, 0)`;
 
+/** One visit of the stand-in: when it began (ms since the epoch), the tables it analyzed, how long it took. */
+export interface AutovacuumVisit {
+  at: number;
+  tables: string[];
+  durationMs: number;
+}
+
 /**
  * Stands in for autovacuum on a server that runs without it. A bench database starts
  * empty and grows by thousands of rows a second: without fresh statistics the services'
@@ -22,13 +29,6 @@ const STALE_TABLES = `
  * analyzes each table autovacuum's rule picks, as often as autovacuum visits a database:
  * once every `autovacuum_naptime`, on one clock for the whole run.
  */
-/** One visit of the stand-in: when it began (ms since the epoch), the tables it analyzed, how long it took. */
-export interface AutovacuumVisit {
-  at: number;
-  tables: string[];
-  durationMs: number;
-}
-
 export class AutovacuumStandIn {
   private readonly pool: pg.Pool;
   private naptime: Promise<number> | undefined;
