@@ -1,4 +1,4 @@
-import type { ConsumerInfo, JetStreamManager } from "@nats-io/jetstream";
+import type { ConsumerInfo, JetStreamManager, StreamInfo } from "@nats-io/jetstream";
 import { isMissing } from "./missing.js";
 
 /** A durable consumer of a stream. */
@@ -28,4 +28,12 @@ export async function consumerBacklog(jsm: JetStreamManager, consumers: readonly
     }),
   );
   return counts.reduce((sum, n) => sum + n, 0);
+}
+
+/** A stream's info and its consumers', read together (what trimming and the usage gauges both need). */
+export async function streamWithConsumers(jsm: JetStreamManager, stream: string): Promise<{ info: StreamInfo; consumers: ConsumerInfo[] }> {
+  const info = await jsm.streams.info(stream);
+  const consumers: ConsumerInfo[] = [];
+  for await (const consumer of jsm.consumers.list(stream)) consumers.push(consumer);
+  return { info, consumers };
 }

@@ -1,7 +1,7 @@
 import type { JetStreamManager } from "@nats-io/jetstream";
 import type { Gauge } from "prom-client";
 import { gauge } from "../metrics.js";
-import { unfinished } from "./backlog.js";
+import { streamWithConsumers, unfinished } from "./backlog.js";
 import { isMissing } from "./missing.js";
 
 export interface ConsumerUsage {
@@ -23,10 +23,8 @@ export async function readStreamUsage(jsm: JetStreamManager, streams: readonly s
   const usage: StreamUsage[] = [];
   for (const stream of streams) {
     try {
-      const info = await jsm.streams.info(stream);
-      const consumers: ConsumerUsage[] = [];
-      for await (const consumer of jsm.consumers.list(stream)) consumers.push({ consumer: consumer.name, pending: unfinished(consumer) });
-      usage.push({ stream, bytes: info.state.bytes, maxBytes: info.config.max_bytes, consumers });
+      const { info, consumers } = await streamWithConsumers(jsm, stream);
+      usage.push({ stream, bytes: info.state.bytes, maxBytes: info.config.max_bytes, consumers: consumers.map((c) => ({ consumer: c.name, pending: unfinished(c) })) });
     } catch (err) {
       if (!isMissing(err, "stream")) throw err;
     }

@@ -3,7 +3,7 @@ import { errorMessage } from "../errors.js";
 import type { Logger } from "../logger.js";
 import { counter } from "../metrics.js";
 import { runPeriodically } from "../periodic.js";
-import { unfinished } from "./backlog.js";
+import { streamWithConsumers, unfinished } from "./backlog.js";
 
 const trimmed = counter("orderflow_bus_stream_trimmed_total", "Messages let go from a saga stream once every consumer of it had finished them", ["stream"]);
 
@@ -23,9 +23,8 @@ export function firstNeeded(lastSeq: number, consumers: readonly ConsumerProgres
 
 /** Lets go of the messages of `stream` every consumer of it has finished; returns how many. */
 export async function trimStream(jsm: JetStreamManager, stream: string): Promise<number> {
-  const { state } = await jsm.streams.info(stream);
-  const consumers: ConsumerInfo[] = [];
-  for await (const consumer of jsm.consumers.list(stream)) consumers.push(consumer);
+  const { info, consumers } = await streamWithConsumers(jsm, stream);
+  const state = info.state;
   const keepFrom = firstNeeded(state.last_seq, consumers);
   if (keepFrom <= state.first_seq) return 0;
   const { purged } = await jsm.streams.purge(stream, { seq: keepFrom });
