@@ -91,6 +91,7 @@ describe("Catalogue", () => {
       [Code.DeadlineExceeded, Code.Unavailable],
       [Code.ResourceExhausted, Code.Unavailable],
       [Code.Aborted, Code.Unavailable],
+      [Code.Canceled, Code.Unavailable],
       [Code.InvalidArgument, Code.Internal],
       [Code.PermissionDenied, Code.Internal],
       [Code.Unimplemented, Code.Internal],

@@ -76,8 +76,12 @@ export class Catalogue {
   }
 }
 
-/** Inventory's answers a retry of CreateOrder may cure. */
-const transientCodes: ReadonlySet<Code> = new Set([Code.Unavailable, Code.DeadlineExceeded, Code.ResourceExhausted, Code.Aborted]);
+/**
+ * Inventory's answers a retry of CreateOrder may cure. CANCELED too: the lookups carry no
+ * caller's signal, so it means inventory's connection closed under the call (connect-node
+ * reports an HTTP/2 stream a dying process left as CANCELED).
+ */
+const transientCodes: ReadonlySet<Code> = new Set([Code.Unavailable, Code.DeadlineExceeded, Code.ResourceExhausted, Code.Aborted, Code.Canceled]);
 
 /**
  * What CreateOrder answers when inventory failed to read its products: UNAVAILABLE (retry) for

@@ -263,12 +263,13 @@ export function prng(seed: number): () => number {
   };
 }
 
-const retriedCodes: ReadonlySet<Code> = new Set([Code.Unavailable, Code.Aborted, Code.DeadlineExceeded]);
+/** connect-node reports a call whose connection closed under it as ABORTED (reset) or CANCELED (HTTP/2 CANCEL). */
+const retriedCodes: ReadonlySet<Code> = new Set([Code.Unavailable, Code.Aborted, Code.Canceled, Code.DeadlineExceeded]);
 
 /**
  * Calls fn again (with a growing pause) when the server says UNAVAILABLE, the
- * connection was reset under the call (ABORTED) or the deadline passed — what a client
- * with an idempotency key does under overload or while a server restarts.
+ * connection closed under the call (the server killed) or the deadline passed — what a
+ * client with an idempotency key does under overload or while a server restarts.
  * Counts the retries in `counter.retries` when given.
  */
 export async function retryUnavailable<T>(fn: () => Promise<T>, counter?: { retries: number }, attempts = 8): Promise<T> {
