@@ -55,6 +55,20 @@ describe("the autovacuum stand-in", () => {
   });
 });
 
+describe("the autovacuum stand-in's pace", () => {
+  it("analyzes at autovacuum's cost-based delay, not a manual ANALYZE's none", async () => {
+    const [server] = await onOwnConnection<{ delay: string; limit: string; vacuumDelay: string; vacuumLimit: string }>(
+      `SELECT current_setting('autovacuum_vacuum_cost_delay') AS delay, current_setting('autovacuum_vacuum_cost_limit') AS limit,
+              current_setting('vacuum_cost_delay') AS "vacuumDelay", current_setting('vacuum_cost_limit') AS "vacuumLimit"`,
+    );
+    const pace = await standIn.analyzeAtAutovacuumsPace(TABLE);
+    expect(pace).toEqual({
+      costDelay: server?.delay === "-1" ? server.vacuumDelay : server?.delay,
+      costLimit: Number(server?.limit === "-1" ? server.vacuumLimit : server?.limit),
+    });
+  });
+});
+
 describe("the autovacuum stand-in's visits", () => {
   const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
   const analyzeCount = async () => (await onOwnConnection<{ n: string }>("SELECT analyze_count AS n FROM pg_stat_user_tables WHERE relid = $1::regclass", [TABLE]))[0]?.n;

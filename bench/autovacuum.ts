@@ -1,5 +1,5 @@
 import pg from "pg";
-import { surviveDroppedConnections } from "../services/platform/db.js";
+import { surviveDroppedConnections, transaction } from "../services/platform/db.js";
 
 // What autovacuum would do to the run's database, for a Postgres that runs without it.
 
@@ -12,6 +12,24 @@ const STALE_TABLES = `
     FROM pg_stat_user_tables s JOIN pg_class c ON c.oid = s.relid
    WHERE s.n_mod_since_analyze > current_setting('autovacuum_analyze_threshold')::float8
            + current_setting('autovacuum_analyze_scale_factor')::float8 * greatest(c.reltuples, 0)`;
+
+/**
+ * Autovacuum's pace for the statements of this transaction: its workers sleep
+ * `autovacuum_vacuum_cost_delay` each time their page accesses add up to
+ * `autovacuum_vacuum_cost_limit` (-1: the vacuum_ setting), where a manual ANALYZE runs
+ * unthrottled. Returns the delay and limit in force.
+ */
+const AT_AUTOVACUUMS_PACE = `
+  SELECT set_config('vacuum_cost_delay', CASE current_setting('autovacuum_vacuum_cost_delay')
+           WHEN '-1' THEN current_setting('vacuum_cost_delay') ELSE current_setting('autovacuum_vacuum_cost_delay') END, true) AS "costDelay",
+         set_config('vacuum_cost_limit', CASE current_setting('autovacuum_vacuum_cost_limit')
+           WHEN '-1' THEN current_setting('vacuum_cost_limit') ELSE current_setting('autovacuum_vacuum_cost_limit') END, true)::int AS "costLimit"`;
+
+/** Autovacuum's cost-based delay (e.g. "2ms") and the cost limit it sleeps at. */
+export interface AutovacuumPace {
+  costDelay: string;
+  costLimit: number;
+}
 
 /** One visit of the stand-in: when it began (ms since the epoch), the tables it analyzed, how long it took. */
 export interface AutovacuumVisit {
@@ -89,11 +107,22 @@ export class AutovacuumStandIn {
     };
   }
 
-  /** Tables analyzed, by name. */
+  /** Tables analyzed, by name. Each table in a transaction of its own at autovacuum's pace, as its workers take them. */
   async analyzeStale(): Promise<string[]> {
     const { rows } = await this.pool.query<{ name: string }>(STALE_TABLES);
-    for (const { name } of rows) await this.pool.query(`ANALYZE ${name}`);
+    for (const { name } of rows) await this.analyzeAtAutovacuumsPace(name);
     return rows.map((r) => r.name);
+  }
+
+  /** ANALYZE of one table, throttled as an autovacuum worker's; returns the pace it ran at. */
+  analyzeAtAutovacuumsPace(table: string): Promise<AutovacuumPace> {
+    return transaction(this.pool, async (client) => {
+      const { rows } = await client.query<AutovacuumPace>(AT_AUTOVACUUMS_PACE);
+      await client.query(`ANALYZE ${table}`);
+      const [pace] = rows;
+      if (!pace) throw new Error("set_config returned no row");
+      return pace;
+    });
   }
 
   close(): Promise<void> {
