@@ -105,6 +105,15 @@ describe("a batch's reservations together (reserveAll)", () => {
     expect(await stock(together["b"]!)).toEqual({ available: "3", reserved: "7", sold: "0" });
   });
 
+  it("knows an order with a reservation already by its id in capitals too", async () => {
+    const skus = await products({ a: 10n });
+    const released = randomUUID();
+    await db.transaction((tx) => releaseAll(tx, [create(ReleaseStockSchema, { orderId: released })]));
+    const replies = await db.transaction((tx) => reserveAll(tx, [reserve(randomUUID(), [[skus["a"]!, 1n]]), reserve(released.toUpperCase(), [[skus["a"]!, 1n]])]));
+    expect(replies.map(outcome)).toEqual(["inventory.evt.reserved", "failed: order cancelled []"]);
+    expect(await stock(skus["a"]!)).toEqual({ available: "9", reserved: "1", sold: "0" });
+  });
+
   it("reserves a batch the stock covers in one statement, down to the last unit", async () => {
     const skus = await products({ a: 1_000n, b: 50n });
     const { result: replies, statements } = await inRecordedTransaction(db, (tx) =>

@@ -243,7 +243,8 @@ async function reserveFresh(tx: Queryable, firsts: ReserveStock[]): Promise<Map<
     prepared(reserveBatchSql, [firsts.map((c) => c.orderId), lines.map((l) => l.orderId), lines.map((l) => l.sku), lines.map((l) => l.quantity.toString())]),
   );
   const recorded = new Set(rows.filter((r) => r.kind === "reservation").map((r) => r.id!));
-  const fresh = firsts.filter((c) => !recorded.has(c.orderId));
+  // Postgres writes a uuid in lower case; the command's id may be spelled otherwise.
+  const fresh = firsts.filter((c) => !recorded.has(c.orderId.toLowerCase()));
   if (rows.find((r) => r.kind === "decision")!.ok) return new Map(fresh.map(({ orderId }) => [orderId, reserved(orderId)]));
   return decideOneAfterAnother(tx, fresh, new Map(rows.filter((r) => r.kind === "product").map((r) => [r.id!, BigInt(r.available ?? "0")])));
 }
