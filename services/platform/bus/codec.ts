@@ -1,4 +1,4 @@
-import { createRegistry, fromBinary, toBinary, type Message, type Registry } from "@bufbuild/protobuf";
+import { createRegistry, type DescMessage, fromBinary, toBinary, type Message, type Registry } from "@bufbuild/protobuf";
 import { file_orderflow_fraud_v1_fraud } from "../../../gen/orderflow/fraud/v1/fraud_pb.js";
 import { file_orderflow_inventory_v1_saga } from "../../../gen/orderflow/inventory/v1/saga_pb.js";
 import { file_orderflow_order_v1_events } from "../../../gen/orderflow/order/v1/events_pb.js";
@@ -22,9 +22,14 @@ export class DecodeError extends Error {
 
 /** Binary encoding of a Protobuf message (any message created with `create(Schema, …)`). */
 export function encodeMessage(message: Message, registry: Registry = sagaRegistry): { type: string; payload: Uint8Array } {
+  return { type: message.$typeName, payload: toBinary(registeredType(message, registry), message) };
+}
+
+/** The message's schema in the registry; throws for a type the bus does not carry. */
+export function registeredType(message: Message, registry: Registry = sagaRegistry): DescMessage {
   const desc = registry.getMessage(message.$typeName);
   if (!desc) throw new Error(`message type ${message.$typeName} is not in the bus registry`);
-  return { type: message.$typeName, payload: toBinary(desc, message) };
+  return desc;
 }
 
 /** Decodes a payload of the given type name; throws DecodeError for unknown types or bad bytes. */

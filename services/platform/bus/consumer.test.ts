@@ -424,6 +424,41 @@ describe("inbox consumer", () => {
       await c2.stop();
     }
   });
+
+  it("fails only the message whose handler emitted what cannot be sent; the rest of its batch commits and publishes", async () => {
+    const subj = subject("emit-unsendable-batch");
+    const replies = `${env.domain("inventory")}.evt.batch-emitted`;
+    const c = await startConsumer({
+      js: env.js,
+      pool: env.pool,
+      schema: env.schema,
+      inbox: false,
+      stream: env.stream("inventory"),
+      durable: "emit-unsendable-batch",
+      filterSubject: subj,
+      batchSize: 3,
+      maxDeliver: 1,
+      publishEmitted: env.publisher,
+      dlq: env.dlq,
+      handle: async (d, _tx, out) =>
+        d.id === "batch-odd"
+          ? out.emit({ subject: replies, id: `${d.id}:reply`, key: d.key, message: create(HealthCheckResponseSchema, {}) })
+          : out.emit({ subject: replies, id: `${d.id}:reply`, key: d.key, message: create(StockReservedSchema, { orderId: d.key }) }),
+    });
+    try {
+      await publishBundled(env.js, [reserve(subj, "batch-1", "w-1"), reserve(subj, "batch-odd", "w-odd"), reserve(subj, "batch-2", "w-2")]);
+      await waitFor(() => settled("emit-unsendable-batch"), 10_000, "all settled");
+      const stored = (await readStream(env.jsm, env.stream("inventory"))).filter((m) => m.subject === replies);
+      const ids = stored.flatMap((m) => receivedEntries(m.header, m.data, { stream: env.stream("inventory"), seq: m.seq }).map((e) => e.id));
+      expect(ids.sort()).toEqual(["batch-1:reply", "batch-2:reply"]);
+      const deadLettered = (await listDeadLetters(env.jsm, { dlq: env.dlq })).map((dl) => dl.messageId);
+      expect(deadLettered).toContain("batch-odd");
+      expect(deadLettered).not.toContain("batch-1");
+      expect(deadLettered).not.toContain("batch-2");
+    } finally {
+      await c.stop();
+    }
+  });
 });
 
 /** A pool whose connections are refused (ECONNREFUSED) while `refusing` says so; it counts the attempts. */

@@ -17,7 +17,7 @@ import { enqueueOutbox } from "./outbox.js";
 import { isConflictError, isConnectionError } from "../pgerrors.js";
 import { ProgressSignals } from "./progress.js";
 import { startInboxPruning } from "./inbox-pruning.js";
-import type { OutgoingMessage } from "./publish.js";
+import { assertSendableDirectly, type OutgoingMessage } from "./publish.js";
 import { Settlement } from "./settlement.js";
 import { currentTraceHeaders, inConsumerSpan, producerSpans } from "./trace.js";
 
@@ -62,10 +62,15 @@ function refillBelow(prefetch: number): number {
 const PULL_EXPIRES_MS = 10_000;
 const PULL_HEARTBEAT_MS = 1_000;
 
-/** An OutboxWriter that collects into `emitted`; a message continues the trace of the delivery whose handler emits it. */
-function collectInto(emitted: OutgoingMessage[]): OutboxWriter {
+/**
+ * An OutboxWriter that collects into `emitted`; a message continues the trace of the delivery
+ * whose handler emits it. `direct`: the messages are to be published after the commit, not
+ * through the outbox, and one that could never be sent fails its handler at once.
+ */
+function collectInto(emitted: OutgoingMessage[], direct: boolean): OutboxWriter {
   return {
     emit: (...messages) => {
+      if (direct) for (const m of messages) assertSendableDirectly(m);
       const trace = currentTraceHeaders();
       for (const m of messages) emitted.push({ ...m, headers: { ...trace, ...m.headers } });
     },
@@ -459,7 +464,7 @@ class BatchConsumer implements BusConsumer {
       if (newDeliveries.length > 0 && this.opts.pool !== undefined) await this.opts.beforeBatch?.(client, newDeliveries);
       const outcomes: Outcome[] = [];
       const emitted: OutgoingMessage[] = [];
-      const out = collectInto(emitted);
+      const out = collectInto(emitted, this.publishEmitted !== undefined);
       for (const it of items) {
         if (fresh.delete(it.d.id)) {
           await this.invoke(it.d, client, out);
@@ -498,7 +503,7 @@ class BatchConsumer implements BusConsumer {
       try {
         const attempt = (): Promise<void> => {
           own = [];
-          return this.invoke(it.d, undefined, publishing ? collectInto(own) : NO_OUTBOX);
+          return this.invoke(it.d, undefined, publishing ? collectInto(own, true) : NO_OUTBOX);
         };
         await this.retriedWhileUnavailable(attempt, () => false, 1);
       } catch (err) {

@@ -1,7 +1,7 @@
 import type { Message, Registry } from "@bufbuild/protobuf";
 import type { PubAck } from "@nats-io/jetstream";
 import { headers as natsHeaders, type MsgHdrs } from "@nats-io/transport-node";
-import { encodeMessage, sagaRegistry } from "./codec.js";
+import { encodeMessage, registeredType, sagaRegistry } from "./codec.js";
 import type { WireEntry } from "./bundle.js";
 import type { StreamPublisher } from "./jetstream-publisher.js";
 import { Header } from "./names.js";
@@ -51,9 +51,24 @@ export function publishMessages(publisher: StreamPublisher, messages: readonly O
 
 /** A message to publish directly (it needs an `id`), encoded: what `bundleForWire` takes. */
 export function encodeOutgoing(m: OutgoingMessage, registry: Registry = sagaRegistry): WireEntry {
-  if (!m.id) throw new Error(`publishing a message to ${m.subject} directly needs an id`);
+  const id = directId(m);
   const { type, payload } = encodeMessage(m.message, registry);
-  return { subject: m.subject, type, payload, id: m.id, key: m.key ?? null, headers: m.headers ?? {} };
+  return { subject: m.subject, type, payload, id, key: m.key ?? null, headers: m.headers ?? {} };
+}
+
+/**
+ * Throws, without encoding it, for a message `encodeOutgoing` could never send (no id, a type
+ * the bus does not carry): a handler that emits one then fails by itself, in its transaction,
+ * rather than failing every message of its batch once the batch has committed.
+ */
+export function assertSendableDirectly(m: OutgoingMessage, registry: Registry = sagaRegistry): void {
+  directId(m);
+  registeredType(m.message, registry);
+}
+
+function directId(m: OutgoingMessage): string {
+  if (!m.id) throw new Error(`publishing a message to ${m.subject} directly needs an id`);
+  return m.id;
 }
 
 /** All headers of a message as a JSON-friendly object. */
