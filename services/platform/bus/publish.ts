@@ -58,8 +58,8 @@ export function encodeOutgoing(m: OutgoingMessage, registry: Registry = sagaRegi
 
 /**
  * Throws, without encoding it, for a message `encodeOutgoing` could never send (no id, a type
- * the bus does not carry): a handler that emits one then fails by itself, in its transaction,
- * rather than failing every message of its batch once the batch has committed.
+ * the bus does not carry): a handler that emits one then fails by itself (in its transaction,
+ * where it has one) rather than failing every message of its batch once the batch has committed.
  */
 export function assertSendableDirectly(m: OutgoingMessage, registry: Registry = sagaRegistry): void {
   directId(m);
