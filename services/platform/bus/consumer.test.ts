@@ -504,6 +504,37 @@ describe("database outage", () => {
     }
   });
 
+  it("asks for no more than its prefetch through a long outage: nats.js's heartbeat monitor rests while the pump waits", async () => {
+    const subj = subject("outage-long");
+    let refusing = true;
+    const pool = new RefusingPool({ connectionString: env.databaseUrl, max: 4 }, () => refusing);
+    const record = recordEffect("outage-long");
+    // Slow once Postgres is back, so that what JetStream has sent by then is still to be handled.
+    const handle: typeof record = async (d, tx) => {
+      await new Promise((resolve) => setTimeout(resolve, 25));
+      await record(d, tx);
+    };
+    const batchSize = 2;
+    const c = await startConsumer({ js: env.js, pool, schema: env.schema, stream: env.stream("inventory"), durable: "outage-long", filterSubject: subj, batchSize, maxDeliver: 5, dlq: env.dlq, handle });
+    try {
+      await publishMessages(env.js, Array.from({ length: 80 }, (_, i) => reserve(subj, `outage-long-${i}`, `v-${i}`)));
+      await waitFor(async () => pool.attempts >= 1, 5_000, "the first batch held");
+      // Six heartbeats' worth of the pump waiting on the held batch.
+      await new Promise((resolve) => setTimeout(resolve, 6_000));
+      refusing = false;
+      await waitFor(async () => (await effects("outage-long")).length >= batchSize, 10_000, "the held batch applied");
+      await new Promise((resolve) => setTimeout(resolve, 200));
+      // Delivered and not yet acked: the batch in hand, the queue and nats.js's prefetch (2 ×
+      // batchSize), 5 here; with a full-prefetch pull for every missed heartbeat, 25–29.
+      const { num_ack_pending: outstanding } = await env.jsm.consumers.info(env.stream("inventory"), "outage-long");
+      expect(outstanding).toBeLessThanOrEqual(6 * batchSize);
+      await waitFor(async () => (await effects("outage-long")).length === 80, 20_000, "all applied");
+    } finally {
+      await c.stop();
+      await pool.end();
+    }
+  });
+
   it("hands its held messages back when stopped during an outage, without trying each against the database; all applied once Postgres is back", async () => {
     const subj = subject("outage-stop");
     let refusing = true;

@@ -9,6 +9,7 @@ import { decodeMessage, sagaRegistry } from "./codec.js";
 import type { BusConsumer, ConsumerOptions, Delivery, OutboxWriter } from "./consumer-options.js";
 import { publishWire, receivedEntries, sizeOf, type ReceivedEntry, type WireMessage, wireMessages, type WireOutcome } from "./bundle.js";
 import { DeadLetters } from "./dead-letters.js";
+import { HeartbeatRest } from "./heartbeat-rest.js";
 import { ensureDurableConsumer } from "./durable.js";
 import type { StreamPublisher } from "./jetstream-publisher.js";
 import { busMetrics } from "./metrics.js";
@@ -245,6 +246,7 @@ class BatchConsumer implements BusConsumer {
 
   /** Moves fetched messages into the local queue, pausing while a full batch is waiting. */
   private async runPump(messages: ConsumerMessages): Promise<void> {
+    const rest = new HeartbeatRest(messages, PULL_HEARTBEAT_MS);
     try {
       for await (const m of messages) {
         if (this.stopping) {
@@ -253,12 +255,15 @@ class BatchConsumer implements BusConsumer {
         }
         this.queue.push(m);
         this.wakeProcessor?.();
+        if (this.queue.length < this.batchSize || this.stopping) continue;
+        rest.begin();
         while (this.queue.length >= this.batchSize && !this.stopping) {
           await new Promise<void>((resolve) => {
             this.wakePump = resolve;
           });
           this.wakePump = null;
         }
+        rest.end(this.stopping);
       }
     } catch (err) {
       if (!this.stopping) this.log.error("consumer fetch loop failed", { consumer: this.name, error: errorMessage(err) });
