@@ -15,9 +15,10 @@ function monitorOf(messages: ConsumerMessages): HeartbeatMonitor | undefined {
  * open at the server and no heartbeat comes, and the monitor, two beats later, would queue a
  * full-prefetch pull every second behind the messages the iterator has yet to give — all sent
  * once the pump reads on, hundreds of messages past the prefetch bound after a long outage
- * (bus README, Consumers). The monitor is stopped only after `afterMs` of waiting, so the
- * pump's many short waits under load cost a timer each and nothing more; it starts again
- * when the pump reads on, as nats.js restarts it after a reconnect.
+ * (bus README, Consumers). The monitor is stopped after `afterMs` of waiting, and again every
+ * `afterMs` while the wait lasts (nats.js restarts it after a reconnect, and it needs two
+ * missed beats to act), so the pump's many short waits under load cost a timer each and
+ * nothing more; it starts again when the pump reads on.
  */
 export class HeartbeatRest {
   private timer: NodeJS.Timeout | undefined;
@@ -30,7 +31,7 @@ export class HeartbeatRest {
 
   /** The pump stops reading. */
   begin(): void {
-    this.timer = setTimeout(() => {
+    this.timer = setInterval(() => {
       this.resting = true;
       monitorOf(this.messages)?.cancel();
     }, this.afterMs);
@@ -38,7 +39,7 @@ export class HeartbeatRest {
 
   /** The pump reads on (`closing`: the messages are being closed, and the monitor with them). */
   end(closing: boolean): void {
-    clearTimeout(this.timer);
+    clearInterval(this.timer);
     if (!this.resting) return;
     this.resting = false;
     // Looked up again: nats.js drops its monitor when the messages are closed.
