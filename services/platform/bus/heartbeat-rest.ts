@@ -34,7 +34,7 @@ export class HeartbeatRest {
     this.timer = setInterval(() => {
       this.resting = true;
       monitorOf(this.messages)?.cancel();
-    }, this.afterMs);
+    }, this.afterMs).unref();
   }
 
   /** The pump reads on (`closing`: the messages are being closed, and the monitor with them). */
