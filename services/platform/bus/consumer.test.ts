@@ -1,5 +1,7 @@
 import { create, isMessage } from "@bufbuild/protobuf";
 import { context, trace, TraceFlags } from "@opentelemetry/api";
+import { jetstream } from "@nats-io/jetstream";
+import { connect, type NatsConnection } from "@nats-io/transport-node";
 import pg from "pg";
 import { afterAll, beforeAll, describe, expect, it, inject } from "vitest";
 import { HealthCheckResponseSchema } from "../../../gen/grpc/health/v1/health_pb.js";
@@ -13,7 +15,7 @@ import { Header } from "./names.js";
 import { busHeaders, publishMessages, type OutgoingMessage } from "./publish.js";
 import { publishBundled, receivedEntries } from "./bundle.js";
 import { currentTraceHeaders } from "./trace.js";
-import { busTestEnv, counted, type BusTestEnv, readStream, useTraceContext, waitFor } from "./testkit.js";
+import { busTestEnv, counted, type BusTestEnv, natsLink, readStream, useTraceContext, waitFor } from "./testkit.js";
 
 process.env["LOG_LEVEL"] ??= "error";
 useTraceContext();
@@ -462,6 +464,15 @@ describe("inbox consumer", () => {
 });
 
 /** A pool whose connections are refused (ECONNREFUSED) while `refusing` says so; it counts the attempts. */
+/** How many times the connection has reconnected so far. */
+function reconnections(nc: NatsConnection): () => number {
+  let count = 0;
+  void (async () => {
+    for await (const status of nc.status()) if (status.type === "reconnect") count += 1;
+  })();
+  return () => count;
+}
+
 class RefusingPool extends pg.Pool {
   attempts = 0;
 
@@ -532,6 +543,46 @@ describe("database outage", () => {
     } finally {
       await c.stop();
       await pool.end();
+    }
+  });
+
+  it("keeps its heartbeat monitor at rest through a NATS reconnect during a long outage (nats.js restarts it on reconnecting)", async () => {
+    const subj = subject("outage-reconnect");
+    const link = await natsLink(env.natsUrl);
+    const nc = await connect({ servers: link.url, reconnectTimeWait: 100, maxReconnectAttempts: -1 });
+    const reconnected = reconnections(nc);
+    let refusing = true;
+    const pool = new RefusingPool({ connectionString: env.databaseUrl, max: 4 }, () => refusing);
+    const record = recordEffect("outage-reconnect");
+    const handle: typeof record = async (d, tx) => {
+      await new Promise((resolve) => setTimeout(resolve, 25));
+      await record(d, tx);
+    };
+    const batchSize = 2;
+    const c = await startConsumer({ js: jetstream(nc), pool, schema: env.schema, stream: env.stream("inventory"), durable: "outage-reconnect", filterSubject: subj, batchSize, maxDeliver: 5, dlq: env.dlq, handle });
+    try {
+      await publishMessages(env.js, Array.from({ length: 80 }, (_, i) => reserve(subj, `outage-reconnect-${i}`, `w-${i}`)));
+      await waitFor(async () => pool.attempts >= 1, 5_000, "the first batch held");
+      await new Promise((resolve) => setTimeout(resolve, 2_500));
+      await link.cut();
+      await new Promise((resolve) => setTimeout(resolve, 500));
+      await link.restore();
+      await waitFor(() => reconnected() === 1, 10_000, "the client reconnected");
+      // Six heartbeats' worth after the reconnect, the pump still waiting on the held batch.
+      await new Promise((resolve) => setTimeout(resolve, 6_000));
+      refusing = false;
+      await waitFor(async () => (await effects("outage-reconnect")).length >= batchSize, 10_000, "the held batch applied");
+      await new Promise((resolve) => setTimeout(resolve, 200));
+      // The held batch, the queue, nats.js's prefetch and the reconnect's one fresh pull; with
+      // the monitor left running after the reconnect, a full-prefetch pull for each missed beat.
+      const { num_ack_pending: outstanding } = await env.jsm.consumers.info(env.stream("inventory"), "outage-reconnect");
+      expect(outstanding).toBeLessThanOrEqual(6 * batchSize);
+      await waitFor(async () => (await effects("outage-reconnect")).length === 80, 20_000, "all applied");
+    } finally {
+      await c.stop();
+      await pool.end();
+      await nc.close();
+      await link.close();
     }
   });
 
