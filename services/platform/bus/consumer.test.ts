@@ -464,7 +464,6 @@ describe("inbox consumer", () => {
   });
 });
 
-/** A pool whose connections are refused (ECONNREFUSED) while `refusing` says so; it counts the attempts. */
 /** How many times the connection has reconnected so far. */
 function reconnections(nc: NatsConnection): () => number {
   let count = 0;
@@ -474,6 +473,7 @@ function reconnections(nc: NatsConnection): () => number {
   return () => count;
 }
 
+/** A pool whose connections are refused (ECONNREFUSED) while `refusing` says so; it counts the attempts. */
 class RefusingPool extends pg.Pool {
   attempts = 0;
 
