@@ -108,19 +108,40 @@ function outcomes(statuses: Map<string, string>): string {
 }
 
 /**
- * Kills `service` (SIGKILL) the moment the 40th order is created — its saga has just begun, so
- * at least that order is mid-flight however fast the machine runs sagas — counts the orders
- * then in flight, and starts the service again a second later while the rest are still placed
- * (CreateOrders refused meanwhile are retried with their idempotency keys).
+ * Runs `work` with participant `held` frozen (SIGSTOP) once an order waits on it, and thaws it
+ * after. On a fast hour a saga concludes within the 10 ms between two orders, so a kill could
+ * otherwise find none in flight (the orchestrator's did, once in CI); a saga held up by `held`
+ * is mid-flight at the kill however fast the machine runs the others.
+ */
+async function withFrozen<T>(held: string, work: () => Promise<T>): Promise<T> {
+  const pid = sys.system.info(held).pid;
+  if (pid === undefined) throw new Error(`${held} is not running`);
+  process.kill(pid, "SIGSTOP");
+  try {
+    await eventually(async () => (await ordersInFlight(sys)) > 0, 5_000, `an order waiting on ${held}`, 5);
+    return await work();
+  } finally {
+    process.kill(pid, "SIGCONT");
+  }
+}
+
+/**
+ * Kills `service` (SIGKILL) the moment the 40th order is created, while another participant
+ * holds a saga up (withFrozen), counts the orders then in flight, and starts the service again
+ * a second later while the rest are still placed (CreateOrders refused meanwhile are retried
+ * with their idempotency keys).
  */
 function killWhilePlacing(service: string): { onProgress: (created: number) => void; inFlightAtKill: () => Promise<number> } {
   let crash: Promise<number> | undefined;
+  const held = service === "payment" ? "inventory" : "payment";
   return {
     onProgress: (created) => {
       if (created !== 40 || crash) return;
       crash = (async () => {
-        await sys.system.kill(service);
-        const inFlight = await ordersInFlight(sys);
+        const inFlight = await withFrozen(held, async () => {
+          await sys.system.kill(service);
+          return ordersInFlight(sys);
+        });
         await sleep(1_000);
         await sys.system.restart(service);
         return inFlight;
