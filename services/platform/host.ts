@@ -1,3 +1,4 @@
+import "./no-pretenuring.js";
 import type { Server } from "node:http";
 import { baseConfigShape, loadConfig } from "./config.js";
 import { errorMessage } from "./errors.js";
@@ -7,6 +8,7 @@ import type { ServiceBinding } from "./rpc/binding.js";
 import { type DependencyCheck, HealthState } from "./rpc/health.js";
 import { whenParentDies } from "./parent.js";
 import { RpcServer } from "./rpc/server.js";
+import { keepStreamTablesUnchained } from "./rpc/stream-tables.js";
 import { startTelemetry } from "./telemetry.js";
 
 /** Something running in the background (a consumer, a relay) that stops on shutdown. */
@@ -49,6 +51,7 @@ export async function runService(name: string, load: () => Promise<ServiceModule
   const config = loadConfig(baseConfigShape);
   const logger = createLogger(name, config.LOG_LEVEL);
   const context: ServiceContext = { name, logger };
+  keepStreamTablesUnchained(logger);
   // Until it serves there is nothing to drain: a signal stops it at once. As a container's
   // PID 1 no signal has a default action, so without this a pod stuck connecting or migrating
   // would wait out its whole grace period.
