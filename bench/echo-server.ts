@@ -1,6 +1,7 @@
 // Bare servers for the transport ceiling, each its own process (one core, like a
 // service): `grpc-js` answers grpc.health.v1.Health/Check through a bare
-// @grpc/grpc-js server; `connect` answers the same method through a bare
+// @grpc/grpc-js server (`grpc-js-remedied`: the same with the services' GC remedies,
+// see echo-process.ts); `connect` answers the same method through a bare
 // connect-node handler, gRPC (h2c) on one port and Connect (HTTP/1.1) on another.
 // No interceptors, logging, metrics or tracing: what the transport alone costs.
 // Prints one JSON line with its ports, then serves until SIGTERM.
@@ -16,6 +17,7 @@ import {
   HealthCheckResponse_ServingStatus as ServingStatus,
   HealthCheckResponseSchema,
 } from "../gen/grpc/health/v1/health_pb.js";
+import { keepStreamTablesUnchained } from "../services/platform/rpc/stream-tables.js";
 
 const mode = process.argv[2];
 
@@ -33,7 +35,8 @@ function listen(server: HttpServer | Http2Server): Promise<number> {
 }
 
 async function main(): Promise<void> {
-  if (mode === "grpc-js") {
+  if (mode === "grpc-js" || mode === "grpc-js-remedied") {
+    if (mode === "grpc-js-remedied") keepStreamTablesUnchained({ warn: (message) => process.stderr.write(`${message}\n`) });
     const server = new grpc.Server();
     const definition: grpc.ServiceDefinition = {
       Check: {
@@ -73,7 +76,7 @@ async function main(): Promise<void> {
     process.once("SIGTERM", () => process.exit(0));
     return;
   }
-  process.stderr.write(`usage: echo-server.js grpc-js|connect (got ${String(mode)})\n`);
+  process.stderr.write(`usage: echo-server.js grpc-js|grpc-js-remedied|connect (got ${String(mode)})\n`);
   process.exit(2);
 }
 

@@ -2,7 +2,7 @@ import { describe, expect, it } from "vitest";
 import type { H2loadResult } from "./h2load.js";
 import type { JetStreamCeilingResult, PgCeilingResult, UnaryResult } from "./protocol.js";
 import { ratiosOf } from "./ratios.js";
-import { alternatedBareName, alternatedStackName } from "./transports.js";
+import { alternatedBareName, alternatedRemediedName, alternatedStackName } from "./transports.js";
 
 const latency = { count: 1, p50: 1, p90: 1, p99: 1, max: 1, mean: 1 };
 const unary = (name: string, protocol: "grpc" | "connect", perSec: number): UnaryResult => ({
@@ -46,6 +46,7 @@ describe("ratiosOf", () => {
       h2load("Health/Check bare grpc-js", 20_000, 50),
       h2load(alternatedBareName, 16_000, 60, true),
       h2load(alternatedStackName, 14_000, 64, true),
+      h2load(alternatedRemediedName, 18_000, 40, true),
       h2load("GetOrder warm (one id)", 12_000, 80, true),
     ],
     maxCompletedPerSec: 1_250,
@@ -68,5 +69,11 @@ describe("ratiosOf", () => {
   it("sets GetOrder beside the order service's Health/Check of the same rounds: its own work on the server stack", () => {
     expect(byName.get(`h2load CPU: ${alternatedStackName} gRPC vs bare grpc-js`)).toMatchObject({ ratio: 0.937, note: "server CPU per call, 4 alternated rounds (median); transport + platform server stack" });
     expect(byName.get("h2load CPU: GetOrder warm (one id) vs the order service's Health/Check")).toMatchObject({ system: 12_500, ceiling: 15_625, ratio: 0.8 });
+  });
+
+  it("sets GetOrder beside the bare server given the services' GC remedies, and that server beside the plain one", () => {
+    expect(byName.get("h2load: GetOrder warm (one id) gRPC vs grpc-js with the services' GC remedies")).toMatchObject({ system: 12_000, ceiling: 18_000, ratio: 0.667, note: "h2load, 4 alternated rounds (median); the GC remedies on both sides" });
+    expect(byName.get("h2load CPU: GetOrder warm (one id) gRPC vs grpc-js with the services' GC remedies")).toMatchObject({ system: 12_500, ceiling: 25_000, ratio: 0.5 });
+    expect(byName.get(`h2load CPU: ${alternatedRemediedName} gRPC vs bare grpc-js`)).toMatchObject({ ratio: 1.5, note: "server CPU per call, 4 alternated rounds (median); transport alone, with the services' GC remedies" });
   });
 });

@@ -13,10 +13,13 @@ import type { Endpoints } from "./system-under-test.js";
 /**
  * The calls measured in rounds alternated with a cached GetOrder, and how many rounds are kept:
  * a bare grpc-js server's Health/Check (the goal's ceiling) and the order service's own
- * (its server stack at the same minutes of the process's life as its GetOrder).
+ * (its server stack at the same minutes of the process's life as its GetOrder), and the bare
+ * server again with the services' GC remedies (how much of the ratio those give).
  */
 export const alternatedBareName = "Health/Check bare grpc-js, alternated with GetOrder";
 export const alternatedStackName = "Health/Check order service, alternated with GetOrder";
+/** The bare grpc-js server given the services' two GC remedies (services/platform/no-pretenuring.ts, rpc/stream-tables.ts). */
+export const alternatedRemediedName = "Health/Check grpc-js with the services' GC remedies, alternated with GetOrder";
 export const getOrderRounds = 4;
 
 const healthServiceName = "orderflow.order.v1.OrderService";
@@ -127,6 +130,10 @@ export class TransportRuns {
       await this.withH2load("GetOrder warm (one id)", "grpc", order, getOrderPath, body, null, orderPid);
     } else {
       const bare = await startEchoServer("grpc-js");
+      const remedied = await startEchoServer("grpc-js-remedied").catch(async (error: unknown) => {
+        await bare.stop();
+        throw error;
+      });
       try {
         const common = { binary: this.h2loadBinary, protocol: "grpc" as const, concurrency: this.options.concurrency, durationMs: Math.max(750, this.options.runMs / 2), warmupMs: 0 };
         const orderServer = orderPid === undefined ? {} : { serverPid: orderPid };
@@ -134,6 +141,7 @@ export class TransportRuns {
           ...(await runH2loadAlternated(
             [
               { ...common, name: alternatedBareName, url: `http://127.0.0.1:${bare.grpcPort}${healthPath}`, body: grpcFrame(healthBody), serverPid: bare.pid },
+              { ...common, name: alternatedRemediedName, url: `http://127.0.0.1:${remedied.grpcPort}${healthPath}`, body: grpcFrame(healthBody), serverPid: remedied.pid },
               { ...common, name: alternatedStackName, url: `http://${order}${healthPath}`, body: grpcFrame(healthBody), ...orderServer },
               { ...common, name: "GetOrder warm (one id)", url: `http://${order}${getOrderPath}`, body: grpcFrame(body), ...orderServer },
             ],
@@ -143,7 +151,7 @@ export class TransportRuns {
       } catch (error) {
         this.notes.push(`h2load GetOrder beside bare grpc-js: ${errorMessage(error)}`);
       } finally {
-        await bare.stop();
+        await Promise.all([bare.stop(), remedied.stop()]);
       }
     }
     await this.withH2load("GetOrder warm (one id)", "connect", order, getOrderPath, body, { orderId }, orderPid);
