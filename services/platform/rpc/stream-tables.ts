@@ -98,6 +98,8 @@ export interface Warns {
 
 const channels = ["http2.server.stream.created", "http2.client.stream.created"] as const;
 let installed: ((message: unknown) => void) | undefined;
+/** Sessions already given the tables: every stream is announced, and finding a session's state is not free. */
+const unchained = new WeakSet<Http2Session>();
 
 function sessionState(session: Http2Session): SessionState | undefined {
   const key = Object.getOwnPropertySymbols(session).find((symbol) => symbol.description === "state");
@@ -132,7 +134,11 @@ export function keepStreamTablesUnchained(logger: Warns): void {
   if (installed) return;
   const onStream = (message: unknown): void => {
     const session = (message as { stream?: Http2Stream }).stream?.session;
-    if (!session || unchain(session)) return;
+    if (!session || unchained.has(session)) return;
+    if (unchain(session)) {
+      unchained.add(session);
+      return;
+    }
     logger.warn("HTTP/2 stream tables left as Node keeps them: its session state has an unknown shape", { node: process.version });
     stopKeepingStreamTablesUnchained();
   };
