@@ -112,7 +112,6 @@ function sessionState(session: Http2Session): SessionState | undefined {
 function unchain(session: Http2Session): boolean {
   const state = sessionState(session);
   if (!state) return false;
-  if (state.streams instanceof StreamTable) return true;
   // Node's own SafeMap and SafeSet: Maps and Sets, but not instances of the global classes.
   if (!isMap(state.streams) || !isSet(state.pendingStreams)) return false;
   const streams = new StreamTable<unknown>();
