@@ -1,11 +1,15 @@
 import { createHash, randomUUID } from "node:crypto";
+import { execFile } from "node:child_process";
+import { promisify } from "node:util";
 import { Redis } from "ioredis";
 import { afterAll, describe, expect, it } from "vitest";
-import { connectRedis, RedisScript, redisReady } from "./redis.js";
+import { connectRedis, redisClientOptions, RedisScript, redisReady } from "./redis.js";
 import { createLogger } from "./logger.js";
 import { freePort } from "../../tools/ports.js";
 
-const redis = new Redis(process.env["REDIS_URL"] ?? "redis://127.0.0.1:6379", { maxRetriesPerRequest: 1 });
+const url = process.env["REDIS_URL"] ?? "redis://127.0.0.1:6379";
+const redis = new Redis(url, { maxRetriesPerRequest: 1 });
+const run = promisify(execFile);
 afterAll(() => redis.quit());
 
 describe("RedisScript (real Redis)", () => {
@@ -53,5 +57,49 @@ describe("redisReady", () => {
     } finally {
       client.disconnect();
     }
+  });
+});
+
+/**
+ * Bytes the old generation gained across scavenges per command, in a child process of its
+ * own (a test worker's young generation is too small to tell a chain from work in flight):
+ * 32 callers each run INCR then GET, first unmeasured to let V8 size the young generation.
+ */
+async function promotedPerCommand(options: Record<string, unknown>): Promise<number> {
+  const script = `
+    import { GCProfiler } from "node:v8";
+    import { Redis } from "ioredis";
+    const client = new Redis(${JSON.stringify(url)}, ${JSON.stringify(options)});
+    await new Promise((resolve) => client.once("ready", resolve));
+    async function load(rounds) {
+      let started = 0;
+      const caller = async () => {
+        while (started < rounds) {
+          const key = "scavenge-test:" + (started++ % 50);
+          await client.incr(key);
+          await client.get(key);
+        }
+      };
+      await Promise.all(Array.from({ length: 32 }, caller));
+    }
+    await load(10_000);
+    const profiler = new GCProfiler();
+    profiler.start();
+    await load(20_000);
+    const oldSpace = (heap) => heap.heapSpaceStatistics.find((space) => space.spaceName === "old_space").spaceUsedSize;
+    const promoted = profiler.stop().statistics.filter((gc) => gc.gcType === "Scavenge").reduce((sum, gc) => sum + Math.max(0, oldSpace(gc.afterGC) - oldSpace(gc.beforeGC)), 0);
+    client.disconnect();
+    console.log(promoted / 40_000);`;
+  const { stdout } = await run(process.execPath, ["--input-type=module", "-e", script]);
+  return Number(stdout.trim());
+}
+
+describe("connectRedis's client and the scavenger", () => {
+  it("promotes a fraction of what an auto-pipelining client does", async () => {
+    const { retryStrategy: _function, ...ours } = redisClientOptions;
+    const withPipelines = await promotedPerCommand({ ...ours, enableAutoPipelining: true });
+    const withoutPipelines = await promotedPerCommand(ours);
+    expect(withPipelines).toBeGreaterThan(300);
+    expect(withoutPipelines).toBeLessThan(withPipelines / 3);
   });
 });

@@ -1,28 +1,34 @@
 import { createHash } from "node:crypto";
-import { Redis, type RedisKey, type RedisValue } from "ioredis";
+import { Redis, type RedisKey, type RedisOptions, type RedisValue } from "ioredis";
 import { errorMessage } from "./errors.js";
 import type { Logger } from "./logger.js";
 
 /** One connection attempt's time: also how long a service waits at start for Redis before it serves without it. */
 const connectTimeoutMs = 2_000;
 
+/** The client settings of `connectRedis`. */
+export const redisClientOptions = {
+  enableOfflineQueue: false,
+  enableAutoPipelining: false,
+  maxRetriesPerRequest: 1,
+  commandTimeout: 500,
+  connectTimeout: connectTimeoutMs,
+  retryStrategy: (attempt: number): number => Math.min(attempt * 200, 2_000),
+} satisfies RedisOptions;
+
 /**
  * A Redis connection for data that makes things faster, never more correct.
  * Commands fail fast while Redis is unreachable (no offline queue, short
  * timeout) so callers fall back at once instead of stalling; the client keeps
  * reconnecting in the background. `degraded` says what is lost while it is down.
- * Commands issued in the same tick go out as one pipeline (auto-pipelining):
- * measured with h2load on cached GetOrder, 32 in flight, ~10 % more calls/s.
+ * No auto-pipelining: under load, ioredis's pipelines keep finished commands
+ * alive through scavenges (about 1,000 bytes promoted to the old generation per
+ * command, against 100 without), which made every scavenge of a service that
+ * calls Redis per message long; cached GetOrder serves more calls per CPU-second
+ * without it (redis.test.ts, docs/performance-history.md).
  */
 export function connectRedis(url: string, logger: Logger, degraded: string): Redis {
-  const redis = new Redis(url, {
-    enableOfflineQueue: false,
-    enableAutoPipelining: true,
-    maxRetriesPerRequest: 1,
-    commandTimeout: 500,
-    connectTimeout: connectTimeoutMs,
-    retryStrategy: (attempt) => Math.min(attempt * 200, 2_000),
-  });
+  const redis = new Redis(url, redisClientOptions);
   let reported = false;
   redis.on("error", (error: unknown) => {
     if (reported) return;
