@@ -88,6 +88,7 @@ async function promotedPerCommand(options: Record<string, unknown>): Promise<num
     await load(20_000);
     const oldSpace = (heap) => heap.heapSpaceStatistics.find((space) => space.spaceName === "old_space").spaceUsedSize;
     const promoted = profiler.stop().statistics.filter((gc) => gc.gcType === "Scavenge").reduce((sum, gc) => sum + Math.max(0, oldSpace(gc.afterGC) - oldSpace(gc.beforeGC)), 0);
+    await client.del(Array.from({ length: 50 }, (_, i) => "scavenge-test:" + i));
     client.disconnect();
     console.log(promoted / 40_000);`;
   const { stdout } = await run(process.execPath, ["--input-type=module", "-e", script]);
