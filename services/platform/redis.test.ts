@@ -37,7 +37,7 @@ describe("redisReady", () => {
   const logger = createLogger("redis-test", "error");
 
   it("resolves true once a new connection is ready, and at once when it already is", async () => {
-    const client = connectRedis(process.env["REDIS_URL"] ?? "redis://127.0.0.1:6379", logger, "nothing");
+    const client = connectRedis(url, logger, "nothing");
     try {
       expect(client.status).not.toBe("ready");
       expect(await redisReady(client, 5_000)).toBe(true);
