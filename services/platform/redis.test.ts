@@ -2,7 +2,7 @@ import { createHash, randomUUID } from "node:crypto";
 import { execFile } from "node:child_process";
 import { promisify } from "node:util";
 import { Redis } from "ioredis";
-import { afterAll, describe, expect, it } from "vitest";
+import { afterAll, describe, expect, it, vi } from "vitest";
 import { connectRedis, redisClientOptions, RedisScript, redisReady } from "./redis.js";
 import { createLogger } from "./logger.js";
 import { freePort } from "../../tools/ports.js";
@@ -55,6 +55,26 @@ describe("redisReady", () => {
       expect(client.listenerCount("ready")).toBe(1);
       expect(["connecting", "reconnecting"]).toContain(client.status);
     } finally {
+      client.disconnect();
+    }
+  });
+});
+
+describe("connectRedis's client", () => {
+  it("sends the commands of one turn of the event loop in one write, and a later turn's in its own", async () => {
+    const client = connectRedis(url, createLogger("redis-test", "error"), "nothing");
+    const keys = Array.from({ length: 20 }, (_, i) => `turn-writes-test:${randomUUID()}:${i}`);
+    try {
+      expect(await redisReady(client, 5_000)).toBe(true);
+      const single = vi.spyOn(client.stream, "_write");
+      const gathered = vi.spyOn(client.stream, "_writev");
+      expect(await Promise.all(keys.map((key) => client.incrby(key, 2)))).toEqual(keys.map(() => 2));
+      expect([single.mock.calls.length, gathered.mock.calls.length]).toEqual([0, 1]);
+      expect(gathered.mock.calls[0]?.[0]).toHaveLength(keys.length);
+      expect(await client.incrby(keys[0]!, 3)).toBe(5);
+      expect([single.mock.calls.length, gathered.mock.calls.length]).toEqual([1, 1]);
+    } finally {
+      await redis.del(keys);
       client.disconnect();
     }
   });

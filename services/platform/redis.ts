@@ -1,7 +1,8 @@
 import { createHash } from "node:crypto";
-import { Redis, type RedisKey, type RedisOptions, type RedisValue } from "ioredis";
+import { type Command, Redis, type RedisKey, type RedisOptions, type RedisValue } from "ioredis";
 import { errorMessage } from "./errors.js";
 import type { Logger } from "./logger.js";
+import { holdWritesForTurn } from "./turn-writes.js";
 
 /** One connection attempt's time: also how long a service waits at start for Redis before it serves without it. */
 const connectTimeoutMs = 2_000;
@@ -17,6 +18,19 @@ export const redisClientOptions = {
 } satisfies RedisOptions;
 
 /**
+ * A client whose commands of one turn of the event loop leave in one write (see
+ * holdWritesForTurn): a CreateOrder's rate-limit call, a GetOrder's cache read, each paid
+ * a system call and a wake-up of Redis. Auto-pipelining coalesces too, but through
+ * Pipeline objects that keep finished commands alive (see connectRedis).
+ */
+class TurnWritesRedis extends Redis {
+  override sendCommand(command: Command, stream?: Parameters<Redis["sendCommand"]>[1]): unknown {
+    if (this.status === "ready") holdWritesForTurn(this.stream);
+    return super.sendCommand(command, stream);
+  }
+}
+
+/**
  * A Redis connection for data that makes things faster, never more correct.
  * Commands fail fast while Redis is unreachable (no offline queue, short
  * timeout) so callers fall back at once instead of stalling; the client keeps
@@ -25,10 +39,11 @@ export const redisClientOptions = {
  * alive through scavenges (about 1,000 bytes promoted to the old generation per
  * command, against 100 without), which made every scavenge of a service that
  * calls Redis per message long; cached GetOrder serves more calls per CPU-second
- * without it (redis.test.ts, docs/performance-history.md).
+ * without it (redis.test.ts, docs/performance-history.md). The commands of a turn
+ * still leave together (TurnWritesRedis).
  */
 export function connectRedis(url: string, logger: Logger, degraded: string): Redis {
-  const redis = new Redis(url, redisClientOptions);
+  const redis = new TurnWritesRedis(url, redisClientOptions);
   let reported = false;
   redis.on("error", (error: unknown) => {
     if (reported) return;
