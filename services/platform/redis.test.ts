@@ -1,11 +1,14 @@
 import { createHash, randomUUID } from "node:crypto";
 import { execFile } from "node:child_process";
+import { join } from "node:path";
+import { pathToFileURL } from "node:url";
 import { promisify } from "node:util";
 import { Redis } from "ioredis";
 import { afterAll, describe, expect, it, vi } from "vitest";
 import { connectRedis, redisClientOptions, RedisScript, redisReady } from "./redis.js";
 import { createLogger } from "./logger.js";
 import { freePort } from "../../tools/ports.js";
+import { repoRoot } from "../../tools/system.js";
 
 const url = process.env["REDIS_URL"] ?? "redis://127.0.0.1:6379";
 const redis = new Redis(url, { maxRetriesPerRequest: 1 });
@@ -80,17 +83,20 @@ describe("connectRedis's client", () => {
   });
 });
 
+/** A module's URL in the compiled tree (the test run compiles it first, for the end-to-end tests). */
+const compiled = (path: string): string => JSON.stringify(pathToFileURL(join(repoRoot(), "dist", path)).href);
+
 /**
  * Bytes the old generation gained across scavenges per command, in a child process of its
  * own (a test worker's young generation is too small to tell a chain from work in flight):
  * 32 callers each run INCR then GET, first unmeasured to let V8 size the young generation.
+ * `makeClient` is module code that declares `client`.
  */
-async function promotedPerCommand(options: Record<string, unknown>): Promise<number> {
+async function promotedPerCommand(makeClient: string): Promise<number> {
   const script = `
     import { GCProfiler } from "node:v8";
-    import { Redis } from "ioredis";
-    const client = new Redis(${JSON.stringify(url)}, ${JSON.stringify(options)});
-    await new Promise((resolve) => client.once("ready", resolve));
+    ${makeClient}
+    await new Promise((resolve) => (client.status === "ready" ? resolve() : client.once("ready", resolve)));
     async function load(rounds) {
       let started = 0;
       const caller = async () => {
@@ -118,8 +124,13 @@ async function promotedPerCommand(options: Record<string, unknown>): Promise<num
 describe("connectRedis's client and the scavenger", () => {
   it("promotes a fraction of what an auto-pipelining client does", async () => {
     const { retryStrategy: _function, ...ours } = redisClientOptions;
-    const withPipelines = await promotedPerCommand({ ...ours, enableAutoPipelining: true });
-    const withoutPipelines = await promotedPerCommand(ours);
+    const withPipelines = await promotedPerCommand(`
+      import { Redis } from "ioredis";
+      const client = new Redis(${JSON.stringify(url)}, ${JSON.stringify({ ...ours, enableAutoPipelining: true })});`);
+    const withoutPipelines = await promotedPerCommand(`
+      import { connectRedis } from ${compiled("services/platform/redis.js")};
+      import { createLogger } from ${compiled("services/platform/logger.js")};
+      const client = connectRedis(${JSON.stringify(url)}, createLogger("scavenge-test", "error"), "nothing");`);
     expect(withPipelines).toBeGreaterThan(300);
     expect(withoutPipelines).toBeLessThan(withPipelines / 3);
   });
