@@ -8,7 +8,8 @@
 # filesystem with an emptyDir on /tmp is enough.
 #
 # Every RUN step uses paths relative to WORKDIR: test/k8s/dockerfile.test.ts
-# replays them in a clean directory (no Docker engine is needed for that).
+# replays them in a clean directory (no Docker engine is needed for that); the
+# one that installs a Debian package is checked, not replayed.
 ARG NODE_IMAGE=node:24-slim
 
 # ---- build: all dependencies, TypeScript -> dist/ ---------------------------
@@ -36,7 +37,15 @@ RUN npm ci --omit=dev
 
 # ---- runtime ---------------------------------------------------------------
 FROM ${NODE_IMAGE} AS runtime
-ENV NODE_ENV=production
+# jemalloc instead of glibc's malloc: under sustained gRPC load glibc's heap
+# fragments and keeps what it freed (the order service held about 300 MiB more;
+# docs/performance-history.md, sixty-seventh pass). npm start does the same
+# where the host has it (tools/allocator.ts).
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends libjemalloc2 \
+ && rm -rf /var/lib/apt/lists/* \
+ && ln -s "/usr/lib/$(uname -m)-linux-gnu/libjemalloc.so.2" /usr/local/lib/libjemalloc.so.2
+ENV NODE_ENV=production LD_PRELOAD=/usr/local/lib/libjemalloc.so.2
 WORKDIR /app
 COPY package.json package-lock.json ./
 COPY --from=prod-deps /app/node_modules ./node_modules

@@ -1,6 +1,6 @@
 // Bare servers for the transport ceiling, each its own process (one core, like a
 // service): `grpc-js` answers grpc.health.v1.Health/Check through a bare
-// @grpc/grpc-js server (`grpc-js-remedied`: the same with the services' GC remedies,
+// @grpc/grpc-js server (`grpc-js-remedied`: the same with the services' GC remedies and allocator,
 // see echo-process.ts); `connect` answers the same method through a bare
 // connect-node handler, gRPC (h2c) on one port and Connect (HTTP/1.1) on another.
 // No interceptors, logging, metrics or tracing: what the transport alone costs.

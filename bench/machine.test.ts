@@ -2,11 +2,22 @@ import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
-import { autogroupScheduling, machineFacts } from "./machine.js";
+import { autogroupScheduling, machineFacts, mappedAllocator } from "./machine.js";
 
 describe("machine facts", () => {
   const dir = mkdtempSync(join(tmpdir(), "orderflow-machine-"));
   afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+  it("names a process's malloc from the libraries mapped into it", () => {
+    const line = (path: string) => `7f0c1a200000-7f0c1a222000 r--p 00000000 08:01 131 ${path}\n`;
+    expect(mappedAllocator(1, () => line("/usr/lib/x86_64-linux-gnu/libc.so.6") + line("/usr/lib/x86_64-linux-gnu/libjemalloc.so.2"))).toBe("jemalloc");
+    expect(mappedAllocator(1, () => line("/usr/lib/x86_64-linux-gnu/libc.so.6"))).toBe("system malloc");
+    expect(mappedAllocator(undefined)).toBe("unknown");
+    expect(mappedAllocator(1, () => {
+      throw new Error("ENOENT");
+    })).toBe("unknown");
+    expect(mappedAllocator(process.pid)).toBe(process.env["LD_PRELOAD"]?.includes("jemalloc") ? "jemalloc" : "system malloc");
+  });
 
   it("reads the kernel's autogroup setting: 1 on, 0 off, anything else or no file unknown", () => {
     const setting = (value: string): string => {

@@ -35,6 +35,17 @@ export function machineFacts(): MachineFacts {
   };
 }
 
+/** The malloc a running process uses, from the libraries mapped into it (tools/allocator.ts preloads jemalloc where the host has it). */
+export function mappedAllocator(pid: number | undefined, maps = (id: number) => readFileSync(`/proc/${id}/maps`, "utf8")): string {
+  if (pid === undefined) return "unknown";
+  try {
+    const mapped = maps(pid);
+    return /\blibjemalloc\b/.test(mapped) ? "jemalloc" : /\blibtcmalloc/.test(mapped) ? "tcmalloc" : "system malloc";
+  } catch {
+    return "unknown";
+  }
+}
+
 /** Whether the kernel schedules each session as a group of its own (null: not Linux, or not said). */
 export function autogroupScheduling(setting = "/proc/sys/kernel/sched_autogroup_enabled"): boolean | null {
   try {

@@ -71,9 +71,9 @@ describe("ratiosOf", () => {
     expect(byName.get("h2load CPU: GetOrder warm (one id) vs the order service's Health/Check")).toMatchObject({ system: 12_500, ceiling: 15_625, ratio: 0.8 });
   });
 
-  it("sets GetOrder beside the bare server given the services' GC remedies, and that server beside the plain one", () => {
-    expect(byName.get("h2load: GetOrder warm (one id) gRPC vs grpc-js with the services' GC remedies")).toMatchObject({ system: 12_000, ceiling: 18_000, ratio: 0.667, note: "h2load, 4 alternated rounds (median); the GC remedies on both sides" });
-    expect(byName.get("h2load CPU: GetOrder warm (one id) gRPC vs grpc-js with the services' GC remedies")).toMatchObject({ system: 12_500, ceiling: 25_000, ratio: 0.5 });
-    expect(byName.get(`h2load CPU: ${alternatedRemediedName} gRPC vs bare grpc-js`)).toMatchObject({ ratio: 1.5, note: "server CPU per call, 4 alternated rounds (median); transport alone, with the services' GC remedies" });
+  it("sets GetOrder beside the bare server given the services' GC remedies and allocator, and that server beside the plain one", () => {
+    expect(byName.get("h2load: GetOrder warm (one id) gRPC vs grpc-js with the services' GC remedies and allocator")).toMatchObject({ system: 12_000, ceiling: 18_000, ratio: 0.667, note: "h2load, 4 alternated rounds (median); the GC remedies and allocator on both sides" });
+    expect(byName.get("h2load CPU: GetOrder warm (one id) gRPC vs grpc-js with the services' GC remedies and allocator")).toMatchObject({ system: 12_500, ceiling: 25_000, ratio: 0.5 });
+    expect(byName.get(`h2load CPU: ${alternatedRemediedName} gRPC vs bare grpc-js`)).toMatchObject({ ratio: 1.5, note: "server CPU per call, 4 alternated rounds (median); transport alone, with the services' GC remedies and allocator" });
   });
 });

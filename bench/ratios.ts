@@ -62,8 +62,8 @@ function h2loadRatios(runs: H2loadResult[]): Ratio[] {
   const getOrder = runs.find((t) => t.alternated && t.name.startsWith("GetOrder"));
   const remedied = runs.find((t) => t.name === alternatedRemediedName);
   if (getOrder && remedied) {
-    const vs = "GetOrder warm (one id) gRPC vs grpc-js with the services' GC remedies";
-    const note = `, ${getOrderRounds} alternated rounds (median); the GC remedies on both sides`;
+    const vs = "GetOrder warm (one id) gRPC vs grpc-js with the services' GC remedies and allocator";
+    const note = `, ${getOrderRounds} alternated rounds (median); the GC remedies and allocator on both sides`;
     ratios.push(ratio(`h2load: ${vs}`, getOrder.perSec, remedied.perSec, "req/s", `h2load${note}`));
     if (getOrder.serverCpuUsPerCall !== null && remedied.serverCpuUsPerCall !== null) {
       ratios.push(ratio(`h2load CPU: ${vs}`, callsPerCpuSecond(getOrder.serverCpuUsPerCall), callsPerCpuSecond(remedied.serverCpuUsPerCall), "calls/CPU-s", `server CPU per call${note}`));
@@ -92,7 +92,7 @@ function callsPerCpuSecond(cpuUsPerCall: number): number {
 function h2loadNote(t: H2loadResult): string {
   const rounds = t.alternated ? `, ${getOrderRounds} alternated rounds (median)` : "";
   if (t.name.startsWith("GetOrder")) return `${rounds}; goal ≥ ${goalRatio}`;
-  if (t.name === alternatedRemediedName) return `${rounds}; transport alone, with the services' GC remedies`;
+  if (t.name === alternatedRemediedName) return `${rounds}; transport alone, with the services' GC remedies and allocator`;
   if (t.name.includes("bare")) return `${rounds}; transport alone`;
   return `${rounds}; transport + platform server stack`;
 }

@@ -23,13 +23,21 @@ type StandInVisit = NonNullable<BenchResult["saga"]["steps"][number]["autovacuum
 const standInVisit = (visit: StandInVisit): string =>
   `the autovacuum stand-in analyzed ${visit.tables.length} table${visit.tables.length === 1 ? "" : "s"} from +${(visit.fromStepStartMs / 1_000).toFixed(1)} s for ${Math.round(visit.durationMs)} ms`;
 
+/** "; services on jemalloc", or each service's where they differ. */
+function allocatorFact(m: BenchResult["machine"]): string {
+  const seen = Object.entries(m.servicesAllocator ?? {});
+  if (seen.length === 0) return "";
+  const kinds = new Set(seen.map(([, allocator]) => allocator));
+  return kinds.size === 1 ? `; services on ${[...kinds][0]}` : `; services on ${seen.map(([name, allocator]) => `${name} ${allocator}`).join(", ")}`;
+}
+
 export function renderTable(result: BenchResult): string {
   const out: string[] = [];
   const m = result.machine;
   out.push(`OrderFlow bench (${result.mode}) — ${m.date}, commit ${m.gitCommit}${m.gitDirty ? "+dirty" : ""}`);
   out.push(`${m.cores} × ${m.cpuModel}, ${figure(m.totalMemoryMb)} MiB, Node ${m.node}, Postgres ${m.postgres}, NATS ${m.nats}; load average ${m.loadAverageAtStart.join(" ")} at start, ${m.loadAverageAtEnd.join(" ")} at end`);
   const grouping = m.autogroupScheduling ? ", its services in the bench's session (one scheduling group: this kernel groups by session)" : "";
-  out.push(`${result.config.target ? `targets ${JSON.stringify(result.config.target)}` : `system started here (tools/system.ts)${grouping}`}; LOG_LEVEL=${result.config.logLevel}; generator: ${result.config.generator}`);
+  out.push(`${result.config.target ? `targets ${JSON.stringify(result.config.target)}` : `system started here (tools/system.ts)${grouping}`}; LOG_LEVEL=${result.config.logLevel}${allocatorFact(m)}; generator: ${result.config.generator}`);
   out.push("");
   out.push("Saga (open loop; latencies in ms; e2e = CreateOrder answered → CONFIRMED seen by the generator)");
   out.push(

@@ -32,6 +32,8 @@ export interface MachineFacts {
    * null where the kernel does not say.
    */
   autogroupScheduling?: boolean | null;
+  /** Each service's malloc, read from the libraries mapped into its process; absent in runs before it was recorded. */
+  servicesAllocator?: Record<string, string>;
 }
 
 export interface Ratio {

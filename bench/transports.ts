@@ -14,12 +14,15 @@ import type { Endpoints } from "./system-under-test.js";
  * The calls measured in rounds alternated with a cached GetOrder, and how many rounds are kept:
  * a bare grpc-js server's Health/Check (the goal's ceiling) and the order service's own
  * (its server stack at the same minutes of the process's life as its GetOrder), and the bare
- * server again with the services' GC remedies (how much of the ratio those give).
+ * server again with the services' GC remedies and allocator (how much of the ratio those give).
  */
 export const alternatedBareName = "Health/Check bare grpc-js, alternated with GetOrder";
 export const alternatedStackName = "Health/Check order service, alternated with GetOrder";
-/** The bare grpc-js server given the services' two GC remedies (services/platform/no-pretenuring.ts, rpc/stream-tables.ts). */
-export const alternatedRemediedName = "Health/Check grpc-js with the services' GC remedies, alternated with GetOrder";
+/**
+ * The bare grpc-js server given the services' two GC remedies (services/platform/no-pretenuring.ts,
+ * rpc/stream-tables.ts) and their memory allocator (tools/allocator.ts).
+ */
+export const alternatedRemediedName = "Health/Check grpc-js with the services' GC remedies and allocator, alternated with GetOrder";
 export const getOrderRounds = 4;
 
 const healthServiceName = "orderflow.order.v1.OrderService";

@@ -109,6 +109,7 @@ function printSummary(running: System, runningInfra: RunningInfra): void {
   lines.push("", `  postgres ${redact(runningInfra.urls.databaseUrl)} (${mark("postgres")})`);
   lines.push(`  redis    ${runningInfra.urls.redisUrl} (${mark("redis")})`);
   lines.push(`  nats     ${runningInfra.urls.natsUrl} (${mark("nats")})`);
+  lines.push(`  memory   ${running.memoryAllocator}`);
 
   lines.push("", bold("Try it"), "");
   if (names.includes("inventory")) {

@@ -12,6 +12,7 @@ import { createGrpcTransport } from "@connectrpc/connect-node";
 import { Health, HealthCheckResponse_ServingStatus as ServingStatus } from "../gen/grpc/health/v1/health_pb.js";
 import { asError } from "../services/platform/errors.js";
 import type { InfraUrls } from "./infra.js";
+import { type Allocator, servicesAllocator } from "./allocator.js";
 import { freePort } from "./ports.js";
 import { CrashLoop, type RestartPolicy } from "./restart-policy.js";
 
@@ -176,6 +177,7 @@ export class System {
   /** Crashed services are restarted only between a finished up() and stop(). */
   private upFinished = false;
   private stopped = false;
+  private allocator: Allocator | undefined;
 
   constructor(private readonly options: SystemOptions) {
     this.root = options.root ?? repoRoot();
@@ -232,11 +234,13 @@ export class System {
       return `http://${host}:${found.port}`;
     };
     const base: NodeJS.ProcessEnv = this.options.inheritEnv === false ? cleanEnv() : { ...process.env };
+    this.allocator = servicesAllocator(base);
     for (const definition of serviceTable) {
       if (!wanted.includes(definition.name)) continue;
       const { port, metricsPort } = ports.get(definition.name) ?? { port: definition.port, metricsPort: definition.metricsPort };
       const env: NodeJS.ProcessEnv = {
         ...base,
+        ...this.allocator.env,
         DATABASE_URL: this.options.infra.databaseUrl,
         REDIS_URL: this.options.infra.redisUrl,
         NATS_URL: this.options.infra.natsUrl,
@@ -258,6 +262,11 @@ export class System {
     const state = this.states.get(name);
     if (!state) throw new Error(`service ${name} is not part of this system (running: ${[...this.states.keys()].join(", ")})`);
     return state;
+  }
+
+  /** Which memory allocator the services run on (tools/allocator.ts), once planned. */
+  get memoryAllocator(): string {
+    return this.allocator?.description ?? "not planned yet";
   }
 
   /** Names of the services in this system. */

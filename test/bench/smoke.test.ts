@@ -8,6 +8,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import { type BenchResult, checkResult } from "../../bench/results.js";
+import { servicesAllocator } from "../../tools/allocator.js";
 import { repoRoot } from "../../tools/system.js";
 import { sharedInfra } from "../support/system.js";
 
@@ -67,6 +68,10 @@ describe("npm run bench -- --smoke", () => {
     for (const goal of result.goals) expect([true, false, null]).toContain(goal.met);
     expect(result.resources.map((r) => r.name)).toEqual(expect.arrayContaining(["order", "inventory", "payment", "fraud"]));
     expect(result.machine.cores).toBeGreaterThan(0);
+    // Each service runs on the allocator npm start gives it where this host has one (tools/allocator.ts), as read from its process.
+    const allocator = servicesAllocator(env).env["LD_PRELOAD"] === undefined ? "system malloc" : "jemalloc";
+    expect(result.machine.servicesAllocator).toEqual(Object.fromEntries(result.resources.filter((r) => r.name !== "bench-generator").map((r) => [r.name, allocator])));
+    expect(output).toContain(`services on ${allocator}`);
 
     // A dated copy beside latest.json, the plot, and the terminal table.
     expect(existsSync(join(outDir, `${result.machine.date.slice(0, 10)}-${result.machine.gitCommit}-smoke.json`))).toBe(true);

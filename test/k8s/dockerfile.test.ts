@@ -9,6 +9,7 @@ import { builtinModules } from "node:module";
 import { tmpdir } from "node:os";
 import { join, relative } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { jemallocCandidates } from "../../tools/allocator.js";
 import { CACHE, REPO_ROOT } from "./lib/renderer.js";
 
 interface Instruction {
@@ -148,6 +149,10 @@ function splitArgs(s: string): string[] {
   return s.split(/\s+/).filter(Boolean);
 }
 
+function installsDebianPackages(step: Instruction): boolean {
+  return step.op === "RUN" && /\bapt-get\b/.test(step.args);
+}
+
 const dockerfile = readFileSync(join(REPO_ROOT, "Dockerfile"), "utf8");
 const ignoreText = existsSync(join(REPO_ROOT, ".dockerignore")) ? readFileSync(join(REPO_ROOT, ".dockerignore"), "utf8") : "";
 const parsed = parseDockerfile(dockerfile);
@@ -165,6 +170,22 @@ describe("Dockerfile (static)", () => {
     expect(runtime.steps.some((s) => s.op === "RUN" && /npm (ci|install)(?!.*--omit=dev)/.test(s.args)), "no dev install in runtime").toBe(false);
     const entry = runtime.steps.find((s) => s.op === "ENTRYPOINT");
     expect(entry && splitArgs(entry.args)[0]).toBe("node");
+  });
+
+  it("runs the services on the jemalloc its runtime stage installs, as root before USER", () => {
+    const runtime = parsed.stages.at(-1)!;
+    const installs = runtime.steps.filter(installsDebianPackages);
+    expect(installs.map((s) => s.args)).toEqual([expect.stringMatching(/apt-get install -y --no-install-recommends libjemalloc2 /)]);
+    const install = installs[0]!;
+    expect(runtime.steps.indexOf(install)).toBeLessThan(runtime.steps.findIndex((s) => s.op === "USER"));
+    for (const stage of parsed.stages.slice(0, -1)) expect(stage.steps.filter(installsDebianPackages), `stage ${stage.name}`).toEqual([]);
+    const link = /ln -s "([^"]+)" (\S+)$/.exec(install.args);
+    expect(link, "the install step links the library to a fixed path").not.toBeNull();
+    const preload = runtime.steps.filter((s) => s.op === "ENV").map((s) => /\bLD_PRELOAD=(\S+)/.exec(s.args)?.[1]).find((v) => v !== undefined);
+    expect(preload).toBe(link![2]);
+    // Debian's multiarch directory, as `uname -m` names it inside the image, is where tools/allocator.ts looks first.
+    const linked = spawnSync("sh", ["-c", `echo "${link![1]}"`], { encoding: "utf8" }).stdout.trim();
+    expect(linked).toBe(jemallocCandidates[0]);
   });
 
   it("COPYs only paths that exist in the build context and are not .dockerignored", () => {
@@ -264,6 +285,9 @@ describe("Dockerfile replay in a clean directory", () => {
               copyFiltered(join(REPO_ROOT, src), target, ignored);
             }
           }
+        } else if (s.op === "RUN" && installsDebianPackages(s)) {
+          // The image's root filesystem is not here: "Dockerfile (static)" checks this step instead.
+          console.log(`not replayed: stage ${stage.name} line ${s.line} installs Debian packages`);
         } else if (s.op === "RUN") {
           const started = Date.now();
           // Lower priority: under `npm test` this runs beside the end-to-end tests.
