@@ -1,9 +1,9 @@
 // The services' memory allocator. The container image preloads jemalloc
 // (Dockerfile); local runs do the same when the host has it, so that `npm start`
 // and the bench run the services as the chart does. Under glibc's malloc a busy
-// gRPC server's main heap fragments: the order service's grew to 360 MiB under
-// cached GetOrder load, about three quarters of it free memory glibc could not
-// hand back (docs/performance-history.md, sixty-seventh pass).
+// gRPC server's main heap fragments: the order service's grew to 394 MiB under
+// cached GetOrder load, three fifths of it memory freed that glibc had not
+// handed back (docs/performance-history.md, sixty-seventh pass).
 import { existsSync } from "node:fs";
 
 const multiarch = process.arch === "arm64" ? "aarch64-linux-gnu" : "x86_64-linux-gnu";
