@@ -53,5 +53,7 @@ COPY --from=build /app/dist ./dist
 COPY --from=build /app/runtime/services ./services
 USER node
 EXPOSE 8080 9090
-ENTRYPOINT ["node", "--enable-source-maps"]
+# The services' node flags (tools/node-flags.ts; the chart passes its
+# common.nodeFlags, which default to the same).
+ENTRYPOINT ["node", "--enable-source-maps", "--max-semi-space-size=64"]
 CMD ["dist/services/order/main.js"]

@@ -3,6 +3,7 @@ import { join } from "node:path";
 import { createInterface } from "node:readline";
 import { pathToFileURL } from "node:url";
 import { servicesAllocator } from "../tools/allocator.js";
+import { serviceNodeFlags } from "../tools/node-flags.js";
 import { repoRoot } from "../tools/system.js";
 import { sleep } from "./log.js";
 
@@ -17,10 +18,11 @@ export interface EchoServer {
 /**
  * `grpc-js-remedied`: the bare grpc-js server with the services' GC remedies, pretenuring off
  * from before its first import (as host.ts does) and unchained stream tables, on the services'
- * memory allocator (tools/allocator.ts). The others keep Node's defaults.
+ * memory allocator (tools/allocator.ts) and node flags (tools/node-flags.ts). The others keep
+ * Node's defaults.
  */
 export async function startEchoServer(mode: "grpc-js" | "grpc-js-remedied" | "connect"): Promise<EchoServer> {
-  const before = mode === "grpc-js-remedied" ? ["--import", pathToFileURL(join(repoRoot(), "dist", "services", "platform", "no-pretenuring.js")).href] : [];
+  const before = mode === "grpc-js-remedied" ? [...serviceNodeFlags, "--import", pathToFileURL(join(repoRoot(), "dist", "services", "platform", "no-pretenuring.js")).href] : [];
   const env = mode === "grpc-js-remedied" ? { ...process.env, ...servicesAllocator(process.env).env } : process.env;
   const child = spawn(process.execPath, [...before, join(repoRoot(), "dist", "bench", "echo-server.js"), mode], { env, stdio: ["ignore", "pipe", "inherit"] });
   const exited = new Promise<void>((resolve) => child.once("exit", () => resolve()));

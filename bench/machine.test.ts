@@ -2,7 +2,7 @@ import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
-import { autogroupScheduling, machineFacts, mappedAllocator } from "./machine.js";
+import { autogroupScheduling, machineFacts, mappedAllocator, nodeFlagsOf } from "./machine.js";
 
 describe("machine facts", () => {
   const dir = mkdtempSync(join(tmpdir(), "orderflow-machine-"));
@@ -17,6 +17,16 @@ describe("machine facts", () => {
       throw new Error("ENOENT");
     })).toBe("unknown");
     expect(mappedAllocator(process.pid)).toBe(process.env["LD_PRELOAD"]?.includes("jemalloc") ? "jemalloc" : "system malloc");
+  });
+
+  it("reads a node process's flags from its command line, up to its entry point", () => {
+    const cmdline = (...args: string[]) => () => `${args.join("\0")}\0`;
+    expect(nodeFlagsOf(1, cmdline("/usr/bin/node", "--enable-source-maps", "--max-semi-space-size=64", "/app/dist/services/order/main.js"))).toEqual(["--enable-source-maps", "--max-semi-space-size=64"]);
+    expect(nodeFlagsOf(1, cmdline("node", "dist/services/order/main.js", "--not-a-node-flag"))).toEqual([]);
+    expect(nodeFlagsOf(undefined)).toBeNull();
+    expect(nodeFlagsOf(1, () => {
+      throw new Error("ENOENT");
+    })).toBeNull();
   });
 
   it("reads the kernel's autogroup setting: 1 on, 0 off, anything else or no file unknown", () => {

@@ -46,6 +46,18 @@ export function mappedAllocator(pid: number | undefined, maps = (id: number) => 
   }
 }
 
+/** The flags a running node process was started with, between node and its entry point (tools/node-flags.ts); null when unreadable. */
+export function nodeFlagsOf(pid: number | undefined, cmdline = (id: number) => readFileSync(`/proc/${id}/cmdline`, "utf8")): string[] | null {
+  if (pid === undefined) return null;
+  try {
+    const args = cmdline(pid).split("\0").slice(1);
+    const entry = args.findIndex((arg) => !arg.startsWith("-"));
+    return entry === -1 ? args.filter(Boolean) : args.slice(0, entry);
+  } catch {
+    return null;
+  }
+}
+
 /** Whether the kernel schedules each session as a group of its own (null: not Linux, or not said). */
 export function autogroupScheduling(setting = "/proc/sys/kernel/sched_autogroup_enabled"): boolean | null {
   try {

@@ -20,7 +20,7 @@ import { LoadGenerator } from "./generator-process.js";
 import { goalsOf } from "./goals.js";
 import { seedHistory } from "./history.js";
 import { log, sleep } from "./log.js";
-import { machineFacts, mappedAllocator } from "./machine.js";
+import { machineFacts, mappedAllocator, nodeFlagsOf } from "./machine.js";
 import { parseOptions, usage, UsageError } from "./options.js";
 import { busGraceSeconds } from "./protocol.js";
 import { runQueries } from "./queries.js";
@@ -63,6 +63,7 @@ async function main(): Promise<void> {
     log(`${options.mode} run: steps of ${options.stepMs / 1000}s at ${options.rates.join(", ")}/s; query runs of ${options.runMs / 1000}s at concurrency ${options.concurrency}`);
     const endpoints = await bringUp(options, cleanups);
     machine.servicesAllocator = Object.fromEntries([...endpoints.pids].map(([name, pid]) => [name, mappedAllocator(pid)]));
+    machine.servicesNodeFlags = Object.fromEntries([...endpoints.pids].map(([name, pid]) => [name, nodeFlagsOf(pid)]));
     const generator = new LoadGenerator();
     cleanups.push(() => generator.stop());
 

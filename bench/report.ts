@@ -31,13 +31,21 @@ function allocatorFact(m: BenchResult["machine"]): string {
   return kinds.size === 1 ? `; services on ${[...kinds][0]}` : `; services on ${seen.map(([name, allocator]) => `${name} ${allocator}`).join(", ")}`;
 }
 
+/** "; node flags …" of the services, or each service's where they differ. */
+function nodeFlagsFact(m: BenchResult["machine"]): string {
+  const seen = Object.entries(m.servicesNodeFlags ?? {}).map(([name, flags]) => [name, flags === null ? "unknown" : flags.join(" ") || "none"] as const);
+  if (seen.length === 0) return "";
+  const kinds = new Set(seen.map(([, flags]) => flags));
+  return kinds.size === 1 ? `; node flags ${[...kinds][0]}` : `; node flags ${seen.map(([name, flags]) => `${name} ${flags}`).join(", ")}`;
+}
+
 export function renderTable(result: BenchResult): string {
   const out: string[] = [];
   const m = result.machine;
   out.push(`OrderFlow bench (${result.mode}) — ${m.date}, commit ${m.gitCommit}${m.gitDirty ? "+dirty" : ""}`);
   out.push(`${m.cores} × ${m.cpuModel}, ${figure(m.totalMemoryMb)} MiB, Node ${m.node}, Postgres ${m.postgres}, NATS ${m.nats}; load average ${m.loadAverageAtStart.join(" ")} at start, ${m.loadAverageAtEnd.join(" ")} at end`);
   const grouping = m.autogroupScheduling ? ", its services in the bench's session (one scheduling group: this kernel groups by session)" : "";
-  out.push(`${result.config.target ? `targets ${JSON.stringify(result.config.target)}` : `system started here (tools/system.ts)${grouping}`}; LOG_LEVEL=${result.config.logLevel}${allocatorFact(m)}; generator: ${result.config.generator}`);
+  out.push(`${result.config.target ? `targets ${JSON.stringify(result.config.target)}` : `system started here (tools/system.ts)${grouping}`}; LOG_LEVEL=${result.config.logLevel}${allocatorFact(m)}${nodeFlagsFact(m)}; generator: ${result.config.generator}`);
   out.push("");
   out.push("Saga (open loop; latencies in ms; e2e = CreateOrder answered → CONFIRMED seen by the generator)");
   out.push(

@@ -34,6 +34,8 @@ export interface MachineFacts {
   autogroupScheduling?: boolean | null;
   /** Each service's malloc, read from the libraries mapped into its process; absent in runs before it was recorded. */
   servicesAllocator?: Record<string, string>;
+  /** Each service's node flags, read from its process's command line (null: unreadable); absent in runs before they were recorded. */
+  servicesNodeFlags?: Record<string, string[] | null>;
 }
 
 export interface Ratio {

@@ -14,6 +14,7 @@ import { asError } from "../services/platform/errors.js";
 import type { InfraUrls } from "./infra.js";
 import { type Allocator, servicesAllocator } from "./allocator.js";
 import { freePort } from "./ports.js";
+import { serviceNodeFlags } from "./node-flags.js";
 import { CrashLoop, type RestartPolicy } from "./restart-policy.js";
 
 /** Addresses of the other services, for a service's environment. */
@@ -307,7 +308,7 @@ export class System {
   private async startService(name: string): Promise<void> {
     const state = this.state(name);
     if (isRunning(state.child)) throw new Error(`${name} is already running`);
-    const child = spawn(this.node, ["--enable-source-maps", serviceEntry(this.root, state.definition.name)], {
+    const child = spawn(this.node, [...serviceNodeFlags, serviceEntry(this.root, state.definition.name)], {
       cwd: this.root,
       env: state.env,
       stdio: ["ignore", "pipe", "pipe"],

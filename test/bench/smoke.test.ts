@@ -9,6 +9,7 @@ import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import { type BenchResult, checkResult } from "../../bench/results.js";
 import { servicesAllocator } from "../../tools/allocator.js";
+import { serviceNodeFlags } from "../../tools/node-flags.js";
 import { repoRoot } from "../../tools/system.js";
 import { sharedInfra } from "../support/system.js";
 
@@ -72,6 +73,9 @@ describe("npm run bench -- --smoke", () => {
     const allocator = servicesAllocator(env).env["LD_PRELOAD"] === undefined ? "system malloc" : "jemalloc";
     expect(result.machine.servicesAllocator).toEqual(Object.fromEntries(result.resources.filter((r) => r.name !== "bench-generator").map((r) => [r.name, allocator])));
     expect(output).toContain(`services on ${allocator}`);
+    // ... and with the node flags the image and the chart give it (tools/node-flags.ts), as read from its command line.
+    expect(result.machine.servicesNodeFlags).toEqual(Object.fromEntries(result.resources.filter((r) => r.name !== "bench-generator").map((r) => [r.name, serviceNodeFlags])));
+    expect(output).toContain(`node flags ${serviceNodeFlags.join(" ")}`);
 
     // A dated copy beside latest.json, the plot, and the terminal table.
     expect(existsSync(join(outDir, `${result.machine.date.slice(0, 10)}-${result.machine.gitCommit}-smoke.json`))).toBe(true);

@@ -6,6 +6,7 @@ import { readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { parse } from "yaml";
 import { beforeAll, describe, expect, it } from "vitest";
+import { serviceNodeFlags } from "../../tools/node-flags.js";
 import { checkInvariants, SERVICES, type Expectations } from "./lib/invariants.js";
 import { arr, arrOr, at, num, obj, objArr, objArrOr, str, type JsonObject } from "./lib/json.js";
 import { CHART_DIR, ensureRenderer, helmLint, helmOnPath, K8S_TEST_DIR, renderChart } from "./lib/renderer.js";
@@ -262,13 +263,19 @@ function checkComboSpecifics(combo: Combo, objs: K8sObject[], release: string): 
       expect(hook).toContain("pre-upgrade");
       const cmd = arr(at(j.spec, "template", "spec", "containers", 0, "command"), `${j.metadata.name} command`);
       expect(cmd.at(-1)).toBe("migrate");
+      expect(cmd.slice(0, -2), `${j.metadata.name} node flags`).toEqual(["node", ...serviceNodeFlags]);
     }
   } else {
     for (const s of ["order", "inventory", "payment", "notification"]) {
       const d = objs.find((o) => o.kind === "Deployment" && o.metadata.name === `${fullname}-${s}`)!;
       const init = objArrOr(at(obj(at(d.spec, "template", "spec"), `${s} pod spec`), "initContainers"), `${s} initContainers`);
-      expect(init.map((c) => arr(c.command, `${s} initContainer command`).at(-1)), `${s} migrate initContainer`).toEqual(["migrate"]);
+      expect(init.map((c) => arr(c.command, `${s} initContainer command`)), `${s} migrate initContainer`).toEqual([["node", ...serviceNodeFlags, `dist/services/${s}/main.js`, "migrate"]]);
     }
+  }
+  // The pods start node as npm start and the bench do (tools/node-flags.ts).
+  for (const s of SERVICES) {
+    const d = objs.find((o) => o.kind === "Deployment" && o.metadata.name === `${fullname}-${s}`)!;
+    expect(at(d.spec, "template", "spec", "containers", 0, "command"), `${s} command`).toEqual(["node", ...serviceNodeFlags, `dist/services/${s}/main.js`]);
   }
 
   // NetworkPolicies follow the real call graph.

@@ -10,6 +10,7 @@ import { tmpdir } from "node:os";
 import { join, relative } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { jemallocCandidates } from "../../tools/allocator.js";
+import { serviceNodeFlags } from "../../tools/node-flags.js";
 import { CACHE, REPO_ROOT } from "./lib/renderer.js";
 
 interface Instruction {
@@ -170,6 +171,11 @@ describe("Dockerfile (static)", () => {
     expect(runtime.steps.some((s) => s.op === "RUN" && /npm (ci|install)(?!.*--omit=dev)/.test(s.args)), "no dev install in runtime").toBe(false);
     const entry = runtime.steps.find((s) => s.op === "ENTRYPOINT");
     expect(entry && splitArgs(entry.args)[0]).toBe("node");
+  });
+
+  it("starts node with the services' flags, as npm start does", () => {
+    const entry = parsed.stages.at(-1)!.steps.find((s) => s.op === "ENTRYPOINT");
+    expect(entry && splitArgs(entry.args)).toEqual(["node", ...serviceNodeFlags]);
   });
 
   it("runs the services on the jemalloc its runtime stage installs, as root before USER", () => {

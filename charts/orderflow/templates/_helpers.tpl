@@ -165,6 +165,11 @@ kubernetes.io/h2c
 {{- end -}}
 {{- end -}}
 
+{{/* A service's node command, up to its entry point: node and common.nodeFlags, each followed by a comma. */}}
+{{- define "orderflow.nodeCommandStart" -}}
+"node", {{ range .Values.common.nodeFlags }}{{ . | quote }}, {{ end }}
+{{- end -}}
+
 {{/* Restricted container securityContext. */}}
 {{- define "orderflow.containerSecurityContext" -}}
 runAsNonRoot: true
