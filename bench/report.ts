@@ -23,20 +23,16 @@ type StandInVisit = NonNullable<BenchResult["saga"]["steps"][number]["autovacuum
 const standInVisit = (visit: StandInVisit): string =>
   `the autovacuum stand-in analyzed ${visit.tables.length} table${visit.tables.length === 1 ? "" : "s"} from +${(visit.fromStepStartMs / 1_000).toFixed(1)} s for ${Math.round(visit.durationMs)} ms`;
 
-/** "; services on jemalloc", or each service's where they differ. */
-function allocatorFact(m: BenchResult["machine"]): string {
-  const seen = Object.entries(m.servicesAllocator ?? {});
+/** "; <label> <value>" when every service has the same value, else each service's; "" when none was recorded. */
+function servicesFact(label: string, byService: Record<string, string> | undefined): string {
+  const seen = Object.entries(byService ?? {});
   if (seen.length === 0) return "";
-  const kinds = new Set(seen.map(([, allocator]) => allocator));
-  return kinds.size === 1 ? `; services on ${[...kinds][0]}` : `; services on ${seen.map(([name, allocator]) => `${name} ${allocator}`).join(", ")}`;
+  const values = new Set(seen.map(([, value]) => value));
+  return values.size === 1 ? `; ${label} ${[...values][0]}` : `; ${label} ${seen.map(([name, value]) => `${name} ${value}`).join(", ")}`;
 }
 
-/** "; node flags …" of the services, or each service's where they differ. */
-function nodeFlagsFact(m: BenchResult["machine"]): string {
-  const seen = Object.entries(m.servicesNodeFlags ?? {}).map(([name, flags]) => [name, flags === null ? "unknown" : flags.join(" ") || "none"] as const);
-  if (seen.length === 0) return "";
-  const kinds = new Set(seen.map(([, flags]) => flags));
-  return kinds.size === 1 ? `; node flags ${[...kinds][0]}` : `; node flags ${seen.map(([name, flags]) => `${name} ${flags}`).join(", ")}`;
+function nodeFlagsText(byService: Record<string, string[] | null> | undefined): Record<string, string> | undefined {
+  return byService && Object.fromEntries(Object.entries(byService).map(([name, flags]) => [name, flags === null ? "unknown" : flags.join(" ") || "none"]));
 }
 
 export function renderTable(result: BenchResult): string {
@@ -45,7 +41,7 @@ export function renderTable(result: BenchResult): string {
   out.push(`OrderFlow bench (${result.mode}) — ${m.date}, commit ${m.gitCommit}${m.gitDirty ? "+dirty" : ""}`);
   out.push(`${m.cores} × ${m.cpuModel}, ${figure(m.totalMemoryMb)} MiB, Node ${m.node}, Postgres ${m.postgres}, NATS ${m.nats}; load average ${m.loadAverageAtStart.join(" ")} at start, ${m.loadAverageAtEnd.join(" ")} at end`);
   const grouping = m.autogroupScheduling ? ", its services in the bench's session (one scheduling group: this kernel groups by session)" : "";
-  out.push(`${result.config.target ? `targets ${JSON.stringify(result.config.target)}` : `system started here (tools/system.ts)${grouping}`}; LOG_LEVEL=${result.config.logLevel}${allocatorFact(m)}${nodeFlagsFact(m)}; generator: ${result.config.generator}`);
+  out.push(`${result.config.target ? `targets ${JSON.stringify(result.config.target)}` : `system started here (tools/system.ts)${grouping}`}; LOG_LEVEL=${result.config.logLevel}${servicesFact("services on", m.servicesAllocator)}${servicesFact("node flags", nodeFlagsText(m.servicesNodeFlags))}; generator: ${result.config.generator}`);
   out.push("");
   out.push("Saga (open loop; latencies in ms; e2e = CreateOrder answered → CONFIRMED seen by the generator)");
   out.push(

@@ -70,11 +70,12 @@ describe("npm run bench -- --smoke", () => {
     expect(result.resources.map((r) => r.name)).toEqual(expect.arrayContaining(["order", "inventory", "payment", "fraud"]));
     expect(result.machine.cores).toBeGreaterThan(0);
     // Each service runs on the allocator npm start gives it where this host has one (tools/allocator.ts), as read from its process.
+    const services = result.resources.filter((r) => r.name !== "bench-generator").map((r) => r.name);
     const allocator = servicesAllocator(env).env["LD_PRELOAD"] === undefined ? "system malloc" : "jemalloc";
-    expect(result.machine.servicesAllocator).toEqual(Object.fromEntries(result.resources.filter((r) => r.name !== "bench-generator").map((r) => [r.name, allocator])));
+    expect(result.machine.servicesAllocator).toEqual(Object.fromEntries(services.map((name) => [name, allocator])));
     expect(output).toContain(`services on ${allocator}`);
     // ... and with the node flags the image and the chart give it (tools/node-flags.ts), as read from its command line.
-    expect(result.machine.servicesNodeFlags).toEqual(Object.fromEntries(result.resources.filter((r) => r.name !== "bench-generator").map((r) => [r.name, serviceNodeFlags])));
+    expect(result.machine.servicesNodeFlags).toEqual(Object.fromEntries(services.map((name) => [name, serviceNodeFlags])));
     expect(output).toContain(`node flags ${serviceNodeFlags.join(" ")}`);
 
     // A dated copy beside latest.json, the plot, and the terminal table.
