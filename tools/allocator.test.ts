@@ -4,6 +4,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import { jemallocCandidates, servicesAllocator } from "./allocator.js";
+import { projectNode } from "./system.js";
 
 const dir = mkdtempSync(join(tmpdir(), "orderflow-allocator-"));
 const present = join(dir, "libjemalloc.so.2");
@@ -32,7 +33,7 @@ describe("servicesAllocator", () => {
 
   const installed = servicesAllocator({}).env["LD_PRELOAD"];
   it.skipIf(installed === undefined)("makes the project's Node run on this host's jemalloc", () => {
-    const node = join(process.cwd(), "node_modules", ".bin", "node");
+    const node = projectNode();
     const mapped = (env: NodeJS.ProcessEnv) =>
       spawnSync(node, ["-e", "process.stdout.write(require('fs').readFileSync('/proc/self/maps', 'utf8'))"], { env, encoding: "utf8" }).stdout;
     const { LD_PRELOAD: _ignored, ...withoutPreload } = process.env;

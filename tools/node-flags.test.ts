@@ -3,6 +3,7 @@ import { existsSync, mkdirSync, readFileSync, rmdirSync, writeFileSync } from "n
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import { serviceNodeFlags } from "./node-flags.js";
+import { projectNode } from "./system.js";
 
 // Allocates short-lived objects for a second and prints the largest the young generation grew, in MiB.
 const youngGenerationProbe = `
@@ -40,7 +41,7 @@ afterAll(() => {
 });
 
 describe("serviceNodeFlags", () => {
-  const node = join(process.cwd(), "node_modules", ".bin", "node");
+  const node = projectNode();
   const youngGenerationMiB = (flags: readonly string[]): number => {
     const run = spawnSync("sh", ["-c", 'echo $$ > "$0/cgroup.procs" && exec "$@"', cgroup ?? "", node, ...flags, "-e", youngGenerationProbe], { encoding: "utf8" });
     expect(run.status, run.stderr).toBe(0);

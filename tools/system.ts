@@ -49,6 +49,12 @@ export const serviceTable: readonly ServiceDefinition[] = [
 export const maxPortOffset = 10_000;
 
 /** The repository root (this file is tools/system.ts or dist/tools/system.js). */
+/** The project's own Node (24, node_modules/.bin/node) when installed, whatever runs this; else this one. */
+export function projectNode(root = repoRoot()): string {
+  const installed = join(root, "node_modules", ".bin", "node");
+  return existsSync(installed) ? installed : process.execPath;
+}
+
 export function repoRoot(): string {
   let dir = dirname(fileURLToPath(import.meta.url));
   while (!existsSync(join(dir, "package.json")) && dirname(dir) !== dir) dir = dirname(dir);
@@ -183,9 +189,7 @@ export class System {
   constructor(private readonly options: SystemOptions) {
     this.root = options.root ?? repoRoot();
     this.output = options.output ?? prefixedOutput();
-    // The project's own Node (24) when installed, whatever runs this.
-    const projectNode = join(this.root, "node_modules", ".bin", "node");
-    this.node = existsSync(projectNode) ? projectNode : process.execPath;
+    this.node = projectNode(this.root);
   }
 
   /** Starts the services and waits until each is SERVING; stops them all if one fails. */

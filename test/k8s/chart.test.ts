@@ -209,15 +209,24 @@ describe("charts/orderflow renders and validates", () => {
   });
 });
 
-function envOf(objs: K8sObject[], release: string, svc: string): Record<string, JsonObject> {
-  const d = objs.find((o) => o.kind === "Deployment" && o.metadata.name === `${release.includes("orderflow") ? release : `${release}-orderflow`}-${svc}`);
+/** The chart's fullname for a release: the release name alone when it already says orderflow. */
+function fullnameOf(release: string): string {
+  return release.includes("orderflow") ? release : `${release}-orderflow`;
+}
+
+function deploymentOf(objs: K8sObject[], release: string, svc: string): K8sObject {
+  const d = objs.find((o) => o.kind === "Deployment" && o.metadata.name === `${fullnameOf(release)}-${svc}`);
   expect(d, `Deployment for ${svc}`).toBeDefined();
-  const c = obj(at(d!.spec, "template", "spec", "containers", 0), `${svc} first container`);
+  return d!;
+}
+
+function envOf(objs: K8sObject[], release: string, svc: string): Record<string, JsonObject> {
+  const c = obj(at(deploymentOf(objs, release, svc).spec, "template", "spec", "containers", 0), `${svc} first container`);
   return Object.fromEntries(objArr(c.env, `${svc} env`).map((e) => [str(e.name, `${svc} env name`), e]));
 }
 
 function checkComboSpecifics(combo: Combo, objs: K8sObject[], release: string): void {
-  const fullname = release.includes("orderflow") ? release : `${release}-orderflow`;
+  const fullname = fullnameOf(release);
   const order = envOf(objs, release, "order");
   const fraud = envOf(objs, release, "fraud");
   expect(order.INVENTORY_URL?.value).toBe(`http://${fullname}-inventory.${NS}.svc:8080`);
@@ -267,15 +276,14 @@ function checkComboSpecifics(combo: Combo, objs: K8sObject[], release: string): 
     }
   } else {
     for (const s of ["order", "inventory", "payment", "notification"]) {
-      const d = objs.find((o) => o.kind === "Deployment" && o.metadata.name === `${fullname}-${s}`)!;
+      const d = deploymentOf(objs, release, s);
       const init = objArrOr(at(obj(at(d.spec, "template", "spec"), `${s} pod spec`), "initContainers"), `${s} initContainers`);
       expect(init.map((c) => arr(c.command, `${s} initContainer command`)), `${s} migrate initContainer`).toEqual([["node", ...serviceNodeFlags, `dist/services/${s}/main.js`, "migrate"]]);
     }
   }
   // The pods start node as npm start and the bench do (tools/node-flags.ts).
   for (const s of SERVICES) {
-    const d = objs.find((o) => o.kind === "Deployment" && o.metadata.name === `${fullname}-${s}`)!;
-    expect(at(d.spec, "template", "spec", "containers", 0, "command"), `${s} command`).toEqual(["node", ...serviceNodeFlags, `dist/services/${s}/main.js`]);
+    expect(at(deploymentOf(objs, release, s).spec, "template", "spec", "containers", 0, "command"), `${s} command`).toEqual(["node", ...serviceNodeFlags, `dist/services/${s}/main.js`]);
   }
 
   // NetworkPolicies follow the real call graph.
