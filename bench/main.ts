@@ -130,7 +130,13 @@ async function main(): Promise<void> {
     await readStages(sagaRun, customerPrefix, saga);
     await autovacuum?.vacuum();
     const queries = await runQueries(options, generator, endpoints, transports, customerPrefix, notes);
-    const resources = monitor.stop();
+    const resources = monitor.stop().map((footprint) => {
+      const memoryCgroup = endpoints.memoryCgroup(footprint.name);
+      return memoryCgroup ? { ...footprint, memoryCgroup } : footprint;
+    });
+    for (const { name, memoryCgroup } of resources) {
+      if (memoryCgroup && memoryCgroup.oomKills > 0) notes.push(`${name}: the kernel killed ${memoryCgroup.oomKills} of its processes for memory at its pod's limit of ${memoryCgroup.limitMb} MiB (--pod-memory)`);
+    }
     const postgresConnections = connectionsFootprint(await serviceConnectionPids(endpoints.databaseUrl));
 
     const transportH2load = transports.h2load;
@@ -168,6 +174,7 @@ async function main(): Promise<void> {
         target: Object.keys(options.targets).length > 0 ? options.targets : null,
         logLevel: options.logLevel,
         serviceEnv: Object.keys(options.targets).length > 0 ? {} : effectiveServiceEnv(options),
+        podMemory: options.podMemory,
         generator: "Node child process: gRPC over node:http2 (bench/grpc-wire.ts), connect-node client over HTTP/1.1 JSON (Connect)",
       },
       seed: { customers: seeded.customers.length, products: seeded.skus.length, ms: seeded.ms, ...history },

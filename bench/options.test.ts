@@ -21,3 +21,11 @@ describe("parseOptions --no-stages", () => {
     expect(parseOptions(["--quick", "--no-stages"], "/repo").stages).toBe(false);
   });
 });
+
+describe("parseOptions --pod-memory", () => {
+  it("runs the services without cgroups unless asked, and only the services it starts itself", () => {
+    expect(parseOptions(["--quick"], "/repo").podMemory).toBe(false);
+    expect(parseOptions(["--quick", "--pod-memory"], "/repo").podMemory).toBe(true);
+    expect(() => parseOptions(["--pod-memory", "--target", "order=127.0.0.1:8080,payment=127.0.0.1:8083"], "/repo")).toThrow(/--pod-memory limits the services the bench starts/);
+  });
+});

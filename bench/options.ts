@@ -37,10 +37,12 @@ export interface BenchOptions {
   pastSaturation: boolean;
   /** Compare the transports (a bare connect-node server, the order service's Health/Check); quick runs leave it to full ones. */
   wholeTransportComparison: boolean;
+  /** Run each service in a memory cgroup at its pod's limit in the chart (--pod-memory). */
+  podMemory: boolean;
   help: boolean;
 }
 
-const profiles: Record<Mode, Omit<BenchOptions, "targets" | "databaseUrl" | "natsUrl" | "outDir" | "logLevel" | "help" | "mode" | "h2load" | "stages" | "serviceEnv" | "cpuProfDir">> = {
+const profiles: Record<Mode, Omit<BenchOptions, "targets" | "databaseUrl" | "natsUrl" | "outDir" | "logLevel" | "help" | "mode" | "h2load" | "stages" | "serviceEnv" | "cpuProfDir" | "podMemory">> = {
   full: {
     stepMs: 10_000,
     runMs: 10_000,
@@ -113,6 +115,11 @@ export const usage = `npm run bench [-- flags]
   --no-stages             skip the saga's stage timings, for which the saga's
                           streams keep every message of the steps: the order
                           service then trims them during the steps, as deployed
+  --pod-memory            run each service in a memory cgroup at its pod's
+                          limit in charts/orderflow/values.yaml, as the
+                          kernel holds it in a cluster, and report what each
+                          was charged and whether the kernel killed it
+                          (Linux, as root); not with --target
   --log-level <level>     services' LOG_LEVEL (default info, as npm start)
   --env <service>.<NAME>=<value>
                           extra environment for a service (* = every one),
@@ -145,6 +152,7 @@ export function parseOptions(argv: readonly string[], root: string, env: NodeJS.
     stages: true,
     serviceEnv: {},
     cpuProfDir: undefined,
+    podMemory: false,
     help: false,
   };
   for (let i = 0; i < argv.length; i++) {
@@ -196,6 +204,9 @@ export function parseOptions(argv: readonly string[], root: string, env: NodeJS.
       case "--no-stages":
         options.stages = false;
         break;
+      case "--pod-memory":
+        options.podMemory = true;
+        break;
       case "--past-saturation":
         options.pastSaturation = true;
         break;
@@ -239,6 +250,7 @@ export function parseOptions(argv: readonly string[], root: string, env: NodeJS.
   }
   if (Object.keys(options.targets).length > 0) {
     if (options.history > 0) throw new UsageError("--history writes into the bench's own database, not a targeted system's: leave out --target");
+    if (options.podMemory) throw new UsageError("--pod-memory limits the services the bench starts, not a targeted system's: leave out --target");
     for (const needed of ["order", "payment"]) {
       if (!options.targets[needed]) throw new UsageError(`--target needs ${needed}=host:port too (the bench seeds wallets through payment and orders through order)`);
     }

@@ -154,6 +154,12 @@ export function renderTable(result: BenchResult): string {
   out.push("");
   out.push("Resident memory per process (MiB)");
   out.push(table(["process", "pid", "idle", "peak sampled", "VmHWM"], result.resources.map((r) => [r.name, r.pid ?? "?", r.idleRssMb ?? "?", r.peakRssMb ?? "?", r.hwmMb ?? "?"]), 1));
+  const limited = result.resources.flatMap(({ name, memoryCgroup }) => (memoryCgroup ? [[name, memoryCgroup] as const] : []));
+  if (limited.length > 0) {
+    out.push("Each service in a memory cgroup at its pod's limit in the chart (--pod-memory; MiB, the cgroup's charge includes page cache)");
+    const hits = (count: number | null): string => (count === null ? "not recorded" : String(count));
+    out.push(table(["service", "limit", "charged at most", "limit reached", "OOM kills"], limited.map(([name, c]) => [name, c.limitMb, c.peakMb ?? "not recorded", hits(c.limitHits), c.oomKills]), 1));
+  }
   const connections = result.postgresConnections;
   if (connections) {
     out.push(`Postgres: the services' ${connections.connections} connections hold ${figure(connections.privateMbTotal)} MiB of private memory, ${connections.privateMbMean} MiB each on average, ${connections.privateMbMax} at most (beside shared_buffers)`);

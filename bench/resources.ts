@@ -1,6 +1,7 @@
 // Memory and CPU of processes, read from /proc (Linux). Elsewhere every figure
 // is null and the report says so.
 import { readdirSync, readFileSync } from "node:fs";
+import type { MemoryCgroupUsage } from "../tools/memory-cgroup.js";
 
 export interface ProcessMemory {
   rssMb: number;
@@ -190,6 +191,8 @@ export interface ServiceFootprint {
   peakRssMb: number | null;
   /** VmHWM at the end: the kernel's own peak RSS of the process. */
   hwmMb: number | null;
+  /** The memory cgroup it ran in at its pod's limit (--pod-memory); absent otherwise and in runs before it was recorded. */
+  memoryCgroup?: MemoryCgroupUsage;
 }
 
 /** Samples VmRSS of each process every `everyMs` and keeps the largest. */

@@ -58,6 +58,8 @@ export interface BenchResult {
     target: Record<string, string> | null;
     logLevel: string;
     serviceEnv: Record<string, Record<string, string>>;
+    /** Whether each service ran in a memory cgroup at its pod's limit (--pod-memory); absent in runs before it was offered. */
+    podMemory?: boolean;
     generator: string;
   };
   /** `history`: concluded orders written before the run (--history), in `historyMs`. */
@@ -157,5 +159,8 @@ export function checkResult(value: unknown): string[] {
     for (const ceiling of ["grpcJs", "postgres", "jetstream"] as const) if (!result.ceilings[ceiling]) problems.push(`ceiling ${ceiling} is missing`);
   }
   if (result.resources && result.resources.length === 0) problems.push("no service resources");
+  if (result.config?.podMemory) {
+    for (const r of result.resources ?? []) if (r.name !== "bench-generator" && !r.memoryCgroup) problems.push(`--pod-memory, but ${r.name} has no memory cgroup`);
+  }
   return problems;
 }

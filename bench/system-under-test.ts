@@ -5,9 +5,11 @@ import pg from "pg";
 import { dropDatabase, ensureDatabase, withDatabase } from "../tools/databases.js";
 import { ensureInfra, infraUrlsFromEnv, type RunningInfra, startPrivate } from "../tools/infra.js";
 import { InfraError } from "../tools/infra-error.js";
+import type { MemoryCgroupUsage } from "../tools/memory-cgroup.js";
 import { describeExit, LogBuffer, repoRoot, serviceTable, System } from "../tools/system.js";
 import { log } from "./log.js";
 import type { BenchOptions } from "./options.js";
+import { chartMemoryLimitsMb } from "./pod-memory.js";
 import { findPids } from "./resources.js";
 
 /** The environment the bench gives the services on top of `npm start`'s, so that limits meant for one customer do not throttle a load test. */
@@ -37,6 +39,8 @@ export interface Endpoints {
   databaseUrl: string;
   natsUrl: string;
   pids: Map<string, number | undefined>;
+  /** What a service's memory cgroup was charged (--pod-memory); undefined when it runs in none. */
+  memoryCgroup(service: string): MemoryCgroupUsage | undefined;
   stop(): Promise<void>;
   logs: LogBuffer | undefined;
 }
@@ -63,6 +67,7 @@ export async function bringUp(options: BenchOptions, cleanups: (() => Promise<vo
       databaseUrl: options.databaseUrl ?? "",
       natsUrl: options.natsUrl ?? "",
       pids,
+      memoryCgroup: () => undefined,
       stop: async () => undefined,
       logs: undefined,
     };
@@ -95,6 +100,8 @@ export async function bringUp(options: BenchOptions, cleanups: (() => Promise<vo
   const logs = new LogBuffer(5_000);
   const serviceEnv = effectiveServiceEnv(options);
   const { ["*"]: everyService = {}, ...perService } = serviceEnv;
+  const memoryLimitsMb = options.podMemory ? chartMemoryLimitsMb(root) : undefined;
+  if (memoryLimitsMb) log(`each service in a memory cgroup at its pod's limit in the chart: ${Object.entries(memoryLimitsMb).map(([name, mb]) => `${name} ${mb} MiB`).join(", ")}`);
   const system = new System({
     infra: { databaseUrl, natsUrl, redisUrl },
     ports: "free",
@@ -105,6 +112,7 @@ export async function bringUp(options: BenchOptions, cleanups: (() => Promise<vo
     serviceEnv: perService,
     readyTimeoutMs: 60_000,
     stopTimeoutMs: 10_000,
+    memoryLimitsMb,
     onUnexpectedExit: (service, code, signal) => log(`${service} stopped unexpectedly (${describeExit({ code, signal })})`),
   });
   // The services' last lines, for looking into errors the bench reports.
@@ -134,6 +142,7 @@ export async function bringUp(options: BenchOptions, cleanups: (() => Promise<vo
     databaseUrl,
     natsUrl,
     pids: new Map(system.services.map((s) => [s.name, s.pid])),
+    memoryCgroup: (service) => (system.names.includes(service) ? system.memoryCgroupUsage(service) : undefined),
     stop: () => system.stop(),
     logs,
   };

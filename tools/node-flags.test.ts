@@ -1,7 +1,6 @@
 import { spawnSync } from "node:child_process";
-import { existsSync, mkdirSync, readFileSync, rmdirSync, writeFileSync } from "node:fs";
-import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
+import { MemoryCgroup } from "./memory-cgroup.js";
 import { serviceNodeFlags } from "./node-flags.js";
 import { projectNode } from "./system.js";
 
@@ -15,35 +14,16 @@ for (const end = Date.now() + 1000; Date.now() < end; ) {
 }
 process.stdout.write(String(largest / 2 ** 20));`;
 
-/**
- * A memory cgroup (v1) under this process's own, limited to `bytes`, where a pod's limit can be
- * reproduced; undefined where this process may not make one (not root, cgroup v2, no cgroups).
- */
-function memoryCgroup(bytes: number): string | undefined {
-  if (process.getuid?.() !== 0 || !existsSync("/proc/self/cgroup")) return undefined;
-  const line = readFileSync("/proc/self/cgroup", "utf8")
-    .split("\n")
-    .find((l) => l.split(":")[1]?.split(",").includes("memory"));
-  if (line === undefined) return undefined;
-  const dir = join("/sys/fs/cgroup/memory", line.split(":")[2] ?? "", `orderflow-node-flags-${process.pid}`);
-  try {
-    mkdirSync(dir);
-    writeFileSync(join(dir, "memory.limit_in_bytes"), String(bytes));
-    return dir;
-  } catch {
-    return undefined;
-  }
-}
-
-const cgroup = memoryCgroup(512 * 2 ** 20);
-afterAll(() => {
-  if (cgroup !== undefined) rmdirSync(cgroup);
-});
+// Limited as the chart limits inventory, fraud and payment.
+const cgroup = MemoryCgroup.tryCreate(`orderflow-node-flags-${process.pid}`, 512 * 2 ** 20);
+afterAll(() => cgroup?.remove());
 
 describe("serviceNodeFlags", () => {
   const node = projectNode();
   const youngGenerationMiB = (flags: readonly string[]): number => {
-    const run = spawnSync("sh", ["-c", 'echo $$ > "$0/cgroup.procs" && exec "$@"', cgroup ?? "", node, ...flags, "-e", youngGenerationProbe], { encoding: "utf8" });
+    if (cgroup === undefined) throw new Error("no cgroup");
+    const { command, args } = cgroup.wrap(node, [...flags, "-e", youngGenerationProbe]);
+    const run = spawnSync(command, args, { encoding: "utf8" });
     expect(run.status, run.stderr).toBe(0);
     return Number(run.stdout);
   };

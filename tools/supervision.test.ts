@@ -1,5 +1,5 @@
 /**
- * System's supervision against stand-in services whose every start follows a
+ * System's supervision (and its memory limits) against stand-in services whose every start follows a
  * plan (serve; crash once asked for health; never get ready; get ready only
  * once another has exited), so the orderings a real service only sometimes
  * shows happen every time. The real services under supervision:
@@ -10,6 +10,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { eventually } from "../test/support/saga-system.js";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
+import { MemoryCgroup } from "./memory-cgroup.js";
 import { System, type SystemOptions } from "./system.js";
 
 // A grpc.health.v1 server on PORT answering Check over HTTP/2 by hand. Each start takes the
@@ -171,5 +172,34 @@ describe("System's supervision", () => {
     } finally {
       await sys.stop();
     }
+  }, 30_000);
+});
+
+// Where this machine lets the test make memory cgroups (root on Linux).
+const cgroupsPermitted = MemoryCgroup.permitted();
+
+describe("System's memory limits", () => {
+  it.skipIf(!cgroupsPermitted)("runs each limited service and replica in a cgroup of its own from its start, and removes them at stop", async () => {
+    const sys = system(["fraud", "payment"], {}, { memoryLimitsMb: { fraud: 256 } });
+    const cgroupOf = (name: string): string => readFileSync(`/proc/${sys.info(name).pid ?? 0}/cgroup`, "utf8");
+    const dirs: string[] = [];
+    try {
+      await sys.up();
+      const replica = await sys.addReplica("fraud");
+      expect(cgroupOf("fraud")).toContain(`/orderflow-fraud-${process.pid}\n`);
+      expect(cgroupOf(replica)).toContain(`/orderflow-fraud-2-${process.pid}\n`);
+      expect(cgroupOf("payment")).not.toContain("orderflow-");
+      for (const name of ["fraud", replica]) {
+        const usage = sys.memoryCgroupUsage(name);
+        expect(usage?.limitMb).toBe(256);
+        expect(usage?.peakMb).toBeGreaterThan(10);
+        expect(usage?.oomKills).toBe(0);
+        dirs.push(/^\d+:[^:]*memory[^:]*:(.*)$|^0::(.*)$/m.exec(cgroupOf(name))?.slice(1).find((path) => path !== undefined) ?? "");
+      }
+      expect(sys.memoryCgroupUsage("payment")).toBeUndefined();
+    } finally {
+      await sys.stop();
+    }
+    for (const dir of dirs) expect(existsSync(join("/sys/fs/cgroup", dir)) || existsSync(join("/sys/fs/cgroup/memory", dir))).toBe(false);
   }, 30_000);
 });

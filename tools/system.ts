@@ -13,6 +13,7 @@ import { Health, HealthCheckResponse_ServingStatus as ServingStatus } from "../g
 import { asError } from "../services/platform/errors.js";
 import type { InfraUrls } from "./infra.js";
 import { type Allocator, servicesAllocator } from "./allocator.js";
+import { MemoryCgroup, type MemoryCgroupUsage } from "./memory-cgroup.js";
 import { freePort } from "./ports.js";
 import { serviceNodeFlags } from "./node-flags.js";
 import { CrashLoop, type RestartPolicy } from "./restart-policy.js";
@@ -111,6 +112,11 @@ export interface SystemOptions {
   onUnexpectedExit?: (service: string, code: number | null, signal: NodeJS.Signals | null, restartInMs: number | undefined) => void;
   /** Called when a restarted service is SERVING again, or with why it is not. */
   onRestarted?: (service: string, error: Error | undefined) => void;
+  /**
+   * Run these services (and their replicas) each in a memory cgroup of this many MiB, as under a
+   * pod's memory limit (tools/memory-cgroup.ts: root on Linux). The start fails when one cannot be made.
+   */
+  memoryLimitsMb?: Record<string, number>;
 }
 
 export interface ServiceInfo {
@@ -138,6 +144,8 @@ interface ServiceState {
   startedAt?: number;
   crashLoop?: CrashLoop;
   pendingRestart?: NodeJS.Timeout;
+  /** The memory cgroup its processes run in (memoryLimitsMb). */
+  cgroup?: MemoryCgroup;
 }
 
 const host = "127.0.0.1";
@@ -261,6 +269,27 @@ export class System {
       };
       this.states.set(definition.name, { definition, port, metricsPort, env, expectingExit: false });
     }
+    try {
+      for (const [name, state] of this.states) state.cgroup = this.memoryCgroupFor(name);
+    } catch (error) {
+      this.removeMemoryCgroups();
+      throw error;
+    }
+  }
+
+  /** A memory cgroup for a service or replica whose service has a limit in memoryLimitsMb. */
+  private memoryCgroupFor(name: string): MemoryCgroup | undefined {
+    const limitMb = this.options.memoryLimitsMb?.[name.split("#")[0] ?? name];
+    return limitMb === undefined ? undefined : MemoryCgroup.create(`orderflow-${name.replace("#", "-")}-${process.pid}`, limitMb * 2 ** 20);
+  }
+
+  private removeMemoryCgroups(): void {
+    for (const state of this.states.values()) state.cgroup?.remove();
+  }
+
+  /** What the memory cgroup of a service (memoryLimitsMb) was charged; undefined when it runs in none. */
+  memoryCgroupUsage(name: string): MemoryCgroupUsage | undefined {
+    return this.state(name).cgroup?.usage();
   }
 
   private state(name: string): ServiceState {
@@ -312,7 +341,9 @@ export class System {
   private async startService(name: string): Promise<void> {
     const state = this.state(name);
     if (isRunning(state.child)) throw new Error(`${name} is already running`);
-    const child = spawn(this.node, [...serviceNodeFlags, serviceEntry(this.root, state.definition.name)], {
+    const node = { command: this.node, args: [...serviceNodeFlags, serviceEntry(this.root, state.definition.name)] };
+    const { command, args } = state.cgroup?.wrap(node.command, node.args) ?? node;
+    const child = spawn(command, args, {
       cwd: this.root,
       env: state.env,
       stdio: ["ignore", "pipe", "pipe"],
@@ -425,7 +456,8 @@ export class System {
     const replica = `${name}#${this.names.filter((n) => n === name || n.startsWith(`${name}#`)).length + 1}`;
     const port = await freePort();
     const metricsPort = await freePort();
-    this.states.set(replica, { definition, port, metricsPort, env: { ...env, PORT: String(port), METRICS_PORT: String(metricsPort) }, expectingExit: false });
+    const cgroup = this.memoryCgroupFor(replica);
+    this.states.set(replica, { definition, port, metricsPort, env: { ...env, PORT: String(port), METRICS_PORT: String(metricsPort) }, expectingExit: false, cgroup });
     await this.startService(replica);
     return replica;
   }
@@ -440,6 +472,7 @@ export class System {
   async stop(): Promise<void> {
     this.stopped = true;
     await Promise.all(this.names.map((name) => this.stopService(name)));
+    this.removeMemoryCgroups();
   }
 
   /** Last-resort synchronous kill of everything still running (process exit handlers). */

@@ -9,12 +9,16 @@ import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import { type BenchResult, checkResult } from "../../bench/results.js";
 import { servicesAllocator } from "../../tools/allocator.js";
+import { chartMemoryLimitsMb } from "../../bench/pod-memory.js";
+import { MemoryCgroup } from "../../tools/memory-cgroup.js";
 import { serviceNodeFlags } from "../../tools/node-flags.js";
 import { repoRoot } from "../../tools/system.js";
 import { sharedInfra } from "../support/system.js";
 
 const root = repoRoot();
 const outDir = mkdtempSync(join(tmpdir(), "orderflow-bench-smoke-"));
+// --pod-memory where this machine lets the bench make memory cgroups (root on Linux).
+const podMemory = MemoryCgroup.permitted();
 
 afterAll(() => rmSync(outDir, { recursive: true, force: true }));
 
@@ -33,7 +37,7 @@ describe("npm run bench -- --smoke", () => {
     const infra = sharedInfra();
     const env: NodeJS.ProcessEnv = { ...process.env, DATABASE_URL: infra.databaseUrl, REDIS_URL: infra.redisUrl, NATS_URL: infra.natsUrl };
     delete env["NODE_OPTIONS"];
-    const { code, output } = await runCompiled("main.js", ["--smoke", "--out", outDir], env);
+    const { code, output } = await runCompiled("main.js", ["--smoke", "--out", outDir, ...(podMemory ? ["--pod-memory"] : [])], env);
     if (code !== 0) process.stderr.write(`---- bench output ----\n${output}\n---- end ----\n`);
     expect(code).toBe(0);
 
@@ -77,6 +81,14 @@ describe("npm run bench -- --smoke", () => {
     // ... and with the node flags the image and the chart give it (tools/node-flags.ts), as read from its command line.
     expect(result.machine.servicesNodeFlags).toEqual(Object.fromEntries(services.map((name) => [name, serviceNodeFlags])));
     expect(output).toContain(`node flags ${serviceNodeFlags.join(" ")}`);
+    // With --pod-memory, each service ran in a cgroup at its pod's limit and was charged under it.
+    const limits = chartMemoryLimitsMb(root);
+    for (const r of result.resources.filter((footprint) => footprint.name !== "bench-generator")) {
+      if (!podMemory) expect(r.memoryCgroup).toBeUndefined();
+      else expect(r.memoryCgroup).toMatchObject({ limitMb: limits[r.name], oomKills: 0 });
+      if (podMemory) expect(r.memoryCgroup?.peakMb).toBeGreaterThan(0);
+    }
+    if (podMemory) expect(output).toContain("Each service in a memory cgroup at its pod's limit");
 
     // A dated copy beside latest.json, the plot, and the terminal table.
     expect(existsSync(join(outDir, `${result.machine.date.slice(0, 10)}-${result.machine.gitCommit}-smoke.json`))).toBe(true);

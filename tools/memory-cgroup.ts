@@ -1,0 +1,157 @@
+// A memory cgroup for one process tree: how a pod's memory limit is reproduced on
+// one machine (`npm run bench -- --pod-memory`, tools/node-flags.test.ts). The
+// kernel enforces the limit as in a container, and V8 sizes its heap from it at
+// start, so the process must be inside before node runs: wrap() starts it through
+// a shell that joins the cgroup and then execs it (same pid).
+//
+// Making one needs root on Linux: cgroup v1 (a child of this process's own memory
+// cgroup) or v2 (a child of the hierarchy's root, where the memory controller is
+// enabled for children). Swap is held at zero where the kernel offers the setting,
+// as in a pod.
+import { existsSync, mkdirSync, readFileSync, rmdirSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+
+export interface MemoryCgroupUsage {
+  limitMb: number;
+  /** The most memory the cgroup was charged (its processes' pages and page cache); null where the kernel does not record it (v2 before Linux 5.19). */
+  peakMb: number | null;
+  /**
+   * Times a charge met the limit and the kernel had to reclaim first (v2 memory.events max);
+   * null on v1, whose memory.failcnt read 0 here (Linux 6.18) even as the kernel killed a process
+   * for the limit.
+   */
+  limitHits: number | null;
+  /** Processes the kernel killed for memory in this cgroup. */
+  oomKills: number;
+}
+
+export class MemoryCgroupError extends Error {
+  override name = "MemoryCgroupError";
+}
+
+const mebibyte = 2 ** 20;
+
+export class MemoryCgroup {
+  private constructor(
+    /** The cgroup's folder under /sys/fs/cgroup. */
+    readonly dir: string,
+    private readonly version: 1 | 2,
+    private readonly limitBytes: number,
+  ) {}
+
+  /**
+   * Makes (or takes over, when a run before this one left it) the cgroup `name`, limited to
+   * `limitBytes`. Throws MemoryCgroupError saying why when this process may not.
+   */
+  static create(name: string, limitBytes: number, mount = "/sys/fs/cgroup", selfCgroupFile = "/proc/self/cgroup"): MemoryCgroup {
+    if (!/^[A-Za-z0-9_.-]+$/.test(name)) throw new MemoryCgroupError(`a cgroup name is letters, digits, '.', '_' and '-' (got ${JSON.stringify(name)})`);
+    const version = existsSync(join(mount, "cgroup.controllers")) ? 2 : 1;
+    const parent = version === 2 ? v2Parent(mount) : v1Parent(mount, selfCgroupFile);
+    const cgroup = new MemoryCgroup(join(parent, name), version, limitBytes);
+    try {
+      mkdirSync(cgroup.dir, { recursive: true });
+      if (version === 2) {
+        writeFileSync(join(cgroup.dir, "memory.max"), String(limitBytes));
+        writeIfPresent(join(cgroup.dir, "memory.swap.max"), "0");
+      } else {
+        writeFileSync(join(cgroup.dir, "memory.limit_in_bytes"), String(limitBytes));
+        writeIfPresent(join(cgroup.dir, "memory.memsw.limit_in_bytes"), String(limitBytes));
+      }
+    } catch (error) {
+      throw new MemoryCgroupError(`cannot make the memory cgroup ${cgroup.dir} (${(error as Error).message}): it takes root on Linux`);
+    }
+    return cgroup;
+  }
+
+  /** create(), or undefined where this process may not make a memory cgroup (tests that need one skip then). */
+  static tryCreate(name: string, limitBytes: number): MemoryCgroup | undefined {
+    try {
+      return MemoryCgroup.create(name, limitBytes);
+    } catch (error) {
+      if (error instanceof MemoryCgroupError) return undefined;
+      throw error;
+    }
+  }
+
+  /** Whether this process may make memory cgroups here. */
+  static permitted(): boolean {
+    const probe = MemoryCgroup.tryCreate(`orderflow-probe-${process.pid}`, 2 ** 30);
+    probe?.remove();
+    return probe !== undefined;
+  }
+
+  /** The command and arguments that run `command args` inside this cgroup from its first instruction. */
+  wrap(command: string, args: readonly string[]): { command: string; args: string[] } {
+    return { command: "/bin/sh", args: ["-c", 'echo $$ > "$0" && exec "$@"', join(this.dir, "cgroup.procs"), command, ...args] };
+  }
+
+  usage(): MemoryCgroupUsage {
+    const read = (file: string): string | undefined => {
+      try {
+        return readFileSync(join(this.dir, file), "utf8");
+      } catch {
+        return undefined;
+      }
+    };
+    const mb = (bytes: string | undefined): number | null => (bytes === undefined || !Number.isFinite(Number(bytes)) ? null : Math.round((Number(bytes) / mebibyte) * 10) / 10);
+    const limitMb = this.limitBytes / mebibyte;
+    if (this.version === 2) {
+      const events = read("memory.events") ?? "";
+      return { limitMb, peakMb: mb(read("memory.peak")), limitHits: counter(events, "max"), oomKills: counter(events, "oom_kill") };
+    }
+    return {
+      limitMb,
+      peakMb: mb(read("memory.max_usage_in_bytes")),
+      limitHits: null,
+      oomKills: counter(read("memory.oom_control") ?? "", "oom_kill"),
+    };
+  }
+
+  /** Removes the cgroup once its processes are gone; false when it could not (one still runs). */
+  remove(): boolean {
+    try {
+      rmdirSync(this.dir);
+      return true;
+    } catch {
+      return !existsSync(this.dir);
+    }
+  }
+}
+
+/** v1: a child of this process's own memory cgroup, so that a limit above it still applies. */
+function v1Parent(mount: string, selfCgroupFile: string): string {
+  let own: string | undefined;
+  try {
+    own = readFileSync(selfCgroupFile, "utf8")
+      .split("\n")
+      .map((line) => line.split(":"))
+      .find(([, controllers]) => controllers?.split(",").includes("memory"))?.[2];
+  } catch {
+    own = undefined;
+  }
+  if (own === undefined || !existsSync(join(mount, "memory"))) throw new MemoryCgroupError(`no memory cgroup to make one under (no cgroup v2 at ${mount}, no v1 memory controller)`);
+  return join(mount, "memory", own);
+}
+
+/**
+ * v2: a child of the hierarchy's root. A cgroup with processes of its own (this one's, most
+ * likely) may not give its children controllers; the root is exempt.
+ */
+function v2Parent(mount: string): string {
+  const control = join(mount, "cgroup.subtree_control");
+  try {
+    if (!readFileSync(control, "utf8").split(/\s+/).includes("memory")) writeFileSync(control, "+memory");
+  } catch (error) {
+    throw new MemoryCgroupError(`the memory controller is not enabled for ${mount}'s children and could not be (${(error as Error).message}): it takes root on Linux`);
+  }
+  return mount;
+}
+
+function writeIfPresent(file: string, value: string): void {
+  if (existsSync(file)) writeFileSync(file, value);
+}
+
+/** The number after `key` on a "key value" line (memory.events, memory.oom_control); 0 when absent. */
+function counter(text: string, key: string): number {
+  return Number(new RegExp(`^${key} (\\d+)$`, "m").exec(text)?.[1] ?? 0);
+}
