@@ -49,6 +49,13 @@ describe("the full runs table", () => {
     expect(row).toBe("| [2026-12-05 10:00 abcdef0](../bench/results/2026-12-05-abcdef0.json) | AMD EPYC | 0.5 | 5,000 · 20,000 | 4,000 | 20,000 | 50 at 50 | 10 / 20 | — | — | 0.75 | 0.75 |");
   });
 
+  it("marks a run whose services ran under their pods' memory limits", () => {
+    const limited = run("2026-12-07T12:51:00.000Z", "7557dae", [{ offeredPerSec: 50, completedPerSec: 50, completedInWindowPerSec: 50, e2eLatency: latency(10, 20) }]);
+    limited.result.config = { podMemory: true };
+    const [, , row] = fullRunsTable([limited]).split("\n");
+    expect(row).toMatch(/^\| \[2026-12-07 12:51 7557dae\]\(\.\.\/bench\/results\/2026-12-07-7557dae\.json\) \(--pod-memory\) \| — \|/);
+  });
+
   it("reads every full run kept in bench/results, oldest first, and no other", () => {
     const dir = join(repoRoot(), "bench", "results");
     const full = readdirSync(dir).filter((f) => /^\d{4}-.+\.json$/.test(f) && (JSON.parse(readFileSync(join(dir, f), "utf8")) as { mode: string }).mode === "full");

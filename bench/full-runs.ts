@@ -7,6 +7,7 @@ import { figure, type LatencySummary } from "./stats.js";
 export interface RunFigures {
   mode: string;
   machine: { date: string; gitCommit: string; cpuModel?: string; loadAverageAtStart?: number[] };
+  config?: { podMemory?: boolean };
   saga: { steps: { offeredPerSec: number; completedPerSec: number; completedInWindowPerSec?: number; e2eLatency: LatencySummary }[] };
   ceilings: { grpcJs: { perSec: number }; postgres: { txPerSec: number }; jetstream: { roundTripMsgsPerSec: number } };
   transportH2load?: { name: string; protocol: string; perSec: number; serverCpuUsPerCall?: number | null; alternated?: object }[];
@@ -59,7 +60,7 @@ export function fullRunsTable(runs: readonly KeptRun[]): string {
     const alternatedBare = getOrder?.alternated ? result.transportH2load?.find((t) => t.alternated && t.name.startsWith("Health/Check bare grpc-js")) : undefined;
     const beside = alternatedBare ?? bare;
     return [
-      `[${machine.date.slice(0, 16).replace("T", " ")} ${machine.gitCommit}](../bench/results/${file})`,
+      `[${machine.date.slice(0, 16).replace("T", " ")} ${machine.gitCommit}](../bench/results/${file})${result.config?.podMemory ? " (--pod-memory)" : ""}`,
       machine.cpuModel ? processorName(machine.cpuModel) : "—",
       machine.loadAverageAtStart?.[0]?.toString() ?? "—",
       `${figure(ceilings.grpcJs.perSec)} · ${bare === undefined ? "—" : figure(bare.perSec)}`,
