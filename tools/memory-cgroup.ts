@@ -10,6 +10,7 @@
 // as in a pod.
 import { existsSync, mkdirSync, readFileSync, rmdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
+import { InfraError } from "./infra-error.js";
 
 export interface MemoryCgroupUsage {
   limitMb: number;
@@ -25,7 +26,8 @@ export interface MemoryCgroupUsage {
   oomKills: number;
 }
 
-export class MemoryCgroupError extends Error {
+/** Why this process may not make a memory cgroup: a problem for the user, told in one line. */
+export class MemoryCgroupError extends InfraError {
   override name = "MemoryCgroupError";
 }
 
@@ -58,7 +60,7 @@ export class MemoryCgroup {
         writeIfPresent(join(cgroup.dir, "memory.memsw.limit_in_bytes"), String(limitBytes));
       }
     } catch (error) {
-      throw new MemoryCgroupError(`cannot make the memory cgroup ${cgroup.dir} (${(error as Error).message}): it takes root on Linux`);
+      throw new MemoryCgroupError(`cannot make the memory cgroup ${cgroup.dir} (${(error as Error).message}): run as root on Linux`);
     }
     return cgroup;
   }
@@ -142,7 +144,7 @@ function v2Parent(mount: string): string {
   try {
     if (!readFileSync(control, "utf8").split(/\s+/).includes("memory")) writeFileSync(control, "+memory");
   } catch (error) {
-    throw new MemoryCgroupError(`the memory controller is not enabled for ${mount}'s children and could not be (${(error as Error).message}): it takes root on Linux`);
+    throw new MemoryCgroupError(`the memory controller is not enabled for ${mount}'s children and could not be (${(error as Error).message}): run as root on Linux`);
   }
   return mount;
 }
