@@ -144,7 +144,9 @@ function v2Parent(mount: string): string {
   try {
     if (!readFileSync(control, "utf8").split(/\s+/).includes("memory")) writeFileSync(control, "+memory");
   } catch (error) {
-    throw new MemoryCgroupError(`the memory controller is not enabled for ${mount}'s children and could not be (${(error as Error).message}): run as root on Linux`);
+    throw new MemoryCgroupError(
+      `the memory controller is not enabled for ${mount}'s children and could not be (${(error as Error).message}): run as root, on a host rather than in a container, whose cgroup holds processes of its own`,
+    );
   }
   return mount;
 }
