@@ -1,9 +1,9 @@
 import { spawnSync } from "node:child_process";
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
-import { MemoryCgroup, MemoryCgroupError } from "./memory-cgroup.js";
+import { MemoryCgroup, MemoryCgroupError, removeLeftoverCgroups } from "./memory-cgroup.js";
 import { projectNode } from "./system.js";
 
 const mebibyte = 2 ** 20;
@@ -96,6 +96,18 @@ describe("MemoryCgroup's files", () => {
     writeFileSync(join(own, "memory.max_usage_in_bytes"), `${368 * mebibyte}\n`);
     writeFileSync(join(own, "memory.oom_control"), "oom_kill_disable 0\nunder_oom 0\noom_kill 0\n");
     expect(group.usage()).toEqual({ limitMb: 1024, peakMb: 368, limitHits: null, oomKills: 0 });
+  });
+
+  it("removes the cgroups that processes no longer running left behind, and no other", () => {
+    const mount = join(fake, "leftovers");
+    const parent = join(mount, "memory", "jobs");
+    const self = join(fake, "leftovers-self");
+    writeFileSync(self, "4:memory:/jobs\n");
+    const gone = 2 ** 30; // above any pid_max
+    for (const name of [`orderflow-order-${gone}`, `orderflow-fraud-2-${gone}`, `orderflow-order-${process.pid}`, `other-order-${gone}`, "orderflow-order"]) mkdirSync(join(parent, name), { recursive: true });
+    expect(removeLeftoverCgroups("orderflow-", mount, self)).toBe(2);
+    expect(readdirSync(parent).sort()).toEqual(["orderflow-order", `orderflow-order-${process.pid}`, `other-order-${gone}`]);
+    expect(removeLeftoverCgroups("orderflow-", join(fake, "nowhere"), join(fake, "no-such-file"))).toBe(0);
   });
 
   it("says why when there is no memory cgroup to make one under", () => {

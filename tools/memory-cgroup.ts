@@ -8,7 +8,7 @@
 // cgroup) or v2 (a child of the hierarchy's root, where the memory controller is
 // enabled for children). Swap is held at zero where the kernel offers the setting,
 // as in a pod.
-import { existsSync, mkdirSync, readFileSync, rmdirSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, readdirSync, readFileSync, rmdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { InfraError } from "./infra-error.js";
 
@@ -117,6 +117,41 @@ export class MemoryCgroup {
     } catch {
       return !existsSync(this.dir);
     }
+  }
+}
+
+/**
+ * Removes the cgroups named `<prefix>…-<pid>` whose process is no longer running: those a
+ * process killed before it could remove its own left behind. Returns how many it removed; 0
+ * where this process may not make cgroups.
+ */
+export function removeLeftoverCgroups(prefix: string, mount = "/sys/fs/cgroup", selfCgroupFile = "/proc/self/cgroup"): number {
+  let parent: string;
+  try {
+    parent = existsSync(join(mount, "cgroup.controllers")) ? mount : v1Parent(mount, selfCgroupFile);
+  } catch {
+    return 0;
+  }
+  let removed = 0;
+  for (const entry of readdirSync(parent, { withFileTypes: true })) {
+    const owner = entry.isDirectory() && entry.name.startsWith(prefix) ? /-(\d+)$/.exec(entry.name)?.[1] : undefined;
+    if (owner === undefined || isRunning(Number(owner))) continue;
+    try {
+      rmdirSync(join(parent, entry.name));
+      removed++;
+    } catch {
+      // Still holds a process, or not ours to remove.
+    }
+  }
+  return removed;
+}
+
+function isRunning(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (error) {
+    return (error as NodeJS.ErrnoException).code !== "ESRCH";
   }
 }
 

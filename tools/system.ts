@@ -13,7 +13,7 @@ import { Health, HealthCheckResponse_ServingStatus as ServingStatus } from "../g
 import { asError } from "../services/platform/errors.js";
 import type { InfraUrls } from "./infra.js";
 import { type Allocator, servicesAllocator } from "./allocator.js";
-import { MemoryCgroup, type MemoryCgroupUsage } from "./memory-cgroup.js";
+import { MemoryCgroup, type MemoryCgroupUsage, removeLeftoverCgroups } from "./memory-cgroup.js";
 import { freePort } from "./ports.js";
 import { serviceNodeFlags } from "./node-flags.js";
 import { CrashLoop, type RestartPolicy } from "./restart-policy.js";
@@ -149,6 +149,8 @@ interface ServiceState {
 }
 
 const host = "127.0.0.1";
+/** A service's memory cgroup is `orderflow-<service>-<pid of the System's process>`. */
+const memoryCgroupPrefix = "orderflow-";
 
 /** The recent output of every service, for printing when a test fails. */
 export class LogBuffer {
@@ -269,6 +271,7 @@ export class System {
       };
       this.states.set(definition.name, { definition, port, metricsPort, env, expectingExit: false });
     }
+    if (this.options.memoryLimitsMb !== undefined) removeLeftoverCgroups(memoryCgroupPrefix);
     try {
       for (const [name, state] of this.states) state.cgroup = this.memoryCgroupFor(name);
     } catch (error) {
@@ -280,7 +283,7 @@ export class System {
   /** A memory cgroup for a service or replica whose service has a limit in memoryLimitsMb. */
   private memoryCgroupFor(name: string): MemoryCgroup | undefined {
     const limitMb = this.options.memoryLimitsMb?.[name.split("#")[0] ?? name];
-    return limitMb === undefined ? undefined : MemoryCgroup.create(`orderflow-${name.replace("#", "-")}-${process.pid}`, limitMb * 2 ** 20);
+    return limitMb === undefined ? undefined : MemoryCgroup.create(`${memoryCgroupPrefix}${name.replace("#", "-")}-${process.pid}`, limitMb * 2 ** 20);
   }
 
   private removeMemoryCgroups(): void {
