@@ -8,7 +8,7 @@
 // cgroup) or v2 (a child of the hierarchy's root, where the memory controller is
 // enabled for children). Swap is held at zero where the kernel offers the setting,
 // as in a pod.
-import { existsSync, mkdirSync, readdirSync, readFileSync, rmdirSync, writeFileSync } from "node:fs";
+import { type Dirent, existsSync, mkdirSync, readdirSync, readFileSync, rmdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { InfraError } from "./infra-error.js";
 
@@ -47,8 +47,8 @@ export class MemoryCgroup {
    */
   static create(name: string, limitBytes: number, mount = "/sys/fs/cgroup", selfCgroupFile = "/proc/self/cgroup"): MemoryCgroup {
     if (!/^[A-Za-z0-9_.-]+$/.test(name)) throw new MemoryCgroupError(`a cgroup name is letters, digits, '.', '_' and '-' (got ${JSON.stringify(name)})`);
-    const version = existsSync(join(mount, "cgroup.controllers")) ? 2 : 1;
-    const parent = version === 2 ? v2Parent(mount) : v1Parent(mount, selfCgroupFile);
+    const { version, parent } = placement(mount, selfCgroupFile);
+    if (version === 2) enableMemoryController(mount);
     const cgroup = new MemoryCgroup(join(parent, name), version, limitBytes);
     try {
       mkdirSync(cgroup.dir, { recursive: true });
@@ -127,13 +127,15 @@ export class MemoryCgroup {
  */
 export function removeLeftoverCgroups(prefix: string, mount = "/sys/fs/cgroup", selfCgroupFile = "/proc/self/cgroup"): number {
   let parent: string;
+  let entries: Dirent[];
   try {
-    parent = existsSync(join(mount, "cgroup.controllers")) ? mount : v1Parent(mount, selfCgroupFile);
+    parent = placement(mount, selfCgroupFile).parent;
+    entries = readdirSync(parent, { withFileTypes: true });
   } catch {
     return 0;
   }
   let removed = 0;
-  for (const entry of readdirSync(parent, { withFileTypes: true })) {
+  for (const entry of entries) {
     const owner = entry.isDirectory() && entry.name.startsWith(prefix) ? /-(\d+)$/.exec(entry.name)?.[1] : undefined;
     if (owner === undefined || isRunning(Number(owner))) continue;
     try {
@@ -155,6 +157,15 @@ function isRunning(pid: number): boolean {
   }
 }
 
+/**
+ * Where this process's memory cgroups go: on v2 under the hierarchy's root (a cgroup with
+ * processes of its own, this one's most likely, may not give its children controllers; the
+ * root is exempt), on v1 under this process's own memory cgroup.
+ */
+function placement(mount: string, selfCgroupFile: string): { version: 1 | 2; parent: string } {
+  return existsSync(join(mount, "cgroup.controllers")) ? { version: 2, parent: mount } : { version: 1, parent: v1Parent(mount, selfCgroupFile) };
+}
+
 /** v1: a child of this process's own memory cgroup, so that a limit above it still applies. */
 function v1Parent(mount: string, selfCgroupFile: string): string {
   let own: string | undefined;
@@ -170,11 +181,8 @@ function v1Parent(mount: string, selfCgroupFile: string): string {
   return join(mount, "memory", own);
 }
 
-/**
- * v2: a child of the hierarchy's root. A cgroup with processes of its own (this one's, most
- * likely) may not give its children controllers; the root is exempt.
- */
-function v2Parent(mount: string): string {
+/** v2: gives the root's children the memory controller where they lack it. */
+function enableMemoryController(mount: string): void {
   const control = join(mount, "cgroup.subtree_control");
   try {
     if (!readFileSync(control, "utf8").split(/\s+/).includes("memory")) writeFileSync(control, "+memory");
@@ -183,7 +191,6 @@ function v2Parent(mount: string): string {
       `the memory controller is not enabled for ${mount}'s children and could not be (${(error as Error).message}): run as root, on a host rather than in a container, whose cgroup holds processes of its own`,
     );
   }
-  return mount;
 }
 
 function writeIfPresent(file: string, value: string): void {

@@ -84,9 +84,12 @@ describe("npm run bench -- --smoke", () => {
     // With --pod-memory, each service ran in a cgroup at its pod's limit and was charged under it.
     const limits = chartMemoryLimitsMb(root);
     for (const r of result.resources.filter((footprint) => footprint.name !== "bench-generator")) {
-      if (!podMemory) expect(r.memoryCgroup).toBeUndefined();
-      else expect(r.memoryCgroup).toMatchObject({ limitMb: limits[r.name], oomKills: 0 });
-      if (podMemory) expect(r.memoryCgroup?.peakMb).toBeGreaterThan(0);
+      if (!podMemory) {
+        expect(r.memoryCgroup).toBeUndefined();
+      } else {
+        expect(r.memoryCgroup).toMatchObject({ limitMb: limits[r.name], oomKills: 0 });
+        expect(r.memoryCgroup?.peakMb).toBeGreaterThan(0);
+      }
     }
     if (podMemory) expect(output).toContain("Each service in a memory cgroup at its pod's limit");
 
