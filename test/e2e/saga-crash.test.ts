@@ -31,6 +31,14 @@ beforeAll(async () => {
 
 stopAndReportOnFailure(() => sys);
 
+/**
+ * Tries of each CreateOrder refused as unavailable, as a client with an idempotency key keeps
+ * trying while the order service is down: 16, about 30 s of waits, outlast the order service's
+ * kill, the second before its restart and its start on a machine whose cores other test files
+ * keep busy (the default 8, about 9 s, once did not in CI).
+ */
+const createAttempts = 16;
+
 /** 20 customers with varied funds (some run out), 5 orders each, paced over ~1 s. */
 async function placeOrders(round: string, onProgress?: (created: number) => void): Promise<string[]> {
   const customers = Array.from({ length: 20 }, (_, i) => `${round}-c${i}`);
@@ -49,7 +57,7 @@ async function placeOrders(round: string, onProgress?: (created: number) => void
     const second = skus[Math.floor(random() * skus.length)] ?? "CB-005";
     const items = first === second ? [{ sku: first, quantity: 1n }] : [{ sku: first, quantity: 1n }, { sku: second, quantity: BigInt(1 + Math.floor(random() * 2)) }];
     creates.push(
-      retryUnavailable(() => sys.order.createOrder({ customerId, items, idempotencyKey: `${round}-${n}` })).then(({ order }) => {
+      retryUnavailable(() => sys.order.createOrder({ customerId, items, idempotencyKey: `${round}-${n}` }), undefined, createAttempts).then(({ order }) => {
         if (order) ids.push(order.orderId);
         onProgress?.(ids.length);
       }),
@@ -131,23 +139,28 @@ async function withFrozen<T>(held: string, work: () => Promise<T>): Promise<T> {
  * a second later while the rest are still placed (CreateOrders refused meanwhile are retried
  * with their idempotency keys).
  */
-function killWhilePlacing(service: string): { onProgress: (created: number) => void; inFlightAtKill: () => Promise<number> } {
+function killWhilePlacing(service: string): { onProgress: (created: number) => void; inFlightAtKill: () => Promise<number>; downMs: () => number } {
   let crash: Promise<number> | undefined;
+  let downMs = 0;
   const held = service === "payment" ? "inventory" : "payment";
   return {
     onProgress: (created) => {
       if (created !== 40 || crash) return;
       crash = (async () => {
+        let killedAt = 0;
         const inFlight = await withFrozen(held, async () => {
           await sys.system.kill(service);
+          killedAt = Date.now();
           return ordersInFlight(sys);
         });
         await sleep(1_000);
         await sys.system.restart(service);
+        downMs = Date.now() - killedAt;
         return inFlight;
       })();
     },
     inFlightAtKill: () => crash ?? Promise.reject(new Error(`${service} was never killed: fewer than 40 orders created`)),
+    downMs: () => downMs,
   };
 }
 
@@ -160,7 +173,7 @@ describe("participants killed mid-flight", () => {
       const ids = await placeOrders(service.slice(0, 3), crash.onProgress);
       const inFlightAtKill = await crash.inFlightAtKill();
       const statuses = await waitAllSettled(sys, ids, 60_000);
-      console.log(`${service} kill: ${ids.length} orders, ${inFlightAtKill} in flight at the kill, all terminal after ${((Date.now() - started) / 1000).toFixed(1)} s: ${outcomes(statuses)}`);
+      console.log(`${service} kill: ${ids.length} orders, ${inFlightAtKill} in flight at the kill, serving again ${(crash.downMs() / 1000).toFixed(1)} s after it, all terminal after ${((Date.now() - started) / 1000).toFixed(1)} s: ${outcomes(statuses)}`);
       expect(ids).toHaveLength(100);
       expect(inFlightAtKill).toBeGreaterThan(0);
       // Stock commits a killed inventory had taken are unanswered: they come back after the 10 s ack wait.
