@@ -49,13 +49,13 @@ export const serviceTable: readonly ServiceDefinition[] = [
 /** The largest PORT_OFFSET `npm start` accepts: it keeps every port below the ephemeral range. */
 export const maxPortOffset = 10_000;
 
-/** The repository root (this file is tools/system.ts or dist/tools/system.js). */
 /** The project's own Node (24, node_modules/.bin/node) when installed, whatever runs this; else this one. */
 export function projectNode(root = repoRoot()): string {
   const installed = join(root, "node_modules", ".bin", "node");
   return existsSync(installed) ? installed : process.execPath;
 }
 
+/** The repository root (this file is tools/system.ts or dist/tools/system.js). */
 export function repoRoot(): string {
   let dir = dirname(fileURLToPath(import.meta.url));
   while (!existsSync(join(dir, "package.json")) && dirname(dir) !== dir) dir = dirname(dir);
@@ -273,16 +273,16 @@ export class System {
     }
     if (this.options.memoryLimitsMb !== undefined) removeLeftoverCgroups(memoryCgroupPrefix);
     try {
-      for (const [name, state] of this.states) state.cgroup = this.memoryCgroupFor(name);
+      for (const [name, state] of this.states) state.cgroup = this.memoryCgroupFor(name, state.definition);
     } catch (error) {
       this.removeMemoryCgroups();
       throw error;
     }
   }
 
-  /** A memory cgroup for a service or replica whose service has a limit in memoryLimitsMb. */
-  private memoryCgroupFor(name: string): MemoryCgroup | undefined {
-    const limitMb = this.options.memoryLimitsMb?.[name.split("#")[0] ?? name];
+  /** A memory cgroup for a service or replica (`name`) of a service with a limit in memoryLimitsMb. */
+  private memoryCgroupFor(name: string, definition: ServiceDefinition): MemoryCgroup | undefined {
+    const limitMb = this.options.memoryLimitsMb?.[definition.name];
     return limitMb === undefined ? undefined : MemoryCgroup.create(`${memoryCgroupPrefix}${name.replace("#", "-")}-${process.pid}`, limitMb * 2 ** 20);
   }
 
@@ -459,7 +459,7 @@ export class System {
     const replica = `${name}#${this.names.filter((n) => n === name || n.startsWith(`${name}#`)).length + 1}`;
     const port = await freePort();
     const metricsPort = await freePort();
-    const cgroup = this.memoryCgroupFor(replica);
+    const cgroup = this.memoryCgroupFor(replica, definition);
     this.states.set(replica, { definition, port, metricsPort, env: { ...env, PORT: String(port), METRICS_PORT: String(metricsPort) }, expectingExit: false, cgroup });
     await this.startService(replica);
     return replica;
