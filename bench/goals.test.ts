@@ -6,7 +6,7 @@ type Step = BenchResult["saga"]["steps"][number];
 
 /** The fields of a step the goals read. */
 const step = (offeredPerSec: number, p99: number, saturated = false, completedPerSec = offeredPerSec): Step =>
-  ({ offeredPerSec, completedPerSec, saturated, e2eLatency: { count: 1, p50: p99 / 2, p90: p99, p99, max: p99, mean: p99 / 2 } }) as unknown as Step;
+  ({ offeredPerSec, completedPerSec, saturated, durationMs: 10_000, e2eLatency: { count: 1, p50: p99 / 2, p90: p99, p99, max: p99, mean: p99 / 2 } }) as unknown as Step;
 
 function saga(steps: Step[]): BenchResult["saga"] {
   const kept = steps.filter((s) => !s.saturated).map((s) => s.offeredPerSec);
@@ -20,7 +20,7 @@ describe("goalsOf", () => {
   it("meets the rate and the p99 where the run kept up with 1,700/s and its 850/s step's p99 was under 100 ms", () => {
     const [rate, latency] = goalsOf({ saga: saga([step(400, 40), step(850, 99.9), step(1_700, 300)]), ratios: [] });
     expect([rate?.met, latency?.met]).toEqual([true, true]);
-    expect(latency?.measured).toBe("99.9 ms (median 50.0 ms)");
+    expect(latency?.measured).toBe("99.9 ms (median 50.0 ms; 10-s step)");
   });
 
   it("misses them when the run saturated first, or the 850/s step's p99 was 100 ms or more", () => {

@@ -34,7 +34,7 @@ function latency(saga: BenchResult["saga"]): GoalCheck {
   const target = `< ${goalP99Ms} ms`;
   const step = saga.steps.find((s) => s.offeredPerSec === goalLatencyRatePerSec);
   if (step) {
-    const p99 = `${milliseconds(step.e2eLatency.p99)} ms (median ${milliseconds(step.e2eLatency.p50)} ms)`;
+    const p99 = `${milliseconds(step.e2eLatency.p99)} ms (median ${milliseconds(step.e2eLatency.p50)} ms; ${figure(step.durationMs / 1000)}-s step)`;
     if (step.saturated) return { goal, target, measured: `saturated: ${figure(step.completedPerSec)}/s completed, p99 ${p99}`, met: false };
     return { goal, target, measured: p99, met: step.e2eLatency.p99 < goalP99Ms };
   }

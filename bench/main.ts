@@ -17,7 +17,7 @@ import { repoRoot } from "../tools/system.js";
 import { AutovacuumStandIn } from "./autovacuum.js";
 import { autovacuumIsOn, serviceConnectionPids, waitForQuiet } from "./database.js";
 import { LoadGenerator } from "./generator-process.js";
-import { goalsOf } from "./goals.js";
+import { goalLatencyRatePerSec, goalsOf } from "./goals.js";
 import { seedHistory } from "./history.js";
 import { log, sleep } from "./log.js";
 import { machineFacts, mappedAllocator, nodeFlagsOf } from "./machine.js";
@@ -60,7 +60,8 @@ async function main(): Promise<void> {
   }
   const notes: string[] = [];
   try {
-    log(`${options.mode} run: steps of ${options.stepMs / 1000}s at ${options.rates.join(", ")}/s; query runs of ${options.runMs / 1000}s at concurrency ${options.concurrency}`);
+    const goalStep = options.goalStepMs === undefined ? "" : ` (${goalLatencyRatePerSec}/s for ${options.goalStepMs / 1000}s)`;
+    log(`${options.mode} run: steps of ${options.stepMs / 1000}s${goalStep} at ${options.rates.join(", ")}/s; query runs of ${options.runMs / 1000}s at concurrency ${options.concurrency}`);
     const endpoints = await bringUp(options, cleanups);
     machine.servicesAllocator = Object.fromEntries([...endpoints.pids].map(([name, pid]) => [name, mappedAllocator(pid)]));
     machine.servicesNodeFlags = Object.fromEntries([...endpoints.pids].map(([name, pid]) => [name, nodeFlagsOf(pid)]));
@@ -166,6 +167,7 @@ async function main(): Promise<void> {
       machine,
       config: {
         stepMs: options.stepMs,
+        ...(options.goalStepMs !== undefined && { goalStepMs: options.goalStepMs }),
         runMs: options.runMs,
         rates: options.rates,
         concurrency: options.concurrency,

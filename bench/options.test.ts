@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { parseOptions, UsageError } from "./options.js";
+import { parseOptions, stepLengthMs, UsageError } from "./options.js";
 
 describe("parseOptions --history", () => {
   it("starts from an empty database unless asked for a history", () => {
@@ -27,5 +27,22 @@ describe("parseOptions --pod-memory", () => {
     expect(parseOptions(["--quick"], "/repo").podMemory).toBe(false);
     expect(parseOptions(["--quick", "--pod-memory"], "/repo").podMemory).toBe(true);
     expect(() => parseOptions(["--pod-memory", "--target", "order=127.0.0.1:8080,payment=127.0.0.1:8083"], "/repo")).toThrow(/--pod-memory limits the services the bench starts/);
+  });
+});
+
+describe("parseOptions --goal-step", () => {
+  it("runs a full run's 850/s step for a minute and every other step for 10 s; quick runs keep one length", () => {
+    const full = parseOptions([], "/repo");
+    expect([stepLengthMs(full, 800), stepLengthMs(full, 850), stepLengthMs(full, 1_200)]).toEqual([10_000, 60_000, 10_000]);
+    const quick = parseOptions(["--quick"], "/repo");
+    expect(stepLengthMs(quick, 850)).toBe(quick.stepMs);
+    expect(stepLengthMs(parseOptions(["--quick", "--goal-step", "30"], "/repo"), 850)).toBe(30_000);
+  });
+
+  it("lets --duration set the 850/s step too unless --goal-step says otherwise, in either order", () => {
+    expect(stepLengthMs(parseOptions(["--duration", "20"], "/repo"), 850)).toBe(20_000);
+    expect(stepLengthMs(parseOptions(["--goal-step", "90", "--duration", "20"], "/repo"), 850)).toBe(90_000);
+    expect(stepLengthMs(parseOptions(["--duration=20", "--goal-step=90"], "/repo"), 850)).toBe(90_000);
+    expect(() => parseOptions(["--goal-step", "0"], "/repo")).toThrow(/--goal-step needs a number of seconds above 0/);
   });
 });

@@ -8,6 +8,12 @@ export interface BenchOptions {
   mode: Mode;
   /** Length of each saga step. */
   stepMs: number;
+  /**
+   * Length of the step at the goal's latency rate (850/s) where it should be longer than the
+   * others: a minute of sustained load holds one autovacuum visit, as any minute does, where a
+   * 10-s step either misses it or, on the run's one clock, always holds it.
+   */
+  goalStepMs: number | undefined;
   /** Length of each closed-loop query run and of the Postgres ceiling. */
   runMs: number;
   rates: number[];
@@ -45,6 +51,7 @@ export interface BenchOptions {
 const profiles: Record<Mode, Omit<BenchOptions, "targets" | "databaseUrl" | "natsUrl" | "outDir" | "logLevel" | "help" | "mode" | "h2load" | "stages" | "serviceEnv" | "cpuProfDir" | "podMemory">> = {
   full: {
     stepMs: 10_000,
+    goalStepMs: 60_000,
     runMs: 10_000,
     // The rate of the goal's end-to-end p99 (850/s, half of 1,700/s) beside 800/s, the rate of every earlier run.
     rates: [50, 100, 200, 400, 800, goalLatencyRatePerSec, 1_200, 1_700, 2_400, 3_400],
@@ -58,6 +65,7 @@ const profiles: Record<Mode, Omit<BenchOptions, "targets" | "databaseUrl" | "nat
   },
   quick: {
     stepMs: 4_000,
+    goalStepMs: undefined,
     runMs: 1_500,
     // Fewer rates rather than shorter steps: the first second of a step near saturation
     // is a ramp, and 3 s steps read 1,700/s ~10 % lower in alternated pairs of runs.
@@ -72,6 +80,7 @@ const profiles: Record<Mode, Omit<BenchOptions, "targets" | "databaseUrl" | "nat
   },
   smoke: {
     stepMs: 700,
+    goalStepMs: undefined,
     runMs: 400,
     rates: [20, 40],
     concurrency: 4,
@@ -90,7 +99,11 @@ export const usage = `npm run bench [-- flags]
                           runs, no transport comparison (the goal's GetOrder
                           and CreateOrder figures are kept)
   --smoke                 a few seconds of tiny load (npm test uses it)
-  --duration <seconds>    length of each saga step and query run
+  --duration <seconds>    length of each saga step and query run (the
+                          850/s step too, unless --goal-step)
+  --goal-step <seconds>   length of the 850/s step, the goal's end-to-end p99
+                          (full runs: 60, one autovacuum_naptime, so the p99
+                          holds one autovacuum visit as a minute of load does)
   --rates <r1,r2,...>     saga arrival rates per second, stepped up in order
                           (stops after the first step that saturates)
   --past-saturation       run every rate even after saturation
@@ -127,6 +140,11 @@ export const usage = `npm run bench [-- flags]
   --help
 `;
 
+/** How long the saga step at this rate runs. */
+export function stepLengthMs(options: Pick<BenchOptions, "stepMs" | "goalStepMs">, ratePerSec: number): number {
+  return ratePerSec === goalLatencyRatePerSec && options.goalStepMs !== undefined ? options.goalStepMs : options.stepMs;
+}
+
 export class UsageError extends Error {
   override name = "UsageError";
 }
@@ -155,6 +173,8 @@ export function parseOptions(argv: readonly string[], root: string, env: NodeJS.
     podMemory: false,
     help: false,
   };
+  let durationGiven = false;
+  let goalStepGiven = false;
   for (let i = 0; i < argv.length; i++) {
     const flag = argv[i] ?? "";
     const [name, inline] = flag.includes("=") && flag.startsWith("--") ? [flag.slice(0, flag.indexOf("=")), flag.slice(flag.indexOf("=") + 1)] : [flag, undefined];
@@ -177,6 +197,14 @@ export function parseOptions(argv: readonly string[], root: string, env: NodeJS.
         if (!Number.isFinite(seconds) || seconds <= 0) throw new UsageError("--duration needs a number of seconds above 0");
         options.stepMs = Math.round(seconds * 1_000);
         options.runMs = Math.round(seconds * 1_000);
+        durationGiven = true;
+        break;
+      }
+      case "--goal-step": {
+        const seconds = Number(value());
+        if (!Number.isFinite(seconds) || seconds <= 0) throw new UsageError("--goal-step needs a number of seconds above 0");
+        options.goalStepMs = Math.round(seconds * 1_000);
+        goalStepGiven = true;
         break;
       }
       case "--rates": {
@@ -248,6 +276,7 @@ export function parseOptions(argv: readonly string[], root: string, env: NodeJS.
         throw new UsageError(`unknown flag ${JSON.stringify(flag)}\n\n${usage}`);
     }
   }
+  if (durationGiven && !goalStepGiven) options.goalStepMs = undefined;
   if (Object.keys(options.targets).length > 0) {
     if (options.history > 0) throw new UsageError("--history writes into the bench's own database, not a targeted system's: leave out --target");
     if (options.podMemory) throw new UsageError("--pod-memory limits the services the bench starts, not a targeted system's: leave out --target");

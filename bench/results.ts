@@ -55,6 +55,8 @@ export interface BenchResult {
   finishedAt: string;
   machine: MachineFacts;
   config: Pick<BenchOptions, "stepMs" | "runMs" | "rates" | "concurrency" | "customers" | "products"> & {
+    /** The goal's latency step when it ran longer than the others; absent in runs before it did. */
+    goalStepMs?: number;
     target: Record<string, string> | null;
     logLevel: string;
     serviceEnv: Record<string, Record<string, string>>;

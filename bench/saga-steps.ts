@@ -6,7 +6,7 @@ import type { AutovacuumStandIn } from "./autovacuum.js";
 import { databaseNow, onDatabase } from "./database.js";
 import type { LoadGenerator } from "./generator-process.js";
 import { log } from "./log.js";
-import type { BenchOptions } from "./options.js";
+import { stepLengthMs, type BenchOptions } from "./options.js";
 import type { SagaStepResult } from "./protocol.js";
 import { QueueSampler } from "./queues.js";
 import { ResourceMonitor } from "./resources.js";
@@ -63,7 +63,8 @@ export async function runSagaSteps(run: SagaRun): Promise<SagaSteps> {
       (err: unknown) => (notes.push(`the saga's stages were not recorded (a targeted system's NATS may refuse the bench a consumer of its streams): ${errorMessage(err)}`), false),
     ));
   for (const [index, rate] of options.rates.entries()) {
-    log(`saga: ${rate}/s for ${options.stepMs / 1000}s…`);
+    const stepMs = stepLengthMs(options, rate);
+    log(`saga: ${rate}/s for ${stepMs / 1000}s…`);
     await autovacuum?.vacuum();
     const createdFrom = await onDatabase(run.databaseUrl, databaseNow);
     const workBefore = await onDatabase(run.databaseUrl, (pool) => countWork(jsm, pool));
@@ -78,10 +79,10 @@ export async function runSagaSteps(run: SagaRun): Promise<SagaSteps> {
       kind: "saga-step",
       index,
       ratePerSec: rate,
-      durationMs: options.stepMs,
-      drainTimeoutMs: options.mode === "smoke" ? 15_000 : Math.min(30_000, Math.max(8_000, options.stepMs * 2)),
+      durationMs: stepMs,
+      drainTimeoutMs: options.mode === "smoke" ? 15_000 : Math.min(30_000, Math.max(8_000, stepMs * 2)),
       maxInFlight: maxInFlightAt(rate),
-      warmupMs: Math.min(1_000, options.stepMs / 4),
+      warmupMs: Math.min(1_000, stepMs / 4),
     });
     const visits = (await stopAnalyzing?.())?.map(({ at, tables, durationMs }) => ({ fromStepStartMs: at - stepStartedAt, tables, durationMs }));
     // CPU and queues over the arrivals and the drain.
