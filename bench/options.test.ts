@@ -46,3 +46,14 @@ describe("parseOptions --goal-step", () => {
     expect(() => parseOptions(["--goal-step", "0"], "/repo")).toThrow(/--goal-step needs a number of seconds above 0/);
   });
 });
+
+describe("parseOptions --query-duration", () => {
+  it("holds a saga step for long without stretching the query runs, in either order", () => {
+    const soak = parseOptions(["--quick", "--duration", "300", "--query-duration", "1.5"], "/repo");
+    expect([soak.stepMs, soak.runMs]).toEqual([300_000, 1_500]);
+    const reversed = parseOptions(["--query-duration=2", "--duration=300"], "/repo");
+    expect([reversed.stepMs, reversed.runMs]).toEqual([300_000, 2_000]);
+    expect(parseOptions(["--duration", "30"], "/repo").runMs).toBe(30_000);
+    expect(() => parseOptions(["--query-duration", "-1"], "/repo")).toThrow(/--query-duration needs a number of seconds above 0/);
+  });
+});

@@ -100,7 +100,11 @@ export const usage = `npm run bench [-- flags]
                           and CreateOrder figures are kept)
   --smoke                 a few seconds of tiny load (npm test uses it)
   --duration <seconds>    length of each saga step and query run (the
-                          850/s step too, unless --goal-step)
+                          850/s step too, unless --goal-step; the query
+                          runs too, unless --query-duration)
+  --query-duration <seconds>
+                          length of each closed-loop query run and of the
+                          Postgres ceiling
   --goal-step <seconds>   length of the 850/s step, the goal's end-to-end p99
                           (full runs: 60, one autovacuum_naptime, so the p99
                           holds one autovacuum visit as a minute of load does)
@@ -155,6 +159,12 @@ function positiveInt(flag: string, raw: string | undefined): number {
   return value;
 }
 
+function positiveSeconds(flag: string, raw: string): number {
+  const seconds = Number(raw);
+  if (!Number.isFinite(seconds) || seconds <= 0) throw new UsageError(`${flag} needs a number of seconds above 0`);
+  return seconds;
+}
+
 export function parseOptions(argv: readonly string[], root: string, env: NodeJS.ProcessEnv = process.env): BenchOptions {
   const mode: Mode = argv.includes("--smoke") ? "smoke" : argv.includes("--quick") ? "quick" : "full";
   const options: BenchOptions = {
@@ -173,8 +183,8 @@ export function parseOptions(argv: readonly string[], root: string, env: NodeJS.
     podMemory: false,
     help: false,
   };
-  let durationGiven = false;
   let goalStepGiven = false;
+  let queryDurationGiven = false;
   for (let i = 0; i < argv.length; i++) {
     const flag = argv[i] ?? "";
     const [name, inline] = flag.includes("=") && flag.startsWith("--") ? [flag.slice(0, flag.indexOf("=")), flag.slice(flag.indexOf("=") + 1)] : [flag, undefined];
@@ -193,20 +203,20 @@ export function parseOptions(argv: readonly string[], root: string, env: NodeJS.
         options.help = true;
         break;
       case "--duration": {
-        const seconds = Number(value());
-        if (!Number.isFinite(seconds) || seconds <= 0) throw new UsageError("--duration needs a number of seconds above 0");
+        const seconds = positiveSeconds(name, value());
         options.stepMs = Math.round(seconds * 1_000);
-        options.runMs = Math.round(seconds * 1_000);
-        durationGiven = true;
+        if (!queryDurationGiven) options.runMs = Math.round(seconds * 1_000);
+        if (!goalStepGiven) options.goalStepMs = undefined;
         break;
       }
-      case "--goal-step": {
-        const seconds = Number(value());
-        if (!Number.isFinite(seconds) || seconds <= 0) throw new UsageError("--goal-step needs a number of seconds above 0");
-        options.goalStepMs = Math.round(seconds * 1_000);
+      case "--query-duration":
+        options.runMs = Math.round(positiveSeconds(name, value()) * 1_000);
+        queryDurationGiven = true;
+        break;
+      case "--goal-step":
+        options.goalStepMs = Math.round(positiveSeconds(name, value()) * 1_000);
         goalStepGiven = true;
         break;
-      }
       case "--rates": {
         const rates = value()
           .split(",")
@@ -276,7 +286,6 @@ export function parseOptions(argv: readonly string[], root: string, env: NodeJS.
         throw new UsageError(`unknown flag ${JSON.stringify(flag)}\n\n${usage}`);
     }
   }
-  if (durationGiven && !goalStepGiven) options.goalStepMs = undefined;
   if (Object.keys(options.targets).length > 0) {
     if (options.history > 0) throw new UsageError("--history writes into the bench's own database, not a targeted system's: leave out --target");
     if (options.podMemory) throw new UsageError("--pod-memory limits the services the bench starts, not a targeted system's: leave out --target");
