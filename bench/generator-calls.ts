@@ -3,6 +3,7 @@ import { create, toBinary, type DescMessage, type MessageInitShape } from "@bufb
 import { Code, ConnectError } from "@connectrpc/connect";
 import { status as grpcStatus } from "@grpc/grpc-js";
 import { CreateOrderRequestSchema } from "../gen/orderflow/order/v1/order_pb.js";
+import type { ErrorSample } from "./protocol.js";
 import { round } from "./stats.js";
 
 /** A message's binary encoding (gRPC calls take and give bytes: see grpc-wire.ts). */
@@ -22,6 +23,16 @@ export function errorName(error: unknown): string {
 
 export function tally(counts: Record<string, number>, key: string): void {
   counts[key] = (counts[key] ?? 0) + 1;
+}
+
+/** Samples kept per code: enough to tell the causes apart, few enough for a flood of refusals. */
+const samplesPerCode = 5;
+
+/** Keeps the first failures of each code, with their messages, so that a count of errors can be explained. */
+export function sampleError(samples: ErrorSample[], code: string, error: unknown, atMs: number): void {
+  if (samples.filter((s) => s.code === code).length >= samplesPerCode) return;
+  const message = error instanceof ConnectError ? error.rawMessage : error instanceof Error ? error.message : String(error);
+  samples.push({ code, message: message.slice(0, 200), atMs: round(atMs, 0) });
 }
 
 /** The generator's own CPU since `startCpu`, as a percentage of one core. */

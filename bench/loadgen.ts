@@ -16,11 +16,11 @@ import { surviveDroppedConnections } from "../services/platform/db.js";
 import { OrderConcludedSchema } from "../gen/orderflow/order/v1/events_pb.js";
 import { CreateOrderResponseSchema, OrderStatus } from "../gen/orderflow/order/v1/order_pb.js";
 import { unary } from "./closed-loop.js";
-import { cpuPercent, errorName, OrderRequests, tally } from "./generator-calls.js";
+import { cpuPercent, errorName, OrderRequests, sampleError, tally } from "./generator-calls.js";
 import { jetStreamCeiling, pgCeiling } from "./generator-ceilings.js";
 import { GrpcWireClient } from "./grpc-wire.js";
 import { sleep } from "./log.js";
-import { busGraceSeconds, type InitJob, type InitResult, type Job, type JobRequest, type JobResponse, type JobResult, type SagaStepJob, type SagaStepResult } from "./protocol.js";
+import { busGraceSeconds, type InitJob, type InitResult, type Job, type JobRequest, type JobResponse, type JobResult, type ErrorSample, type SagaStepJob, type SagaStepResult } from "./protocol.js";
 import { round, Samples } from "./stats.js";
 import { completedAfterWarmUp, completedWhileArriving } from "./throughput.js";
 
@@ -155,6 +155,7 @@ async function sagaStep(job: SagaStepJob): Promise<SagaStepResult> {
   if (!client) throw new Error("not initialised");
   const createLatency = new Samples();
   const createErrors: Record<string, number> = {};
+  const createErrorSamples: ErrorSample[] = [];
   const counters = countersOf(job.index);
   const interval = 1_000 / job.ratePerSec;
   const startCpu = process.cpuUsage();
@@ -198,7 +199,9 @@ async function sagaStep(job: SagaStepJob): Promise<SagaStepResult> {
       },
       (error: unknown) => {
         inFlight -= 1;
-        tally(createErrors, errorName(error));
+        const code = errorName(error);
+        tally(createErrors, code);
+        sampleError(createErrorSamples, code, error, performance.now() - t0);
       },
     );
   };
@@ -251,6 +254,7 @@ async function sagaStep(job: SagaStepJob): Promise<SagaStepResult> {
     accepted,
     acceptedPerSec: round(accepted / (job.durationMs / 1_000), 1),
     createErrors,
+    createErrorSamples,
     completedPerSec: round(completedPerSec, 1),
     completedInWindowPerSec: round(completedInWindowPerSec, 1),
     completedShiftedPerSec: round(whileArriving, 1),

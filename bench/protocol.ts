@@ -94,6 +94,13 @@ export interface InitResult {
   natsVersion: string;
 }
 
+/** A failed call as the generator saw it: its code, the server's message, when in the step. */
+export interface ErrorSample {
+  code: string;
+  message: string;
+  atMs: number;
+}
+
 export interface SagaStepResult {
   kind: "saga-step";
   index: number;
@@ -107,6 +114,8 @@ export interface SagaStepResult {
   acceptedPerSec: number;
   /** CreateOrder calls that failed, by status code name. */
   createErrors: Record<string, number>;
+  /** The first few failures of each code, with the server's message and when (ms from the step's start); absent in runs before they were kept. */
+  createErrorSamples?: ErrorSample[];
   /**
    * Confirmations per second while the arrivals ran, from the step's median end-to-end
    * latency on (bench/throughput.ts): the offered rate when the system keeps up (whatever

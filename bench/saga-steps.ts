@@ -99,12 +99,32 @@ export async function runSagaSteps(run: SagaRun): Promise<SagaSteps> {
     if (!stepQueues) notes.push(`saga step ${rate}/s: the JetStream consumers could not be sampled (no queue figures)`);
     const rejections = rejectionNote(rate, step.confirmed, step.rejected);
     if (rejections) notes.push(rejections);
+    const failures = createFailureNote(step);
+    if (failures) notes.push(failures);
     const reasons = saturationReasons(step, rate);
     steps.push({ ...step, serviceCpuPercent, runQueueWaitPercent, cpuMsPerSaga, wakeUpsPerSaga, ...(visits && { autovacuumVisits: visits }), queues: stepQueues ?? [], work, stages: [], saturated: reasons.length > 0, saturationReason: reasons.join("; ") });
     log(`  accepted ${step.acceptedPerSec}/s, completed ${step.completedPerSec}/s, backlog ${step.backlogAtEnd}, e2e p99 ${step.e2eLatency.p99} ms${reasons.length > 0 ? ` — saturated: ${reasons.join("; ")}` : ""}`);
     if (reasons.length > 0 && !options.pastSaturation) break;
   }
   return { steps, windows, recorded };
+}
+
+/**
+ * What the step's failed CreateOrders were told, and when, by code: a count alone says nothing of
+ * the cause. Refusals at the bound of orders in progress are left to the saturation reason.
+ */
+export function createFailureNote(step: Pick<SagaStepResult, "offeredPerSec" | "createErrors" | "createErrorSamples">): string | undefined {
+  const parts = Object.entries(step.createErrors)
+    .filter(([code]) => code !== "RESOURCE_EXHAUSTED")
+    .map(([code, count]) => {
+      const samples = (step.createErrorSamples ?? []).filter((sample) => sample.code === code);
+      const messages = [...new Set(samples.map((sample) => sample.message))].map((message) => {
+        const at = samples.filter((sample) => sample.message === message).map((sample) => `+${(sample.atMs / 1_000).toFixed(1)} s`);
+        return `"${message}" at ${at.join(", ")}`;
+      });
+      return `${code} ×${count}${messages.length > 0 ? ` (the first: ${messages.join("; ")})` : ""}`;
+    });
+  return parts.length > 0 ? `saga step ${step.offeredPerSec}/s: CreateOrders failed — ${parts.join("; ")}` : undefined;
 }
 
 /** Why a step counts as saturated (none: it kept up). */
