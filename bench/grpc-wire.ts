@@ -98,7 +98,10 @@ export class GrpcWireClient {
   /** The connection, opened again after it closed or failed. */
   private connection(): ClientHttp2Session {
     if (this.session && !this.session.closed && !this.session.destroyed) return this.session;
-    const session = connect(`http://${this.address}`);
+    // No cap on the session's memory, as grpc-js sets for its own clients and servers: at Node's
+    // 10 MB default the generator refused its own streams (NGHTTP2_ENHANCE_YOUR_CALM) once some
+    // 10,000 calls were in flight, failures of the load tool that the bench would count as the system's.
+    const session = connect(`http://${this.address}`, { maxSessionMemory: Number.MAX_SAFE_INTEGER });
     // A failed connection fails its streams, which fail their calls; the next call reconnects.
     session.on("error", () => undefined);
     session.on("close", () => {
