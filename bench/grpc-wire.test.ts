@@ -1,6 +1,9 @@
+import { constants, createServer, type Http2Server } from "node:http2";
+import type { AddressInfo } from "node:net";
 import * as grpc from "@grpc/grpc-js";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { GrpcCallError, GrpcWireClient } from "./grpc-wire.js";
+import { grpcFrame } from "./h2load.js";
 
 const bytes = (b: Buffer): Buffer => b;
 const method = (path: string): grpc.MethodDefinition<Buffer, Buffer> => ({
@@ -98,6 +101,56 @@ describe("GrpcWireClient against a grpc-js server", () => {
       await expect(client.call("/test.Wire/Echo", Buffer.from("x"), 2_000)).rejects.toMatchObject({ code: grpc.status.UNAVAILABLE });
     } finally {
       client.close();
+    }
+  });
+});
+
+describe("GrpcWireClient against a server that refuses streams", () => {
+  /** Refuses the first `refusals` streams it is sent (REFUSED_STREAM, as after a GOAWAY), then echoes. */
+  async function refusingServer(refusals: number): Promise<{ server: Http2Server; address: string; streams: () => number }> {
+    let streams = 0;
+    const server = createServer();
+    server.on("stream", (stream) => {
+      streams += 1;
+      if (streams <= refusals) {
+        // Closing with an error code makes the server's stream emit it too.
+        stream.on("error", () => undefined);
+        stream.close(constants.NGHTTP2_REFUSED_STREAM);
+        return;
+      }
+      const chunks: Buffer[] = [];
+      stream.on("data", (chunk: Buffer) => chunks.push(chunk));
+      stream.on("end", () => {
+        stream.respond({ ":status": 200, "content-type": "application/grpc" }, { waitForTrailers: true });
+        stream.on("wantTrailers", () => stream.sendTrailers({ "grpc-status": "0" }));
+        stream.end(grpcFrame(Buffer.concat(chunks).subarray(5)));
+      });
+    });
+    await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+    return { server, address: `127.0.0.1:${(server.address() as AddressInfo).port}`, streams: () => streams };
+  }
+
+  it("sends a refused call again, as gRPC clients do: the server never ran it", async () => {
+    const { server, address, streams } = await refusingServer(2);
+    const client = new GrpcWireClient(address);
+    try {
+      expect((await client.call("/test.Wire/Echo", Buffer.from("once"))).toString()).toBe("once");
+      expect(streams()).toBe(3);
+    } finally {
+      client.close();
+      server.close();
+    }
+  });
+
+  it("gives up after three refusals with UNAVAILABLE, marked refused", async () => {
+    const { server, address, streams } = await refusingServer(10);
+    const client = new GrpcWireClient(address);
+    try {
+      await expect(client.call("/test.Wire/Echo", Buffer.from("x"))).rejects.toMatchObject({ code: grpc.status.UNAVAILABLE, refused: true });
+      expect(streams()).toBe(3);
+    } finally {
+      client.close();
+      server.close();
     }
   });
 });

@@ -12,10 +12,20 @@ export class GrpcCallError extends Error {
   constructor(
     readonly code: number,
     message: string,
+    /** The server refused the call's stream (REFUSED_STREAM): it never ran the call. */
+    readonly refused = false,
   ) {
     super(message);
   }
 }
+
+/**
+ * Sends of one call when the server refuses its stream. A server closing a connection at its
+ * maximum age (GOAWAY; the services' MAX_CONNECTION_AGE_MS) refuses the streams that crossed its
+ * GOAWAY, and gRPC clients send those again on a new connection, as the services' own clients do
+ * (services/platform/rpc/refused-retry.ts). Counted as failures, they were the bench's errors.
+ */
+const maxSends = 3;
 
 const UNKNOWN = 2;
 const DEADLINE_EXCEEDED = 4;
@@ -37,6 +47,18 @@ export class GrpcWireClient {
 
   /** Sends `message` to `path` (e.g. /pkg.Service/Method) and resolves with the response message's bytes. */
   call(path: string, message: Uint8Array, timeoutMs = 30_000): Promise<Buffer> {
+    return this.send(path, message, Date.now() + timeoutMs, 1);
+  }
+
+  private send(path: string, message: Uint8Array, deadline: number, sends: number): Promise<Buffer> {
+    return this.sendOnce(path, message, deadline).catch((error: unknown) => {
+      if (error instanceof GrpcCallError && error.refused && sends < maxSends && Date.now() < deadline) return this.send(path, message, deadline, sends + 1);
+      throw error;
+    });
+  }
+
+  private sendOnce(path: string, message: Uint8Array, deadline: number): Promise<Buffer> {
+    const timeoutMs = deadline - Date.now();
     return new Promise((resolve, reject) => {
       let stream: ClientHttp2Stream;
       try {
@@ -54,7 +76,7 @@ export class GrpcWireClient {
       const chunks: Buffer[] = [];
       let status: IncomingHttpHeaders | undefined;
       let settled = false;
-      const call: Call = { deadline: Date.now() + timeoutMs, fail: (error) => finish(error) };
+      const call: Call = { deadline, fail: (error) => finish(error) };
       const finish = (error?: GrpcCallError): void => {
         if (settled) return;
         settled = true;
@@ -83,8 +105,9 @@ export class GrpcWireClient {
       });
       stream.on("trailers", (trailers) => (status = trailers));
       stream.on("data", (chunk: Buffer) => chunks.push(chunk));
-      stream.on("error", (error) => finish(new GrpcCallError(UNAVAILABLE, error.message)));
-      stream.on("close", () => finish(status ? undefined : new GrpcCallError(UNAVAILABLE, `stream closed without a status (HTTP/2 code ${stream.rstCode ?? "none"})`)));
+      const refused = (): boolean => stream.rstCode === constants.NGHTTP2_REFUSED_STREAM;
+      stream.on("error", (error) => finish(new GrpcCallError(UNAVAILABLE, error.message, refused())));
+      stream.on("close", () => finish(status ? undefined : new GrpcCallError(UNAVAILABLE, `stream closed without a status (HTTP/2 code ${stream.rstCode ?? "none"})`, refused())));
       stream.end(grpcFrame(message));
     });
   }
