@@ -40,6 +40,8 @@ interface Call {
 export class GrpcWireClient {
   private session: ClientHttp2Session | undefined;
   private readonly calls = new Set<Call>();
+  /** Calls sent again because the server refused their stream. */
+  private resends = 0;
   /** One timer for every call's deadline (checked each 100 ms), rather than one timer per call. */
   private readonly deadlines = setInterval(() => this.expire(), 100).unref();
 
@@ -52,7 +54,10 @@ export class GrpcWireClient {
 
   private send(path: string, message: Uint8Array, deadline: number, sends: number): Promise<Buffer> {
     return this.sendOnce(path, message, deadline).catch((error: unknown) => {
-      if (error instanceof GrpcCallError && error.refused && sends < maxSends && Date.now() < deadline) return this.send(path, message, deadline, sends + 1);
+      if (error instanceof GrpcCallError && error.refused && sends < maxSends && Date.now() < deadline) {
+        this.resends += 1;
+        return this.send(path, message, deadline, sends + 1);
+      }
       throw error;
     });
   }
@@ -110,6 +115,11 @@ export class GrpcWireClient {
       stream.on("close", () => finish(status ? undefined : new GrpcCallError(UNAVAILABLE, `stream closed without a status (HTTP/2 code ${stream.rstCode ?? "none"})`, refused())));
       stream.end(grpcFrame(message));
     });
+  }
+
+  /** How many times a call was sent again after its stream was refused, since the client was made. */
+  get resent(): number {
+    return this.resends;
   }
 
   close(): void {

@@ -156,6 +156,7 @@ async function sagaStep(job: SagaStepJob): Promise<SagaStepResult> {
   const createLatency = new Samples();
   const createErrors: Record<string, number> = {};
   const createErrorSamples: ErrorSample[] = [];
+  const resentBefore = client.resent;
   const counters = countersOf(job.index);
   const interval = 1_000 / job.ratePerSec;
   const startCpu = process.cpuUsage();
@@ -255,6 +256,7 @@ async function sagaStep(job: SagaStepJob): Promise<SagaStepResult> {
     acceptedPerSec: round(accepted / (job.durationMs / 1_000), 1),
     createErrors,
     createErrorSamples,
+    createResent: client.resent - resentBefore,
     completedPerSec: round(completedPerSec, 1),
     completedInWindowPerSec: round(completedInWindowPerSec, 1),
     completedShiftedPerSec: round(whileArriving, 1),

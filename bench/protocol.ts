@@ -116,6 +116,8 @@ export interface SagaStepResult {
   createErrors: Record<string, number>;
   /** The first few failures of each code, with the server's message and when (ms from the step's start); absent in runs before they were kept. */
   createErrorSamples?: ErrorSample[];
+  /** CreateOrders sent again because the server refused their stream (a connection's GOAWAY at its maximum age); absent in runs before they were. */
+  createResent?: number;
   /**
    * Confirmations per second while the arrivals ran, from the step's median end-to-end
    * latency on (bench/throughput.ts): the offered rate when the system keeps up (whatever

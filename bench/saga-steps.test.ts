@@ -23,4 +23,11 @@ describe("createFailureNote", () => {
     expect(createFailureNote({ offeredPerSec: 50, createErrors: {} })).toBeUndefined();
     expect(createFailureNote({ offeredPerSec: 50, createErrors: { INTERNAL: 2 } })).toBe("saga step 50/s: CreateOrders failed — INTERNAL ×2");
   });
+
+  it("says how many calls were sent again after a refused stream, with or without failures", () => {
+    const resent = "16 CreateOrders sent again after the server refused their stream (a connection's GOAWAY at its maximum age), as gRPC clients do";
+    expect(createFailureNote({ offeredPerSec: 1_700, createErrors: {}, createResent: 16 })).toBe(`saga step 1700/s: ${resent}`);
+    expect(createFailureNote({ offeredPerSec: 1_700, createErrors: { INTERNAL: 1 }, createResent: 16 })).toBe(`saga step 1700/s: CreateOrders failed — INTERNAL ×1; ${resent}`);
+    expect(createFailureNote({ offeredPerSec: 1_700, createErrors: {}, createResent: 0 })).toBeUndefined();
+  });
 });

@@ -111,9 +111,10 @@ export async function runSagaSteps(run: SagaRun): Promise<SagaSteps> {
 
 /**
  * What the step's failed CreateOrders were told, and when, by code: a count alone says nothing of
- * the cause. Refusals at the bound of orders in progress are left to the saturation reason.
+ * the cause. Refusals at the bound of orders in progress are left to the saturation reason. Also
+ * how many were sent again after a refused stream, which a gRPC client does without failing.
  */
-export function createFailureNote(step: Pick<SagaStepResult, "offeredPerSec" | "createErrors" | "createErrorSamples">): string | undefined {
+export function createFailureNote(step: Pick<SagaStepResult, "offeredPerSec" | "createErrors" | "createErrorSamples" | "createResent">): string | undefined {
   const parts = Object.entries(step.createErrors)
     .filter(([code]) => code !== "RESOURCE_EXHAUSTED")
     .map(([code, count]) => {
@@ -124,7 +125,9 @@ export function createFailureNote(step: Pick<SagaStepResult, "offeredPerSec" | "
       });
       return `${code} ×${count}${messages.length > 0 ? ` (the first: ${messages.join("; ")})` : ""}`;
     });
-  return parts.length > 0 ? `saga step ${step.offeredPerSec}/s: CreateOrders failed — ${parts.join("; ")}` : undefined;
+  const resent = step.createResent ? `${step.createResent} CreateOrders sent again after the server refused their stream (a connection's GOAWAY at its maximum age), as gRPC clients do` : "";
+  if (parts.length === 0) return resent ? `saga step ${step.offeredPerSec}/s: ${resent}` : undefined;
+  return `saga step ${step.offeredPerSec}/s: CreateOrders failed — ${parts.join("; ")}${resent ? `; ${resent}` : ""}`;
 }
 
 /** Why a step counts as saturated (none: it kept up). */
