@@ -1,5 +1,6 @@
 import { create } from "@bufbuild/protobuf";
 import { Code, ConnectError, createClient, createRouterTransport } from "@connectrpc/connect";
+import { register } from "prom-client";
 import { describe, expect, it } from "vitest";
 import { InventoryService, type Product, ProductSchema } from "../../gen/orderflow/inventory/v1/inventory_pb.js";
 import { Catalogue } from "./catalogue.js";
@@ -24,6 +25,12 @@ function inventory(prices: Map<string, bigint>, fail: { now: boolean; code?: Cod
 }
 
 const priceOf = (products: Product[], sku: string) => products.find((p) => p.sku === sku)?.price?.amountMinor;
+
+/** Products whose lookup failed, as /metrics reports them. */
+async function failedLookups(): Promise<number> {
+  const metric = await register.getSingleMetric("orderflow_order_catalogue_lookups_total")?.get();
+  return metric?.values.find((v) => v.labels["result"] === "failed")?.value ?? 0;
+}
 
 describe("Catalogue", () => {
   it("prices from a product read within cacheMs without asking inventory again, and asks again after", async () => {
@@ -80,7 +87,9 @@ describe("Catalogue", () => {
     const { client, calls } = inventory(new Map([["A", 1n]]), fail);
     const catalogue = new Catalogue(client, { cacheMs: 60_000 });
 
+    const failedBefore = await failedLookups();
     await expect(catalogue.products(["A"])).rejects.toMatchObject({ code: Code.Unavailable });
+    expect((await failedLookups()) - failedBefore).toBe(1);
     fail.now = false;
     expect(priceOf(await catalogue.products(["A"]), "A")).toBe(1n);
     expect(calls).toHaveLength(2);

@@ -7,8 +7,8 @@ import { deferredCounter } from "../platform/metrics.js";
 /** BatchGetProducts takes at most this many SKUs (inventory.proto). */
 const MAX_SKUS_PER_CALL = 100;
 
-const lookups = deferredCounter("orderflow_order_catalogue_lookups_total", "Products CreateOrder priced, by where the product came from", ["result"]);
-const lookupResult = { cached: { result: "cached" }, inventory: { result: "inventory" } } as const;
+const lookups = deferredCounter("orderflow_order_catalogue_lookups_total", "Products CreateOrder priced, by where the product came from (failed: inventory could not answer for it)", ["result"]);
+const lookupResult = { cached: { result: "cached" }, inventory: { result: "inventory" }, failed: { result: "failed" } } as const;
 
 export interface CatalogueOptions {
   /** How long a product read from inventory prices orders without asking again; 0 = ask every time. */
@@ -58,9 +58,14 @@ export class Catalogue {
     if (asked.length === 0) return products;
     lookups.inc(lookupResult.inventory, asked.length);
     const found = await this.loader.loadMany(asked);
+    const failures = found.filter((entry) => entry instanceof Error);
+    if (failures[0]) {
+      // CreateOrder then answers UNAVAILABLE or INTERNAL, which the RPC metrics count but do not explain.
+      lookups.inc(lookupResult.failed, failures.length);
+      throw lookupFailure(ConnectError.from(failures[0]));
+    }
     for (const entry of found) {
-      if (entry instanceof Error) throw lookupFailure(ConnectError.from(entry));
-      if (entry) {
+      if (entry && !(entry instanceof Error)) {
         products.push(entry);
         this.keep(entry, now);
       }
