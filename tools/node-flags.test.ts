@@ -29,9 +29,10 @@ describe("serviceNodeFlags", () => {
   };
 
   it.skipIf(cgroup === undefined)("give a process under the chart's 512Mi limit the young generation it has on a roomy host", () => {
-    // By itself V8 keeps the young generation at 1 MiB a semi-space under this limit (2–2.8 MiB
-    // seen); with the services' flags it grows as on a host with memory to spare (128 MiB seen).
-    expect(youngGenerationMiB([])).toBeLessThan(4);
+    // By itself V8 keeps the young generation small under this limit: 2–6.25 MiB seen, growing
+    // with how the scavenges fall; with the services' flags it grows as on a host with memory to
+    // spare (128 MiB seen). A quarter of that is the bound, not the figures seen, which vary.
+    expect(youngGenerationMiB([])).toBeLessThan(16);
     expect(youngGenerationMiB(serviceNodeFlags)).toBeGreaterThanOrEqual(64);
   });
 });

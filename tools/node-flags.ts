@@ -4,7 +4,7 @@
 //
 // V8 sizes its young generation from the memory the process may use: on a
 // host with gigabytes free a semi-space grows to 64 MiB, but under a pod's
-// memory limit (cgroup) it is far smaller — 1 MiB at the chart's 512 MiB,
+// memory limit (cgroup) it is far smaller — 1–3 MiB at the chart's 512 MiB,
 // 16 MiB at 1 GiB. Given those sizes, the participants scavenged 20–60 times
 // as often as with 64 MiB and spent twice as long in it per saga, the order
 // service 4 times as often (docs/performance-history.md, sixty-eighth pass).
