@@ -2,6 +2,8 @@ import { Code, ConnectError, type Client } from "@connectrpc/connect";
 import type DataLoader from "dataloader";
 import type { InventoryService, Product } from "../../gen/orderflow/inventory/v1/inventory_pb.js";
 import { batchPerTurn } from "../platform/batch-per-turn.js";
+import { errorMessage } from "../platform/errors.js";
+import type { Logger } from "../platform/logger.js";
 import { deferredCounter } from "../platform/metrics.js";
 
 /** BatchGetProducts takes at most this many SKUs (inventory.proto). */
@@ -16,6 +18,8 @@ export interface CatalogueOptions {
   /** Products kept at most; the one read from inventory longest ago is dropped first. */
   maxProducts?: number;
   now?: () => number;
+  /** Told when lookups start failing and when inventory answers again: once an outage, not once a call. */
+  logger: Logger;
 }
 
 /**
@@ -31,11 +35,15 @@ export class Catalogue {
   private readonly cacheMs: number;
   private readonly maxProducts: number;
   private readonly now: () => number;
+  private readonly logger: Logger;
+  /** Products whose lookup failed since inventory last answered; 0 while it answers. */
+  private failedSinceAnswered = 0;
 
   constructor(inventory: Client<typeof InventoryService>, options: CatalogueOptions) {
     this.cacheMs = options.cacheMs;
     this.maxProducts = options.maxProducts ?? 10_000;
     this.now = options.now ?? Date.now;
+    this.logger = options.logger;
     this.loader = batchPerTurn(async (skus: readonly string[]) => {
       const unique = [...new Set(skus)];
       const { products } = await inventory.batchGetProducts({ skus: unique });
@@ -62,7 +70,14 @@ export class Catalogue {
     if (failures[0]) {
       // CreateOrder then answers UNAVAILABLE or INTERNAL, which the RPC metrics count but do not explain.
       lookups.inc(lookupResult.failed, failures.length);
-      throw lookupFailure(ConnectError.from(failures[0]));
+      const cause = ConnectError.from(failures[0]);
+      if (this.failedSinceAnswered === 0) this.logger.warn("inventory cannot answer product lookups; CreateOrder fails until it does", { code: Code[cause.code], error: errorMessage(cause) });
+      this.failedSinceAnswered += failures.length;
+      throw lookupFailure(cause);
+    }
+    if (this.failedSinceAnswered > 0) {
+      this.logger.info("inventory answers product lookups again", { failedProducts: this.failedSinceAnswered });
+      this.failedSinceAnswered = 0;
     }
     for (const entry of found) {
       if (entry && !(entry instanceof Error)) {

@@ -77,7 +77,7 @@ export async function start(context: ServiceContext): Promise<ServiceParts> {
   const cache = new OrderCache(redis, { local: localCopies });
   const api = orderApi({
     store,
-    catalogue: new Catalogue(inventory, { cacheMs: config.CATALOGUE_CACHE_MS }),
+    catalogue: new Catalogue(inventory, { cacheMs: config.CATALOGUE_CACHE_MS, logger: context.logger }),
     watch,
     sagaStart: sagaStart({ ...timing, reserveDuringFraudCheck: config.SAGA_RESERVE_DURING_FRAUD_CHECK, chargeDuringChecks: config.SAGA_CHARGE_DURING_CHECKS }, inFlight),
     cache,
