@@ -4,6 +4,7 @@
 // microsecond the generator spends is taken from the system under test on the same
 // cores. h2load, the C load tool, speaks gRPC the same way.
 import { type ClientHttp2Session, type ClientHttp2Stream, connect, constants, type IncomingHttpHeaders } from "node:http2";
+import { uncappedSessionMemory } from "../services/platform/rpc/session-memory.js";
 import { grpcFrame } from "./h2load.js";
 
 /** A call that did not end with grpc-status 0: `code` is the gRPC status code. */
@@ -131,10 +132,9 @@ export class GrpcWireClient {
   /** The connection, opened again after it closed or failed. */
   private connection(): ClientHttp2Session {
     if (this.session && !this.session.closed && !this.session.destroyed) return this.session;
-    // No cap on the session's memory, as grpc-js sets for its own clients and servers: at Node's
-    // 10 MB default the generator refused its own streams (NGHTTP2_ENHANCE_YOUR_CALM) once some
-    // 10,000 calls were in flight, failures of the load tool that the bench would count as the system's.
-    const session = connect(`http://${this.address}`, { maxSessionMemory: Number.MAX_SAFE_INTEGER });
+    // Capped, the generator would fail its own streams once some 10,000 calls were in flight:
+    // failures of the load tool that the bench would count as the system's.
+    const session = connect(`http://${this.address}`, uncappedSessionMemory);
     // A failed connection fails its streams, which fail their calls; the next call reconnects.
     session.on("error", () => undefined);
     session.on("close", () => {

@@ -126,3 +126,23 @@ describe.each<RpcTransport>(["grpc-js", "connect"])("RpcServer with transport %s
     expect(uncaught).toEqual([]);
   });
 });
+
+describe.each<RpcTransport>(["grpc-js", "connect"])("RpcServer with transport %s, one connection", (transport) => {
+  const health = new HealthState([], []);
+  const server = new RpcServer({ services: [], health, logger: createLogger("test", "error"), port: 0, host: "127.0.0.1", transport });
+  let port = 0;
+
+  beforeAll(async () => {
+    await health.start(60_000);
+    port = await server.listen();
+  });
+  afterAll(() => server.close(1_000));
+
+  it("answers a service client's 12,000 calls held in flight at once", async () => {
+    const client = serviceClient(Health, `http://127.0.0.1:${port}`, 60_000);
+    const answers = await Promise.allSettled(Array.from({ length: 12_000 }, () => client.check({})));
+    const failures = answers.flatMap((answer) => (answer.status === "rejected" ? [String(answer.reason)] : []));
+    expect(failures.slice(0, 3)).toEqual([]);
+    expect(failures).toHaveLength(0);
+  }, 60_000);
+});

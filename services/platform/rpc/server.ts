@@ -4,6 +4,7 @@ import type { IncomingMessage, ServerResponse } from "node:http";
 import { createServer as createTcpServer, type AddressInfo, type Server as TcpServer, type Socket } from "node:net";
 import type { ConnectRouter, Interceptor } from "@connectrpc/connect";
 import type { ServiceBinding } from "./binding.js";
+import { uncappedSessionMemory } from "./session-memory.js";
 import { connectNodeAdapter } from "@connectrpc/connect-node";
 import type { Logger } from "../logger.js";
 import { servedApi } from "./chain.js";
@@ -72,7 +73,7 @@ export class RpcServer {
       res.once("close", track());
       handler(req as IncomingMessage, res as ServerResponse);
     };
-    this.h2 = createHttp2Server({}, counted);
+    this.h2 = createHttp2Server(uncappedSessionMemory, counted);
     this.h2.on("session", (session: ServerHttp2Session) => {
       this.sessions.add(session);
       const age = options.maxConnectionAgeMs ?? 0;
