@@ -2,6 +2,7 @@
 // is null and the report says so.
 import { readdirSync, readFileSync } from "node:fs";
 import type { MemoryCgroupUsage } from "../tools/memory-cgroup.js";
+import { FamilyCounter } from "./family-counter.js";
 
 export interface ProcessMemory {
   rssMb: number;
@@ -200,6 +201,8 @@ export class ResourceMonitor {
   private readonly idle = new Map<string, number>();
   private readonly peak = new Map<string, number>();
   private timer: NodeJS.Timeout | undefined;
+  /** Per counter read and infrastructure family. */
+  private readonly families = new Map<string, FamilyCounter>();
 
   constructor(private readonly pids: ReadonlyMap<string, number | undefined>) {}
 
@@ -229,7 +232,7 @@ export class ResourceMonitor {
    * per-step figures.
    */
   cpu(): Map<string, number> {
-    const out = this.perProcess(readCpuSeconds);
+    const out = this.perProcess("cpu", readCpuSeconds);
     const machine = readMachineSeconds();
     if (machine) {
       out.set("machine", machine.busy);
@@ -240,7 +243,7 @@ export class ResourceMonitor {
 
   /** Wake-ups so far (see readWakeUps) of the same processes, and the machine's context switches (`machine`). */
   wakeUps(): Map<string, number> {
-    const out = this.perProcess(readWakeUps);
+    const out = this.perProcess("wake-ups", readWakeUps);
     const machine = readMachineContextSwitches();
     if (machine !== undefined) out.set("machine", machine);
     return out;
@@ -248,19 +251,29 @@ export class ResourceMonitor {
 
   /** Seconds so far the threads of the same processes waited for a core. */
   runQueueWaits(): Map<string, number> {
-    return this.perProcess(readRunQueueWaitSeconds);
+    return this.perProcess("run-queue waits", readRunQueueWaitSeconds);
   }
 
-  /** `read` of every service, and of Postgres, NATS and Redis (all their processes on this machine, summed). */
-  private perProcess(read: (pid: number) => number | undefined): Map<string, number> {
+  /**
+   * `read` of every service, and of Postgres, NATS and Redis (all their processes on this
+   * machine, summed, with what processes that have exited counted before kept in).
+   */
+  private perProcess(counter: "cpu" | "wake-ups" | "run-queue waits", read: (pid: number) => number | undefined): Map<string, number> {
     const out = new Map<string, number>();
     for (const [name, pid] of this.pids) {
       const value = pid === undefined ? undefined : read(pid);
       if (value !== undefined) out.set(name, value);
     }
     for (const [name, command] of Object.entries(infrastructure)) {
-      const pids = pidsOfCommand(command);
-      if (pids.length > 0) out.set(name, pids.reduce((sum, pid) => sum + (read(pid) ?? 0), 0));
+      const values = new Map<number, number>();
+      for (const pid of pidsOfCommand(command)) {
+        const value = read(pid);
+        if (value !== undefined) values.set(pid, value);
+      }
+      const key = `${counter} ${name}`;
+      let family = this.families.get(key);
+      if (!family) this.families.set(key, (family = new FamilyCounter()));
+      if (values.size > 0) out.set(name, family.total(values));
     }
     return out;
   }
