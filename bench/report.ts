@@ -1,4 +1,5 @@
 // Turns a bench result into the terminal table and the latency-vs-load SVG.
+import { slowSecondsCpu, type SlowSecondsCpu } from "./cpu-by-second.js";
 import { goalP99Ms } from "./goals.js";
 import type { UnaryResult } from "./protocol.js";
 import type { BenchResult } from "./results.js";
@@ -19,6 +20,26 @@ const errs = (counts: Record<string, number>): string =>
     .join(" ") || "0";
 
 type StandInVisit = NonNullable<BenchResult["saga"]["steps"][number]["autovacuumVisits"]>[number];
+
+/** "+3, +120–129 s": seconds from a step's start, runs of consecutive ones joined; the first five runs. */
+function secondRuns(seconds: readonly number[]): string {
+  const runs: Array<[number, number]> = [];
+  for (const second of seconds) {
+    const last = runs.at(-1);
+    if (last && second === last[1] + 1) last[1] = second;
+    else runs.push([second, second]);
+  }
+  const shown = runs.slice(0, 5).map(([from, to]) => (from === to ? `+${from}` : `+${from}–${to}`));
+  return `${shown.join(", ")}${runs.length > 5 ? ", …" : ""} s`;
+}
+
+/** The machine's CPU in a step's slow seconds against the others, and the two processes that rose most. */
+function slowSecondsFact({ slow, cpu }: SlowSecondsCpu): string {
+  const [machine, ...processes] = cpu;
+  const risen = processes.filter((p) => p.name !== "iowait" && p.slow > p.others).slice(0, 2);
+  const shown = [machine, ...risen].filter((p) => p !== undefined).map((p) => `${p.name} ${figure(p.slow)} % (${figure(p.others)} %)`);
+  return `${slow.length} slow second${slow.length === 1 ? "" : "s"} (p99 over twice the median second's: ${secondRuns(slow)}) — CPU there (in the other seconds): ${shown.join(", ")}`;
+}
 
 const standInVisit = (visit: StandInVisit): string =>
   `the autovacuum stand-in analyzed ${visit.tables.length} table${visit.tables.length === 1 ? "" : "s"} from +${(visit.fromStepStartMs / 1_000).toFixed(1)} s for ${Math.round(visit.durationMs)} ms`;
@@ -95,12 +116,15 @@ export function renderTable(result: BenchResult): string {
   if (waitLines.length > 0) out.push("  waiting for a core (% of the step's time its threads were runnable but not running; 100 = one thread all along):", ...waitLines);
   const secondLines = result.saga.steps.flatMap((step) => {
     // Whole seconds of arrivals (the last, partial one holds a few orders), or the first of a shorter step.
-    const seconds = step.e2eBySecond.slice(0, Math.max(1, Math.floor(step.durationMs / 1_000))).filter((second) => second.count > 0);
+    const arrivalSeconds = step.e2eBySecond.slice(0, Math.max(1, Math.floor(step.durationMs / 1_000)));
+    const seconds = arrivalSeconds.filter((second) => second.count > 0);
     if (seconds.length === 0) return [];
     const p99s = seconds.map((second) => second.p99);
     const over = p99s.filter((p99) => p99 > goalP99Ms).length;
     const visits = (step.autovacuumVisits ?? []).filter((visit) => visit.tables.length > 0).map(standInVisit);
-    return [`    ${figure(step.offeredPerSec)}/s: ${milliseconds(Math.min(...p99s))} – ${milliseconds(Math.max(...p99s))}; ${over} of ${seconds.length} seconds over ${goalP99Ms} ms${visits.map((v) => `; ${v}`).join("")}`];
+    const slow = slowSecondsCpu(arrivalSeconds, step.cpuBySecond);
+    const facts = [...visits, ...(slow ? [slowSecondsFact(slow)] : [])];
+    return [`    ${figure(step.offeredPerSec)}/s: ${milliseconds(Math.min(...p99s))} – ${milliseconds(Math.max(...p99s))}; ${over} of ${seconds.length} seconds over ${goalP99Ms} ms${facts.map((fact) => `; ${fact}`).join("")}`];
   });
   if (secondLines.length > 0) out.push("  end-to-end p99 second by second (orders grouped by the second they were accepted: lowest – highest):", ...secondLines);
   const timed = result.saga.steps.filter((s) => s.stages.some((stage) => stage.count > 0));

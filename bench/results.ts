@@ -1,5 +1,6 @@
 // The shape of a bench result (bench/results/*.json) and a checker for it.
 import type { JetStreamCeilingResult, PgCeilingResult, SagaStepResult, UnaryResult } from "./protocol.js";
+import type { CpuBySecond } from "./cpu-by-second.js";
 import type { ConsumerQueue } from "./queues.js";
 import type { SagaStage } from "./stages.js";
 import type { SagaWork } from "./work.js";
@@ -81,6 +82,12 @@ export interface BenchResult {
        * threads; `machine`: every context switch); null when none concluded.
        */
       wakeUpsPerSaga: Record<string, number> | null;
+      /**
+       * % of one core each process used (machine: all cores) in each second from the step's
+       * start to the end of its arrivals and drain, to set beside `e2eBySecond`; absent in runs
+       * before it was recorded.
+       */
+      cpuBySecond?: CpuBySecond;
       /**
        * The autovacuum stand-in's visits while the step ran (absent where it did not stand in:
        * a Postgres with autovacuum on, or --target): ms from the step's start, the tables

@@ -3,6 +3,7 @@ import { jetstream as jetstreamClient, type JetStreamManager } from "@nats-io/je
 import type { NatsConnection } from "@nats-io/transport-node";
 import { errorMessage } from "../services/platform/errors.js";
 import type { AutovacuumStandIn } from "./autovacuum.js";
+import { CpuSecondSampler } from "./cpu-by-second.js";
 import { databaseNow, onDatabase } from "./database.js";
 import type { LoadGenerator } from "./generator-process.js";
 import { log } from "./log.js";
@@ -74,6 +75,7 @@ export async function runSagaSteps(run: SagaRun): Promise<SagaSteps> {
     const t0 = performance.now();
     const queues = await new QueueSampler(jsm).start();
     const stopAnalyzing = autovacuum?.analyzeWhileRunning();
+    const cpuSeconds = new CpuSecondSampler(monitor).start();
     const stepStartedAt = Date.now();
     const step: SagaStepResult = await generator.run({
       kind: "saga-step",
@@ -84,6 +86,7 @@ export async function runSagaSteps(run: SagaRun): Promise<SagaSteps> {
       maxInFlight: maxInFlightAt(rate),
       warmupMs: Math.min(1_000, stepMs / 4),
     });
+    const cpuBySecond = cpuSeconds.stop();
     const visits = (await stopAnalyzing?.())?.map(({ at, tables, durationMs }) => ({ fromStepStartMs: at - stepStartedAt, tables, durationMs }));
     // CPU and queues over the arrivals and the drain.
     const cpuAfter = monitor.cpu();
@@ -102,7 +105,7 @@ export async function runSagaSteps(run: SagaRun): Promise<SagaSteps> {
     const failures = createFailureNote(step);
     if (failures) notes.push(failures);
     const reasons = saturationReasons(step, rate);
-    steps.push({ ...step, serviceCpuPercent, runQueueWaitPercent, cpuMsPerSaga, wakeUpsPerSaga, ...(visits && { autovacuumVisits: visits }), queues: stepQueues ?? [], work, stages: [], saturated: reasons.length > 0, saturationReason: reasons.join("; ") });
+    steps.push({ ...step, serviceCpuPercent, runQueueWaitPercent, cpuMsPerSaga, wakeUpsPerSaga, cpuBySecond, ...(visits && { autovacuumVisits: visits }), queues: stepQueues ?? [], work, stages: [], saturated: reasons.length > 0, saturationReason: reasons.join("; ") });
     log(`  accepted ${step.acceptedPerSec}/s, completed ${step.completedPerSec}/s, backlog ${step.backlogAtEnd}, e2e p99 ${step.e2eLatency.p99} ms${reasons.length > 0 ? ` — saturated: ${reasons.join("; ")}` : ""}`);
     if (reasons.length > 0 && !options.pastSaturation) break;
   }
