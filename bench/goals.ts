@@ -19,12 +19,26 @@ export interface GoalCheck {
   met: boolean | null;
 }
 
+/**
+ * The share of its offered rate a step must confirm to count for the goal. A step is saturated
+ * only below 85 % (bench/saga-steps.ts), which finds where the system stops keeping up; the goal
+ * asks for the rate itself. The count runs from the step's median latency on, so a system that
+ * keeps pace reads within 1–2 % of the offered rate (98.2–100 % in every full run that did).
+ */
+export const goalCompletedShare = 0.98;
+
 function throughput(saga: BenchResult["saga"]): GoalCheck {
   const goal = "sagas completed a second";
   const target = `≥ ${figure(goalSagasPerSec)}/s`;
   const offered = Math.max(0, ...saga.steps.map((s) => s.offeredPerSec));
   const measured = `kept up with ${figure(saga.sustainedPerSec)}/s offered; at most ${figure(saga.maxCompletedPerSec)}/s completed`;
-  if (saga.sustainedPerSec >= goalSagasPerSec) return { goal, target, measured, met: true };
+  const atGoal = saga.steps.filter((s) => s.offeredPerSec >= goalSagasPerSec && !s.saturated);
+  if (atGoal.some((s) => s.completedPerSec >= goalCompletedShare * s.offeredPerSec)) return { goal, target, measured, met: true };
+  const closest = atGoal.sort((a, b) => b.completedPerSec / b.offeredPerSec - a.completedPerSec / a.offeredPerSec)[0];
+  if (closest) {
+    const share = Math.floor((closest.completedPerSec / closest.offeredPerSec) * 100);
+    return { goal, target, measured: `${measured}, but at ${figure(closest.offeredPerSec)}/s it confirmed ${figure(closest.completedPerSec)}/s (${share} %; the goal counts ≥ ${goalCompletedShare * 100} %)`, met: false };
+  }
   if (!saga.saturated && offered < goalSagasPerSec) return { goal, target, measured: `not offered (the highest rate was ${figure(offered)}/s)`, met: null };
   return { goal, target, measured, met: false };
 }
