@@ -1,6 +1,7 @@
 import { createHash } from "node:crypto";
 import pg from "pg";
 import { asError } from "./errors.js";
+import { holdWritesForTurn } from "./turn-writes.js";
 
 export type Pool = pg.Pool;
 export type PoolClient = pg.PoolClient;
@@ -86,11 +87,13 @@ export function rolledBack(client: pg.ClientBase): void {
 /**
  * Sends BEGIN for a transaction on `client`. On a pipelined client (pool option `pipeline:
  * true`, as `Database` makes them) it does not wait for the answer: BEGIN goes out with the
- * transaction's first statement and the two cost one round trip. Postgres runs them in order,
- * and BEGIN on a fresh connection fails only with the connection, which fails that statement
- * too. Await the returned confirmation before COMMIT.
+ * transaction's first statement, in the same write when that statement is sent in the same
+ * turn, and the two cost one round trip, one system call and one wake-up of the backend.
+ * Postgres runs them in order, and BEGIN on a fresh connection fails only with the connection,
+ * which fails that statement too. Await the returned confirmation before COMMIT.
  */
 export async function begin(client: pg.PoolClient): Promise<{ confirmed: Promise<unknown> }> {
+  if (client.pipeline) holdWritesForTurn(client.connection.stream);
   const sent = client.query("BEGIN");
   if (!client.pipeline) await sent;
   // Observed here so that a failure while the first statement is awaited is not unhandled.

@@ -1,3 +1,4 @@
+import type { Socket } from "node:net";
 import pg from "pg";
 import { afterAll, describe, expect, it } from "vitest";
 import { begin, Database, surviveDroppedConnections } from "./db.js";
@@ -35,6 +36,26 @@ describe("begin", () => {
       expect(client.getTransactionStatus()).toBe("T");
       await client.query("ROLLBACK");
       expect((await client.query("SELECT count(*)::int AS n FROM pipelined")).rows[0]).toEqual({ n: 0 });
+    } finally {
+      client.release(true);
+    }
+  });
+
+  it("sends BEGIN and the transaction's first statement in one write on a pipelined client", async () => {
+    const client = await db.primary.connect();
+    try {
+      const socket = client.connection.stream as Socket;
+      const writes: string[] = [];
+      const write = socket._write.bind(socket);
+      const writev = socket._writev?.bind(socket);
+      socket._write = (chunk: Buffer, encoding, callback) => (writes.push(`write ${chunk.length}`), write(chunk, encoding, callback));
+      if (writev) socket._writev = (chunks, callback) => (writes.push(`writev ${chunks.length}`), writev(chunks, callback));
+      const { confirmed } = await begin(client);
+      await client.query("SELECT $1::int AS n", [1]);
+      await confirmed;
+      await client.query("ROLLBACK");
+      // BEGIN, then the statement's Parse, Bind, Describe, Execute and Sync; then ROLLBACK.
+      expect(writes).toEqual(["writev 6", expect.stringMatching(/^write /)]);
     } finally {
       client.release(true);
     }
