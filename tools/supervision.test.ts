@@ -5,6 +5,7 @@
  * shows happen every time. The real services under supervision:
  * test/e2e/supervision.e2e.test.ts.
  */
+import { spawnSync } from "node:child_process";
 import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -201,5 +202,19 @@ describe("System's memory limits", () => {
       await sys.stop();
     }
     for (const dir of dirs) expect(existsSync(join("/sys/fs/cgroup", dir)) || existsSync(join("/sys/fs/cgroup/memory", dir))).toBe(false);
+  }, 30_000);
+
+  it.skipIf(!cgroupsPermitted)("removes at any start the cgroups a killed run left behind, its own limits or none", async () => {
+    const deadPid = spawnSync(process.execPath, ["-e", ""]).pid;
+    const leftover = MemoryCgroup.create(`orderflow-fraud-${deadPid}`, 64 * 2 ** 20);
+    const sys = system(["payment"], {});
+    try {
+      expect(existsSync(leftover.dir)).toBe(true);
+      await sys.up();
+      expect(existsSync(leftover.dir)).toBe(false);
+    } finally {
+      await sys.stop();
+      leftover.remove();
+    }
   }, 30_000);
 });

@@ -271,7 +271,8 @@ export class System {
       };
       this.states.set(definition.name, { definition, port, metricsPort, env, expectingExit: false });
     }
-    if (this.options.memoryLimitsMb !== undefined) removeLeftoverCgroups(memoryCgroupPrefix);
+    // Also without limits of its own: a killed run's empty cgroups go at the next start of any kind.
+    removeLeftoverCgroups(memoryCgroupPrefix);
     try {
       for (const [name, state] of this.states) state.cgroup = this.memoryCgroupFor(name, state.definition);
     } catch (error) {
