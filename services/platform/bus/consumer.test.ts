@@ -7,7 +7,7 @@ import pg from "pg";
 import { afterAll, beforeAll, describe, expect, it, inject } from "vitest";
 import { HealthCheckResponseSchema } from "../../../gen/grpc/health/v1/health_pb.js";
 import { ReserveStockSchema, StockReservedSchema } from "../../../gen/orderflow/inventory/v1/saga_pb.js";
-import type { Delivery } from "./consumer-options.js";
+import type { BusConsumer, Delivery, InboxConsumerOptions } from "./consumer-options.js";
 import { startConsumer } from "./consumer.js";
 import { listDeadLetters, replayAllDeadLetters, replayDeadLetter } from "./dlq.js";
 import { ensureDurableConsumer } from "./durable.js";
@@ -62,6 +62,11 @@ async function settled(durable: string): Promise<boolean> {
   return info.num_ack_pending === 0 && info.num_pending === 0;
 }
 
+/** Consumer `durable` of `subj` on the test's inventory stream, with the test's schema and (unless `options` give one) pool. */
+function consume(durable: string, subj: string, options: Omit<InboxConsumerOptions, "js" | "schema" | "stream" | "durable" | "filterSubject" | "pool"> & { pool?: pg.Pool }): Promise<BusConsumer> {
+  return startConsumer({ js: env.js, pool: env.pool, schema: env.schema, stream: env.stream("inventory"), durable, filterSubject: subj, ...options });
+}
+
 const metric = (consumer: string, outcome: string): Promise<number> => counted("orderflow_bus_messages_total", { consumer, outcome });
 
 describe("inbox consumer", () => {
@@ -71,13 +76,7 @@ describe("inbox consumer", () => {
     const ctx = trace.setSpanContext(context.active(), { traceId, spanId: "a7ad6b7169203331", traceFlags: TraceFlags.SAMPLED });
     await context.with(ctx, () => publishMessages(env.js, Array.from({ length: 60 }, (_, i) => reserve(subj, `batch-${i}`, `o-${i}`))));
     const record = recordEffect("batch");
-    const c = await startConsumer({
-      js: env.js,
-      pool: env.pool,
-      schema: env.schema,
-      stream: env.stream("inventory"),
-      durable: "batch",
-      filterSubject: subj,
+    const c = await consume("batch", subj, {
       batchSize: 30,
       handle: async (d, tx, out) => {
         await record(d, tx);
@@ -105,7 +104,7 @@ describe("inbox consumer", () => {
 
   it("has one effect per message id: duplicate in a batch, a later re-publish, and a redelivery after a lost ack", async () => {
     const subj = subject("dup");
-    const c = await startConsumer({ js: env.js, pool: env.pool, schema: env.schema, stream: env.stream("inventory"), durable: "dup", filterSubject: subj, batchSize: 20, handle: recordEffect("dup") });
+    const c = await consume("dup", subj, { batchSize: 20, handle: recordEffect("dup") });
     try {
       // A redelivery after a lost ack: the inbox already holds the id (the effect committed before).
       await env.pool.query(`INSERT INTO "${env.schema}".inbox (consumer, message_id) VALUES ('dup', 'dup-3')`);
@@ -130,14 +129,8 @@ describe("inbox consumer", () => {
 
   it("with inbox: false hands every delivery to the handler in the batch transaction and writes no inbox row", async () => {
     const subj = subject("noinbox");
-    const c = await startConsumer({
-      js: env.js,
-      pool: env.pool,
-      schema: env.schema,
+    const c = await consume("noinbox", subj, {
       inbox: false,
-      stream: env.stream("inventory"),
-      durable: "noinbox",
-      filterSubject: subj,
       batchSize: 20,
       handle: recordEffect("noinbox"),
     });
@@ -161,13 +154,7 @@ describe("inbox consumer", () => {
   it("sends poison messages to the DLQ with their metadata and keeps processing; replay re-drives them once fixed", async () => {
     const subj = subject("poison");
     let fixed = false;
-    const c = await startConsumer({
-      js: env.js,
-      pool: env.pool,
-      schema: env.schema,
-      stream: env.stream("inventory"),
-      durable: "poison",
-      filterSubject: subj,
+    const c = await consume("poison", subj, {
       batchSize: 20,
       maxDeliver: 3,
       backoffMs: [50, 100],
@@ -228,13 +215,7 @@ describe("inbox consumer", () => {
 
   it("hands a bundle's entries over as deliveries of their own; a failing entry sends its bundle back (the others are not applied again) and goes to the DLQ alone", async () => {
     const subj = subject("bundled");
-    const c = await startConsumer({
-      js: env.js,
-      pool: env.pool,
-      schema: env.schema,
-      stream: env.stream("inventory"),
-      durable: "bundled",
-      filterSubject: subj,
+    const c = await consume("bundled", subj, {
       batchSize: 20,
       maxDeliver: 3,
       backoffMs: [50, 100],
@@ -271,13 +252,7 @@ describe("inbox consumer", () => {
 
   it("takes bundles far larger than its batch: 3 bundles of 64 entries of ~2 KB each, with batchSize 10", async () => {
     const subj = subject("large");
-    const c = await startConsumer({
-      js: env.js,
-      pool: env.pool,
-      schema: env.schema,
-      stream: env.stream("inventory"),
-      durable: "large",
-      filterSubject: subj,
+    const c = await consume("large", subj, {
       batchSize: 10,
       inbox: false,
       handle: recordEffect("large"),
@@ -305,13 +280,7 @@ describe("inbox consumer", () => {
       m.nak();
     }
     let handled = 0;
-    const c = await startConsumer({
-      js: env.js,
-      pool: env.pool,
-      schema: env.schema,
-      stream: env.stream("inventory"),
-      durable: "crashed",
-      filterSubject: subj,
+    const c = await consume("crashed", subj, {
       maxDeliver: 2,
       dlq: env.dlq,
       handle: async () => {
@@ -338,13 +307,7 @@ describe("inbox consumer", () => {
     const subj = subject("slow");
     await publishMessages(env.js, Array.from({ length: 3 }, (_, i) => reserve(subj, `slow-${i}`, `sl-${i}`)));
     const record = recordEffect("slow");
-    const c = await startConsumer({
-      js: env.js,
-      pool: env.pool,
-      schema: env.schema,
-      stream: env.stream("inventory"),
-      durable: "slow",
-      filterSubject: subj,
+    const c = await consume("slow", subj, {
       batchSize: 2,
       ackWaitMs: 1000,
       handle: async (d, tx) => {
@@ -431,14 +394,8 @@ describe("inbox consumer", () => {
   it("fails only the message whose handler emitted what cannot be sent; the rest of its batch commits and publishes", async () => {
     const subj = subject("emit-unsendable-batch");
     const replies = `${env.domain("inventory")}.evt.batch-emitted`;
-    const c = await startConsumer({
-      js: env.js,
-      pool: env.pool,
-      schema: env.schema,
+    const c = await consume("emit-unsendable-batch", subj, {
       inbox: false,
-      stream: env.stream("inventory"),
-      durable: "emit-unsendable-batch",
-      filterSubject: subj,
       batchSize: 3,
       maxDeliver: 1,
       publishEmitted: env.publisher,
@@ -500,7 +457,7 @@ describe("database outage", () => {
     // ~2–3 s of refusals (backoff 50 ms doubling), longer than the 1 s ack wait below.
     let refusals = 7;
     const pool = new RefusingPool({ connectionString: env.databaseUrl, max: 4 }, () => refusals-- > 0);
-    const c = await startConsumer({ js: env.js, pool, schema: env.schema, stream: env.stream("inventory"), durable: "outage", filterSubject: subj, maxDeliver: 1, ackWaitMs: 1000, dlq: env.dlq, handle: recordEffect("outage") });
+    const c = await consume("outage", subj, { pool, maxDeliver: 1, ackWaitMs: 1000, dlq: env.dlq, handle: recordEffect("outage") });
     try {
       await publishMessages(env.js, [reserve(subj, "outage-1", "u-1"), reserve(subj, "outage-2", "u-2")]);
       await waitFor(async () => (await effects("outage")).length === 2, 15_000, "processed after the outage");
