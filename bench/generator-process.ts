@@ -12,6 +12,7 @@ export class LoadGenerator {
   private readonly waiting = new Map<number, { resolve: (result: JobResult) => void; reject: (error: Error) => void }>();
   private readonly child: ChildProcess;
   private exited = false;
+  private exitSignal: NodeJS.Signals | null = null;
 
   constructor() {
     this.child = fork(join(repoRoot(), "dist", "bench", "loadgen.js"), [], { execPath: process.execPath, stdio: ["ignore", "inherit", "inherit", "ipc"] });
@@ -24,6 +25,7 @@ export class LoadGenerator {
     });
     this.child.on("exit", (code, signal) => {
       this.exited = true;
+      this.exitSignal = signal;
       for (const waiter of this.waiting.values()) waiter.reject(new Error(`load generator exited (${signal ?? `code ${code}`})`));
       this.waiting.clear();
     });
@@ -31,6 +33,11 @@ export class LoadGenerator {
 
   get pid(): number | undefined {
     return this.child.pid;
+  }
+
+  /** The signal that ended the generator's process: null while it runs or when it exited by itself. */
+  get killedBy(): NodeJS.Signals | null {
+    return this.exitSignal;
   }
 
   run<K extends Job["kind"]>(job: Extract<Job, { kind: K }>): Promise<ResultOf<K>> {
@@ -46,9 +53,12 @@ export class LoadGenerator {
     });
   }
 
+  /** Asks the generator to stop and waits for it to exit (so that `--cpu-prof` can write its profile); kills it after 3 s of either. */
   async stop(): Promise<void> {
     if (this.exited) return;
+    const exited = new Promise<void>((resolve) => this.child.once("exit", () => resolve()));
     await Promise.race([this.run({ kind: "stop" }).catch(() => undefined), sleep(3_000)]);
+    await Promise.race([exited, sleep(3_000)]);
     if (!this.exited) this.child.kill("SIGKILL");
   }
 }
