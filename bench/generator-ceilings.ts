@@ -50,7 +50,8 @@ export async function pgCeiling(job: PgCeilingJob): Promise<PgCeilingResult> {
 
 /** Raw JetStream: messages published a window at a time into a file-backed stream and consumed with explicit acks. */
 export async function jetStreamCeiling(job: JetStreamCeilingJob): Promise<JetStreamCeilingResult> {
-  const nc = await connect({ servers: job.natsUrl, name: "orderflow-bench-ceiling" });
+  // As the services connect (services/platform/bus-runtime.ts): no stack captured per request, each publish being one.
+  const nc = await connect({ servers: job.natsUrl, name: "orderflow-bench-ceiling", noAsyncTraces: true });
   const stream = `BENCH_CEILING_${process.pid}`;
   const subject = `bench.ceiling.${process.pid}`;
   try {

@@ -103,7 +103,10 @@ async function main(): Promise<void> {
     const postgres = await generator.run({ kind: "ceiling-pg", databaseUrl: endpoints.databaseUrl, connections: 16, durationMs: options.runMs });
     machine.postgres = postgres.postgresVersion;
     log("ceiling: JetStream publish → pull consume…");
-    const jetstream = await generator.run({ kind: "ceiling-jetstream", natsUrl: endpoints.natsUrl, messages: options.jetStreamMessages, window: 256, payloadBytes: 128 });
+    const jetStreamJob = { kind: "ceiling-jetstream", natsUrl: endpoints.natsUrl, messages: options.jetStreamMessages, window: 256, payloadBytes: 128 } as const;
+    // A fifth of the run first, not counted: the generator's first pass through nats.js runs unoptimised code.
+    await generator.run({ ...jetStreamJob, messages: Math.ceil(jetStreamJob.messages / 5) });
+    const jetstream = await generator.run(jetStreamJob);
     // Only on the database the bench created: a targeted system's database is not ours to vacuum.
     const autovacuum = Object.keys(options.targets).length === 0 && !(await autovacuumIsOn(endpoints.databaseUrl)) ? new AutovacuumStandIn(endpoints.databaseUrl) : undefined;
     if (autovacuum) {
