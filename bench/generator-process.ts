@@ -12,7 +12,6 @@ export class LoadGenerator {
   private readonly waiting = new Map<number, { resolve: (result: JobResult) => void; reject: (error: Error) => void }>();
   private readonly child: ChildProcess;
   private exited = false;
-  private exitSignal: NodeJS.Signals | null = null;
 
   constructor() {
     this.child = fork(join(repoRoot(), "dist", "bench", "loadgen.js"), [], { execPath: process.execPath, stdio: ["ignore", "inherit", "inherit", "ipc"] });
@@ -25,7 +24,6 @@ export class LoadGenerator {
     });
     this.child.on("exit", (code, signal) => {
       this.exited = true;
-      this.exitSignal = signal;
       for (const waiter of this.waiting.values()) waiter.reject(new Error(`load generator exited (${signal ?? `code ${code}`})`));
       this.waiting.clear();
     });
@@ -37,7 +35,7 @@ export class LoadGenerator {
 
   /** The signal that ended the generator's process: null while it runs or when it exited by itself. */
   get killedBy(): NodeJS.Signals | null {
-    return this.exitSignal;
+    return this.child.signalCode;
   }
 
   run<K extends Job["kind"]>(job: Extract<Job, { kind: K }>): Promise<ResultOf<K>> {
