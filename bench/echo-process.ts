@@ -21,18 +21,20 @@ export interface EchoServer {
  * memory allocator (tools/allocator.ts) and node flags (tools/node-flags.ts). The others keep
  * Node's defaults.
  */
-export async function startEchoServer(mode: "grpc-js" | "grpc-js-remedied" | "connect"): Promise<EchoServer> {
+export async function startEchoServer(mode: "grpc-js" | "grpc-js-remedied" | "connect", runner: { commandPrefix: string[]; startTimeoutMs: number } = { commandPrefix: [], startTimeoutMs: 15_000 }): Promise<EchoServer> {
   const before = mode === "grpc-js-remedied" ? [...serviceNodeFlags, "--import", pathToFileURL(join(repoRoot(), "dist", "services", "platform", "no-pretenuring.js")).href] : [];
   const env = mode === "grpc-js-remedied" ? { ...process.env, ...servicesAllocator(process.env).env } : process.env;
-  const child = spawn(process.execPath, [...before, join(repoRoot(), "dist", "bench", "echo-server.js"), mode], { env, stdio: ["ignore", "pipe", "inherit"] });
+  const [command = process.execPath, ...prefixArgs] = [...runner.commandPrefix, process.execPath];
+  const args = [...prefixArgs, ...before, join(repoRoot(), "dist", "bench", "echo-server.js"), mode];
+  const child = spawn(command, args, { env, stdio: ["ignore", "pipe", "inherit"] });
   const exited = new Promise<void>((resolve) => child.once("exit", () => resolve()));
   const line = await Promise.race([
     new Promise<string>((resolve) => createInterface({ input: child.stdout }).once("line", resolve)),
     exited.then(() => {
       throw new Error(`bare ${mode} server exited before it listened`);
     }),
-    sleep(15_000).then(() => {
-      throw new Error(`bare ${mode} server did not start within 15 s`);
+    sleep(runner.startTimeoutMs).then(() => {
+      throw new Error(`bare ${mode} server did not start within ${runner.startTimeoutMs / 1000} s`);
     }),
   ]);
   const ports = JSON.parse(line) as { grpcPort: number; connectPort?: number };

@@ -153,13 +153,13 @@ export class UsageError extends Error {
   override name = "UsageError";
 }
 
-function positiveInt(flag: string, raw: string | undefined): number {
+export function positiveInt(flag: string, raw: string | undefined): number {
   const value = Number(raw);
   if (raw === undefined || !Number.isInteger(value) || value <= 0) throw new UsageError(`${flag} needs a whole number above 0 (got ${JSON.stringify(raw)})`);
   return value;
 }
 
-function positiveSeconds(flag: string, raw: string): number {
+export function positiveSeconds(flag: string, raw: string): number {
   const seconds = Number(raw);
   if (!Number.isFinite(seconds) || seconds <= 0) throw new UsageError(`${flag} needs a number of seconds above 0`);
   return seconds;

@@ -45,12 +45,18 @@ export interface Endpoints {
   logs: LogBuffer | undefined;
 }
 
+/** What the services run under (`commandPrefix`, e.g. valgrind), and how long each may take to serve. */
+export interface ServiceRunner {
+  commandPrefix: string[];
+  readyTimeoutMs: number;
+}
+
 /**
  * The system the bench loads: the services given by --target, or its own, started the way
  * `npm start` starts them on a fresh database and private NATS and Redis (their stops are
  * pushed onto `cleanups`).
  */
-export async function bringUp(options: BenchOptions, cleanups: (() => Promise<void>)[]): Promise<Endpoints> {
+export async function bringUp(options: BenchOptions, cleanups: (() => Promise<void>)[], runner: ServiceRunner = { commandPrefix: [], readyTimeoutMs: 60_000 }): Promise<Endpoints> {
   const root = repoRoot();
   if (Object.keys(options.targets).length > 0) {
     const pids = new Map<string, number | undefined>();
@@ -110,9 +116,10 @@ export async function bringUp(options: BenchOptions, cleanups: (() => Promise<vo
     output: logs.sink,
     env: everyService,
     serviceEnv: perService,
-    readyTimeoutMs: 60_000,
+    readyTimeoutMs: runner.readyTimeoutMs,
     stopTimeoutMs: 10_000,
     memoryLimitsMb,
+    commandPrefix: runner.commandPrefix,
     onUnexpectedExit: (service, code, signal) => log(`${service} stopped unexpectedly (${describeExit({ code, signal })})`),
   });
   // The services' last lines, for looking into errors the bench reports.

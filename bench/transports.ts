@@ -25,7 +25,7 @@ export const alternatedStackName = "Health/Check order service, alternated with 
 export const alternatedRemediedName = "Health/Check grpc-js with the services' GC remedies and allocator, alternated with GetOrder";
 export const getOrderRounds = 4;
 
-const healthServiceName = "orderflow.order.v1.OrderService";
+export const healthServiceName = "orderflow.order.v1.OrderService";
 const health: UnaryWorkload = { call: "health", service: healthServiceName };
 const healthPath = "/grpc.health.v1.Health/Check";
 const healthJson = { service: healthServiceName };

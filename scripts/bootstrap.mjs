@@ -9,6 +9,7 @@
 //   node scripts/bootstrap.mjs start [args]       infra + all services (dist/tools/start.js)
 //   node scripts/bootstrap.mjs test [args]        vitest run [args]
 //   node scripts/bootstrap.mjs bench [args]       the benchmark (dist/bench/main.js)
+//   node scripts/bootstrap.mjs bench-instructions [args]   instructions per saga under callgrind (dist/bench/instructions.js)
 //   node scripts/bootstrap.mjs bench-runs [dir]   the table of kept full runs (dist/bench/full-runs-cli.js)
 //   node scripts/bootstrap.mjs bench-report <json> [svg]   a saved result's report and plot (dist/bench/report-cli.js)
 //   node scripts/bootstrap.mjs dlq [args]         dead letters (dist/tools/dlq.js)
@@ -27,6 +28,7 @@ const [command = "start", ...args] = process.argv.slice(2);
 const programs = {
   start: { file: "dist/tools/start.js", nodeFlags: ["--enable-source-maps"] },
   bench: { file: "dist/bench/main.js", nodeFlags: [] },
+  "bench-instructions": { file: "dist/bench/instructions.js", nodeFlags: [] },
   "bench-runs": { file: "dist/bench/full-runs-cli.js", nodeFlags: [] },
   "bench-report": { file: "dist/bench/report-cli.js", nodeFlags: [] },
   dlq: { file: "dist/tools/dlq.js", nodeFlags: [] },

@@ -117,6 +117,8 @@ export interface SystemOptions {
    * pod's memory limit (tools/memory-cgroup.ts: root on Linux). The start fails when one cannot be made.
    */
   memoryLimitsMb?: Record<string, number>;
+  /** A program each service runs under, with its arguments: `["valgrind", "--tool=callgrind"]` runs `valgrind --tool=callgrind node …`. */
+  commandPrefix?: string[];
 }
 
 export interface ServiceInfo {
@@ -345,7 +347,9 @@ export class System {
   private async startService(name: string): Promise<void> {
     const state = this.state(name);
     if (isRunning(state.child)) throw new Error(`${name} is already running`);
-    const node = { command: this.node, args: [...serviceNodeFlags, serviceEntry(this.root, state.definition.name)] };
+    const [runner, ...runnerArgs] = this.options.commandPrefix ?? [];
+    const nodeArgs = [...serviceNodeFlags, serviceEntry(this.root, state.definition.name)];
+    const node = runner === undefined ? { command: this.node, args: nodeArgs } : { command: runner, args: [...runnerArgs, this.node, ...nodeArgs] };
     const { command, args } = state.cgroup?.wrap(node.command, node.args) ?? node;
     const child = spawn(command, args, {
       cwd: this.root,

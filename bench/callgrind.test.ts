@@ -1,0 +1,42 @@
+import { type ChildProcess, spawn, spawnSync } from "node:child_process";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterEach, describe, expect, it } from "vitest";
+import { callgrindPrefix, InstructionCounter, instructionsInDump } from "./callgrind.js";
+import { sleep } from "./log.js";
+
+const hasValgrind = spawnSync("valgrind", ["--version"]).status === 0;
+
+describe("instructionsInDump", () => {
+  it("reads the totals line, else the summary line", () => {
+    expect(instructionsInDump("version: 1\nevents: Ir\nsummary: 120\ntotals: 123456789\n")).toBe(123_456_789);
+    expect(instructionsInDump("events: Ir\nsummary: 987\n")).toBe(987);
+    expect(() => instructionsInDump("events: Ir\n")).toThrow(/no totals/);
+  });
+});
+
+describe("InstructionCounter", () => {
+  let child: ChildProcess | undefined;
+  let dir: string | undefined;
+  afterEach(() => {
+    child?.kill("SIGKILL");
+    if (dir) rmSync(dir, { recursive: true, force: true });
+  });
+
+  it.skipIf(!hasValgrind)("counts a running process's instructions, and zero() drops what it has counted so far", async () => {
+    dir = mkdtempSync(join(tmpdir(), "orderflow-callgrind-test-"));
+    const [command = "valgrind", ...args] = [...callgrindPrefix(join(dir, "loop")), "sh", "-c", "while :; do :; done"];
+    child = spawn(command, args, { stdio: "ignore" });
+    const pid = child.pid ?? 0;
+    const counter = new InstructionCounter(pid, join(dir, "loop"));
+    await sleep(1_500);
+    await counter.zero();
+    // The few milliseconds between two callgrind_control calls, not the 1.5 s of looping before them.
+    const justAfterZero = await counter.dump();
+    await sleep(1_500);
+    const overLoop = await counter.dump();
+    expect(overLoop).toBeGreaterThan(1_000_000);
+    expect(justAfterZero).toBeLessThan(overLoop / 4);
+  }, 60_000);
+});

@@ -1,0 +1,67 @@
+// Counting the instructions a process executes, with valgrind's callgrind: a figure that,
+// unlike CPU time, does not change with how busy the machine's host is. The process runs
+// under `valgrind --tool=callgrind`; `callgrind_control` zeroes its counts at the start of a
+// window and dumps them at its end, and the dump's `totals:` line is the window's count
+// (every thread of the process, summed).
+import { execFile } from "node:child_process";
+import { readdirSync, readFileSync } from "node:fs";
+import { basename, dirname } from "node:path";
+import { promisify } from "node:util";
+import { InfraError } from "../tools/infra-error.js";
+
+const run = promisify(execFile);
+
+/** The valgrind version line, or an InfraError that says what to install. */
+export async function valgrindVersion(): Promise<string> {
+  try {
+    return (await run("valgrind", ["--version"])).stdout.trim();
+  } catch {
+    throw new InfraError("valgrind is not installed: it counts the instructions (Debian/Ubuntu: apt-get install -y valgrind)");
+  }
+}
+
+/**
+ * The command prefix that runs a program under callgrind, its dumps written to
+ * `<outFilePrefix>.<pid>.<n>`. Nothing is instrumented below the function level, and no
+ * cache simulation: the count of instructions is all that is read.
+ */
+export function callgrindPrefix(outFilePrefix: string): string[] {
+  return ["valgrind", "--tool=callgrind", "--quiet", `--callgrind-out-file=${outFilePrefix}.%p`];
+}
+
+/** The `totals:` (or, failing that, `summary:`) line of a callgrind dump: the instructions it counted. */
+export function instructionsInDump(text: string): number {
+  const match = /^totals:\s+(\d+)/m.exec(text) ?? /^summary:\s+(\d+)/m.exec(text);
+  if (!match) throw new Error("no totals: line in the callgrind dump");
+  return Number(match[1]);
+}
+
+/** One process under callgrind, counted over windows its caller opens and closes. */
+export class InstructionCounter {
+  private dumps = 0;
+
+  constructor(
+    readonly pid: number,
+    private readonly outFilePrefix: string,
+  ) {}
+
+  /** Starts a window: the counts so far are dropped. */
+  async zero(): Promise<void> {
+    await this.control("-z");
+  }
+
+  /** Ends a window: the instructions since `zero()`. */
+  async dump(): Promise<number> {
+    await this.control("-d");
+    this.dumps += 1;
+    const file = `${this.outFilePrefix}.${this.pid}.${this.dumps}`;
+    const written = readdirSync(dirname(file)).includes(basename(file));
+    if (!written) throw new Error(`callgrind wrote no ${file} for pid ${this.pid}`);
+    return instructionsInDump(readFileSync(file, "utf8"));
+  }
+
+  private async control(flag: string): Promise<void> {
+    // A process waiting in the kernel answers once vgdb has woken it, in well under a second.
+    await run("callgrind_control", [flag, String(this.pid)], { timeout: 60_000 });
+  }
+}

@@ -1,0 +1,30 @@
+import { describe, expect, it } from "vitest";
+import { idleRate, perUnit, sum } from "./instructions-figures.js";
+
+describe("perUnit", () => {
+  it("takes the idle process's instructions over the window's length out before sharing the rest", () => {
+    // 10 s at 1 M idle instructions a second: 10 M of the 50 M are the process's own.
+    expect(perUnit({ instructions: 50_000_000, windowMs: 10_000, idlePerSec: 1_000_000, units: 100 })).toBe(400_000);
+    expect(perUnit({ instructions: 50_000_000, windowMs: 10_000, idlePerSec: 0, units: 100 })).toBe(500_000);
+  });
+
+  it("never reads below zero, and refuses a window that did no work", () => {
+    expect(perUnit({ instructions: 1_000, windowMs: 10_000, idlePerSec: 1_000_000, units: 5 })).toBe(0);
+    expect(() => perUnit({ instructions: 1_000, windowMs: 1_000, idlePerSec: 0, units: 0 })).toThrow(/no work/);
+  });
+});
+
+describe("idleRate", () => {
+  it("is instructions per second of the idle window", () => {
+    expect(idleRate(30_000_000, 20_000)).toBe(1_500_000);
+    expect(idleRate(5, 0)).toBe(0);
+  });
+});
+
+describe("sum", () => {
+  it("adds any iterable of numbers, nothing as 0", () => {
+    expect(sum([1, 2, 3.5])).toBe(6.5);
+    expect(sum(new Map([["a", 4]]).values())).toBe(4);
+    expect(sum([])).toBe(0);
+  });
+});

@@ -1,0 +1,153 @@
+// `npm run bench:instructions`: the instructions each service executes per confirmed saga,
+// and per cached GetOrder beside a bare @grpc/grpc-js server's call, counted by callgrind.
+// CPU time per saga on this machine doubles between the host's quiet and busy hours; an
+// instruction count stays within a few per cent, so a change's cost can be read on any hour.
+//
+// Every server runs under valgrind, some fifty times slower: the load is a low, steady rate,
+// and each count is taken over a window opened (callgrind_control -z) after a warm-up and
+// closed (-d) when the window's work is done, less what the process does idle over as long.
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { performance } from "node:perf_hooks";
+import { repoRoot } from "../tools/system.js";
+import { callgrindPrefix, InstructionCounter, valgrindVersion } from "./callgrind.js";
+import { concludedOrderIds } from "./database.js";
+import { startEchoServer } from "./echo-process.js";
+import { LoadGenerator } from "./generator-process.js";
+import { idleRate, perUnit, sum } from "./instructions-figures.js";
+import { instructionsUsage, parseInstructionOptions } from "./instructions-options.js";
+import { log, sleep } from "./log.js";
+import { machineFacts } from "./machine.js";
+import { parseOptions } from "./options.js";
+import type { UnaryJob } from "./protocol.js";
+import { runBenchMain } from "./run-main.js";
+import { seed } from "./seed.js";
+import { round } from "./stats.js";
+import { bringUp } from "./system-under-test.js";
+import { healthServiceName } from "./transports.js";
+
+/** Under valgrind a service takes a minute or more to load its modules and connect. */
+const startTimeoutMs = 600_000;
+/** How long the services are left after the warm-up before their idle work is counted. */
+const settleMs = 15_000;
+
+runBenchMain(async (cleanups) => {
+  const root = repoRoot();
+  const options = parseInstructionOptions(process.argv.slice(2), root);
+  if (options.help) {
+    process.stdout.write(instructionsUsage);
+    return;
+  }
+  const valgrind = await valgrindVersion();
+  const machine = machineFacts();
+  const dumps = mkdtempSync(join(tmpdir(), "orderflow-callgrind-"));
+  cleanups.push(async () => rmSync(dumps, { recursive: true, force: true }));
+  const benchOptions = { ...parseOptions(["--smoke"], root), customers: 200, products: 100, logLevel: "warn" as const };
+  log(`starting the services under ${valgrind} (callgrind); each takes a minute or more…`);
+  const endpoints = await bringUp(benchOptions, cleanups, { commandPrefix: callgrindPrefix(join(dumps, "service")), readyTimeoutMs: startTimeoutMs });
+  const counters = new Map<string, InstructionCounter>();
+  for (const [name, pid] of endpoints.pids) {
+    if (pid === undefined) throw new Error(`no pid for ${name}: its instructions cannot be counted`);
+    counters.set(name, new InstructionCounter(pid, join(dumps, "service")));
+  }
+  const everyCounter = (act: (counter: InstructionCounter) => Promise<number | void>) => Promise.all([...counters.values()].map(act));
+  const dumpAll = async (): Promise<Map<string, number>> => new Map(await Promise.all([...counters].map(async ([name, counter]) => [name, await counter.dump()] as const)));
+
+  const generator = new LoadGenerator();
+  cleanups.push(() => generator.stop());
+  const runId = Date.now().toString(36);
+  const seeded = await seed(benchOptions, endpoints, runId);
+  const order = endpoints.address("order");
+  await generator.run({ kind: "init", orderAddress: order, orderUrl: `http://${order}`, natsUrl: endpoints.natsUrl, databaseUrl: endpoints.databaseUrl, customers: seeded.customers, skus: seeded.skus, runId });
+
+  const sagaStep = (index: number, sagas: number) =>
+    generator.run({ kind: "saga-step", index, ratePerSec: options.ratePerSec, durationMs: Math.ceil((sagas / options.ratePerSec) * 1_000), drainTimeoutMs: startTimeoutMs, maxInFlight: 10_000, warmupMs: 0 });
+  log(`warm-up: ${options.warmupSagas} sagas at ${options.ratePerSec}/s, not counted…`);
+  const warm = await sagaStep(0, options.warmupSagas);
+  const warmFailures = sum(Object.values(warm.createErrors));
+  log(`  ${warm.confirmed} confirmed${warmFailures > 0 ? `; ${warmFailures} CreateOrders failed while the services were cold (${Object.keys(warm.createErrors).join(", ")})` : ""}`);
+
+  // Left alone first: the warm-up's last garbage collections and compilations are not idle work.
+  log(`idle: ${settleMs / 1000} s to settle, then ${options.idleMs / 1000} s counted with no load…`);
+  await sleep(settleMs);
+  await everyCounter((counter) => counter.zero());
+  let opened = performance.now();
+  await sleep(options.idleMs);
+  const idleCounts = await dumpAll();
+  const idleMs = performance.now() - opened;
+  const idlePerSec = new Map([...idleCounts].map(([name, count]) => [name, idleRate(count, idleMs)]));
+
+  log(`counted: ${options.sagas} sagas at ${options.ratePerSec}/s…`);
+  await everyCounter((counter) => counter.zero());
+  opened = performance.now();
+  const counted = await sagaStep(1, options.sagas);
+  const sagaCounts = await dumpAll();
+  const sagaWindowMs = performance.now() - opened;
+  const failedCreates = sum(Object.values(counted.createErrors));
+  if (counted.confirmed === 0) throw new Error(`no saga of the counted window was confirmed (${counted.rejected} rejected, ${counted.unfinished} unfinished)`);
+  const perSaga = Object.fromEntries(
+    [...sagaCounts].map(([name, instructions]) => [name, Math.round(perUnit({ instructions, windowMs: sagaWindowMs, idlePerSec: idlePerSec.get(name) ?? 0, units: counted.confirmed }))]),
+  );
+  const sagaTotal = sum(Object.values(perSaga));
+
+  // Unary calls: an uncounted run first (V8 compiles the call's path), then the counted one.
+  const unary = (name: string, address: string, workload: UnaryJob["workload"]): UnaryJob => ({ kind: "unary", name, protocol: "grpc", address, url: `http://${address}`, concurrency: 16, durationMs: options.callsMs, warmupMs: 0, workload });
+  const countCalls = async (counter: InstructionCounter, job: UnaryJob, idle: number) => {
+    await generator.run(job);
+    await counter.zero();
+    const started = performance.now();
+    const result = await generator.run(job);
+    const instructions = await counter.dump();
+    const calls = result.requests - sum(Object.values(result.errors));
+    return { calls, perCall: Math.round(perUnit({ instructions, windowMs: performance.now() - started, idlePerSec: idle, units: calls })) };
+  };
+  const ids = (await concludedOrderIds(endpoints.databaseUrl, `bench-${runId}-`, 100)).slice(0, 100);
+  const orderCounter = counters.get("order");
+  if (!orderCounter || ids.length === 0) throw new Error("no confirmed orders to read back");
+  log(`GetOrder (cached, ${ids.length} ids over and over): ${options.callsMs / 1000} s uncounted, then ${options.callsMs / 1000} s counted…`);
+  const getOrder = await countCalls(orderCounter, unary("GetOrder warm", order, { call: "getOrder", ids, once: false }), idlePerSec.get("order") ?? 0);
+
+  log("bare grpc-js server (Health/Check) under callgrind…");
+  const echo = await startEchoServer("grpc-js", { commandPrefix: callgrindPrefix(join(dumps, "echo")), startTimeoutMs });
+  let bare: { calls: number; perCall: number };
+  try {
+    if (echo.pid === undefined) throw new Error("no pid for the bare grpc-js server");
+    const echoCounter = new InstructionCounter(echo.pid, join(dumps, "echo"));
+    bare = await countCalls(echoCounter, unary("Health/Check bare grpc-js", `127.0.0.1:${echo.grpcPort}`, { call: "health", service: healthServiceName }), 0);
+  } finally {
+    await echo.stop();
+  }
+
+  const inBareCalls = (instructions: number): number => round(instructions / bare.perCall, 1);
+  const result = {
+    schema: "orderflow-bench-instructions/1",
+    startedAt: machine.date,
+    finishedAt: new Date().toISOString(),
+    machine: { ...machine, valgrind },
+    config: options,
+    saga: { warmupSagas: warm.confirmed, confirmed: counted.confirmed, rejected: counted.rejected, failedCreates: counted.createErrors, unfinished: counted.unfinished, windowMs: Math.round(sagaWindowMs), perSagaByService: perSaga, perSaga: sagaTotal, inBareCalls: inBareCalls(sagaTotal) },
+    idlePerSecByService: Object.fromEntries([...idlePerSec].map(([name, rate]) => [name, Math.round(rate)])),
+    getOrder: { ...getOrder, inBareCalls: inBareCalls(getOrder.perCall) },
+    bareGrpcJs: bare,
+  };
+  mkdirSync(options.outDir, { recursive: true });
+  const file = join(options.outDir, `${machine.date.slice(0, 10)}-${machine.gitCommit}-instructions.json`);
+  writeFileSync(file, `${JSON.stringify(result, null, 2)}\n`);
+  const count = (value: number): string => value.toLocaleString("en-US").padStart(12);
+  process.stdout.write(
+    [
+      "",
+      `instructions per confirmed saga (${counted.confirmed} sagas at ${options.ratePerSec}/s after ${warm.confirmed} uncounted; idle taken out)`,
+      ...(failedCreates + counted.rejected + counted.unfinished > 0 ? [`  (the window also held ${failedCreates} failed CreateOrders, ${counted.rejected} rejected and ${counted.unfinished} unfinished sagas: its figures include their work)`] : []),
+      ...Object.entries(perSaga).map(([name, value]) => `  ${name.padEnd(26)}${count(value)}`),
+      `  ${"all services".padEnd(26)}${count(sagaTotal)}  = ${result.saga.inBareCalls} bare grpc-js calls`,
+      "",
+      `instructions per call (${options.callsMs / 1000} s counted after as long uncounted, 16 in flight)`,
+      `  ${"GetOrder, cached".padEnd(26)}${count(getOrder.perCall)}  = ${result.getOrder.inBareCalls} bare grpc-js calls (${getOrder.calls} calls)`,
+      `  ${"bare grpc-js Health/Check".padEnd(26)}${count(bare.perCall)}  (${bare.calls} calls)`,
+      "",
+    ].join("\n"),
+  );
+  log(`results: ${file}`);
+});
