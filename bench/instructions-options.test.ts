@@ -15,6 +15,7 @@ describe("parseInstructionOptions", () => {
   it("refuses unknown flags and values that are not counts", () => {
     expect(() => parseInstructionOptions(["--quick"], "/repo")).toThrow(UsageError);
     expect(() => parseInstructionOptions(["--sagas", "0"], "/repo")).toThrow(/--sagas needs a whole number/);
-    expect(() => parseInstructionOptions(["--rate"], "/repo")).toThrow(/--rate needs a value/);
+    expect(() => parseInstructionOptions(["--rate"], "/repo")).toThrow(/--rate/);
+    expect(() => parseInstructionOptions(["--idle", "-3"], "/repo")).toThrow(UsageError);
   });
 });

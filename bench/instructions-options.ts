@@ -1,5 +1,6 @@
 // Command-line flags of `npm run bench:instructions`.
 import { join } from "node:path";
+import { parseArgs } from "node:util";
 import { positiveInt, positiveSeconds, UsageError } from "./options.js";
 
 export interface InstructionOptions {
@@ -36,40 +37,38 @@ Needs valgrind (Debian/Ubuntu: apt-get install -y valgrind). About 12 minutes.
 `;
 
 export function parseInstructionOptions(argv: readonly string[], root: string): InstructionOptions {
-  const options: InstructionOptions = { warmupSagas: 1_000, sagas: 1_000, ratePerSec: 10, callsMs: 60_000, idleMs: 30_000, outDir: join(root, "bench", "results"), help: false };
-  for (let i = 0; i < argv.length; i++) {
-    const name = argv[i] ?? "";
-    const value = (): string => {
-      const next = argv[++i];
-      if (next === undefined || next.startsWith("--")) throw new UsageError(`${name} needs a value`);
-      return next;
-    };
-    switch (name) {
-      case "--sagas":
-        options.sagas = positiveInt(name, value());
-        break;
-      case "--warmup-sagas":
-        options.warmupSagas = positiveInt(name, value());
-        break;
-      case "--rate":
-        options.ratePerSec = positiveInt(name, value());
-        break;
-      case "--calls-duration":
-        options.callsMs = Math.round(positiveSeconds(name, value()) * 1_000);
-        break;
-      case "--idle":
-        options.idleMs = Math.round(positiveSeconds(name, value()) * 1_000);
-        break;
-      case "--out":
-        options.outDir = value();
-        break;
-      case "--help":
-      case "-h":
-        options.help = true;
-        break;
-      default:
-        throw new UsageError(`unknown flag ${JSON.stringify(name)}\n\n${instructionsUsage}`);
-    }
+  let values: Partial<Record<"sagas" | "warmup-sagas" | "rate" | "calls-duration" | "idle" | "out", string>> & { help?: boolean };
+  try {
+    ({ values } = parseArgs({
+      args: [...argv],
+      options: {
+        sagas: { type: "string" },
+        "warmup-sagas": { type: "string" },
+        rate: { type: "string" },
+        "calls-duration": { type: "string" },
+        idle: { type: "string" },
+        out: { type: "string" },
+        help: { type: "boolean", short: "h" },
+      },
+    }));
+  } catch (error) {
+    throw new UsageError(`${error instanceof Error ? error.message : String(error)}\n\n${instructionsUsage}`);
   }
-  return options;
+  const seconds = (flag: "calls-duration" | "idle", fallbackMs: number): number => {
+    const raw = values[flag];
+    return raw === undefined ? fallbackMs : Math.round(positiveSeconds(`--${flag}`, raw) * 1_000);
+  };
+  const count = (flag: "sagas" | "warmup-sagas" | "rate", fallback: number): number => {
+    const raw = values[flag];
+    return raw === undefined ? fallback : positiveInt(`--${flag}`, raw);
+  };
+  return {
+    warmupSagas: count("warmup-sagas", 1_000),
+    sagas: count("sagas", 1_000),
+    ratePerSec: count("rate", 10),
+    callsMs: seconds("calls-duration", 60_000),
+    idleMs: seconds("idle", 30_000),
+    outDir: values.out ?? join(root, "bench", "results"),
+    help: values.help ?? false,
+  };
 }
