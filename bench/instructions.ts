@@ -51,7 +51,7 @@ runBenchMain(async (cleanups) => {
     if (pid === undefined) throw new Error(`no pid for ${name}: its instructions cannot be counted`);
     counters.set(name, new InstructionCounter(pid, join(dumps, "service")));
   }
-  const everyCounter = (act: (counter: InstructionCounter) => Promise<number | void>) => Promise.all([...counters.values()].map(act));
+  const zeroAll = () => Promise.all([...counters.values()].map((counter) => counter.zero()));
   const dumpAll = async (): Promise<Map<string, number>> => new Map(await Promise.all([...counters].map(async ([name, counter]) => [name, await counter.dump()] as const)));
 
   const generator = new LoadGenerator();
@@ -71,7 +71,7 @@ runBenchMain(async (cleanups) => {
   // Left alone first: the warm-up's last garbage collections and compilations are not idle work.
   log(`idle: ${settleMs / 1000} s to settle, then ${options.idleMs / 1000} s counted with no load…`);
   await sleep(settleMs);
-  await everyCounter((counter) => counter.zero());
+  await zeroAll();
   let opened = performance.now();
   await sleep(options.idleMs);
   const idleCounts = await dumpAll();
@@ -79,7 +79,7 @@ runBenchMain(async (cleanups) => {
   const idlePerSec = new Map([...idleCounts].map(([name, count]) => [name, idleRate(count, idleMs)]));
 
   log(`counted: ${options.sagas} sagas at ${options.ratePerSec}/s…`);
-  await everyCounter((counter) => counter.zero());
+  await zeroAll();
   opened = performance.now();
   const counted = await sagaStep(1, options.sagas);
   const sagaCounts = await dumpAll();
@@ -102,7 +102,7 @@ runBenchMain(async (cleanups) => {
     const calls = result.requests - sum(Object.values(result.errors));
     return { calls, perCall: Math.round(perUnit({ instructions, windowMs: performance.now() - started, idlePerSec: idle, units: calls })) };
   };
-  const ids = (await concludedOrderIds(endpoints.databaseUrl, `bench-${runId}-`, 100)).slice(0, 100);
+  const ids = await concludedOrderIds(endpoints.databaseUrl, `bench-${runId}-`, 100);
   const orderCounter = counters.get("order");
   if (!orderCounter || ids.length === 0) throw new Error("no confirmed orders to read back");
   log(`GetOrder (cached, ${ids.length} ids over and over): ${options.callsMs / 1000} s uncounted, then ${options.callsMs / 1000} s counted…`);
