@@ -1,13 +1,14 @@
 // Counting the instructions a process executes, with valgrind's callgrind: a figure that,
 // unlike CPU time, does not change with how busy the machine's host is. The process runs
 // under `valgrind --tool=callgrind`; `callgrind_control` zeroes its counts at the start of a
-// window and dumps them at its end, and the dump's `totals:` line is the window's count
-// (every thread of the process, summed).
+// window and dumps them at its end: the window's count, every thread of the process summed,
+// told apart by function in callgrind-costs.ts.
 import { execFile } from "node:child_process";
 import { readdirSync, readFileSync } from "node:fs";
 import { basename, dirname } from "node:path";
 import { promisify } from "node:util";
 import { InfraError } from "../tools/infra-error.js";
+import { type Costs, costsOfDump } from "./callgrind-costs.js";
 
 const run = promisify(execFile);
 
@@ -29,13 +30,6 @@ export function callgrindPrefix(outFilePrefix: string): string[] {
   return ["valgrind", "--tool=callgrind", "--quiet", `--callgrind-out-file=${outFilePrefix}.%p`];
 }
 
-/** The `totals:` (or, failing that, `summary:`) line of a callgrind dump: the instructions it counted. */
-export function instructionsInDump(text: string): number {
-  const match = /^totals:\s+(\d+)/m.exec(text) ?? /^summary:\s+(\d+)/m.exec(text);
-  if (!match) throw new Error("no totals: line in the callgrind dump");
-  return Number(match[1]);
-}
-
 /** One process under callgrind, counted over windows its caller opens and closes. */
 export class InstructionCounter {
   private dumps = 0;
@@ -50,14 +44,14 @@ export class InstructionCounter {
     await this.control("-z");
   }
 
-  /** Ends a window: the instructions since `zero()`. */
-  async dump(): Promise<number> {
+  /** Ends a window: the instructions since `zero()`, by what ran them. */
+  async dump(): Promise<Costs> {
     await this.control("-d");
     this.dumps += 1;
     const file = `${this.outFilePrefix}.${this.pid}.${this.dumps}`;
     const written = readdirSync(dirname(file)).includes(basename(file));
     if (!written) throw new Error(`callgrind wrote no ${file} for pid ${this.pid}`);
-    return instructionsInDump(readFileSync(file, "utf8"));
+    return costsOfDump(readFileSync(file, "utf8"));
   }
 
   private async control(flag: string): Promise<void> {

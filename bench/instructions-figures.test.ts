@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { idleRate, perUnit, sum } from "./instructions-figures.js";
+import { costsPerUnit, idleRate, perUnit, sum } from "./instructions-figures.js";
 
 describe("perUnit", () => {
   it("takes the idle process's instructions over the window's length out before sharing the rest", () => {
@@ -26,5 +26,14 @@ describe("sum", () => {
     expect(sum([1, 2, 3.5])).toBe(6.5);
     expect(sum(new Map([["a", 4]]).values())).toBe(4);
     expect(sum([])).toBe(0);
+  });
+});
+
+describe("costsPerUnit", () => {
+  it("shares out each part of a window, each less its own idle rate; the program is what neither the collector nor the compilers ran", () => {
+    const window = { total: 10_000_000, gc: 3_000_000, compiler: 2_000_000 };
+    // 1 s idle: 1 M in all, 0.2 M of it the collector's; the window is 2 s long.
+    const idle = { total: 1_000_000, gc: 200_000, compiler: 0 };
+    expect(costsPerUnit(window, 2_000, idle, 1_000, 10)).toEqual({ all: 800_000, program: 340_000, gc: 260_000, compiler: 200_000 });
   });
 });

@@ -1,5 +1,5 @@
 // Command-line flags of `npm run bench:instructions`.
-import { join } from "node:path";
+import { join, resolve } from "node:path";
 import { parseArgs } from "node:util";
 import { positiveInt, positiveSeconds, UsageError } from "./options.js";
 
@@ -15,6 +15,8 @@ export interface InstructionOptions {
   /** Length of the idle window whose rate is taken out of the others. */
   idleMs: number;
   outDir: string;
+  /** Where callgrind's dumps are kept (callgrind_annotate, kcachegrind); undefined: a temporary folder, removed. */
+  dumpsDir: string | undefined;
   help: boolean;
 }
 
@@ -33,11 +35,14 @@ Needs valgrind (Debian/Ubuntu: apt-get install -y valgrind). About 12 minutes.
   --idle <s>              seconds of the idle window taken out of the others
                           (default 30)
   --out <dir>             results folder (default bench/results)
+  --dumps <dir>           keep callgrind's dumps there: <service>.<pid>.<n>,
+                          n = 1 the idle window, 2 the sagas', 3 GetOrder's
+                          (for callgrind_annotate or kcachegrind)
   --help
 `;
 
 export function parseInstructionOptions(argv: readonly string[], root: string): InstructionOptions {
-  let values: Partial<Record<"sagas" | "warmup-sagas" | "rate" | "calls-duration" | "idle" | "out", string>> & { help?: boolean };
+  let values: Partial<Record<"sagas" | "warmup-sagas" | "rate" | "calls-duration" | "idle" | "out" | "dumps", string>> & { help?: boolean };
   try {
     ({ values } = parseArgs({
       args: [...argv],
@@ -48,6 +53,7 @@ export function parseInstructionOptions(argv: readonly string[], root: string): 
         "calls-duration": { type: "string" },
         idle: { type: "string" },
         out: { type: "string" },
+        dumps: { type: "string" },
         help: { type: "boolean", short: "h" },
       },
     }));
@@ -69,6 +75,7 @@ export function parseInstructionOptions(argv: readonly string[], root: string): 
     callsMs: seconds("calls-duration", 60_000),
     idleMs: seconds("idle", 30_000),
     outDir: values.out ?? join(root, "bench", "results"),
+    dumpsDir: values.dumps === undefined ? undefined : resolve(values.dumps),
     help: values.help ?? false,
   };
 }

@@ -12,10 +12,11 @@ import { join } from "node:path";
 import { performance } from "node:perf_hooks";
 import { repoRoot } from "../tools/system.js";
 import { callgrindPrefix, InstructionCounter, valgrindVersion } from "./callgrind.js";
+import type { Costs } from "./callgrind-costs.js";
 import { concludedOrderIds } from "./database.js";
 import { startEchoServer } from "./echo-process.js";
 import { LoadGenerator } from "./generator-process.js";
-import { idleRate, perUnit, sum } from "./instructions-figures.js";
+import { type CostsPerUnit, costsPerUnit, sum } from "./instructions-figures.js";
 import { instructionsUsage, parseInstructionOptions } from "./instructions-options.js";
 import { log, sleep } from "./log.js";
 import { machineFacts } from "./machine.js";
@@ -41,8 +42,9 @@ runBenchMain(async (cleanups) => {
   }
   const valgrind = await valgrindVersion();
   const machine = machineFacts();
-  const dumps = mkdtempSync(join(tmpdir(), "orderflow-callgrind-"));
-  cleanups.push(async () => rmSync(dumps, { recursive: true, force: true }));
+  const dumps = options.dumpsDir ?? mkdtempSync(join(tmpdir(), "orderflow-callgrind-"));
+  if (options.dumpsDir) mkdirSync(dumps, { recursive: true });
+  else cleanups.push(async () => rmSync(dumps, { recursive: true, force: true }));
   const benchOptions = { ...parseOptions(["--smoke"], root), customers: 200, products: 100, logLevel: "warn" as const };
   log(`starting the services under ${valgrind} (callgrind); each takes a minute or more…`);
   const endpoints = await bringUp(benchOptions, cleanups, { commandPrefix: callgrindPrefix(join(dumps, "service")), readyTimeoutMs: startTimeoutMs });
@@ -52,7 +54,7 @@ runBenchMain(async (cleanups) => {
     counters.set(name, new InstructionCounter(pid, join(dumps, "service")));
   }
   const zeroAll = () => Promise.all([...counters.values()].map((counter) => counter.zero()));
-  const dumpAll = async (): Promise<Map<string, number>> => new Map(await Promise.all([...counters].map(async ([name, counter]) => [name, await counter.dump()] as const)));
+  const dumpAll = async (): Promise<Map<string, Costs>> => new Map(await Promise.all([...counters].map(async ([name, counter]) => [name, await counter.dump()] as const)));
 
   const generator = new LoadGenerator();
   cleanups.push(() => generator.stop());
@@ -76,7 +78,7 @@ runBenchMain(async (cleanups) => {
   await sleep(options.idleMs);
   const idleCounts = await dumpAll();
   const idleMs = performance.now() - opened;
-  const idlePerSec = new Map([...idleCounts].map(([name, count]) => [name, idleRate(count, idleMs)]));
+  const idleOf = (name: string): Costs => idleCounts.get(name) ?? { total: 0, gc: 0, compiler: 0 };
 
   log(`counted: ${options.sagas} sagas at ${options.ratePerSec}/s…`);
   await zeroAll();
@@ -86,68 +88,73 @@ runBenchMain(async (cleanups) => {
   const sagaWindowMs = performance.now() - opened;
   const failedCreates = sum(Object.values(counted.createErrors));
   if (counted.confirmed === 0) throw new Error(`no saga of the counted window was confirmed (${counted.rejected} rejected, ${counted.unfinished} unfinished)`);
-  const perSaga = Object.fromEntries(
-    [...sagaCounts].map(([name, instructions]) => [name, Math.round(perUnit({ instructions, windowMs: sagaWindowMs, idlePerSec: idlePerSec.get(name) ?? 0, units: counted.confirmed }))]),
-  );
-  const sagaTotal = sum(Object.values(perSaga));
+  const perSaga = Object.fromEntries([...sagaCounts].map(([name, costs]) => [name, costsPerUnit(costs, sagaWindowMs, idleOf(name), idleMs, counted.confirmed)]));
+  const parts = Object.values(perSaga);
+  const sagaTotal: CostsPerUnit = { all: sum(parts.map((p) => p.all)), program: sum(parts.map((p) => p.program)), gc: sum(parts.map((p) => p.gc)), compiler: sum(parts.map((p) => p.compiler)) };
 
   // Unary calls: an uncounted run first (V8 compiles the call's path), then the counted one.
   const unary = (name: string, address: string, workload: UnaryJob["workload"]): UnaryJob => ({ kind: "unary", name, protocol: "grpc", address, url: `http://${address}`, concurrency: 16, durationMs: options.callsMs, warmupMs: 0, workload });
-  const countCalls = async (counter: InstructionCounter, job: UnaryJob, idle: number) => {
+  const countCalls = async (counter: InstructionCounter, job: UnaryJob, idle: Costs) => {
     await generator.run(job);
     await counter.zero();
     const started = performance.now();
     const result = await generator.run(job);
-    const instructions = await counter.dump();
+    const costs = await counter.dump();
     const calls = result.requests - sum(Object.values(result.errors));
-    return { calls, perCall: Math.round(perUnit({ instructions, windowMs: performance.now() - started, idlePerSec: idle, units: calls })) };
+    return { calls, perCall: costsPerUnit(costs, performance.now() - started, idle, idleMs, calls) };
   };
   const ids = await concludedOrderIds(endpoints.databaseUrl, `bench-${runId}-`, 100);
   const orderCounter = counters.get("order");
   if (!orderCounter || ids.length === 0) throw new Error("no confirmed orders to read back");
   log(`GetOrder (cached, ${ids.length} ids over and over): ${options.callsMs / 1000} s uncounted, then ${options.callsMs / 1000} s counted…`);
-  const getOrder = await countCalls(orderCounter, unary("GetOrder warm", order, { call: "getOrder", ids, once: false }), idlePerSec.get("order") ?? 0);
+  const getOrder = await countCalls(orderCounter, unary("GetOrder warm", order, { call: "getOrder", ids, once: false }), idleOf("order"));
 
   log("bare grpc-js server (Health/Check) under callgrind…");
   const echo = await startEchoServer("grpc-js", { commandPrefix: callgrindPrefix(join(dumps, "echo")), startTimeoutMs });
-  let bare: { calls: number; perCall: number };
+  let bare: { calls: number; perCall: CostsPerUnit };
   try {
     if (echo.pid === undefined) throw new Error("no pid for the bare grpc-js server");
     const echoCounter = new InstructionCounter(echo.pid, join(dumps, "echo"));
-    bare = await countCalls(echoCounter, unary("Health/Check bare grpc-js", `127.0.0.1:${echo.grpcPort}`, { call: "health", service: healthServiceName }), 0);
+    bare = await countCalls(echoCounter, unary("Health/Check bare grpc-js", `127.0.0.1:${echo.grpcPort}`, { call: "health", service: healthServiceName }), { total: 0, gc: 0, compiler: 0 });
   } finally {
     await echo.stop();
   }
 
-  const inBareCalls = (instructions: number): number => round(instructions / bare.perCall, 1);
+  const inBareCalls = (instructions: number): number => round(instructions / bare.perCall.all, 1);
   const result = {
-    schema: "orderflow-bench-instructions/1",
+    schema: "orderflow-bench-instructions/2",
     startedAt: machine.date,
     finishedAt: new Date().toISOString(),
     machine: { ...machine, valgrind },
     config: options,
-    saga: { warmupSagas: warm.confirmed, confirmed: counted.confirmed, rejected: counted.rejected, failedCreates: counted.createErrors, unfinished: counted.unfinished, windowMs: Math.round(sagaWindowMs), perSagaByService: perSaga, perSaga: sagaTotal, inBareCalls: inBareCalls(sagaTotal) },
-    idlePerSecByService: Object.fromEntries([...idlePerSec].map(([name, rate]) => [name, Math.round(rate)])),
-    getOrder: { ...getOrder, inBareCalls: inBareCalls(getOrder.perCall) },
+    saga: { warmupSagas: warm.confirmed, confirmed: counted.confirmed, rejected: counted.rejected, failedCreates: counted.createErrors, unfinished: counted.unfinished, windowMs: Math.round(sagaWindowMs), perSagaByService: perSaga, perSaga: sagaTotal, inBareCalls: inBareCalls(sagaTotal.all) },
+    idleByService: Object.fromEntries([...idleCounts].map(([name, costs]) => [name, { ...costs, windowMs: Math.round(idleMs) }])),
+    getOrder: { ...getOrder, inBareCalls: inBareCalls(getOrder.perCall.all) },
     bareGrpcJs: bare,
   };
   mkdirSync(options.outDir, { recursive: true });
   const file = join(options.outDir, `${machine.date.slice(0, 10)}-${machine.gitCommit}-instructions.json`);
   writeFileSync(file, `${JSON.stringify(result, null, 2)}\n`);
   const count = (value: number): string => value.toLocaleString("en-US").padStart(12);
+  const row = (name: string, costs: CostsPerUnit, after = ""): string => `  ${name.padEnd(26)}${count(costs.program)}${count(costs.gc)}${count(costs.compiler)}${count(costs.all)}${after}`;
+  const columns = `  ${"".padEnd(26)}${"program".padStart(12)}${"V8 GC".padStart(12)}${"V8 compile".padStart(12)}${"all".padStart(12)}`;
   process.stdout.write(
     [
       "",
       `instructions per confirmed saga (${counted.confirmed} sagas at ${options.ratePerSec}/s after ${warm.confirmed} uncounted; idle taken out)`,
       ...(failedCreates + counted.rejected + counted.unfinished > 0 ? [`  (the window also held ${failedCreates} failed CreateOrders, ${counted.rejected} rejected and ${counted.unfinished} unfinished sagas: its figures include their work)`] : []),
-      ...Object.entries(perSaga).map(([name, value]) => `  ${name.padEnd(26)}${count(value)}`),
-      `  ${"all services".padEnd(26)}${count(sagaTotal)}  = ${result.saga.inBareCalls} bare grpc-js calls`,
+      columns,
+      ...Object.entries(perSaga).map(([name, costs]) => row(name, costs)),
+      row("all services", sagaTotal, `  = ${result.saga.inBareCalls} bare grpc-js calls`),
       "",
       `instructions per call (${options.callsMs / 1000} s counted after as long uncounted, 16 in flight)`,
-      `  ${"GetOrder, cached".padEnd(26)}${count(getOrder.perCall)}  = ${result.getOrder.inBareCalls} bare grpc-js calls (${getOrder.calls} calls)`,
-      `  ${"bare grpc-js Health/Check".padEnd(26)}${count(bare.perCall)}  (${bare.calls} calls)`,
+      columns,
+      row("GetOrder, cached", getOrder.perCall, `  = ${result.getOrder.inBareCalls} bare grpc-js calls (${getOrder.calls} calls)`),
+      row("bare grpc-js Health/Check", bare.perCall, `  (${bare.calls} calls)`),
+      "",
+      "program: what neither V8's garbage collector nor its compilers ran (JavaScript, V8's builtins and runtime, Node, libuv)",
       "",
     ].join("\n"),
   );
-  log(`results: ${file}`);
+  log(`results: ${file}${options.dumpsDir ? `; callgrind's dumps in ${dumps}` : ""}`);
 });
