@@ -37,13 +37,15 @@ export interface CostsPerUnit {
   compiler: number;
 }
 
-/** `perUnit` for each part of a window's costs, the idle process's own part by part. */
+/**
+ * `perUnit` for each part of a window's costs. Only the program's part has the idle process's
+ * own taken out: an idle service's timers and pollers are program work, where a collection or
+ * a compilation in the idle window is the earlier load's, as likely in one window as another.
+ */
 export function costsPerUnit(window: Costs, windowMs: number, idle: Costs, idleMs: number, units: number): CostsPerUnit {
-  const part = (of: (costs: Costs) => number): number => Math.round(perUnit({ instructions: of(window), windowMs, idlePerSec: idleRate(of(idle), idleMs), units }));
-  return {
-    all: part((c) => c.total),
-    program: part((c) => c.total - c.gc - c.compiler),
-    gc: part((c) => c.gc),
-    compiler: part((c) => c.compiler),
-  };
+  const programOf = (costs: Costs): number => costs.total - costs.gc - costs.compiler;
+  const program = Math.round(perUnit({ instructions: programOf(window), windowMs, idlePerSec: idleRate(programOf(idle), idleMs), units }));
+  const gc = Math.round(perUnit({ instructions: window.gc, windowMs, idlePerSec: 0, units }));
+  const compiler = Math.round(perUnit({ instructions: window.compiler, windowMs, idlePerSec: 0, units }));
+  return { all: program + gc + compiler, program, gc, compiler };
 }
