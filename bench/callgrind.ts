@@ -4,8 +4,7 @@
 // window and dumps them at its end: the window's count, every thread of the process summed,
 // told apart by function in callgrind-costs.ts.
 import { execFile } from "node:child_process";
-import { readdirSync, readFileSync } from "node:fs";
-import { basename, dirname } from "node:path";
+import { existsSync, readFileSync } from "node:fs";
 import { promisify } from "node:util";
 import { InfraError } from "../tools/infra-error.js";
 import { type Costs, costsOfDump } from "./callgrind-costs.js";
@@ -23,8 +22,8 @@ export async function valgrindVersion(): Promise<string> {
 
 /**
  * The command prefix that runs a program under callgrind, its dumps written to
- * `<outFilePrefix>.<pid>.<n>`. Nothing is instrumented below the function level, and no
- * cache simulation: the count of instructions is all that is read.
+ * `<outFilePrefix>.<pid>.<n>`. Without cache simulation (callgrind's default), instructions
+ * are the one event it counts.
  */
 export function callgrindPrefix(outFilePrefix: string): string[] {
   return ["valgrind", "--tool=callgrind", "--quiet", `--callgrind-out-file=${outFilePrefix}.%p`];
@@ -49,8 +48,7 @@ export class InstructionCounter {
     await this.control("-d");
     this.dumps += 1;
     const file = `${this.outFilePrefix}.${this.pid}.${this.dumps}`;
-    const written = readdirSync(dirname(file)).includes(basename(file));
-    if (!written) throw new Error(`callgrind wrote no ${file} for pid ${this.pid}`);
+    if (!existsSync(file)) throw new Error(`callgrind wrote no ${file} for pid ${this.pid}`);
     return costsOfDump(readFileSync(file, "utf8"));
   }
 

@@ -4,7 +4,7 @@ import { createInterface } from "node:readline";
 import { pathToFileURL } from "node:url";
 import { servicesAllocator } from "../tools/allocator.js";
 import { serviceNodeFlags } from "../tools/node-flags.js";
-import { repoRoot } from "../tools/system.js";
+import { repoRoot, runUnder } from "../tools/system.js";
 import { sleep } from "./log.js";
 
 /** A bare server (bench/echo-server.ts) running in a process of its own. */
@@ -24,8 +24,7 @@ export interface EchoServer {
 export async function startEchoServer(mode: "grpc-js" | "grpc-js-remedied" | "connect", runner: { commandPrefix: string[]; startTimeoutMs: number } = { commandPrefix: [], startTimeoutMs: 15_000 }): Promise<EchoServer> {
   const before = mode === "grpc-js-remedied" ? [...serviceNodeFlags, "--import", pathToFileURL(join(repoRoot(), "dist", "services", "platform", "no-pretenuring.js")).href] : [];
   const env = mode === "grpc-js-remedied" ? { ...process.env, ...servicesAllocator(process.env).env } : process.env;
-  const [command = process.execPath, ...prefixArgs] = [...runner.commandPrefix, process.execPath];
-  const args = [...prefixArgs, ...before, join(repoRoot(), "dist", "bench", "echo-server.js"), mode];
+  const { command, args } = runUnder(runner.commandPrefix, process.execPath, [...before, join(repoRoot(), "dist", "bench", "echo-server.js"), mode]);
   const child = spawn(command, args, { env, stdio: ["ignore", "pipe", "inherit"] });
   const exited = new Promise<void>((resolve) => child.once("exit", () => resolve()));
   const line = await Promise.race([

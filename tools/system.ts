@@ -347,9 +347,7 @@ export class System {
   private async startService(name: string): Promise<void> {
     const state = this.state(name);
     if (isRunning(state.child)) throw new Error(`${name} is already running`);
-    const [runner, ...runnerArgs] = this.options.commandPrefix ?? [];
-    const nodeArgs = [...serviceNodeFlags, serviceEntry(this.root, state.definition.name)];
-    const node = runner === undefined ? { command: this.node, args: nodeArgs } : { command: runner, args: [...runnerArgs, this.node, ...nodeArgs] };
+    const node = runUnder(this.options.commandPrefix ?? [], this.node, [...serviceNodeFlags, serviceEntry(this.root, state.definition.name)]);
     const { command, args } = state.cgroup?.wrap(node.command, node.args) ?? node;
     const child = spawn(command, args, {
       cwd: this.root,
@@ -497,6 +495,12 @@ export class System {
 }
 
 /** "exited with code 1", "killed by SIGKILL". */
+/** The command that runs `command args` under a program given with its arguments (`["valgrind", "--tool=callgrind"]`); none: the command itself. */
+export function runUnder(prefix: readonly string[], command: string, args: readonly string[]): { command: string; args: string[] } {
+  const [runner, ...runnerArgs] = prefix;
+  return runner === undefined ? { command, args: [...args] } : { command: runner, args: [...runnerArgs, command, ...args] };
+}
+
 export function describeExit(exit: ServiceInfo["exit"]): string {
   if (exit === undefined) return "is running";
   if (exit.code === null && exit.signal === null) return "could not start";
