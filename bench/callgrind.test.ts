@@ -1,5 +1,5 @@
 import { type ChildProcess, spawn, spawnSync } from "node:child_process";
-import { mkdtempSync, rmSync } from "node:fs";
+import { mkdtempSync, readdirSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
@@ -30,5 +30,8 @@ describe("InstructionCounter", () => {
     const overLoop = (await counter.dump()).total;
     expect(overLoop).toBeGreaterThan(1_000_000);
     expect(justAfterZero).toBeLessThan(overLoop / 4);
+    // valgrind's pipes to callgrind_control stay in the run's folder.
+    expect(readdirSync(dir).some((file) => file.startsWith("loop-vgdb"))).toBe(true);
+    expect(readdirSync(tmpdir()).some((file) => file.includes(`vgdb-${pid}-`) || file.endsWith(`-${pid}-by-???-on-???`))).toBe(false);
   }, 60_000);
 });

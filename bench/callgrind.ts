@@ -26,7 +26,12 @@ export async function valgrindVersion(): Promise<string> {
  * are the one event it counts.
  */
 export function callgrindPrefix(outFilePrefix: string): string[] {
-  return ["valgrind", "--tool=callgrind", "--quiet", `--callgrind-out-file=${outFilePrefix}.%p`];
+  return ["valgrind", "--tool=callgrind", "--quiet", `--callgrind-out-file=${outFilePrefix}.%p`, `--vgdb-prefix=${vgdbPrefix(outFilePrefix)}`];
+}
+
+/** Where valgrind makes the pipes `callgrind_control` talks through: beside the dumps, not in /tmp, which a killed process would leave them in. */
+function vgdbPrefix(outFilePrefix: string): string {
+  return `${outFilePrefix}-vgdb`;
 }
 
 /** One process under callgrind, counted over windows its caller opens and closes. */
@@ -54,6 +59,6 @@ export class InstructionCounter {
 
   private async control(flag: string): Promise<void> {
     // A process waiting in the kernel answers once vgdb has woken it, in well under a second.
-    await run("callgrind_control", [flag, String(this.pid)], { timeout: 60_000 });
+    await run("callgrind_control", [`--vgdb-prefix=${vgdbPrefix(this.outFilePrefix)}`, flag, String(this.pid)], { timeout: 60_000 });
   }
 }
