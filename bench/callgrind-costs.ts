@@ -9,6 +9,8 @@ export interface Costs {
   compiler: number;
 }
 
+export const noCosts: Costs = { total: 0, gc: 0, compiler: 0 };
+
 /** V8's collector: its heap spaces, marking, scavenging, sweeping, evacuation and their visitors; cppgc. */
 const collector =
   /v8::internal::(Heap|Scavenger|ScavengerCollector|MarkCompactCollector|MinorMarkSweepCollector|ConcurrentMarking|IncrementalMarking|Sweeper|ArrayBufferSweeper|MarkingBarrier|MarkingWorklists?|FullEvacuator|Evacuator|RememberedSet|SlotSet|TypedSlotSet|GlobalHandles|TracedHandles|MemoryAllocator|PagedSpace|NewSpace|SemiSpace|LargeObjectSpace|MutablePageMetadata|MemoryChunk)\b|MarkingVisitor|ScavengeVisitor|IterateAndScavenge|Evacuate|PointersUpdating|cppgc::|heap::base::/;

@@ -1,6 +1,6 @@
 // Each process's CPU second by second while a saga step runs, beside the step's end-to-end
 // p99 by second: a step's slow seconds next to what the machine was doing then.
-import type { LatencySummary } from "./stats.js";
+import { type LatencySummary, sum } from "./stats.js";
 import { ResourceMonitor } from "./resources.js";
 
 /** Per process (and `machine`, all cores), the % of one core used in each second since start(). */
@@ -59,7 +59,7 @@ export function slowSecondsCpu(e2eBySecond: readonly LatencySummary[], cpuBySeco
   if (slow.length === 0 || others.length === 0) return undefined;
   const mean = (seconds: readonly (number | undefined)[], indexes: readonly number[]): number => {
     const values = indexes.map((index) => seconds[index] ?? 0);
-    return Math.round((values.reduce((a, b) => a + b, 0) / values.length) * 10) / 10;
+    return Math.round((sum(values) / values.length) * 10) / 10;
   };
   const cpu = Object.entries(cpuBySecond)
     .map(([name, seconds]) => ({ name, slow: mean(seconds, slow), others: mean(seconds, others) }))

@@ -5,7 +5,7 @@ import pg from "pg";
 import { surviveDroppedConnections } from "../services/platform/db.js";
 import { sleep } from "./log.js";
 import type { JetStreamCeilingJob, JetStreamCeilingResult, PgCeilingJob, PgCeilingResult } from "./protocol.js";
-import { round, Samples } from "./stats.js";
+import { round, Samples, sum } from "./stats.js";
 
 /** Raw Postgres: `BEGIN; INSERT; COMMIT` of one row on every connection, as fast as each answers. */
 export async function pgCeiling(job: PgCeilingJob): Promise<PgCeilingResult> {
@@ -33,7 +33,7 @@ export async function pgCeiling(job: PgCeilingJob): Promise<PgCeilingResult> {
     const elapsed = performance.now() - t0;
     for (const client of clients) client.release();
     await pool.query("DROP TABLE IF EXISTS public.bench_ceiling");
-    const transactions = perConnection.reduce((a, b) => a + b, 0);
+    const transactions = sum(perConnection);
     return {
       kind: "ceiling-pg",
       connections: job.connections,

@@ -1,5 +1,6 @@
 import { describe, expect, it } from "vitest";
-import { costsPerUnit, idleRate, perUnit, sum } from "./instructions-figures.js";
+import { costsPerUnit, idleRate, perUnit, sumCosts } from "./instructions-figures.js";
+import { sum } from "./stats.js";
 
 describe("perUnit", () => {
   it("takes the idle process's instructions over the window's length out before sharing the rest", () => {
@@ -35,5 +36,13 @@ describe("costsPerUnit", () => {
     // 1 s idle: 0.8 M of program work a second (and a collection of 0.2 M); the window is 2 s long.
     const idle = { total: 1_000_000, gc: 200_000, compiler: 0 };
     expect(costsPerUnit(window, 2_000, idle, 1_000, 10)).toEqual({ all: 840_000, program: 340_000, gc: 300_000, compiler: 200_000 });
+  });
+});
+
+describe("sumCosts", () => {
+  it("adds processes' costs part by part", () => {
+    const a = { all: 10, program: 5, gc: 3, compiler: 2 };
+    const b = { all: 100, program: 50, gc: 30, compiler: 20 };
+    expect(sumCosts([a, b])).toEqual({ all: 110, program: 55, gc: 33, compiler: 22 });
   });
 });

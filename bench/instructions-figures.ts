@@ -1,6 +1,7 @@
 // The arithmetic of `npm run bench:instructions`: a window's count, less what the process
 // does when idle over as long, shared out over the work the window did.
 import type { Costs } from "./callgrind-costs.js";
+import { sum } from "./stats.js";
 
 export interface Window {
   /** Instructions callgrind counted in the window. */
@@ -23,12 +24,6 @@ export function idleRate(instructions: number, windowMs: number): number {
   return windowMs > 0 ? (instructions * 1_000) / windowMs : 0;
 }
 
-export function sum(values: Iterable<number>): number {
-  let total = 0;
-  for (const value of values) total += value;
-  return total;
-}
-
 /** A window's instructions per unit of work, in all and by what ran them (the program: neither V8's collector nor its compilers). */
 export interface CostsPerUnit {
   all: number;
@@ -48,4 +43,9 @@ export function costsPerUnit(window: Costs, windowMs: number, idle: Costs, idleM
   const gc = Math.round(perUnit({ instructions: window.gc, windowMs, idlePerSec: 0, units }));
   const compiler = Math.round(perUnit({ instructions: window.compiler, windowMs, idlePerSec: 0, units }));
   return { all: program + gc + compiler, program, gc, compiler };
+}
+
+/** Several processes' costs per unit, added part by part. */
+export function sumCosts(parts: readonly CostsPerUnit[]): CostsPerUnit {
+  return { all: sum(parts.map((p) => p.all)), program: sum(parts.map((p) => p.program)), gc: sum(parts.map((p) => p.gc)), compiler: sum(parts.map((p) => p.compiler)) };
 }

@@ -12,11 +12,11 @@ import { join } from "node:path";
 import { performance } from "node:perf_hooks";
 import { repoRoot } from "../tools/system.js";
 import { callgrindPrefix, InstructionCounter, valgrindVersion } from "./callgrind.js";
-import type { Costs } from "./callgrind-costs.js";
+import { type Costs, noCosts } from "./callgrind-costs.js";
 import { concludedOrderIds } from "./database.js";
 import { startEchoServer } from "./echo-process.js";
 import { LoadGenerator } from "./generator-process.js";
-import { type CostsPerUnit, costsPerUnit, sum } from "./instructions-figures.js";
+import { type CostsPerUnit, costsPerUnit, sumCosts } from "./instructions-figures.js";
 import { instructionsUsage, parseInstructionOptions } from "./instructions-options.js";
 import { log, sleep } from "./log.js";
 import { machineFacts } from "./machine.js";
@@ -24,7 +24,7 @@ import { parseOptions } from "./options.js";
 import type { UnaryJob } from "./protocol.js";
 import { runBenchMain } from "./run-main.js";
 import { seed } from "./seed.js";
-import { round } from "./stats.js";
+import { round, sum } from "./stats.js";
 import { bringUp } from "./system-under-test.js";
 import { healthServiceName } from "./transports.js";
 
@@ -78,7 +78,7 @@ runBenchMain(async (cleanups) => {
   await sleep(options.idleMs);
   const idleCounts = await dumpAll();
   const idleMs = performance.now() - opened;
-  const idleOf = (name: string): Costs => idleCounts.get(name) ?? { total: 0, gc: 0, compiler: 0 };
+  const idleOf = (name: string): Costs => idleCounts.get(name) ?? noCosts;
 
   log(`counted: ${options.sagas} sagas at ${options.ratePerSec}/s…`);
   await zeroAll();
@@ -89,8 +89,7 @@ runBenchMain(async (cleanups) => {
   const failedCreates = sum(Object.values(counted.createErrors));
   if (counted.confirmed === 0) throw new Error(`no saga of the counted window was confirmed (${counted.rejected} rejected, ${counted.unfinished} unfinished)`);
   const perSaga = Object.fromEntries([...sagaCounts].map(([name, costs]) => [name, costsPerUnit(costs, sagaWindowMs, idleOf(name), idleMs, counted.confirmed)]));
-  const parts = Object.values(perSaga);
-  const sagaTotal: CostsPerUnit = { all: sum(parts.map((p) => p.all)), program: sum(parts.map((p) => p.program)), gc: sum(parts.map((p) => p.gc)), compiler: sum(parts.map((p) => p.compiler)) };
+  const sagaTotal = sumCosts(Object.values(perSaga));
 
   // Unary calls: an uncounted run first (V8 compiles the call's path), then the counted one.
   const unary = (name: string, address: string, workload: UnaryJob["workload"]): UnaryJob => ({ kind: "unary", name, protocol: "grpc", address, url: `http://${address}`, concurrency: 16, durationMs: options.callsMs, warmupMs: 0, workload });
@@ -115,7 +114,7 @@ runBenchMain(async (cleanups) => {
   try {
     if (echo.pid === undefined) throw new Error("no pid for the bare grpc-js server");
     const echoCounter = new InstructionCounter(echo.pid, join(dumps, "echo"));
-    bare = await countCalls(echoCounter, unary("Health/Check bare grpc-js", `127.0.0.1:${echo.grpcPort}`, { call: "health", service: healthServiceName }), { total: 0, gc: 0, compiler: 0 });
+    bare = await countCalls(echoCounter, unary("Health/Check bare grpc-js", `127.0.0.1:${echo.grpcPort}`, { call: "health", service: healthServiceName }), noCosts);
   } finally {
     await echo.stop();
   }

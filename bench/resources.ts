@@ -3,6 +3,7 @@
 import { readdirSync, readFileSync } from "node:fs";
 import type { MemoryCgroupUsage } from "../tools/memory-cgroup.js";
 import { FamilyCounter } from "./family-counter.js";
+import { sum } from "./stats.js";
 
 export interface ProcessMemory {
   rssMb: number;
@@ -109,7 +110,7 @@ export function connectionsFootprint(pids: readonly number[]): DatabaseConnectio
     return size === undefined ? [] : [size];
   });
   if (sizes.length === 0) return null;
-  const total = sizes.reduce((sum, size) => sum + size, 0);
+  const total = sum(sizes);
   const tenth = (mb: number): number => Math.round(mb * 10) / 10;
   return { connections: sizes.length, privateMbMean: tenth(total / sizes.length), privateMbMax: tenth(Math.max(...sizes)), privateMbTotal: tenth(total) };
 }
@@ -168,7 +169,7 @@ export function readMachineSeconds(): { busy: number; iowait: number } | undefin
     const line = readFileSync("/proc/stat", "utf8").split("\n")[0] ?? "";
     const ticks = line.trim().split(/\s+/).slice(1).map(Number);
     // user nice system idle iowait irq softirq steal …: busy is everything but idle and iowait.
-    const busy = ticks.reduce((sum, value, i) => (i === 3 || i === 4 || i > 7 ? sum : sum + value), 0);
+    const busy = ticks.reduce((total, value, i) => (i === 3 || i === 4 || i > 7 ? total : total + value), 0);
     const iowait = ticks[4] ?? Number.NaN;
     return Number.isFinite(busy) && Number.isFinite(iowait) ? { busy: busy / 100, iowait: iowait / 100 } : undefined;
   } catch {

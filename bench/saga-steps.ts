@@ -13,6 +13,7 @@ import { QueueSampler } from "./queues.js";
 import { ResourceMonitor } from "./resources.js";
 import type { BenchResult } from "./results.js";
 import { confirmedOrderTimes, stageLatencies, startStageRecording, stopStageRecording, storedTimes } from "./stages.js";
+import { sum } from "./stats.js";
 import { rejectionNote } from "./throughput.js";
 import { countWork, workBetween } from "./work.js";
 
@@ -137,7 +138,7 @@ export function createFailureNote(step: Pick<SagaStepResult, "offeredPerSec" | "
 function saturationReasons(step: SagaStepResult, rate: number): string[] {
   const reasons: string[] = [];
   const refused = step.createErrors["RESOURCE_EXHAUSTED"] ?? 0;
-  const errors = Object.values(step.createErrors).reduce((a, b) => a + b, 0) - refused;
+  const errors = sum(Object.values(step.createErrors)) - refused;
   if (step.completedPerSec < 0.85 * rate) reasons.push(`completed ${Math.round(step.completedPerSec)}/s < 85 % of offered`);
   if (!step.drained) reasons.push(`${step.unfinished} orders still open ${Math.round(step.drainMs / 1000)}s after the step`);
   if (refused > 0.01 * step.scheduled) reasons.push(`${refused} CreateOrders refused at the bound of orders in progress`);

@@ -64,6 +64,12 @@ export function summarize(input: Float64Array | readonly number[]): LatencySumma
   return { count, p50: round(rank(50)), p90: round(rank(90)), p99: round(rank(99)), max: round(sorted[count - 1] ?? 0), mean: round(sum / count) };
 }
 
+export function sum(values: Iterable<number>): number {
+  let total = 0;
+  for (const value of values) total += value;
+  return total;
+}
+
 export function round(value: number, digits = 2): number {
   const factor = 10 ** digits;
   return Math.round(value * factor) / factor;
