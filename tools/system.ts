@@ -494,13 +494,13 @@ export class System {
   }
 }
 
-/** "exited with code 1", "killed by SIGKILL". */
 /** The command that runs `command args` under a program given with its arguments (`["valgrind", "--tool=callgrind"]`); none: the command itself. */
 export function runUnder(prefix: readonly string[], command: string, args: readonly string[]): { command: string; args: string[] } {
   const [runner, ...runnerArgs] = prefix;
   return runner === undefined ? { command, args: [...args] } : { command: runner, args: [...runnerArgs, command, ...args] };
 }
 
+/** "exited with code 1", "killed by SIGKILL". */
 export function describeExit(exit: ServiceInfo["exit"]): string {
   if (exit === undefined) return "is running";
   if (exit.code === null && exit.signal === null) return "could not start";
