@@ -32,6 +32,12 @@ import { healthServiceName } from "./transports.js";
 const startTimeoutMs = 600_000;
 /** How long the services are left after the warm-up before their idle work is counted. */
 const settleMs = 15_000;
+/**
+ * Deadlines meant for native speed, stretched for valgrind's: a cold service under it takes
+ * seconds to answer, and a lookup or a saga step past its deadline is failed or sent again,
+ * work that is no saga's normal path.
+ */
+const slowedDeadlines = { order: { INVENTORY_TIMEOUT_MS: "120000", SAGA_STEP_TIMEOUT_MS: "120000" } };
 
 runBenchMain(async (cleanups) => {
   const root = repoRoot();
@@ -45,7 +51,8 @@ runBenchMain(async (cleanups) => {
   const dumps = options.dumpsDir ?? mkdtempSync(join(tmpdir(), "orderflow-callgrind-"));
   if (options.dumpsDir) mkdirSync(dumps, { recursive: true });
   else cleanups.push(async () => rmSync(dumps, { recursive: true, force: true }));
-  const benchOptions = { ...parseOptions(["--smoke"], root), customers: 200, products: 100, logLevel: "warn" as const };
+  const smoke = parseOptions(["--smoke"], root);
+  const benchOptions = { ...smoke, customers: 200, products: 100, logLevel: "warn" as const, serviceEnv: { ...smoke.serviceEnv, ...slowedDeadlines } };
   log(`starting the services under ${valgrind} (callgrind); each takes a minute or more…`);
   const endpoints = await bringUp(benchOptions, cleanups, { commandPrefix: callgrindPrefix(join(dumps, "service")), readyTimeoutMs: startTimeoutMs });
   const counters = new Map<string, InstructionCounter>();

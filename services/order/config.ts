@@ -6,6 +6,7 @@ export const orderConfigShape = {
   ...natsConfigShape,
   ...redisConfigShape,
   INVENTORY_URL: z.url({ protocol: /^https?$/ }).describe("base URL of the inventory service, e.g. http://inventory:8080"),
+  INVENTORY_TIMEOUT_MS: z.coerce.number().int().min(100).default(5_000).describe("deadline of order's calls to inventory (product lookups for new orders)"),
   SAGA_STEP_TIMEOUT_MS: z.coerce.number().int().min(100).default(5_000).describe("time a saga step may take before its command is re-sent"),
   ORDER_RATE_LIMIT_PER_MINUTE: z.coerce.number().int().min(0).default(600).describe("CreateOrder calls per customer and minute (0 = unlimited)"),
   CATALOGUE_CACHE_MS: z.coerce.number().int().min(0).default(5_000).describe("how long a product read from inventory prices new orders before it is read again (0 = read for every order)"),

@@ -38,7 +38,7 @@ export function migrate(context: ServiceContext): Promise<void> {
 export async function start(context: ServiceContext): Promise<ServiceParts> {
   const config = loadConfig(orderConfigShape);
   const db = await openServiceDatabase(context, config, schema, schemaOptions);
-  const inventory = serviceClient(InventoryService, config.INVENTORY_URL);
+  const inventory = serviceClient(InventoryService, config.INVENTORY_URL, config.INVENTORY_TIMEOUT_MS);
   const store = new OrderStore(db);
   const timing = { stepTimeoutMs: config.SAGA_STEP_TIMEOUT_MS };
   const bus = await connectBus({ nats: config, name: context.name, logger: context.logger });
