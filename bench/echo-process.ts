@@ -4,7 +4,8 @@ import { createInterface } from "node:readline";
 import { pathToFileURL } from "node:url";
 import { servicesAllocator } from "../tools/allocator.js";
 import { serviceNodeFlags } from "../tools/node-flags.js";
-import { repoRoot, runUnder } from "../tools/system.js";
+import { runUnder } from "../tools/run-under.js";
+import { repoRoot } from "../tools/system.js";
 import { sleep } from "./log.js";
 
 /** A bare server (bench/echo-server.ts) running in a process of its own. */

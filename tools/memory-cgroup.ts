@@ -11,6 +11,7 @@
 import { type Dirent, existsSync, mkdirSync, readdirSync, readFileSync, rmdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { InfraError } from "./infra-error.js";
+import { type Command, runUnder } from "./run-under.js";
 
 export interface MemoryCgroupUsage {
   limitMb: number;
@@ -83,8 +84,8 @@ export class MemoryCgroup {
   }
 
   /** The command and arguments that run `command args` inside this cgroup from its first instruction. */
-  wrap(command: string, args: readonly string[]): { command: string; args: string[] } {
-    return { command: "/bin/sh", args: ["-c", 'echo $$ > "$0" && exec "$@"', join(this.dir, "cgroup.procs"), command, ...args] };
+  wrap(command: string, args: readonly string[]): Command {
+    return runUnder(["/bin/sh", "-c", 'echo $$ > "$0" && exec "$@"', join(this.dir, "cgroup.procs")], command, args);
   }
 
   usage(): MemoryCgroupUsage {

@@ -17,6 +17,7 @@ import { MemoryCgroup, type MemoryCgroupUsage, removeLeftoverCgroups } from "./m
 import { freePort } from "./ports.js";
 import { serviceNodeFlags } from "./node-flags.js";
 import { CrashLoop, type RestartPolicy } from "./restart-policy.js";
+import { runUnder } from "./run-under.js";
 
 /** Addresses of the other services, for a service's environment. */
 export type ServiceUrls = (service: string) => string;
@@ -492,12 +493,6 @@ export class System {
       }
     }
   }
-}
-
-/** The command that runs `command args` under a program given with its arguments (`["valgrind", "--tool=callgrind"]`); none: the command itself. */
-export function runUnder(prefix: readonly string[], command: string, args: readonly string[]): { command: string; args: string[] } {
-  const [runner, ...runnerArgs] = prefix;
-  return runner === undefined ? { command, args: [...args] } : { command: runner, args: [...runnerArgs, command, ...args] };
 }
 
 /** "exited with code 1", "killed by SIGKILL". */
