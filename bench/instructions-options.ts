@@ -22,9 +22,10 @@ export interface InstructionOptions {
 
 export const instructionsUsage = `npm run bench:instructions [-- flags]
 
-Counts the instructions each service executes per confirmed saga, and per cached
-GetOrder beside a bare @grpc/grpc-js server's Health/Check, with every server
-under valgrind's callgrind: figures that do not move with how busy the host is.
+Counts the instructions each service, and the bench's own NATS and Redis, execute
+per confirmed saga, and per cached GetOrder beside a bare @grpc/grpc-js server's
+Health/Check, with every server under valgrind's callgrind: figures that do not
+move with how busy the host is.
 Needs valgrind (Debian/Ubuntu: apt-get install -y valgrind). About 12 minutes.
 
   --sagas <n>             sagas in the counted window (default 1000)
@@ -35,9 +36,10 @@ Needs valgrind (Debian/Ubuntu: apt-get install -y valgrind). About 12 minutes.
   --idle <s>              seconds of the idle window taken out of the others
                           (default 30)
   --out <dir>             results folder (default bench/results)
-  --dumps <dir>           keep callgrind's dumps there: <service>.<pid>.<n>,
-                          n = 1 the idle window, 2 the sagas', 3 GetOrder's
-                          (for callgrind_annotate or kcachegrind)
+  --dumps <dir>           keep callgrind's dumps there: service.<pid>.<n> (and
+                          nats.…, redis.…, echo.… for the bare server), n = 1
+                          the idle window, 2 the sagas', 3 GetOrder's (for
+                          callgrind_annotate or kcachegrind)
   --help
 `;
 

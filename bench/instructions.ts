@@ -39,6 +39,11 @@ const settleMs = 15_000;
  */
 const slowedDeadlines = { order: { INVENTORY_TIMEOUT_MS: "120000", SAGA_STEP_TIMEOUT_MS: "120000" } };
 
+/** The servers the bench starts privately, counted beside the services: NATS and Redis (Postgres is shared, and pg_ctl's forked backends are beyond callgrind_control). */
+const servers = ["nats", "redis"] as const;
+/** callgrind fails an assertion on the signals Go's scheduler preempts goroutines with, so nats-server runs without them. */
+const serverEnv: Record<(typeof servers)[number], Record<string, string>> = { nats: { GODEBUG: "asyncpreemptoff=1" }, redis: {} };
+
 runBenchMain(async (cleanups) => {
   const root = repoRoot();
   const options = parseInstructionOptions(process.argv.slice(2), root);
@@ -54,12 +59,22 @@ runBenchMain(async (cleanups) => {
   const smoke = parseOptions(["--smoke"], root);
   const benchOptions = { ...smoke, customers: 200, products: 100, logLevel: "warn" as const, serviceEnv: { ...smoke.serviceEnv, ...slowedDeadlines } };
   log(`starting the services under ${valgrind} (callgrind); each takes a minute or more…`);
-  const endpoints = await bringUp(benchOptions, cleanups, { commandPrefix: callgrindPrefix(join(dumps, "service")), readyTimeoutMs: startTimeoutMs });
+  const endpoints = await bringUp(benchOptions, cleanups, {
+    commandPrefix: callgrindPrefix(join(dumps, "service")),
+    readyTimeoutMs: startTimeoutMs,
+    infra: (name) => ({ commandPrefix: callgrindPrefix(join(dumps, name)), env: serverEnv[name], startTimeoutMs }),
+  });
   const counters = new Map<string, InstructionCounter>();
   for (const [name, pid] of endpoints.pids) {
     if (pid === undefined) throw new Error(`no pid for ${name}: its instructions cannot be counted`);
     counters.set(name, new InstructionCounter(pid, join(dumps, "service")));
   }
+  for (const name of servers) {
+    const pid = endpoints.infraPids.get(name);
+    if (pid === undefined) log(`no private ${name} server (its binary is not installed): its instructions are not counted`);
+    else counters.set(name, new InstructionCounter(pid, join(dumps, name)));
+  }
+  const isServer = (name: string): boolean => (servers as readonly string[]).includes(name);
   const zeroAll = () => Promise.all([...counters.values()].map((counter) => counter.zero()));
   const dumpAll = async (): Promise<Map<string, Costs>> => new Map(await Promise.all([...counters].map(async ([name, counter]) => [name, await counter.dump()] as const)));
 
@@ -95,8 +110,11 @@ runBenchMain(async (cleanups) => {
   const sagaWindowMs = performance.now() - opened;
   const failedCreates = sum(Object.values(counted.createErrors));
   if (counted.confirmed === 0) throw new Error(`no saga of the counted window was confirmed (${counted.rejected} rejected, ${counted.unfinished} unfinished)`);
-  const perSaga = Object.fromEntries([...sagaCounts].map(([name, costs]) => [name, costsPerUnit(costs, sagaWindowMs, idleOf(name), idleMs, counted.confirmed)]));
+  const perProcess = [...sagaCounts].map(([name, costs]) => [name, costsPerUnit(costs, sagaWindowMs, idleOf(name), idleMs, counted.confirmed)] as const);
+  const perSaga = Object.fromEntries(perProcess.filter(([name]) => !isServer(name)));
+  const perSagaByServer = Object.fromEntries(perProcess.filter(([name]) => isServer(name)));
   const sagaTotal = sumCosts(Object.values(perSaga));
+  const withServers = sumCosts([sagaTotal, ...Object.values(perSagaByServer)]);
 
   // Unary calls: an uncounted run first (V8 compiles the call's path), then the counted one.
   const unary = (name: string, address: string, workload: UnaryJob["workload"]): UnaryJob => ({ kind: "unary", name, protocol: "grpc", address, url: `http://${address}`, concurrency: 16, durationMs: options.callsMs, warmupMs: 0, workload });
@@ -128,13 +146,13 @@ runBenchMain(async (cleanups) => {
 
   const inBareCalls = (instructions: number): number => round(instructions / bare.perCall.all, 1);
   const result = {
-    schema: "orderflow-bench-instructions/2",
+    schema: "orderflow-bench-instructions/3",
     startedAt: machine.date,
     finishedAt: new Date().toISOString(),
     machine: { ...machine, valgrind },
     config: options,
-    saga: { warmupSagas: warm.confirmed, confirmed: counted.confirmed, rejected: counted.rejected, failedCreates: counted.createErrors, unfinished: counted.unfinished, windowMs: Math.round(sagaWindowMs), perSagaByService: perSaga, perSaga: sagaTotal, inBareCalls: inBareCalls(sagaTotal.all) },
-    idleByService: Object.fromEntries([...idleCounts].map(([name, costs]) => [name, { ...costs, windowMs: Math.round(idleMs) }])),
+    saga: { warmupSagas: warm.confirmed, confirmed: counted.confirmed, rejected: counted.rejected, failedCreates: counted.createErrors, unfinished: counted.unfinished, windowMs: Math.round(sagaWindowMs), perSagaByService: perSaga, perSaga: sagaTotal, inBareCalls: inBareCalls(sagaTotal.all), perSagaByServer, perSagaWithServers: withServers },
+    idleByProcess: Object.fromEntries([...idleCounts].map(([name, costs]) => [name, { ...costs, windowMs: Math.round(idleMs) }])),
     getOrder: { ...getOrder, inBareCalls: inBareCalls(getOrder.perCall.all) },
     bareGrpcJs: bare,
   };
@@ -152,13 +170,15 @@ runBenchMain(async (cleanups) => {
       columns,
       ...Object.entries(perSaga).map(([name, costs]) => row(name, costs)),
       row("all services", sagaTotal, `  = ${result.saga.inBareCalls} bare grpc-js calls`),
+      ...Object.entries(perSagaByServer).map(([name, costs]) => row(`${name}-server`, costs)),
+      ...(Object.keys(perSagaByServer).length > 0 ? [row(`services, ${Object.keys(perSagaByServer).join(" and ")}`, withServers)] : []),
       "",
       `instructions per call (${options.callsMs / 1000} s counted after as long uncounted, 16 in flight)`,
       columns,
       row("GetOrder, cached", getOrder.perCall, `  = ${result.getOrder.inBareCalls} bare grpc-js calls (${getOrder.calls} calls)`),
       row("bare grpc-js Health/Check", bare.perCall, `  (${bare.calls} calls)`),
       "",
-      "program: what neither V8's garbage collector nor its compilers ran (JavaScript, V8's builtins and runtime, Node, libuv)",
+      "program: what neither V8's garbage collector nor its compilers ran (JavaScript, V8's builtins and runtime, Node, libuv); all of nats-server's and redis-server's",
       "",
     ].join("\n"),
   );

@@ -3,7 +3,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import pg from "pg";
 import { dropDatabase, ensureDatabase, withDatabase } from "../tools/databases.js";
-import { ensureInfra, infraUrlsFromEnv, type RunningInfra, startPrivate } from "../tools/infra.js";
+import { ensureInfra, infraUrlsFromEnv, type PrivateRunner, type RunningInfra, startPrivate } from "../tools/infra.js";
 import { InfraError } from "../tools/infra-error.js";
 import type { MemoryCgroupUsage } from "../tools/memory-cgroup.js";
 import { describeExit, LogBuffer, repoRoot, serviceTable, System } from "../tools/system.js";
@@ -39,16 +39,19 @@ export interface Endpoints {
   databaseUrl: string;
   natsUrl: string;
   pids: Map<string, number | undefined>;
+  /** The private NATS's and Redis's processes, where the bench started its own. */
+  infraPids: Map<"nats" | "redis", number | undefined>;
   /** What a service's memory cgroup was charged (--pod-memory); undefined when it runs in none. */
   memoryCgroup(service: string): MemoryCgroupUsage | undefined;
   stop(): Promise<void>;
   logs: LogBuffer | undefined;
 }
 
-/** What the services run under (`commandPrefix`, e.g. valgrind), and how long each may take to serve. */
+/** What the services run under (`commandPrefix`, e.g. valgrind), and how long each may take to serve; the same for the private NATS and Redis. */
 export interface ServiceRunner {
   commandPrefix: string[];
   readyTimeoutMs: number;
+  infra?: (name: "nats" | "redis") => PrivateRunner;
 }
 
 /**
@@ -73,6 +76,7 @@ export async function bringUp(options: BenchOptions, cleanups: (() => Promise<vo
       databaseUrl: options.databaseUrl ?? "",
       natsUrl: options.natsUrl ?? "",
       pids,
+      infraPids: new Map(),
       memoryCgroup: () => undefined,
       stop: async () => undefined,
       logs: undefined,
@@ -94,7 +98,7 @@ export async function bringUp(options: BenchOptions, cleanups: (() => Promise<vo
   cleanups.push(async () => rmSync(dataDir, { recursive: true, force: true }));
   let natsUrl = urls.natsUrl;
   let redisUrl = urls.redisUrl;
-  const [nats, redis] = await Promise.all([startPrivate("nats", dataDir), startPrivate("redis", dataDir)]);
+  const [nats, redis] = await Promise.all([startPrivate("nats", dataDir, runner.infra?.("nats")), startPrivate("redis", dataDir, runner.infra?.("redis"))]);
   if (nats) {
     natsUrl = nats.url;
     cleanups.push(() => nats.stop());
@@ -149,6 +153,10 @@ export async function bringUp(options: BenchOptions, cleanups: (() => Promise<vo
     databaseUrl,
     natsUrl,
     pids: new Map(system.services.map((s) => [s.name, s.pid])),
+    infraPids: new Map([
+      ["nats", nats?.pid],
+      ["redis", redis?.pid],
+    ]),
     memoryCgroup: (service) => (system.names.includes(service) ? system.memoryCgroupUsage(service) : undefined),
     stop: () => system.stop(),
     logs,

@@ -1,6 +1,6 @@
 import { spawn } from "node:child_process";
 import { createHash } from "node:crypto";
-import { chmodSync, existsSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { chmodSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { createInterface } from "node:readline";
@@ -151,5 +151,23 @@ setInterval(() => undefined, 60_000);
     expect(await isReachable({ host: "127.0.0.1", port })).toBe(true);
     await nats?.stop();
     expect(await isReachable({ host: "127.0.0.1", port })).toBe(false);
+  });
+
+  it.skipIf(!findBinary("redis-server"))("runs a private Redis under the program it is given, with its environment, and knows the server's pid", async () => {
+    const marker = join(dataDir, "under-runner");
+    // A runner that notes what it runs and with what environment, then becomes the server (same pid).
+    const runner = { commandPrefix: ["/bin/sh", "-c", `echo "$ORDERFLOW_RUNNER_TEST $0" > ${marker} && exec "$0" "$@"`], env: { ORDERFLOW_RUNNER_TEST: "runner-env" }, startTimeoutMs: 20_000 };
+    const redis = await startPrivate("redis", dataDir, runner);
+    if (!redis) throw new Error("no redis");
+    try {
+      expect(readFileSync(marker, "utf8").trim()).toBe(`runner-env ${findBinary("redis-server")}`);
+      expect(readFileSync(`/proc/${redis.pid}/comm`, "utf8").trim()).toBe("redis-server");
+    } finally {
+      await redis.stop();
+    }
+  });
+
+  it.skipIf(!findPostgresBin())("refuses to run a private Postgres under another program", async () => {
+    await expect(startPrivate("postgres", dataDir, { commandPrefix: ["valgrind"], startTimeoutMs: 1_000 })).rejects.toThrow(/under no other program/);
   });
 });

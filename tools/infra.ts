@@ -11,6 +11,7 @@ import { findBinary, findPostgresBin } from "./binaries.js";
 import { databaseName, ensureDatabase } from "./databases.js";
 import { InfraError } from "./infra-error.js";
 import { type Endpoint, freePort, isReachable } from "./ports.js";
+import { runUnder } from "./run-under.js";
 import { stopWithParent } from "./stop-with-parent.js";
 
 export interface InfraUrls {
@@ -77,6 +78,8 @@ export interface RunningInfra {
 
 interface Started {
   name: InfraName;
+  /** The server's own process, where it is our child (Redis, NATS). */
+  pid?: number;
   /** Where its data went, when that is not where it was asked for (a Postgres under /tmp). */
   movedDataDir?: string;
   stop(): Promise<void>;
@@ -111,7 +114,7 @@ export async function ensureInfra(options: InfraOptions): Promise<RunningInfra> 
       variable: "REDIS_URL",
       url: options.urls.redisUrl,
       endpoint: endpointOf(options.urls.redisUrl, defaultPorts.redis),
-      start: () => startRedis(endpointOf(options.urls.redisUrl, defaultPorts.redis), options.dataDir, timeout, options.searchPath, ownGroup),
+      start: () => startRedis(endpointOf(options.urls.redisUrl, defaultPorts.redis), options.dataDir, timeout, options.searchPath, { ownGroup }),
     },
     {
       name: "nats",
@@ -119,7 +122,7 @@ export async function ensureInfra(options: InfraOptions): Promise<RunningInfra> 
       variable: "NATS_URL",
       url: options.urls.natsUrl,
       endpoint: endpointOf(options.urls.natsUrl, defaultPorts.nats),
-      start: () => startNats(endpointOf(options.urls.natsUrl, defaultPorts.nats), options.dataDir, timeout, options.searchPath, ownGroup),
+      start: () => startNats(endpointOf(options.urls.natsUrl, defaultPorts.nats), options.dataDir, timeout, options.searchPath, { ownGroup }),
     },
   ];
 
@@ -324,18 +327,21 @@ async function startPostgres(endpoint: Endpoint, dataDir: string, timeoutMs: num
 
 // ---------------------------------------------------------------- redis and nats
 
-/** Starts a server as our child (in its own process group unless told otherwise), logging to a file. */
-async function startDaemon(
-  name: InfraName,
-  program: string,
-  args: string[],
-  endpoint: Endpoint,
-  logFile: string,
-  timeoutMs: number,
-  ownGroup: boolean,
-): Promise<Started> {
+/**
+ * How a server that is our child runs: in a process group of its own or the caller's, and
+ * optionally under another program (valgrind) with more environment.
+ */
+interface DaemonLaunch {
+  ownGroup: boolean;
+  commandPrefix?: readonly string[];
+  env?: Readonly<Record<string, string>>;
+}
+
+/** Starts a server as our child, logging to a file. */
+async function startDaemon(name: InfraName, program: string, serverArgs: string[], endpoint: Endpoint, logFile: string, timeoutMs: number, launch: DaemonLaunch): Promise<Started> {
+  const { command, args } = runUnder(launch.commandPrefix ?? [], program, serverArgs);
   const fd = openSync(logFile, "a");
-  const child: ChildProcess = spawn(program, args, { detached: ownGroup, stdio: ["ignore", fd, fd] });
+  const child: ChildProcess = spawn(command, args, { detached: launch.ownGroup, stdio: ["ignore", fd, fd], ...(launch.env ? { env: { ...process.env, ...launch.env } } : {}) });
   closeSync(fd);
   let exitReason: string | undefined;
   const exited = new Promise<void>((resolve) => {
@@ -361,6 +367,7 @@ async function startDaemon(
   child.once("exit", () => cancelWatch());
   return {
     name,
+    ...(child.pid === undefined ? {} : { pid: child.pid }),
     stop: async () => {
       cancelWatch();
       if (!running()) return;
@@ -376,7 +383,7 @@ async function startDaemon(
   };
 }
 
-async function startRedis(endpoint: Endpoint, dataDir: string, timeoutMs: number, search?: string[], ownGroup = true): Promise<Started> {
+async function startRedis(endpoint: Endpoint, dataDir: string, timeoutMs: number, search: string[] | undefined, launch: DaemonLaunch): Promise<Started> {
   const program = findBinary("redis-server", search);
   if (!program) {
     throw new InfraError(
@@ -387,10 +394,10 @@ async function startRedis(endpoint: Endpoint, dataDir: string, timeoutMs: number
   mkdirSync(dir, { recursive: true });
   const bind = endpoint.host === "localhost" ? "127.0.0.1" : endpoint.host;
   const args = ["--port", String(endpoint.port), "--bind", bind, "--save", "", "--appendonly", "no", "--dir", dir, "--daemonize", "no"];
-  return startDaemon("redis", program, args, endpoint, join(dataDir, `redis-${endpoint.port}.log`), timeoutMs, ownGroup);
+  return startDaemon("redis", program, args, endpoint, join(dataDir, `redis-${endpoint.port}.log`), timeoutMs, launch);
 }
 
-async function startNats(endpoint: Endpoint, dataDir: string, timeoutMs: number, search?: string[], ownGroup = true): Promise<Started> {
+async function startNats(endpoint: Endpoint, dataDir: string, timeoutMs: number, search: string[] | undefined, launch: DaemonLaunch): Promise<Started> {
   const program = findBinary("nats-server", search);
   if (!program) {
     throw new InfraError(
@@ -401,7 +408,7 @@ async function startNats(endpoint: Endpoint, dataDir: string, timeoutMs: number,
   mkdirSync(dir, { recursive: true });
   const bind = endpoint.host === "localhost" ? "127.0.0.1" : endpoint.host;
   const args = ["-js", "-sd", dir, "-a", bind, "-p", String(endpoint.port)];
-  return startDaemon("nats", program, args, endpoint, join(dataDir, `nats-${endpoint.port}.log`), timeoutMs, ownGroup);
+  return startDaemon("nats", program, args, endpoint, join(dataDir, `nats-${endpoint.port}.log`), timeoutMs, launch);
 }
 
 /**
@@ -411,32 +418,60 @@ async function startNats(endpoint: Endpoint, dataDir: string, timeoutMs: number,
  */
 export interface PrivateServer {
   url: string;
+  /** The server's process (Redis, NATS; not Postgres, which pg_ctl starts), as it is after any restart. */
+  readonly pid: number | undefined;
   stop(): Promise<void>;
   /** Stops the server and starts it again on the same port with the same data (fault tests). */
   restart(downMs?: number): Promise<void>;
 }
 
+/** A private Redis or NATS run under another program (valgrind), with more environment and longer to start. */
+export interface PrivateRunner {
+  commandPrefix: readonly string[];
+  env?: Readonly<Record<string, string>>;
+  startTimeoutMs: number;
+}
+
 /** How to run each server privately: whether it is installed, how to start it, its URL. */
-const privateServers: Record<InfraName, { installed: () => boolean; start: (endpoint: Endpoint, dir: string) => Promise<Started>; url: (port: number) => string }> = {
+const privateServers: Record<InfraName, { installed: () => boolean; start: (endpoint: Endpoint, dir: string, runner?: PrivateRunner) => Promise<Started>; url: (port: number) => string }> = {
   // Redis and NATS in the caller's process group: a Ctrl-C of the tests or the bench stops them with it.
-  redis: { installed: () => findBinary("redis-server") !== undefined, start: (endpoint, dir) => startRedis(endpoint, dir, 20_000, undefined, false), url: (port) => `redis://127.0.0.1:${port}` },
-  nats: { installed: () => findBinary("nats-server") !== undefined, start: (endpoint, dir) => startNats(endpoint, dir, 20_000, undefined, false), url: (port) => `nats://127.0.0.1:${port}` },
-  postgres: { installed: () => findPostgresBin() !== undefined, start: (endpoint, dir) => startPostgres(endpoint, dir, 30_000), url: (port) => `postgres://postgres@127.0.0.1:${port}/postgres` },
+  redis: {
+    installed: () => findBinary("redis-server") !== undefined,
+    start: (endpoint, dir, runner) => startRedis(endpoint, dir, runner?.startTimeoutMs ?? 20_000, undefined, { ownGroup: false, ...runner }),
+    url: (port) => `redis://127.0.0.1:${port}`,
+  },
+  nats: {
+    installed: () => findBinary("nats-server") !== undefined,
+    start: (endpoint, dir, runner) => startNats(endpoint, dir, runner?.startTimeoutMs ?? 20_000, undefined, { ownGroup: false, ...runner }),
+    url: (port) => `nats://127.0.0.1:${port}`,
+  },
+  postgres: {
+    installed: () => findPostgresBin() !== undefined,
+    start: (endpoint, dir, runner) => {
+      // pg_ctl starts the server, and valgrind's control does not reach the backends it forks.
+      if (runner) throw new Error("a private Postgres runs as pg_ctl starts it, under no other program");
+      return startPostgres(endpoint, dir, 30_000);
+    },
+    url: (port) => `postgres://postgres@127.0.0.1:${port}/postgres`,
+  },
 };
 
-export async function startPrivate(name: InfraName, dataDir: string): Promise<PrivateServer | undefined> {
+export async function startPrivate(name: InfraName, dataDir: string, runner?: PrivateRunner): Promise<PrivateServer | undefined> {
   const server = privateServers[name];
   if (!server.installed()) return undefined;
   const port = await freePort();
   const endpoint = { host: "127.0.0.1", port };
   const dir = join(dataDir, `${name}-${port}`);
   mkdirSync(dir, { recursive: true });
-  const launch = () => server.start(endpoint, dir);
+  const launch = () => server.start(endpoint, dir, runner);
   let started = await launch();
   const onExit = () => started.kill();
   process.once("exit", onExit);
   return {
     url: server.url(port),
+    get pid() {
+      return started.pid;
+    },
     stop: async () => {
       await started.stop();
       process.removeListener("exit", onExit);
