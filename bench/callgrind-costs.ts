@@ -7,9 +7,11 @@ export interface Costs {
   total: number;
   gc: number;
   compiler: number;
+  /** V8's full collections (mark-compacts) begun in the window: whether one falls in it moves the collector's count most. */
+  markCompacts: number;
 }
 
-export const noCosts: Costs = { total: 0, gc: 0, compiler: 0 };
+export const noCosts: Costs = { total: 0, gc: 0, compiler: 0, markCompacts: 0 };
 
 /** V8's collector: its heap spaces, marking, scavenging, sweeping, evacuation and their visitors; cppgc. */
 const collector =
@@ -18,11 +20,14 @@ const collector =
 const compilers =
   /v8::internal::(compiler|maglev|turboshaft|baseline|interpreter)::|v8::internal::(Compiler|OptimizingCompileDispatcher|OptimizedCompilationJob|Parser|PreParser|Scanner|Zone|AstValueFactory)\b/;
 
-/** Classifies every function's own (exclusive) instructions in a dump. */
+const markCompact = /v8::internal::MarkCompactCollector::CollectGarbage\(/;
+
+/** Classifies every function's own (exclusive) instructions in a dump, and counts the mark-compacts in it. */
 export function costsOfDump(text: string): Costs {
   const names = new Map<string, string>();
-  const costs: Costs = { total: 0, gc: 0, compiler: 0 };
+  const costs: Costs = { total: 0, gc: 0, compiler: 0, markCompacts: 0 };
   let kind: "gc" | "compiler" | undefined;
+  let callee = "";
   // The cost line after `calls=` is the call's inclusive cost, already counted in the callee.
   let afterCall = false;
   const nameOf = (reference: string): string => {
@@ -37,9 +42,10 @@ export function costsOfDump(text: string): Costs {
       const name = nameOf(line.slice(3));
       kind = collector.test(name) ? "gc" : compilers.test(name) ? "compiler" : undefined;
     } else if (line.startsWith("cfn=")) {
-      nameOf(line.slice(4));
+      callee = nameOf(line.slice(4));
     } else if (line.startsWith("calls=")) {
       afterCall = true;
+      if (markCompact.test(callee)) costs.markCompacts += Number(line.slice(6).split(" ")[0]);
     } else if (/^[\d+\-*]/.test(line)) {
       if (afterCall) {
         afterCall = false;

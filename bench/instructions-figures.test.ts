@@ -32,9 +32,9 @@ describe("sum", () => {
 
 describe("costsPerUnit", () => {
   it("takes the idle process's program work out of the window's program part; the collector's and the compilers' are the window's own, and the parts add up", () => {
-    const window = { total: 10_000_000, gc: 3_000_000, compiler: 2_000_000 };
+    const window = { total: 10_000_000, gc: 3_000_000, compiler: 2_000_000, markCompacts: 1 };
     // 1 s idle: 0.8 M of program work a second (and a collection of 0.2 M); the window is 2 s long.
-    const idle = { total: 1_000_000, gc: 200_000, compiler: 0 };
+    const idle = { total: 1_000_000, gc: 200_000, compiler: 0, markCompacts: 0 };
     expect(costsPerUnit(window, 2_000, idle, 1_000, 10)).toEqual({ all: 840_000, program: 340_000, gc: 300_000, compiler: 200_000 });
   });
 });

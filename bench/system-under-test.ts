@@ -50,6 +50,8 @@ export interface Endpoints {
 /** What the services run under (`commandPrefix`, e.g. valgrind), and how long each may take to serve; the same for the private NATS and Redis. */
 export interface ServiceRunner {
   commandPrefix: string[];
+  /** More flags for the services' node (tools/system.ts). */
+  nodeFlags?: readonly string[];
   readyTimeoutMs: number;
   infra?: (name: "nats" | "redis") => PrivateRunner;
 }
@@ -124,6 +126,7 @@ export async function bringUp(options: BenchOptions, cleanups: (() => Promise<vo
     stopTimeoutMs: 10_000,
     memoryLimitsMb,
     commandPrefix: runner.commandPrefix,
+    ...(runner.nodeFlags ? { nodeFlags: runner.nodeFlags } : {}),
     onUnexpectedExit: (service, code, signal) => log(`${service} stopped unexpectedly (${describeExit({ code, signal })})`),
   });
   // The services' last lines, for looking into errors the bench reports.

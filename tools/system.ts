@@ -120,6 +120,8 @@ export interface SystemOptions {
   memoryLimitsMb?: Record<string, number>;
   /** A program each service runs under, with its arguments: `["valgrind", "--tool=callgrind"]` runs `valgrind --tool=callgrind node …`. */
   commandPrefix?: string[];
+  /** More flags for each service's node, after the ones every service starts with (serviceNodeFlags). */
+  nodeFlags?: readonly string[];
 }
 
 export interface ServiceInfo {
@@ -348,7 +350,7 @@ export class System {
   private async startService(name: string): Promise<void> {
     const state = this.state(name);
     if (isRunning(state.child)) throw new Error(`${name} is already running`);
-    const node = runUnder(this.options.commandPrefix ?? [], this.node, [...serviceNodeFlags, serviceEntry(this.root, state.definition.name)]);
+    const node = runUnder(this.options.commandPrefix ?? [], this.node, [...serviceNodeFlags, ...(this.options.nodeFlags ?? []), serviceEntry(this.root, state.definition.name)]);
     const { command, args } = state.cgroup?.wrap(node.command, node.args) ?? node;
     const child = spawn(command, args, {
       cwd: this.root,

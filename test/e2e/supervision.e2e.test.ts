@@ -5,17 +5,20 @@
  * The orderings real services show only sometimes: tools/supervision.test.ts.
  */
 import { spawn } from "node:child_process";
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { createInterface } from "node:readline";
 import { pathToFileURL } from "node:url";
 import { startPrivate } from "../../tools/infra.js";
+import { serviceNodeFlags } from "../../tools/node-flags.js";
 import { repoRoot } from "../../tools/system.js";
 import { eventually } from "../support/saga-system.js";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { sharedInfra, startTestSystem, type TestSystem } from "../support/system.js";
 
+/** A node flag beyond the services' own, which a restarted service must keep. */
+const extraFlag = "--stack-trace-limit=30";
 const policy = { initialDelayMs: 200, maxDelayMs: 1_000, resetAfterMs: 60_000 };
 const crashes: Array<{ service: string; signal: string | null; restartInMs: number | undefined }> = [];
 const restarts: Array<{ service: string; error: Error | undefined }> = [];
@@ -24,6 +27,7 @@ let sys: TestSystem;
 beforeAll(async () => {
   sys = await startTestSystem({
     services: ["fraud"],
+    nodeFlags: [extraFlag],
     supervision: {
       restart: policy,
       onUnexpectedExit: (service, _code, signal, restartInMs) => crashes.push({ service, signal, restartInMs }),
@@ -43,7 +47,7 @@ function killFromOutside(): number {
 }
 
 describe("a supervised system", () => {
-  it("starts a killed service again, and it serves", async () => {
+  it("starts a killed service again with the same node flags, and it serves", async () => {
     const killed = killFromOutside();
     await eventually(async () => restarts[0], 30_000, "fraud's restart", 50);
     expect(crashes).toEqual([{ service: "fraud", signal: "SIGKILL", restartInMs: 200 }]);
@@ -51,6 +55,8 @@ describe("a supervised system", () => {
     const now = sys.system.info("fraud");
     expect(now.running).toBe(true);
     expect(now.pid).not.toBe(killed);
+    const argv = readFileSync(`/proc/${now.pid}/cmdline`, "utf8").split("\0");
+    expect(argv.slice(1, 1 + serviceNodeFlags.length + 1)).toEqual([...serviceNodeFlags, extraFlag]);
     await sys.system.waitHealthy("fraud");
   }, 60_000);
 

@@ -27,6 +27,8 @@ export interface TestSystemOptions {
   /** A private Postgres on a free port, for tests that restart it (default false; needs initdb and pg_ctl). */
   privatePostgres?: boolean;
   logLevel?: SystemOptions["logLevel"];
+  /** More flags for the services' node, after their own. */
+  nodeFlags?: readonly string[];
   /** Restart crashed services, and hear of crashes and restarts (as npm start does). */
   supervision?: Pick<SystemOptions, "restart" | "onUnexpectedExit" | "onRestarted">;
 }
@@ -115,6 +117,7 @@ export async function startTestSystem(options: TestSystemOptions = {}): Promise<
       env: { SHUTDOWN_GRACE_MS: "2000", ...options.env },
       ...(options.services ? { services: options.services } : {}),
       ...(options.serviceEnv ? { serviceEnv: options.serviceEnv } : {}),
+      ...(options.nodeFlags ? { nodeFlags: options.nodeFlags } : {}),
       ...options.supervision,
     });
     const killOnExit = () => system.killAllNow();
