@@ -22,8 +22,12 @@ export interface EchoServer {
  * memory allocator (tools/allocator.ts) and node flags (tools/node-flags.ts). The others keep
  * Node's defaults.
  */
-export async function startEchoServer(mode: "grpc-js" | "grpc-js-remedied" | "connect", runner: { commandPrefix: string[]; startTimeoutMs: number } = { commandPrefix: [], startTimeoutMs: 15_000 }): Promise<EchoServer> {
-  const before = mode === "grpc-js-remedied" ? [...serviceNodeFlags, "--import", pathToFileURL(join(repoRoot(), "dist", "services", "platform", "no-pretenuring.js")).href] : [];
+export async function startEchoServer(
+  mode: "grpc-js" | "grpc-js-remedied" | "connect",
+  runner: { commandPrefix: string[]; nodeFlags?: readonly string[]; startTimeoutMs: number } = { commandPrefix: [], startTimeoutMs: 15_000 },
+): Promise<EchoServer> {
+  const remedies = mode === "grpc-js-remedied" ? [...serviceNodeFlags, "--import", pathToFileURL(join(repoRoot(), "dist", "services", "platform", "no-pretenuring.js")).href] : [];
+  const before = [...remedies, ...(runner.nodeFlags ?? [])];
   const env = mode === "grpc-js-remedied" ? { ...process.env, ...servicesAllocator(process.env).env } : process.env;
   const { command, args } = runUnder(runner.commandPrefix, process.execPath, [...before, join(repoRoot(), "dist", "bench", "echo-server.js"), mode]);
   const child = spawn(command, args, { env, stdio: ["ignore", "pipe", "inherit"] });

@@ -44,12 +44,17 @@ const servers = ["nats", "redis"] as const;
 /** callgrind fails an assertion on the signals Go's scheduler preempts goroutines with, so nats-server runs without them. */
 const serverEnv: Record<(typeof servers)[number], Record<string, string>> = { nats: { GODEBUG: "asyncpreemptoff=1" }, redis: {} };
 /**
- * The young generation at its bound (the services' --max-semi-space-size) from the start, as
- * it is within seconds at 1,700/s: at 10/s V8 grows it from 1 MiB at its own pace, and its
- * size decides how many scavenges a window holds (in two runs, 112 and 56 in the order
- * service's saga window).
+ * V8's heap as load leaves it, not as 10/s would:
+ * - the young generation at its bound (the services' --max-semi-space-size) from the start, as
+ *   it is within seconds at 1,700/s. At 10/s V8 grows it from 1 MiB at its own pace, and its
+ *   size decides how many scavenges a window holds (112 and 56 in the order service's saga
+ *   window of two runs).
+ * - no memory reducer: at a low allocation rate it starts full collections to shrink the heap
+ *   (one in every service's window, with the young generation fixed), which load never lets
+ *   it do.
+ * The bare grpc-js server the calls are read against runs with them too.
  */
-const nodeFlags = ["--min-semi-space-size=64"];
+const nodeFlags = ["--min-semi-space-size=64", "--no-memory-reducer"];
 
 runBenchMain(async (cleanups) => {
   const root = repoRoot();
@@ -142,7 +147,7 @@ runBenchMain(async (cleanups) => {
   const getOrder = await countCalls(orderCounter, unary("GetOrder warm", order, { call: "getOrder", ids, once: false }), idleOf("order"));
 
   log("bare grpc-js server (Health/Check) under callgrind…");
-  const echo = await startEchoServer("grpc-js", { commandPrefix: callgrindPrefix(join(dumps, "echo")), startTimeoutMs });
+  const echo = await startEchoServer("grpc-js", { commandPrefix: callgrindPrefix(join(dumps, "echo")), nodeFlags, startTimeoutMs });
   let bare: { calls: number; perCall: CostsPerUnit; markCompacts: number };
   try {
     if (echo.pid === undefined) throw new Error("no pid for the bare grpc-js server");
