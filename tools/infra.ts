@@ -432,19 +432,20 @@ export interface PrivateRunner {
   startTimeoutMs: number;
 }
 
+type PrivateStart = (endpoint: Endpoint, dir: string, runner?: PrivateRunner) => Promise<Started>;
+
+/**
+ * A private Redis or NATS: in the caller's process group, so that a Ctrl-C of the tests or
+ * the bench stops it with them, and under the runner's program where one is given.
+ */
+function privateChild(start: typeof startRedis): PrivateStart {
+  return (endpoint, dir, runner) => start(endpoint, dir, runner?.startTimeoutMs ?? 20_000, undefined, { ownGroup: false, ...(runner ? { commandPrefix: runner.commandPrefix } : {}), ...(runner?.env ? { env: runner.env } : {}) });
+}
+
 /** How to run each server privately: whether it is installed, how to start it, its URL. */
-const privateServers: Record<InfraName, { installed: () => boolean; start: (endpoint: Endpoint, dir: string, runner?: PrivateRunner) => Promise<Started>; url: (port: number) => string }> = {
-  // Redis and NATS in the caller's process group: a Ctrl-C of the tests or the bench stops them with it.
-  redis: {
-    installed: () => findBinary("redis-server") !== undefined,
-    start: (endpoint, dir, runner) => startRedis(endpoint, dir, runner?.startTimeoutMs ?? 20_000, undefined, { ownGroup: false, ...runner }),
-    url: (port) => `redis://127.0.0.1:${port}`,
-  },
-  nats: {
-    installed: () => findBinary("nats-server") !== undefined,
-    start: (endpoint, dir, runner) => startNats(endpoint, dir, runner?.startTimeoutMs ?? 20_000, undefined, { ownGroup: false, ...runner }),
-    url: (port) => `nats://127.0.0.1:${port}`,
-  },
+const privateServers: Record<InfraName, { installed: () => boolean; start: PrivateStart; url: (port: number) => string }> = {
+  redis: { installed: () => findBinary("redis-server") !== undefined, start: privateChild(startRedis), url: (port) => `redis://127.0.0.1:${port}` },
+  nats: { installed: () => findBinary("nats-server") !== undefined, start: privateChild(startNats), url: (port) => `nats://127.0.0.1:${port}` },
   postgres: {
     installed: () => findPostgresBin() !== undefined,
     start: (endpoint, dir, runner) => {
