@@ -115,18 +115,29 @@ function outcomes(statuses: Map<string, string>): string {
   return JSON.stringify(counts);
 }
 
+/** The step each held participant answers: an order awaiting it cannot conclude while the participant is frozen. */
+const stepOf: Record<string, string> = { payment: "charge", inventory: "reserve" };
+
 /**
  * Runs `work` with participant `held` frozen (SIGSTOP) once an order waits on it, and thaws it
  * after. On a fast hour a saga concludes within the 10 ms between two orders, so a kill could
- * otherwise find none in flight (the orchestrator's did, once in CI); a saga held up by `held`
- * is mid-flight at the kill however fast the machine runs the others.
+ * otherwise find none in flight (the orchestrator's did, once in CI). The order waited for was
+ * created after the freeze, so its command reached `held` frozen and no reply to it can be on
+ * its way: it is mid-flight at the kill however fast the machine runs the others. (An order
+ * merely in flight at the freeze could conclude on a reply already sent, and did, once, in
+ * the instant between the check and the kill.)
  */
 async function withFrozen<T>(held: string, work: () => Promise<T>): Promise<T> {
   const pid = sys.system.info(held).pid;
-  if (pid === undefined) throw new Error(`${held} is not running`);
+  const step = stepOf[held];
+  if (pid === undefined || step === undefined) throw new Error(`${held} is not a running participant`);
   process.kill(pid, "SIGSTOP");
   try {
-    await eventually(async () => (await ordersInFlight(sys)) > 0, 5_000, `an order waiting on ${held}`, 5);
+    const { rows } = await sys.db.query<{ at: Date }>("SELECT clock_timestamp() AS at");
+    const frozenAt = rows[0]?.at;
+    const waiting = async () =>
+      (await sys.db.query<{ n: number }>("SELECT count(*)::int AS n FROM orders.orders WHERE created_at > $1 AND $2 = ANY (awaiting)", [frozenAt, step])).rows[0]?.n ?? 0;
+    await eventually(async () => (await waiting()) > 0, 5_000, `an order created since ${held} was frozen, waiting on its ${step}`, 5);
     return await work();
   } finally {
     process.kill(pid, "SIGCONT");
